@@ -1,0 +1,401 @@
+package abi
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand"
+	"reflect"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/wasmlet/wasmlet/abi/internal/abipb"
+)
+
+// pair ties each hand-written message to its protoc-generated twin.
+type pair struct {
+	ours   func() Message
+	theirs func() proto.Message
+}
+
+var pairs = []pair{
+	{func() Message { return &Error{} }, func() proto.Message { return &abipb.Error{} }},
+	{func() Message { return &DescribeRequest{} }, func() proto.Message { return &abipb.DescribeRequest{} }},
+	{func() Message { return &Description{} }, func() proto.Message { return &abipb.Description{} }},
+	{func() Message { return &Plugin{} }, func() proto.Message { return &abipb.Plugin{} }},
+	{func() Message { return &ValidateRequest{} }, func() proto.Message { return &abipb.ValidateRequest{} }},
+	{func() Message { return &ValidateResponse{} }, func() proto.Message { return &abipb.ValidateResponse{} }},
+	{func() Message { return &RegisterRequest{} }, func() proto.Message { return &abipb.RegisterRequest{} }},
+	{func() Message { return &RegisterResponse{} }, func() proto.Message { return &abipb.RegisterResponse{} }},
+	{func() Message { return &DeregisterRequest{} }, func() proto.Message { return &abipb.DeregisterRequest{} }},
+	{func() Message { return &DeregisterResponse{} }, func() proto.Message { return &abipb.DeregisterResponse{} }},
+	{func() Message { return &Mount{} }, func() proto.Message { return &abipb.Mount{} }},
+	{func() Message { return &DeviceNode{} }, func() proto.Message { return &abipb.DeviceNode{} }},
+	{func() Message { return &ContainerEdits{} }, func() proto.Message { return &abipb.ContainerEdits{} }},
+	{func() Message { return &Device{} }, func() proto.Message { return &abipb.Device{} }},
+	{func() Message { return &DiscoverRequest{} }, func() proto.Message { return &abipb.DiscoverRequest{} }},
+	{func() Message { return &DiscoverResponse{} }, func() proto.Message { return &abipb.DiscoverResponse{} }},
+	{func() Message { return &AllocateRequest{} }, func() proto.Message { return &abipb.AllocateRequest{} }},
+	{func() Message { return &AllocateResponse{} }, func() proto.Message { return &abipb.AllocateResponse{} }},
+	{func() Message { return &PreferredAllocationRequest{} }, func() proto.Message { return &abipb.PreferredAllocationRequest{} }},
+	{func() Message { return &PreferredAllocationResponse{} }, func() proto.Message { return &abipb.PreferredAllocationResponse{} }},
+	{func() Message { return &PreStartRequest{} }, func() proto.Message { return &abipb.PreStartRequest{} }},
+	{func() Message { return &PreStartResponse{} }, func() proto.Message { return &abipb.PreStartResponse{} }},
+}
+
+// TestSchemaCoversEveryMessage fails when wasmlet_abi.proto gains a message
+// that has no hand-written twin here.
+func TestSchemaCoversEveryMessage(t *testing.T) {
+	have := map[string]bool{}
+	for _, p := range pairs {
+		have[string(p.theirs().ProtoReflect().Descriptor().Name())] = true
+	}
+	msgs := abipb.File_wasmlet_abi_proto.Messages()
+	for i := 0; i < msgs.Len(); i++ {
+		if name := string(msgs.Get(i).Name()); !have[name] {
+			t.Errorf("message %s in wasmlet_abi.proto has no Go twin in package abi", name)
+		}
+	}
+}
+
+// TestAgreesWithProtoc fills each generated message with random values,
+// decodes protoc's encoding with the hand-written codec, checks every field
+// by name, then re-encodes and checks protoc decodes the same message back.
+func TestAgreesWithProtoc(t *testing.T) {
+	rng := rand.New(rand.NewSource(1))
+	for _, p := range pairs {
+		name := p.theirs().ProtoReflect().Descriptor().Name()
+		t.Run(string(name), func(t *testing.T) {
+			for i := 0; i < 200; i++ {
+				want := p.theirs()
+				fill(rng, want.ProtoReflect(), 0)
+				wire, err := proto.Marshal(want)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got := p.ours()
+				if err := got.Unmarshal(wire); err != nil {
+					t.Fatalf("decode protoc bytes: %v", err)
+				}
+				if err := sameFields(want.ProtoReflect(), reflect.ValueOf(got).Elem()); err != nil {
+					t.Fatalf("field mismatch: %v\nprotoc: %v\nours: %+v", err, want, got)
+				}
+				back := p.theirs()
+				if err := proto.Unmarshal(got.AppendTo(nil), back); err != nil {
+					t.Fatalf("protoc cannot decode our bytes: %v", err)
+				}
+				dropEmpty(want.ProtoReflect())
+				dropEmpty(back.ProtoReflect())
+				if !proto.Equal(want, back) {
+					t.Fatalf("round trip changed the message\nwant %v\ngot  %v", want, back)
+				}
+			}
+		})
+	}
+}
+
+// dropEmpty clears singular message fields that are present but empty: the
+// Go types hold Plugin by value, so presence of an empty Plugin is not kept,
+// which proto3 treats as the same message.
+func dropEmpty(m protoreflect.Message) {
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		if fd.Kind() == protoreflect.MessageKind && !fd.IsList() && !fd.IsMap() {
+			dropEmpty(v.Message())
+			if proto.Size(v.Message().Interface()) == 0 {
+				m.Clear(fd)
+			}
+		}
+		return true
+	})
+}
+
+// fill sets every field of m to a random value, recursively.
+func fill(rng *rand.Rand, m protoreflect.Message, depth int) {
+	fields := m.Descriptor().Fields()
+	for i := 0; i < fields.Len(); i++ {
+		fd := fields.Get(i)
+		if rng.Intn(5) == 0 { // leave some fields unset
+			continue
+		}
+		switch {
+		case fd.IsMap():
+			mp := m.Mutable(fd).Map()
+			for j := rng.Intn(4); j > 0; j-- {
+				mp.Set(protoreflect.ValueOfString(randString(rng)).MapKey(), protoreflect.ValueOfString(randString(rng)))
+			}
+		case fd.IsList():
+			l := m.Mutable(fd).List()
+			for j := rng.Intn(4); j > 0; j-- {
+				if fd.Kind() == protoreflect.MessageKind {
+					e := l.NewElement()
+					fill(rng, e.Message(), depth+1)
+					l.Append(e)
+				} else {
+					l.Append(randScalar(rng, fd))
+				}
+			}
+		case fd.Kind() == protoreflect.MessageKind:
+			if depth < 3 {
+				fill(rng, m.Mutable(fd).Message(), depth+1)
+			}
+		default:
+			m.Set(fd, randScalar(rng, fd))
+		}
+	}
+}
+
+func randString(rng *rand.Rand) string {
+	const alphabet = "abcXYZ019./-_ é"
+	var b strings.Builder
+	for n := rng.Intn(12); n > 0; n-- {
+		b.WriteString(string([]rune(alphabet)[rng.Intn(len([]rune(alphabet)))]))
+	}
+	if rng.Intn(10) == 0 { // long values exercise multi-byte lengths
+		b.WriteString(strings.Repeat("x", 200+rng.Intn(20000)))
+	}
+	return b.String()
+}
+
+func randScalar(rng *rand.Rand, fd protoreflect.FieldDescriptor) protoreflect.Value {
+	switch fd.Kind() {
+	case protoreflect.StringKind:
+		return protoreflect.ValueOfString(randString(rng))
+	case protoreflect.BoolKind:
+		return protoreflect.ValueOfBool(rng.Intn(2) == 0)
+	case protoreflect.EnumKind:
+		vals := fd.Enum().Values()
+		return protoreflect.ValueOfEnum(vals.Get(rng.Intn(vals.Len())).Number())
+	case protoreflect.Int32Kind:
+		return protoreflect.ValueOfInt32(int32(rng.Uint32()))
+	case protoreflect.Int64Kind:
+		return protoreflect.ValueOfInt64(int64(rng.Uint64()))
+	case protoreflect.Uint32Kind:
+		return protoreflect.ValueOfUint32(rng.Uint32())
+	}
+	panic(fmt.Sprintf("randScalar: kind %v not used by the schema; teach the test", fd.Kind()))
+}
+
+// sameFields compares a generated message with a hand-written one field by
+// field, matching names case- and underscore-insensitively.
+func sameFields(pm protoreflect.Message, ours reflect.Value) error {
+	fields := pm.Descriptor().Fields()
+	byName := map[string]reflect.Value{}
+	for i := 0; i < ours.NumField(); i++ {
+		byName[strings.ToLower(ours.Type().Field(i).Name)] = ours.Field(i)
+	}
+	if len(byName) != fields.Len() {
+		return fmt.Errorf("%s: schema has %d fields, Go type has %d", pm.Descriptor().Name(), fields.Len(), len(byName))
+	}
+	for i := 0; i < fields.Len(); i++ {
+		fd := fields.Get(i)
+		key := strings.ToLower(strings.ReplaceAll(string(fd.Name()), "_", ""))
+		ov, ok := byName[key]
+		if !ok {
+			return fmt.Errorf("%s.%s has no Go field", pm.Descriptor().Name(), fd.Name())
+		}
+		where := string(pm.Descriptor().Name()) + "." + string(fd.Name())
+		pv := pm.Get(fd)
+		switch {
+		case fd.IsMap():
+			if pv.Map().Len() != ov.Len() {
+				return fmt.Errorf("%s: %d entries, want %d", where, ov.Len(), pv.Map().Len())
+			}
+			var err error
+			pv.Map().Range(func(k protoreflect.MapKey, v protoreflect.Value) bool {
+				got := ov.MapIndex(reflect.ValueOf(k.String()))
+				if !got.IsValid() || got.String() != v.String() {
+					err = fmt.Errorf("%s[%q] = %v, want %q", where, k.String(), got, v.String())
+				}
+				return err == nil
+			})
+			if err != nil {
+				return err
+			}
+		case fd.IsList():
+			l := pv.List()
+			if l.Len() != ov.Len() {
+				return fmt.Errorf("%s: %d elements, want %d", where, ov.Len(), l.Len())
+			}
+			for j := 0; j < l.Len(); j++ {
+				if err := sameValue(where, fd, l.Get(j), ov.Index(j)); err != nil {
+					return err
+				}
+			}
+		default:
+			if fd.Kind() == protoreflect.MessageKind && !pm.Has(fd) {
+				if ov.Kind() == reflect.Pointer && !ov.IsNil() {
+					return fmt.Errorf("%s: set, want unset", where)
+				}
+				continue
+			}
+			if err := sameValue(where, fd, pv, ov); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func sameValue(where string, fd protoreflect.FieldDescriptor, pv protoreflect.Value, ov reflect.Value) error {
+	if ov.Kind() == reflect.Pointer {
+		if ov.IsNil() {
+			return fmt.Errorf("%s: nil, want a message", where)
+		}
+		ov = ov.Elem()
+	}
+	var same bool
+	switch fd.Kind() {
+	case protoreflect.MessageKind:
+		return sameFields(pv.Message(), ov)
+	case protoreflect.StringKind:
+		same = ov.String() == pv.String()
+	case protoreflect.BoolKind:
+		same = ov.Bool() == pv.Bool()
+	case protoreflect.EnumKind:
+		same = ov.Int() == int64(pv.Enum())
+	case protoreflect.Int32Kind, protoreflect.Int64Kind:
+		same = ov.Int() == pv.Int()
+	case protoreflect.Uint32Kind:
+		same = ov.Uint() == pv.Uint()
+	default:
+		return fmt.Errorf("%s: kind %v not handled by the test", where, fd.Kind())
+	}
+	if !same {
+		return fmt.Errorf("%s = %v, want %v", where, ov, pv)
+	}
+	return nil
+}
+
+func TestUnknownFieldsAreSkipped(t *testing.T) {
+	var b []byte
+	b = appendString(b, 100, "future")
+	b = appendUint(b, 101, 7)
+	b = append(appendTag(b, 102, wireFixed64), 1, 2, 3, 4, 5, 6, 7, 8)
+	b = append(appendTag(b, 103, wireFixed32), 1, 2, 3, 4)
+	b = appendString(b, 2, "nic")
+	var d Description
+	if err := d.Unmarshal(b); err != nil {
+		t.Fatal(err)
+	}
+	if d.Name != "nic" {
+		t.Fatalf("Name = %q", d.Name)
+	}
+}
+
+func TestMalformedInputIsAnError(t *testing.T) {
+	cases := map[string][]byte{
+		"truncated varint":   {0x08, 0x80},
+		"truncated length":   {0x12, 0x05, 'a'},
+		"field zero":         {0x00, 0x01},
+		"group wire type":    {0x0b},
+		"overlong varint":    {0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02},
+		"wrong type for str": {0x10, 0x01}, // field 2 (name) as varint
+	}
+	for name, in := range cases {
+		var d Description
+		err := d.Unmarshal(in)
+		if err == nil {
+			t.Errorf("%s: no error", name)
+			continue
+		}
+		if !strings.Contains(err.Error(), "Description") {
+			t.Errorf("%s: error %q does not name the message", name, err)
+		}
+	}
+}
+
+func TestPackResult(t *testing.T) {
+	for _, c := range []struct {
+		ptr, n uint32
+		isErr  bool
+	}{{0, 0, false}, {1, 2, true}, {0xffffffff, MaxLen, true}, {65536, 100, false}} {
+		p, n, e := UnpackResult(PackResult(c.ptr, c.n, c.isErr))
+		if p != c.ptr || n != c.n || e != c.isErr {
+			t.Errorf("round trip of %+v gave %d %d %v", c, p, n, e)
+		}
+	}
+}
+
+func TestEncodingIsDeterministic(t *testing.T) {
+	m := &RegisterResponse{Attributes: map[string]string{"b": "2", "a": "1", "c": "3"}}
+	first := m.AppendTo(nil)
+	for i := 0; i < 20; i++ {
+		if !bytes.Equal(first, m.AppendTo(nil)) {
+			t.Fatal("map encoding depends on iteration order")
+		}
+	}
+}
+
+// FuzzDecode feeds arbitrary bytes to every decoder: none may panic, and
+// whatever decodes must re-encode to bytes that decode to the same value.
+func FuzzDecode(f *testing.F) {
+	f.Add(uint8(0), []byte{})
+	f.Add(uint8(13), (&Device{ID: "d0", NUMANodes: []int64{0, 1}, Attributes: map[string]string{"k": "v"},
+		Edits: &ContainerEdits{DeviceNodes: []DeviceNode{{HostPath: "/dev/null"}}}}).AppendTo(nil))
+	f.Add(uint8(2), (&Description{Kind: KindDeviceSource, Resource: "example.com/x", Operations: []string{"discover"}}).AppendTo(nil))
+	f.Add(uint8(17), (&AllocateResponse{Envs: map[string]string{"A": "1"}, CDIDevices: []string{"a.com/b=c"}}).AppendTo(nil))
+	f.Fuzz(func(t *testing.T, which uint8, in []byte) {
+		p := pairs[int(which)%len(pairs)]
+		m := p.ours()
+		if err := m.Unmarshal(in); err != nil {
+			return
+		}
+		again := p.ours()
+		if err := again.Unmarshal(m.AppendTo(nil)); err != nil {
+			t.Fatalf("re-encoded message does not decode: %v", err)
+		}
+		if !reflect.DeepEqual(normalize(m), normalize(again)) {
+			t.Fatalf("re-encoding changed the message:\n%+v\n%+v", m, again)
+		}
+	})
+}
+
+// normalize maps empty-but-allocated containers to nil, which proto3 does not
+// distinguish on the wire.
+func normalize(m Message) Message {
+	var walk func(v reflect.Value)
+	walk = func(v reflect.Value) {
+		switch v.Kind() {
+		case reflect.Pointer:
+			if !v.IsNil() {
+				walk(v.Elem())
+			}
+		case reflect.Struct:
+			for i := 0; i < v.NumField(); i++ {
+				walk(v.Field(i))
+			}
+		case reflect.Slice:
+			if v.Len() == 0 {
+				v.Set(reflect.Zero(v.Type()))
+				return
+			}
+			for i := 0; i < v.Len(); i++ {
+				walk(v.Index(i))
+			}
+		case reflect.Map:
+			if v.Len() == 0 {
+				v.Set(reflect.Zero(v.Type()))
+			}
+		}
+	}
+	walk(reflect.ValueOf(m))
+	return m
+}
+
+func BenchmarkEncodeDecodeAllocate(b *testing.B) {
+	req := &AllocateRequest{DeviceIDs: []string{"0000:00:1f.6", "0000:00:02.0"}, Workload: "pod-0123/container"}
+	resp := &AllocateResponse{Envs: map[string]string{"NIC": "0000:00:1f.6"},
+		DeviceNodes: []DeviceNode{{ContainerPath: "/dev/nic0", HostPath: "/dev/nic0", Permissions: "rw"}}}
+	var buf []byte
+	var r AllocateResponse
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = req.AppendTo(buf[:0])
+		buf = resp.AppendTo(buf[:0])
+		if err := r.Unmarshal(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,300 @@
+package module
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/wasmlet/wasmlet/abi"
+)
+
+// Operation indexes, so that an instance keeps its exports in an array.
+const (
+	opDescribe = iota
+	opValidate
+	opRegister
+	opDeregister
+	opDiscover
+	opAllocate
+	opPreferredAllocation
+	opPreStart
+	numOps
+)
+
+var opNames = [numOps]abi.Op{abi.OpDescribe, abi.OpValidate, abi.OpRegister, abi.OpDeregister,
+	abi.OpDiscover, abi.OpAllocate, abi.OpPreferredAllocation, abi.OpPreStart}
+
+func opIndex(op abi.Op) (int, bool) {
+	for i, o := range opNames {
+		if o == op {
+			return i, true
+		}
+	}
+	return 0, false
+}
+
+// minRequestBuffer is the smallest buffer the host asks a module for, so that
+// most calls reuse the first one and cost a single guest call.
+const minRequestBuffer = 1024
+
+// instance is one instantiation of a module. It is used by one goroutine at a
+// time (the pool hands it out), and thrown away after any fault.
+//
+// Deadlines: the module is compiled with close-on-context-done, so its loops
+// check whether the instance was closed. Each instance owns one cancelable
+// context for its whole life and one reusable timer whose function cancels
+// it. A call arms the timer and disarms it afterwards: no context, timer or
+// goroutine is created per call by the host. If the timer fires, wazero
+// interrupts the guest at its next loop or call, and the instance, whose
+// context is now canceled, is discarded.
+type instance struct {
+	m      *Module
+	mod    api.Module
+	mem    api.Memory
+	alloc  api.Function
+	fns    [numOps]api.Function
+	ctx    context.Context
+	cancel context.CancelFunc
+	timer  *time.Timer
+	fired  atomic.Bool
+	stack  []uint64
+
+	bufPtr, bufCap uint32 // the request buffer last returned by wasmlet_alloc
+	scratch        []byte // encoding buffer for requests
+
+	stdout, stderr *streamWriter
+	calls          uint64
+}
+
+// newInstance instantiates the module and runs _initialize, then checks the
+// ABI version. It does not call describe.
+func (m *Module) newInstance() (*instance, error) {
+	in := &instance{m: m, stack: make([]uint64, 2)}
+	in.ctx, in.cancel = context.WithCancel(context.Background())
+	in.timer = time.AfterFunc(time.Hour, func() {
+		in.fired.Store(true)
+		in.cancel()
+	})
+	in.timer.Stop()
+	in.stdout = &streamWriter{sink: m.sink, level: hclog.Info, stream: "stdout"}
+	in.stderr = &streamWriter{sink: m.sink, level: hclog.Warn, stream: "stderr"}
+
+	cfg := wazero.NewModuleConfig().
+		WithName("").
+		WithStartFunctions().
+		WithSysWalltime().WithSysNanotime().WithSysNanosleep().
+		WithRandSource(rand.Reader).
+		WithStdout(in.stdout).WithStderr(in.stderr).
+		WithFSConfig(m.mounts.config).
+		// Go guests size their heap from GOMEMLIMIT; without it the guest GC
+		// lets the heap grow to the hard limit and dies there.
+		WithEnv("GOMEMLIMIT", strconv.FormatUint(m.opts.MemoryLimit*3/4, 10))
+
+	in.arm(m.opts.InitTimeout)
+	mod, err := m.rt.InstantiateModule(in.ctx, m.cm, cfg)
+	if !in.disarm() && err == nil {
+		err = errors.New("instantiation overran")
+	}
+	if err != nil {
+		in.cancel()
+		return nil, in.fault(abi.OpDescribe, err, m.opts.InitTimeout)
+	}
+	in.mod = mod
+	in.mem = mod.Memory()
+	in.alloc = mod.ExportedFunction(abi.ExportAlloc)
+	for i, op := range opNames {
+		in.fns[i] = mod.ExportedFunction(op.Export())
+	}
+	if init := mod.ExportedFunction(abi.ExportInitialize); init != nil {
+		if _, err := in.invoke(init, m.opts.InitTimeout); err != nil {
+			in.close()
+			return nil, in.fault(abi.Op("_initialize"), err, m.opts.InitTimeout)
+		}
+	}
+	v, err := in.invoke(mod.ExportedFunction(abi.ExportABIVersion), m.opts.InitTimeout)
+	if err != nil {
+		in.close()
+		return nil, in.fault(abi.Op(abi.ExportABIVersion), err, m.opts.InitTimeout)
+	}
+	if int32(v) != abi.Version {
+		in.close()
+		return nil, errABIVersion(int32(v))
+	}
+	return in, nil
+}
+
+type errABIVersion int32
+
+func (v errABIVersion) Error() string {
+	return fmt.Sprintf("declares ABI version %d; this host speaks version %d", int32(v), abi.Version)
+}
+
+func (in *instance) arm(d time.Duration) {
+	in.fired.Store(false)
+	in.timer.Reset(d)
+}
+
+// disarm stops the deadline timer. It returns false when the timer fired (or
+// is firing): the instance's context is then canceled and it must go.
+func (in *instance) disarm() bool {
+	return in.timer.Stop() && !in.fired.Load()
+}
+
+// invoke calls a function of no parameters under deadline d and returns its
+// first result.
+func (in *instance) invoke(fn api.Function, d time.Duration, params ...uint64) (uint64, error) {
+	in.stack = in.stack[:max(len(params), 1)]
+	copy(in.stack, params)
+	in.arm(d)
+	err := fn.CallWithStack(in.ctx, in.stack)
+	if !in.disarm() && err == nil {
+		// The call returned just as the deadline passed: the answer is good,
+		// the instance is not (its context is canceled).
+		err = errLateTimer
+	}
+	in.calls++
+	return in.stack[0], err
+}
+
+var errLateTimer = errors.New("deadline passed as the call returned")
+
+// request writes req into the module's request buffer, asking the module for
+// a bigger one when needed, and returns its address.
+func (in *instance) request(req []byte, d time.Duration) (uint32, error) {
+	n := uint32(len(req))
+	if in.bufPtr == 0 || n > in.bufCap {
+		size := max(n, minRequestBuffer)
+		ptr, err := in.invoke(in.alloc, d, uint64(size))
+		if err != nil {
+			return 0, err
+		}
+		if uint32(ptr) == 0 {
+			return 0, &hostError{FaultMalformed, fmt.Errorf("%s(%d) returned 0", abi.ExportAlloc, size)}
+		}
+		in.bufPtr, in.bufCap = uint32(ptr), size
+	}
+	if n > 0 && !in.mem.Write(in.bufPtr, req) {
+		return 0, &hostError{FaultMalformed, fmt.Errorf("%s returned address %d, but the request's %d bytes do not fit in the module's %s of memory",
+			abi.ExportAlloc, in.bufPtr, n, formatBytes(uint64(in.mem.Size())))}
+	}
+	return in.bufPtr, nil
+}
+
+// hostError is a fault the host detected itself (the guest returned normally).
+type hostError struct {
+	fault Fault
+	err   error
+}
+
+func (e *hostError) Error() string { return e.err.Error() }
+
+// call runs operation op with the encoded request and decodes the reply into
+// resp. An *abi.Error from the module is returned as is; anything else is a
+// fault and the instance must be discarded.
+func (in *instance) call(op int, req []byte, resp abi.Message, d time.Duration) error {
+	fn := in.fns[op]
+	if fn == nil {
+		return &hostError{FaultBadRequest, fmt.Errorf("module does not export %s", opNames[op].Export())}
+	}
+	deadline := time.Now().Add(d)
+	ptr, err := in.request(req, d)
+	if err != nil {
+		return err
+	}
+	r, err := in.invoke(fn, time.Until(deadline), uint64(ptr), uint64(len(req)))
+	if err != nil {
+		return err
+	}
+	rptr, n, isErr := abi.UnpackResult(r)
+	if n > in.m.opts.MaxReply {
+		return &hostError{FaultOversized, fmt.Errorf("reply of %s exceeds the limit of %s",
+			formatBytes(uint64(n)), formatBytes(uint64(in.m.opts.MaxReply)))}
+	}
+	body, ok := in.mem.Read(rptr, n)
+	if !ok {
+		return &hostError{FaultMalformed, fmt.Errorf("reply at [%d, %d) lies outside the module's %s of memory",
+			rptr, uint64(rptr)+uint64(n), formatBytes(uint64(in.mem.Size())))}
+	}
+	if isErr {
+		var e abi.Error
+		if err := e.Unmarshal(body); err != nil {
+			return &hostError{FaultMalformed, fmt.Errorf("error reply: %w", err)}
+		}
+		return &e
+	}
+	if err := resp.Unmarshal(body); err != nil {
+		return &hostError{FaultMalformed, err}
+	}
+	return nil
+}
+
+// fault turns an error from a call into a CallError, naming the fault.
+func (in *instance) fault(op abi.Op, err error, d time.Duration) *CallError {
+	ce := &CallError{Module: in.m.opts.Name, Op: op, Err: err}
+	var he *hostError
+	var exit *sys.ExitError
+	switch {
+	case errors.As(err, &he):
+		ce.Fault = he.fault
+		return ce
+	case in.fired.Load() || errors.Is(err, errLateTimer):
+		ce.Fault = FaultTimeout
+		ce.Err = fmt.Errorf("did not return within %s and was interrupted", d)
+		return ce
+	case errors.As(err, &exit):
+		switch exit.ExitCode() {
+		case sys.ExitCodeContextCanceled, sys.ExitCodeDeadlineExceeded:
+			ce.Fault, ce.Err = FaultClosed, errors.New("interrupted because the module is being unloaded")
+			return ce
+		}
+		ce.Fault = FaultExit
+		ce.Err = fmt.Errorf("module exited with code %d", exit.ExitCode())
+	default:
+		ce.Fault = FaultTrap
+		ce.Err = errors.New(firstLine(err.Error()))
+	}
+	ce.Detail = in.stderr.lastWords()
+	if in.outOfMemory(ce.Detail) {
+		ce.Fault = FaultMemory
+		ce.Err = fmt.Errorf("ran out of its %s memory limit (%v)", formatBytes(in.m.opts.MemoryLimit), ce.Err)
+	}
+	return ce
+}
+
+// outOfMemory guesses whether a trap came from memory exhaustion: the Go
+// runtime says so on stderr; other guests trap once memory.grow has failed at
+// the limit.
+func (in *instance) outOfMemory(detail string) bool {
+	if strings.Contains(detail, "out of memory") {
+		return true
+	}
+	if in.mem == nil {
+		return false
+	}
+	return uint64(in.mem.Size())+wasmPage > uint64(in.m.opts.memoryPages())*wasmPage
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	return strings.TrimSpace(s)
+}
+
+func (in *instance) close() {
+	in.timer.Stop()
+	in.cancel()
+	if in.mod != nil {
+		in.mod.Close(context.Background())
+	}
+}

@@ -1,0 +1,525 @@
+package module
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+
+	"github.com/wasmlet/wasmlet/abi"
+)
+
+// HostVersion is reported to modules in DescribeRequest.host_version.
+var HostVersion = "dev"
+
+// maxModuleFile bounds the size of a module file the host reads.
+const maxModuleFile = 256 << 20
+
+var wasmMagic = []byte("\x00asm")
+
+// Module is a loaded, validated WebAssembly module and the pool of instances
+// that serve its calls. It is safe for concurrent use.
+type Module struct {
+	opts   Options
+	path   string
+	digest string
+	size   int64
+	desc   abi.Description
+	loaded time.Time
+	timing LoadTiming
+
+	rt      wazero.Runtime
+	cm      wazero.CompiledModule
+	mounts  *mounts
+	sink    *logSink
+	idle    chan *instance
+	slots   chan struct{}
+	exports []string
+
+	mu          sync.Mutex
+	closed      bool
+	active      int
+	drained     chan struct{}
+	live        map[*instance]struct{}
+	calls       uint64
+	faults      uint64
+	consecutive int
+	lastFault   string
+	lastFaultAt time.Time
+	quarantine  string // reason; empty when not quarantined
+	quarantined time.Time
+}
+
+// LoadTiming says where the time of a load went.
+type LoadTiming struct {
+	Read, Compile, Instantiate time.Duration
+}
+
+// Load reads, compiles and validates the module at path and starts its first
+// instance. A module that does not follow the ABI is refused with a
+// *LoadError listing every problem found.
+func Load(ctx context.Context, path string, opts Options) (*Module, error) {
+	opts = opts.withDefaults(path)
+	start := time.Now()
+	bin, err := readModule(path)
+	if err != nil {
+		return nil, &LoadError{Module: opts.Name, Path: path, Problems: []string{err.Error()}}
+	}
+	sum := sha256.Sum256(bin)
+	m := &Module{
+		opts:    opts,
+		path:    path,
+		digest:  hex.EncodeToString(sum[:]),
+		size:    int64(len(bin)),
+		idle:    make(chan *instance, opts.PoolSize),
+		slots:   make(chan struct{}, opts.PoolSize),
+		drained: make(chan struct{}),
+		live:    map[*instance]struct{}{},
+		sink:    newLogSink(opts),
+	}
+	m.timing.Read = time.Since(start)
+	refuse := func(problems ...string) (*Module, error) {
+		m.release(ctx)
+		return nil, &LoadError{Module: opts.Name, Path: path, Problems: problems}
+	}
+	if m.mounts, err = openMounts(opts.Mounts); err != nil {
+		return refuse(err.Error())
+	}
+	if err := m.compile(ctx, bin); err != nil {
+		return refuse(err.Error())
+	}
+	problems := append(checkExports(m.cm), checkImports(m.cm, m.provided())...)
+	if len(problems) > 0 {
+		return refuse(problems...)
+	}
+	for name := range m.cm.ExportedFunctions() {
+		m.exports = append(m.exports, name)
+	}
+	start = time.Now()
+	in, err := m.newInstance()
+	if err != nil {
+		return refuse(initProblem(err))
+	}
+	m.slots <- struct{}{}
+	m.live[in] = struct{}{}
+	m.desc, err = in.describe()
+	if err != nil {
+		in.close()
+		return refuse(initProblem(err))
+	}
+	if problems := checkDescription(&m.desc, m.cm.ExportedFunctions()); len(problems) > 0 {
+		in.close()
+		return refuse(problems...)
+	}
+	m.timing.Instantiate = time.Since(start)
+	m.loaded = time.Now()
+	m.idle <- in
+	opts.Observer.Instances(opts.Name, 1)
+	opts.Logger.Debug("module loaded", "kind", m.desc.Kind.String(), "serves", m.Serves(),
+		"compile", m.timing.Compile, "instantiate", m.timing.Instantiate)
+	return m, nil
+}
+
+func initProblem(err error) string {
+	var ce *CallError
+	if errors.As(err, &ce) {
+		msg := "starting an instance failed: " + string(ce.Op) + ": "
+		if ce.Fault != "" {
+			msg += string(ce.Fault) + ": "
+		}
+		msg += ce.Err.Error()
+		if ce.Detail != "" {
+			msg += " (module stderr: " + ce.Detail + ")"
+		}
+		return msg
+	}
+	return err.Error()
+}
+
+func readModule(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("not a regular file (%s)", fi.Mode().Type())
+	}
+	if fi.Size() > maxModuleFile {
+		return nil, fmt.Errorf("file of %s exceeds the %s limit for modules", formatBytes(uint64(fi.Size())), formatBytes(maxModuleFile))
+	}
+	bin := make([]byte, fi.Size())
+	if _, err := f.ReadAt(bin, 0); err != nil {
+		return nil, err
+	}
+	if !bytes.HasPrefix(bin, wasmMagic) {
+		head := bin[:min(len(bin), 4)]
+		return nil, fmt.Errorf("not a WebAssembly module: the file starts with %q, not \"\\0asm\"", head)
+	}
+	return bin, nil
+}
+
+// compile sets up the module's own runtime (memory limit, interruption,
+// compilation cache), the host modules, and compiles the binary.
+func (m *Module) compile(ctx context.Context, bin []byte) error {
+	cfg := wazero.NewRuntimeConfigCompiler().
+		WithCloseOnContextDone(true).
+		WithMemoryLimitPages(m.opts.memoryPages())
+	if m.opts.Cache != nil {
+		cfg = cfg.WithCompilationCache(m.opts.Cache.cache)
+	}
+	m.rt = wazero.NewRuntimeWithConfig(ctx, cfg)
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, m.rt); err != nil {
+		return fmt.Errorf("WASI: %w", err)
+	}
+	if err := hostImports(ctx, m.rt, m.sink, copyMap(m.opts.Config)); err != nil {
+		return fmt.Errorf("host imports: %w", err)
+	}
+	start := time.Now()
+	cctx := experimental.WithCompilationWorkers(ctx, runtime.GOMAXPROCS(0))
+	cm, err := m.rt.CompileModule(cctx, bin)
+	if err != nil {
+		return fmt.Errorf("does not compile: %w", err)
+	}
+	m.cm = cm
+	m.timing.Compile = time.Since(start)
+	return nil
+}
+
+// provided lists the functions the host offers to imports, by module.
+func (m *Module) provided() map[string]map[string]api.FunctionDefinition {
+	out := map[string]map[string]api.FunctionDefinition{}
+	for _, name := range []string{wasi_snapshot_preview1.ModuleName, abi.ImportModule} {
+		if mod := m.rt.Module(name); mod != nil {
+			out[name] = mod.ExportedFunctionDefinitions()
+		}
+	}
+	return out
+}
+
+func copyMap(in map[string]string) map[string]string {
+	out := make(map[string]string, len(in))
+	for k, v := range in {
+		out[k] = v
+	}
+	return out
+}
+
+func (in *instance) describe() (abi.Description, error) {
+	req := &abi.DescribeRequest{HostABIVersion: abi.Version, HostVersion: HostVersion, ModuleName: in.m.opts.Name}
+	var d abi.Description
+	in.scratch = req.AppendTo(in.scratch[:0])
+	err := in.call(opDescribe, in.scratch, &d, in.m.opts.InitTimeout)
+	if err != nil {
+		var ae *abi.Error
+		if errors.As(err, &ae) {
+			return d, &CallError{Module: in.m.opts.Name, Op: abi.OpDescribe, Err: ae}
+		}
+		return d, in.fault(abi.OpDescribe, err, in.m.opts.InitTimeout)
+	}
+	return d, nil
+}
+
+// Name is the name the module is known by.
+func (m *Module) Name() string { return m.opts.Name }
+
+// Path is the file the module was loaded from.
+func (m *Module) Path() string { return m.path }
+
+// Digest is the hex SHA-256 of the module file as loaded.
+func (m *Module) Digest() string { return m.digest }
+
+// Description is what the module said about itself at load time.
+func (m *Module) Description() abi.Description { return m.desc }
+
+// Serves is the plugin type (handlers) or resource (device sources) the
+// module serves.
+func (m *Module) Serves() string {
+	if m.desc.Kind == abi.KindHandler {
+		return m.desc.PluginType
+	}
+	return m.desc.Resource
+}
+
+// Implements reports whether the module declared operation op.
+func (m *Module) Implements(op abi.Op) bool { return m.desc.Implements(string(op)) }
+
+// Options are the sandbox settings the module runs with, defaults filled in.
+func (m *Module) Options() Options { return m.opts }
+
+// Call runs operation op: it encodes req, calls the module in a free
+// instance (starting one if the pool allows), and decodes the reply into
+// resp. The error, if any, is a *CallError naming the module and operation.
+func (m *Module) Call(ctx context.Context, op abi.Op, req, resp abi.Message) error {
+	idx, ok := opIndex(op)
+	if !ok || (op != abi.OpDescribe && !m.Implements(op)) {
+		return &CallError{Module: m.opts.Name, Op: op, Fault: FaultBadRequest,
+			Err: fmt.Errorf("the module does not implement %q", op)}
+	}
+	if err := m.enter(op); err != nil {
+		return err
+	}
+	defer m.exit()
+	in, err := m.get(ctx, op)
+	if err != nil {
+		return err
+	}
+	d := m.opts.CallTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		if left := time.Until(dl); left < d {
+			d = left
+		}
+	}
+	start := time.Now()
+	in.scratch = req.AppendTo(in.scratch[:0])
+	err = in.call(idx, in.scratch, resp, d)
+	var ae *abi.Error
+	if err == nil || errors.As(err, &ae) {
+		m.opts.Observer.Call(m.opts.Name, string(op), time.Since(start), "")
+		m.succeeded()
+		m.put(in, false)
+		if ae != nil {
+			return &CallError{Module: m.opts.Name, Op: op, Err: ae}
+		}
+		return nil
+	}
+	ce := in.fault(op, err, d)
+	m.opts.Observer.Call(m.opts.Name, string(op), time.Since(start), ce.Fault)
+	m.put(in, true)
+	m.failed(ce)
+	return ce
+}
+
+// enter admits a call unless the module is closed or quarantined.
+func (m *Module) enter(op abi.Op) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch {
+	case m.closed:
+		return &CallError{Module: m.opts.Name, Op: op, Fault: FaultClosed, Err: errors.New("module is unloaded")}
+	case m.quarantine != "":
+		return &CallError{Module: m.opts.Name, Op: op, Fault: FaultQuarantined, Err: errors.New(m.quarantine)}
+	}
+	m.active++
+	m.calls++
+	return nil
+}
+
+func (m *Module) exit() {
+	m.mu.Lock()
+	m.active--
+	if m.active == 0 && m.closed {
+		close(m.drained)
+	}
+	m.mu.Unlock()
+}
+
+// get takes an idle instance, or starts a new one if the pool has room, or
+// waits for one to come back.
+func (m *Module) get(ctx context.Context, op abi.Op) (*instance, error) {
+	select {
+	case in := <-m.idle:
+		return in, nil
+	default:
+	}
+	select {
+	case in := <-m.idle:
+		return in, nil
+	case m.slots <- struct{}{}:
+		in, err := m.newInstance()
+		if err != nil {
+			<-m.slots
+			ce, ok := err.(*CallError)
+			if !ok {
+				ce = &CallError{Module: m.opts.Name, Op: op, Err: err}
+			}
+			ce.Op, ce.Fault = op, FaultInit
+			m.failed(ce)
+			return nil, ce
+		}
+		m.mu.Lock()
+		m.live[in] = struct{}{}
+		n := len(m.live)
+		m.mu.Unlock()
+		m.opts.Observer.Instances(m.opts.Name, n)
+		return in, nil
+	case <-ctx.Done():
+		return nil, &CallError{Module: m.opts.Name, Op: op, Fault: FaultBusy,
+			Err: fmt.Errorf("no instance free (pool of %d): %w", m.opts.PoolSize, ctx.Err())}
+	}
+}
+
+// put returns an instance to the pool, or discards it.
+func (m *Module) put(in *instance, broken bool) {
+	m.mu.Lock()
+	discard := broken || m.closed || m.quarantine != ""
+	if discard {
+		delete(m.live, in)
+	}
+	n := len(m.live)
+	m.mu.Unlock()
+	if !discard {
+		m.idle <- in
+		return
+	}
+	in.close()
+	<-m.slots
+	m.opts.Observer.Instances(m.opts.Name, n)
+}
+
+func (m *Module) succeeded() {
+	m.mu.Lock()
+	m.consecutive = 0
+	m.mu.Unlock()
+}
+
+// failed counts a fault and quarantines the module when they keep coming.
+func (m *Module) failed(ce *CallError) {
+	m.mu.Lock()
+	m.faults++
+	m.consecutive++
+	m.lastFault, m.lastFaultAt = ce.Error(), time.Now()
+	quarantine := m.quarantine == "" && m.consecutive >= m.opts.QuarantineAfter
+	if quarantine {
+		m.quarantine = fmt.Sprintf("quarantined after %d consecutive faults (last: %s); replace the module file or reload it to try again",
+			m.consecutive, ce.Error())
+		m.quarantined = time.Now()
+	}
+	m.mu.Unlock()
+	m.opts.Logger.Warn("module fault", "op", string(ce.Op), "fault", string(ce.Fault), "error", ce.Err, "stderr", ce.Detail)
+	if quarantine {
+		m.opts.Logger.Error("module quarantined: calls are refused until the file is replaced or the module reloaded",
+			"consecutive_faults", m.opts.QuarantineAfter)
+		m.opts.Observer.Quarantined(m.opts.Name, true)
+		m.drainIdle()
+	}
+	m.sink.flushDropped()
+}
+
+func (m *Module) drainIdle() {
+	for {
+		select {
+		case in := <-m.idle:
+			m.put(in, true)
+		default:
+			return
+		}
+	}
+}
+
+// Close unloads the module. Calls in flight may finish until ctx is done;
+// then they are interrupted. New calls fail with FaultClosed.
+func (m *Module) Close(ctx context.Context) error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil
+	}
+	m.closed = true
+	if m.active == 0 {
+		close(m.drained)
+	}
+	m.mu.Unlock()
+	select {
+	case <-m.drained:
+	case <-ctx.Done():
+		m.mu.Lock()
+		for in := range m.live {
+			in.cancel() // interrupts the guest at its next loop or call
+		}
+		m.mu.Unlock()
+		<-m.drained
+	}
+	m.drainIdle()
+	m.release(context.Background())
+	m.opts.Observer.Instances(m.opts.Name, 0)
+	return nil
+}
+
+// release frees the runtime and mounts.
+func (m *Module) release(ctx context.Context) {
+	if m.rt != nil {
+		m.rt.Close(ctx)
+	}
+	if m.mounts != nil {
+		m.mounts.close()
+	}
+}
+
+// Status is a snapshot of a module's state, for the API and the CLI.
+type Status struct {
+	Name        string
+	Path        string
+	Digest      string
+	Size        int64
+	Description abi.Description
+	Exports     []string
+	Loaded      time.Time
+	Timing      LoadTiming
+
+	Instances, Idle, PoolSize int
+	Calls, Faults             uint64
+	ConsecutiveFaults         int
+	LastFault                 string
+	LastFaultAt               time.Time
+	Quarantined               bool
+	QuarantineReason          string
+	QuarantinedAt             time.Time
+
+	MemoryLimit uint64
+	CallTimeout time.Duration
+	MaxReply    uint32
+	Mounts      []Mount
+}
+
+// Status returns a snapshot of the module's state.
+func (m *Module) Status() Status {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return Status{
+		Name: m.opts.Name, Path: m.path, Digest: m.digest, Size: m.size,
+		Description: m.desc, Exports: append([]string(nil), m.exports...), Loaded: m.loaded, Timing: m.timing,
+		Instances: len(m.live), Idle: len(m.idle), PoolSize: m.opts.PoolSize,
+		Calls: m.calls, Faults: m.faults, ConsecutiveFaults: m.consecutive,
+		LastFault: m.lastFault, LastFaultAt: m.lastFaultAt,
+		Quarantined: m.quarantine != "", QuarantineReason: m.quarantine, QuarantinedAt: m.quarantined,
+		MemoryLimit: m.opts.MemoryLimit, CallTimeout: m.opts.CallTimeout, MaxReply: m.opts.MaxReply,
+		Mounts: m.opts.Mounts,
+	}
+}
+
+// Cache is an on-disk cache of compiled modules, shared by all modules of a
+// host so that a restart or a reload does not compile again.
+type Cache struct {
+	cache wazero.CompilationCache
+}
+
+// NewCache opens (creating if needed) a compilation cache in dir.
+func NewCache(dir string) (*Cache, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("compilation cache: %w", err)
+	}
+	c, err := wazero.NewCompilationCacheWithDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("compilation cache %s: %w", dir, err)
+	}
+	return &Cache{cache: c}, nil
+}
+
+// Close releases the cache (the files stay).
+func (c *Cache) Close(ctx context.Context) error { return c.cache.Close(ctx) }

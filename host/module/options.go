@@ -1,0 +1,169 @@
+package module
+
+import (
+	"fmt"
+	"path"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// Defaults for the sandbox limits. Every limit always has a value: a module
+// never runs without a memory limit or a call timeout.
+const (
+	DefaultMemoryLimit     = 64 << 20
+	DefaultCallTimeout     = 2 * time.Second
+	DefaultInitTimeout     = 10 * time.Second
+	DefaultMaxReply        = 4 << 20
+	DefaultPoolSize        = 2
+	DefaultQuarantineAfter = 5
+	DefaultLogRate         = 50  // lines per second, per module
+	DefaultLogBurst        = 200 // lines
+	maxLogLine             = 4096
+	wasmPage               = 65536
+)
+
+// Options are a module's sandbox: what it may use and how long it may take.
+type Options struct {
+	// Name identifies the module in logs, errors and metrics. Defaults to the
+	// file name without ".wasm".
+	Name string
+	// MemoryLimit caps the module's linear memory, per instance, in bytes
+	// (rounded up to 64 KiB pages).
+	MemoryLimit uint64
+	// CallTimeout bounds every operation; a call that overruns is interrupted
+	// and its instance discarded.
+	CallTimeout time.Duration
+	// InitTimeout bounds instantiation: _initialize, abi version, describe.
+	InitTimeout time.Duration
+	// MaxReply is the largest reply the host accepts, in bytes.
+	MaxReply uint32
+	// PoolSize is the most instances the module runs at once.
+	PoolSize int
+	// QuarantineAfter is how many consecutive faults quarantine the module.
+	QuarantineAfter int
+	// Mounts are the read-only directories the module may read.
+	Mounts []Mount
+	// Config is the key/value configuration the module reads with config_get.
+	Config map[string]string
+	// LogRate and LogBurst limit the log lines a module may emit (through the
+	// log import and its stdout/stderr together).
+	LogRate, LogBurst int
+
+	// Logger receives the module's log lines and the host's lines about it.
+	Logger hclog.Logger
+	// Cache, when set, keeps compiled code across loads and restarts.
+	Cache *Cache
+	// Observer, when set, is told about calls, faults and instances.
+	Observer Observer
+}
+
+// Mount grants a module read-only access to a host directory.
+type Mount struct {
+	// Host is the directory on the host.
+	Host string
+	// Guest is where the module sees it (absolute, e.g. "/sys/bus/pci/devices").
+	Guest string
+	// Root, when set, is an ancestor of Host within which symbolic links may
+	// resolve (sysfs, for example, links /sys/bus/pci/devices/* into
+	// /sys/devices). By default links may not leave Host. Paths are resolved
+	// with os.Root, so neither ".." nor a link escapes it.
+	Root string
+}
+
+func (m Mount) String() string { return m.Host + ":" + m.Guest + " (read-only)" }
+
+// Validate checks that the mount is well formed.
+func (m Mount) Validate() error {
+	if !filepath.IsAbs(m.Host) {
+		return fmt.Errorf("mount host path %q must be absolute", m.Host)
+	}
+	if !path.IsAbs(m.Guest) {
+		return fmt.Errorf("mount guest path %q must be absolute", m.Guest)
+	}
+	if m.Root != "" {
+		rel, err := filepath.Rel(m.Root, m.Host)
+		if err != nil || rel == ".." || len(rel) > 2 && rel[:3] == "../" || filepath.IsAbs(rel) {
+			return fmt.Errorf("mount root %q must contain the host path %q", m.Root, m.Host)
+		}
+	}
+	return nil
+}
+
+// withDefaults fills in every unset limit.
+func (o Options) withDefaults(file string) Options {
+	if o.Name == "" {
+		o.Name = NameFromPath(file)
+	}
+	if o.MemoryLimit == 0 {
+		o.MemoryLimit = DefaultMemoryLimit
+	}
+	if o.CallTimeout <= 0 {
+		o.CallTimeout = DefaultCallTimeout
+	}
+	if o.InitTimeout <= 0 {
+		o.InitTimeout = DefaultInitTimeout
+	}
+	if o.MaxReply == 0 {
+		o.MaxReply = DefaultMaxReply
+	}
+	if o.PoolSize <= 0 {
+		o.PoolSize = DefaultPoolSize
+	}
+	if o.QuarantineAfter <= 0 {
+		o.QuarantineAfter = DefaultQuarantineAfter
+	}
+	if o.LogRate <= 0 {
+		o.LogRate = DefaultLogRate
+	}
+	if o.LogBurst <= 0 {
+		o.LogBurst = DefaultLogBurst
+	}
+	if o.Logger == nil {
+		o.Logger = hclog.NewNullLogger()
+	}
+	if o.Observer == nil {
+		o.Observer = nopObserver{}
+	}
+	return o
+}
+
+func (o Options) memoryPages() uint32 {
+	p := (o.MemoryLimit + wasmPage - 1) / wasmPage
+	if p > 65536 {
+		p = 65536
+	}
+	return uint32(p)
+}
+
+// NameFromPath is the name a module file is known by: its base name without
+// the ".wasm" extension.
+func NameFromPath(file string) string {
+	base := filepath.Base(file)
+	if ext := filepath.Ext(base); ext == ".wasm" {
+		base = base[:len(base)-len(ext)]
+	}
+	return base
+}
+
+// Observer is told what modules do. Implementations must be fast and safe for
+// concurrent use; the metrics package provides one.
+type Observer interface {
+	// Call reports one finished operation. fault is "" when the module
+	// answered (even with an error of its own).
+	Call(module string, op string, d time.Duration, fault Fault)
+	// Instances reports the number of live instances of a module.
+	Instances(module string, n int)
+	// Quarantined reports that a module was quarantined (true) or released.
+	Quarantined(module string, q bool)
+	// LogsDropped reports log lines dropped by the rate limit.
+	LogsDropped(module string, n int)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Call(string, string, time.Duration, Fault) {}
+func (nopObserver) Instances(string, int)                     {}
+func (nopObserver) Quarantined(string, bool)                  {}
+func (nopObserver) LogsDropped(string, int)                   {}
