@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -150,6 +151,10 @@ type streamWriter struct {
 	stream  string
 	partial []byte
 	tail    []string // last lines, oldest first
+	// headline is the first line that announced a crash ("panic: ...",
+	// "fatal error: ..."): the line that says what went wrong, where the
+	// lines after it are a stack trace.
+	headline string
 }
 
 const tailLines = 4
@@ -188,6 +193,9 @@ func (w *streamWriter) emit() {
 	if line == "" {
 		return
 	}
+	if w.headline == "" && isHeadline(line) {
+		w.headline = line
+	}
 	if len(w.tail) == tailLines {
 		copy(w.tail, w.tail[1:])
 		w.tail = w.tail[:tailLines-1]
@@ -196,25 +204,29 @@ func (w *streamWriter) emit() {
 	w.sink.line(w.level, w.stream+": "+line)
 }
 
-// lastWords returns the most telling recent stderr output: from the last
-// "panic:" or "fatal error:" line on, or else the last line.
+func isHeadline(line string) bool {
+	for _, p := range []string{"panic:", "fatal error:", "runtime: out of memory", "Assertion failed", "abort"} {
+		if strings.HasPrefix(line, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// lastWords returns the most telling recent stderr output: the line that
+// announced a crash, or else the last line written.
 func (w *streamWriter) lastWords() string {
 	if len(w.partial) > 0 {
 		w.emit()
 	}
-	for i := len(w.tail) - 1; i >= 0; i-- {
-		l := w.tail[i]
-		if bytes.HasPrefix([]byte(l), []byte("panic:")) || bytes.HasPrefix([]byte(l), []byte("fatal error:")) {
-			return l
-		}
+	if w.headline != "" {
+		return w.headline
 	}
 	if len(w.tail) > 0 {
 		return w.tail[len(w.tail)-1]
 	}
 	return ""
 }
-
-func (w *streamWriter) reset() { w.tail, w.partial = w.tail[:0], w.partial[:0] }
 
 func formatBytes(n uint64) string {
 	switch {

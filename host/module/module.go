@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -194,6 +195,9 @@ func (m *Module) compile(ctx context.Context, bin []byte) error {
 	cctx := experimental.WithCompilationWorkers(ctx, runtime.GOMAXPROCS(0))
 	cm, err := m.rt.CompileModule(cctx, bin)
 	if err != nil {
+		if strings.Contains(err.Error(), "over limit") {
+			return fmt.Errorf("needs more memory than its limit of %s allows: %w", formatBytes(m.opts.MemoryLimit), err)
+		}
 		return fmt.Errorf("does not compile: %w", err)
 	}
 	m.cm = cm

@@ -123,6 +123,7 @@ func (o Options) withDefaults(file string) Options {
 	if o.Logger == nil {
 		o.Logger = hclog.NewNullLogger()
 	}
+	o.Logger = o.Logger.With("module", o.Name)
 	if o.Observer == nil {
 		o.Observer = nopObserver{}
 	}

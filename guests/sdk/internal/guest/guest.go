@@ -89,12 +89,6 @@ func reply(m abi.Message, isErr bool) uint64 {
 	return abi.PackResult(uint32(uintptr(unsafe.Pointer(&out[0]))), uint32(len(out)), isErr)
 }
 
-//go:wasmimport wasmlet log
-func hostLog(level int32, ptr unsafe.Pointer, n int32)
-
-//go:wasmimport wasmlet config_get
-func hostConfigGet(kptr unsafe.Pointer, klen int32, bptr unsafe.Pointer, blen int32) int32
-
 // Log sends one line to the host's log.
 func Log(level abi.LogLevel, msg string) {
 	hostLog(int32(level), unsafe.Pointer(unsafe.StringData(msg)), int32(len(msg)))

@@ -1,0 +1,14 @@
+// Package testmodules holds modules that misbehave on purpose, for the
+// tests that prove the host contains them:
+//
+//   - faulty/: a Go device source that traps, panics, loops, exhausts
+//     memory or the stack, exits, floods the log or replies too much, as its
+//     configuration says;
+//   - escape/: a Go device source that tries to leave its sandbox;
+//   - wat/: tiny hand-written modules (.wat, with the .wasm built from them by
+//     wabt's wat2wasm committed next to each) that break the ABI itself:
+//     missing exports, another ABI version, unknown imports, malformed and
+//     out-of-bounds replies.
+//
+// None of them is meant to be deployed.
+package testmodules

@@ -1,0 +1,10 @@
+;; Declares the "allocate" operation but does not export wasmlet_allocate.
+(module
+  (memory (export "memory") 1)
+  (data (i32.const 0x100) "\08\02\12\03\77\61\74\2a\0f\65\78\61\6d\70\6c\65\2e\63\6f\6d\2f\77\61\74\32\08\64\69\73\63\6f\76\65\72\32\08\61\6c\6c\6f\63\61\74\65")
+  (func (export "wasmlet_abi_version") (result i32) (i32.const 1))
+  (func (export "wasmlet_alloc") (param i32) (result i32) (i32.const 0x1000))
+  (func (export "wasmlet_describe") (param i32 i32) (result i64)
+    (i64.const 0x2c00000100))
+  (func (export "wasmlet_discover") (param i32 i32) (result i64)
+    (i64.const 0x600000200)))

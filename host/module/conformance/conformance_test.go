@@ -1,0 +1,118 @@
+package conformance
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/wasmlet/wasmlet/abi"
+	"github.com/wasmlet/wasmlet/guests/build"
+	"github.com/wasmlet/wasmlet/host/module"
+)
+
+var (
+	modulePath = flag.String("module", "", "run the conformance checks on this .wasm file")
+	moduleConf = flag.String("config", "", "configuration for -module, as key=value,key=value")
+)
+
+// TestModule checks the module given with -module; without it, it is skipped
+// (the tests below cover the repository's own modules).
+func TestModule(t *testing.T) {
+	if *modulePath == "" {
+		t.Skip("no -module given")
+	}
+	cfg := map[string]string{}
+	for _, kv := range strings.Split(*moduleConf, ",") {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			cfg[k] = v
+		}
+	}
+	Run(t, *modulePath, module.Options{Config: cfg})
+}
+
+func TestGoCounter(t *testing.T) {
+	Run(t, build.Go(t, "guests/counter"), module.Options{Config: map[string]string{"count": "5"}})
+}
+
+func TestCCounter(t *testing.T) {
+	Run(t, cModule(t), module.Options{Config: map[string]string{"count": "5"}})
+}
+
+func TestHandWrittenWAT(t *testing.T) {
+	Run(t, build.Testdata(t, "guests/testmodules/wat/minimal.wasm"), module.Options{})
+}
+
+func TestDevicePluginHandler(t *testing.T) {
+	Run(t, build.Go(t, "guests/devicepluginhandler"), module.Options{})
+}
+
+// cModule builds the C twin. Without clang it fails in CI and skips elsewhere.
+func cModule(t *testing.T) string {
+	if os.Getenv("CI") == "" {
+		if _, err := build.CModule("guests/c/counter.c"); err != nil && strings.Contains(err.Error(), "needs clang") {
+			t.Skip(err)
+		}
+	}
+	return build.C(t, "guests/c/counter.c")
+}
+
+// TestTwinsAgree sends the Go counter and its C twin the same requests and
+// requires the same answers, errors included.
+func TestTwinsAgree(t *testing.T) {
+	ctx := context.Background()
+	for _, cfg := range []map[string]string{
+		{},
+		{"count": "7", "resource": "example.com/twin"},
+		{"count": "0"},
+		{"count": "not a number"},
+	} {
+		t.Run(fmt.Sprint(cfg), func(t *testing.T) {
+			load := func(path string) *module.Module {
+				m, err := module.Load(ctx, path, module.Options{Config: cfg, MemoryLimit: 64 << 20})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { m.Close(ctx) })
+				return m
+			}
+			goM, cM := load(build.Go(t, "guests/counter")), load(cModule(t))
+			if g, c := goM.Description(), cM.Description(); !reflect.DeepEqual(g, c) {
+				t.Fatalf("describe differs:\nGo %+v\nC  %+v", g, c)
+			}
+			requests := []struct {
+				op       abi.Op
+				req      abi.Message
+				newReply func() abi.Message
+			}{
+				{abi.OpDiscover, &abi.DiscoverRequest{}, func() abi.Message { return &abi.DiscoverResponse{} }},
+				{abi.OpAllocate, &abi.AllocateRequest{DeviceIDs: []string{"dev-1", "dev-0"}, Workload: "pod/ctr"}, func() abi.Message { return &abi.AllocateResponse{} }},
+				{abi.OpAllocate, &abi.AllocateRequest{DeviceIDs: []string{"dev-2"}}, func() abi.Message { return &abi.AllocateResponse{} }},
+				{abi.OpAllocate, &abi.AllocateRequest{Workload: "nothing"}, func() abi.Message { return &abi.AllocateResponse{} }},
+				{abi.OpPreferredAllocation, &abi.PreferredAllocationRequest{Available: []string{"a", "b", "c"}, MustInclude: []string{"c"}, Size: 2}, func() abi.Message { return &abi.PreferredAllocationResponse{} }},
+				{abi.OpPreferredAllocation, &abi.PreferredAllocationRequest{Available: []string{"a", "a", "b"}, Size: 2}, func() abi.Message { return &abi.PreferredAllocationResponse{} }},
+				{abi.OpPreferredAllocation, &abi.PreferredAllocationRequest{Available: []string{"a"}, Size: 3}, func() abi.Message { return &abi.PreferredAllocationResponse{} }},
+				{abi.OpPreferredAllocation, &abi.PreferredAllocationRequest{Available: []string{"a"}, Size: -2}, func() abi.Message { return &abi.PreferredAllocationResponse{} }},
+				{abi.OpPreStart, &abi.PreStartRequest{DeviceIDs: []string{"dev-0"}}, func() abi.Message { return &abi.PreStartResponse{} }},
+			}
+			for _, r := range requests {
+				gr, cr := r.newReply(), r.newReply()
+				gerr, cerr := goM.Call(ctx, r.op, r.req, gr), cM.Call(ctx, r.op, r.req, cr)
+				if module.IsFault(gerr) || module.IsFault(cerr) {
+					t.Fatalf("%s %+v: fault: Go %v, C %v", r.op, r.req, gerr, cerr)
+				}
+				ge, _ := module.ModuleError(gerr)
+				ce, _ := module.ModuleError(cerr)
+				if !reflect.DeepEqual(ge, ce) {
+					t.Errorf("%s %+v: errors differ:\nGo %v\nC  %v", r.op, r.req, gerr, cerr)
+				}
+				if !reflect.DeepEqual(gr, cr) {
+					t.Errorf("%s %+v: replies differ:\nGo %+v\nC  %+v", r.op, r.req, gr, cr)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,563 @@
+package module
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/wasmlet/wasmlet/abi"
+	"github.com/wasmlet/wasmlet/guests/build"
+)
+
+func wat(t *testing.T, name string) string {
+	return build.Testdata(t, "guests/testmodules/wat/"+name+".wasm")
+}
+
+// load loads a module with test-friendly limits; the module is closed when
+// the test ends.
+func load(t *testing.T, path string, opts Options) *Module {
+	t.Helper()
+	if opts.MemoryLimit == 0 {
+		opts.MemoryLimit = 32 << 20
+	}
+	opts.Cache = testCache(t)
+	m, err := Load(context.Background(), path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close(context.Background()) })
+	return m
+}
+
+var (
+	cacheOnce sync.Once
+	cache     *Cache
+	cacheErr  error
+)
+
+// testCache is a compilation cache shared by the tests of this package (and
+// kept across runs), so that each guest compiles once.
+func testCache(t *testing.T) *Cache {
+	cacheOnce.Do(func() { cache, cacheErr = NewCache(filepath.Join(build.CacheDir(), "wazero")) })
+	if cacheErr != nil {
+		t.Fatal(cacheErr)
+	}
+	return cache
+}
+
+// syncBuffer is a log destination safe for concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func captureLogger() (hclog.Logger, *syncBuffer) {
+	buf := &syncBuffer{}
+	return hclog.New(&hclog.LoggerOptions{Output: buf, Level: hclog.Trace}), buf
+}
+
+func TestRefusedAtLoad(t *testing.T) {
+	cases := []struct {
+		file string
+		want []string
+	}{
+		{"not_wasm", []string{"not a WebAssembly module"}},
+		{"missing_exports", []string{"missing required export wasmlet_alloc", "missing required export wasmlet_describe"}},
+		{"wrong_version", []string{"declares ABI version 2; this host speaks version 1"}},
+		{"bad_import", []string{"imports env.abort"}},
+		{"wrong_signature", []string{"export wasmlet_alloc has type (i64) -> i32, want (i32) -> i32"}},
+		{"describe_lies", []string{`declares operation "allocate" but does not export wasmlet_allocate`}},
+	}
+	for _, c := range cases {
+		t.Run(c.file, func(t *testing.T) {
+			_, err := Load(context.Background(), wat(t, c.file), Options{MemoryLimit: 1 << 20})
+			var le *LoadError
+			if !errors.As(err, &le) {
+				t.Fatalf("got %v, want a *LoadError", err)
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, `module "`+c.file+`"`) {
+				t.Errorf("error does not name the module: %s", msg)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("error %q does not say %q", msg, w)
+				}
+			}
+		})
+	}
+	t.Run("missing file", func(t *testing.T) {
+		_, err := Load(context.Background(), filepath.Join(t.TempDir(), "gone.wasm"), Options{})
+		if err == nil || !strings.Contains(err.Error(), "no such file") || !strings.Contains(err.Error(), `"gone"`) {
+			t.Fatalf("got %v", err)
+		}
+	})
+	t.Run("memory limit below the module's minimum", func(t *testing.T) {
+		_, err := Load(context.Background(), build.Go(t, "guests/counter"), Options{MemoryLimit: 1 << 20})
+		if err == nil || !strings.Contains(err.Error(), "needs more memory than its limit of 1 MiB allows") {
+			t.Fatalf("got %v", err)
+		}
+	})
+	t.Run("initialisation that never ends", func(t *testing.T) {
+		_, err := Load(context.Background(), build.Go(t, "guests/testmodules/faulty"),
+			Options{MemoryLimit: 32 << 20, Cache: testCache(t), InitTimeout: 300 * time.Millisecond, Config: map[string]string{"fault": "initloop"}})
+		if err == nil || !strings.Contains(err.Error(), "timeout") {
+			t.Fatalf("got %v", err)
+		}
+	})
+	t.Run("initialisation that panics", func(t *testing.T) {
+		_, err := Load(context.Background(), build.Go(t, "guests/testmodules/faulty"),
+			Options{MemoryLimit: 32 << 20, Cache: testCache(t), Config: map[string]string{"fault": "initpanic"}})
+		if err == nil || !strings.Contains(err.Error(), "panic: faulty: panic during initialisation") {
+			t.Fatalf("got %v", err)
+		}
+	})
+}
+
+// TestFaultsAreContained runs every kind of fault while a healthy module is
+// called concurrently, and checks each fault fails only its own call, with an
+// error naming module, operation and fault, and that the module serves again
+// afterwards from a fresh instance.
+func TestFaultsAreContained(t *testing.T) {
+	healthy := load(t, build.Go(t, "guests/counter"), Options{Name: "healthy"})
+	stop := make(chan struct{})
+	var healthyCalls atomic.Int64
+	var healthyErr atomic.Value
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := healthy.Discover(context.Background()); err != nil {
+				healthyErr.Store(err)
+				return
+			}
+			healthyCalls.Add(1)
+		}
+	}()
+
+	faulty := build.Go(t, "guests/testmodules/faulty")
+	cases := []struct {
+		name   string
+		path   string
+		opts   Options
+		fault  Fault
+		detail string // expected in the message
+	}{
+		{"wasm trap", wat(t, "trap"), Options{}, FaultTrap, "unreachable"},
+		{"go panic", faulty, Options{Config: map[string]string{"fault": "panic"}}, FaultTrap, "panic: faulty: deliberate panic in discover"},
+		{"wasm infinite loop", wat(t, "loop"), Options{CallTimeout: 200 * time.Millisecond}, FaultTimeout, "did not return within 200ms"},
+		{"go infinite loop", faulty, Options{CallTimeout: 200 * time.Millisecond, Config: map[string]string{"fault": "loop"}}, FaultTimeout, "interrupted"},
+		{"go memory bomb", faulty, Options{Config: map[string]string{"fault": "memory"}}, FaultMemory, "memory limit"},
+		{"wasm memory.grow to the limit", wat(t, "memory_grow"), Options{MemoryLimit: 4 << 20}, FaultMemory, "4 MiB memory limit"},
+		{"go stack overflow", faulty, Options{Config: map[string]string{"fault": "stack"}}, FaultMemory, ""},
+		{"wasm stack overflow", wat(t, "recurse"), Options{CallTimeout: 30 * time.Second}, FaultTrap, "stack overflow"},
+		{"module exits", faulty, Options{Config: map[string]string{"fault": "exit"}}, FaultExit, "exited with code 3"},
+		{"oversized reply", faulty, Options{MaxReply: 1 << 20, Config: map[string]string{"fault": "oversized"}}, FaultOversized, "exceeds the limit of 1 MiB"},
+		{"malformed reply", wat(t, "malformed_reply"), Options{}, FaultMalformed, "decode DiscoverResponse"},
+		{"reply outside memory", wat(t, "reply_out_of_bounds"), Options{}, FaultMalformed, "lies outside the module's 64 KiB of memory"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			c.opts.Name = strings.ReplaceAll(c.name, " ", "-")
+			m := load(t, c.path, c.opts)
+			before := healthyCalls.Load()
+			_, err := m.Discover(context.Background())
+			var ce *CallError
+			if !errors.As(err, &ce) {
+				t.Fatalf("got %v, want a *CallError", err)
+			}
+			if ce.Fault != c.fault {
+				t.Errorf("fault %q, want %q (%v)", ce.Fault, c.fault, err)
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, `module "`+c.opts.Name+`": discover: `) {
+				t.Errorf("error does not name module and operation: %s", msg)
+			}
+			if !strings.Contains(msg, c.detail) {
+				t.Errorf("error %q does not say %q", msg, c.detail)
+			}
+			st := m.Status()
+			if st.Faults != 1 || st.Instances != 0 {
+				t.Errorf("after the fault: %d faults, %d instances; want 1 fault, the instance discarded", st.Faults, st.Instances)
+			}
+			// The same fault again proves a fresh instance was started.
+			if _, err := m.Discover(context.Background()); !IsFault(err) {
+				t.Errorf("second call: %v, want the fault again from a new instance", err)
+			}
+			for deadline := time.Now().Add(5 * time.Second); healthyCalls.Load() == before; {
+				if time.Now().After(deadline) {
+					t.Fatalf("the healthy module made no progress during the fault")
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		})
+	}
+	close(stop)
+	wg.Wait()
+	if err := healthyErr.Load(); err != nil {
+		t.Fatalf("healthy module failed during the faults: %v", err)
+	}
+	t.Logf("healthy module answered %d calls during the fault tests", healthyCalls.Load())
+}
+
+func TestInstanceReplacedAfterFault(t *testing.T) {
+	// Each instance succeeds once, then panics: success, fault, success...
+	m := load(t, build.Go(t, "guests/testmodules/faulty"), Options{PoolSize: 1,
+		Config: map[string]string{"fault": "panic", "after": "1"}})
+	want := []bool{true, false, true, false, true}
+	for i, ok := range want {
+		_, err := m.Discover(context.Background())
+		if (err == nil) != ok {
+			t.Fatalf("call %d: err=%v, want success=%v", i, err, ok)
+		}
+	}
+	if st := m.Status(); st.Quarantined || st.Faults != 2 {
+		t.Fatalf("status %+v", st)
+	}
+}
+
+func TestQuarantine(t *testing.T) {
+	log, out := captureLogger()
+	obs := &countingObserver{}
+	m := load(t, wat(t, "trap"), Options{QuarantineAfter: 3, Logger: log, Observer: obs})
+	for i := 0; i < 3; i++ {
+		if _, err := m.Discover(context.Background()); !IsFault(err) {
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+	start := time.Now()
+	_, err := m.Discover(context.Background())
+	var ce *CallError
+	if !errors.As(err, &ce) || ce.Fault != FaultQuarantined {
+		t.Fatalf("got %v, want quarantined", err)
+	}
+	if time.Since(start) > 10*time.Millisecond {
+		t.Errorf("a quarantined module should fail fast, took %v", time.Since(start))
+	}
+	st := m.Status()
+	if !st.Quarantined || !strings.Contains(st.QuarantineReason, "3 consecutive faults") {
+		t.Fatalf("status %+v", st)
+	}
+	if !strings.Contains(out.String(), "module quarantined") || !strings.Contains(out.String(), "module=trap") {
+		t.Errorf("log does not report the quarantine with the module's name:\n%s", out)
+	}
+	if obs.quarantined.Load() != 1 {
+		t.Errorf("observer told of %d quarantines", obs.quarantined.Load())
+	}
+}
+
+func TestModuleErrorIsNotAFault(t *testing.T) {
+	m := load(t, wat(t, "error_reply"), Options{QuarantineAfter: 2})
+	for i := 0; i < 5; i++ {
+		_, err := m.Discover(context.Background())
+		ae, ok := ModuleError(err)
+		if !ok || ae.Code != abi.CodeUnavailable || ae.Message != "wat says no" || IsFault(err) {
+			t.Fatalf("got %v", err)
+		}
+	}
+	if st := m.Status(); st.Quarantined || st.Faults != 0 {
+		t.Fatalf("module errors counted as faults: %+v", st)
+	}
+}
+
+func TestCallerDeadlineShortensTimeout(t *testing.T) {
+	m := load(t, wat(t, "loop"), Options{CallTimeout: time.Minute})
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := m.Discover(ctx)
+	if !IsFault(err) || time.Since(start) > 5*time.Second {
+		t.Fatalf("got %v after %v", err, time.Since(start))
+	}
+}
+
+func TestCloseLetsCallsInFlightFinish(t *testing.T) {
+	m, err := Load(context.Background(), build.Go(t, "guests/testmodules/faulty"), Options{MemoryLimit: 32 << 20,
+		Cache: testCache(t), Config: map[string]string{"fault": "slow", "delay_ms": "300"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error)
+	go func() {
+		_, err := m.Discover(context.Background())
+		done <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := m.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("call in flight during Close: %v", err)
+	}
+	var ce *CallError
+	if _, err := m.Discover(context.Background()); !errors.As(err, &ce) || ce.Fault != FaultClosed {
+		t.Fatalf("call after Close: %v", err)
+	}
+}
+
+func TestCloseInterruptsCallsThatOverstay(t *testing.T) {
+	m, err := Load(context.Background(), wat(t, "loop"), Options{MemoryLimit: 1 << 20, CallTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error)
+	go func() {
+		_, err := m.Discover(context.Background())
+		done <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	m.Close(ctx)
+	select {
+	case err := <-done:
+		var ce *CallError
+		if !errors.As(err, &ce) || ce.Fault != FaultClosed {
+			t.Fatalf("got %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not interrupt the call")
+	}
+}
+
+func TestPoolIsBounded(t *testing.T) {
+	m := load(t, build.Go(t, "guests/testmodules/faulty"), Options{PoolSize: 2,
+		Config: map[string]string{"fault": "slow", "delay_ms": "100"}})
+	var wg sync.WaitGroup
+	var maxSeen atomic.Int64
+	for i := 0; i < 6; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := m.Discover(context.Background()); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	for i := 0; i < 20; i++ {
+		if n := int64(m.Status().Instances); n > maxSeen.Load() {
+			maxSeen.Store(n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	wg.Wait()
+	if maxSeen.Load() > 2 {
+		t.Fatalf("saw %d instances with a pool of 2", maxSeen.Load())
+	}
+	// A caller that cannot wait gets a clear error rather than blocking.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	var wg2 sync.WaitGroup
+	for i := 0; i < 2; i++ {
+		wg2.Add(1)
+		go func() { defer wg2.Done(); m.Discover(context.Background()) }()
+	}
+	time.Sleep(10 * time.Millisecond)
+	_, err := m.Discover(ctx)
+	var ce *CallError
+	if !errors.As(err, &ce) || ce.Fault != FaultBusy {
+		t.Errorf("got %v, want busy", err)
+	}
+	wg2.Wait()
+}
+
+func TestLogsCarryTheModuleNameAndAreRateLimited(t *testing.T) {
+	log, out := captureLogger()
+	obs := &countingObserver{}
+	m := load(t, build.Go(t, "guests/testmodules/faulty"), Options{Name: "flood", Logger: log, Observer: obs,
+		LogRate: 10, LogBurst: 20, Config: map[string]string{"fault": "logflood"}})
+	start := time.Now()
+	if _, err := m.Discover(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	elapsed := time.Since(start)
+	m.sink.flushDropped()
+	lines := strings.Count(out.String(), "flooding the log")
+	// The bucket holds 20 lines and refills at 10 a second.
+	if limit := 20 + int(elapsed.Seconds()*10) + 1; lines == 0 || lines > limit {
+		t.Fatalf("%d flood lines reached the log in %v; want between 1 and %d", lines, elapsed, limit)
+	}
+	if !strings.Contains(out.String(), "module=flood") {
+		t.Errorf("log lines do not carry the module name:\n%.500s", out)
+	}
+	if obs.dropped.Load() < 99000 {
+		t.Errorf("observer counted %d dropped lines", obs.dropped.Load())
+	}
+}
+
+func TestStderrGoesToTheLog(t *testing.T) {
+	log, out := captureLogger()
+	m := load(t, build.Go(t, "guests/testmodules/faulty"), Options{Name: "panicky", Logger: log,
+		Config: map[string]string{"fault": "panic"}})
+	m.Discover(context.Background())
+	if !strings.Contains(out.String(), "stderr: panic: faulty: deliberate panic in discover") {
+		t.Fatalf("panic not in the log:\n%s", out)
+	}
+}
+
+type countingObserver struct {
+	calls, faults, quarantined, dropped atomic.Int64
+}
+
+func (o *countingObserver) Call(_, _ string, _ time.Duration, f Fault) {
+	o.calls.Add(1)
+	if f != "" {
+		o.faults.Add(1)
+	}
+}
+func (o *countingObserver) Instances(string, int) {}
+func (o *countingObserver) Quarantined(_ string, q bool) {
+	if q {
+		o.quarantined.Add(1)
+	}
+}
+func (o *countingObserver) LogsDropped(_ string, n int) { o.dropped.Add(int64(n)) }
+
+// The sandbox: what a module may not do.
+
+func escape(t *testing.T, mounts []Mount, config map[string]string) map[string]string {
+	t.Helper()
+	m := load(t, build.Go(t, "guests/testmodules/escape"), Options{Mounts: mounts, Config: config})
+	devs, err := m.Discover(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return devs[0].Attributes
+}
+
+func TestSandbox(t *testing.T) {
+	dir := t.TempDir()
+	granted := filepath.Join(dir, "granted")
+	secretDir := filepath.Join(dir, "secret")
+	for _, d := range []string{granted, secretDir, filepath.Join(granted, "sub")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	secret := filepath.Join(secretDir, "key")
+	os.WriteFile(secret, []byte("the host's secret"), 0o644)
+	os.WriteFile(filepath.Join(granted, "ok.txt"), []byte("granted content"), 0o644)
+	os.Symlink(secret, filepath.Join(granted, "abs-link"))
+	os.Symlink("../secret/key", filepath.Join(granted, "rel-link"))
+	os.Symlink("../ok.txt", filepath.Join(granted, "sub", "inside-link"))
+	mount := []Mount{{Host: granted, Guest: "/data"}}
+
+	t.Run("granted file is readable", func(t *testing.T) {
+		a := escape(t, mount, map[string]string{"attempt": "read", "path": "/data/ok.txt"})
+		if a["ok"] != "true" || a["got"] != "granted content" {
+			t.Fatalf("%v", a)
+		}
+	})
+	t.Run("link that stays inside the mount is followed", func(t *testing.T) {
+		a := escape(t, mount, map[string]string{"attempt": "read", "path": "/data/sub/inside-link"})
+		if a["ok"] != "true" || a["got"] != "granted content" {
+			t.Fatalf("%v", a)
+		}
+	})
+	denied := []struct {
+		name   string
+		mounts []Mount
+		config map[string]string
+	}{
+		{"host file, nothing granted", nil, map[string]string{"attempt": "read", "path": secret}},
+		{"host file outside the mount", mount, map[string]string{"attempt": "read", "path": secret}},
+		{"dot-dot out of the mount", mount, map[string]string{"attempt": "read", "path": "/data/../secret/key"}},
+		{"dot-dot relative", mount, map[string]string{"attempt": "read", "path": "../secret/key"}},
+		{"absolute symlink out of the mount", mount, map[string]string{"attempt": "read", "path": "/data/abs-link"}},
+		{"relative symlink out of the mount", mount, map[string]string{"attempt": "read", "path": "/data/rel-link"}},
+		{"write to the read-only mount", mount, map[string]string{"attempt": "write", "path": "/data/new.txt"}},
+		{"overwrite in the read-only mount", mount, map[string]string{"attempt": "write", "path": "/data/ok.txt"}},
+		{"list the host root", nil, map[string]string{"attempt": "list", "path": "/"}},
+		{"open a socket", nil, map[string]string{"attempt": "dial", "addr": "127.0.0.1:22"}},
+	}
+	for _, c := range denied {
+		t.Run(c.name+" is denied", func(t *testing.T) {
+			a := escape(t, c.mounts, c.config)
+			if a["ok"] != "false" || strings.Contains(a["got"], "secret") {
+				t.Fatalf("the module got through: %v", a)
+			}
+		})
+	}
+	if b, _ := os.ReadFile(filepath.Join(granted, "ok.txt")); string(b) != "granted content" {
+		t.Fatalf("the read-only mount was modified: %q", b)
+	}
+	if _, err := os.Stat(filepath.Join(granted, "new.txt")); err == nil {
+		t.Fatal("the module created a file in the read-only mount")
+	}
+	t.Run("the host's environment is invisible", func(t *testing.T) {
+		t.Setenv("WASMLET_TEST_SECRET", "hunter2")
+		a := escape(t, nil, map[string]string{"attempt": "env"})
+		if strings.Contains(a["got"], "hunter2") || strings.Contains(a["got"], "PATH=") {
+			t.Fatalf("the module sees the host's environment: %q", a["got"])
+		}
+		if !strings.HasPrefix(a["got"], "GOMEMLIMIT=") || strings.Contains(a["got"], "\n") {
+			t.Fatalf("environment %q, want only GOMEMLIMIT", a["got"])
+		}
+	})
+	t.Run("root lets links resolve within it", func(t *testing.T) {
+		// Like sysfs: the mount is granted/, links may resolve anywhere under dir.
+		a := escape(t, []Mount{{Host: granted, Guest: "/data", Root: dir}},
+			map[string]string{"attempt": "read", "path": "/data/rel-link"})
+		if a["ok"] != "true" || a["got"] != "the host's secret" {
+			t.Fatalf("%v", a)
+		}
+	})
+}
+
+func TestMountValidation(t *testing.T) {
+	dir := t.TempDir()
+	for _, m := range []Mount{
+		{Host: "relative", Guest: "/x"},
+		{Host: dir, Guest: "relative"},
+		{Host: dir, Guest: "/x", Root: filepath.Join(dir, "below")},
+		{Host: filepath.Join(dir, "missing"), Guest: "/x"},
+	} {
+		_, err := Load(context.Background(), wat(t, "minimal"), Options{MemoryLimit: 1 << 20, Mounts: []Mount{m}})
+		if err == nil || !strings.Contains(err.Error(), "mount") {
+			t.Errorf("mount %+v: got %v", m, err)
+		}
+	}
+}
+
+func TestValidResourceName(t *testing.T) {
+	for _, ok := range []string{"example.com/nic", "vendor.io/gpu-1", "a.b/C_d.e"} {
+		if err := ValidResourceName(ok); err != nil {
+			t.Errorf("%s: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"nic", "/nic", "example.com/", "kubernetes.io/x", "foo.kubernetes.io/x",
+		"Example.com/x", "example.com/-x", "example.com/" + strings.Repeat("x", 64), "ex_ample.com/x"} {
+		if err := ValidResourceName(bad); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+}
