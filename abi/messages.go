@@ -6,7 +6,9 @@ package abi
 //
 // Every message has AppendTo, which appends its encoding to b, and Unmarshal,
 // which replaces the receiver's contents with the decoded bytes. Unknown
-// fields are skipped, as the compatibility rules require.
+// fields are skipped, as the compatibility rules require. Unmarshal copies b
+// once and its strings share that copy, so b may be reused afterwards, and a
+// string kept from a message keeps the whole message's bytes alive.
 
 // Message is implemented by every ABI message.
 type Message interface {
@@ -105,7 +107,9 @@ func (e *Error) AppendTo(b []byte) []byte {
 	return appendString(b, 2, e.Message)
 }
 
-func (e *Error) Unmarshal(b []byte) error {
+func (e *Error) Unmarshal(b []byte) error { return e.unmarshal(own(b)) }
+
+func (e *Error) unmarshal(b []byte) error {
 	*e = Error{}
 	return decode("Error", b, func(d *decoder) (err error) {
 		switch d.num {
@@ -134,7 +138,9 @@ func (m *DescribeRequest) AppendTo(b []byte) []byte {
 	return appendString(b, 3, m.ModuleName)
 }
 
-func (m *DescribeRequest) Unmarshal(b []byte) error {
+func (m *DescribeRequest) Unmarshal(b []byte) error { return m.unmarshal(own(b)) }
+
+func (m *DescribeRequest) unmarshal(b []byte) error {
 	*m = DescribeRequest{}
 	return decode("DescribeRequest", b, func(d *decoder) (err error) {
 		switch d.num {
@@ -176,7 +182,9 @@ func (m *Description) AppendTo(b []byte) []byte {
 	return appendUint(b, 9, uint64(m.DiscoverIntervalMS))
 }
 
-func (m *Description) Unmarshal(b []byte) error {
+func (m *Description) Unmarshal(b []byte) error { return m.unmarshal(own(b)) }
+
+func (m *Description) unmarshal(b []byte) error {
 	*m = Description{}
 	return decode("Description", b, func(d *decoder) (err error) {
 		switch d.num {
@@ -238,7 +246,9 @@ func (m *Plugin) AppendTo(b []byte) []byte {
 	return appendString(b, 5, m.SocketPath)
 }
 
-func (m *Plugin) Unmarshal(b []byte) error {
+func (m *Plugin) Unmarshal(b []byte) error { return m.unmarshal(own(b)) }
+
+func (m *Plugin) unmarshal(b []byte) error {
 	*m = Plugin{}
 	return m.merge(b)
 }
@@ -289,19 +299,25 @@ func unmarshalPluginRequest(name string, b []byte, p *Plugin) error {
 type ValidateRequest struct{ Plugin Plugin }
 
 func (m *ValidateRequest) AppendTo(b []byte) []byte { return appendPluginRequest(b, &m.Plugin) }
-func (m *ValidateRequest) Unmarshal(b []byte) error {
+func (m *ValidateRequest) Unmarshal(b []byte) error { return m.unmarshal(own(b)) }
+
+func (m *ValidateRequest) unmarshal(b []byte) error {
 	return unmarshalPluginRequest("ValidateRequest", b, &m.Plugin)
 }
 
 type ValidateResponse struct{}
 
 func (m *ValidateResponse) AppendTo(b []byte) []byte { return b }
-func (m *ValidateResponse) Unmarshal(b []byte) error { return decode("ValidateResponse", b, skip) }
+func (m *ValidateResponse) Unmarshal(b []byte) error { return m.unmarshal(own(b)) }
+
+func (m *ValidateResponse) unmarshal(b []byte) error { return decode("ValidateResponse", b, skip) }
 
 type RegisterRequest struct{ Plugin Plugin }
 
 func (m *RegisterRequest) AppendTo(b []byte) []byte { return appendPluginRequest(b, &m.Plugin) }
-func (m *RegisterRequest) Unmarshal(b []byte) error {
+func (m *RegisterRequest) Unmarshal(b []byte) error { return m.unmarshal(own(b)) }
+
+func (m *RegisterRequest) unmarshal(b []byte) error {
 	return unmarshalPluginRequest("RegisterRequest", b, &m.Plugin)
 }
 
@@ -321,7 +337,9 @@ func (m *RegisterResponse) AppendTo(b []byte) []byte {
 	return appendString(b, 5, m.Version)
 }
 
-func (m *RegisterResponse) Unmarshal(b []byte) error {
+func (m *RegisterResponse) Unmarshal(b []byte) error { return m.unmarshal(own(b)) }
+
+func (m *RegisterResponse) unmarshal(b []byte) error {
 	*m = RegisterResponse{}
 	return decode("RegisterResponse", b, func(d *decoder) (err error) {
 		switch d.num {
@@ -345,14 +363,18 @@ func (m *RegisterResponse) Unmarshal(b []byte) error {
 type DeregisterRequest struct{ Plugin Plugin }
 
 func (m *DeregisterRequest) AppendTo(b []byte) []byte { return appendPluginRequest(b, &m.Plugin) }
-func (m *DeregisterRequest) Unmarshal(b []byte) error {
+func (m *DeregisterRequest) Unmarshal(b []byte) error { return m.unmarshal(own(b)) }
+
+func (m *DeregisterRequest) unmarshal(b []byte) error {
 	return unmarshalPluginRequest("DeregisterRequest", b, &m.Plugin)
 }
 
 type DeregisterResponse struct{}
 
 func (m *DeregisterResponse) AppendTo(b []byte) []byte { return b }
-func (m *DeregisterResponse) Unmarshal(b []byte) error { return decode("DeregisterResponse", b, skip) }
+func (m *DeregisterResponse) Unmarshal(b []byte) error { return m.unmarshal(own(b)) }
+
+func (m *DeregisterResponse) unmarshal(b []byte) error { return decode("DeregisterResponse", b, skip) }
 
 func skip(*decoder) error { return nil }
 
@@ -370,7 +392,9 @@ func (m *Mount) AppendTo(b []byte) []byte {
 	return appendBool(b, 3, m.ReadOnly)
 }
 
-func (m *Mount) Unmarshal(b []byte) error {
+func (m *Mount) Unmarshal(b []byte) error { return m.unmarshal(own(b)) }
+
+func (m *Mount) unmarshal(b []byte) error {
 	*m = Mount{}
 	return decode("Mount", b, func(d *decoder) (err error) {
 		switch d.num {
@@ -397,7 +421,9 @@ func (m *DeviceNode) AppendTo(b []byte) []byte {
 	return appendString(b, 3, m.Permissions)
 }
 
-func (m *DeviceNode) Unmarshal(b []byte) error {
+func (m *DeviceNode) Unmarshal(b []byte) error { return m.unmarshal(own(b)) }
+
+func (m *DeviceNode) unmarshal(b []byte) error {
 	*m = DeviceNode{}
 	return decode("DeviceNode", b, func(d *decoder) (err error) {
 		switch d.num {
@@ -432,7 +458,7 @@ func (d *decoder) mount(dst []Mount) ([]Mount, error) {
 		return dst, err
 	}
 	var m Mount
-	err = m.Unmarshal(body)
+	err = m.unmarshal(body)
 	return append(dst, m), err
 }
 
@@ -442,7 +468,7 @@ func (d *decoder) deviceNode(dst []DeviceNode) ([]DeviceNode, error) {
 		return dst, err
 	}
 	var n DeviceNode
-	err = n.Unmarshal(body)
+	err = n.unmarshal(body)
 	return append(dst, n), err
 }
 
@@ -466,7 +492,9 @@ func (e *ContainerEdits) AppendTo(b []byte) []byte {
 	return appendStringMap(b, 4, e.Annotations)
 }
 
-func (e *ContainerEdits) Unmarshal(b []byte) error {
+func (e *ContainerEdits) Unmarshal(b []byte) error { return e.unmarshal(own(b)) }
+
+func (e *ContainerEdits) unmarshal(b []byte) error {
 	*e = ContainerEdits{}
 	return e.merge(b)
 }
@@ -507,7 +535,9 @@ func (m *Device) AppendTo(b []byte) []byte {
 	return b
 }
 
-func (m *Device) Unmarshal(b []byte) error {
+func (m *Device) Unmarshal(b []byte) error { return m.unmarshal(own(b)) }
+
+func (m *Device) unmarshal(b []byte) error {
 	*m = Device{}
 	return decode("Device", b, func(d *decoder) (err error) {
 		switch d.num {
@@ -538,7 +568,9 @@ func (m *Device) Unmarshal(b []byte) error {
 type DiscoverRequest struct{}
 
 func (m *DiscoverRequest) AppendTo(b []byte) []byte { return b }
-func (m *DiscoverRequest) Unmarshal(b []byte) error { return decode("DiscoverRequest", b, skip) }
+func (m *DiscoverRequest) Unmarshal(b []byte) error { return m.unmarshal(own(b)) }
+
+func (m *DiscoverRequest) unmarshal(b []byte) error { return decode("DiscoverRequest", b, skip) }
 
 type DiscoverResponse struct{ Devices []Device }
 
@@ -549,8 +581,13 @@ func (m *DiscoverResponse) AppendTo(b []byte) []byte {
 	return b
 }
 
-func (m *DiscoverResponse) Unmarshal(b []byte) error {
+func (m *DiscoverResponse) Unmarshal(b []byte) error { return m.unmarshal(own(b)) }
+
+func (m *DiscoverResponse) unmarshal(b []byte) error {
 	*m = DiscoverResponse{}
+	if n := count(b, 1); n > 0 {
+		m.Devices = make([]Device, 0, n)
+	}
 	return decode("DiscoverResponse", b, func(d *decoder) error {
 		if d.num != 1 {
 			return nil
@@ -560,7 +597,7 @@ func (m *DiscoverResponse) Unmarshal(b []byte) error {
 			return err
 		}
 		m.Devices = append(m.Devices, Device{})
-		return m.Devices[len(m.Devices)-1].Unmarshal(body)
+		return m.Devices[len(m.Devices)-1].unmarshal(body)
 	})
 }
 
@@ -572,6 +609,9 @@ func appendDeviceIDsRequest(b []byte, ids []string, workload string) []byte {
 
 func unmarshalDeviceIDsRequest(name string, b []byte, ids *[]string, workload *string) error {
 	*ids, *workload = nil, ""
+	if n := count(b, 1); n > 0 {
+		*ids = make([]string, 0, n)
+	}
 	return decode(name, b, func(d *decoder) (err error) {
 		switch d.num {
 		case 1:
@@ -594,7 +634,9 @@ func (m *AllocateRequest) AppendTo(b []byte) []byte {
 	return appendDeviceIDsRequest(b, m.DeviceIDs, m.Workload)
 }
 
-func (m *AllocateRequest) Unmarshal(b []byte) error {
+func (m *AllocateRequest) Unmarshal(b []byte) error { return m.unmarshal(own(b)) }
+
+func (m *AllocateRequest) unmarshal(b []byte) error {
 	return unmarshalDeviceIDsRequest("AllocateRequest", b, &m.DeviceIDs, &m.Workload)
 }
 
@@ -615,7 +657,9 @@ func (m *AllocateResponse) AppendTo(b []byte) []byte {
 	return appendStrings(b, 5, m.CDIDevices)
 }
 
-func (m *AllocateResponse) Unmarshal(b []byte) error {
+func (m *AllocateResponse) Unmarshal(b []byte) error { return m.unmarshal(own(b)) }
+
+func (m *AllocateResponse) unmarshal(b []byte) error {
 	*m = AllocateResponse{}
 	return decode("AllocateResponse", b, func(d *decoder) (err error) {
 		switch d.num {
@@ -648,8 +692,13 @@ func (m *PreferredAllocationRequest) AppendTo(b []byte) []byte {
 	return appendInt(b, 3, int64(m.Size))
 }
 
-func (m *PreferredAllocationRequest) Unmarshal(b []byte) error {
+func (m *PreferredAllocationRequest) Unmarshal(b []byte) error { return m.unmarshal(own(b)) }
+
+func (m *PreferredAllocationRequest) unmarshal(b []byte) error {
 	*m = PreferredAllocationRequest{}
+	if n := count(b, 1); n > 0 {
+		m.Available = make([]string, 0, n)
+	}
 	return decode("PreferredAllocationRequest", b, func(d *decoder) (err error) {
 		var s string
 		switch d.num {
@@ -672,8 +721,13 @@ func (m *PreferredAllocationResponse) AppendTo(b []byte) []byte {
 	return appendStrings(b, 1, m.DeviceIDs)
 }
 
-func (m *PreferredAllocationResponse) Unmarshal(b []byte) error {
+func (m *PreferredAllocationResponse) Unmarshal(b []byte) error { return m.unmarshal(own(b)) }
+
+func (m *PreferredAllocationResponse) unmarshal(b []byte) error {
 	*m = PreferredAllocationResponse{}
+	if n := count(b, 1); n > 0 {
+		m.DeviceIDs = make([]string, 0, n)
+	}
 	return decode("PreferredAllocationResponse", b, func(d *decoder) (err error) {
 		if d.num == 1 {
 			var s string
@@ -693,11 +747,15 @@ func (m *PreStartRequest) AppendTo(b []byte) []byte {
 	return appendDeviceIDsRequest(b, m.DeviceIDs, m.Workload)
 }
 
-func (m *PreStartRequest) Unmarshal(b []byte) error {
+func (m *PreStartRequest) Unmarshal(b []byte) error { return m.unmarshal(own(b)) }
+
+func (m *PreStartRequest) unmarshal(b []byte) error {
 	return unmarshalDeviceIDsRequest("PreStartRequest", b, &m.DeviceIDs, &m.Workload)
 }
 
 type PreStartResponse struct{}
 
 func (m *PreStartResponse) AppendTo(b []byte) []byte { return b }
-func (m *PreStartResponse) Unmarshal(b []byte) error { return decode("PreStartResponse", b, skip) }
+func (m *PreStartResponse) Unmarshal(b []byte) error { return m.unmarshal(own(b)) }
+
+func (m *PreStartResponse) unmarshal(b []byte) error { return decode("PreStartResponse", b, skip) }

@@ -1,6 +1,9 @@
 package abi
 
-import "errors"
+import (
+	"errors"
+	"unsafe"
+)
 
 // This file is a minimal protobuf wire-format codec: just what the messages in
 // wasmlet_abi.proto need, with no reflection, so that it costs a guest a few
@@ -240,11 +243,44 @@ func (d *decoder) next() (bool, error) {
 	return true, nil
 }
 
+// str returns a string field. It aliases the message's bytes, which are
+// always a private copy (see own): a Go guest pays for one allocation per
+// message instead of one per string, and allocation is what costs most in a
+// Go guest.
 func (d *decoder) str() (string, error) {
 	if d.wt != wireBytes {
 		return "", errWrongType
 	}
-	return string(d.buf), nil
+	if len(d.buf) == 0 {
+		return "", nil
+	}
+	return unsafe.String(&d.buf[0], len(d.buf)), nil
+}
+
+// own returns a private copy of a message's bytes for decoding into. Strings
+// decoded from it share it, so it must never be modified.
+func own(b []byte) []byte {
+	if len(b) == 0 {
+		return nil
+	}
+	return append(make([]byte, 0, len(b)), b...)
+}
+
+// count returns how many times field num occurs in message b, so that a
+// repeated field is allocated once. Malformed input counts as far as it goes;
+// decoding reports the error.
+func count(b []byte, num int) int {
+	d := decoder{b: b}
+	n := 0
+	for {
+		ok, err := d.next()
+		if !ok || err != nil {
+			return n
+		}
+		if d.num == num {
+			n++
+		}
+	}
 }
 
 func (d *decoder) uint() (uint64, error) {

@@ -16,6 +16,7 @@ import (
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/wasmlet/wasmlet/abi"
+	"github.com/wasmlet/wasmlet/host/module/internal/interrupt"
 )
 
 // Operation indexes, so that an instance keeps its exports in an array.
@@ -50,24 +51,25 @@ const minRequestBuffer = 1024
 // instance is one instantiation of a module. It is used by one goroutine at a
 // time (the pool hands it out), and thrown away after any fault.
 //
-// Deadlines: the module is compiled with close-on-context-done, so its loops
-// check whether the instance was closed. Each instance owns one cancelable
-// context for its whole life and one reusable timer whose function cancels
-// it. A call arms the timer and disarms it afterwards: no context, timer or
-// goroutine is created per call by the host. If the timer fires, wazero
-// interrupts the guest at its next loop or call, and the instance, whose
-// context is now canceled, is discarded.
+// Deadlines: modules are instrumented at load (package interrupt) so that
+// they count down a fuel global at every function entry and loop head, and
+// when it runs out, briefly leave native code and trap if the interrupt
+// global is set. Each instance owns one reusable timer whose function sets
+// those globals. A call arms the timer and disarms it afterwards: no context,
+// timer or goroutine is created per call. If the timer fires, the guest traps
+// at its next loop head or call, and the instance is discarded.
 type instance struct {
-	m      *Module
-	mod    api.Module
-	mem    api.Memory
-	alloc  api.Function
-	fns    [numOps]api.Function
-	ctx    context.Context
-	cancel context.CancelFunc
-	timer  *time.Timer
-	fired  atomic.Bool
-	stack  []uint64
+	m         *Module
+	mod       api.Module
+	mem       api.Memory
+	alloc     api.Function
+	fns       [numOps]api.Function
+	fuel      api.MutableGlobal
+	intr      api.MutableGlobal
+	timer     *time.Timer
+	fired     atomic.Bool // the deadline passed
+	unloading atomic.Bool // Close interrupted the instance
+	stack     []uint64
 
 	bufPtr, bufCap uint32 // the request buffer last returned by wasmlet_alloc
 	scratch        []byte // encoding buffer for requests
@@ -80,10 +82,9 @@ type instance struct {
 // ABI version. It does not call describe.
 func (m *Module) newInstance() (*instance, error) {
 	in := &instance{m: m, stack: make([]uint64, 2)}
-	in.ctx, in.cancel = context.WithCancel(context.Background())
 	in.timer = time.AfterFunc(time.Hour, func() {
 		in.fired.Store(true)
-		in.cancel()
+		in.interrupt()
 	})
 	in.timer.Stop()
 	in.stdout = &streamWriter{sink: m.sink, level: hclog.Info, stream: "stdout"}
@@ -100,17 +101,21 @@ func (m *Module) newInstance() (*instance, error) {
 		// lets the heap grow to the hard limit and dies there.
 		WithEnv("GOMEMLIMIT", strconv.FormatUint(m.opts.MemoryLimit*3/4, 10))
 
-	in.arm(m.opts.InitTimeout)
-	mod, err := m.rt.InstantiateModule(in.ctx, m.cm, cfg)
-	if !in.disarm() && err == nil {
-		err = errors.New("instantiation overran")
-	}
+	// No guest code runs during instantiation (there are no start functions),
+	// so it needs no deadline; _initialize, below, does.
+	mod, err := m.rt.InstantiateModule(context.Background(), m.cm, cfg)
 	if err != nil {
-		in.cancel()
 		return nil, in.fault(abi.OpDescribe, err, m.opts.InitTimeout)
 	}
 	in.mod = mod
 	in.mem = mod.Memory()
+	fuel, ok1 := mod.ExportedGlobal(interrupt.ExportFuel).(api.MutableGlobal)
+	intr, ok2 := mod.ExportedGlobal(interrupt.ExportInterrupt).(api.MutableGlobal)
+	if !ok1 || !ok2 {
+		in.close()
+		return nil, errors.New("the instrumented interrupt globals are missing")
+	}
+	in.fuel, in.intr = fuel, intr
 	in.alloc = mod.ExportedFunction(abi.ExportAlloc)
 	for i, op := range opNames {
 		in.fns[i] = mod.ExportedFunction(op.Export())
@@ -139,13 +144,22 @@ func (v errABIVersion) Error() string {
 	return fmt.Sprintf("declares ABI version %d; this host speaks version %d", int32(v), abi.Version)
 }
 
+// interrupt asks the guest to trap at its next function entry or loop head.
+// It may be called from any goroutine while the guest runs.
+func (in *instance) interrupt() {
+	if in.intr != nil {
+		in.intr.Set(1)
+		in.fuel.Set(1)
+	}
+}
+
 func (in *instance) arm(d time.Duration) {
 	in.fired.Store(false)
 	in.timer.Reset(d)
 }
 
 // disarm stops the deadline timer. It returns false when the timer fired (or
-// is firing): the instance's context is then canceled and it must go.
+// is firing): the instance is then interrupted and must go.
 func (in *instance) disarm() bool {
 	return in.timer.Stop() && !in.fired.Load()
 }
@@ -156,10 +170,10 @@ func (in *instance) invoke(fn api.Function, d time.Duration, params ...uint64) (
 	in.stack = in.stack[:max(len(params), 1)]
 	copy(in.stack, params)
 	in.arm(d)
-	err := fn.CallWithStack(in.ctx, in.stack)
+	err := fn.CallWithStack(context.Background(), in.stack)
 	if !in.disarm() && err == nil {
 		// The call returned just as the deadline passed: the answer is good,
-		// the instance is not (its context is canceled).
+		// the instance is not (its interrupt flag is set).
 		err = errLateTimer
 	}
 	in.calls++
@@ -206,12 +220,11 @@ func (in *instance) call(op int, req []byte, resp abi.Message, d time.Duration) 
 	if fn == nil {
 		return &hostError{FaultBadRequest, fmt.Errorf("module does not export %s", opNames[op].Export())}
 	}
-	deadline := time.Now().Add(d)
 	ptr, err := in.request(req, d)
 	if err != nil {
 		return err
 	}
-	r, err := in.invoke(fn, time.Until(deadline), uint64(ptr), uint64(len(req)))
+	r, err := in.invoke(fn, d, uint64(ptr), uint64(len(req)))
 	if err != nil {
 		return err
 	}
@@ -247,16 +260,14 @@ func (in *instance) fault(op abi.Op, err error, d time.Duration) *CallError {
 	case errors.As(err, &he):
 		ce.Fault = he.fault
 		return ce
+	case in.unloading.Load():
+		ce.Fault, ce.Err = FaultClosed, errors.New("interrupted because the module is being unloaded")
+		return ce
 	case in.fired.Load() || errors.Is(err, errLateTimer):
 		ce.Fault = FaultTimeout
 		ce.Err = fmt.Errorf("did not return within %s and was interrupted", d)
 		return ce
 	case errors.As(err, &exit):
-		switch exit.ExitCode() {
-		case sys.ExitCodeContextCanceled, sys.ExitCodeDeadlineExceeded:
-			ce.Fault, ce.Err = FaultClosed, errors.New("interrupted because the module is being unloaded")
-			return ce
-		}
 		ce.Fault = FaultExit
 		ce.Err = fmt.Errorf("module exited with code %d", exit.ExitCode())
 	default:
@@ -293,7 +304,6 @@ func firstLine(s string) string {
 
 func (in *instance) close() {
 	in.timer.Stop()
-	in.cancel()
 	if in.mod != nil {
 		in.mod.Close(context.Background())
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
 	"github.com/wasmlet/wasmlet/abi"
+	"github.com/wasmlet/wasmlet/host/module/internal/interrupt"
 )
 
 // HostVersion is reported to modules in DescribeRequest.host_version.
@@ -97,7 +99,11 @@ func Load(ctx context.Context, path string, opts Options) (*Module, error) {
 	if m.mounts, err = openMounts(opts.Mounts); err != nil {
 		return refuse(err.Error())
 	}
-	if err := m.compile(ctx, bin); err != nil {
+	instrumented, err := interrupt.Instrument(bin)
+	if err != nil {
+		return refuse("cannot be instrumented for interruption: " + err.Error())
+	}
+	if err := m.compile(ctx, instrumented); err != nil {
 		return refuse(err.Error())
 	}
 	problems := append(checkExports(m.cm), checkImports(m.cm, m.provided())...)
@@ -107,6 +113,7 @@ func Load(ctx context.Context, path string, opts Options) (*Module, error) {
 	for name := range m.cm.ExportedFunctions() {
 		m.exports = append(m.exports, name)
 	}
+	sort.Strings(m.exports)
 	start = time.Now()
 	in, err := m.newInstance()
 	if err != nil {
@@ -178,8 +185,11 @@ func readModule(path string) ([]byte, error) {
 // compile sets up the module's own runtime (memory limit, interruption,
 // compilation cache), the host modules, and compiles the binary.
 func (m *Module) compile(ctx context.Context, bin []byte) error {
+	// Interruption comes from the instrumentation (package interrupt), not
+	// from close-on-context-done, whose check at every loop head costs a Go
+	// guest microseconds per call.
 	cfg := wazero.NewRuntimeConfigCompiler().
-		WithCloseOnContextDone(true).
+		WithCloseOnContextDone(false).
 		WithMemoryLimitPages(m.opts.memoryPages())
 	if m.opts.Cache != nil {
 		cfg = cfg.WithCompilationCache(m.opts.Cache.cache)
@@ -283,18 +293,18 @@ func (m *Module) Call(ctx context.Context, op abi.Op, req, resp abi.Message) err
 	if err != nil {
 		return err
 	}
+	start := monotonic()
 	d := m.opts.CallTimeout
 	if dl, ok := ctx.Deadline(); ok {
-		if left := time.Until(dl); left < d {
+		if left := dl.Sub(epoch) - start; left < d {
 			d = left
 		}
 	}
-	start := time.Now()
 	in.scratch = req.AppendTo(in.scratch[:0])
 	err = in.call(idx, in.scratch, resp, d)
 	var ae *abi.Error
 	if err == nil || errors.As(err, &ae) {
-		m.opts.Observer.Call(m.opts.Name, string(op), time.Since(start), "")
+		m.opts.Observer.Call(m.opts.Name, string(op), monotonic()-start, "")
 		m.succeeded()
 		m.put(in, false)
 		if ae != nil {
@@ -303,7 +313,7 @@ func (m *Module) Call(ctx context.Context, op abi.Op, req, resp abi.Message) err
 		return nil
 	}
 	ce := in.fault(op, err, d)
-	m.opts.Observer.Call(m.opts.Name, string(op), time.Since(start), ce.Fault)
+	m.opts.Observer.Call(m.opts.Name, string(op), monotonic()-start, ce.Fault)
 	m.put(in, true)
 	m.failed(ce)
 	return ce
@@ -444,7 +454,8 @@ func (m *Module) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		m.mu.Lock()
 		for in := range m.live {
-			in.cancel() // interrupts the guest at its next loop or call
+			in.unloading.Store(true)
+			in.interrupt() // the guest traps at its next loop head or call
 		}
 		m.mu.Unlock()
 		<-m.drained
@@ -506,6 +517,13 @@ func (m *Module) Status() Status {
 		Mounts: m.opts.Mounts,
 	}
 }
+
+// epoch anchors monotonic: time.Since reads only the monotonic clock, once,
+// where time.Now reads it and the wall clock. Clock reads are a visible part
+// of a call's cost on virtual machines without a fast clock source.
+var epoch = time.Now()
+
+func monotonic() time.Duration { return time.Since(epoch) }
 
 // Cache is an on-disk cache of compiled modules, shared by all modules of a
 // host so that a restart or a reload does not compile again.
