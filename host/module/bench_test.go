@@ -159,9 +159,9 @@ func BenchmarkRoundTripParallel(b *testing.B) {
 type raw struct {
 	mod       api.Module
 	alloc, op api.Function
-	stack           []uint64
-	buf             []byte
-	ptr             uint32
+	stack     []uint64
+	buf       []byte
+	ptr       uint32
 }
 
 func newRaw(b *testing.B, path string, interruptible bool) *raw {

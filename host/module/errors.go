@@ -13,17 +13,17 @@ import (
 type Fault string
 
 const (
-	FaultTrap        Fault = "trap"         // unreachable, out-of-bounds access, stack overflow, Go panic...
-	FaultTimeout     Fault = "timeout"      // the call overran its deadline and was interrupted
-	FaultExit        Fault = "exit"         // the module called proc_exit
-	FaultMemory      Fault = "memory"       // the module ran out of its memory limit
-	FaultMalformed   Fault = "malformed"    // the reply lies outside memory or does not decode
-	FaultOversized   Fault = "oversized"    // the reply exceeds the module's reply limit
-	FaultInit        Fault = "init"         // a new instance failed to start
-	FaultQuarantined Fault = "quarantined"  // the module is quarantined: not called at all
-	FaultClosed      Fault = "closed"       // the module was unloaded
-	FaultBusy        Fault = "busy"         // no instance became free before the caller gave up
-	FaultBadRequest  Fault = "bad-request"  // the host could not hand the request over
+	FaultTrap        Fault = "trap"        // unreachable, out-of-bounds access, stack overflow, Go panic...
+	FaultTimeout     Fault = "timeout"     // the call overran its deadline and was interrupted
+	FaultExit        Fault = "exit"        // the module called proc_exit
+	FaultMemory      Fault = "memory"      // the module ran out of its memory limit
+	FaultMalformed   Fault = "malformed"   // the reply lies outside memory or does not decode
+	FaultOversized   Fault = "oversized"   // the reply exceeds the module's reply limit
+	FaultInit        Fault = "init"        // a new instance failed to start
+	FaultQuarantined Fault = "quarantined" // the module is quarantined: not called at all
+	FaultClosed      Fault = "closed"      // the module was unloaded
+	FaultBusy        Fault = "busy"        // no instance became free before the caller gave up
+	FaultBadRequest  Fault = "bad-request" // the host could not hand the request over
 )
 
 // CallError is the error of a failed operation. Its message always names the
