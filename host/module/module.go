@@ -92,6 +92,10 @@ func Load(ctx context.Context, path string, opts Options) (*Module, error) {
 		sink:    newLogSink(opts),
 	}
 	m.timing.Read = time.Since(start)
+	if opts.SHA256 != "" && !strings.EqualFold(opts.SHA256, m.digest) {
+		return nil, &LoadError{Module: opts.Name, Path: path, Problems: []string{
+			fmt.Sprintf("file has SHA-256 %s, but the configuration pins %s", m.digest, opts.SHA256)}}
+	}
 	refuse := func(problems ...string) (*Module, error) {
 		m.release(ctx)
 		return nil, &LoadError{Module: opts.Name, Path: path, Problems: problems}

@@ -47,6 +47,9 @@ type Options struct {
 	Mounts []Mount
 	// Config is the key/value configuration the module reads with config_get.
 	Config map[string]string
+	// SHA256, when set, pins the module file: a file whose hex SHA-256
+	// differs is refused.
+	SHA256 string
 	// LogRate and LogBurst limit the log lines a module may emit (through the
 	// log import and its stdout/stderr together).
 	LogRate, LogBurst int

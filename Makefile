@@ -1,0 +1,69 @@
+# wasmlet — see README.md. `make run` starts the host on plugins.toml;
+# `make test` runs the whole test suite.
+
+GO        ?= go
+BUILD     ?= build
+GOTEST    ?= $(GO) test
+TESTFLAGS ?= -race -timeout 40m
+BENCHSTAT  = $(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
+
+GO_GUESTS := counter devicepluginhandler customhandler pcisource devsource
+C_GUESTS  := counter
+
+.PHONY: all build guests wasmlet run test test-short bench fuzz lint wat clean
+
+all: build
+
+build: wasmlet guests
+
+wasmlet:
+	$(GO) build -o $(BUILD)/wasmlet ./cmd/wasmlet
+
+# Guest modules for `make run`, in the module directory plugins.toml names.
+guests: $(GO_GUESTS:%=$(BUILD)/modules/%.wasm) $(C_GUESTS:%=$(BUILD)/modules-extra/c-%.wasm)
+
+$(BUILD)/modules/%.wasm: FORCE
+	@mkdir -p $(dir $@)
+	GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -trimpath -o $@.tmp ./guests/$*
+	@mv $@.tmp $@
+
+# Extra modules are not loaded by default: copy one into build/modules to see
+# it load while wasmlet runs.
+$(BUILD)/modules-extra/c-%.wasm: guests/c/%.c
+	@mkdir -p $(dir $@)
+	clang --target=wasm32-wasi -mexec-model=reactor -O2 -Wall -Werror -o $@ $<
+
+FORCE:
+
+run: build
+	$(BUILD)/wasmlet run --config plugins.toml
+
+test:
+	$(GOTEST) $(TESTFLAGS) ./...
+
+# The suite without the race detector: quicker while working.
+test-short:
+	$(GOTEST) -timeout 20m ./...
+
+# Benchmarks, six runs each, summarised as medians by benchstat.
+bench:
+	@mkdir -p $(BUILD)
+	$(GOTEST) -run '^$$' -bench . -count 6 -timeout 60m ./... | tee $(BUILD)/bench.txt
+	$(BENCHSTAT) $(BUILD)/bench.txt
+
+# Every fuzz target for FUZZTIME each (the seed corpora run in `make test`).
+FUZZTIME ?= 30s
+fuzz:
+	$(GOTEST) -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./abi
+
+lint:
+	$(GO) vet ./...
+	GOOS=wasip1 GOARCH=wasm $(GO) vet ./guests/...
+	@test -z "$$(gofmt -l .)" || (gofmt -l . && exit 1)
+
+# Rebuild the committed hand-written test modules from their .wat sources.
+wat:
+	for f in guests/testmodules/wat/*.wat; do wat2wasm $$f -o $${f%.wat}.wasm; done
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,274 @@
+package module
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/wasmlet/wasmlet/abi"
+)
+
+// Registry is the set of loaded modules, by name (the file name without
+// ".wasm"). It loads, replaces and unloads modules as their files come and
+// go, finds the module that handles a plugin type or serves a resource, and
+// tells subscribers what changed. It is safe for concurrent use.
+type Registry struct {
+	options  func(name string) Options
+	handlers func() map[string]string
+	log      hclog.Logger
+
+	mu      sync.RWMutex
+	entries map[string]*entry
+	subs    []func(Event)
+	closed  bool
+	retired sync.WaitGroup
+}
+
+type entry struct {
+	mod    *Module   // nil when the last load failed and nothing was running
+	path   string    // the file last loaded or tried
+	err    error     // the last load's error, if it failed
+	failed time.Time // when it failed
+}
+
+// EventKind says what happened to a module.
+type EventKind string
+
+const (
+	Loaded   EventKind = "loaded"   // a new module is available
+	Replaced EventKind = "replaced" // a new file took over from a running module
+	Unloaded EventKind = "unloaded" // the module is gone
+	Refused  EventKind = "refused"  // a file was refused; any previous module keeps running
+)
+
+// Event tells subscribers about a change. Module is the module now serving
+// (nil after Unloaded, the still-running previous module or nil after
+// Refused); Previous is the module it replaced or removed.
+type Event struct {
+	Kind     EventKind
+	Name     string
+	Module   *Module
+	Previous *Module
+	Err      error
+}
+
+// NewRegistry returns an empty registry. options gives each module's sandbox
+// by name; handlers, when not nil, returns the configured plugin type →
+// module name mapping, which takes precedence over what modules declare.
+func NewRegistry(options func(name string) Options, handlers func() map[string]string, log hclog.Logger) *Registry {
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	return &Registry{options: options, handlers: handlers, log: log, entries: map[string]*entry{}}
+}
+
+// Subscribe registers fn to be told about every change, in order. fn runs on
+// the goroutine that made the change and must not block or call back into
+// the registry's Load/Unload.
+func (r *Registry) Subscribe(fn func(Event)) {
+	r.mu.Lock()
+	r.subs = append(r.subs, fn)
+	r.mu.Unlock()
+}
+
+func (r *Registry) notify(ev Event) {
+	r.mu.RLock()
+	subs := make([]func(Event), len(r.subs))
+	copy(subs, r.subs)
+	r.mu.RUnlock()
+	for _, fn := range subs {
+		fn(ev)
+	}
+}
+
+// Load loads the module file at path, or replaces the module of the same
+// name. The new file is checked completely before it takes over; if it is
+// refused, a module already running under that name keeps running. Calls in
+// flight on a replaced module finish on it before it is closed.
+func (r *Registry) Load(ctx context.Context, path string) (*Module, error) {
+	name := NameFromPath(path)
+	opts := Options{}
+	if r.options != nil {
+		opts = r.options(name)
+	}
+	opts.Name = name
+	m, err := Load(ctx, path, opts)
+
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		if m != nil {
+			m.Close(ctx)
+		}
+		return nil, errors.New("module registry is closed")
+	}
+	e := r.entries[name]
+	if e == nil {
+		e = &entry{}
+		r.entries[name] = e
+	}
+	prev := e.mod
+	e.path = path
+	if err != nil {
+		e.err, e.failed = err, time.Now()
+		r.mu.Unlock()
+		if prev != nil {
+			r.log.Error("module file refused; the previous version keeps running", "module", name, "path", path, "error", err)
+		} else {
+			r.log.Error("module file refused", "module", name, "path", path, "error", err)
+		}
+		r.notify(Event{Kind: Refused, Name: name, Module: prev, Err: err})
+		return nil, err
+	}
+	e.mod, e.err = m, nil
+	r.mu.Unlock()
+
+	kind := Loaded
+	if prev != nil {
+		kind = Replaced
+		r.retire(prev)
+	}
+	d := m.Description()
+	r.log.Info("module "+string(kind), "module", name, "kind", d.Kind.String(), "serves", m.Serves(),
+		"version", d.Version, "sha256", m.Digest()[:12])
+	r.notify(Event{Kind: kind, Name: name, Module: m, Previous: prev})
+	return m, nil
+}
+
+// retire closes a module that was replaced or removed once its calls in
+// flight are done (they get twice their deadline to finish).
+func (r *Registry) retire(m *Module) {
+	r.retired.Add(1)
+	go func() {
+		defer r.retired.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*m.Options().CallTimeout)
+		defer cancel()
+		m.Close(ctx)
+	}()
+}
+
+// Unload removes the module called name, if any.
+func (r *Registry) Unload(name string) {
+	r.mu.Lock()
+	e := r.entries[name]
+	delete(r.entries, name)
+	r.mu.Unlock()
+	if e == nil {
+		return
+	}
+	if e.mod != nil {
+		r.retire(e.mod)
+		r.log.Info("module unloaded", "module", name)
+	}
+	r.notify(Event{Kind: Unloaded, Name: name, Previous: e.mod})
+}
+
+// Reload loads the module called name again from its file: the way out of
+// quarantine when the file has not changed.
+func (r *Registry) Reload(ctx context.Context, name string) (*Module, error) {
+	r.mu.RLock()
+	e := r.entries[name]
+	r.mu.RUnlock()
+	if e == nil {
+		return nil, fmt.Errorf("no module %q is loaded", name)
+	}
+	return r.Load(ctx, e.path)
+}
+
+// Get returns the running module called name, or nil.
+func (r *Registry) Get(name string) *Module {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if e := r.entries[name]; e != nil {
+		return e.mod
+	}
+	return nil
+}
+
+// Handler returns the module that handles plugins of type pluginType: the
+// one the configuration names, or else the first module, by name, that
+// declares the type. It returns nil when there is none (yet).
+func (r *Registry) Handler(pluginType string) *Module {
+	var configured string
+	if r.handlers != nil {
+		configured = r.handlers()[pluginType]
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if configured != "" {
+		if e := r.entries[configured]; e != nil && e.mod != nil && e.mod.desc.Kind == abi.KindHandler {
+			return e.mod
+		}
+		return nil
+	}
+	var found *Module
+	for _, e := range r.entries {
+		m := e.mod
+		if m == nil || m.desc.Kind != abi.KindHandler || m.desc.PluginType != pluginType {
+			continue
+		}
+		if found == nil || m.Name() < found.Name() {
+			found = m
+		}
+	}
+	return found
+}
+
+// Sources returns the running device-source modules, by name.
+func (r *Registry) Sources() []*Module {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	var out []*Module
+	for _, e := range r.entries {
+		if e.mod != nil && e.mod.desc.Kind == abi.KindDeviceSource {
+			out = append(out, e.mod)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name() < out[j].Name() })
+	return out
+}
+
+// Info is what the registry knows of one module name.
+type Info struct {
+	Name   string
+	Path   string
+	Module *Module // nil if no version of it is running
+	Err    error   // why the last file was refused, if it was
+	Failed time.Time
+}
+
+// List returns every module name the registry knows, running or refused.
+func (r *Registry) List() []Info {
+	r.mu.RLock()
+	out := make([]Info, 0, len(r.entries))
+	for name, e := range r.entries {
+		out = append(out, Info{Name: name, Path: e.path, Module: e.mod, Err: e.err, Failed: e.failed})
+	}
+	r.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Close unloads every module, letting calls in flight finish until ctx is
+// done.
+func (r *Registry) Close(ctx context.Context) {
+	r.mu.Lock()
+	r.closed = true
+	entries := r.entries
+	r.entries = map[string]*entry{}
+	r.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, e := range entries {
+		if e.mod != nil {
+			wg.Add(1)
+			go func(m *Module) { defer wg.Done(); m.Close(ctx) }(e.mod)
+		}
+	}
+	wg.Wait()
+	r.retired.Wait()
+}
