@@ -1,0 +1,140 @@
+// Command customhandler is a wasmlet handler for a custom plugin type: the
+// starting point for a type the kubelet does not know. It accepts plugins of
+// its type that support one of the configured API versions and whose name
+// matches a pattern, and records them (abi.ActionRecord): the host keeps them
+// in its registered plugins, with the endpoint, the chosen version and the
+// time of registration as attributes, and does nothing else with them.
+//
+// validate refuses, with a message the plugin's author can act on, a plugin of
+// another type, one that supports none of the versions, and one whose name is
+// empty or does not match name_pattern. register applies the same checks (it
+// does not rely on validate having run in the same instance) and answers with
+// the record. deregister accepts.
+//
+// Configuration keys:
+//
+//	type          the plugin type served (default "ExamplePlugin")
+//	versions      comma-separated API versions accepted, in order of
+//	              preference (default "v1")
+//	name_pattern  a path.Match pattern plugin names must match (default "*")
+package main
+
+import (
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/wasmlet/wasmlet/abi"
+	"github.com/wasmlet/wasmlet/guests/sdk"
+	"github.com/wasmlet/wasmlet/guests/sdk/handler"
+)
+
+// DefaultType is the plugin type served when the configuration names none.
+const DefaultType = "ExamplePlugin"
+
+func init() {
+	handler.Serve(handler.Handler{
+		Type:    sdk.ConfigOr("type", DefaultType),
+		Name:    "customhandler",
+		Version: "1.0.0",
+		Summary: "records plugins of a custom type that pass a version and name policy",
+		Validate: func(p *abi.Plugin) error {
+			_, err := loadPolicy().check(p)
+			return err
+		},
+		Register: func(p *abi.Plugin) (*abi.RegisterResponse, error) {
+			return loadPolicy().register(p, time.Now())
+		},
+		Deregister: func(p *abi.Plugin) error { return nil },
+	})
+}
+
+func main() {}
+
+// policy is the configuration, read afresh on every call: the host may send
+// validate and register to different instances.
+type policy struct {
+	typ         string
+	versions    []string
+	namePattern string
+}
+
+func loadPolicy() policy {
+	return policy{
+		typ:         sdk.ConfigOr("type", DefaultType),
+		versions:    list(sdk.ConfigOr("versions", "v1")),
+		namePattern: strings.TrimSpace(sdk.ConfigOr("name_pattern", "*")),
+	}
+}
+
+func list(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// check validates p and returns the version to use with it.
+func (pol policy) check(p *abi.Plugin) (string, error) {
+	who := pol.typ + " plugin " + strconv.Quote(p.Name)
+	if p.Type != "" && p.Type != pol.typ {
+		return "", sdk.Refuse(who + " has type " + strconv.Quote(p.Type) + "; this handler serves " + pol.typ)
+	}
+	if len(pol.versions) == 0 {
+		return "", sdk.Fail(abi.CodeFailedPrecondition, "handler configuration: versions is empty; the node accepts no "+pol.typ+" version")
+	}
+	if p.Name == "" {
+		return "", sdk.Refuse(pol.typ + " plugin at " + strconv.Quote(p.SocketPath) + " reported an empty name")
+	}
+	version := ""
+	for _, a := range pol.versions {
+		for _, o := range p.SupportedVersions {
+			if version == "" && strings.TrimSpace(o) == a {
+				version = a
+			}
+		}
+	}
+	if version == "" {
+		offered := "no versions"
+		if len(p.SupportedVersions) > 0 {
+			offered = "versions " + strings.Join(p.SupportedVersions, ", ")
+		}
+		return "", sdk.Refuse(who + " offered " + offered + "; this node accepts " + strings.Join(pol.versions, ", "))
+	}
+	ok, err := path.Match(pol.namePattern, p.Name)
+	if err != nil {
+		return "", sdk.Fail(abi.CodeFailedPrecondition, "handler configuration: name_pattern "+strconv.Quote(pol.namePattern)+" is not a valid pattern")
+	}
+	if !ok {
+		return "", sdk.Refuse(who + ": the name does not match the pattern " + strconv.Quote(pol.namePattern) + " this node requires")
+	}
+	return version, nil
+}
+
+func (pol policy) register(p *abi.Plugin, now time.Time) (*abi.RegisterResponse, error) {
+	version, err := pol.check(p)
+	if err != nil {
+		return nil, err
+	}
+	endpoint := p.Endpoint
+	if endpoint == "" {
+		endpoint = p.SocketPath
+	}
+	return &abi.RegisterResponse{
+		Action:   abi.ActionRecord,
+		Endpoint: p.Endpoint,
+		Version:  version,
+		Attributes: map[string]string{
+			"type":                pol.typ,
+			"endpoint":            endpoint,
+			"version":             version,
+			"offered_versions":    strings.Join(p.SupportedVersions, ","),
+			"registration_socket": p.SocketPath,
+			"registered_at":       now.UTC().Format(time.RFC3339),
+		},
+	}, nil
+}

@@ -1,0 +1,234 @@
+// Command devicepluginhandler is the wasmlet handler for plugins of type
+// DevicePlugin: device plugins that announce themselves through the plugin
+// registration directory instead of calling the device manager's
+// Registration service, as the kubelet allows. The semantics are the
+// kubelet's: the plugin's name is the extended resource it serves
+// (vendor.com/gpu) and its endpoint is its device plugin socket.
+//
+// validate accepts a plugin when
+//   - it supports one of the device plugin API versions this node accepts;
+//   - its name is a valid extended resource name: <domain>/<name>, the domain
+//     a DNS subdomain outside kubernetes.io, the name at most 63 characters of
+//     [A-Za-z0-9._-] beginning and ending with a letter or digit;
+//   - the resource's domain is allowed and its name matches the pattern, when
+//     the configuration restricts them.
+//
+// A refusal says what the plugin offered and what the node accepts, so that
+// the plugin's author can fix it. register tells the host to connect to the
+// plugin as a device plugin (abi.ActionDevicePlugin) serving the resource at
+// the plugin's endpoint (empty: its registration socket) with the first
+// accepted version the plugin supports. deregister accepts.
+//
+// Configuration keys:
+//
+//	versions         comma-separated device plugin API versions accepted, in
+//	                 order of preference (default "v1beta1")
+//	allowed_domains  comma-separated resource domains allowed; a domain also
+//	                 allows its subdomains (default: empty, any domain)
+//	name_pattern     a path.Match pattern the resource's name part (after the
+//	                 "/") must match (default: empty, any name)
+package main
+
+import (
+	"path"
+	"strconv"
+	"strings"
+
+	"github.com/wasmlet/wasmlet/abi"
+	"github.com/wasmlet/wasmlet/guests/sdk"
+	"github.com/wasmlet/wasmlet/guests/sdk/handler"
+)
+
+// PluginType is the plugin type served.
+const PluginType = "DevicePlugin"
+
+func init() {
+	handler.Serve(handler.Handler{
+		Type:    PluginType,
+		Name:    "devicepluginhandler",
+		Version: "1.0.0",
+		Summary: "device plugins registered through the plugin watcher, with a version and resource-name policy",
+		Validate: func(p *abi.Plugin) error {
+			_, err := loadPolicy().check(p)
+			return err
+		},
+		Register: func(p *abi.Plugin) (*abi.RegisterResponse, error) {
+			return loadPolicy().register(p)
+		},
+		Deregister: func(p *abi.Plugin) error { return nil },
+	})
+}
+
+func main() {}
+
+// policy is the configuration, read afresh on every call: the host may send
+// validate and register to different instances.
+type policy struct {
+	versions    []string
+	domains     []string
+	namePattern string
+}
+
+func loadPolicy() policy {
+	return policy{
+		versions:    list(sdk.ConfigOr("versions", "v1beta1")),
+		domains:     list(sdk.ConfigOr("allowed_domains", "")),
+		namePattern: strings.TrimSpace(sdk.ConfigOr("name_pattern", "")),
+	}
+}
+
+// list splits a comma-separated configuration value, dropping blanks.
+func list(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// check validates p and returns the API version to use with it.
+func (pol policy) check(p *abi.Plugin) (string, error) {
+	who := "device plugin " + quote(p.Name)
+	if p.Type != "" && p.Type != PluginType {
+		return "", sdk.Refuse(who + " has type " + quote(p.Type) + "; this handler serves " + PluginType)
+	}
+	if len(pol.versions) == 0 {
+		return "", sdk.Fail(abi.CodeFailedPrecondition, "handler configuration: versions is empty; the node accepts no device plugin API version")
+	}
+	version := chooseVersion(pol.versions, p.SupportedVersions)
+	if version == "" {
+		offered := "no versions"
+		if len(p.SupportedVersions) > 0 {
+			offered = "versions " + strings.Join(p.SupportedVersions, ", ")
+		}
+		return "", sdk.Refuse(who + " offered device plugin API " + offered +
+			"; this node accepts " + strings.Join(pol.versions, ", "))
+	}
+	domain, name, problem := splitResourceName(p.Name)
+	if problem != "" {
+		return "", sdk.Refuse(who + ": the plugin's name must be the extended resource it serves: " + problem)
+	}
+	if len(pol.domains) > 0 && !domainAllowed(domain, pol.domains) {
+		return "", sdk.Refuse(who + ": resource domain " + quote(domain) +
+			" is not allowed on this node; allowed domains (and their subdomains): " + strings.Join(pol.domains, ", "))
+	}
+	if pol.namePattern != "" {
+		ok, err := path.Match(pol.namePattern, name)
+		if err != nil {
+			return "", sdk.Fail(abi.CodeFailedPrecondition, "handler configuration: name_pattern "+quote(pol.namePattern)+" is not a valid pattern")
+		}
+		if !ok {
+			return "", sdk.Refuse(who + ": resource name " + quote(name) + " does not match the pattern " +
+				quote(pol.namePattern) + " this node requires")
+		}
+	}
+	return version, nil
+}
+
+func (pol policy) register(p *abi.Plugin) (*abi.RegisterResponse, error) {
+	version, err := pol.check(p)
+	if err != nil {
+		return nil, err
+	}
+	endpoint := p.Endpoint
+	attrs := map[string]string{
+		"resource":            p.Name,
+		"api_version":         version,
+		"offered_versions":    strings.Join(p.SupportedVersions, ","),
+		"registration_socket": p.SocketPath,
+	}
+	if endpoint != "" {
+		attrs["endpoint"] = endpoint
+	} else {
+		attrs["endpoint"] = p.SocketPath
+	}
+	return &abi.RegisterResponse{
+		Action:       abi.ActionDevicePlugin,
+		ResourceName: p.Name,
+		Endpoint:     endpoint,
+		Version:      version,
+		Attributes:   attrs,
+	}, nil
+}
+
+// chooseVersion returns the first accepted version the plugin supports.
+func chooseVersion(accepted, offered []string) string {
+	for _, a := range accepted {
+		for _, o := range offered {
+			if strings.TrimSpace(o) == a {
+				return a
+			}
+		}
+	}
+	return ""
+}
+
+// domainAllowed reports whether domain is one of allowed or a subdomain of
+// one.
+func domainAllowed(domain string, allowed []string) bool {
+	for _, a := range allowed {
+		a = strings.ToLower(strings.TrimPrefix(a, "."))
+		if domain == a || strings.HasSuffix(domain, "."+a) {
+			return true
+		}
+	}
+	return false
+}
+
+// splitResourceName checks that s is a valid extended resource name, as the
+// kubelet requires of a device plugin's resource, and splits it. problem is
+// empty when s is valid.
+func splitResourceName(s string) (domain, name, problem string) {
+	domain, name, ok := strings.Cut(s, "/")
+	if !ok || domain == "" || name == "" || strings.Contains(name, "/") {
+		return "", "", quote(s) + " is not of the form <domain>/<name>, e.g. vendor.com/gpu"
+	}
+	if domain == "kubernetes.io" || strings.HasSuffix(domain, ".kubernetes.io") {
+		return "", "", "domain " + quote(domain) + " is reserved for Kubernetes; use your own domain"
+	}
+	if len(domain) > 253 {
+		return "", "", "domain " + quote(domain) + " is longer than 253 characters"
+	}
+	for _, label := range strings.Split(domain, ".") {
+		if !dnsLabel(label) {
+			return "", "", "domain " + quote(domain) + " is not a DNS subdomain: label " + quote(label) +
+				" must be 1 to 63 characters of [a-z0-9-], beginning and ending with a letter or digit"
+		}
+	}
+	if len(name) > 63 || !qualifiedName(name) {
+		return "", "", "name " + quote(name) +
+			" must be 1 to 63 characters of [A-Za-z0-9._-], beginning and ending with a letter or digit"
+	}
+	return domain, name, ""
+}
+
+func dnsLabel(s string) bool {
+	if s == "" || len(s) > 63 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' && i > 0 && i < len(s)-1) {
+			return false
+		}
+	}
+	return true
+}
+
+func qualifiedName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		if !alnum && (i == 0 || i == len(s)-1 || c != '-' && c != '_' && c != '.') {
+			return false
+		}
+	}
+	return true
+}
+
+func quote(s string) string { return strconv.Quote(s) }
