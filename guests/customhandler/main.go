@@ -23,7 +23,6 @@ import (
 	"path"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/wasmlet/wasmlet/abi"
 	"github.com/wasmlet/wasmlet/guests/sdk"
@@ -44,7 +43,7 @@ func init() {
 			return err
 		},
 		Register: func(p *abi.Plugin) (*abi.RegisterResponse, error) {
-			return loadPolicy().register(p, time.Now())
+			return loadPolicy().register(p, now())
 		},
 		Deregister: func(p *abi.Plugin) error { return nil },
 	})
@@ -115,7 +114,7 @@ func (pol policy) check(p *abi.Plugin) (string, error) {
 	return version, nil
 }
 
-func (pol policy) register(p *abi.Plugin, now time.Time) (*abi.RegisterResponse, error) {
+func (pol policy) register(p *abi.Plugin, unixNano int64) (*abi.RegisterResponse, error) {
 	version, err := pol.check(p)
 	if err != nil {
 		return nil, err
@@ -134,7 +133,56 @@ func (pol policy) register(p *abi.Plugin, now time.Time) (*abi.RegisterResponse,
 			"version":             version,
 			"offered_versions":    strings.Join(p.SupportedVersions, ","),
 			"registration_socket": p.SocketPath,
-			"registered_at":       now.UTC().Format(time.RFC3339),
+			"registered_at":       rfc3339(unixNano),
 		},
 	}, nil
+}
+
+// rfc3339 formats a time given in nanoseconds since the Unix epoch as UTC in
+// the layout of time.RFC3339. The time package would add some 260 KB to the
+// module (it brings syscall and godebug with it), for one timestamp.
+func rfc3339(unixNano int64) string {
+	secs := unixNano / 1e9
+	if unixNano < 0 && unixNano%1e9 != 0 {
+		secs--
+	}
+	days, rem := secs/86400, secs%86400
+	if rem < 0 {
+		days, rem = days-1, rem+86400
+	}
+	// Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+	z := days + 719468
+	era := z / 146097
+	if z < 0 && z%146097 != 0 {
+		era--
+	}
+	doe := z - era*146097
+	yoe := (doe - doe/1460 + doe/36524 - doe/146096) / 365
+	doy := doe - (365*yoe + yoe/4 - yoe/100)
+	mp := (5*doy + 2) / 153
+	d := doy - (153*mp+2)/5 + 1
+	m := mp + 3
+	if m > 12 {
+		m -= 12
+	}
+	y := yoe + era*400
+	if m <= 2 {
+		y++
+	}
+	b := make([]byte, 0, 20)
+	b = pad(b, y, 4)
+	b = pad(append(b, '-'), m, 2)
+	b = pad(append(b, '-'), d, 2)
+	b = pad(append(b, 'T'), rem/3600, 2)
+	b = pad(append(b, ':'), rem/60%60, 2)
+	b = pad(append(b, ':'), rem%60, 2)
+	return string(append(b, 'Z'))
+}
+
+func pad(b []byte, n int64, width int) []byte {
+	s := strconv.FormatInt(n, 10)
+	for i := len(s); i < width; i++ {
+		b = append(b, '0')
+	}
+	return append(b, s...)
 }

@@ -61,7 +61,7 @@ func TestRegister(t *testing.T) {
 	sdk.SetTestConfig(map[string]string{"versions": "v2,v1", "type": "Widget"})
 	when := time.Date(2026, 3, 1, 12, 0, 0, 0, time.FixedZone("x", 3600))
 	p := &abi.Plugin{Type: "Widget", Name: "w", SupportedVersions: []string{"v1", "v2"}, SocketPath: "/reg/w.sock"}
-	r, err := loadPolicy().register(p, when)
+	r, err := loadPolicy().register(p, when.UnixNano())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +76,25 @@ func TestRegister(t *testing.T) {
 		}
 	}
 	p.Name = ""
-	if _, err := loadPolicy().register(p, when); err == nil {
+	if _, err := loadPolicy().register(p, when.UnixNano()); err == nil {
 		t.Fatal("register accepted a plugin validate refuses")
+	}
+}
+
+func TestRFC3339(t *testing.T) {
+	for _, tm := range []time.Time{
+		time.Unix(0, 0), time.Unix(-1, 0), time.Unix(951782400, 0), // 2000-02-29
+		time.Date(1900, 3, 1, 0, 0, 0, 0, time.UTC), time.Date(2100, 12, 31, 23, 59, 59, 999999999, time.UTC),
+		time.Date(1969, 12, 31, 23, 59, 59, 500, time.UTC), time.Date(2204, 2, 29, 1, 2, 3, 0, time.UTC), time.Now(),
+	} {
+		if got, want := rfc3339(tm.UnixNano()), tm.UTC().Format(time.RFC3339); got != want {
+			t.Errorf("%v: got %s, want %s", tm, got, want)
+		}
+	}
+	for secs := int64(-5e9); secs < 5e9; secs += 86400*13 + 3607 {
+		tm := time.Unix(secs, 0)
+		if got, want := rfc3339(tm.UnixNano()), tm.UTC().Format(time.RFC3339); got != want {
+			t.Fatalf("%d: got %s, want %s", secs, got, want)
+		}
 	}
 }

@@ -1,0 +1,288 @@
+//go:build !wasip1
+
+package main
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/wasmlet/wasmlet/abi"
+	"github.com/wasmlet/wasmlet/guests/sdk"
+)
+
+type fakeDev struct {
+	addr, vendor, device, class, numa string
+	driver, group                     string
+	driverInUevent                    bool // no driver link, only DRIVER= in uevent
+	groupOnlyInDir                    bool // no iommu_group link, only kernel/iommu_groups/<g>/devices/<addr>
+}
+
+// fakeSysfs lays out a tree like the kernel's: devices under
+// devices/pci0000:00, bus/pci/devices/<addr> as relative links to them,
+// driver and iommu_group links. It returns the /sys directory.
+func fakeSysfs(t *testing.T, devs []fakeDev) string {
+	t.Helper()
+	sys := t.TempDir()
+	mkdir := func(p string) {
+		if err := os.MkdirAll(filepath.Join(sys, p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write := func(p, s string) {
+		if err := os.WriteFile(filepath.Join(sys, p), []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	link := func(target, p string) {
+		if err := os.Symlink(target, filepath.Join(sys, p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mkdir("bus/pci/devices")
+	mkdir("kernel/iommu_groups")
+	for _, d := range devs {
+		dir := "devices/pci0000:00/" + d.addr
+		mkdir(dir)
+		write(dir+"/vendor", d.vendor+"\n")
+		write(dir+"/device", d.device+"\n")
+		write(dir+"/class", d.class+"\n")
+		write(dir+"/numa_node", d.numa+"\n")
+		uevent := "PCI_CLASS=" + strings.TrimPrefix(d.class, "0x") + "\nPCI_SLOT_NAME=" + d.addr + "\n"
+		if d.driver != "" {
+			mkdir("bus/pci/drivers/" + d.driver)
+			if d.driverInUevent {
+				uevent = "DRIVER=" + d.driver + "\n" + uevent
+			} else {
+				link("../../../bus/pci/drivers/"+d.driver, dir+"/driver")
+			}
+		}
+		write(dir+"/uevent", uevent)
+		if d.group != "" {
+			mkdir("kernel/iommu_groups/" + d.group + "/devices")
+			link("../../../../devices/pci0000:00/"+d.addr, "kernel/iommu_groups/"+d.group+"/devices/"+d.addr)
+			if !d.groupOnlyInDir {
+				link("../../../kernel/iommu_groups/"+d.group, dir+"/iommu_group")
+			}
+		}
+		link("../../../devices/pci0000:00/"+d.addr, "bus/pci/devices/"+d.addr)
+	}
+	// Not a device: ignored.
+	write("bus/pci/devices/README", "not a device")
+	return sys
+}
+
+var machine = []fakeDev{
+	{addr: "0000:00:1f.6", vendor: "0x8086", device: "0x15bc", class: "0x020000", numa: "0", driver: "e1000e", group: "7"},
+	{addr: "0000:3b:00.0", vendor: "0x15b3", device: "0x1017", class: "0x020000", numa: "1", driver: "mlx5_core", group: "30", driverInUevent: true},
+	{addr: "0000:3b:00.2", vendor: "0x15b3", device: "0x1018", class: "0x020000", numa: "1", driver: "vfio-pci", group: "31"},
+	{addr: "0000:3b:00.3", vendor: "0x15b3", device: "0x1018", class: "0x020000", numa: "1", driver: "vfio-pci", group: "32", groupOnlyInDir: true},
+	{addr: "0000:00:02.0", vendor: "0x8086", device: "0x3e92", class: "0x030000", numa: "-1", driver: "i915", group: "1"},
+	{addr: "0000:00:00.0", vendor: "0x8086", device: "0x3e30", class: "0x060000", numa: "-1"},
+}
+
+func configure(t *testing.T, sys string, extra map[string]string) config {
+	t.Helper()
+	c := map[string]string{"sysfs": filepath.Join(sys, "bus/pci/devices"), "iommu_groups": filepath.Join(sys, "kernel/iommu_groups")}
+	for k, v := range extra {
+		c[k] = v
+	}
+	sdk.SetTestConfig(c)
+	cfg, err := loadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func node(p string) abi.DeviceNode {
+	return abi.DeviceNode{ContainerPath: p, HostPath: p, Permissions: "rw"}
+}
+
+func ids(devs []abi.Device) []string {
+	var out []string
+	for _, d := range devs {
+		out = append(out, d.ID)
+	}
+	return out
+}
+
+func TestDiscoverFilters(t *testing.T) {
+	sys := fakeSysfs(t, machine)
+	cases := []struct {
+		config map[string]string
+		want   []string
+	}{
+		{nil, []string{"0000:00:00.0", "0000:00:02.0", "0000:00:1f.6", "0000:3b:00.0", "0000:3b:00.2", "0000:3b:00.3"}},
+		{map[string]string{"vendor": "8086"}, []string{"0000:00:00.0", "0000:00:02.0", "0000:00:1f.6"}},
+		{map[string]string{"vendor": "0x15B3, 0x1234"}, []string{"0000:3b:00.0", "0000:3b:00.2", "0000:3b:00.3"}},
+		{map[string]string{"class": "0x02"}, []string{"0000:00:1f.6", "0000:3b:00.0", "0000:3b:00.2", "0000:3b:00.3"}},
+		{map[string]string{"class": "0x0300,06"}, []string{"0000:00:00.0", "0000:00:02.0"}},
+		{map[string]string{"class": "0x02", "vendor": "15b3", "device": "1018"}, []string{"0000:3b:00.2", "0000:3b:00.3"}},
+		{map[string]string{"vendor": "10de"}, nil},
+	}
+	for _, c := range cases {
+		devs, err := discover(configure(t, sys, c.config))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(ids(devs), c.want) {
+			t.Errorf("%v: got %v, want %v", c.config, ids(devs), c.want)
+		}
+	}
+}
+
+func TestDiscoverReadsEverything(t *testing.T) {
+	devs, err := discover(configure(t, fakeSysfs(t, machine), nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	byID := map[string]abi.Device{}
+	for _, d := range devs {
+		byID[d.ID] = d
+	}
+	nic := byID["0000:00:1f.6"]
+	want := map[string]string{"address": "0000:00:1f.6", "vendor": "8086", "device": "15bc", "class": "020000",
+		"numa_node": "0", "driver": "e1000e", "iommu_group": "7"}
+	if !reflect.DeepEqual(nic.Attributes, want) || !reflect.DeepEqual(nic.NUMANodes, []int64{0}) || nic.Health != abi.Healthy {
+		t.Errorf("nic: %+v", nic)
+	}
+	if !reflect.DeepEqual(nic.Edits, &abi.ContainerEdits{Envs: map[string]string{"PCI_DEVICE_0000_00_1F_6": "0000:00:1f.6"}}) {
+		t.Errorf("nic edits: %+v", nic.Edits)
+	}
+	// The driver from uevent when there is no link to read.
+	if a := byID["0000:3b:00.0"].Attributes; a["driver"] != "mlx5_core" || a["numa_node"] != "1" {
+		t.Errorf("uevent driver: %v", a)
+	}
+	// A vfio-pci device gets its group's device node, found by link or by
+	// the iommu_groups directory.
+	for id, group := range map[string]string{"0000:3b:00.2": "31", "0000:3b:00.3": "32"} {
+		d := byID[id]
+		nodes := []abi.DeviceNode{node("/dev/vfio/vfio"), node("/dev/vfio/" + group)}
+		if d.Attributes["iommu_group"] != group || d.Health != abi.Healthy || !reflect.DeepEqual(d.Edits.DeviceNodes, nodes) {
+			t.Errorf("%s: %+v %+v", id, d, d.Edits)
+		}
+	}
+	// NUMA -1 means unknown: no NUMA node; no driver, no group: no attribute.
+	host := byID["0000:00:00.0"]
+	if len(host.NUMANodes) != 0 || host.Attributes["numa_node"] != "" || len(host.Attributes) != 4 {
+		t.Errorf("host bridge: %+v", host)
+	}
+}
+
+func TestVFIOWithoutGroupIsUnhealthy(t *testing.T) {
+	sys := fakeSysfs(t, machine[3:4]) // group only in the iommu_groups directory...
+	cfg := configure(t, sys, map[string]string{"iommu_groups": "/nonexistent"})
+	devs, err := discover(cfg) // ...which is not granted
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(devs) != 1 || devs[0].Health != abi.Unhealthy || len(devs[0].Edits.DeviceNodes) != 0 {
+		t.Fatalf("%+v", devs)
+	}
+	_, err = allocate(cfg, &abi.AllocateRequest{DeviceIDs: []string{"0000:3b:00.3"}})
+	var e *abi.Error
+	if !errors.As(err, &e) || e.Code != abi.CodeFailedPrecondition || !strings.Contains(e.Message, "IOMMU group is unknown") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestAllocate(t *testing.T) {
+	sys := fakeSysfs(t, machine)
+	cfg := configure(t, sys, map[string]string{"resource": "vendor.com/sriov_net", "class": "02"})
+	resp, err := allocate(cfg, &abi.AllocateRequest{DeviceIDs: []string{"0000:3b:00.2", "0000:00:1f.6", "0000:3b:00.3", "0000:3b:00.2"}, Workload: "pod/c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	list := "0000:3b:00.2,0000:00:1f.6,0000:3b:00.3"
+	want := &abi.AllocateResponse{
+		Envs:        map[string]string{"PCIDEVICE_VENDOR_COM_SRIOV_NET": list},
+		Annotations: map[string]string{"vendor.com/sriov_net": list},
+		DeviceNodes: []abi.DeviceNode{node("/dev/vfio/vfio"), node("/dev/vfio/31"), node("/dev/vfio/32")},
+	}
+	if !reflect.DeepEqual(resp, want) {
+		t.Fatalf("got  %+v\nwant %+v", resp, want)
+	}
+
+	refusals := []struct {
+		ids  []string
+		code abi.Code
+		want string
+	}{
+		{nil, abi.CodeInvalidArgument, "no devices requested"},
+		{[]string{"../../../etc"}, abi.CodeInvalidArgument, "is not a PCI address"},
+		{[]string{"0000:00:1f.6", "0000:99:00.0"}, abi.CodeNotFound, "PCI device 0000:99:00.0 is not present"},
+		{[]string{"0000:00:02.0"}, abi.CodeInvalidArgument, "(vendor 8086, device 3e92, class 030000) is not part of vendor.com/sriov_net"},
+	}
+	for _, r := range refusals {
+		_, err := allocate(cfg, &abi.AllocateRequest{DeviceIDs: r.ids})
+		var e *abi.Error
+		if !errors.As(err, &e) || e.Code != r.code || !strings.Contains(e.Message, r.want) {
+			t.Errorf("%v: got %v, want code %d and %q", r.ids, err, r.code, r.want)
+		}
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	for _, c := range []map[string]string{
+		{"vendor": "intel"},
+		{"vendor": "0x123456"},
+		{"device": "0x"},
+		{"class": "0x2"},
+		{"class": "0x02000000"},
+	} {
+		sdk.SetTestConfig(c)
+		_, err := loadConfig()
+		var e *abi.Error
+		if !errors.As(err, &e) || e.Code != abi.CodeFailedPrecondition {
+			t.Errorf("%v: got %v", c, err)
+		}
+	}
+}
+
+func TestMissingSysfs(t *testing.T) {
+	sdk.SetTestConfig(map[string]string{"sysfs": "/nonexistent/pci"})
+	cfg, _ := loadConfig()
+	_, err := discover(cfg)
+	var e *abi.Error
+	if !errors.As(err, &e) || e.Code != abi.CodeUnavailable || !strings.Contains(e.Message, "mounts =") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestPCIAddress(t *testing.T) {
+	for _, ok := range []string{"0000:00:1f.6", "0000:3B:00.7", "10000:00:00.0"} {
+		if !pciAddress(ok) {
+			t.Errorf("%s refused", ok)
+		}
+	}
+	for _, bad := range []string{"", "..", "0000:00:1f", "0000:00:1f.8", "000:00:1f.6", "0000:00:1g.6", "0000:00:1f.6/..", "pci0000:00"} {
+		if pciAddress(bad) {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+}
+
+// TestThisMachine discovers the real PCI devices natively, when there are
+// any; the host-side tests do the same through wasmlet.
+func TestThisMachine(t *testing.T) {
+	if _, err := os.Stat("/sys/bus/pci/devices"); err != nil {
+		t.Skip("this machine has no /sys/bus/pci/devices")
+	}
+	sdk.SetTestConfig(nil)
+	cfg, _ := loadConfig()
+	devs, err := discover(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, _ := os.ReadDir("/sys/bus/pci/devices")
+	if len(devs) != len(entries) {
+		t.Errorf("discovered %d devices, sysfs lists %d", len(devs), len(entries))
+	}
+	for _, d := range devs {
+		t.Logf("%s %v numa=%v", d.ID, d.Attributes, d.NUMANodes)
+	}
+}
