@@ -1,0 +1,141 @@
+// Package cache holds the plugin manager's two views of the node, named as in
+// the kubelet: the desired state of the world (the plugin sockets present in
+// the registry directory, as the watcher reports them) and the actual state of
+// the world (the plugins wasmlet has registered). The reconciler
+// (host/reconciler) drives the second towards the first.
+//
+// Each desired plugin carries a generation, new every time a socket appears
+// at its path: a socket recreated at the same path is a new plugin, and a
+// registration of an older generation must be undone and redone.
+package cache
+
+import (
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/wasmlet/wasmlet/abi"
+)
+
+// DesiredPlugin is a plugin socket the node should have registered.
+type DesiredPlugin struct {
+	SocketPath string
+	Generation uint64
+	AddedAt    time.Time // when the watcher reported the socket
+}
+
+// DesiredState is the desired state of the world. It is safe for concurrent
+// use.
+type DesiredState struct {
+	mu      sync.RWMutex
+	gen     uint64
+	plugins map[string]DesiredPlugin
+}
+
+func NewDesiredState() *DesiredState {
+	return &DesiredState{plugins: map[string]DesiredPlugin{}}
+}
+
+// Add records a socket at path, with a new generation (replacing any earlier
+// socket at the same path).
+func (s *DesiredState) Add(path string, at time.Time) DesiredPlugin {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.gen++
+	p := DesiredPlugin{SocketPath: path, Generation: s.gen, AddedAt: at}
+	s.plugins[path] = p
+	return p
+}
+
+// Remove forgets the socket at path; it reports whether there was one.
+func (s *DesiredState) Remove(path string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.plugins[path]
+	delete(s.plugins, path)
+	return ok
+}
+
+// Get returns the desired plugin at path.
+func (s *DesiredState) Get(path string) (DesiredPlugin, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	p, ok := s.plugins[path]
+	return p, ok
+}
+
+// List returns every desired plugin, ordered by socket path.
+func (s *DesiredState) List() []DesiredPlugin {
+	s.mu.RLock()
+	out := make([]DesiredPlugin, 0, len(s.plugins))
+	for _, p := range s.plugins {
+		out = append(out, p)
+	}
+	s.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].SocketPath < out[j].SocketPath })
+	return out
+}
+
+// RegisteredPlugin is a plugin wasmlet registered: what the plugin said about
+// itself, which handler took it and what the handler decided.
+type RegisteredPlugin struct {
+	SocketPath string
+	Generation uint64
+	Info       abi.Plugin           // from GetInfo, with SocketPath
+	Handler    string               // name of the handler module
+	Decision   abi.RegisterResponse // the handler's register reply
+	Endpoint   string               // resolved endpoint (absolute) for ACTION_DEVICE_PLUGIN
+	AddedAt    time.Time            // when the socket was seen
+	Registered time.Time            // when the plugin was told it is registered
+}
+
+// ActualState is the actual state of the world. It is safe for concurrent
+// use.
+type ActualState struct {
+	mu      sync.RWMutex
+	plugins map[string]RegisteredPlugin
+}
+
+func NewActualState() *ActualState {
+	return &ActualState{plugins: map[string]RegisteredPlugin{}}
+}
+
+// Add records a registration, replacing any at the same socket path.
+func (s *ActualState) Add(p RegisteredPlugin) {
+	s.mu.Lock()
+	s.plugins[p.SocketPath] = p
+	s.mu.Unlock()
+}
+
+// Remove forgets the registration at path, if it has generation gen (so that
+// a late deregistration of an old socket cannot remove a newer one).
+func (s *ActualState) Remove(path string, gen uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.plugins[path]
+	if !ok || p.Generation != gen {
+		return false
+	}
+	delete(s.plugins, path)
+	return true
+}
+
+// Get returns the registration at path.
+func (s *ActualState) Get(path string) (RegisteredPlugin, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	p, ok := s.plugins[path]
+	return p, ok
+}
+
+// List returns every registration, ordered by socket path.
+func (s *ActualState) List() []RegisteredPlugin {
+	s.mu.RLock()
+	out := make([]RegisteredPlugin, 0, len(s.plugins))
+	for _, p := range s.plugins {
+		out = append(out, p)
+	}
+	s.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].SocketPath < out[j].SocketPath })
+	return out
+}

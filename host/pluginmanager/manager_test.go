@@ -1,0 +1,372 @@
+package pluginmanager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/wasmlet/wasmlet/guests/build"
+	"github.com/wasmlet/wasmlet/host/internal/testplugin"
+	"github.com/wasmlet/wasmlet/host/module"
+)
+
+// recorder is the device manager's side of the contract, recorded.
+type recorder struct {
+	mu      sync.Mutex
+	calls   []string
+	refuse  error
+	current map[string]DevicePlugin
+}
+
+func (r *recorder) RegisterDevicePlugin(_ context.Context, p DevicePlugin) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls = append(r.calls, "register "+p.Resource+" "+p.Endpoint+" "+p.Version)
+	if r.refuse != nil {
+		return r.refuse
+	}
+	if r.current == nil {
+		r.current = map[string]DevicePlugin{}
+	}
+	r.current[p.Resource] = p
+	return nil
+}
+
+func (r *recorder) DeregisterDevicePlugin(_ context.Context, p DevicePlugin) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls = append(r.calls, "deregister "+p.Resource+" "+p.Endpoint)
+	delete(r.current, p.Resource)
+	return nil
+}
+
+func (r *recorder) log() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.calls...)
+}
+
+type env struct {
+	t        testing.TB
+	regDir   string
+	modDir   string
+	modules  *module.Registry
+	pm       *Manager
+	dm       *recorder
+	cancel   context.CancelFunc
+	done     chan struct{}
+	handlers map[string]string
+}
+
+// shortDir is a temporary directory with a short path: unix socket paths are
+// limited to about 108 bytes.
+func shortDir(t testing.TB) string {
+	t.Helper()
+	d, err := os.MkdirTemp("", "pm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d
+}
+
+var (
+	cacheOnce sync.Once
+	modCache  *module.Cache
+)
+
+func moduleCache(t testing.TB) *module.Cache {
+	cacheOnce.Do(func() {
+		var err error
+		if modCache, err = module.NewCache(filepath.Join(build.CacheDir(), "wazero")); err != nil {
+			t.Fatal(err)
+		}
+	})
+	return modCache
+}
+
+// start runs a plugin manager with the given handler modules (module name →
+// guest directory) loaded.
+func start(t testing.TB, modules map[string]string, opts ...func(*Config)) *env {
+	t.Helper()
+	dir := shortDir(t)
+	e := &env{t: t, regDir: filepath.Join(dir, "r"), modDir: filepath.Join(dir, "m"), dm: &recorder{}, done: make(chan struct{})}
+	os.MkdirAll(e.modDir, 0o755)
+	e.modules = module.NewRegistry(func(name string) module.Options {
+		o := module.Options{MemoryLimit: 64 << 20, Cache: moduleCache(t), CallTimeout: 5 * time.Second}
+		if name == "customhandler" || name == "other" {
+			o.Config = map[string]string{"type": "ExamplePlugin", "versions": "v1,v2", "name_pattern": "example-*"}
+		}
+		return o
+	}, func() map[string]string { return e.handlers }, nil)
+	for name, dir := range modules {
+		e.install(name, dir)
+	}
+	cfg := Config{RegistryDir: e.regDir, Modules: e.modules, DevicePlugins: e.dm, ResyncPeriod: time.Minute,
+		OperationTimeout: 2 * time.Second, BackoffInitial: 50 * time.Millisecond, BackoffMax: 400 * time.Millisecond,
+		Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: testWriter{t}})}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	pm, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.pm = pm
+	ctx, cancel := context.WithCancel(context.Background())
+	e.cancel = cancel
+	go func() { defer close(e.done); pm.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-e.done
+		e.modules.Close(context.Background())
+	})
+	<-pm.Ready()
+	return e
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// startBench is start for benchmarks: only warnings are logged.
+func startBench(b *testing.B) *env {
+	return start(b, map[string]string{"customhandler": "guests/customhandler"}, func(c *Config) {
+		c.Logger = hclog.New(&hclog.LoggerOptions{Level: hclog.Error})
+	})
+}
+
+// install copies a built guest into the module directory as name.wasm and
+// loads it, as the module directory watcher would.
+func (e *env) install(name, guest string) {
+	e.t.Helper()
+	src := build.Go(e.t, guest)
+	b, err := os.ReadFile(src)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	dst := filepath.Join(e.modDir, name+".wasm")
+	if err := os.WriteFile(dst, b, 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+	if _, err := e.modules.Load(context.Background(), dst); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func (e *env) plugin(rel string, info testplugin.Info, opts ...testplugin.Option) *testplugin.Registrant {
+	return testplugin.StartRegistrant(e.t, filepath.Join(e.regDir, rel), info, opts...)
+}
+
+// status waits until the plugin at socket reaches state, and returns it.
+func (e *env) status(socket, state string) PluginStatus {
+	e.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	var last []PluginStatus
+	for time.Now().Before(deadline) {
+		last = e.pm.Plugins()
+		for _, s := range last {
+			if s.SocketPath == socket && s.State == state {
+				return s
+			}
+		}
+		if state == "" && !has(last, socket) {
+			return PluginStatus{}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	e.t.Fatalf("plugin %s never reached state %q; plugins: %+v", socket, state, last)
+	return PluginStatus{}
+}
+
+func has(ps []PluginStatus, socket string) bool {
+	for _, p := range ps {
+		if p.SocketPath == socket {
+			return true
+		}
+	}
+	return false
+}
+
+var example = testplugin.Info{Type: "ExamplePlugin", Name: "example-one", Endpoint: "/run/example.sock", Versions: []string{"v2"}}
+
+func TestRegisterAndDeregister(t *testing.T) {
+	e := start(t, map[string]string{"customhandler": "guests/customhandler"})
+	p := e.plugin("one.sock", example)
+	if s := p.Expect(t, 5*time.Second); !s.Registered || s.Error != "" {
+		t.Fatalf("notification %+v", s)
+	}
+	st := e.status(p.Path, StateRegistered)
+	if st.Handler != "customhandler" || st.Name != "example-one" || st.Action != "record" || st.Attributes["version"] != "v2" {
+		t.Fatalf("status %+v", st)
+	}
+	p.Stop()
+	e.status(p.Path, "")
+}
+
+func TestRefusedPluginIsToldWhy(t *testing.T) {
+	e := start(t, map[string]string{"customhandler": "guests/customhandler"})
+	bad := example
+	bad.Name, bad.Versions = "example-old", []string{"v0"}
+	p := e.plugin("old.sock", bad)
+	s := p.Expect(t, 5*time.Second)
+	if s.Registered || !strings.Contains(s.Error, "v0") || !strings.Contains(s.Error, `handler "customhandler" refused plugin "example-old"`) {
+		t.Fatalf("notification %+v", s)
+	}
+	st := e.status(p.Path, StateFailing)
+	if st.LastError == "" || st.NextRetry.IsZero() {
+		t.Fatalf("status %+v", st)
+	}
+}
+
+func TestDotFilesIgnoredAndSubdirectoriesFollowed(t *testing.T) {
+	e := start(t, map[string]string{"customhandler": "guests/customhandler"})
+	hidden := e.plugin(".hidden.sock", example)
+	deep := example
+	deep.Name = "example-deep"
+	p := e.plugin(filepath.Join("a", "b", "deep.sock"), deep)
+	if s := p.Expect(t, 5*time.Second); !s.Registered {
+		t.Fatalf("plugin in a subdirectory: %+v", s)
+	}
+	hidden.ExpectNone(t, 200*time.Millisecond)
+	if has(e.pm.Plugins(), hidden.Path) {
+		t.Fatal("a dot-file socket is listed")
+	}
+}
+
+func TestRecreatedSocketIsANewPlugin(t *testing.T) {
+	e := start(t, map[string]string{"devicepluginhandler": "guests/devicepluginhandler"})
+	info := testplugin.Info{Type: "DevicePlugin", Name: "example.com/gpu", Endpoint: "gpu.sock", Versions: []string{"v1beta1"}}
+	first := e.plugin("gpu-reg.sock", info)
+	first.Expect(t, 5*time.Second)
+	// The plugin restarts: a new process, a new socket at the same path.
+	first.Stop()
+	second := e.plugin("gpu-reg.sock", info)
+	if s := second.Expect(t, 5*time.Second); !s.Registered {
+		t.Fatalf("restarted plugin: %+v", s)
+	}
+	e.status(second.Path, StateRegistered)
+	ep := filepath.Join(e.regDir, "gpu.sock")
+	want := []string{
+		"register example.com/gpu " + ep + " v1beta1",
+		"deregister example.com/gpu " + ep,
+		"register example.com/gpu " + ep + " v1beta1",
+	}
+	if got := e.dm.log(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("device manager saw %v, want %v", got, want)
+	}
+}
+
+func TestRenamedOutIsDeregistered(t *testing.T) {
+	e := start(t, map[string]string{"customhandler": "guests/customhandler"})
+	p := e.plugin("moving.sock", example)
+	p.Expect(t, 5*time.Second)
+	elsewhere := filepath.Join(shortDir(t), "moved.sock")
+	if err := os.Rename(p.Path, elsewhere); err != nil {
+		t.Fatal(err)
+	}
+	e.status(p.Path, "")
+}
+
+func TestFailingPluginBacksOffAndRecovers(t *testing.T) {
+	e := start(t, map[string]string{"customhandler": "guests/customhandler"})
+	p := e.plugin("flaky.sock", example, testplugin.FailGetInfo(3))
+	st := e.status(p.Path, StateFailing)
+	if st.Failures < 1 || !strings.Contains(st.LastError, "not ready yet") || st.NextRetry.Before(time.Now().Add(-time.Second)) {
+		t.Fatalf("failing status %+v", st)
+	}
+	if s := p.Expect(t, 5*time.Second); !s.Registered {
+		t.Fatalf("%+v", s)
+	}
+	if n := p.GetInfos(); n != 4 {
+		t.Fatalf("GetInfo called %d times, want 3 failures then success", n)
+	}
+}
+
+func TestHangingPluginDoesNotBlockOthers(t *testing.T) {
+	e := start(t, map[string]string{"customhandler": "guests/customhandler"})
+	hung := example
+	hung.Name = "example-hung"
+	e.plugin("hung.sock", hung, testplugin.Hang())
+	time.Sleep(20 * time.Millisecond) // the hung operation is under way
+	start := time.Now()
+	p := e.plugin("fine.sock", example)
+	p.Expect(t, 5*time.Second)
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("a healthy plugin waited %v behind a hung one", d)
+	}
+	// The hung operation times out and backs off.
+	st := e.status(filepath.Join(e.regDir, "hung.sock"), StateFailing)
+	if !strings.Contains(st.LastError, "DeadlineExceeded") {
+		t.Fatalf("hung plugin status %+v", st)
+	}
+}
+
+func TestHandlerMissingThenArrives(t *testing.T) {
+	e := start(t, nil)
+	p := e.plugin("early.sock", example)
+	st := e.status(p.Path, StateWaiting)
+	if !strings.Contains(st.Waiting, `no handler module for plugin type "ExamplePlugin"`) {
+		t.Fatalf("status %+v", st)
+	}
+	p.ExpectNone(t, 100*time.Millisecond) // waiting, not refused
+	e.install("customhandler", "guests/customhandler")
+	if s := p.Expect(t, 5*time.Second); !s.Registered {
+		t.Fatalf("%+v", s)
+	}
+}
+
+func TestHandlerReplacedWhileRegistered(t *testing.T) {
+	e := start(t, map[string]string{"customhandler": "guests/customhandler"})
+	p := e.plugin("one.sock", example)
+	p.Expect(t, 5*time.Second)
+	// A new file under the same name that handles another type: the
+	// registered plugin stays registered, a new plugin of the old type waits.
+	e.install("customhandler", "guests/devicepluginhandler")
+	second := example
+	second.Name = "example-two"
+	q := e.plugin("two.sock", second)
+	e.status(q.Path, StateWaiting)
+	if st := e.status(p.Path, StateRegistered); st.Handler != "customhandler" {
+		t.Fatalf("%+v", st)
+	}
+	// The right handler comes back: the waiting plugin registers.
+	e.install("customhandler", "guests/customhandler")
+	if s := q.Expect(t, 5*time.Second); !s.Registered {
+		t.Fatalf("%+v", s)
+	}
+	// Deregistration goes to the module of that name, whichever version runs.
+	p.Stop()
+	e.status(p.Path, "")
+}
+
+func TestConfiguredHandlerWinsOverDeclared(t *testing.T) {
+	e := start(t, map[string]string{"customhandler": "guests/customhandler", "other": "guests/customhandler"})
+	e.handlers = map[string]string{"ExamplePlugin": "other"}
+	p := e.plugin("one.sock", example)
+	p.Expect(t, 5*time.Second)
+	if st := e.status(p.Path, StateRegistered); st.Handler != "other" {
+		t.Fatalf("handler %q, want the configured one", st.Handler)
+	}
+}
+
+func TestDeviceManagerRefusal(t *testing.T) {
+	e := start(t, map[string]string{"devicepluginhandler": "guests/devicepluginhandler"})
+	e.dm.refuse = errors.New("resource already served by another plugin")
+	p := e.plugin("gpu.sock", testplugin.Info{Type: "DevicePlugin", Name: "example.com/gpu", Versions: []string{"v1beta1"}})
+	s := p.Expect(t, 5*time.Second)
+	if s.Registered || !strings.Contains(s.Error, "resource already served") {
+		t.Fatalf("%+v", s)
+	}
+}
