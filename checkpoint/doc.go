@@ -1,0 +1,78 @@
+// Package checkpoint stores wasmlet's durable state — the devices handed out
+// to containers, the resources and their last known devices, the registered
+// plugins — in a versioned, checksummed file that is replaced atomically.
+//
+// The device manager acknowledges an allocation or a release only once it is
+// durable. It keeps its state in memory, bumps a generation number on every
+// mutation, and calls [Committer.Sync] with that generation; concurrent
+// callers share one write and one fsync (group commit). On start it calls
+// [Read]: a missing file means a first start, any other failure is a
+// [*CorruptError] that must stop the host, because starting empty would hand
+// out again devices that running containers hold. A bad file is never
+// modified, by Read or by a Committer.
+//
+// # Types
+//
+// The state is the protobuf message wasmlet.checkpoint.v2.State, defined in
+// checkpoint.proto. [State], [Allocation] and the other message types of this
+// package are aliases of the generated types in package checkpointpb, so a
+// caller needs only this package, and protojson renders a State as JSON.
+//
+// # File format
+//
+// A checkpoint file is one frame: a fixed 20-byte header, a payload, and a
+// 4-byte checksum. All integers are big-endian.
+//
+//	offset  size  field
+//	0       8     magic: the bytes "WLTCKPT\n" (57 4c 54 43 4b 50 54 0a)
+//	8       4     format version, uint32 (currently 2)
+//	12      8     payload length N, uint64
+//	20      N     payload, encoded as the format version says
+//	20+N    4     CRC-32C (Castagnoli polynomial, as in iSCSI and ext4) of
+//	              bytes 0 to 20+N-1, that is of everything before it
+//
+// The file is exactly 24+N bytes long; a file of any other length is refused,
+// and so is a file larger than 256 MiB (a state of 10,000 allocations takes
+// about 4 MiB; [Encode] refuses to produce what could not be read back). The
+// checksum covers the bytes as written, header included, so a torn write or
+// a truncation is found, and so are flipped bits: at these sizes CRC-32C
+// detects every error of up to 3 bits and every burst of up to 32 bits,
+// before the payload is decoded.
+//
+// The frame is the same in every format version; only the payload encoding
+// changes with the version. A reader therefore checks the frame and the
+// checksum first and the version second: a flipped bit in the version field
+// is reported as a checksum mismatch, and a higher version with a good
+// checksum really was written by a newer wasmlet, which this one refuses
+// rather than misread. A future format that needs a different frame will use
+// a different magic.
+//
+// Payload encodings:
+//
+//   - Version 2 (current): the protobuf encoding of wasmlet.checkpoint.v2.State
+//     (checkpoint.proto). Within version 2 fields are only ever added.
+//   - Version 1, the first format: UTF-8 JSON holding allocations only, as
+//     {"allocations":[{"workload":"ns/pod/ctr","resource":"example.com/gpu",
+//     "device_ids":["gpu-0"],"envs":{"K":"V"}}]}. No other fields exist; a
+//     version-1 payload with unknown fields is refused. [Decode] upgrades it
+//     to a version-2 State (generation 0, no resources, no plugins, the
+//     namespace, pod and container split out of the workload key); the next
+//     write stores version 2. Nothing writes version 1 any more.
+//
+// # Writing
+//
+// [Write] replaces a file atomically: it writes a temporary file named
+// PATH.tmp-* in the same directory with mode 0600, fsyncs it, renames it over
+// PATH and fsyncs the directory, so after a crash at any instant PATH holds
+// either the previous complete file or the new one. A write that fails at any
+// step returns an error naming the path and the step, and leaves PATH as it
+// was.
+//
+// # Regenerating the schema code
+//
+// With protoc and protoc-gen-go (google.golang.org/protobuf/cmd/protoc-gen-go)
+// on PATH, `go generate ./checkpoint` rewrites checkpointpb/checkpoint.pb.go
+// from checkpoint.proto.
+package checkpoint
+
+//go:generate protoc --go_out=. --go_opt=module=github.com/wasmlet/wasmlet/checkpoint checkpoint.proto

@@ -1,0 +1,181 @@
+package checkpoint
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Read reads and decodes the checkpoint at path, upgrading an older format
+// version.
+//
+// A missing file returns an error for which errors.Is(err, fs.ErrNotExist)
+// holds: the node has no checkpoint yet and the caller starts empty. A file
+// that exists but cannot be used (empty, truncated, not a checkpoint,
+// damaged, from a newer wasmlet, undecodable) returns a [*CorruptError]; the
+// caller must not start over it. Any other failure to read (permission
+// denied, I/O error) is returned as it is, naming the path. Read never
+// modifies the file.
+func Read(path string) (*State, error) {
+	st, _, _, err := readFile(path)
+	return st, err
+}
+
+// readFile is Read that also returns what Verify reports: the file's size
+// and frame, as far as they could be read.
+func readFile(path string) (*State, frame, int64, error) {
+	data, err := load(path)
+	if err != nil {
+		return nil, frame{}, 0, err
+	}
+	st, f, err := decode(data)
+	if ce, ok := err.(*CorruptError); ok {
+		ce.Path = path
+	}
+	return st, f, int64(len(data)), err
+}
+
+// load returns the bytes of the file at path, refusing what cannot be a
+// checkpoint before reading it.
+func load(path string) ([]byte, error) {
+	// Stat first: opening a FIFO would block, and a huge file should not be
+	// read into memory.
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: read %s: %w", path, unwrapPath(err))
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, &CorruptError{Path: path, Reason: fmt.Sprintf("it is not a regular file but %s", describeType(fi.Mode()))}
+	}
+	if fi.Size() > maxFileSize {
+		return nil, &CorruptError{Path: path, Reason: fmt.Sprintf("it is %d bytes, more than the %d a checkpoint may hold", fi.Size(), maxFileSize)}
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: read %s: %w", path, unwrapPath(err))
+	}
+	return data, nil
+}
+
+// Write replaces the checkpoint at path with st, atomically and durably: it
+// writes a temporary file PATH.tmp-* (mode 0600) in the same directory,
+// fsyncs it, renames it over path and fsyncs the directory. After a crash at
+// any instant path holds either its previous content or st.
+//
+// On failure the error names path and the step that failed ("directory ...
+// does not exist", "create a temporary file in ...", "fsync ...", ...), the
+// temporary file is removed, and path is as it was — except when only the
+// final directory fsync failed: then path holds st, but may lose it in a
+// crash. Write stores st as it is (it sets no field) and does not modify it;
+// st must not be modified while Write runs. The directory must exist.
+func Write(path string, st *State) error {
+	data, err := encode(st)
+	if err != nil {
+		return fmt.Errorf("checkpoint: write %s: %w", path, err)
+	}
+	return writeFile(path, data)
+}
+
+func writeFile(path string, data []byte) (err error) {
+	fail := func(step string, err error) error {
+		return fmt.Errorf("checkpoint: write %s: %s: %w", path, step, err)
+	}
+	if path == "" || os.IsPathSeparator(path[len(path)-1]) {
+		return fail("check the path", errors.New("it does not name a file"))
+	}
+	dir, base := filepath.Dir(path), filepath.Base(path)
+	f, err := os.CreateTemp(dir, base+tempInfix+"*")
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return fail("directory "+dir+" does not exist", unwrapPath(err))
+		}
+		return fail("create a temporary file in "+dir, err)
+	}
+	tmp := f.Name()
+	closed := false
+	defer func() {
+		if err != nil {
+			if !closed {
+				f.Close()
+			}
+			os.Remove(tmp) // after a successful rename tmp is gone: this is a no-op
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		return fail("write the temporary file", err)
+	}
+	if err := f.Sync(); err != nil {
+		return fail("fsync the temporary file", err)
+	}
+	closed = true
+	if err := f.Close(); err != nil {
+		return fail("close the temporary file", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fail("rename the temporary file over it", err)
+	}
+	if err := syncDir(dir); err != nil {
+		return fail("fsync directory "+dir+" (the new file is in place but may not survive a crash)", err)
+	}
+	return nil
+}
+
+// tempInfix separates the checkpoint's name from the random suffix of its
+// temporary files.
+const tempInfix = ".tmp-"
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// removeStaleTemps removes the temporary files an earlier process left
+// behind when it crashed while writing path. Only the sole writer of path
+// may call it. Errors are ignored: a stale file wastes space, nothing more.
+func removeStaleTemps(path string) {
+	dir, base := filepath.Dir(path), filepath.Base(path)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	prefix := base + tempInfix
+	for _, e := range entries {
+		if name := e.Name(); e.Type().IsRegular() && strings.HasPrefix(name, prefix) {
+			os.Remove(filepath.Join(dir, name))
+		}
+	}
+}
+
+// unwrapPath drops the *fs.PathError around err, whose message would repeat
+// the path our own message names.
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+func describeType(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	}
+	return "a special file (" + m.Type().String() + ")"
+}

@@ -1,0 +1,211 @@
+package checkpoint
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/wasmlet/wasmlet/checkpoint/checkpointpb"
+)
+
+// The message types of the checkpoint, aliases of the generated types in
+// package checkpointpb (see checkpoint.proto for every field).
+type (
+	State             = checkpointpb.State
+	Allocation        = checkpointpb.Allocation
+	ContainerResponse = checkpointpb.ContainerResponse
+	Mount             = checkpointpb.Mount
+	DeviceSpec        = checkpointpb.DeviceSpec
+	Resource          = checkpointpb.Resource
+	Device            = checkpointpb.Device
+	Plugin            = checkpointpb.Plugin
+)
+
+// FormatVersion is the format version [Encode] writes. [Decode] reads every
+// version from 1 to FormatVersion.
+const FormatVersion uint32 = 2
+
+const (
+	magic       = "WLTCKPT\n"
+	headerSize  = 20 // magic, version, payload length
+	trailerSize = 4  // CRC-32C
+	frameSize   = headerSize + trailerSize
+	// maxFileSize bounds what Encode produces and what Read loads, and keeps
+	// files within the sizes where CRC-32C detects every 3-bit error.
+	maxFileSize = 256 << 20
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// Encode returns st in the current file format (see the package
+// documentation). It does not modify st; st must not be modified while
+// Encode runs.
+func Encode(st *State) ([]byte, error) {
+	b, err := encode(st)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: %w", err)
+	}
+	return b, nil
+}
+
+// encode is Encode with errors that do not start with "checkpoint:", for
+// callers that add their own context.
+func encode(st *State) ([]byte, error) {
+	if st == nil {
+		return nil, errors.New("encode: the State is nil")
+	}
+	// Deterministic: the same state always gives the same bytes, so files
+	// can be compared. Size once and reuse the cached sizes while marshalling.
+	size := proto.MarshalOptions{Deterministic: true}.Size(st)
+	if frameSize+size > maxFileSize {
+		return nil, fmt.Errorf("encode: the state takes %d bytes, more than the %d a checkpoint may hold", size, maxFileSize-frameSize)
+	}
+	buf := make([]byte, headerSize, frameSize+size)
+	copy(buf, magic)
+	binary.BigEndian.PutUint32(buf[8:12], FormatVersion)
+	binary.BigEndian.PutUint64(buf[12:20], uint64(size))
+	buf, err := proto.MarshalOptions{Deterministic: true, UseCachedSize: true}.MarshalAppend(buf, st)
+	if err != nil {
+		return nil, fmt.Errorf("encode state: %w", err)
+	}
+	if len(buf) != headerSize+size {
+		return nil, fmt.Errorf("encode: the state was modified while it was encoded (%d bytes, then %d): encode a copy that nothing else modifies", size, len(buf)-headerSize)
+	}
+	return binary.BigEndian.AppendUint32(buf, crc32.Checksum(buf, castagnoli)), nil
+}
+
+// Decode parses a checkpoint file's bytes, in any format version from 1 to
+// [FormatVersion]; an older version is upgraded to the current State. Any
+// problem is a [*CorruptError] with an empty Path. The returned State does
+// not alias data.
+func Decode(data []byte) (*State, error) {
+	st, _, err := decode(data)
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// frame is what the frame of a file says.
+type frame struct {
+	version  uint32
+	checksum uint32
+	payload  []byte
+}
+
+func decode(data []byte) (*State, frame, error) {
+	f, err := parseFrame(data)
+	if err != nil {
+		return nil, f, err
+	}
+	var st *State
+	switch f.version {
+	case 1:
+		st, err = decodeV1(f.payload)
+	case 2:
+		st = new(State)
+		err = proto.Unmarshal(f.payload, st)
+	}
+	if err != nil {
+		return nil, f, &CorruptError{Reason: fmt.Sprintf(
+			"its checksum is correct but its format-version-%d payload does not decode (%v): it was written by a faulty program", f.version, err)}
+	}
+	return st, f, nil
+}
+
+// parseFrame checks the frame and the checksum, then the version (see
+// "File format" in the package documentation for why in that order).
+func parseFrame(data []byte) (frame, error) {
+	corrupt := func(format string, args ...any) (frame, error) {
+		return frame{}, &CorruptError{Reason: fmt.Sprintf(format, args...)}
+	}
+	n := len(data)
+	switch {
+	case n == 0:
+		return corrupt("the file is empty")
+	case n < len(magic) && strings.HasPrefix(magic, string(data)):
+		return corrupt("it is truncated: %d bytes, less than the %d bytes of the smallest checkpoint", n, frameSize)
+	case !bytes.HasPrefix(data, []byte(magic)):
+		return corrupt("it is not a wasmlet checkpoint: it starts with %q, a checkpoint starts with %q", data[:min(n, len(magic))], magic)
+	case n < frameSize:
+		return corrupt("it is truncated: %d bytes, less than the %d bytes of the smallest checkpoint", n, frameSize)
+	case n > maxFileSize:
+		return corrupt("it is %d bytes, more than the %d a checkpoint may hold", n, maxFileSize)
+	}
+	declared := binary.BigEndian.Uint64(data[12:20])
+	if declared > maxFileSize-frameSize {
+		return corrupt("its header is damaged: it declares a %d-byte payload, larger than any checkpoint", declared)
+	}
+	if want := frameSize + int(declared); n != want {
+		if n < want {
+			return corrupt("it is truncated (a torn or partial write) or its header is damaged: it is %d bytes, but its header declares a %d-byte payload, which makes %d", n, declared, want)
+		}
+		return corrupt("it has %d unexpected bytes at its end, or its header is damaged: it is %d bytes, but its header declares a %d-byte payload, which makes %d", n-want, n, declared, want)
+	}
+	f := frame{
+		version:  binary.BigEndian.Uint32(data[8:12]),
+		checksum: binary.BigEndian.Uint32(data[n-trailerSize:]),
+		payload:  data[headerSize : n-trailerSize],
+	}
+	if sum := crc32.Checksum(data[:n-trailerSize], castagnoli); sum != f.checksum {
+		return frame{}, &CorruptError{Reason: fmt.Sprintf(
+			"it is damaged: checksum mismatch, bytes 0 to %d have CRC-32C %#08x but the file records %#08x", n-trailerSize-1, sum, f.checksum)}
+	}
+	switch {
+	case f.version == 0:
+		return corrupt("its checksum is correct but its format version is 0, which no wasmlet writes")
+	case f.version > FormatVersion:
+		return f, &CorruptError{
+			Reason: fmt.Sprintf("it was written by a newer wasmlet, in format version %d; this wasmlet reads format versions 1 to %d", f.version, FormatVersion),
+			cause:  ErrNewerVersion,
+		}
+	}
+	return f, nil
+}
+
+// v1State is the payload of format version 1, the first format: JSON holding
+// the allocations only.
+type v1State struct {
+	Allocations []v1Allocation `json:"allocations"`
+}
+
+type v1Allocation struct {
+	Workload  string            `json:"workload"`
+	Resource  string            `json:"resource"`
+	DeviceIDs []string          `json:"device_ids"`
+	Envs      map[string]string `json:"envs"`
+}
+
+// decodeV1 decodes a version-1 payload and upgrades it to a State.
+func decodeV1(payload []byte) (*State, error) {
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	dec.DisallowUnknownFields()
+	var v1 v1State
+	if err := dec.Decode(&v1); err != nil {
+		return nil, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("unexpected data after the JSON object")
+	}
+	st := &State{Allocations: make([]*Allocation, 0, len(v1.Allocations))}
+	for _, a := range v1.Allocations {
+		up := &Allocation{
+			Workload:  a.Workload,
+			Resource:  a.Resource,
+			DeviceIds: a.DeviceIDs,
+			Response:  &ContainerResponse{Envs: a.Envs},
+		}
+		if parts := strings.Split(a.Workload, "/"); len(parts) == 3 && parts[0] != "" && parts[1] != "" && parts[2] != "" {
+			up.Namespace, up.Pod, up.Container = parts[0], parts[1], parts[2]
+		}
+		st.Allocations = append(st.Allocations, up)
+	}
+	return st, nil
+}
