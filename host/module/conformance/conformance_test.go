@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -48,6 +49,50 @@ func TestHandWrittenWAT(t *testing.T) {
 
 func TestDevicePluginHandler(t *testing.T) {
 	Run(t, build.Go(t, "guests/devicepluginhandler"), module.Options{})
+}
+
+func TestCustomHandler(t *testing.T) {
+	Run(t, build.Go(t, "guests/customhandler"), module.Options{Config: map[string]string{"type": "ConformancePlugin"}})
+}
+
+// TestPCISource checks the PCI source on a small fake sysfs tree, and on this
+// machine's sysfs when it has one.
+func TestPCISource(t *testing.T) {
+	wasm := build.Go(t, "guests/pcisource")
+	sys := t.TempDir()
+	for _, d := range []struct{ addr, class string }{{"0000:00:1f.6", "0x020000"}, {"0000:3b:00.0", "0x030000"}} {
+		dir := filepath.Join(sys, "devices", "pci0000:00", d.addr)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for f, v := range map[string]string{"vendor": "0x8086", "device": "0x15bc", "class": d.class, "numa_node": "0", "uevent": "DRIVER=e1000e\n"} {
+			if err := os.WriteFile(filepath.Join(dir, f), []byte(v+"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		os.MkdirAll(filepath.Join(sys, "bus", "pci", "devices"), 0o755)
+		if err := os.Symlink("../../../devices/pci0000:00/"+d.addr, filepath.Join(sys, "bus", "pci", "devices", d.addr)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Run("fake sysfs", func(t *testing.T) {
+		Run(t, wasm, module.Options{Mounts: []module.Mount{{Host: filepath.Join(sys, "bus", "pci", "devices"), Guest: "/sys/bus/pci/devices", Root: sys}}})
+	})
+	t.Run("this machine", func(t *testing.T) {
+		if _, err := os.Stat("/sys/bus/pci/devices"); err != nil {
+			t.Skip("no /sys/bus/pci/devices on this machine")
+		}
+		Run(t, wasm, module.Options{Mounts: []module.Mount{{Host: "/sys/bus/pci/devices", Guest: "/sys/bus/pci/devices", Root: "/sys"}}})
+	})
+}
+
+// TestDevSource checks the /dev source on this machine's /dev.
+func TestDevSource(t *testing.T) {
+	if _, err := os.Stat("/dev/null"); err != nil {
+		t.Skip("no /dev/null on this machine")
+	}
+	Run(t, build.Go(t, "guests/devsource"), module.Options{Mounts: []module.Mount{{Host: "/dev", Guest: "/dev"}},
+		Config: map[string]string{"globs": "/dev/null,/dev/zero,/dev/*random", "shares": "2"}})
 }
 
 // cModule builds the C twin. Without clang it fails in CI and skips elsewhere.
