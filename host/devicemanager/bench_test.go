@@ -1,0 +1,129 @@
+package devicemanager_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
+
+	"github.com/wasmlet/wasmlet/host/devicemanager"
+	"github.com/wasmlet/wasmlet/host/internal/testplugin"
+)
+
+var quiet = hclog.New(&hclog.LoggerOptions{Level: hclog.Error})
+
+// BenchmarkAllocateRelease is one allocate and one release of a device of an
+// external plugin (gRPC Allocate included), without and with the checkpoint
+// (two fsyncs per round trip).
+func BenchmarkAllocateRelease(b *testing.B) {
+	for _, durable := range []bool{false, true} {
+		b.Run(fmt.Sprintf("checkpoint=%v", durable), func(b *testing.B) {
+			cfg := devicemanager.Config{Logger: quiet}
+			dir := shortDir(b)
+			if durable {
+				cfg.CheckpointPath = filepath.Join(dir, "checkpoint")
+			}
+			e := start(b, dir, cfg)
+			e.plugin("gpu.sock", "example.com/gpu", testplugin.Devices("gpu", 8))
+			e.resource("example.com/gpu", healthyCount(8))
+			ctx := context.Background()
+			for b.Loop() {
+				a, err := e.m.Allocate(ctx, req("p", "example.com/gpu", 1))
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := e.m.Release(ctx, a.Workload, ""); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// counting tells a benchmark when the manager applied a device update.
+type counting struct{ applied chan int }
+
+func (c counting) Devices(_ string, healthy, unhealthy, _ int) {
+	select {
+	case c.applied <- healthy:
+	default:
+	}
+}
+func (counting) Allocated(string, string, time.Duration) {}
+func (counting) Released(string)                         {}
+
+// BenchmarkListAndWatch10k is a ListAndWatch update of 10,000 devices, from
+// the plugin sending it to the manager having applied it.
+func BenchmarkListAndWatch10k(b *testing.B) {
+	obs := counting{applied: make(chan int, 1)}
+	e := start(b, "", devicemanager.Config{Logger: quiet, Observer: obs})
+	devs := testplugin.Devices("dev", 10000)
+	p := e.plugin("many.sock", "example.com/many", devs)
+	e.resource("example.com/many", healthyCount(10000))
+	for len(obs.applied) > 0 {
+		<-obs.applied
+	}
+	healthy := 10000
+	for b.Loop() {
+		// Flip one device's health, so every update differs.
+		next := make([]*pluginapi.Device, len(devs))
+		copy(next, devs)
+		if healthy == 10000 {
+			next[0] = &pluginapi.Device{ID: devs[0].ID, Health: pluginapi.Unhealthy, Topology: devs[0].Topology}
+			healthy = 9999
+		} else {
+			healthy = 10000
+		}
+		p.SetDevices(next)
+		for got := <-obs.applied; got != healthy; got = <-obs.applied {
+		}
+	}
+}
+
+// BenchmarkDurableAllocations is allocations per second, each acknowledged
+// only once on disk, from 1 and from 16 concurrent clients: group commit lets
+// concurrent allocations share an fsync.
+func BenchmarkDurableAllocations(b *testing.B) {
+	for _, clients := range []int{1, 16} {
+		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
+			dir := shortDir(b)
+			e := start(b, dir, devicemanager.Config{Logger: quiet, CheckpointPath: filepath.Join(dir, "checkpoint")})
+			e.plugin("gpu.sock", "example.com/gpu", testplugin.Devices("gpu", 64))
+			e.resource("example.com/gpu", healthyCount(64))
+			var n atomic.Int64
+			start := time.Now()
+			b.ResetTimer()
+			var wg sync.WaitGroup
+			per := b.N/clients + 1
+			for c := 0; c < clients; c++ {
+				wg.Add(1)
+				go func(c int) {
+					defer wg.Done()
+					ctx := context.Background()
+					for i := 0; i < per; i++ {
+						a, err := e.m.Allocate(ctx, req(fmt.Sprintf("c%d-%d", c, i), "example.com/gpu", 1))
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						n.Add(1)
+						// Free the device again, outside the measure of
+						// allocations: the release is durable too.
+						if _, err := e.m.Release(ctx, a.Workload, ""); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				}(c)
+			}
+			wg.Wait()
+			b.ReportMetric(float64(n.Load())/time.Since(start).Seconds(), "allocs/s")
+		})
+	}
+}

@@ -1,0 +1,714 @@
+// Package devicemanager is wasmlet's device manager: the kubelet's side of
+// the device plugin API. It keeps one provider per extended resource — an
+// external device plugin (host/endpoint) or a WebAssembly device source
+// (host/devicesource) — follows its device set and health, hands devices to
+// containers, and checkpoints what it handed out (package checkpoint) before
+// it says so.
+//
+// Device plugins reach it two ways, as with the kubelet: by calling Register
+// on kubelet.sock in the device plugin directory (Server), or by registering
+// through the plugin registry with a DevicePlugin handler
+// (RegisterDevicePlugin, called by host/pluginmanager). Both end in SetProvider.
+//
+// Resources: capacity is every device, allocatable the healthy ones not
+// allocated. When a provider is lost its devices turn unhealthy at once and
+// disappear after the grace period, unless a provider for the resource comes
+// back first — a new provider takes over cleanly, even if the old one's
+// stream has not ended yet: updates from a superseded provider are ignored.
+//
+// Allocation: for a workload (namespace/pod/container) and a count, the
+// devices come from the provider's preferred allocation when it offers one,
+// or else from a NUMA-aware default that uses as few NUMA nodes as it can;
+// then Allocate and, when required, PreStart; then the checkpoint. Devices are
+// reserved while that happens, so concurrent allocations never share one.
+// Allocation is idempotent per workload and resource.
+package devicemanager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/wasmlet/wasmlet/checkpoint"
+)
+
+// Config wires a device manager.
+type Config struct {
+	// CheckpointPath is the checkpoint file; empty keeps no checkpoint.
+	CheckpointPath string
+	// GracePeriod is how long a lost provider's devices stay, unhealthy.
+	GracePeriod time.Duration
+	// CallTimeout bounds each call to a provider during an allocation.
+	CallTimeout time.Duration
+	Logger      hclog.Logger
+	Observer    Observer
+}
+
+// Observer is told about resources and allocations, for metrics.
+type Observer interface {
+	Devices(resource string, healthy, unhealthy, allocated int)
+	Allocated(resource string, outcome string, d time.Duration)
+	Released(resource string)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Devices(string, int, int, int)            {}
+func (nopObserver) Allocated(string, string, time.Duration) {}
+func (nopObserver) Released(string)                          {}
+
+type resource struct {
+	name     string
+	provider Provider
+	pgen     uint64 // provider generation: bumped on every takeover
+	cancel   context.CancelFunc
+	opts     ProviderOptions
+
+	devices []Device       // in the provider's order
+	index   map[string]int // id -> position in devices
+	holder  map[string]string
+
+	connected      bool
+	disconnectedAt time.Time
+	grace          *time.Timer
+	lastUpdate     time.Time
+	lastErr        string
+	switches       int
+
+	allocMu sync.Mutex // serialises device choice for this resource
+}
+
+// Manager is the device manager. It is safe for concurrent use.
+type Manager struct {
+	cfg Config
+	log hclog.Logger
+	obs Observer
+
+	mu        sync.Mutex
+	resources map[string]*resource
+	allocs    map[string]map[string]*Allocation // workload -> resource -> allocation
+	pending   map[string]chan struct{}          // workload/resource -> allocation in progress
+	gen       uint64                            // bumped by every change the checkpoint records
+	runCtx    context.Context
+	watchers  sync.WaitGroup
+
+	committer *checkpoint.Committer
+}
+
+// New creates a device manager and restores the checkpoint, if any. A
+// checkpoint that cannot be read is an error: the manager refuses to start
+// rather than forget what it handed out (the error says how to inspect or
+// move the file).
+func New(cfg Config) (*Manager, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	if cfg.Observer == nil {
+		cfg.Observer = nopObserver{}
+	}
+	if cfg.GracePeriod <= 0 {
+		cfg.GracePeriod = 5 * time.Minute
+	}
+	if cfg.CallTimeout <= 0 {
+		cfg.CallTimeout = 30 * time.Second
+	}
+	m := &Manager{cfg: cfg, log: cfg.Logger, obs: cfg.Observer, resources: map[string]*resource{},
+		allocs: map[string]map[string]*Allocation{}, pending: map[string]chan struct{}{}, runCtx: context.Background()}
+	if cfg.CheckpointPath != "" {
+		st, err := checkpoint.Read(cfg.CheckpointPath)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			m.log.Info("no checkpoint yet; starting empty", "path", cfg.CheckpointPath)
+		case err != nil:
+			return nil, err
+		default:
+			m.restore(st)
+		}
+		m.committer = checkpoint.NewCommitter(cfg.CheckpointPath, m.snapshot)
+	}
+	return m, nil
+}
+
+// Run starts the grace timers of restored resources and keeps the manager
+// running until ctx is done; then it stops every provider and flushes the
+// checkpoint.
+func (m *Manager) Run(ctx context.Context) error {
+	m.mu.Lock()
+	m.runCtx = ctx
+	for _, r := range m.resources {
+		if !r.connected {
+			m.startGrace(r, r.pgen)
+		}
+	}
+	m.mu.Unlock()
+	<-ctx.Done()
+	m.mu.Lock()
+	for _, r := range m.resources {
+		if r.cancel != nil {
+			r.cancel()
+		}
+		if r.grace != nil {
+			r.grace.Stop()
+		}
+	}
+	m.mu.Unlock()
+	m.watchers.Wait()
+	if m.committer != nil {
+		return m.committer.Close()
+	}
+	return nil
+}
+
+func (m *Manager) get(name string) *resource {
+	r := m.resources[name]
+	if r == nil {
+		r = &resource{name: name, index: map[string]int{}, holder: map[string]string{}}
+		m.resources[name] = r
+	}
+	return r
+}
+
+// SetProvider makes p the provider of resource name, taking over from any
+// previous provider, and starts following its devices.
+func (m *Manager) SetProvider(name string, p Provider) {
+	m.mu.Lock()
+	r := m.get(name)
+	old, oldCancel := r.provider, r.cancel
+	if old != nil {
+		r.switches++
+	}
+	r.pgen++
+	gen := r.pgen
+	r.provider, r.opts = p, p.Options()
+	r.connected, r.disconnectedAt, r.lastErr = true, time.Time{}, ""
+	if r.grace != nil {
+		r.grace.Stop()
+		r.grace = nil
+	}
+	ctx, cancel := context.WithCancel(m.runCtx)
+	r.cancel = cancel
+	m.watchers.Add(1)
+	m.mu.Unlock()
+
+	if oldCancel != nil {
+		oldCancel()
+	}
+	if old != nil {
+		m.log.Info("provider replaced", "resource", name, "old", old.Name(), "new", p.Name())
+	} else {
+		m.log.Info("provider registered", "resource", name, "provider", p.Name(),
+			"prestart_required", r.opts.PreStartRequired, "preferred_allocation", r.opts.PreferredAllocation)
+	}
+	go func() {
+		defer m.watchers.Done()
+		err := p.Watch(ctx, func(devs []Device) { m.update(name, gen, p, devs) })
+		m.lost(name, gen, p, err)
+		p.Close()
+	}()
+}
+
+// RemoveProvider stops p if it still serves resource name (its plugin went
+// away); the devices go unhealthy and the grace period starts.
+func (m *Manager) RemoveProvider(name string, providerName string) {
+	m.mu.Lock()
+	r := m.resources[name]
+	if r == nil || r.provider == nil || r.provider.Name() != providerName {
+		m.mu.Unlock()
+		return
+	}
+	gen, p := r.pgen, r.provider
+	m.mu.Unlock()
+	m.lost(name, gen, p, fmt.Errorf("%s deregistered", providerName))
+}
+
+// update replaces a resource's device set with what its provider reported.
+func (m *Manager) update(name string, gen uint64, p Provider, devs []Device) {
+	if err := ValidDevices(devs); err != nil {
+		m.mu.Lock()
+		if r := m.resources[name]; r != nil && r.pgen == gen {
+			r.lastErr = fmt.Sprintf("device set from %s refused: %v", p.Name(), err)
+		}
+		m.mu.Unlock()
+		m.log.Error("device set refused; keeping the previous one", "resource", name, "provider", p.Name(), "error", err)
+		return
+	}
+	m.mu.Lock()
+	r := m.resources[name]
+	if r == nil || r.pgen != gen {
+		m.mu.Unlock()
+		return // a superseded provider: its word no longer counts
+	}
+	r.devices = make([]Device, len(devs))
+	r.index = make(map[string]int, len(devs))
+	for i, d := range devs {
+		r.devices[i] = cloneDevice(d)
+		r.index[d.ID] = i
+	}
+	r.connected, r.lastUpdate, r.lastErr = true, time.Now(), ""
+	m.gen++
+	healthy, unhealthy, allocated := r.counts()
+	m.mu.Unlock()
+	m.obs.Devices(name, healthy, unhealthy, allocated)
+	m.log.Debug("devices updated", "resource", name, "provider", p.Name(), "healthy", healthy, "unhealthy", unhealthy)
+}
+
+// lost handles the end of a provider: if it still serves the resource, its
+// devices go unhealthy and the grace period starts.
+func (m *Manager) lost(name string, gen uint64, p Provider, cause error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r := m.resources[name]
+	if r == nil || r.pgen != gen || !r.connected {
+		return
+	}
+	r.connected, r.disconnectedAt = false, time.Now()
+	r.provider = nil
+	if cause != nil {
+		r.lastErr = cause.Error()
+	}
+	for i := range r.devices {
+		r.devices[i].Healthy = false
+	}
+	m.gen++
+	m.startGrace(r, gen)
+	healthy, unhealthy, allocated := r.counts()
+	go m.obs.Devices(name, healthy, unhealthy, allocated)
+	m.log.Warn("provider lost; devices unhealthy until it comes back", "resource", name, "provider", p.Name(),
+		"cause", cause, "grace", m.cfg.GracePeriod)
+}
+
+// startGrace arranges for r's devices to go after the grace period, unless
+// another provider takes over first. Call with m.mu held.
+func (m *Manager) startGrace(r *resource, gen uint64) {
+	if r.grace != nil {
+		r.grace.Stop()
+	}
+	wait := m.cfg.GracePeriod - time.Since(r.disconnectedAt)
+	r.grace = time.AfterFunc(max(wait, 0), func() {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if cur := m.resources[r.name]; cur != r || r.pgen != gen || r.connected {
+			return
+		}
+		m.log.Info("grace period over; devices removed", "resource", r.name, "devices", len(r.devices))
+		r.devices, r.index = nil, map[string]int{}
+		r.grace = nil
+		if !m.holdsAny(r.name) {
+			delete(m.resources, r.name)
+		}
+		m.gen++
+		go m.obs.Devices(r.name, 0, 0, 0)
+	})
+}
+
+func (m *Manager) holdsAny(resource string) bool {
+	for _, byRes := range m.allocs {
+		if _, ok := byRes[resource]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *resource) counts() (healthy, unhealthy, allocated int) {
+	for _, d := range r.devices {
+		if d.Healthy {
+			healthy++
+		} else {
+			unhealthy++
+		}
+		if r.holder[d.ID] != "" {
+			allocated++
+		}
+	}
+	return
+}
+
+func cloneDevice(d Device) Device {
+	d.NUMANodes = append([]int64(nil), d.NUMANodes...)
+	if d.Attributes != nil {
+		attrs := make(map[string]string, len(d.Attributes))
+		for k, v := range d.Attributes {
+			attrs[k] = v
+		}
+		d.Attributes = attrs
+	}
+	return d
+}
+
+// Errors an allocation can meet, for callers that map them to exit codes or
+// gRPC codes.
+var (
+	ErrUnknownResource = errors.New("unknown resource")
+	ErrUnavailable     = errors.New("not enough devices")
+	ErrConflict        = errors.New("workload already holds a different allocation")
+	ErrInvalid         = errors.New("invalid request")
+	ErrNotDurable      = errors.New("could not make the allocation durable")
+)
+
+// Allocate gives req.Count devices of req.Resource to the container, or
+// returns the allocation it already has. It returns only once the allocation
+// is durable.
+func (m *Manager) Allocate(ctx context.Context, req AllocateRequest) (*Allocation, error) {
+	start := time.Now()
+	a, err := m.allocate(ctx, req)
+	outcome := "ok"
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrUnavailable):
+		outcome = "unavailable"
+	case errors.Is(err, ErrUnknownResource):
+		outcome = "unknown-resource"
+	case errors.Is(err, ErrInvalid), errors.Is(err, ErrConflict):
+		outcome = "invalid"
+	default:
+		outcome = "error"
+	}
+	m.obs.Allocated(req.Resource, outcome, time.Since(start))
+	return a, err
+}
+
+func (m *Manager) allocate(ctx context.Context, req AllocateRequest) (*Allocation, error) {
+	if req.Resource == "" || req.Count < 1 || req.Namespace == "" || req.Pod == "" || req.Container == "" {
+		return nil, fmt.Errorf("%w: need namespace, pod, container, resource and a count of at least 1 (got %q/%q/%q, %q, %d)",
+			ErrInvalid, req.Namespace, req.Pod, req.Container, req.Resource, req.Count)
+	}
+	w := req.Workload()
+	key := w + "\x00" + req.Resource
+	for {
+		m.mu.Lock()
+		if a := m.allocs[w][req.Resource]; a != nil {
+			m.mu.Unlock()
+			if len(a.DeviceIDs) != req.Count {
+				return nil, fmt.Errorf("%w: %s already holds %d device(s) of %s, asked for %d; release it first",
+					ErrConflict, w, len(a.DeviceIDs), req.Resource, req.Count)
+			}
+			return cloneAllocation(a), nil
+		}
+		wait, busy := m.pending[key]
+		if !busy {
+			m.pending[key] = make(chan struct{})
+			m.mu.Unlock()
+			break
+		}
+		m.mu.Unlock()
+		select { // the same request is in progress: wait for its outcome
+		case <-wait:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	defer func() {
+		m.mu.Lock()
+		close(m.pending[key])
+		delete(m.pending, key)
+		m.mu.Unlock()
+	}()
+
+	r, p, ids, err := m.choose(ctx, req, w)
+	if err != nil {
+		return nil, err
+	}
+	unreserve := func() {
+		m.mu.Lock()
+		for _, id := range ids {
+			if r.holder[id] == w {
+				delete(r.holder, id)
+			}
+		}
+		m.mu.Unlock()
+	}
+	cctx, cancel := context.WithTimeout(ctx, m.cfg.CallTimeout)
+	defer cancel()
+	resp, err := p.Allocate(cctx, ids, w)
+	if err != nil {
+		unreserve()
+		return nil, fmt.Errorf("allocate %s for %s: %w", req.Resource, w, err)
+	}
+	if resp == nil {
+		resp = &pluginapi.ContainerAllocateResponse{}
+	}
+	if p.Options().PreStartRequired {
+		if err := p.PreStart(cctx, ids, w); err != nil {
+			unreserve()
+			return nil, fmt.Errorf("allocate %s for %s: %w", req.Resource, w, err)
+		}
+	}
+	a := &Allocation{Workload: w, Namespace: req.Namespace, Pod: req.Pod, PodUID: req.PodUID, Container: req.Container,
+		Resource: req.Resource, DeviceIDs: ids, Response: resp, At: time.Now()}
+	m.mu.Lock()
+	if m.allocs[w] == nil {
+		m.allocs[w] = map[string]*Allocation{}
+	}
+	m.allocs[w][req.Resource] = a
+	m.gen++
+	gen := m.gen
+	m.mu.Unlock()
+	if err := m.sync(ctx, gen); err != nil {
+		m.mu.Lock()
+		delete(m.allocs[w], req.Resource)
+		if len(m.allocs[w]) == 0 {
+			delete(m.allocs, w)
+		}
+		m.gen++
+		m.mu.Unlock()
+		unreserve()
+		return nil, fmt.Errorf("%w: %s for %s: %v", ErrNotDurable, req.Resource, w, err)
+	}
+	m.log.Info("devices allocated", "workload", w, "resource", req.Resource, "devices", strings.Join(ids, ","))
+	return cloneAllocation(a), nil
+}
+
+// choose picks and reserves the devices for an allocation.
+func (m *Manager) choose(ctx context.Context, req AllocateRequest, w string) (*resource, Provider, []string, error) {
+	m.mu.Lock()
+	r := m.resources[req.Resource]
+	m.mu.Unlock()
+	if r == nil {
+		return nil, nil, nil, fmt.Errorf("%w: no resource %q on this node", ErrUnknownResource, req.Resource)
+	}
+	r.allocMu.Lock()
+	defer r.allocMu.Unlock()
+
+	m.mu.Lock()
+	p, gen := r.provider, r.pgen
+	if p == nil || !r.connected {
+		m.mu.Unlock()
+		return nil, nil, nil, fmt.Errorf("%w: resource %q has no provider right now (%s)", ErrUnavailable, req.Resource, r.lastErr)
+	}
+	free := r.free()
+	capacity, healthy := len(r.devices), 0
+	for _, d := range r.devices {
+		if d.Healthy {
+			healthy++
+		}
+	}
+	m.mu.Unlock()
+	if len(free) < req.Count {
+		return nil, nil, nil, fmt.Errorf("%w: %d device(s) of %s requested, %d free (capacity %d, %d healthy)",
+			ErrUnavailable, req.Count, req.Resource, len(free), capacity, healthy)
+	}
+
+	var ids []string
+	if p.Options().PreferredAllocation {
+		avail := make([]string, len(free))
+		for i, d := range free {
+			avail[i] = d.ID
+		}
+		cctx, cancel := context.WithTimeout(ctx, m.cfg.CallTimeout)
+		got, err := p.PreferredAllocation(cctx, avail, nil, req.Count)
+		cancel()
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("allocate %s for %s: %w", req.Resource, w, err)
+		}
+		if err := checkChoice(got, avail, req.Count); err != nil {
+			return nil, nil, nil, fmt.Errorf("allocate %s for %s: %s's preferred allocation %w", req.Resource, w, p.Name(), err)
+		}
+		ids = got
+	} else {
+		ids = ChooseNUMA(free, req.Count)
+	}
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if r.pgen != gen || !r.connected {
+		return nil, nil, nil, fmt.Errorf("%w: the provider of %s changed during the allocation; try again", ErrUnavailable, req.Resource)
+	}
+	for _, id := range ids {
+		i, ok := r.index[id]
+		if !ok || !r.devices[i].Healthy || r.holder[id] != "" {
+			return nil, nil, nil, fmt.Errorf("%w: device %s of %s is no longer free; try again", ErrUnavailable, id, req.Resource)
+		}
+	}
+	for _, id := range ids {
+		r.holder[id] = w
+	}
+	return r, p, ids, nil
+}
+
+// free lists the healthy devices no one holds. Call with m.mu held.
+func (r *resource) free() []Device {
+	var out []Device
+	for _, d := range r.devices {
+		if d.Healthy && r.holder[d.ID] == "" {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+func checkChoice(got, avail []string, n int) error {
+	if len(got) != n {
+		return fmt.Errorf("has %d device(s), %d were asked for", len(got), n)
+	}
+	ok := make(map[string]bool, len(avail))
+	for _, id := range avail {
+		ok[id] = true
+	}
+	seen := map[string]bool{}
+	for _, id := range got {
+		if !ok[id] {
+			return fmt.Errorf("names %q, which is not available", id)
+		}
+		if seen[id] {
+			return fmt.Errorf("names %q twice", id)
+		}
+		seen[id] = true
+	}
+	return nil
+}
+
+// ChooseNUMA picks n devices from free using as few NUMA nodes as possible:
+// the smallest single node that fits, or else the largest nodes first.
+// Devices with no NUMA information count as one more node. Ties break by
+// node and device id, so the choice is deterministic.
+func ChooseNUMA(free []Device, n int) []string {
+	byNode := map[int64][]string{}
+	for _, d := range free {
+		node := int64(-1)
+		if len(d.NUMANodes) > 0 {
+			node = d.NUMANodes[0]
+		}
+		byNode[node] = append(byNode[node], d.ID)
+	}
+	nodes := make([]int64, 0, len(byNode))
+	for node, ids := range byNode {
+		sort.Strings(ids)
+		nodes = append(nodes, node)
+	}
+	sort.Slice(nodes, func(i, j int) bool { return nodes[i] < nodes[j] })
+	best := int64(0)
+	found := false
+	for _, node := range nodes {
+		if len(byNode[node]) >= n && (!found || len(byNode[node]) < len(byNode[best])) {
+			best, found = node, true
+		}
+	}
+	if found {
+		return append([]string(nil), byNode[best][:n]...)
+	}
+	sort.SliceStable(nodes, func(i, j int) bool { return len(byNode[nodes[i]]) > len(byNode[nodes[j]]) })
+	out := make([]string, 0, n)
+	for _, node := range nodes {
+		for _, id := range byNode[node] {
+			if len(out) == n {
+				return out
+			}
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// Release frees every device the workload holds (of one resource, or of all
+// when resource is empty) and returns what was released, once durable.
+// Releasing nothing is not an error.
+func (m *Manager) Release(ctx context.Context, workload, resource string) ([]*Allocation, error) {
+	m.mu.Lock()
+	var released []*Allocation
+	for res, a := range m.allocs[workload] {
+		if resource != "" && res != resource {
+			continue
+		}
+		released = append(released, a)
+		delete(m.allocs[workload], res)
+		if r := m.resources[res]; r != nil {
+			for _, id := range a.DeviceIDs {
+				if r.holder[id] == workload {
+					delete(r.holder, id)
+				}
+			}
+			if r.provider == nil && len(r.devices) == 0 && !m.holdsAny(res) {
+				delete(m.resources, res)
+			}
+		}
+	}
+	if len(m.allocs[workload]) == 0 {
+		delete(m.allocs, workload)
+	}
+	if len(released) == 0 {
+		m.mu.Unlock()
+		return nil, nil
+	}
+	m.gen++
+	gen := m.gen
+	m.mu.Unlock()
+	if err := m.sync(ctx, gen); err != nil {
+		return nil, fmt.Errorf("%w: release of %s: %v", ErrNotDurable, workload, err)
+	}
+	for _, a := range released {
+		m.obs.Released(a.Resource)
+		m.log.Info("devices released", "workload", workload, "resource", a.Resource, "devices", strings.Join(a.DeviceIDs, ","))
+	}
+	sort.Slice(released, func(i, j int) bool { return released[i].Resource < released[j].Resource })
+	return released, nil
+}
+
+func (m *Manager) sync(ctx context.Context, gen uint64) error {
+	if m.committer == nil {
+		return nil
+	}
+	return m.committer.Sync(ctx, gen)
+}
+
+// Allocations lists every allocation, by workload then resource.
+func (m *Manager) Allocations() []*Allocation {
+	m.mu.Lock()
+	var out []*Allocation
+	for _, byRes := range m.allocs {
+		for _, a := range byRes {
+			out = append(out, cloneAllocation(a))
+		}
+	}
+	m.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Workload != out[j].Workload {
+			return out[i].Workload < out[j].Workload
+		}
+		return out[i].Resource < out[j].Resource
+	})
+	return out
+}
+
+// Resources returns a snapshot of every resource, by name.
+func (m *Manager) Resources() []ResourceStatus {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]ResourceStatus, 0, len(m.resources))
+	for _, r := range m.resources {
+		st := ResourceStatus{Name: r.name, Connected: r.connected, DisconnectedAt: r.disconnectedAt, Options: r.opts,
+			Capacity: len(r.devices), LastUpdate: r.lastUpdate, LastError: r.lastErr, ProviderSwitches: r.switches}
+		if r.provider != nil {
+			st.Provider = r.provider.Name()
+		}
+		st.Healthy, _, st.Allocated = r.counts()
+		for _, d := range r.devices {
+			holder := r.holder[d.ID]
+			if d.Healthy && holder == "" {
+				st.Allocatable++
+			}
+			st.Devices = append(st.Devices, DeviceStatus{Device: cloneDevice(d), AllocatedTo: holder})
+		}
+		out = append(out, st)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+func cloneAllocation(a *Allocation) *Allocation {
+	c := *a
+	c.DeviceIDs = append([]string(nil), a.DeviceIDs...)
+	if a.Response != nil {
+		c.Response = proto.Clone(a.Response).(*pluginapi.ContainerAllocateResponse)
+	}
+	return &c
+}

@@ -1,0 +1,149 @@
+package devicemanager
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
+
+	"github.com/wasmlet/wasmlet/checkpoint"
+)
+
+// Device is one device of a resource, as its provider reports it.
+type Device struct {
+	ID         string
+	Healthy    bool
+	NUMANodes  []int64
+	Attributes map[string]string
+}
+
+// ProviderOptions are what a provider offers besides devices.
+type ProviderOptions struct {
+	// PreStartRequired: PreStart must be called before a container starts.
+	PreStartRequired bool
+	// PreferredAllocation: the provider chooses devices itself.
+	PreferredAllocation bool
+}
+
+// Provider is where a resource's devices come from and who decides what a
+// container gets: an external device plugin over gRPC (host/endpoint) or a
+// WebAssembly device source (host/devicesource). The device manager runs one
+// provider per resource.
+type Provider interface {
+	// Name identifies the provider in logs and status, e.g.
+	// "plugin:/var/lib/kubelet/device-plugins/gpu.sock" or "module:pcisource".
+	Name() string
+	// Options are fixed for the provider's life.
+	Options() ProviderOptions
+	// Watch reports the complete device set every time it changes, starting
+	// with the current one, until ctx is done (it then returns nil) or the
+	// provider is lost (it returns why). update must not be retained.
+	Watch(ctx context.Context, update func([]Device)) error
+	// Allocate returns what a container needs to use devices ids.
+	Allocate(ctx context.Context, ids []string, workload string) (*pluginapi.ContainerAllocateResponse, error)
+	// PreferredAllocation chooses size devices from available, including
+	// mustInclude. Only called when Options().PreferredAllocation.
+	PreferredAllocation(ctx context.Context, available, mustInclude []string, size int) ([]string, error)
+	// PreStart is called before a container with devices ids starts. Only
+	// called when Options().PreStartRequired.
+	PreStart(ctx context.Context, ids []string, workload string) error
+	// Close releases the provider's connections.
+	Close() error
+}
+
+// AllocateRequest asks for Count devices of Resource for one container.
+type AllocateRequest struct {
+	Namespace string
+	Pod       string
+	PodUID    string
+	Container string
+	Resource  string
+	Count     int
+}
+
+// Workload is the key allocations are recorded under:
+// "namespace/pod/container".
+func (r AllocateRequest) Workload() string { return WorkloadKey(r.Namespace, r.Pod, r.Container) }
+
+// WorkloadKey builds the key of a container's allocations.
+func WorkloadKey(namespace, pod, container string) string {
+	return namespace + "/" + pod + "/" + container
+}
+
+// Allocation is devices of one resource handed to one container.
+type Allocation struct {
+	Workload  string
+	Namespace string
+	Pod       string
+	PodUID    string
+	Container string
+	Resource  string
+	DeviceIDs []string
+	Response  *pluginapi.ContainerAllocateResponse
+	At        time.Time
+
+	record *checkpoint.Allocation // the checkpoint's form, built once
+}
+
+// ResourceStatus is a snapshot of one resource.
+type ResourceStatus struct {
+	Name      string
+	Provider  string // empty when the provider is gone
+	Connected bool
+	// DisconnectedAt is when the provider was lost; the devices go at
+	// DisconnectedAt + grace period.
+	DisconnectedAt   time.Time
+	Options          ProviderOptions
+	Capacity         int // all devices
+	Healthy          int
+	Allocated        int
+	Allocatable      int // healthy and not allocated
+	Devices          []DeviceStatus
+	LastUpdate       time.Time
+	LastError        string
+	ProviderSwitches int // how many times another provider took over
+}
+
+// DeviceStatus is one device and who holds it.
+type DeviceStatus struct {
+	Device
+	AllocatedTo string // workload, or ""
+}
+
+// ValidDeviceID is the rule for device ids: 1 to 63 bytes of
+// [A-Za-z0-9._:-] (a PCI address such as 0000:00:1f.6 is valid).
+func ValidDeviceID(id string) error {
+	if id == "" || len(id) > 63 {
+		return fmt.Errorf("device id %q must be 1 to 63 bytes long (it is %d)", truncate(id), len(id))
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-' || c == ':') {
+			return fmt.Errorf("device id %q contains %q; allowed are [A-Za-z0-9._:-]", truncate(id), c)
+		}
+	}
+	return nil
+}
+
+// ValidDevices checks a device set: valid and unique ids.
+func ValidDevices(devs []Device) error {
+	seen := make(map[string]bool, len(devs))
+	for _, d := range devs {
+		if err := ValidDeviceID(d.ID); err != nil {
+			return err
+		}
+		if seen[d.ID] {
+			return fmt.Errorf("device id %q appears twice", d.ID)
+		}
+		seen[d.ID] = true
+	}
+	return nil
+}
+
+func truncate(s string) string {
+	if len(s) > 80 {
+		return s[:77] + "..."
+	}
+	return s
+}

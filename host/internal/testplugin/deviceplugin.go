@@ -1,0 +1,228 @@
+package testplugin
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
+)
+
+// DevicePlugin is a device plugin (API v1beta1) serving on a real socket.
+type DevicePlugin struct {
+	pluginapi.UnimplementedDevicePluginServer
+
+	Resource string
+	Path     string
+	// Allocates and PreStarts receive the device ids of every Allocate and
+	// PreStartContainer call.
+	Allocates chan []string
+	PreStarts chan []string
+
+	opts        pluginapi.DevicePluginOptions
+	hangOptions bool
+	preferred   func(available, mustInclude []string, size int) []string
+
+	mu      sync.Mutex
+	devices []*pluginapi.Device
+	version int
+	changed chan struct{} // closed and replaced on every SetDevices
+	srv     *grpc.Server
+	lis     net.Listener
+	streams int
+}
+
+// DPOption changes a DevicePlugin's behaviour.
+type DPOption func(*DevicePlugin)
+
+// WithPreStart makes the plugin require PreStartContainer.
+func WithPreStart() DPOption { return func(p *DevicePlugin) { p.opts.PreStartRequired = true } }
+
+// WithPreferred makes the plugin offer GetPreferredAllocation, answered by f.
+func WithPreferred(f func(available, mustInclude []string, size int) []string) DPOption {
+	return func(p *DevicePlugin) {
+		p.opts.GetPreferredAllocationAvailable = true
+		p.preferred = f
+	}
+}
+
+// HangOptions makes GetDevicePluginOptions never answer.
+func HangOptions() DPOption { return func(p *DevicePlugin) { p.hangOptions = true } }
+
+// Devices builds n healthy devices "<prefix>0".."<prefix>n-1", alternating
+// between NUMA nodes 0 and 1.
+func Devices(prefix string, n int) []*pluginapi.Device {
+	out := make([]*pluginapi.Device, n)
+	for i := range out {
+		out[i] = &pluginapi.Device{ID: fmt.Sprintf("%s%d", prefix, i), Health: pluginapi.Healthy,
+			Topology: &pluginapi.TopologyInfo{Nodes: []*pluginapi.NUMANode{{ID: int64(i % 2)}}}}
+	}
+	return out
+}
+
+// StartDevicePlugin serves a device plugin for resource on a socket at path.
+func StartDevicePlugin(t testing.TB, path, resource string, devices []*pluginapi.Device, opts ...DPOption) *DevicePlugin {
+	t.Helper()
+	p := &DevicePlugin{Resource: resource, Path: path, devices: devices, changed: make(chan struct{}),
+		Allocates: make(chan []string, 1000), PreStarts: make(chan []string, 1000)}
+	for _, o := range opts {
+		o(p)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.lis = lis
+	p.srv = grpc.NewServer()
+	pluginapi.RegisterDevicePluginServer(p.srv, p)
+	go p.srv.Serve(lis)
+	t.Cleanup(p.Stop)
+	return p
+}
+
+// Register registers the plugin on the registration socket kubeletSock, as a
+// device plugin does with the kubelet. The endpoint is the plugin socket's
+// file name.
+func (p *DevicePlugin) Register(ctx context.Context, kubeletSock string) error {
+	return RegisterWith(ctx, kubeletSock, &pluginapi.RegisterRequest{Version: pluginapi.Version,
+		Endpoint: filepath.Base(p.Path), ResourceName: p.Resource,
+		Options: &pluginapi.DevicePluginOptions{PreStartRequired: p.opts.PreStartRequired,
+			GetPreferredAllocationAvailable: p.opts.GetPreferredAllocationAvailable}})
+}
+
+// RegisterWith sends an arbitrary registration request to kubeletSock.
+func RegisterWith(ctx context.Context, kubeletSock string, req *pluginapi.RegisterRequest) error {
+	cc, err := grpc.NewClient("unix://"+kubeletSock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer cc.Close()
+	_, err = pluginapi.NewRegistrationClient(cc).Register(ctx, req, grpc.WaitForReady(true))
+	return err
+}
+
+// SetDevices replaces the device set and sends it on every open ListAndWatch
+// stream.
+func (p *DevicePlugin) SetDevices(devices []*pluginapi.Device) {
+	p.mu.Lock()
+	p.devices = devices
+	p.version++
+	close(p.changed)
+	p.changed = make(chan struct{})
+	p.mu.Unlock()
+}
+
+// Streams is how many ListAndWatch streams are open.
+func (p *DevicePlugin) Streams() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.streams
+}
+
+// Stop stops the plugin and removes its socket.
+func (p *DevicePlugin) Stop() {
+	p.srv.Stop()
+	os.Remove(p.Path)
+}
+
+// Detach removes the socket file but keeps serving the connections already
+// open, like a plugin process that hangs on while its successor starts.
+func (p *DevicePlugin) Detach() {
+	p.lis.(*net.UnixListener).SetUnlinkOnClose(false)
+	p.lis.Close()
+	os.Remove(p.Path)
+}
+
+func (p *DevicePlugin) GetDevicePluginOptions(ctx context.Context, _ *pluginapi.Empty) (*pluginapi.DevicePluginOptions, error) {
+	if p.hangOptions {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return &pluginapi.DevicePluginOptions{PreStartRequired: p.opts.PreStartRequired,
+		GetPreferredAllocationAvailable: p.opts.GetPreferredAllocationAvailable}, nil
+}
+
+func (p *DevicePlugin) ListAndWatch(_ *pluginapi.Empty, stream pluginapi.DevicePlugin_ListAndWatchServer) error {
+	p.mu.Lock()
+	p.streams++
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		p.streams--
+		p.mu.Unlock()
+	}()
+	for {
+		p.mu.Lock()
+		devs, changed := p.devices, p.changed
+		p.mu.Unlock()
+		if err := stream.Send(&pluginapi.ListAndWatchResponse{Devices: devs}); err != nil {
+			return err
+		}
+		select {
+		case <-changed:
+		case <-stream.Context().Done():
+			return nil
+		}
+	}
+}
+
+func (p *DevicePlugin) Allocate(_ context.Context, req *pluginapi.AllocateRequest) (*pluginapi.AllocateResponse, error) {
+	resp := &pluginapi.AllocateResponse{}
+	for _, cr := range req.ContainerRequests {
+		select {
+		case p.Allocates <- cr.DevicesIds:
+		default:
+		}
+		ids := ""
+		for i, id := range cr.DevicesIds {
+			if i > 0 {
+				ids += ","
+			}
+			ids += id
+		}
+		resp.ContainerResponses = append(resp.ContainerResponses, &pluginapi.ContainerAllocateResponse{
+			Envs:    map[string]string{"TEST_DEVICES": ids},
+			Devices: []*pluginapi.DeviceSpec{{ContainerPath: "/dev/test0", HostPath: "/dev/null", Permissions: "rw"}},
+		})
+	}
+	return resp, nil
+}
+
+func (p *DevicePlugin) GetPreferredAllocation(_ context.Context, req *pluginapi.PreferredAllocationRequest) (*pluginapi.PreferredAllocationResponse, error) {
+	resp := &pluginapi.PreferredAllocationResponse{}
+	for _, cr := range req.ContainerRequests {
+		ids := p.preferred(cr.AvailableDeviceIDs, cr.MustIncludeDeviceIDs, int(cr.AllocationSize))
+		resp.ContainerResponses = append(resp.ContainerResponses, &pluginapi.ContainerPreferredAllocationResponse{DeviceIDs: ids})
+	}
+	return resp, nil
+}
+
+func (p *DevicePlugin) PreStartContainer(_ context.Context, req *pluginapi.PreStartContainerRequest) (*pluginapi.PreStartContainerResponse, error) {
+	select {
+	case p.PreStarts <- req.DevicesIds:
+	default:
+	}
+	return &pluginapi.PreStartContainerResponse{}, nil
+}
+
+// WaitStreams waits until n ListAndWatch streams are open.
+func (p *DevicePlugin) WaitStreams(t testing.TB, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for p.Streams() != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("plugin %s: %d streams open, want %d", p.Resource, p.Streams(), n)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
