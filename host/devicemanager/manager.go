@@ -35,8 +35,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 	"google.golang.org/protobuf/proto"
+	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 
 	"github.com/wasmlet/wasmlet/checkpoint"
 )
@@ -62,9 +62,9 @@ type Observer interface {
 
 type nopObserver struct{}
 
-func (nopObserver) Devices(string, int, int, int)            {}
+func (nopObserver) Devices(string, int, int, int)           {}
 func (nopObserver) Allocated(string, string, time.Duration) {}
-func (nopObserver) Released(string)                          {}
+func (nopObserver) Released(string)                         {}
 
 type resource struct {
 	name     string

@@ -415,10 +415,10 @@ func TestChooseNUMA(t *testing.T) {
 		n    int
 		want string
 	}{
-		{1, "[x]"},            // the smallest group that fits (no NUMA information counts as a node)
-		{2, "[a0 a1]"},        // node 0 fits exactly
-		{3, "[b0 b1 b2]"},     // only node 1 fits
-		{4, "[b0 b1 b2 a0]"},  // largest node first, then the next
+		{1, "[x]"},           // the smallest group that fits (no NUMA information counts as a node)
+		{2, "[a0 a1]"},       // node 0 fits exactly
+		{3, "[b0 b1 b2]"},    // only node 1 fits
+		{4, "[b0 b1 b2 a0]"}, // largest node first, then the next
 		{6, "[b0 b1 b2 a0 a1 x]"},
 	} {
 		if got := fmt.Sprint(devicemanager.ChooseNUMA(free, c.n)); got != c.want {
