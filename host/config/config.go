@@ -1,0 +1,305 @@
+package config
+
+import (
+	"bytes"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/wasmlet/wasmlet/host/module"
+)
+
+// Built-in defaults, used for every key the file leaves out.
+const (
+	defaultStateDir          = "/var/lib/wasmlet"
+	defaultAPISocket         = "/run/wasmlet/wasmlet.sock"
+	defaultMetricsAddress    = "127.0.0.1:9465"
+	defaultResyncPeriod      = 30 * time.Second
+	defaultGracePeriod       = 5 * time.Minute
+	defaultOperationTimeout  = 10 * time.Second
+	defaultBackoffInitial    = 500 * time.Millisecond
+	defaultBackoffMax        = 2 * time.Minute
+	defaultKubeletDir        = "/var/lib/kubelet/device-plugins"
+	defaultPluginRegistryDir = "/var/lib/kubelet/plugins_registry"
+	defaultCDIDir            = "/var/run/cdi"
+)
+
+// Config is a parsed and validated plugins.toml. Every field holds a value:
+// defaults are filled in and paths are absolute and clean. A Config is not
+// modified after Load, Parse or Default return it, so it is safe for
+// concurrent use; its methods return copies.
+type Config struct {
+	// File is the absolute path of the file the configuration was read
+	// from, or "" for Default.
+	File string
+	// Host is the [host] section.
+	Host Host
+	// Sandbox is the [sandbox] section: the limits of every module that
+	// has no [modules.<name>] entry of its own, and the base of those that
+	// do. ModuleOptions applies them.
+	Sandbox Sandbox
+	// Bridge is the [bridge] section.
+	Bridge Bridge
+
+	modules  map[string]moduleEntry  // [modules.<name>], sandbox already merged
+	handlers map[string]string       // [handlers]: plugin type -> module name
+	sources  map[string]SourceConfig // [sources.<name>]
+}
+
+// Host is the [host] section: where wasmlet keeps and finds things, and how
+// it logs and reconciles.
+type Host struct {
+	// StateDir holds the checkpoint and the compilation cache.
+	StateDir string
+	// RegistryDir is watched for plugin registration sockets (the kubelet
+	// uses /var/lib/kubelet/plugins_registry). Default: StateDir/plugins_registry.
+	RegistryDir string
+	// DevicePluginDir is where wasmlet serves kubelet.sock and device
+	// plugins put their sockets. Default: StateDir/device-plugins.
+	DevicePluginDir string
+	// ModuleDir holds the .wasm handlers and device sources, and is
+	// watched. Default: StateDir/modules.
+	ModuleDir string
+	// APISocket is the host API's unix socket.
+	APISocket string
+	// MetricsAddress is the host:port serving /metrics, /healthz and
+	// /readyz; "" disables it.
+	MetricsAddress string
+	// LogLevel is one of hclog.Trace, Debug, Info, Warn, Error.
+	LogLevel hclog.Level
+	// LogFormat is LogText or LogJSON.
+	LogFormat LogFormat
+	// ResyncPeriod is how often the reconciler runs without an event.
+	ResyncPeriod time.Duration
+	// GracePeriod is how long a vanished plugin's devices stay, unhealthy,
+	// before they are removed. It may be 0.
+	GracePeriod time.Duration
+	// OperationTimeout bounds each plugin registration operation.
+	OperationTimeout time.Duration
+	// BackoffInitial and BackoffMax shape the exponential backoff after a
+	// failed registration: the first retry waits BackoffInitial, each next
+	// one twice as long, up to BackoffMax.
+	BackoffInitial, BackoffMax time.Duration
+}
+
+// LogFormat is how log lines are written.
+type LogFormat string
+
+// The log formats.
+const (
+	LogText LogFormat = "text"
+	LogJSON LogFormat = "json"
+)
+
+// Sandbox holds a module's limits: the [sandbox] section, or a module's
+// entry in [modules] merged over it.
+type Sandbox struct {
+	// Memory caps each instance's linear memory, in bytes.
+	Memory uint64
+	// Timeout bounds every call into the module.
+	Timeout time.Duration
+	// InitTimeout bounds instantiation.
+	InitTimeout time.Duration
+	// PoolSize is the most instances of the module that run at once.
+	PoolSize int
+	// MaxReply is the largest reply accepted from the module, in bytes.
+	MaxReply uint64
+	// QuarantineAfter is how many consecutive faults quarantine the module.
+	QuarantineAfter int
+	// LogRate (lines per second) and LogBurst (lines) limit its logging.
+	LogRate, LogBurst int
+}
+
+// SourceConfig says how a device-source module is run: its
+// [sources.<name>] entry, or the defaults.
+type SourceConfig struct {
+	// DiscoverInterval is how often the source rediscovers its devices.
+	// Zero means the module's own suggestion; if it has none, discovery
+	// runs on start and when the module file or a watched file changes.
+	DiscoverInterval time.Duration
+	// Watch rediscovers when files under the module's mounts change.
+	Watch bool
+	// Bridge also serves the source to an external kubelet, as described
+	// by Config.Bridge.
+	Bridge bool
+}
+
+// Bridge is the [bridge] section: how device sources are served to an
+// unmodified kubelet.
+type Bridge struct {
+	// KubeletDir is where the external kubelet's kubelet.sock lives.
+	KubeletDir string
+	// Registration is how bridged sources announce themselves.
+	Registration Registration
+	// PluginRegistryDir is the kubelet's plugin registry, used with
+	// RegisterPluginRegistry.
+	PluginRegistryDir string
+	// CDIDir is where CDI specs for bridged devices are written.
+	CDIDir string
+}
+
+// Registration is how a bridged device source registers with a kubelet.
+type Registration string
+
+// The registration methods.
+const (
+	// RegisterKubeletSocket calls Register on KubeletDir/kubelet.sock, as
+	// device plugins traditionally do.
+	RegisterKubeletSocket Registration = "kubelet-socket"
+	// RegisterPluginRegistry puts a registration socket in
+	// PluginRegistryDir for the kubelet's plugin watcher to find.
+	RegisterPluginRegistry Registration = "plugin-registry"
+)
+
+// moduleEntry is one [modules.<name>] section.
+type moduleEntry struct {
+	sandbox Sandbox
+	sha256  string
+	config  map[string]string
+	mounts  []module.Mount
+}
+
+// Default returns the configuration used when there is no file: the built-in
+// defaults, no module entries, no handlers and no source entries.
+func Default() *Config {
+	c := &Config{
+		Host: Host{
+			StateDir:         defaultStateDir,
+			APISocket:        defaultAPISocket,
+			MetricsAddress:   defaultMetricsAddress,
+			LogLevel:         hclog.Info,
+			LogFormat:        LogText,
+			ResyncPeriod:     defaultResyncPeriod,
+			GracePeriod:      defaultGracePeriod,
+			OperationTimeout: defaultOperationTimeout,
+			BackoffInitial:   defaultBackoffInitial,
+			BackoffMax:       defaultBackoffMax,
+		},
+		Sandbox: Sandbox{
+			Memory:          module.DefaultMemoryLimit,
+			Timeout:         module.DefaultCallTimeout,
+			InitTimeout:     module.DefaultInitTimeout,
+			PoolSize:        module.DefaultPoolSize,
+			MaxReply:        module.DefaultMaxReply,
+			QuarantineAfter: module.DefaultQuarantineAfter,
+			LogRate:         module.DefaultLogRate,
+			LogBurst:        module.DefaultLogBurst,
+		},
+		Bridge: Bridge{
+			KubeletDir:        defaultKubeletDir,
+			Registration:      RegisterKubeletSocket,
+			PluginRegistryDir: defaultPluginRegistryDir,
+			CDIDir:            defaultCDIDir,
+		},
+		modules:  map[string]moduleEntry{},
+		handlers: map[string]string{},
+		sources:  map[string]SourceConfig{},
+	}
+	c.Host.deriveDirs()
+	return c
+}
+
+// deriveDirs fills in the directories that default to places under StateDir.
+func (h *Host) deriveDirs() {
+	if h.RegistryDir == "" {
+		h.RegistryDir = filepath.Join(h.StateDir, "plugins_registry")
+	}
+	if h.DevicePluginDir == "" {
+		h.DevicePluginDir = filepath.Join(h.StateDir, "device-plugins")
+	}
+	if h.ModuleDir == "" {
+		h.ModuleDir = filepath.Join(h.StateDir, "modules")
+	}
+}
+
+// Load reads, parses and validates the configuration file at path. A file
+// that cannot be read gives the *fs.PathError; an invalid file gives an
+// Errors listing every mistake found.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(data, path)
+}
+
+// Parse parses and validates a configuration. path names the file in error
+// messages, and relative paths in the configuration are resolved against its
+// directory (the current directory if path is ""). Validation looks at the
+// file system: every module the configuration names must exist in the
+// module directory. An invalid configuration gives an Errors listing every
+// mistake found, in file order.
+func Parse(data []byte, path string) (*Config, error) {
+	name := path
+	if name == "" {
+		name = "<input>"
+	}
+	file, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
+	// A byte order mark is not TOML, but editors write them; columns are
+	// counted without it, as editors show them.
+	data = bytes.TrimPrefix(data, []byte("\ufeff"))
+
+	root, err := parseDocument(data, name)
+	if err != nil {
+		return nil, err
+	}
+	d := &decoder{file: name, dir: filepath.Dir(file)}
+	c := d.config(root)
+	if len(d.errs) > 0 {
+		return nil, sortErrors(d.errs)
+	}
+	if path != "" {
+		c.File = file
+	}
+	return c, nil
+}
+
+// ModuleOptions returns the sandbox of the named module: its [modules.<name>]
+// entry merged over [sandbox], or [sandbox] alone if it has no entry. Logger,
+// Cache and Observer are left for the caller to set.
+func (c *Config) ModuleOptions(name string) module.Options {
+	e, ok := c.modules[name]
+	if !ok {
+		e.sandbox = c.Sandbox
+	}
+	s := e.sandbox
+	return module.Options{
+		Name:            name,
+		MemoryLimit:     s.Memory,
+		CallTimeout:     s.Timeout,
+		InitTimeout:     s.InitTimeout,
+		MaxReply:        uint32(min(s.MaxReply, maxReply)),
+		PoolSize:        s.PoolSize,
+		QuarantineAfter: s.QuarantineAfter,
+		Mounts:          slices.Clone(e.mounts),
+		Config:          maps.Clone(e.config),
+		SHA256:          e.sha256,
+		LogRate:         s.LogRate,
+		LogBurst:        s.LogBurst,
+	}
+}
+
+// Handlers returns the [handlers] section: the module name that handles each
+// plugin type.
+func (c *Config) Handlers() map[string]string {
+	return maps.Clone(c.handlers)
+}
+
+// Source returns how the named device-source module is run: its
+// [sources.<name>] entry, or the defaults (discover interval 0, watch on,
+// bridge off) if it has none.
+func (c *Config) Source(name string) SourceConfig {
+	if s, ok := c.sources[name]; ok {
+		return s
+	}
+	return defaultSource
+}
+
+var defaultSource = SourceConfig{Watch: true}

@@ -1,0 +1,60 @@
+// Package config reads plugins.toml, the one file that configures a wasmlet
+// host.
+//
+// # The file
+//
+// plugins.toml is TOML with six sections, all optional (the plugins.toml at
+// the root of the repository is a commented example):
+//
+//	[host]               directories (state, plugin registry, device plugins,
+//	                     modules), the API socket, the metrics address,
+//	                     logging, and the reconciler's timing: resync period,
+//	                     grace period, operation timeout, backoff
+//	[sandbox]            the limits every module runs under: memory, call and
+//	                     init timeouts, pool size, largest reply, faults
+//	                     before quarantine, log rate and burst
+//	[modules.<name>]     per module (<module_dir>/<name>.wasm): any [sandbox]
+//	                     key, plus config (strings the module reads with
+//	                     config_get), mounts (read-only directories) and
+//	                     sha256 (a pin of the module file)
+//	[handlers]           plugin type = module name
+//	[sources.<name>]     how a device-source module runs: discover_interval,
+//	                     watch, bridge
+//	[bridge]             how device sources are served to an external kubelet
+//
+// Durations are strings for time.ParseDuration ("500ms", "2m"). Sizes are an
+// integer number of bytes or a string with a unit: "64MiB" (B, KiB, MiB, GiB,
+// powers of 1024) or "64MB" (KB, MB, GB, powers of 1000). Relative paths are
+// resolved against the directory holding the file; the mount paths a module
+// sees (guest) must be absolute.
+//
+// # Strictness
+//
+// Decoding is strict: an unknown key, a value of the wrong type, a malformed
+// duration, size or digest, a value out of range, a key defined twice and a
+// module name with no file in the module directory are all mistakes. Every
+// mistake found is reported, one per line, in file order, each as
+//
+//	FILE:LINE:COLUMN: KEY: WHAT IS WRONG, expected WHAT
+//
+// for example
+//
+//	plugins.toml:12:11: sandbox.timeout: invalid duration "2 seconds", expected a duration such as "500ms", "30s" or "5m" (units ns, us, ms, s, m, h)
+//	plugins.toml:31:16: handlers.DevicePlugin: module "devicehandler" not found, expected a file /var/lib/wasmlet/modules/devicehandler.wasm
+//
+// The error is an Errors, a list of *Error with the position and key of each.
+// A syntax error stops parsing, so it is reported alone.
+//
+// # Using it
+//
+// Load (or Parse) gives a *Config whose every field has a value: defaults
+// are filled in and paths are absolute. Default is the configuration with no
+// file. ModuleOptions gives the module.Options a module is loaded with,
+// Handlers the handler of each plugin type, and Source how a device source
+// runs.
+//
+// TOML syntax is parsed by github.com/pelletier/go-toml/v2, which also
+// enforces the TOML specification; the schema is decoded from the document
+// tree of its unstable parser, which keeps the position of every key and
+// value.
+package config
