@@ -4,22 +4,24 @@
 //
 // Every directory under the sysfs mount (normally /sys/bus/pci/devices, whose
 // entries are links into /sys/devices) is a device named by its PCI address,
-// such as 0000:00:1f.6, which becomes the device id. For each device it reads
-// vendor, device and class, numa_node (reported as the device's NUMA node
-// when the kernel knows it; it writes -1 when it does not), the bound driver
-// and the IOMMU group. Attributes: address, vendor, device, class (hex
-// without 0x, as lspci -n prints them), numa_node, driver and iommu_group
-// when known.
+// such as 0000:00:1f.6, which becomes the device id. The filters need the
+// vendor, device and class, which, with the bound driver, the kernel writes
+// in one file, the device's uevent (PCI_ID=, PCI_CLASS=, DRIVER=); the module
+// reads the vendor, device and class files and the driver link only when
+// uevent lacks them. For the devices that pass the filters it then reads
+// numa_node (reported as the device's NUMA node when the kernel knows it; it
+// writes -1 when it does not) and the IOMMU group. Attributes: address,
+// vendor, device, class (hex without 0x, as lspci -n prints them), numa_node,
+// driver and iommu_group when known.
 //
-// The driver and the IOMMU group are the names of symbolic links (driver,
-// iommu_group). Under wasmlet, os.Readlink fails: wazero (v1.12) serves
+// The IOMMU group (like the driver) is the name of a symbolic link,
+// iommu_group. Under wasmlet, os.Readlink fails: wazero (v1.12) serves
 // read-only mounts through io/fs, whose adapter answers readlink with ENOSYS,
 // although it follows links when opening files. The module therefore falls
-// back, for the driver, to the DRIVER= line of the device's uevent file, and,
-// for the IOMMU group, to the directory named by iommu_groups, whose
-// <group>/devices/ lists each group's members; mount it to learn the groups
-// of vfio-pci devices. Natively, or under a runtime that implements readlink,
-// the links are read directly.
+// back to the directory named by iommu_groups, whose <group>/devices/ lists
+// each group's members; mount it to learn the groups of vfio-pci devices.
+// Natively, or under a runtime that implements readlink, the link is read
+// directly.
 //
 // Allocation follows the SR-IOV device plugin: the container gets
 // PCIDEVICE_<RESOURCE> (the resource name in upper case, other characters as
@@ -203,41 +205,61 @@ func (g *groups) lookup(addr string) string {
 	return g.byAddr[addr]
 }
 
-// readDevice reads the device at addr; an error means there is no PCI device
-// there (or it vanished while being read).
-func readDevice(cfg *config, addr string, g *groups) (pciDevice, error) {
+// readIdentity reads what the filters need: vendor, device, class and
+// driver. One file answers them all on a real kernel: the device's uevent
+// (DRIVER=, PCI_CLASS=, PCI_ID=vendor:device). Without it, or without its PCI
+// lines, it reads the vendor, device and class files and the driver link.
+// An error means there is no PCI device at addr, or it vanished meanwhile.
+func readIdentity(cfg *config, addr string) (pciDevice, error) {
 	dir := cfg.sysfs + "/" + addr
 	d := pciDevice{addr: addr, numa: -1}
+	b, uerr := os.ReadFile(dir + "/uevent")
+	if uerr == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			k, v, _ := strings.Cut(strings.TrimSpace(line), "=")
+			switch k {
+			case "DRIVER":
+				d.driver = v
+			case "PCI_CLASS":
+				d.class, _ = hexDigits(v, 6)
+			case "PCI_ID":
+				ven, dev, _ := strings.Cut(v, ":")
+				d.vendor, _ = hexDigits(ven, 4)
+				d.device, _ = hexDigits(dev, 4)
+			}
+		}
+	} else if target, err := os.Readlink(dir + "/driver"); err == nil {
+		d.driver = path.Base(target)
+	}
 	var err error
-	if d.vendor, err = readHex(dir+"/vendor", 4); err != nil {
-		return d, err
+	if d.vendor == "" || d.device == "" || d.class == "" {
+		if d.vendor, err = readHex(dir+"/vendor", 4); err != nil {
+			return d, err
+		}
+		if d.device, err = readHex(dir+"/device", 4); err != nil {
+			return d, err
+		}
+		if d.class, err = readHex(dir+"/class", 6); err != nil {
+			return d, err
+		}
 	}
-	if d.device, err = readHex(dir+"/device", 4); err != nil {
-		return d, err
-	}
-	if d.class, err = readHex(dir+"/class", 6); err != nil {
-		return d, err
-	}
+	return d, nil
+}
+
+// readDetails reads the rest, for a device that passed the filters: its NUMA
+// node and IOMMU group.
+func readDetails(cfg *config, d *pciDevice, g *groups) {
+	dir := cfg.sysfs + "/" + d.addr
 	if b, err := os.ReadFile(dir + "/numa_node"); err == nil {
 		if n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil && n >= 0 {
 			d.numa = n
 		}
 	}
-	if target, err := os.Readlink(dir + "/driver"); err == nil {
-		d.driver = path.Base(target)
-	} else if b, err := os.ReadFile(dir + "/uevent"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, "DRIVER="); ok {
-				d.driver = strings.TrimSpace(v)
-			}
-		}
-	}
 	if target, err := os.Readlink(dir + "/iommu_group"); err == nil {
 		d.iommuGroup = path.Base(target)
 	} else {
-		d.iommuGroup = g.lookup(addr)
+		d.iommuGroup = g.lookup(d.addr)
 	}
-	return d, nil
 }
 
 // readHex reads a sysfs attribute such as "0x8086\n" as width hex digits.
@@ -246,11 +268,20 @@ func readHex(file string, width int) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	s := strings.ToLower(strings.TrimPrefix(strings.TrimSpace(string(b)), "0x"))
-	if _, err := strconv.ParseUint(s, 16, 32); err != nil || len(s) > width {
+	s, ok := hexDigits(strings.TrimPrefix(strings.TrimSpace(string(b)), "0x"), width)
+	if !ok {
 		return "", &os.PathError{Op: "parse", Path: file, Err: os.ErrInvalid}
 	}
-	return strings.Repeat("0", width-len(s)) + s, nil
+	return s, nil
+}
+
+// hexDigits returns s, a hex number of at most width digits, in lower case
+// and padded with zeros to width digits.
+func hexDigits(s string, width int) (string, bool) {
+	if !isHex(s, 1, width) {
+		return "", false
+	}
+	return strings.Repeat("0", width-len(s)) + strings.ToLower(s), true
 }
 
 // pciAddress reports whether s looks like a PCI address,
@@ -290,7 +321,7 @@ func discover(cfg config) ([]abi.Device, error) {
 		if !pciAddress(e.Name()) {
 			continue
 		}
-		d, err := readDevice(&cfg, e.Name(), g)
+		d, err := readIdentity(&cfg, e.Name())
 		if err != nil {
 			unreadable = append(unreadable, e.Name())
 			continue
@@ -298,6 +329,7 @@ func discover(cfg config) ([]abi.Device, error) {
 		if !cfg.matches(&d) {
 			continue
 		}
+		readDetails(&cfg, &d, g)
 		dev := d.abiDevice(cfg.resource)
 		if dev.Health == abi.Unhealthy {
 			noGroup = append(noGroup, d.addr)
@@ -367,13 +399,16 @@ func allocate(cfg config, req *abi.AllocateRequest) (*abi.AllocateResponse, erro
 		if !pciAddress(id) {
 			return nil, sdk.Refuse("device " + strconv.Quote(id) + " is not a PCI address like 0000:00:1f.6")
 		}
-		d, err := readDevice(&cfg, id, g)
+		d, err := readIdentity(&cfg, id)
 		if err != nil {
 			return nil, sdk.Fail(abi.CodeNotFound, "PCI device "+id+" is not present on this node: "+err.Error())
 		}
 		if !cfg.matches(&d) {
 			return nil, sdk.Refuse("PCI device " + id + " (vendor " + d.vendor + ", device " + d.device + ", class " + d.class +
 				") is not part of " + cfg.resource + ": it does not match the configured filters")
+		}
+		if d.driver == vfioDriver {
+			readDetails(&cfg, &d, g)
 		}
 		if d.driver == vfioDriver {
 			if d.iommuGroup == "" {

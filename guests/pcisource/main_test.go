@@ -17,7 +17,7 @@ import (
 type fakeDev struct {
 	addr, vendor, device, class, numa string
 	driver, group                     string
-	driverInUevent                    bool // no driver link, only DRIVER= in uevent
+	noUevent                          bool // no uevent: read the vendor, device and class files and the driver link
 	groupOnlyInDir                    bool // no iommu_group link, only kernel/iommu_groups/<g>/devices/<addr>
 }
 
@@ -51,16 +51,17 @@ func fakeSysfs(t *testing.T, devs []fakeDev) string {
 		write(dir+"/device", d.device+"\n")
 		write(dir+"/class", d.class+"\n")
 		write(dir+"/numa_node", d.numa+"\n")
-		uevent := "PCI_CLASS=" + strings.TrimPrefix(d.class, "0x") + "\nPCI_SLOT_NAME=" + d.addr + "\n"
+		// As the kernel writes it: class without leading zeros, ids in upper case.
+		uevent := "PCI_CLASS=" + strings.TrimLeft(strings.TrimPrefix(d.class, "0x"), "0") +
+			"\nPCI_ID=" + strings.ToUpper(d.vendor[2:]+":"+d.device[2:]) + "\nPCI_SLOT_NAME=" + d.addr + "\n"
 		if d.driver != "" {
 			mkdir("bus/pci/drivers/" + d.driver)
-			if d.driverInUevent {
-				uevent = "DRIVER=" + d.driver + "\n" + uevent
-			} else {
-				link("../../../bus/pci/drivers/"+d.driver, dir+"/driver")
-			}
+			link("../../../bus/pci/drivers/"+d.driver, dir+"/driver")
+			uevent = "DRIVER=" + d.driver + "\n" + uevent
 		}
-		write(dir+"/uevent", uevent)
+		if !d.noUevent {
+			write(dir+"/uevent", uevent)
+		}
 		if d.group != "" {
 			mkdir("kernel/iommu_groups/" + d.group + "/devices")
 			link("../../../../devices/pci0000:00/"+d.addr, "kernel/iommu_groups/"+d.group+"/devices/"+d.addr)
@@ -77,7 +78,7 @@ func fakeSysfs(t *testing.T, devs []fakeDev) string {
 
 var machine = []fakeDev{
 	{addr: "0000:00:1f.6", vendor: "0x8086", device: "0x15bc", class: "0x020000", numa: "0", driver: "e1000e", group: "7"},
-	{addr: "0000:3b:00.0", vendor: "0x15b3", device: "0x1017", class: "0x020000", numa: "1", driver: "mlx5_core", group: "30", driverInUevent: true},
+	{addr: "0000:3b:00.0", vendor: "0x15b3", device: "0x1017", class: "0x020000", numa: "1", driver: "mlx5_core", group: "30", noUevent: true},
 	{addr: "0000:3b:00.2", vendor: "0x15b3", device: "0x1018", class: "0x020000", numa: "1", driver: "vfio-pci", group: "31"},
 	{addr: "0000:3b:00.3", vendor: "0x15b3", device: "0x1018", class: "0x020000", numa: "1", driver: "vfio-pci", group: "32", groupOnlyInDir: true},
 	{addr: "0000:00:02.0", vendor: "0x8086", device: "0x3e92", class: "0x030000", numa: "-1", driver: "i915", group: "1"},
@@ -153,9 +154,11 @@ func TestDiscoverReadsEverything(t *testing.T) {
 	if !reflect.DeepEqual(nic.Edits, &abi.ContainerEdits{Envs: map[string]string{"PCI_DEVICE_0000_00_1F_6": "0000:00:1f.6"}}) {
 		t.Errorf("nic edits: %+v", nic.Edits)
 	}
-	// The driver from uevent when there is no link to read.
-	if a := byID["0000:3b:00.0"].Attributes; a["driver"] != "mlx5_core" || a["numa_node"] != "1" {
-		t.Errorf("uevent driver: %v", a)
+	// Without uevent: the vendor, device and class files and the driver link.
+	want = map[string]string{"address": "0000:3b:00.0", "vendor": "15b3", "device": "1017", "class": "020000",
+		"numa_node": "1", "driver": "mlx5_core", "iommu_group": "30"}
+	if a := byID["0000:3b:00.0"].Attributes; !reflect.DeepEqual(a, want) {
+		t.Errorf("without uevent: %v", a)
 	}
 	// A vfio-pci device gets its group's device node, found by link or by
 	// the iommu_groups directory.
@@ -284,5 +287,26 @@ func TestThisMachine(t *testing.T) {
 	}
 	for _, d := range devs {
 		t.Logf("%s %v numa=%v", d.ID, d.Attributes, d.NUMANodes)
+	}
+}
+
+// TestIdentitySources: the uevent file alone identifies a device; a uevent
+// without PCI lines falls back to the files.
+func TestIdentitySources(t *testing.T) {
+	sys := fakeSysfs(t, machine[:2])
+	dev0 := filepath.Join(sys, "devices/pci0000:00/0000:00:1f.6")
+	for _, f := range []string{"vendor", "device", "class"} {
+		os.Remove(filepath.Join(dev0, f))
+	}
+	os.WriteFile(filepath.Join(sys, "devices/pci0000:00/0000:3b:00.0/uevent"), []byte("DRIVER=other\n"), 0o644)
+	devs, err := discover(configure(t, sys, nil))
+	if err != nil || len(devs) != 2 {
+		t.Fatal(devs, err)
+	}
+	if a := devs[0].Attributes; a["vendor"] != "8086" || a["device"] != "15bc" || a["class"] != "020000" || a["driver"] != "e1000e" {
+		t.Errorf("from uevent: %v", a)
+	}
+	if a := devs[1].Attributes; a["vendor"] != "15b3" || a["device"] != "1017" || a["class"] != "020000" || a["driver"] != "other" {
+		t.Errorf("from files: %v", a)
 	}
 }

@@ -55,7 +55,9 @@ func fakeSysfs(t *testing.T, devs []sysfsDev) string {
 		write(dir+"/device", d.device+"\n")
 		write(dir+"/class", d.class+"\n")
 		write(dir+"/numa_node", d.numa+"\n")
-		uevent := "PCI_CLASS=" + strings.TrimPrefix(d.class, "0x") + "\nPCI_SLOT_NAME=" + d.addr + "\n"
+		// As the kernel writes it: class without leading zeros, ids in upper case.
+		uevent := "PCI_CLASS=" + strings.TrimLeft(strings.TrimPrefix(d.class, "0x"), "0") +
+			"\nPCI_ID=" + strings.ToUpper(d.vendor[2:]+":"+d.device[2:]) + "\nPCI_SLOT_NAME=" + d.addr + "\n"
 		if d.driver != "" {
 			mkdir("bus/pci/drivers/" + d.driver)
 			link("../../../bus/pci/drivers/"+d.driver, dir+"/driver")
