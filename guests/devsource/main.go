@@ -28,7 +28,9 @@
 // case, other characters as "_", e.g. DEVICES_EXAMPLE_COM_DEV) listing their
 // paths, comma-separated. Each discovered device also carries its node as its
 // container edits, for CDI specs. The module keeps nothing between calls:
-// allocate lists the devices again.
+// allocate lists the devices again. It suggests a rediscovery every 30
+// seconds, besides the host's own watch on the mount, for devices plugged in
+// later.
 //
 // Mount /dev read-only: mounts = [{host = "/dev", guest = "/dev"}].
 //
