@@ -28,13 +28,13 @@ const (
 	defaultCDIDir            = "/var/run/cdi"
 )
 
-// Config is a parsed and validated plugins.toml. Every field holds a value:
-// defaults are filled in and paths are absolute and clean. A Config is not
+// Config is a parsed and validated plugins.toml. Every field holds its final
+// value: defaults are filled in and paths are absolute and clean. A Config is not
 // modified after Load, Parse or Default return it, so it is safe for
 // concurrent use; its methods return copies.
 type Config struct {
 	// File is the absolute path of the file the configuration was read
-	// from, or "" for Default.
+	// from, or "" (Default, or Parse without a path).
 	File string
 	// Host is the [host] section.
 	Host Host
@@ -234,11 +234,15 @@ func Load(path string) (*Config, error) {
 // module directory. An invalid configuration gives an Errors listing every
 // mistake found, in file order.
 func Parse(data []byte, path string) (*Config, error) {
-	name := path
-	if name == "" {
-		name = "<input>"
+	name, file := "<input>", ""
+	if path != "" {
+		var err error
+		if file, err = filepath.Abs(path); err != nil {
+			return nil, err
+		}
+		name = path
 	}
-	file, err := filepath.Abs(path)
+	dir, err := filepath.Abs(filepath.Dir(path)) // "." when path is ""
 	if err != nil {
 		return nil, err
 	}
@@ -250,14 +254,12 @@ func Parse(data []byte, path string) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &decoder{file: name, dir: filepath.Dir(file)}
+	d := &decoder{file: name, dir: dir}
 	c := d.config(root)
 	if len(d.errs) > 0 {
 		return nil, sortErrors(d.errs)
 	}
-	if path != "" {
-		c.File = file
-	}
+	c.File = file
 	return c, nil
 }
 

@@ -153,6 +153,15 @@ cdi_dir = "cdi"
 	}
 	check("File, relative", c.File, filepath.Join(sub, "plugins.toml"))
 	check("StateDir, relative file", c.Host.StateDir, filepath.Join(sub, "state"))
+
+	// So are paths in a configuration without a file.
+	t.Chdir(dir)
+	c, err = Parse([]byte("host.state_dir = \"state\"\n"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("File, none", c.File, "")
+	check("StateDir, no file", c.Host.StateDir, filepath.Join(dir, "state"))
 }
 
 func TestModuleOptionsMerge(t *testing.T) {

@@ -87,7 +87,8 @@ type decoder struct {
 	dir  string // relative paths are resolved against it
 	errs Errors
 
-	moduleDir string // resolved [host] module_dir, for module references
+	moduleDir  string   // resolved [host] module_dir, for module references
+	moduleList []string // the modules in moduleDir, once listed
 }
 
 func (d *decoder) errorf(at pos, key, format string, args ...any) {
@@ -452,7 +453,11 @@ func (d *decoder) moduleRef(at pos, key, name string) bool {
 	fi, err := os.Stat(file)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		d.errorf(at, key, "module %s not found, expected a file %s", quote(name), file)
+		msg := fmt.Sprintf("module %s not found, expected a file %s", quote(name), file)
+		if s, ok := suggest(name, d.moduleNames()); ok {
+			msg += fmt.Sprintf(" (did you mean %s?)", quote(s))
+		}
+		d.errorf(at, key, "%s", msg)
 	case err != nil:
 		d.errorf(at, key, "module %s: %v, expected a readable file %s", quote(name), unwrapPathError(err), file)
 	case !fi.Mode().IsRegular():
@@ -461,6 +466,20 @@ func (d *decoder) moduleRef(at pos, key, name string) bool {
 		return true
 	}
 	return false
+}
+
+// moduleNames lists the modules in the module directory, for suggestions.
+func (d *decoder) moduleNames() []string {
+	if d.moduleList == nil {
+		d.moduleList = []string{}
+		entries, _ := os.ReadDir(d.moduleDir)
+		for _, e := range entries {
+			if name, ok := strings.CutSuffix(e.Name(), ".wasm"); ok && !e.IsDir() {
+				d.moduleList = append(d.moduleList, name)
+			}
+		}
+	}
+	return d.moduleList
 }
 
 func unwrapPathError(err error) error {

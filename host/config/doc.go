@@ -43,7 +43,8 @@
 //	plugins.toml:31:16: handlers.DevicePlugin: module "devicehandler" not found, expected a file /var/lib/wasmlet/modules/devicehandler.wasm
 //
 // The error is an Errors, a list of *Error with the position and key of each.
-// A syntax error stops parsing, so it is reported alone.
+// Mistakes in the TOML itself (a syntax error, a key defined twice) are
+// reported first and alone: the schema is checked once the document is TOML.
 //
 // # Using it
 //

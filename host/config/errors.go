@@ -16,11 +16,12 @@ import (
 //
 // for example
 //
-//	plugins.toml:12:10: sandbox.memory: invalid size "64M", expected an integer number of bytes or a string such as "64MiB" (units B, KiB, MiB, GiB, KB, MB, GB)
+//	plugins.toml:12:10: sandbox.memory: invalid size "64M", expected a size in bytes, such as 67108864 or "64MiB" (units B, KiB, MiB, GiB, KB, MB, GB)
 //
 // KEY is omitted for syntax errors, which are not about one key.
 type Error struct {
-	// File is the configuration file's name, as given to Load or Parse.
+	// File is the configuration file's name, as given to Load or Parse
+	// ("<input>" if Parse was given none).
 	File string
 	// Line and Column locate the mistake: 1-based, the column in bytes.
 	Line, Column int

@@ -336,6 +336,11 @@ func TestMissingModules(t *testing.T) {
 		doc:  withModules + "[handlers]\nDevicePlugin = \"devicehandler\"\n",
 		want: []string{`plugins.toml:4:16: handlers.DevicePlugin: module "devicehandler" not found, expected a file m/devicehandler.wasm`},
 	}, {
+		name:    "typo",
+		doc:     withModules + "[sources.pcisorce]\n",
+		modules: []string{"pcisource", "devsource"},
+		want:    []string{`plugins.toml:3:10: sources.pcisorce: module "pcisorce" not found, expected a file m/pcisorce.wasm (did you mean "pcisource"?)`},
+	}, {
 		name: "source",
 		doc:  withModules + "[sources.pci]\ndiscover_interval = \"1m\"\n",
 		want: []string{`plugins.toml:3:10: sources.pci: module "pci" not found, expected a file m/pci.wasm`},
