@@ -37,7 +37,8 @@ type Identity struct {
 	Mtime, Size int64
 }
 
-func identityOf(fi fs.FileInfo) Identity {
+// IdentityOf is the identity of the file fi describes.
+func IdentityOf(fi fs.FileInfo) Identity {
 	id := Identity{Mtime: fi.ModTime().UnixNano(), Size: fi.Size()}
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 		id.Dev, id.Ino = uint64(st.Dev), st.Ino
@@ -264,7 +265,7 @@ func (w *Watcher) handle(ev fsnotify.Event) {
 
 // offer reports path if it is new or changed, now or once settled.
 func (w *Watcher) offer(path string, fi fs.FileInfo) {
-	id := identityOf(fi)
+	id := IdentityOf(fi)
 	if old, ok := w.known[path]; ok && old == id {
 		return
 	}
@@ -288,7 +289,7 @@ func (w *Watcher) flushSettled() {
 		if err != nil || !w.cfg.Match(path, fi) {
 			continue
 		}
-		id := identityOf(fi)
+		id := IdentityOf(fi)
 		if old, ok := w.known[path]; ok && old == id {
 			continue
 		}

@@ -1,0 +1,234 @@
+// Package metrics exposes what wasmlet does as Prometheus metrics, and serves
+// them with /healthz and /readyz over HTTP.
+//
+// It implements the observer interfaces of the packages that do the work
+// (module.Observer, pluginmanager.Observer, devicemanager.Observer), so those
+// packages do not depend on Prometheus. Every metric is prefixed wasmlet_;
+// labels are bounded by the node's modules, plugin types and resources.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/wasmlet/wasmlet/host/module"
+)
+
+// Metrics holds every wasmlet metric, in its own registry.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	registrations   *prometheus.CounterVec
+	regLatency      *prometheus.HistogramVec
+	deregistrations *prometheus.CounterVec
+	reconcile       prometheus.Histogram
+
+	calls        *prometheus.CounterVec
+	callDuration *prometheus.HistogramVec
+	faults       *prometheus.CounterVec
+	traps        *prometheus.CounterVec
+	timeouts     *prometheus.CounterVec
+	quarantines  *prometheus.CounterVec
+	quarantined  *prometheus.GaugeVec
+	instances    *prometheus.GaugeVec
+	logsDropped  *prometheus.CounterVec
+	moduleLoads  *prometheus.CounterVec
+
+	devices          *prometheus.GaugeVec
+	devicesAllocated *prometheus.GaugeVec
+	allocations      *prometheus.CounterVec
+	allocDuration    *prometheus.HistogramVec
+	releases         *prometheus.CounterVec
+
+	ready atomic.Bool
+}
+
+// New creates the metrics, with Go runtime and process collectors.
+func New() *Metrics {
+	m := &Metrics{reg: prometheus.NewRegistry()}
+	f := func(c prometheus.Collector) { m.reg.MustRegister(c) }
+	f(collectors.NewGoCollector())
+	f(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	fast := []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+	m.registrations = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wasmlet_plugin_registrations_total",
+		Help: "Plugin register operations, by plugin type and outcome (ok, getinfo, refused, handler-fault, device-manager, notify)."}, []string{"type", "outcome"})
+	m.regLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "wasmlet_plugin_registration_latency_seconds",
+		Help: "Time from a plugin socket appearing to the plugin being told it is registered.", Buckets: fast}, []string{"type"})
+	m.deregistrations = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wasmlet_plugin_deregistrations_total",
+		Help: "Plugins deregistered, by plugin type."}, []string{"type"})
+	m.reconcile = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "wasmlet_reconcile_duration_seconds",
+		Help: "Duration of a reconciler pass (scheduling operations, not running them).", Buckets: fast})
+
+	micro := []float64{1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 1e-3, 1e-2, 0.1, 1, 10}
+	m.calls = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wasmlet_module_calls_total",
+		Help: "Calls into Wasm modules, by module, operation and result (ok, or the fault)."}, []string{"module", "op", "result"})
+	m.callDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "wasmlet_module_call_duration_seconds",
+		Help: "Duration of calls into Wasm modules.", Buckets: micro}, []string{"module", "op"})
+	m.faults = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wasmlet_module_faults_total",
+		Help: "Module faults (trap, timeout, memory, exit, malformed, oversized, init, busy...), by module and fault."}, []string{"module", "fault"})
+	m.traps = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wasmlet_module_traps_total",
+		Help: "Module calls that trapped (including Go panics and stack overflows)."}, []string{"module"})
+	m.timeouts = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wasmlet_module_timeouts_total",
+		Help: "Module calls interrupted at their deadline."}, []string{"module"})
+	m.quarantines = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wasmlet_module_quarantines_total",
+		Help: "Times a module was quarantined after repeated faults."}, []string{"module"})
+	m.quarantined = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "wasmlet_module_quarantined",
+		Help: "1 while a module is quarantined."}, []string{"module"})
+	m.instances = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "wasmlet_module_instances",
+		Help: "Live instances of each module."}, []string{"module"})
+	m.logsDropped = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wasmlet_module_log_lines_dropped_total",
+		Help: "Module log lines dropped by the rate limit."}, []string{"module"})
+	m.moduleLoads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wasmlet_module_loads_total",
+		Help: "Module files loaded, replaced, unloaded or refused."}, []string{"event"})
+
+	m.devices = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "wasmlet_devices",
+		Help: "Devices of each resource, by health."}, []string{"resource", "health"})
+	m.devicesAllocated = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "wasmlet_devices_allocated",
+		Help: "Devices of each resource held by workloads."}, []string{"resource"})
+	m.allocations = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wasmlet_allocations_total",
+		Help: "Allocation requests, by resource and outcome (ok, unavailable, unknown-resource, invalid, error)."}, []string{"resource", "outcome"})
+	m.allocDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "wasmlet_allocation_duration_seconds",
+		Help: "Duration of allocations, durable on disk included.", Buckets: fast}, []string{"resource"})
+	m.releases = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wasmlet_releases_total",
+		Help: "Allocations released, by resource."}, []string{"resource"})
+
+	for _, c := range []prometheus.Collector{m.registrations, m.regLatency, m.deregistrations, m.reconcile,
+		m.calls, m.callDuration, m.faults, m.traps, m.timeouts, m.quarantines, m.quarantined, m.instances,
+		m.logsDropped, m.moduleLoads, m.devices, m.devicesAllocated, m.allocations, m.allocDuration, m.releases} {
+		f(c)
+	}
+	return m
+}
+
+// Registry is the Prometheus registry holding the metrics.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// SetReady marks the node ready (or not) for /readyz.
+func (m *Metrics) SetReady(ok bool) { m.ready.Store(ok) }
+
+// ---- module.Observer ----------------------------------------------------------
+
+func (m *Metrics) Call(mod, op string, d time.Duration, fault module.Fault) {
+	result := "ok"
+	if fault != "" {
+		result = string(fault)
+		m.faults.WithLabelValues(mod, string(fault)).Inc()
+		switch fault {
+		case module.FaultTrap:
+			m.traps.WithLabelValues(mod).Inc()
+		case module.FaultTimeout:
+			m.timeouts.WithLabelValues(mod).Inc()
+		}
+	}
+	m.calls.WithLabelValues(mod, op, result).Inc()
+	m.callDuration.WithLabelValues(mod, op).Observe(d.Seconds())
+}
+
+func (m *Metrics) Instances(mod string, n int) { m.instances.WithLabelValues(mod).Set(float64(n)) }
+
+func (m *Metrics) Quarantined(mod string, q bool) {
+	if q {
+		m.quarantines.WithLabelValues(mod).Inc()
+		m.quarantined.WithLabelValues(mod).Set(1)
+	} else {
+		m.quarantined.WithLabelValues(mod).Set(0)
+	}
+}
+
+func (m *Metrics) LogsDropped(mod string, n int) { m.logsDropped.WithLabelValues(mod).Add(float64(n)) }
+
+// ModuleEvent counts module registry events, and clears a replaced or
+// unloaded module's quarantine.
+func (m *Metrics) ModuleEvent(ev module.Event) {
+	m.moduleLoads.WithLabelValues(string(ev.Kind)).Inc()
+	switch ev.Kind {
+	case module.Loaded, module.Replaced:
+		m.quarantined.WithLabelValues(ev.Name).Set(0)
+	case module.Unloaded:
+		m.quarantined.DeleteLabelValues(ev.Name)
+		m.instances.DeleteLabelValues(ev.Name)
+	}
+}
+
+// ---- pluginmanager.Observer -----------------------------------------------------
+
+func (m *Metrics) Registered(pluginType, outcome string, latency time.Duration) {
+	m.registrations.WithLabelValues(pluginType, outcome).Inc()
+	if outcome == "ok" {
+		m.regLatency.WithLabelValues(pluginType).Observe(latency.Seconds())
+	}
+}
+
+func (m *Metrics) Deregistered(pluginType string) { m.deregistrations.WithLabelValues(pluginType).Inc() }
+
+func (m *Metrics) Reconciled(d time.Duration) { m.reconcile.Observe(d.Seconds()) }
+
+// ---- devicemanager.Observer -----------------------------------------------------
+
+func (m *Metrics) Devices(resource string, healthy, unhealthy, allocated int) {
+	m.devices.WithLabelValues(resource, "healthy").Set(float64(healthy))
+	m.devices.WithLabelValues(resource, "unhealthy").Set(float64(unhealthy))
+	m.devicesAllocated.WithLabelValues(resource).Set(float64(allocated))
+}
+
+func (m *Metrics) Allocated(resource, outcome string, d time.Duration) {
+	m.allocations.WithLabelValues(resource, outcome).Inc()
+	if outcome == "ok" {
+		m.allocDuration.WithLabelValues(resource).Observe(d.Seconds())
+	}
+}
+
+func (m *Metrics) Released(resource string) { m.releases.WithLabelValues(resource).Inc() }
+
+// ---- HTTP ---------------------------------------------------------------------
+
+// Handler serves /metrics, /healthz (the process answers) and /readyz (the
+// node finished starting: directories scanned, API serving).
+func (m *Metrics) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !m.ready.Load() {
+			http.Error(w, "not ready: still starting\n", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ok\n"))
+	})
+	return mux
+}
+
+// Serve serves Handler on address until ctx is done.
+func (m *Metrics) Serve(ctx context.Context, address string) error {
+	lis, err := net.Listen("tcp", address)
+	if err != nil {
+		return err
+	}
+	return m.ServeListener(ctx, lis)
+}
+
+// ServeListener is Serve on an open listener.
+func (m *Metrics) ServeListener(ctx context.Context, lis net.Listener) error {
+	srv := &http.Server{Handler: m.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	}()
+	if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,320 @@
+// Package node assembles a wasmlet host from its parts and runs it: this is
+// `wasmlet run`. It is the one place that knows every package, in the order
+// of the data flow:
+//
+//	module directory ─ watcher ─► module.Registry ─► handlers and device sources
+//	registry directory ─► pluginmanager (watcher, caches, reconciler, executor)
+//	kubelet.sock, DevicePlugin handler, device sources ─► devicemanager ─► checkpoint
+//	api (admin + pod resources), metrics (/metrics /healthz /readyz)
+//
+// Start-up order matters: the checkpoint is restored first (a bad one stops
+// the start), modules already in the module directory are loaded before any
+// plugin is looked at (so a plugin finds its handler), then everything
+// serves. Shutdown runs the other way and removes every socket wasmlet made.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/wasmlet/wasmlet/host/config"
+	"github.com/wasmlet/wasmlet/host/devicemanager"
+	"github.com/wasmlet/wasmlet/host/endpoint"
+	"github.com/wasmlet/wasmlet/host/metrics"
+	"github.com/wasmlet/wasmlet/host/module"
+	"github.com/wasmlet/wasmlet/host/pluginmanager"
+	"github.com/wasmlet/wasmlet/host/watcher"
+)
+
+// Version is the wasmlet build, set by the linker.
+var Version = "dev"
+
+// Node is a running wasmlet host.
+type Node struct {
+	cfg     *config.Config
+	log     hclog.Logger
+	metrics *metrics.Metrics
+	cache   *module.Cache
+	modules *module.Registry
+	plugins *pluginmanager.Manager
+	devices *devicemanager.Manager
+	dmsrv   *devicemanager.Server
+	modw    *watcher.Watcher
+
+	loads    chan moduleChange
+	loadedMu sync.Mutex
+	loaded   map[string]watcher.Identity // module files as last loaded
+
+	started time.Time
+	ready   atomic.Bool
+}
+
+type moduleChange struct {
+	path    string
+	id      watcher.Identity
+	removed bool
+}
+
+// New builds a node from its configuration. It creates the directories it
+// needs and restores the checkpoint; it starts nothing.
+func New(cfg *config.Config, log hclog.Logger) (*Node, error) {
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	module.HostVersion = Version
+	n := &Node{cfg: cfg, log: log, metrics: metrics.New(), loads: make(chan moduleChange, 64),
+		loaded: map[string]watcher.Identity{}}
+	h := cfg.Host
+	// State is private to wasmlet; the plugin directories must be reachable
+	// by plugins (often other users' processes), but not writable by others.
+	if err := os.MkdirAll(h.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("state directory: %w", err)
+	}
+	if err := os.Chmod(h.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("state directory: %w", err)
+	}
+	for _, d := range []string{h.RegistryDir, h.DevicePluginDir, h.ModuleDir} {
+		if err := os.MkdirAll(d, 0o750); err != nil {
+			return nil, err
+		}
+	}
+	cache, err := module.NewCache(filepath.Join(h.StateDir, "compilation-cache"))
+	if err != nil {
+		return nil, err
+	}
+	n.cache = cache
+	n.modules = module.NewRegistry(n.moduleOptions, cfg.Handlers, log)
+	n.modules.Subscribe(n.metrics.ModuleEvent)
+
+	n.devices, err = devicemanager.New(devicemanager.Config{
+		CheckpointPath: filepath.Join(h.StateDir, "checkpoint"),
+		GracePeriod:    h.GracePeriod,
+		Logger:         log.Named("devices"),
+		Observer:       n.metrics,
+	})
+	if err != nil {
+		return nil, err
+	}
+	n.dmsrv = devicemanager.NewServer(n.devices, h.DevicePluginDir,
+		func(ctx context.Context, resource, path string) (devicemanager.Provider, error) {
+			return endpoint.Dial(ctx, resource, path)
+		}, h.OperationTimeout)
+
+	n.plugins, err = pluginmanager.New(pluginmanager.Config{
+		RegistryDir:      h.RegistryDir,
+		Modules:          n.modules,
+		DevicePlugins:    devicePlugins{n.dmsrv},
+		ResyncPeriod:     h.ResyncPeriod,
+		OperationTimeout: h.OperationTimeout,
+		BackoffInitial:   h.BackoffInitial,
+		BackoffMax:       h.BackoffMax,
+		Logger:           log.Named("plugins"),
+		Observer:         n.metrics,
+	})
+	if err != nil {
+		return nil, err
+	}
+	n.modw, err = watcher.New(watcher.Config{
+		Dir:      h.ModuleDir,
+		Match:    watcher.HasSuffix(".wasm"),
+		Settle:   100 * time.Millisecond,
+		OnAdd:    func(path string, id watcher.Identity) { n.loads <- moduleChange{path: path, id: id} },
+		OnRemove: func(path string) { n.loads <- moduleChange{path: path, removed: true} },
+		Logger:   log.Named("modules"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// moduleOptions gives each module its sandbox from plugins.toml, with the
+// host's logger, cache and metrics.
+func (n *Node) moduleOptions(name string) module.Options {
+	o := n.cfg.ModuleOptions(name)
+	o.Logger = n.log.Named("wasm")
+	o.Cache = n.cache
+	o.Observer = n.metrics
+	return o
+}
+
+// devicePlugins adapts the device manager's registration service to the
+// plugin manager: DevicePlugin handlers hand their plugins over here.
+type devicePlugins struct{ s *devicemanager.Server }
+
+func (d devicePlugins) RegisterDevicePlugin(ctx context.Context, p pluginmanager.DevicePlugin) error {
+	return d.s.RegisterDevicePlugin(ctx, devicemanager.DevicePlugin(p))
+}
+
+func (d devicePlugins) DeregisterDevicePlugin(ctx context.Context, p pluginmanager.DevicePlugin) error {
+	return d.s.DeregisterDevicePlugin(ctx, devicemanager.DevicePlugin(p))
+}
+
+// Run is New then Run: `wasmlet run`.
+func Run(ctx context.Context, cfg *config.Config, log hclog.Logger) error {
+	n, err := New(cfg, log)
+	if err != nil {
+		return err
+	}
+	return n.Run(ctx)
+}
+
+// Run serves until ctx is done, then shuts down in order.
+func (n *Node) Run(ctx context.Context) error {
+	n.started = time.Now()
+	h := n.cfg.Host
+	n.log.Info("wasmlet starting", "version", Version, "config", n.cfg.File, "state_dir", h.StateDir,
+		"registry_dir", h.RegistryDir, "device_plugin_dir", h.DevicePluginDir, "module_dir", h.ModuleDir)
+
+	// Everything below stops when runCtx is canceled: on shutdown, or when a
+	// part fails.
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	goRun := func(what string, f func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(runCtx); err != nil {
+				errs <- fmt.Errorf("%s: %w", what, err)
+				cancel()
+			}
+		}()
+	}
+
+	if h.MetricsAddress != "" {
+		goRun("metrics", func(ctx context.Context) error { return n.metrics.Serve(ctx, h.MetricsAddress) })
+	}
+	// The device manager first: restored resources start their grace period,
+	// kubelet.sock accepts plugins.
+	devicesDone := make(chan struct{})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(devicesDone)
+		if err := n.devices.Run(runCtx); err != nil {
+			errs <- fmt.Errorf("device manager: %w", err)
+		}
+	}()
+	goRun("device plugin registration", n.dmsrv.Serve)
+
+	// Modules present at start are loaded before plugins are looked at.
+	n.loadInitialModules(runCtx)
+	goRun("module directory", n.modw.Run)
+	goRun("module loader", n.loadModules)
+
+	goRun("plugin manager", n.plugins.Run)
+
+	select {
+	case <-n.plugins.Ready():
+		n.ready.Store(true)
+		n.metrics.SetReady(true)
+		n.log.Info("wasmlet ready", "modules", len(n.modules.List()), "startup", time.Since(n.started).Round(time.Millisecond))
+	case <-runCtx.Done():
+	}
+
+	<-runCtx.Done()
+	n.ready.Store(false)
+	n.metrics.SetReady(false)
+	n.log.Info("wasmlet shutting down")
+	wg.Wait()
+	closeCtx, cancelClose := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancelClose()
+	n.modules.Close(closeCtx)
+	n.cache.Close(closeCtx)
+	close(errs)
+	var all []error
+	for err := range errs {
+		all = append(all, err)
+	}
+	if len(all) > 0 {
+		return errors.Join(all...)
+	}
+	n.log.Info("wasmlet stopped")
+	return nil
+}
+
+// loadInitialModules loads every module file in the module directory, before
+// the watcher starts, so that handlers are there when plugins arrive.
+func (n *Node) loadInitialModules(ctx context.Context) {
+	entries, err := os.ReadDir(n.cfg.Host.ModuleDir)
+	if err != nil {
+		n.log.Error("cannot list the module directory", "dir", n.cfg.Host.ModuleDir, "error", err)
+		return
+	}
+	for _, e := range entries {
+		if e.IsDir() || strings.HasPrefix(e.Name(), ".") || !strings.HasSuffix(e.Name(), ".wasm") {
+			continue
+		}
+		path := filepath.Join(n.cfg.Host.ModuleDir, e.Name())
+		fi, err := os.Lstat(path)
+		if err != nil || !fi.Mode().IsRegular() {
+			continue
+		}
+		n.load(ctx, moduleChange{path: path, id: watcher.IdentityOf(fi)})
+	}
+}
+
+// loadModules applies module file changes one at a time: a load may compile
+// for a second, and must not hold up the watcher.
+func (n *Node) loadModules(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ch := <-n.loads:
+			n.load(ctx, ch)
+		}
+	}
+}
+
+func (n *Node) load(ctx context.Context, ch moduleChange) {
+	n.loadedMu.Lock()
+	prev, seen := n.loaded[ch.path]
+	n.loadedMu.Unlock()
+	if ch.removed {
+		n.loadedMu.Lock()
+		delete(n.loaded, ch.path)
+		n.loadedMu.Unlock()
+		n.modules.Unload(module.NameFromPath(ch.path))
+		return
+	}
+	if seen && prev == ch.id {
+		return // the watcher's initial scan of a file already loaded
+	}
+	n.loadedMu.Lock()
+	n.loaded[ch.path] = ch.id
+	n.loadedMu.Unlock()
+	n.modules.Load(ctx, ch.path) // the registry logs and reports refusals
+}
+
+// Modules is the node's module registry.
+func (n *Node) Modules() *module.Registry { return n.modules }
+
+// Plugins is the node's plugin manager.
+func (n *Node) Plugins() *pluginmanager.Manager { return n.plugins }
+
+// Devices is the node's device manager.
+func (n *Node) Devices() *devicemanager.Manager { return n.devices }
+
+// Metrics is the node's metrics.
+func (n *Node) Metrics() *metrics.Metrics { return n.metrics }
+
+// Config is the node's configuration.
+func (n *Node) Config() *config.Config { return n.cfg }
+
+// Ready reports whether the node finished starting.
+func (n *Node) Ready() bool { return n.ready.Load() }
+
+// Started is when Run began.
+func (n *Node) Started() time.Time { return n.started }

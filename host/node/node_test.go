@@ -1,0 +1,260 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/wasmlet/wasmlet/guests/build"
+	"github.com/wasmlet/wasmlet/host/config"
+	"github.com/wasmlet/wasmlet/host/devicemanager"
+	"github.com/wasmlet/wasmlet/host/internal/testplugin"
+)
+
+type harness struct {
+	t       *testing.T
+	dir     string
+	cfg     *config.Config
+	n       *Node
+	metrics string
+	cancel  context.CancelFunc
+	done    chan error
+}
+
+func shortDir(t *testing.T) string {
+	t.Helper()
+	d, err := os.MkdirTemp("", "n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func copyModule(t *testing.T, guest, dst string) {
+	t.Helper()
+	b, err := os.ReadFile(build.Go(t, guest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := filepath.Join(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp")
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// start runs a node on a plugins.toml written into a fresh directory, with
+// the given modules (name → guest directory) in its module directory.
+func start(t *testing.T, modules map[string]string, extra string) *harness {
+	t.Helper()
+	dir := shortDir(t)
+	h := &harness{t: t, dir: dir, metrics: freePort(t), done: make(chan error, 1)}
+	os.MkdirAll(filepath.Join(dir, "modules"), 0o755)
+	// Share compiled modules across tests (and runs): a cold compile under
+	// the race detector takes seconds.
+	shared := filepath.Join(build.CacheDir(), "wazero-node")
+	os.MkdirAll(shared, 0o700)
+	os.MkdirAll(filepath.Join(dir, "state"), 0o700)
+	if err := os.Symlink(shared, filepath.Join(dir, "state", "compilation-cache")); err != nil {
+		t.Fatal(err)
+	}
+	for name, guest := range modules {
+		copyModule(t, guest, filepath.Join(dir, "modules", name+".wasm"))
+	}
+	toml := fmt.Sprintf(`
+[host]
+state_dir = "state"
+registry_dir = "reg"
+device_plugin_dir = "dp"
+module_dir = "modules"
+api_socket = "api.sock"
+metrics_address = %q
+grace_period = "200ms"
+backoff_initial = "50ms"
+
+[sandbox]
+memory = "64MiB"
+%s
+`, h.metrics, extra)
+	path := filepath.Join(dir, "plugins.toml")
+	os.WriteFile(path, []byte(toml), 0o644)
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.cfg = cfg
+	log := hclog.New(&hclog.LoggerOptions{Level: hclog.Info, Output: testWriter{t}})
+	n, err := New(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.n = n
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	go func() { h.done <- n.Run(ctx) }()
+	t.Cleanup(func() { h.stop() })
+	h.eventually("ready", func() bool { return n.Ready() })
+	return h
+}
+
+func (h *harness) stop() error {
+	if h.cancel == nil {
+		return nil
+	}
+	h.cancel()
+	h.cancel = nil
+	select {
+	case err := <-h.done:
+		return err
+	case <-time.After(20 * time.Second):
+		h.t.Fatal("node did not stop")
+		return nil
+	}
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func (h *harness) eventually(what string, cond func() bool) {
+	h.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			h.t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func (h *harness) resource(name string) (devicemanager.ResourceStatus, bool) {
+	for _, r := range h.n.Devices().Resources() {
+		if r.Name == name {
+			return r, true
+		}
+	}
+	return devicemanager.ResourceStatus{}, false
+}
+
+// TestPluginThroughHandlerToDeviceManager follows a device plugin that
+// registers through the plugin registry: the DevicePlugin handler module
+// approves it, the device manager connects to it, its devices can be
+// allocated, and its removal is noticed.
+func TestPluginThroughHandlerToDeviceManager(t *testing.T) {
+	h := start(t, map[string]string{"devicepluginhandler": "guests/devicepluginhandler"}, `
+[handlers]
+DevicePlugin = "devicepluginhandler"
+`)
+	dpSock := filepath.Join(h.dir, "dp", "gpu.sock")
+	dp := testplugin.StartDevicePlugin(t, dpSock, "example.com/gpu", testplugin.Devices("gpu", 4))
+	reg := testplugin.StartRegistrant(t, filepath.Join(h.dir, "reg", "gpu-reg.sock"), testplugin.Info{
+		Type: "DevicePlugin", Name: "example.com/gpu", Endpoint: dpSock, Versions: []string{"v1beta1"}})
+	if s := reg.Expect(t, 10*time.Second); !s.Registered {
+		t.Fatalf("%+v", s)
+	}
+	h.eventually("4 healthy gpus", func() bool { r, ok := h.resource("example.com/gpu"); return ok && r.Healthy == 4 })
+	a, err := h.n.Devices().Allocate(context.Background(), devicemanager.AllocateRequest{
+		Namespace: "ns", Pod: "p", Container: "c", Resource: "example.com/gpu", Count: 2})
+	if err != nil || len(a.DeviceIDs) != 2 {
+		t.Fatalf("%v %v", a, err)
+	}
+	// The registration socket goes: the plugin is deregistered, the devices
+	// go unhealthy, then away (grace 200ms) — the allocation stays.
+	reg.Stop()
+	dp.Stop()
+	h.eventually("resource unhealthy", func() bool { r, ok := h.resource("example.com/gpu"); return !ok || r.Healthy == 0 })
+	if len(h.n.Devices().Allocations()) != 1 {
+		t.Fatal("the allocation was lost with the plugin")
+	}
+}
+
+func TestKubeletSocketAndModuleDropIn(t *testing.T) {
+	h := start(t, nil, "")
+	// kubelet.sock is served in the device plugin directory.
+	dp := testplugin.StartDevicePlugin(t, filepath.Join(h.dir, "dp", "nic.sock"), "example.com/nic", testplugin.Devices("nic", 2))
+	if err := dp.Register(context.Background(), filepath.Join(h.dir, "dp", "kubelet.sock")); err != nil {
+		t.Fatal(err)
+	}
+	h.eventually("2 nics", func() bool { r, ok := h.resource("example.com/nic"); return ok && r.Healthy == 2 })
+
+	// A module dropped into the module directory loads; removed, unloads.
+	copyModule(t, "guests/customhandler", filepath.Join(h.dir, "modules", "customhandler.wasm"))
+	h.eventually("customhandler loaded", func() bool { return h.n.Modules().Get("customhandler") != nil })
+	os.Remove(filepath.Join(h.dir, "modules", "customhandler.wasm"))
+	h.eventually("customhandler unloaded", func() bool { return h.n.Modules().Get("customhandler") == nil })
+}
+
+func TestMetricsHealthAndCleanShutdown(t *testing.T) {
+	h := start(t, map[string]string{"customhandler": "guests/customhandler"}, `
+[modules.customhandler]
+config = { type = "ExamplePlugin", versions = "v1" }
+`)
+	reg := testplugin.StartRegistrant(t, filepath.Join(h.dir, "reg", "ex.sock"), testplugin.Info{
+		Type: "ExamplePlugin", Name: "ex", Versions: []string{"v1"}})
+	reg.Expect(t, 10*time.Second)
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + h.metrics + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, _ := get("/healthz"); code != 200 {
+		t.Fatalf("/healthz %d", code)
+	}
+	if code, _ := get("/readyz"); code != 200 {
+		t.Fatalf("/readyz %d", code)
+	}
+	_, body := get("/metrics")
+	for _, name := range []string{
+		`wasmlet_plugin_registrations_total{outcome="ok",type="ExamplePlugin"} 1`,
+		"wasmlet_plugin_registration_latency_seconds_bucket",
+		"wasmlet_reconcile_duration_seconds_count",
+		`wasmlet_module_calls_total{module="customhandler",op="register",result="ok"} 1`,
+		"wasmlet_module_call_duration_seconds_bucket",
+		`wasmlet_module_instances{module="customhandler"}`,
+		`wasmlet_module_loads_total{event="loaded"} 1`,
+	} {
+		if !strings.Contains(body, name) {
+			t.Errorf("/metrics lacks %s", name)
+		}
+	}
+	if err := h.stop(); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	for _, sock := range []string{filepath.Join(h.dir, "dp", "kubelet.sock")} {
+		if _, err := os.Stat(sock); err == nil {
+			t.Errorf("%s left behind", sock)
+		}
+	}
+	if fi, err := os.Stat(filepath.Join(h.dir, "state")); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("state directory mode %v (%v), want 0700", fi.Mode().Perm(), err)
+	}
+}
