@@ -1,0 +1,141 @@
+package api
+
+import (
+	"context"
+	"sort"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	podresourcesv1 "k8s.io/kubelet/pkg/apis/podresources/v1"
+
+	"github.com/wasmlet/wasmlet/host/devicemanager"
+)
+
+// podResources implements the kubelet's pod resources v1 service from the
+// device manager's state. It reports devices the way the kubelet does: one
+// ContainerDevices per device (and per NUMA node of the device, with its
+// topology, when the provider reported one). wasmlet manages no CPUs,
+// memory or dynamic resources, so those fields stay empty.
+type podResources struct {
+	podresourcesv1.UnimplementedPodResourcesListerServer
+	b Backend
+}
+
+// topology maps resource → device id → NUMA nodes, for the devices whose
+// provider reported any.
+type topology map[string]map[string][]int64
+
+func (s *podResources) topology() (topology, []devicemanager.ResourceStatus) {
+	rs := s.b.Resources()
+	t := topology{}
+	for _, r := range rs {
+		for _, d := range r.Devices {
+			if len(d.NUMANodes) > 0 {
+				if t[r.Name] == nil {
+					t[r.Name] = map[string][]int64{}
+				}
+				t[r.Name][d.ID] = d.NUMANodes
+			}
+		}
+	}
+	return t, rs
+}
+
+// devices appends the ContainerDevices of ids, as the kubelet builds them.
+func (t topology) devices(out []*podresourcesv1.ContainerDevices, resource string, ids []string) []*podresourcesv1.ContainerDevices {
+	for _, id := range ids {
+		nodes := t[resource][id]
+		if len(nodes) == 0 {
+			out = append(out, &podresourcesv1.ContainerDevices{ResourceName: resource, DeviceIds: []string{id}})
+			continue
+		}
+		for _, n := range nodes {
+			out = append(out, &podresourcesv1.ContainerDevices{ResourceName: resource, DeviceIds: []string{id},
+				Topology: &podresourcesv1.TopologyInfo{Nodes: []*podresourcesv1.NUMANode{{ID: n}}}})
+		}
+	}
+	return out
+}
+
+// pods groups allocations by pod, then container, in name order.
+func (t topology) pods(allocs []*devicemanager.Allocation, keep func(namespace, pod string) bool) []*podresourcesv1.PodResources {
+	type key struct{ namespace, pod string }
+	byPod := map[key]map[string]*podresourcesv1.ContainerResources{}
+	var order []key
+	for _, a := range allocs {
+		k := key{a.Namespace, a.Pod}
+		if !keep(k.namespace, k.pod) {
+			continue
+		}
+		cs := byPod[k]
+		if cs == nil {
+			cs = map[string]*podresourcesv1.ContainerResources{}
+			byPod[k] = cs
+			order = append(order, k)
+		}
+		c := cs[a.Container]
+		if c == nil {
+			c = &podresourcesv1.ContainerResources{Name: a.Container}
+			cs[a.Container] = c
+		}
+		c.Devices = t.devices(c.Devices, a.Resource, a.DeviceIDs)
+	}
+	sort.Slice(order, func(i, j int) bool {
+		if order[i].namespace != order[j].namespace {
+			return order[i].namespace < order[j].namespace
+		}
+		return order[i].pod < order[j].pod
+	})
+	out := make([]*podresourcesv1.PodResources, 0, len(order))
+	for _, k := range order {
+		p := &podresourcesv1.PodResources{Name: k.pod, Namespace: k.namespace}
+		for _, c := range byPod[k] {
+			p.Containers = append(p.Containers, c)
+		}
+		sort.Slice(p.Containers, func(i, j int) bool { return p.Containers[i].Name < p.Containers[j].Name })
+		out = append(out, p)
+	}
+	return out
+}
+
+// List reports every pod holding devices, with the devices of each container.
+func (s *podResources) List(context.Context, *podresourcesv1.ListPodResourcesRequest) (*podresourcesv1.ListPodResourcesResponse, error) {
+	t, _ := s.topology()
+	pods := t.pods(s.b.Allocations(), func(string, string) bool { return true })
+	return &podresourcesv1.ListPodResourcesResponse{PodResources: pods}, nil
+}
+
+// GetAllocatableResources reports the devices containers can be given: as
+// with the kubelet, every healthy device, whether it is allocated or not.
+func (s *podResources) GetAllocatableResources(context.Context, *podresourcesv1.AllocatableResourcesRequest) (*podresourcesv1.AllocatableResourcesResponse, error) {
+	t, rs := s.topology()
+	out := &podresourcesv1.AllocatableResourcesResponse{}
+	for _, r := range rs {
+		var ids []string
+		for _, d := range r.Devices {
+			if d.Healthy {
+				ids = append(ids, d.ID)
+			}
+		}
+		out.Devices = t.devices(out.Devices, r.Name, ids)
+	}
+	return out, nil
+}
+
+// Get reports one pod's devices. A pod that holds no devices is unknown to
+// wasmlet: NotFound.
+func (s *podResources) Get(_ context.Context, req *podresourcesv1.GetPodResourcesRequest) (*podresourcesv1.GetPodResourcesResponse, error) {
+	if req.GetPodName() == "" || req.GetPodNamespace() == "" {
+		return nil, status.Errorf(codes.InvalidArgument, "get: pod name and namespace are required (got %q in %q)",
+			req.GetPodName(), req.GetPodNamespace())
+	}
+	t, _ := s.topology()
+	pods := t.pods(s.b.Allocations(), func(namespace, pod string) bool {
+		return namespace == req.GetPodNamespace() && pod == req.GetPodName()
+	})
+	if len(pods) == 0 {
+		return nil, status.Errorf(codes.NotFound, "pod %s in namespace %s not found: it holds no devices on this node",
+			req.GetPodName(), req.GetPodNamespace())
+	}
+	return &podresourcesv1.GetPodResourcesResponse{PodResources: pods[0]}, nil
+}
