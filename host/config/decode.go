@@ -10,6 +10,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -116,19 +117,10 @@ func (d *decoder) table(n *node, key string, fs []field) {
 		}
 	}
 	for _, k := range n.keys {
-		if !contains(known, k) {
+		if !slices.Contains(known, k) {
 			d.unknown(n.fields[k], keyPath(key, k), k, known)
 		}
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 func (d *decoder) unknown(n *node, key, name string, known []string) {
@@ -176,11 +168,23 @@ func (d *decoder) host(n *node, key string, h *Host) {
 	var stateAt, devAt, socketAt *node
 	var backoffInitial, backoffMax *node
 	d.table(n, key, []field{
-		{"state_dir", func(n *node, key string) { d.path(n, key, &h.StateDir); stateAt = n }},
+		{"state_dir", func(n *node, key string) {
+			if d.path(n, key, &h.StateDir) {
+				stateAt = n
+			}
+		}},
 		{"registry_dir", func(n *node, key string) { d.path(n, key, &h.RegistryDir) }},
-		{"device_plugin_dir", func(n *node, key string) { d.path(n, key, &h.DevicePluginDir); devAt = n }},
+		{"device_plugin_dir", func(n *node, key string) {
+			if d.path(n, key, &h.DevicePluginDir) {
+				devAt = n
+			}
+		}},
 		{"module_dir", func(n *node, key string) { d.path(n, key, &h.ModuleDir) }},
-		{"api_socket", func(n *node, key string) { d.path(n, key, &h.APISocket); socketAt = n }},
+		{"api_socket", func(n *node, key string) {
+			if d.path(n, key, &h.APISocket) {
+				socketAt = n
+			}
+		}},
 		{"metrics_address", func(n *node, key string) { d.address(n, key, &h.MetricsAddress) }},
 		{"log_level", func(n *node, key string) {
 			if v, ok := d.enum(n, key, "trace", "debug", "info", "warn", "error"); ok {
@@ -506,7 +510,7 @@ func (d *decoder) enum(n *node, key string, values ...string) (string, bool) {
 	if !d.is(n, key, kindString, expected) {
 		return "", false
 	}
-	if contains(values, n.str) {
+	if slices.Contains(values, n.str) {
 		return n.str, true
 	}
 	msg := fmt.Sprintf("invalid value %s, expected %s", quote(n.str), expected)

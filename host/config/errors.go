@@ -128,23 +128,26 @@ func oneOf(values []string) string {
 func suggest(s string, candidates []string) (string, bool) {
 	best, bestDist := "", -1
 	for _, c := range candidates {
-		d := editDistance(strings.ToLower(s), strings.ToLower(c))
-		if bestDist < 0 || d < bestDist {
+		limit := max(1, len(c)/3) // the most typos a suggestion may fix
+		if abs(len(s)-len(c)) > limit {
+			continue // farther than that: no need to measure
+		}
+		if d := editDistance(strings.ToLower(s), strings.ToLower(c)); d <= limit && (bestDist < 0 || d < bestDist) {
 			best, bestDist = c, d
 		}
 	}
-	if bestDist < 0 || bestDist > max(1, len(best)/3) {
-		return "", false
+	return best, bestDist >= 0
+}
+
+func abs(n int) int {
+	if n < 0 {
+		return -n
 	}
-	return best, true
+	return n
 }
 
 // editDistance is the Levenshtein distance between a and b, in bytes.
 func editDistance(a, b string) int {
-	if len(a) > 64 || len(b) > 64 {
-		// Not a typo of any key; avoid quadratic work on hostile input.
-		return max(len(a), len(b))
-	}
 	prev := make([]int, len(b)+1)
 	cur := make([]int, len(b)+1)
 	for j := range prev {
