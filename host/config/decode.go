@@ -46,7 +46,13 @@ func parseDocument(data []byte, file string) (*node, error) {
 	}
 	var generic map[string]any
 	if err := toml.Unmarshal(data, &generic); err != nil {
-		return nil, Errors{tomlError(data, file, err)}
+		e := tomlError(data, file, err)
+		if e.Key == "" && treeErr == nil {
+			// A malformed value (a bad escape, an impossible date): go-toml
+			// says where, the tree says which key.
+			e.Key = root.keyAt(pos{e.Line, e.Column}, "")
+		}
+		return nil, Errors{e}
 	}
 	if treeErr != nil {
 		// go-toml's decoder accepted what its parser rejects: report it

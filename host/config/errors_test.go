@@ -400,6 +400,18 @@ func TestDuplicateKeys(t *testing.T) {
 		name: "syntax error",
 		doc:  "[host\nstate_dir = \"/s\"\n",
 		want: []string{`plugins.toml:1:6: expected ']' to close table name`},
+	}, {
+		name: "malformed value",
+		doc:  "[sandbox]\nmemory = 99999999999999999999\n",
+		want: []string{`plugins.toml:2:10: sandbox.memory: decimal number is too large to fit in a 64-bit signed integer`},
+	}, {
+		name: "malformed value inside an array",
+		doc:  "[modules.x]\nmounts = [{ host = \"/a\", guest = \"/a\" }, { host = 1979-13-45 }]\n",
+		want: []string{`plugins.toml:2:56: modules.x.mounts[1].host: impossible date`},
+	}, {
+		name: "bad escape",
+		doc:  "[modules.x]\nmounts = [{ host = \"/a\", guest = \"\\q\" }]\n",
+		want: []string{`plugins.toml:2:35: invalid escape character U+0071 'q'`},
 	}})
 }
 

@@ -379,6 +379,33 @@ func (b *builder) value(v *unstable.Node, at pos, path string) *node {
 	return n
 }
 
+// keyAt is the path of the value that starts last on p's line at or before
+// p, or "" if there is none. n's path is path.
+func (n *node) keyAt(p pos, path string) string {
+	best, _ := n.findAt(p, path, pos{})
+	return best
+}
+
+func (n *node) findAt(p pos, path string, after pos) (string, pos) {
+	var best string
+	if n.at.line == p.line && n.at.col <= p.col && path != "" && !n.at.before(after) {
+		best, after = path, n.at
+	}
+	for _, k := range n.keys {
+		if b, at := n.fields[k].findAt(p, keyPath(path, k), after); b != "" {
+			best, after = b, at
+		}
+	}
+	for i, e := range n.elems {
+		if b, at := e.findAt(p, indexPath(path, i), after); b != "" {
+			best, after = b, at
+		}
+	}
+	return best, after
+}
+
+func (p pos) before(q pos) bool { return p.line < q.line || p.line == q.line && p.col < q.col }
+
 // parseInteger parses a TOML integer already validated by the parser:
 // decimal with optional sign and underscores, or 0x, 0o, 0b.
 func parseInteger(s string) (int64, error) {
