@@ -168,7 +168,9 @@ func (m *Metrics) Registered(pluginType, outcome string, latency time.Duration) 
 	}
 }
 
-func (m *Metrics) Deregistered(pluginType string) { m.deregistrations.WithLabelValues(pluginType).Inc() }
+func (m *Metrics) Deregistered(pluginType string) {
+	m.deregistrations.WithLabelValues(pluginType).Inc()
+}
 
 func (m *Metrics) Reconciled(d time.Duration) { m.reconcile.Observe(d.Seconds()) }
 

@@ -71,7 +71,7 @@ func Devices(prefix string, n int) []*pluginapi.Device {
 func StartDevicePlugin(t testing.TB, path, resource string, devices []*pluginapi.Device, opts ...DPOption) *DevicePlugin {
 	t.Helper()
 	p := &DevicePlugin{Resource: resource, Path: path, devices: devices, changed: make(chan struct{}),
-		Allocates: make(chan []string, 1000), PreStarts: make(chan []string, 1000)}
+		Allocates: make(chan []string, 16), PreStarts: make(chan []string, 16)}
 	for _, o := range opts {
 		o(p)
 	}
@@ -129,17 +129,28 @@ func (p *DevicePlugin) Streams() int {
 	return p.streams
 }
 
-// Stop stops the plugin and removes its socket.
+// Stop stops the plugin and removes its socket. It drops the server, so
+// that a test starting many plugins (each kept until the test ends by its
+// cleanup) does not hold their memory: churn tests measure the host's.
 func (p *DevicePlugin) Stop() {
-	p.srv.Stop()
-	os.Remove(p.Path)
+	p.mu.Lock()
+	srv := p.srv
+	p.srv, p.lis, p.devices = nil, nil, nil
+	p.mu.Unlock()
+	if srv != nil {
+		srv.Stop()
+		os.Remove(p.Path)
+	}
 }
 
 // Detach removes the socket file but keeps serving the connections already
 // open, like a plugin process that hangs on while its successor starts.
 func (p *DevicePlugin) Detach() {
-	p.lis.(*net.UnixListener).SetUnlinkOnClose(false)
-	p.lis.Close()
+	p.mu.Lock()
+	lis := p.lis
+	p.mu.Unlock()
+	lis.(*net.UnixListener).SetUnlinkOnClose(false)
+	lis.Close()
 	os.Remove(p.Path)
 }
 

@@ -87,16 +87,29 @@ func StartRegistrant(t testing.TB, path string, info Info, opts ...Option) *Regi
 // Created is when the socket was created.
 func (r *Registrant) Created() time.Time { return r.created }
 
-// Stop stops serving and removes the socket.
+// Stop stops serving and removes the socket. Like DevicePlugin.Stop it
+// drops the server, so that stopped plugins do not weigh on churn tests.
 func (r *Registrant) Stop() {
-	r.srv.Stop()
-	os.Remove(r.Path)
+	r.mu.Lock()
+	srv := r.srv
+	r.srv, r.lis = nil, nil
+	r.mu.Unlock()
+	if srv != nil {
+		srv.Stop()
+		os.Remove(r.Path)
+	}
 }
 
 // Crash stops serving but leaves the socket file behind, as a killed process does.
 func (r *Registrant) Crash() {
-	r.lis.(*net.UnixListener).SetUnlinkOnClose(false)
-	r.srv.Stop()
+	r.mu.Lock()
+	srv, lis := r.srv, r.lis
+	r.srv, r.lis = nil, nil
+	r.mu.Unlock()
+	if srv != nil {
+		lis.(*net.UnixListener).SetUnlinkOnClose(false)
+		srv.Stop()
+	}
 }
 
 // GetInfos is how many times the plugin was asked who it is.

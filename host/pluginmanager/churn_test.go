@@ -1,0 +1,79 @@
+package pluginmanager
+
+import (
+	"flag"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wasmlet/wasmlet/host/internal/leakcheck"
+	"github.com/wasmlet/wasmlet/host/internal/testplugin"
+)
+
+var long = flag.Bool("long", false, "run the long variants of the churn tests")
+
+// TestChurn creates and removes 1,000 plugin sockets (10,000 with -long), in
+// rounds of 100 at once, and checks that every one was registered and
+// deregistered, and that goroutines, file descriptors and heap come back
+// near where they started.
+func TestChurn(t *testing.T) {
+	total := 1000
+	if *long {
+		total = 10000
+	}
+	const batch = 100
+	e := start(t, map[string]string{"customhandler": "guests/customhandler"})
+	round := func(r int) time.Duration {
+		plugins := make([]*testplugin.Registrant, batch)
+		var wg sync.WaitGroup
+		start := time.Now()
+		for i := range plugins {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				info := example
+				info.Name = fmt.Sprintf("example-%d-%d", r, i)
+				plugins[i] = testplugin.StartRegistrant(t, filepath.Join(e.regDir, fmt.Sprintf("c%d", i%7), fmt.Sprintf("p%d-%d.sock", r, i)), info)
+			}(i)
+		}
+		wg.Wait()
+		for _, p := range plugins {
+			if s := p.Expect(t, 20*time.Second); !s.Registered {
+				t.Fatalf("round %d: %s: %+v", r, p.Path, s)
+			}
+		}
+		took := time.Since(start)
+		for _, p := range plugins {
+			p.Stop()
+		}
+		deadline := time.Now().Add(20 * time.Second)
+		for len(e.pm.Plugins()) > 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: %d plugins still known after their sockets went", r, len(e.pm.Plugins()))
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		return took
+	}
+	round(-1) // warm up: gRPC, the handler's instances
+	base := leakcheck.Take()
+	var slowest time.Duration
+	for r := 0; r < total/batch; r++ {
+		slowest = max(slowest, round(r))
+	}
+	if n := len(e.actualList()); n != 0 {
+		t.Fatalf("%d registrations left in the actual state", n)
+	}
+	t.Logf("%d plugins registered and deregistered; slowest round of %d took %v", total, batch, slowest)
+	leakcheck.Check(t, "plugin churn", base, leakcheck.Bounds{Goroutines: 10, FDs: 10, HeapBytes: 8 << 20})
+}
+
+func (e *env) actualList() []string {
+	var out []string
+	for _, p := range e.pm.actual.List() {
+		out = append(out, p.SocketPath)
+	}
+	return out
+}
