@@ -1,0 +1,284 @@
+package devicesource_test
+
+import (
+	"context"
+	"maps"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/wasmlet/wasmlet/guests/build"
+	"github.com/wasmlet/wasmlet/host/devicemanager"
+	"github.com/wasmlet/wasmlet/host/devicesource"
+	"github.com/wasmlet/wasmlet/host/module"
+)
+
+var (
+	cacheOnce sync.Once
+	cache     *module.Cache
+	cacheErr  error
+)
+
+// testCache is the compilation cache the module tests use too, so that each
+// guest compiles once per machine.
+func testCache(t testing.TB) *module.Cache {
+	cacheOnce.Do(func() { cache, cacheErr = module.NewCache(filepath.Join(build.CacheDir(), "wazero")) })
+	if cacheErr != nil {
+		t.Fatal(cacheErr)
+	}
+	return cache
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func testLogger(t testing.TB) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{Level: hclog.Info, Output: testWriter{t}})
+}
+
+// env is a module registry, a device manager and a device source controller
+// wired together, with module files in a temporary directory.
+type env struct {
+	t    testing.TB
+	dir  string
+	reg  *module.Registry
+	m    *devicemanager.Manager
+	ctrl *devicesource.Controller
+
+	mu      sync.Mutex
+	modOpts map[string]module.Options
+	srcOpts map[string]devicesource.Options
+}
+
+type envConfig struct {
+	grace        time.Duration // default 10 minutes
+	restartDelay time.Duration // default 10 minutes
+	noController bool
+}
+
+func newEnv(t testing.TB, cfg envConfig) *env {
+	t.Helper()
+	if cfg.grace == 0 {
+		cfg.grace = 10 * time.Minute
+	}
+	if cfg.restartDelay == 0 {
+		cfg.restartDelay = 10 * time.Minute
+	}
+	log := testLogger(t)
+	e := &env{t: t, dir: t.TempDir(), modOpts: map[string]module.Options{}, srcOpts: map[string]devicesource.Options{}}
+	e.reg = module.NewRegistry(func(name string) module.Options {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		o := e.modOpts[name]
+		o.Config = maps.Clone(o.Config)
+		o.Cache, o.Logger = testCache(t), log
+		if o.MemoryLimit == 0 {
+			o.MemoryLimit = 32 << 20
+		}
+		return o
+	}, nil, log)
+	m, err := devicemanager.New(devicemanager.Config{GracePeriod: cfg.grace, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.m = m
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); m.Run(ctx) }()
+	if !cfg.noController {
+		e.ctrl = devicesource.NewController(e.reg, m, devicesource.ControllerConfig{
+			Options:      e.sourceOptions,
+			RestartDelay: cfg.restartDelay,
+			Logger:       log,
+		})
+		wg.Add(1)
+		go func() { defer wg.Done(); e.ctrl.Run(ctx) }()
+	}
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+		e.reg.Close(context.Background())
+	})
+	return e
+}
+
+func (e *env) sourceOptions(name string) devicesource.Options {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.srcOpts[name]
+}
+
+// configure sets the sandbox and source options of module name, used from
+// its next load on.
+func (e *env) configure(name string, mo module.Options, so devicesource.Options) {
+	e.mu.Lock()
+	e.modOpts[name], e.srcOpts[name] = mo, so
+	e.mu.Unlock()
+}
+
+// load copies the module file wasm in as name.wasm and loads it (a
+// replacement if name is loaded already).
+func (e *env) load(name, wasm string) *module.Module {
+	e.t.Helper()
+	b, err := os.ReadFile(wasm)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	path := filepath.Join(e.dir, name+".wasm")
+	if err := os.WriteFile(path+".tmp", b, 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := os.Rename(path+".tmp", path); err != nil {
+		e.t.Fatal(err)
+	}
+	mod, err := e.reg.Load(context.Background(), path)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return mod
+}
+
+// resource waits until resource name satisfies cond (a resource the device
+// manager does not know is passed as the zero ResourceStatus).
+func (e *env) resource(name string, cond func(devicemanager.ResourceStatus) bool) devicemanager.ResourceStatus {
+	e.t.Helper()
+	return waitResource(e.t, e.m, name, cond)
+}
+
+func waitResource(t testing.TB, m *devicemanager.Manager, name string, cond func(devicemanager.ResourceStatus) bool) devicemanager.ResourceStatus {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	var last devicemanager.ResourceStatus
+	for time.Now().Before(deadline) {
+		last = devicemanager.ResourceStatus{}
+		for _, r := range m.Resources() {
+			if r.Name == name {
+				last = r
+			}
+		}
+		if cond(last) {
+			return last
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("resource %s never reached the expected state; last %+v", name, last)
+	return last
+}
+
+func healthy(n int) func(devicemanager.ResourceStatus) bool {
+	return func(r devicemanager.ResourceStatus) bool { return r.Connected && r.Healthy == n && r.Capacity == n }
+}
+
+func gone(r devicemanager.ResourceStatus) bool { return r.Name == "" }
+
+func ids(r devicemanager.ResourceStatus) []string {
+	out := []string{}
+	for _, d := range r.Devices {
+		out = append(out, d.ID)
+	}
+	return out
+}
+
+func device(r devicemanager.ResourceStatus, id string) devicemanager.DeviceStatus {
+	for _, d := range r.Devices {
+		if d.ID == id {
+			return d
+		}
+	}
+	return devicemanager.DeviceStatus{}
+}
+
+func req(pod, resource string, n int) devicemanager.AllocateRequest {
+	return devicemanager.AllocateRequest{Namespace: "default", Pod: pod, Container: "main", Resource: resource, Count: n}
+}
+
+// eventually polls cond for up to 10 s.
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatalf("%s: timed out", what)
+}
+
+func writeFile(t testing.TB, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// ---- a fake sysfs (as in host/module/guests_test.go) --------------------------
+
+type sysfsDev struct {
+	addr, vendor, device, class, numa, driver, group string
+}
+
+// fakeSysfs builds a tree shaped like the kernel's and returns its /sys.
+func fakeSysfs(t testing.TB, devs ...sysfsDev) string {
+	t.Helper()
+	sys := t.TempDir()
+	for _, p := range []string{"bus/pci/devices", "kernel/iommu_groups"} {
+		if err := os.MkdirAll(filepath.Join(sys, p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range devs {
+		addSysfsDev(t, sys, d)
+	}
+	return sys
+}
+
+// addSysfsDev adds a device to the tree: its directory under
+// devices/pci0000:00 first, its link in bus/pci/devices last, as the kernel
+// makes it appear.
+func addSysfsDev(t testing.TB, sys string, d sysfsDev) {
+	t.Helper()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	mkdir := func(p string) { must(os.MkdirAll(filepath.Join(sys, p), 0o755)) }
+	write := func(p, s string) { must(os.WriteFile(filepath.Join(sys, p), []byte(s), 0o444)) }
+	link := func(target, p string) { must(os.Symlink(target, filepath.Join(sys, p))) }
+	dir := "devices/pci0000:00/" + d.addr
+	mkdir(dir)
+	write(dir+"/vendor", d.vendor+"\n")
+	write(dir+"/device", d.device+"\n")
+	write(dir+"/class", d.class+"\n")
+	write(dir+"/numa_node", d.numa+"\n")
+	uevent := "PCI_CLASS=" + strings.TrimPrefix(d.class, "0x") + "\nPCI_SLOT_NAME=" + d.addr + "\n"
+	if d.driver != "" {
+		mkdir("bus/pci/drivers/" + d.driver)
+		link("../../../bus/pci/drivers/"+d.driver, dir+"/driver")
+		uevent = "DRIVER=" + d.driver + "\n" + uevent
+	}
+	write(dir+"/uevent", uevent)
+	if d.group != "" {
+		mkdir("kernel/iommu_groups/" + d.group + "/devices")
+		link("../../../../devices/pci0000:00/"+d.addr, "kernel/iommu_groups/"+d.group+"/devices/"+d.addr)
+		link("../../../kernel/iommu_groups/"+d.group, dir+"/iommu_group")
+	}
+	link("../../../devices/pci0000:00/"+d.addr, "bus/pci/devices/"+d.addr)
+}
+
+func sysfsMounts(sys string) []module.Mount {
+	return []module.Mount{
+		{Host: filepath.Join(sys, "bus/pci/devices"), Guest: "/sys/bus/pci/devices", Root: sys},
+		{Host: filepath.Join(sys, "kernel/iommu_groups"), Guest: "/sys/kernel/iommu_groups", Root: sys},
+	}
+}

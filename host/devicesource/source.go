@@ -1,0 +1,519 @@
+package devicesource
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
+
+	"github.com/wasmlet/wasmlet/abi"
+	"github.com/wasmlet/wasmlet/host/devicemanager"
+	"github.com/wasmlet/wasmlet/host/module"
+)
+
+// Defaults of Options.
+const (
+	DefaultDebounce     = 100 * time.Millisecond
+	DefaultRetryBackoff = 500 * time.Millisecond
+	DefaultMaxBackoff   = 30 * time.Second
+	DefaultMaxFailures  = 5
+	// MinDiscoverInterval is the shortest rediscovery period, whatever the
+	// module suggests or the configuration says.
+	MinDiscoverInterval = 10 * time.Millisecond
+)
+
+// Options say how a source runs. The zero value is the default: the module's
+// own rediscovery interval, and rediscovery when its mounts change.
+type Options struct {
+	// DiscoverInterval, when positive, overrides the module's
+	// discover_interval_ms; when negative, the source never rediscovers on a
+	// timer. Zero keeps the module's suggestion (none: no timer).
+	DiscoverInterval time.Duration
+	// NoWatch turns off rediscovery when files under the module's mounts
+	// change.
+	NoWatch bool
+	// Debounce is how long file events must settle before a rediscovery.
+	Debounce time.Duration
+	// RetryBackoff is the wait after the first failed discovery; it doubles
+	// after every further failure, up to MaxBackoff.
+	RetryBackoff, MaxBackoff time.Duration
+	// MaxFailures is how many discoveries in a row may fail before Watch
+	// gives up, so that the device manager marks the devices unhealthy.
+	MaxFailures int
+	Logger      hclog.Logger
+}
+
+// key is o with its defaults and without its logger, for comparisons.
+func (o Options) key() Options {
+	o = o.withDefaults()
+	o.Logger = nil
+	return o
+}
+
+func (o Options) withDefaults() Options {
+	if o.Debounce <= 0 {
+		o.Debounce = DefaultDebounce
+	}
+	if o.RetryBackoff <= 0 {
+		o.RetryBackoff = DefaultRetryBackoff
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = DefaultMaxBackoff
+	}
+	if o.MaxFailures <= 0 {
+		o.MaxFailures = DefaultMaxFailures
+	}
+	if o.Logger == nil {
+		o.Logger = hclog.NewNullLogger()
+	}
+	return o
+}
+
+// Errors that end a Watch at once, because retrying cannot help. They are
+// wrapped in errors that name the module.
+var (
+	// ErrNotLoaded: the module is no longer in the registry.
+	ErrNotLoaded = errors.New("the module is not loaded")
+	// ErrResourceChanged: the module (replaced) now declares another
+	// resource, or is no longer a device source.
+	ErrResourceChanged = errors.New("the module no longer serves this resource")
+)
+
+// Source is a devicemanager.Provider backed by a device-source module. It is
+// safe for concurrent use; Watch runs once at a time.
+type Source struct {
+	reg      *module.Registry
+	name     string
+	resource string
+	popts    devicemanager.ProviderOptions
+	opts     Options
+	log      hclog.Logger
+
+	kick     chan struct{} // capacity 1: rediscover now
+	done     chan struct{} // closed by stop
+	stopOnce sync.Once
+	stopErr  error
+	watching atomic.Bool
+
+	// onEnd, when set, is told why Watch gave up (never for a stop or a
+	// cancelled context). Set before Watch starts.
+	onEnd func(error)
+	// afterRound, when set, is called after every discovery attempt (tests).
+	afterRound func(error)
+
+	mu          sync.RWMutex
+	devices     []abi.Device // latest discovery, in the module's order
+	index       map[string]int
+	files       *fileWatch // while watching
+	interval    time.Duration
+	discoveries uint64
+	failures    uint64
+	consecutive int
+	lastAt      time.Time
+	lastErr     string
+	ended       string
+}
+
+// NewSource returns a provider for the device-source module called name in
+// reg, serving the resource the module declares now. The provider options
+// (pre-start, preferred allocation) are the module's now and stay fixed; a
+// replacement module that changes them needs a new Source (the Controller
+// does this).
+func NewSource(reg *module.Registry, name string, opts Options) (*Source, error) {
+	m := reg.Get(name)
+	if m == nil {
+		return nil, fmt.Errorf("module %q: %w", name, ErrNotLoaded)
+	}
+	d := m.Description()
+	if d.Kind != abi.KindDeviceSource {
+		return nil, fmt.Errorf("module %q is a %s, not a device source", name, d.Kind)
+	}
+	opts = opts.withDefaults()
+	return &Source{
+		reg:      reg,
+		name:     name,
+		resource: d.Resource,
+		popts:    providerOptions(m),
+		opts:     opts,
+		log:      opts.Logger.With("module", name, "resource", d.Resource),
+		kick:     make(chan struct{}, 1),
+		done:     make(chan struct{}),
+	}, nil
+}
+
+func providerOptions(m *module.Module) devicemanager.ProviderOptions {
+	return devicemanager.ProviderOptions{
+		PreStartRequired:    m.Description().PreStartRequired,
+		PreferredAllocation: m.Implements(abi.OpPreferredAllocation),
+	}
+}
+
+// Name is "module:<module name>".
+func (s *Source) Name() string { return "module:" + s.name }
+
+// Module is the name of the module the source serves.
+func (s *Source) Module() string { return s.name }
+
+// Resource is the extended resource the source serves.
+func (s *Source) Resource() string { return s.resource }
+
+// Options are the module's: pre-start when it requires it, preferred
+// allocation when it implements it.
+func (s *Source) Options() devicemanager.ProviderOptions { return s.popts }
+
+// Close ends Watch, if it is running. The device manager calls it once Watch
+// has returned.
+func (s *Source) Close() error {
+	s.stop(nil)
+	return nil
+}
+
+// stop ends Watch with err (nil: as if its context were done), now and
+// whenever it is called again.
+func (s *Source) stop(err error) {
+	s.stopOnce.Do(func() {
+		s.stopErr = err
+		close(s.done)
+	})
+}
+
+// Rediscover asks Watch to discover now, and forgets earlier failures: the
+// module may have been replaced or its trouble fixed.
+func (s *Source) Rediscover() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Devices returns the devices of the latest successful discovery, with their
+// container edits, in the module's order. The caller owns the copy.
+func (s *Source) Devices() []abi.Device {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return cloneDevices(s.devices)
+}
+
+// Status is a snapshot of a source, for the API and the CLI.
+type Status struct {
+	Module, Resource, Provider string
+	// Watching lists the directories followed for changes.
+	Watching []string
+	// Interval is the rediscovery period (0: none).
+	Interval time.Duration
+	Devices  int
+	// Discoveries and Failures count discovery attempts and failed ones.
+	Discoveries, Failures uint64
+	ConsecutiveFailures   int
+	LastDiscovery         time.Time
+	LastError             string
+	// Ended says why Watch gave up, if it did.
+	Ended string
+}
+
+// Status returns a snapshot of the source.
+func (s *Source) Status() Status {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	st := Status{Module: s.name, Resource: s.resource, Provider: s.Name(), Interval: s.interval,
+		Devices: len(s.devices), Discoveries: s.discoveries, Failures: s.failures, ConsecutiveFailures: s.consecutive,
+		LastDiscovery: s.lastAt, LastError: s.lastErr, Ended: s.ended}
+	if s.files != nil {
+		st.Watching = s.files.watching()
+	}
+	return st
+}
+
+// module returns the module serving the source now.
+func (s *Source) module(op abi.Op) (*module.Module, error) {
+	m := s.reg.Get(s.name)
+	if m == nil {
+		return nil, fmt.Errorf("module %q: %s: %w", s.name, op, ErrNotLoaded)
+	}
+	if d := m.Description(); d.Kind != abi.KindDeviceSource || d.Resource != s.resource {
+		return nil, fmt.Errorf("module %q: %s: %w: it serves %q (%s), this source %q", s.name, op, ErrResourceChanged,
+			m.Serves(), d.Kind, s.resource)
+	}
+	return m, nil
+}
+
+// call runs fn on the module serving the source now. A module closed under
+// the call — replaced between the lookup and the call — is looked up again,
+// once. An error that means the source cannot work any more (the module is
+// quarantined or gone) makes Watch look at once, rather than at its next
+// discovery, so that the devices do not stay healthy meanwhile.
+func (s *Source) call(op abi.Op, fn func(*module.Module) error) error {
+	for attempt := 0; ; attempt++ {
+		var err error
+		if m, merr := s.module(op); merr != nil {
+			err = merr
+		} else {
+			err = fn(m)
+		}
+		var ce *module.CallError
+		if attempt == 0 && errors.As(err, &ce) && ce.Fault == module.FaultClosed {
+			continue
+		}
+		if err != nil && op != abi.OpDiscover && terminal(err) {
+			s.Rediscover()
+		}
+		return err
+	}
+}
+
+// terminal reports whether a discovery error ends Watch at once.
+func terminal(err error) bool {
+	var ce *module.CallError
+	return errors.Is(err, ErrNotLoaded) || errors.Is(err, ErrResourceChanged) ||
+		errors.As(err, &ce) && (ce.Fault == module.FaultQuarantined || ce.Fault == module.FaultClosed)
+}
+
+// Watch reports the module's devices to update: discovered now, and again
+// on the interval, on changes under the module's mounts, and on Rediscover,
+// each time the set differs from the one reported last. It returns nil when
+// ctx is done or the source is closed, and an error naming the module when
+// discovery keeps failing or cannot succeed any more.
+func (s *Source) Watch(ctx context.Context, update func([]devicemanager.Device)) error {
+	if !s.watching.CompareAndSwap(false, true) {
+		return fmt.Errorf("module %q: device source for %s is already being watched", s.name, s.resource)
+	}
+	defer s.watching.Store(false)
+	var files *fileWatch
+	if !s.opts.NoWatch {
+		files = newFileWatch(s.log, s.opts.Debounce)
+		s.mu.Lock()
+		s.files = files
+		s.mu.Unlock()
+		defer func() {
+			files.close()
+			s.mu.Lock()
+			s.files = nil
+			s.mu.Unlock()
+		}()
+	}
+	stopped, err := s.watch(ctx, files, update)
+	if err == nil {
+		return nil
+	}
+	s.mu.Lock()
+	s.ended = err.Error()
+	s.mu.Unlock()
+	if stopped {
+		s.log.Info("device source stopped", "reason", err)
+		return err
+	}
+	s.log.Error("device source gave up; its devices are unhealthy until it recovers", "error", err)
+	if s.onEnd != nil {
+		s.onEnd(err)
+	}
+	return err
+}
+
+// watch is Watch's loop. It returns why it ended, and whether that was stop.
+func (s *Source) watch(ctx context.Context, files *fileWatch, update func([]devicemanager.Device)) (stopped bool, err error) {
+	var (
+		changed  <-chan struct{}
+		reported []devicemanager.Device
+		sent     bool
+		failures int
+	)
+	if files != nil {
+		changed = files.changed
+	}
+	timer := time.NewTimer(0) // discover at once
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false, nil
+		case <-s.done:
+			return true, s.stopErr
+		case <-timer.C:
+		case <-s.kick:
+			failures = 0
+		case <-changed:
+			if failures > 0 {
+				continue // backing off: the timer decides
+			}
+		}
+		m, devs, err := s.discover(ctx, files)
+		if err != nil && ctx.Err() != nil {
+			return false, nil
+		}
+		if err != nil {
+			failures++
+			s.recordFailure(err, failures)
+			if s.afterRound != nil {
+				s.afterRound(err)
+			}
+			if terminal(err) {
+				return false, err
+			}
+			if failures >= s.opts.MaxFailures {
+				return false, fmt.Errorf("module %q: discover failed %d times in a row; giving up: %w", s.name, failures, err)
+			}
+			wait := min(s.opts.RetryBackoff<<(failures-1), s.opts.MaxBackoff)
+			s.log.Warn("discover failed; retrying", "attempt", failures, "of", s.opts.MaxFailures, "retry_in", wait, "error", err)
+			timer.Reset(wait)
+			continue
+		}
+		if failures > 0 {
+			s.log.Info("discover succeeded again", "after_failures", failures)
+		}
+		failures = 0
+		if !sent || !sameDevices(devs, reported) {
+			update(devs)
+			reported, sent = devs, true
+		}
+		interval := s.intervalFor(m)
+		if interval > 0 {
+			timer.Reset(interval)
+		} else {
+			timer.Stop()
+		}
+		if s.afterRound != nil {
+			s.afterRound(nil)
+		}
+	}
+}
+
+// intervalFor is the rediscovery period with module m serving.
+func (s *Source) intervalFor(m *module.Module) time.Duration {
+	d := s.opts.DiscoverInterval
+	if d == 0 {
+		d = time.Duration(m.Description().DiscoverIntervalMS) * time.Millisecond
+	}
+	if d < 0 {
+		d = 0
+	}
+	if d > 0 && d < MinDiscoverInterval {
+		d = MinDiscoverInterval
+	}
+	s.mu.Lock()
+	s.interval = d
+	s.mu.Unlock()
+	return d
+}
+
+// discover asks the module for its devices, checks them and keeps them. It
+// returns the module that answered (when one did) and the set in the device
+// manager's form. Before it asks, it makes files follow the module's mounts,
+// so that no change after the module has looked goes unseen.
+func (s *Source) discover(ctx context.Context, files *fileWatch) (*module.Module, []devicemanager.Device, error) {
+	var (
+		served *module.Module
+		devs   []abi.Device
+	)
+	err := s.call(abi.OpDiscover, func(m *module.Module) error {
+		served = m
+		if files != nil {
+			mounts := m.Options().Mounts
+			dirs := make([]string, 0, len(mounts))
+			for _, mt := range mounts {
+				dirs = append(dirs, mt.Host)
+			}
+			files.set(dirs)
+		}
+		var err error
+		devs, err = m.Discover(ctx)
+		return err
+	})
+	if err != nil {
+		return served, nil, err
+	}
+	conv := managerDevices(devs)
+	if err := devicemanager.ValidDevices(conv); err != nil {
+		return served, nil, fmt.Errorf("module %q: discover: returned an invalid device set: %w", s.name, err)
+	}
+	index := make(map[string]int, len(devs))
+	for i := range devs {
+		index[devs[i].ID] = i
+	}
+	s.mu.Lock()
+	s.devices, s.index = devs, index
+	s.discoveries++
+	s.consecutive, s.lastAt, s.lastErr = 0, time.Now(), ""
+	s.mu.Unlock()
+	return served, conv, nil
+}
+
+func (s *Source) recordFailure(err error, consecutive int) {
+	s.mu.Lock()
+	s.discoveries++
+	s.failures++
+	s.consecutive, s.lastAt, s.lastErr = consecutive, time.Now(), err.Error()
+	s.mu.Unlock()
+}
+
+// Allocate returns what a container needs to use devices ids: the module's
+// answer when it implements allocate, else the devices' container edits from
+// the latest discovery, merged (MergeEdits).
+func (s *Source) Allocate(ctx context.Context, ids []string, workload string) (*pluginapi.ContainerAllocateResponse, error) {
+	var resp *abi.AllocateResponse
+	err := s.call(abi.OpAllocate, func(m *module.Module) error {
+		if !m.Implements(abi.OpAllocate) {
+			var err error
+			resp, err = s.mergeEdits(ids)
+			return err
+		}
+		var err error
+		resp, err = m.Allocate(ctx, &abi.AllocateRequest{DeviceIDs: ids, Workload: workload})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return ContainerResponse(resp), nil
+}
+
+func (s *Source) mergeEdits(ids []string) (*abi.AllocateResponse, error) {
+	s.mu.RLock()
+	devs := make([]abi.Device, len(ids))
+	for i, id := range ids {
+		j, ok := s.index[id]
+		if !ok {
+			n := len(s.devices)
+			s.mu.RUnlock()
+			return nil, fmt.Errorf("module %q: allocate: device %q is not among the %d devices last discovered", s.name, id, n)
+		}
+		devs[i] = s.devices[j]
+	}
+	s.mu.RUnlock()
+	resp, err := MergeEdits(devs)
+	if err != nil {
+		return nil, fmt.Errorf("module %q: allocate: the module does not implement allocate, and the host cannot merge the devices' edits: %w", s.name, err)
+	}
+	return resp, nil
+}
+
+// PreferredAllocation asks the module which size devices of available to
+// hand out, including mustInclude.
+func (s *Source) PreferredAllocation(ctx context.Context, available, mustInclude []string, size int) ([]string, error) {
+	var ids []string
+	err := s.call(abi.OpPreferredAllocation, func(m *module.Module) error {
+		if !m.Implements(abi.OpPreferredAllocation) {
+			return fmt.Errorf("module %q: %s: not implemented by the module now loaded", s.name, abi.OpPreferredAllocation)
+		}
+		var err error
+		ids, err = m.PreferredAllocation(ctx, &abi.PreferredAllocationRequest{
+			Available: available, MustInclude: mustInclude, Size: int32(size)})
+		return err
+	})
+	return ids, err
+}
+
+// PreStart tells the module a container with devices ids is starting. A
+// module that does not implement prestart has nothing to do.
+func (s *Source) PreStart(ctx context.Context, ids []string, workload string) error {
+	return s.call(abi.OpPreStart, func(m *module.Module) error {
+		if !m.Implements(abi.OpPreStart) {
+			return nil
+		}
+		return m.PreStart(ctx, &abi.PreStartRequest{DeviceIDs: ids, Workload: workload})
+	})
+}
