@@ -167,7 +167,8 @@ func (s *Source) Resource() string { return s.resource }
 func (s *Source) Options() devicemanager.ProviderOptions { return s.popts }
 
 // Close ends Watch, if it is running. The device manager calls it once Watch
-// has returned.
+// has returned. A closed source stays closed (a later Watch returns at once):
+// give SetProvider a new Source each time.
 func (s *Source) Close() error {
 	s.stop(nil)
 	return nil
