@@ -26,6 +26,7 @@ type Registry struct {
 	entries map[string]*entry
 	subs    []func(Event)
 	closed  bool
+	closing chan struct{} // closed by Close: retiring modules close at once
 	retired sync.WaitGroup
 }
 
@@ -64,7 +65,7 @@ func NewRegistry(options func(name string) Options, handlers func() map[string]s
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	return &Registry{options: options, handlers: handlers, log: log, entries: map[string]*entry{}}
+	return &Registry{options: options, handlers: handlers, log: log, entries: map[string]*entry{}, closing: make(chan struct{})}
 }
 
 // Subscribe registers fn to be told about every change, in order. fn runs on
@@ -140,12 +141,20 @@ func (r *Registry) Load(ctx context.Context, path string) (*Module, error) {
 	return m, nil
 }
 
-// retire closes a module that was replaced or removed once its calls in
-// flight are done (they get twice their deadline to finish).
+// RetireDelay is how long a replaced or removed module keeps accepting
+// calls: a caller that looked the module up just before the swap still gets
+// its answer, from the old version. Then the module closes, letting calls in
+// flight finish (they get twice their deadline).
+var RetireDelay = 500 * time.Millisecond
+
 func (r *Registry) retire(m *Module) {
 	r.retired.Add(1)
 	go func() {
 		defer r.retired.Done()
+		select {
+		case <-time.After(RetireDelay):
+		case <-r.closing:
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*m.Options().CallTimeout)
 		defer cancel()
 		m.Close(ctx)
@@ -258,6 +267,9 @@ func (r *Registry) List() []Info {
 // done.
 func (r *Registry) Close(ctx context.Context) {
 	r.mu.Lock()
+	if !r.closed {
+		close(r.closing)
+	}
 	r.closed = true
 	entries := r.entries
 	r.entries = map[string]*entry{}

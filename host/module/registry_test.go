@@ -2,15 +2,21 @@ package module
 
 import (
 	"context"
+	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/wasmlet/wasmlet/guests/build"
+	"github.com/wasmlet/wasmlet/host/internal/leakcheck"
 )
+
+var long = flag.Bool("long", false, "run the long variants of the churn tests")
 
 func copyFile(t *testing.T, from, to string) {
 	t.Helper()
@@ -118,4 +124,82 @@ func TestRegistryPinnedDigest(t *testing.T) {
 	if r.Get("minimal") != nil {
 		t.Fatal("pinned mismatch loaded")
 	}
+}
+
+// TestReplacementsUnderLoad replaces a module's file 100 times (1,000 with
+// -long) while four goroutines call it without pause, looking it up before
+// each call as the host's callers do. No call may fail, each replacement
+// must take effect, and goroutines, descriptors and heap must come back near
+// their start once the old versions are closed.
+func TestReplacementsUnderLoad(t *testing.T) {
+	n := 100
+	if *long {
+		n = 1000
+	}
+	ctx := context.Background()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "src.wasm")
+	versions := []string{build.Go(t, "guests/counter"), build.C(t, "guests/c/counter.c")}
+	r := NewRegistry(func(string) Options {
+		return Options{MemoryLimit: 32 << 20, Cache: testCache(t), Config: map[string]string{"count": "3"}}
+	}, nil, nil)
+	defer r.Close(ctx)
+	copyFile(t, versions[0], path)
+	if _, err := r.Load(ctx, path); err != nil {
+		t.Fatal(err)
+	}
+	warm := func() {
+		for i := 0; i < 2; i++ {
+			copyFile(t, versions[i%2], path)
+			if _, err := r.Load(ctx, path); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	warm()
+	time.Sleep(2 * RetireDelay)
+	base := leakcheck.Take()
+
+	stop := make(chan struct{})
+	var calls, failures atomic.Int64
+	var firstErr atomic.Value
+	var wg sync.WaitGroup
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				devs, err := r.Get("src").Discover(ctx)
+				if err != nil || len(devs) != 3 {
+					failures.Add(1)
+					firstErr.CompareAndSwap(nil, fmt.Sprintf("%v (%d devices)", err, len(devs)))
+				}
+				calls.Add(1)
+			}
+		}()
+	}
+	for i := 0; i < n; i++ {
+		copyFile(t, versions[i%2], path)
+		m, err := r.Load(ctx, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Get("src") != m {
+			t.Fatal("the replacement is not the one served")
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if failures.Load() > 0 {
+		t.Fatalf("%d of %d calls failed during %d replacements; first: %v", failures.Load(), calls.Load(), n, firstErr.Load())
+	}
+	t.Logf("%d calls, none failed, during %d replacements", calls.Load(), n)
+	time.Sleep(2 * RetireDelay)
+	leakcheck.Check(t, fmt.Sprintf("%d module replacements under load", n), base,
+		leakcheck.Bounds{Goroutines: 10, FDs: 10, HeapBytes: 32 << 20})
 }
