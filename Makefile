@@ -7,7 +7,11 @@ GOTEST    ?= $(GO) test
 TESTFLAGS ?= -race -timeout 40m
 BENCHSTAT  = $(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
 
-GO_GUESTS := counter devicepluginhandler customhandler pcisource devsource
+# Loaded by `make run` (plugins.toml configures them).
+GO_GUESTS := devicepluginhandler customhandler pcisource devsource
+# Built alongside, not loaded: copy one into build/modules while wasmlet runs
+# to watch it load.
+EXTRA_GO_GUESTS := counter
 C_GUESTS  := counter
 
 .PHONY: all build guests wasmlet run test test-short bench fuzz lint wat clean
@@ -20,15 +24,16 @@ wasmlet:
 	$(GO) build -o $(BUILD)/wasmlet ./cmd/wasmlet
 
 # Guest modules for `make run`, in the module directory plugins.toml names.
-guests: $(GO_GUESTS:%=$(BUILD)/modules/%.wasm) $(C_GUESTS:%=$(BUILD)/modules-extra/c-%.wasm)
+guests: $(GO_GUESTS:%=$(BUILD)/modules/%.wasm) $(EXTRA_GO_GUESTS:%=$(BUILD)/modules-extra/%.wasm) \
+	$(C_GUESTS:%=$(BUILD)/modules-extra/c-%.wasm)
 
-$(BUILD)/modules/%.wasm: FORCE
+# Modules are built next to their destination and renamed into place, so a
+# running wasmlet never sees half a file.
+$(BUILD)/modules/%.wasm $(BUILD)/modules-extra/%.wasm: FORCE
 	@mkdir -p $(dir $@)
-	GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -trimpath -o $@.tmp ./guests/$*
-	@mv $@.tmp $@
+	GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -trimpath -o $(dir $@).$(notdir $@).tmp ./guests/$*
+	@mv $(dir $@).$(notdir $@).tmp $@
 
-# Extra modules are not loaded by default: copy one into build/modules to see
-# it load while wasmlet runs.
 $(BUILD)/modules-extra/c-%.wasm: guests/c/%.c
 	@mkdir -p $(dir $@)
 	clang --target=wasm32-wasi -mexec-model=reactor -O2 -Wall -Werror -o $@ $<
