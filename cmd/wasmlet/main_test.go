@@ -1,0 +1,116 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// wasmlet is the command under test, built once by TestMain.
+var wasmlet string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "wasmlet-cli")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	wasmlet = filepath.Join(dir, "wasmlet")
+	build := exec.Command("go", "build", "-o", wasmlet, ".")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building wasmlet:", err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// result is what one run of the command did.
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("exit %d\n--- stdout:\n%s--- stderr:\n%s", r.code, r.stdout, r.stderr)
+}
+
+// run runs wasmlet with args, without the caller's $WASMLET_SOCKET.
+func run(t testing.TB, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(wasmlet, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.Env = append(os.Environ(), socketEnv+"=")
+	err := cmd.Run()
+	r := result{stdout: stdout.String(), stderr: stderr.String()}
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		r.code = ee.ExitCode()
+	case err != nil:
+		t.Fatal(err)
+	}
+	return r
+}
+
+// expect runs wasmlet and checks its exit code and that stdout and stderr
+// contain the given strings (a string prefixed "stderr:" is looked for on
+// stderr).
+func expect(t testing.TB, code int, args []string, contains ...string) result {
+	t.Helper()
+	r := run(t, args...)
+	if r.code != code {
+		t.Fatalf("wasmlet %s: %v\nwant exit %d", strings.Join(args, " "), r, code)
+	}
+	for _, s := range contains {
+		where, what := r.stdout, s
+		if rest, ok := strings.CutPrefix(s, "stderr:"); ok {
+			where, what = r.stderr, rest
+		}
+		if !strings.Contains(where, what) {
+			t.Fatalf("wasmlet %s: no %q in\n%v", strings.Join(args, " "), s, r)
+		}
+	}
+	return r
+}
+
+func decode(t testing.TB, r result, v any) {
+	t.Helper()
+	if err := json.Unmarshal([]byte(r.stdout), v); err != nil {
+		t.Fatalf("output is not JSON (%v):\n%v", err, r)
+	}
+}
+
+func TestUsage(t *testing.T) {
+	r := expect(t, exitOK, []string{"--help"}, "Usage:", "module inspect FILE.wasm", "Exit status:",
+		"3  cannot reach the host", "4  not found")
+	if r.stderr != "" {
+		t.Fatalf("help wrote to stderr: %v", r)
+	}
+	expect(t, exitOK, []string{"help"}, "Client commands")
+	expect(t, exitUsage, nil, "stderr:Usage:")
+	expect(t, exitUsage, []string{"frobnicate"}, `stderr:wasmlet: unknown command "frobnicate"`)
+	expect(t, exitUsage, []string{"module"}, "stderr:wasmlet module needs a subcommand:", "stderr:module inspect FILE.wasm")
+	expect(t, exitUsage, []string{"module", "explode"}, `stderr:needs a subcommand, not "explode"`)
+	expect(t, exitUsage, []string{"--bogus", "status"}, "stderr:flag provided but not defined: -bogus")
+	expect(t, exitUsage, []string{"status", "extra"}, `stderr:wasmlet status: takes no arguments; got "extra"`)
+	expect(t, exitUsage, []string{"allocate", "example.com/gpu"}, "stderr:needs 2 argument(s), RESOURCE COUNT; got 1")
+	expect(t, exitUsage, []string{"allocate", "--pod", "p", "example.com/gpu", "2"}, "stderr:--container is required")
+	expect(t, exitUsage, []string{"allocate", "--pod", "p", "--container", "c", "example.com/gpu", "two"},
+		`stderr:COUNT must be a whole number of devices, at least 1; got "two"`)
+	expect(t, exitUsage, []string{"status", "-o", "yaml"}, `stderr:-o "yaml": the output format is table or json`)
+	expect(t, exitOK, []string{"allocate", "--help"}, "Usage: wasmlet allocate [flags] RESOURCE COUNT",
+		"--pod-uid", "Examples:", "Exit status:")
+	expect(t, exitOK, []string{"help", "module", "inspect"}, "Usage: wasmlet module inspect")
+	expect(t, exitOK, []string{"--version"}, "wasmlet ")
+}

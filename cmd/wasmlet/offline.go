@@ -1,0 +1,430 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/wasmlet/wasmlet/checkpoint"
+	"github.com/wasmlet/wasmlet/cmd/wasmlet/internal/wasmfile"
+	"github.com/wasmlet/wasmlet/host/config"
+	"github.com/wasmlet/wasmlet/host/module"
+)
+
+func configValidateCmd() *command {
+	return &command{
+		name: "config validate", args: "[FILE]", nargs: [2]int{0, 1}, group: groupOffline,
+		summary: "check a plugins.toml",
+		help: `Check a plugins.toml without starting anything, exactly as 'wasmlet run'
+would read it: unknown keys, wrong types, bad durations, sizes and
+digests, values out of range, and modules the file names that are not in
+the module directory. Every problem is printed on its own line as
+FILE:LINE:COLUMN: KEY: what is wrong, expected what. The file is FILE, or
+--config.
+
+Examples:
+  wasmlet config validate plugins.toml
+  wasmlet config validate --config /etc/wasmlet/plugins.toml -o json`,
+		run: func(c *cli, args []string) error {
+			file := c.config
+			if len(args) == 1 {
+				if file != "" && file != args[0] {
+					return usagef("two files given (--config %s and %s); give one", file, args[0])
+				}
+				file = args[0]
+			}
+			if file == "" {
+				return usagef("which file? Give it as an argument or with --config")
+			}
+			cfg, err := config.Load(file)
+			var errs config.Errors
+			switch {
+			case errors.As(err, &errs):
+				if c.json() {
+					out := configReport{File: file, Valid: false, Problems: []configProblem{}}
+					for _, e := range errs {
+						out.Problems = append(out.Problems, configProblem{File: e.File, Line: e.Line, Column: e.Column, Key: e.Key, Message: e.Msg})
+					}
+					if err := c.printJSON(out); err != nil {
+						return err
+					}
+				} else {
+					for _, e := range errs {
+						fmt.Fprintln(c.stderr, e.Error())
+					}
+				}
+				return failf(exitFailed, "%s is not valid: %s", file, plural(len(errs), "problem", "problems"))
+			case err != nil:
+				return failf(exitFailed, "%v", err)
+			}
+			h := cfg.Host
+			handlers := cfg.Handlers()
+			if c.json() {
+				return c.printJSON(configReport{File: cfg.File, Valid: true, Problems: []configProblem{},
+					StateDir: h.StateDir, ModuleDir: h.ModuleDir, RegistryDir: h.RegistryDir,
+					DevicePluginDir: h.DevicePluginDir, APISocket: h.APISocket, MetricsAddress: h.MetricsAddress,
+					Handlers: handlers})
+			}
+			fmt.Fprintf(c.stdout, "%s is valid.\n", file)
+			t := newTableNoHeader(c.stdout)
+			t.row("  State directory:", h.StateDir)
+			t.row("  Module directory:", h.ModuleDir)
+			t.row("  Plugin registry:", h.RegistryDir)
+			t.row("  Device plugins:", h.DevicePluginDir)
+			t.row("  API socket:", h.APISocket)
+			metrics := "(disabled)"
+			if h.MetricsAddress != "" {
+				metrics = h.MetricsAddress
+			}
+			t.row("  Metrics:", metrics)
+			for _, typ := range slices.Sorted(maps.Keys(handlers)) {
+				t.row("  Handler:", typ+" -> "+handlers[typ])
+			}
+			return t.flush()
+		},
+	}
+}
+
+type configProblem struct {
+	File    string `json:"file"`
+	Line    int    `json:"line"`
+	Column  int    `json:"column"`
+	Key     string `json:"key,omitempty"`
+	Message string `json:"message"`
+}
+
+type configReport struct {
+	File            string            `json:"file"`
+	Valid           bool              `json:"valid"`
+	Problems        []configProblem   `json:"problems"`
+	StateDir        string            `json:"state_dir,omitempty"`
+	ModuleDir       string            `json:"module_dir,omitempty"`
+	RegistryDir     string            `json:"registry_dir,omitempty"`
+	DevicePluginDir string            `json:"device_plugin_dir,omitempty"`
+	APISocket       string            `json:"api_socket,omitempty"`
+	MetricsAddress  string            `json:"metrics_address,omitempty"`
+	Handlers        map[string]string `json:"handlers,omitempty"`
+}
+
+// inspectReport is what module inspect finds.
+type inspectReport struct {
+	Name     string   `json:"name"`
+	Path     string   `json:"path"`
+	Size     int64    `json:"size"`
+	SHA256   string   `json:"sha256,omitempty"`
+	Accepted bool     `json:"accepted"`
+	Problems []string `json:"problems"`
+	// What the module declares; empty when it was refused before saying.
+	Kind             string   `json:"kind,omitempty"`
+	Serves           string   `json:"serves,omitempty"`
+	Version          string   `json:"version,omitempty"`
+	Summary          string   `json:"summary,omitempty"`
+	Operations       []string `json:"operations,omitempty"`
+	PreStartRequired bool     `json:"prestart_required,omitempty"`
+
+	// The sandbox it was checked against: "default" or the configuration
+	// file.
+	Sandbox            string       `json:"sandbox"`
+	MemoryLimit        uint64       `json:"memory_limit_bytes"`
+	CallTimeoutSeconds float64      `json:"call_timeout_seconds"`
+	LoadSeconds        float64      `json:"load_seconds"`
+	CompileSeconds     float64      `json:"compile_seconds,omitempty"`
+	StartSeconds       float64      `json:"instantiate_seconds,omitempty"`
+	Exports            []wasmExport `json:"exports"`
+	Imports            []wasmImport `json:"imports"`
+	// Why the exports and imports could not be read, if they could not.
+	InterfaceError string `json:"interface_error,omitempty"`
+}
+
+type wasmExport struct {
+	Name string `json:"name"`
+	Kind string `json:"kind"`
+	Type string `json:"type,omitempty"`
+}
+
+type wasmImport struct {
+	Module string `json:"module"`
+	Name   string `json:"name"`
+	Kind   string `json:"kind"`
+	Type   string `json:"type,omitempty"`
+}
+
+func moduleInspectCmd() *command {
+	return &command{
+		name: "module inspect", args: "FILE.wasm", nargs: [2]int{1, 1}, group: groupOffline,
+		summary: "what a module declares; would this host accept it?",
+		help: `Load a module file the way the host does — compile it, check its exports
+and imports against the ABI, start an instance and ask it to describe
+itself — and report what it declares (kind, what it serves, version,
+operations), its exports and imports, and whether this host would accept
+it, with every reason if not. Nothing is registered and nothing is
+written. The module is checked against the default sandbox, or with
+--config against the sandbox that file gives a module of that name
+(memory limit, mounts, configuration, sha256 pin).
+
+Compiling a large module takes about a second; progress goes to stderr.
+Exit status 1 means the host would refuse the module.
+
+Examples:
+  wasmlet module inspect build/modules/pcisource.wasm
+  wasmlet module inspect --config plugins.toml build/modules/pcisource.wasm
+  wasmlet module inspect -o json mymodule.wasm | jq .problems`,
+		run: func(c *cli, args []string) error {
+			path := args[0]
+			fi, err := os.Stat(path)
+			if err != nil {
+				return failf(exitFailed, "%v", err)
+			}
+			name := module.NameFromPath(path)
+			opts := module.Options{}
+			sandbox := "default"
+			if c.config != "" {
+				cfg, err := config.Load(c.config)
+				if err != nil {
+					return failf(exitFailed, "reading --config %s: %v", c.config, err)
+				}
+				opts, sandbox = cfg.ModuleOptions(name), cfg.File
+			}
+			opts.Name = name
+			r := &inspectReport{Name: name, Path: path, Size: fi.Size(), Sandbox: sandbox, Problems: []string{},
+				Exports: []wasmExport{}, Imports: []wasmImport{}}
+			inspectInterface(r, path)
+
+			p := startProgress(c.stderr, fmt.Sprintf("compiling and checking %s (%s)", filepath.Base(path), size(uint64(fi.Size()))))
+			m, err := module.Load(context.Background(), path, opts)
+			r.LoadSeconds = time.Since(p.start).Seconds()
+			if err != nil {
+				p.done("refused")
+				var le *module.LoadError
+				if errors.As(err, &le) {
+					r.Problems = le.Problems
+				} else {
+					r.Problems = []string{err.Error()}
+				}
+			} else {
+				p.done("accepted")
+				st := m.Status()
+				d := st.Description
+				r.Accepted, r.SHA256 = true, st.Digest
+				r.Kind, r.Serves, r.Version, r.Summary = d.Kind.String(), m.Serves(), d.Version, d.Summary
+				r.Operations, r.PreStartRequired = d.Operations, d.PreStartRequired
+				r.MemoryLimit, r.CallTimeoutSeconds = st.MemoryLimit, st.CallTimeout.Seconds()
+				r.CompileSeconds, r.StartSeconds = st.Timing.Compile.Seconds(), st.Timing.Instantiate.Seconds()
+				m.Close(context.Background())
+			}
+			if r.MemoryLimit == 0 { // refused: report the limits it was checked against
+				r.MemoryLimit, r.CallTimeoutSeconds = opts.MemoryLimit, opts.CallTimeout.Seconds()
+				if opts.MemoryLimit == 0 {
+					r.MemoryLimit = module.DefaultMemoryLimit
+				}
+				if opts.CallTimeout == 0 {
+					r.CallTimeoutSeconds = module.DefaultCallTimeout.Seconds()
+				}
+			}
+			if c.json() {
+				if err := c.printJSON(r); err != nil {
+					return err
+				}
+			} else {
+				printInspect(c.stdout, r)
+			}
+			if !r.Accepted {
+				return failf(exitFailed, "this host would refuse %s: %s", path, plural(len(r.Problems), "problem", "problems"))
+			}
+			return nil
+		},
+	}
+}
+
+// inspectInterface reads the module's imports and exports from the file.
+func inspectInterface(r *inspectReport, path string) {
+	bin, err := readLimited(path, 256<<20)
+	if err == nil {
+		r.SHA256 = sha256hex(bin)
+		var info *wasmfile.Info
+		if info, err = wasmfile.Parse(bin); err == nil {
+			for _, e := range info.Exports {
+				r.Exports = append(r.Exports, wasmExport{Name: e.Name, Kind: string(e.Kind), Type: e.Type})
+			}
+			for _, im := range info.Imports {
+				r.Imports = append(r.Imports, wasmImport{Module: im.Module, Name: im.Name, Kind: string(im.Kind), Type: im.Type})
+			}
+			return
+		}
+	}
+	r.InterfaceError = err.Error()
+}
+
+func sha256hex(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+func readLimited(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("the file is larger than %s", size(uint64(limit)))
+	}
+	return b, nil
+}
+
+func printInspect(w io.Writer, r *inspectReport) {
+	t := newTableNoHeader(w)
+	t.row("Module:", r.Name)
+	file := fmt.Sprintf("%s (%s", r.Path, size(uint64(r.Size)))
+	if r.SHA256 != "" {
+		file += ", sha256 " + r.SHA256
+	}
+	t.row("File:", file+")")
+	if r.Accepted {
+		t.row("Accepted:", "yes: this host would load it")
+		t.row("Kind:", r.Kind)
+		t.row("Serves:", r.Serves)
+		t.row("Version:", r.Version)
+		t.row("Summary:", r.Summary)
+		t.row("Operations:", strings.Join(r.Operations, ", "))
+		if r.PreStartRequired {
+			t.row("Pre-start:", "required")
+		}
+	} else {
+		t.row("Accepted:", "no: this host refuses it")
+	}
+	secs := func(f float64) string { return seconds(time.Duration(f * float64(time.Second))) }
+	t.row("Sandbox:", fmt.Sprintf("%s: memory %s, call timeout %s", r.Sandbox, size(r.MemoryLimit), secs(r.CallTimeoutSeconds)))
+	load := secs(r.LoadSeconds)
+	if r.Accepted {
+		load += fmt.Sprintf(" (compile %s, start %s)", secs(r.CompileSeconds), secs(r.StartSeconds))
+	}
+	t.row("Checked in:", load)
+	t.flush()
+	if !r.Accepted {
+		fmt.Fprintf(w, "\nWhy it is refused:\n")
+		for _, p := range r.Problems {
+			fmt.Fprintf(w, "  - %s\n", p)
+		}
+	}
+	if r.InterfaceError != "" {
+		fmt.Fprintf(w, "\nExports and imports: cannot be read: %s\n", r.InterfaceError)
+		return
+	}
+	fmt.Fprintf(w, "\nExports (%d):\n", len(r.Exports))
+	if len(r.Exports) > 0 {
+		t = newTable(w, "  KIND", "NAME", "TYPE")
+		for _, e := range r.Exports {
+			t.row("  "+e.Kind, e.Name, e.Type)
+		}
+		t.flush()
+	}
+	fmt.Fprintf(w, "\nImports (%d):\n", len(r.Imports))
+	if len(r.Imports) > 0 {
+		t = newTable(w, "  KIND", "MODULE", "NAME", "TYPE")
+		for _, im := range r.Imports {
+			t.row("  "+im.Kind, im.Module, im.Name, im.Type)
+		}
+		t.flush()
+	}
+}
+
+func checkpointVerifyCmd() *command {
+	return &command{
+		name: "checkpoint verify", args: "PATH", nargs: [2]int{1, 1}, group: groupOffline,
+		summary: "check a checkpoint file",
+		help: `Check a checkpoint file without modifying it: the frame and checksum, the
+format version, that the payload decodes, and that the state it holds is
+consistent (no device allocated to two pods, no resource or device listed
+twice). The host's checkpoint is the file "checkpoint" in its state
+directory. Exit status 1 means the file is damaged, from a newer wasmlet,
+or inconsistent; the host refuses to start over such a file.
+
+Examples:
+  wasmlet checkpoint verify /var/lib/wasmlet/checkpoint
+  wasmlet checkpoint verify -o json build/state/checkpoint`,
+		run: func(c *cli, args []string) error {
+			s, err := checkpoint.Verify(args[0])
+			if errors.Is(err, fs.ErrNotExist) {
+				return failf(exitFailed, "%v", err)
+			}
+			if c.json() {
+				out := verifyReport{Path: s.Path, OK: err == nil, Size: s.Size, Version: s.Version,
+					Checksum: fmt.Sprintf("%#08x", s.Checksum), Generation: s.Generation, Allocations: s.Allocations,
+					Resources: s.Resources, Devices: s.Devices, Plugins: s.Plugins}
+				if !s.Written.IsZero() {
+					out.Written = s.Written.Format(time.RFC3339Nano)
+				}
+				if err != nil {
+					out.Error = err.Error()
+				}
+				if err := c.printJSON(out); err != nil {
+					return err
+				}
+			} else if s.Version != 0 {
+				fmt.Fprintln(c.stdout, s.String())
+			}
+			if err != nil {
+				return failf(exitFailed, "%v", err)
+			}
+			if !c.json() {
+				fmt.Fprintln(c.stdout, "OK: the checkpoint is intact and consistent.")
+			}
+			return nil
+		},
+	}
+}
+
+type verifyReport struct {
+	Path        string `json:"path"`
+	OK          bool   `json:"ok"`
+	Error       string `json:"error,omitempty"`
+	Size        int64  `json:"size"`
+	Version     uint32 `json:"format_version"`
+	Checksum    string `json:"crc32c"`
+	Generation  uint64 `json:"generation"`
+	Written     string `json:"written,omitempty"`
+	Allocations int    `json:"allocations"`
+	Resources   int    `json:"resources"`
+	Devices     int    `json:"devices"`
+	Plugins     int    `json:"plugins"`
+}
+
+func checkpointShowCmd() *command {
+	return &command{
+		name: "checkpoint show", args: "PATH", nargs: [2]int{1, 1}, group: groupOffline,
+		summary: "print what a checkpoint file holds",
+		help: `Print what a checkpoint file holds: every allocation with the response the
+container was given, every resource with its last known devices, every
+registered plugin. -o json prints the state as the protobuf JSON of
+wasmlet.checkpoint.v2.State. The file is only read.
+
+Examples:
+  wasmlet checkpoint show /var/lib/wasmlet/checkpoint
+  wasmlet checkpoint show -o json build/state/checkpoint | jq '.allocations | length'`,
+		run: func(c *cli, args []string) error {
+			st, err := checkpoint.Read(args[0])
+			if err != nil {
+				return failf(exitFailed, "%v", err)
+			}
+			if c.json() {
+				return c.printProto(st)
+			}
+			return checkpoint.Show(c.stdout, st)
+		},
+	}
+}

@@ -1,0 +1,215 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/wasmlet/wasmlet/checkpoint"
+	"github.com/wasmlet/wasmlet/guests/build"
+)
+
+func shortDir(t testing.TB) string {
+	t.Helper()
+	d, err := os.MkdirTemp("", "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d
+}
+
+func write(t testing.TB, path, content string) string {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestConfigValidate(t *testing.T) {
+	dir := shortDir(t)
+	write(t, filepath.Join(dir, "modules", "counter.wasm"), "\x00asm\x01\x00\x00\x00")
+	good := write(t, filepath.Join(dir, "good.toml"), `
+[host]
+state_dir = "state"
+module_dir = "modules"
+api_socket = "run/api.sock"
+metrics_address = ""
+
+[modules.counter]
+config = { count = "2" }
+`)
+	expect(t, exitOK, []string{"config", "validate", good}, good+" is valid.",
+		"API socket:       "+filepath.Join(dir, "run", "api.sock"), "Metrics:          (disabled)")
+	expect(t, exitOK, []string{"config", "validate", "--config", good})
+
+	bad := write(t, filepath.Join(dir, "bad.toml"), `[host]
+state_dir = "state"
+module_dir = "modules"
+
+[sandbox]
+timeout = "2 seconds"
+memory = "64M"
+
+[modules.nothere]
+config = { a = "b" }
+`)
+	r := expect(t, exitFailed, []string{"config", "validate", bad},
+		`stderr:`+bad+`:6:11: sandbox.timeout: invalid duration "2 seconds", expected a duration`,
+		`stderr:`+bad+`:7:10: sandbox.memory: invalid size "64M"`,
+		`stderr:`+bad+`:9:10: modules.nothere: module "nothere" not found`,
+		"stderr:wasmlet config validate: "+bad+" is not valid: 3 problems")
+	if r.stdout != "" {
+		t.Fatalf("problems went to stdout: %v", r)
+	}
+
+	r = expect(t, exitFailed, []string{"config", "validate", "-o", "json", bad})
+	var rep configReport
+	decode(t, r, &rep)
+	if rep.Valid || len(rep.Problems) != 3 || rep.Problems[0].Line != 6 || rep.Problems[0].Column != 11 ||
+		rep.Problems[0].Key != "sandbox.timeout" || rep.Problems[2].Line != 9 {
+		t.Fatalf("JSON report %+v", rep)
+	}
+
+	expect(t, exitFailed, []string{"config", "validate", filepath.Join(dir, "missing.toml")}, "stderr:no such file or directory")
+	expect(t, exitUsage, []string{"config", "validate"}, "stderr:which file?")
+}
+
+func TestModuleInspectAccepted(t *testing.T) {
+	counter := build.Go(t, "guests/counter")
+	r := expect(t, exitOK, []string{"module", "inspect", counter},
+		"Accepted:   yes: this host would load it",
+		"Kind:       device-source",
+		"Serves:     example.com/counter",
+		"Version:    1.0.0",
+		"Operations: discover, allocate, preferred_allocation, prestart",
+		"Sandbox:    default: memory 64 MiB, call timeout 2s",
+		"func    wasmlet_discover              (i32, i32) -> i64",
+		"memory  memory",
+		"func  wasmlet                 config_get",
+		// stderr is not a terminal here: one line, with the time it took.
+		"stderr:compiling and checking "+filepath.Base(counter))
+	if lines := strings.Count(r.stderr, "\n"); lines != 1 || !strings.Contains(r.stderr, ": accepted in ") {
+		t.Fatalf("progress on a non-terminal should be one line: %q", r.stderr)
+	}
+
+	r = expect(t, exitOK, []string{"module", "inspect", "-o", "json", counter})
+	var rep inspectReport
+	decode(t, r, &rep)
+	if !rep.Accepted || rep.Kind != "device-source" || rep.Serves != "example.com/counter" || len(rep.Problems) != 0 ||
+		len(rep.SHA256) != 64 || rep.LoadSeconds <= 0 || len(rep.Exports) != 9 || len(rep.Imports) == 0 {
+		t.Fatalf("JSON report %+v", rep)
+	}
+}
+
+func TestModuleInspectRefused(t *testing.T) {
+	wat := func(name string) string { return build.Testdata(t, "guests/testmodules/wat/"+name+".wasm") }
+	for _, c := range []struct {
+		module string
+		want   []string
+	}{
+		{"missing_exports", []string{"  - missing required export wasmlet_alloc(i32) -> i32",
+			"  - missing required export wasmlet_describe(i32, i32) -> i64", "Exports (2):"}},
+		{"wrong_signature", []string{"  - export wasmlet_alloc has type (i64) -> i32, want (i32) -> i32",
+			"func    wasmlet_alloc        (i64) -> i32"}},
+		{"bad_import", []string{"  - imports env.abort, but the host provides only wasi_snapshot_preview1.* and wasmlet.*",
+			"func  env     abort  (i32)"}},
+		{"wrong_version", []string{"  - declares ABI version 2; this host speaks version 1"}},
+		{"describe_lies", []string{`  - declares operation "allocate" but does not export wasmlet_allocate(i32, i32) -> i64`}},
+		{"not_wasm", []string{`  - not a WebAssembly module: the file starts with "this", not "\0asm"`,
+			"Exports and imports: cannot be read: not a WebAssembly module"}},
+	} {
+		want := append([]string{"Accepted:   no: this host refuses it", "Why it is refused:",
+			"stderr:wasmlet module inspect: this host would refuse " + wat(c.module)}, c.want...)
+		expect(t, exitFailed, []string{"module", "inspect", wat(c.module)}, want...)
+	}
+
+	r := expect(t, exitFailed, []string{"module", "inspect", "--output=json", wat("missing_exports")})
+	var rep inspectReport
+	decode(t, r, &rep)
+	if rep.Accepted || len(rep.Problems) != 2 || rep.Name != "missing_exports" || len(rep.Exports) != 2 {
+		t.Fatalf("JSON report %+v", rep)
+	}
+
+	expect(t, exitFailed, []string{"module", "inspect", "/nonexistent/m.wasm"}, "stderr:no such file or directory")
+}
+
+// TestModuleInspectWithConfig checks a module against a host's sandbox: a
+// sha256 pin the file does not match is a refusal.
+func TestModuleInspectWithConfig(t *testing.T) {
+	dir := shortDir(t)
+	minimal, err := os.ReadFile(build.Testdata(t, "guests/testmodules/wat/minimal.wasm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mod := write(t, filepath.Join(dir, "modules", "minimal.wasm"), string(minimal))
+	cfg := write(t, filepath.Join(dir, "plugins.toml"), `[host]
+module_dir = "modules"
+state_dir = "state"
+
+[modules.minimal]
+sha256 = "`+strings.Repeat("ab", 32)+`"
+memory = "2MiB"
+`)
+	expect(t, exitOK, []string{"module", "inspect", mod}, "Accepted:   yes")
+	expect(t, exitFailed, []string{"module", "inspect", "--config", cfg, mod},
+		"Accepted:   no", "but the configuration pins "+strings.Repeat("ab", 32),
+		"Sandbox:    "+cfg+": memory 2 MiB")
+}
+
+func TestCheckpointVerifyAndShow(t *testing.T) {
+	dir := shortDir(t)
+	path := filepath.Join(dir, "checkpoint")
+	st := &checkpoint.State{Generation: 7, Allocations: []*checkpoint.Allocation{{
+		Workload: "default/train/main", Namespace: "default", Pod: "train", Container: "main",
+		Resource: "example.com/gpu", DeviceIds: []string{"gpu0", "gpu2"},
+		Response: &checkpoint.ContainerResponse{Envs: map[string]string{"GPUS": "0,2"}},
+	}}}
+	if err := checkpoint.Write(path, st); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, exitOK, []string{"checkpoint", "verify", path}, path+": format version 2",
+		"generation 7", "1 allocations", "OK: the checkpoint is intact and consistent.")
+	expect(t, exitOK, []string{"checkpoint", "show", path}, "generation 7",
+		"default/train/main  example.com/gpu  devices gpu0,gpu2", "env         GPUS=0,2")
+	r := expect(t, exitOK, []string{"checkpoint", "show", "-o", "json", path})
+	var shown struct {
+		Generation  string `json:"generation"`
+		Allocations []struct {
+			Workload  string   `json:"workload"`
+			DeviceIDs []string `json:"device_ids"`
+		} `json:"allocations"`
+	}
+	decode(t, r, &shown)
+	if shown.Generation != "7" || len(shown.Allocations) != 1 || shown.Allocations[0].DeviceIDs[1] != "gpu2" {
+		t.Fatalf("JSON %+v", shown)
+	}
+	r = expect(t, exitOK, []string{"checkpoint", "verify", "-o", "json", path})
+	var v verifyReport
+	decode(t, r, &v)
+	if !v.OK || v.Version != 2 || v.Generation != 7 || v.Allocations != 1 {
+		t.Fatalf("JSON %+v", v)
+	}
+
+	// One flipped bit.
+	b, _ := os.ReadFile(path)
+	b[len(b)/2] ^= 0x10
+	bad := write(t, filepath.Join(dir, "bad"), string(b))
+	expect(t, exitFailed, []string{"checkpoint", "verify", bad}, "stderr:checkpoint "+bad+" is unusable: it is damaged: checksum mismatch",
+		"stderr:The file was left untouched")
+	expect(t, exitFailed, []string{"checkpoint", "show", bad}, "stderr:checksum mismatch")
+	r = expect(t, exitFailed, []string{"checkpoint", "verify", "-o", "json", bad})
+	decode(t, r, &v)
+	if v.OK || !strings.Contains(v.Error, "checksum mismatch") {
+		t.Fatalf("JSON %+v", v)
+	}
+	if after, _ := os.ReadFile(bad); string(after) != string(b) {
+		t.Fatal("verify modified the file")
+	}
+	expect(t, exitFailed, []string{"checkpoint", "verify", filepath.Join(dir, "missing")}, "stderr:no such file or directory")
+}
