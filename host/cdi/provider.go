@@ -1,0 +1,70 @@
+package cdi
+
+import (
+	"context"
+	"slices"
+
+	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
+
+	"github.com/wasmlet/wasmlet/abi"
+	"github.com/wasmlet/wasmlet/host/devicemanager"
+)
+
+// Source is a device source as Provider needs it (*devicesource.Source is
+// one): a provider that knows its resource and its latest devices with their
+// container edits.
+type Source interface {
+	devicemanager.Provider
+	// Resource is the extended resource served.
+	Resource() string
+	// Devices returns the latest discovered devices, edits included; the
+	// caller owns the copy.
+	Devices() []abi.Device
+}
+
+// Provider is a device source whose devices have a CDI spec: a
+// devicemanager.Provider for the device manager or the bridge. See the
+// package documentation.
+type Provider struct {
+	Source
+	specs    *Specs
+	resource string
+}
+
+// Wrap returns src with a spec in s. From now on src's device sets, and no
+// earlier provider's, decide the spec of its resource.
+func (s *Specs) Wrap(src Source) *Provider {
+	p := &Provider{Source: src, specs: s, resource: src.Resource()}
+	s.claim(p)
+	return p
+}
+
+// Unwrap returns the source.
+func (p *Provider) Unwrap() Source { return p.Source }
+
+// Watch follows the source, and brings the spec in line with each device set
+// before passing it on.
+func (p *Provider) Watch(ctx context.Context, update func([]devicemanager.Device)) error {
+	return p.Source.Watch(ctx, func(devs []devicemanager.Device) {
+		p.specs.sync(p, p.Source.Devices())
+		update(devs)
+	})
+}
+
+// Allocate is the source's answer, with the qualified CDI names of the
+// devices of ids that are in the spec on disk added.
+func (p *Provider) Allocate(ctx context.Context, ids []string, workload string) (*pluginapi.ContainerAllocateResponse, error) {
+	resp, err := p.Source.Allocate(ctx, ids, workload)
+	if err != nil {
+		return nil, err
+	}
+	if resp == nil {
+		resp = &pluginapi.ContainerAllocateResponse{}
+	}
+	for _, name := range p.specs.Names(p.resource, ids) {
+		if !slices.ContainsFunc(resp.CdiDevices, func(d *pluginapi.CDIDevice) bool { return d.GetName() == name }) {
+			resp.CdiDevices = append(resp.CdiDevices, &pluginapi.CDIDevice{Name: name})
+		}
+	}
+	return resp, nil
+}
