@@ -37,6 +37,28 @@ func sameDevices(a, b []devicemanager.Device) bool {
 	return true
 }
 
+// sameEdits reports whether two device sets, in the same order, have the
+// same container edits.
+func sameEdits(a, b []abi.Device) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		x, y := a[i].Edits, b[i].Edits
+		if x.Empty() || y.Empty() {
+			if x.Empty() != y.Empty() {
+				return false
+			}
+			continue
+		}
+		if !maps.Equal(x.Envs, y.Envs) || !slices.Equal(x.Mounts, y.Mounts) ||
+			!slices.Equal(x.DeviceNodes, y.DeviceNodes) || !maps.Equal(x.Annotations, y.Annotations) {
+			return false
+		}
+	}
+	return true
+}
+
 // cloneDevices deep-copies devices, edits included.
 func cloneDevices(devs []abi.Device) []abi.Device {
 	out := make([]abi.Device, len(devs))

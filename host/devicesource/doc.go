@@ -25,7 +25,8 @@
 //
 // Each discovered set is validated (device ids as devicemanager.ValidDeviceID
 // requires, unique) and reported to the device manager, unless it is the same
-// as the set reported last. A discovery that fails — the module faulted, or
+// as the set reported last, container edits included (the CDI spec of
+// host/cdi follows them). A discovery that fails — the module faulted, or
 // answered with an error of its own, or returned an invalid set — is logged
 // with the module's name and retried with exponential backoff; after
 // Options.MaxFailures failures in a row Watch gives up with the last error,

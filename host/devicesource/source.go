@@ -276,9 +276,10 @@ func terminal(err error) bool {
 
 // Watch reports the module's devices to update: discovered now, and again
 // on the interval, on changes under the module's mounts, and on Rediscover,
-// each time the set differs from the one reported last. It returns nil when
-// ctx is done or the source is closed, and an error naming the module when
-// discovery keeps failing or cannot succeed any more.
+// each time the set, or a device's container edits, differs from the one
+// reported last. It returns nil when ctx is done or the source is closed,
+// and an error naming the module when discovery keeps failing or cannot
+// succeed any more.
 func (s *Source) Watch(ctx context.Context, update func([]devicemanager.Device)) error {
 	if !s.watching.CompareAndSwap(false, true) {
 		return fmt.Errorf("module %q: device source for %s is already being watched", s.name, s.resource)
@@ -318,10 +319,11 @@ func (s *Source) Watch(ctx context.Context, update func([]devicemanager.Device))
 // watch is Watch's loop. It returns why it ended, and whether that was stop.
 func (s *Source) watch(ctx context.Context, files *fileWatch, update func([]devicemanager.Device)) (stopped bool, err error) {
 	var (
-		changed  <-chan struct{}
-		reported []devicemanager.Device
-		sent     bool
-		failures int
+		changed       <-chan struct{}
+		reported      []devicemanager.Device
+		reportedEdits []abi.Device
+		sent          bool
+		failures      int
 	)
 	if files != nil {
 		changed = files.changed
@@ -367,9 +369,13 @@ func (s *Source) watch(ctx context.Context, files *fileWatch, update func([]devi
 			s.log.Info("discover succeeded again", "after_failures", failures)
 		}
 		failures = 0
-		if !sent || !sameDevices(devs, reported) {
+		s.mu.RLock()
+		found := s.devices // replaced, never modified, by each discovery
+		s.mu.RUnlock()
+		// Edits are compared too: the CDI spec follows them (host/cdi).
+		if !sent || !sameDevices(devs, reported) || !sameEdits(found, reportedEdits) {
 			update(devs)
-			reported, sent = devs, true
+			reported, reportedEdits, sent = devs, found, true
 		}
 		interval := s.intervalFor(m)
 		if interval > 0 {

@@ -442,6 +442,48 @@ func TestUnchangedNotReported(t *testing.T) {
 	}
 }
 
+// TestEditsChangeReported: a change of container edits alone is reported,
+// so that the CDI spec (host/cdi) follows it.
+func TestEditsChangeReported(t *testing.T) {
+	e := newEnv(t, envConfig{noController: true})
+	data := t.TempDir()
+	writeFile(t, filepath.Join(data, "a"), "env.A=1\n")
+	e.configure("dir", module.Options{Mounts: []module.Mount{{Host: data, Guest: "/data"}}}, devicesource.Options{})
+	e.load("dir", dirsource(t))
+	src, err := devicesource.NewSource(e.reg, "dir", devicesource.Options{NoWatch: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rounds := make(chan error, 10)
+	devicesource.AfterRound(src, func(err error) { rounds <- err })
+	var updates atomic.Int32
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- src.Watch(ctx, func([]devicemanager.Device) { updates.Add(1) }) }()
+	round := func() {
+		t.Helper()
+		if err := <-rounds; err != nil {
+			t.Fatal(err)
+		}
+	}
+	round()
+	src.Rediscover() // unchanged
+	round()
+	writeFile(t, filepath.Join(data, "a"), "env.A=2\n")
+	src.Rediscover()
+	round()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := updates.Load(); n != 2 {
+		t.Errorf("%d updates, want 2 (start, edits changed)", n)
+	}
+	if d := src.Devices(); len(d) != 1 || d[0].Edits.Envs["A"] != "2" {
+		t.Errorf("devices %+v", d)
+	}
+}
+
 // TestErrorsNameTheModule: a module that is not there, or not a source, or
 // gone from under a source.
 func TestErrorsNameTheModule(t *testing.T) {
