@@ -143,15 +143,18 @@ func printStatus(w io.Writer, st *adminpb.StatusResponse) {
 		metrics = "http://" + st.MetricsAddress + "/metrics"
 	}
 	t.row("Metrics:", metrics)
-	if d := st.Directories; d != nil {
-		t.row("State:", d.State)
-		t.row("Modules:", d.Modules)
-		t.row("Plugin registry:", d.PluginRegistry)
-		t.row("Device plugins:", d.DevicePlugins)
-		t.row("Checkpoint:", d.Checkpoint)
-	}
 	t.row("Grace period:", human(durationOf(st.GracePeriod)))
 	t.flush()
+	if d := st.Directories; d != nil {
+		fmt.Fprintln(w, "\nDirectories:")
+		t = newTableNoHeader(w)
+		t.row("  state", d.State)
+		t.row("  modules", d.Modules)
+		t.row("  plugin registry", d.PluginRegistry)
+		t.row("  device plugins", d.DevicePlugins)
+		t.row("  checkpoint", d.Checkpoint)
+		t.flush()
+	}
 	n := st.Counts
 	if n == nil {
 		n = &adminpb.Counts{}

@@ -9,7 +9,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 // wasmlet is the command under test, built once by TestMain.
@@ -47,10 +49,16 @@ func (r result) String() string {
 // run runs wasmlet with args, without the caller's $WASMLET_SOCKET.
 func run(t testing.TB, args ...string) result {
 	t.Helper()
+	return runWith(t, nil, args...)
+}
+
+// runWith runs wasmlet with args and the extra environment variables env.
+func runWith(t testing.TB, env []string, args ...string) result {
+	t.Helper()
 	cmd := exec.Command(wasmlet, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	cmd.Env = append(os.Environ(), socketEnv+"=")
+	cmd.Env = append(append(os.Environ(), socketEnv+"="), env...)
 	err := cmd.Run()
 	r := result{stdout: stdout.String(), stderr: stderr.String()}
 	var ee *exec.ExitError
@@ -64,8 +72,9 @@ func run(t testing.TB, args ...string) result {
 }
 
 // expect runs wasmlet and checks its exit code and that stdout and stderr
-// contain the given strings (a string prefixed "stderr:" is looked for on
-// stderr).
+// contain the given strings: a string prefixed "stderr:" is looked for on
+// stderr, and one prefixed "row:" is a table row, the words of a line of
+// stdout (columns are separated by any number of spaces).
 func expect(t testing.TB, code int, args []string, contains ...string) result {
 	t.Helper()
 	r := run(t, args...)
@@ -73,6 +82,12 @@ func expect(t testing.TB, code int, args []string, contains ...string) result {
 		t.Fatalf("wasmlet %s: %v\nwant exit %d", strings.Join(args, " "), r, code)
 	}
 	for _, s := range contains {
+		if cells, ok := strings.CutPrefix(s, "row:"); ok {
+			if !hasRow(r.stdout, strings.Fields(cells)) {
+				t.Fatalf("wasmlet %s: no row %q in\n%v", strings.Join(args, " "), cells, r)
+			}
+			continue
+		}
 		where, what := r.stdout, s
 		if rest, ok := strings.CutPrefix(s, "stderr:"); ok {
 			where, what = r.stderr, rest
@@ -82,6 +97,17 @@ func expect(t testing.TB, code int, args []string, contains ...string) result {
 		}
 	}
 	return r
+}
+
+// hasRow reports whether a line of out starts with the given words.
+func hasRow(out string, cells []string) bool {
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) >= len(cells) && strings.Join(f[:len(cells)], " ") == strings.Join(cells, " ") {
+			return true
+		}
+	}
+	return false
 }
 
 func decode(t testing.TB, r result, v any) {
@@ -113,4 +139,37 @@ func TestUsage(t *testing.T) {
 		"--pod-uid", "Examples:", "Exit status:")
 	expect(t, exitOK, []string{"help", "module", "inspect"}, "Usage: wasmlet module inspect")
 	expect(t, exitOK, []string{"--version"}, "wasmlet ")
+}
+
+// TestProgressOnATerminal draws the spinner into a buffer as it would on a
+// terminal: redrawn in place, then replaced by the outcome line.
+func TestProgressOnATerminal(t *testing.T) {
+	var buf syncBuffer
+	p := &progress{w: &buf, tty: true, what: "compiling x.wasm", start: time.Now(), stop: make(chan struct{})}
+	p.wg.Add(1)
+	go p.spin()
+	time.Sleep(250 * time.Millisecond)
+	p.done("accepted")
+	out := buf.String()
+	if !strings.HasPrefix(out, "\r\033[K⠋ compiling x.wasm… 0s") || strings.Count(out, "\r\033[K") < 3 ||
+		!strings.Contains(out, "\r\033[Kcompiling x.wasm: accepted in ") || !strings.HasSuffix(out, "\n") {
+		t.Fatalf("terminal output %q", out)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

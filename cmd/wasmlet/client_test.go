@@ -1,0 +1,261 @@
+package main
+
+import (
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/wasmlet/wasmlet/guests/build"
+	"github.com/wasmlet/wasmlet/host/api"
+	"github.com/wasmlet/wasmlet/host/config"
+	"github.com/wasmlet/wasmlet/host/node"
+)
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func copyFile(t testing.TB, src, dst string) {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, dst+".tmp", string(b))
+	if err := os.Rename(dst+".tmp", dst); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// testHost is a real host (package node: module registry, device sources,
+// device manager with its checkpoint, plugin manager) with the host API
+// served over it, in this process. The counter module offers four devices
+// of example.com/counter on two NUMA nodes.
+type testHost struct {
+	dir, config, socket string
+	n                   *node.Node
+}
+
+func startHost(t *testing.T) *testHost {
+	t.Helper()
+	dir := shortDir(t)
+	h := &testHost{dir: dir, socket: filepath.Join(dir, "run", "api.sock")}
+	modules := filepath.Join(dir, "modules")
+	os.MkdirAll(modules, 0o755)
+	copyFile(t, build.Go(t, "guests/counter"), filepath.Join(modules, "counter.wasm"))
+	// Compiled modules are shared across tests and runs.
+	shared := filepath.Join(build.CacheDir(), "wazero-cli")
+	os.MkdirAll(shared, 0o700)
+	os.MkdirAll(filepath.Join(dir, "state"), 0o700)
+	if err := os.Symlink(shared, filepath.Join(dir, "state", "compilation-cache")); err != nil {
+		t.Fatal(err)
+	}
+	h.config = write(t, filepath.Join(dir, "plugins.toml"), `
+[host]
+state_dir = "state"
+registry_dir = "reg"
+device_plugin_dir = "dp"
+module_dir = "modules"
+api_socket = "run/api.sock"
+metrics_address = ""
+grace_period = "1h"
+`)
+	cfg, err := config.Load(h.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: testWriter{t}})
+	n, err := node.New(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.n = n
+	started := time.Now()
+	b := api.NewBackend(api.Parts{
+		Status: func() api.NodeStatus {
+			c := n.Config().Host
+			return api.NodeStatus{Version: "test", Started: started, ConfigFile: h.config, StateDir: c.StateDir,
+				RegistryDir: c.RegistryDir, DevicePluginDir: c.DevicePluginDir, ModuleDir: c.ModuleDir,
+				Checkpoint: filepath.Join(c.StateDir, "checkpoint"), APISocket: h.socket, GracePeriod: c.GracePeriod,
+				Ready: n.Ready()}
+		},
+		Modules: n.Modules(), Plugins: n.Plugins(), Devices: n.Devices(),
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	nodeDone, apiDone := make(chan error, 1), make(chan error, 1)
+	go func() { nodeDone <- n.Run(ctx) }()
+	go func() { apiDone <- api.Serve(ctx, h.socket, b, log) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-apiDone; err != nil {
+			t.Errorf("api.Serve: %v", err)
+		}
+		if err := <-nodeDone; err != nil {
+			t.Errorf("node.Run: %v", err)
+		}
+	})
+	eventually(t, "four counter devices", func() bool {
+		for _, r := range n.Devices().Resources() {
+			if r.Name == "example.com/counter" && r.Healthy == 4 {
+				_, err := os.Stat(h.socket)
+				return err == nil
+			}
+		}
+		return false
+	})
+	return h
+}
+
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+func TestClientCommands(t *testing.T) {
+	h := startHost(t)
+	s := []string{"--socket", h.socket}
+	args := func(a ...string) []string { return append(append([]string{}, s...), a...) }
+
+	expect(t, exitOK, args("status"), "Version:      test", "Ready:        yes", "Config:       "+h.config, "  checkpoint      "+filepath.Join(h.dir, "state", "checkpoint"),
+		"Modules:     1 running (0 quarantined), 0 refused",
+		"Resources:   1, with 4 devices (4 healthy, 0 allocated)", "Allocations: 0")
+	// --config finds the socket in the file.
+	r := expect(t, exitOK, []string{"--config", h.config, "status", "-o", "json"})
+	var st struct {
+		Version string `json:"version"`
+		Ready   bool   `json:"ready"`
+		Counts  struct {
+			Devices int `json:"devices"`
+		} `json:"counts"`
+	}
+	decode(t, r, &st)
+	if st.Version != "test" || !st.Ready || st.Counts.Devices != 4 {
+		t.Fatalf("status JSON %+v\n%v", st, r)
+	}
+
+	expect(t, exitOK, args("modules"), "row:NAME STATE KIND SERVES VERSION INSTANCES CALLS FAULTS SHA256 AGE",
+		"row:counter running device-source example.com/counter 1.0.0 1/2")
+	expect(t, exitOK, args("modules", "-v"), "Operations: discover, allocate, preferred_allocation, prestart",
+		"Limits:     memory 64 MiB, call timeout 2s")
+	expect(t, exitOK, args("resources"), "row:RESOURCE PROVIDER STATUS CAPACITY HEALTHY ALLOCATED ALLOCATABLE",
+		"row:example.com/counter module:counter connected 4 4 0 4")
+	expect(t, exitOK, args("devices"), "row:RESOURCE DEVICE HEALTH NUMA ALLOCATED TO ATTRIBUTES",
+		"row:example.com/counter dev-1 healthy 1 -")
+	expect(t, exitNotFound, args("devices", "example.com/nope"), `stderr:wasmlet devices: no resource "example.com/nope" on this node (resources: example.com/counter)`)
+	expect(t, exitOK, args("plugins"), "stderr:No plugin sockets")
+
+	r = expect(t, exitOK, args("allocate", "--namespace", "ml", "--pod", "train", "--container", "main", "example.com/counter", "2"),
+		"Allocated 2 devices of example.com/counter to ml/train/main: dev-0, dev-1", "Container response:", "  env         COUNTER_WORKLOAD=ml/train/main", "  annotation  example.com/counter=dev-0,dev-1")
+	r = expect(t, exitOK, args("allocate", "--pod", "web", "--container", "app", "--pod-uid", "u-1", "-o", "json", "example.com/counter", "1"))
+	var alloc struct {
+		Allocation struct {
+			Workload  string   `json:"workload"`
+			PodUID    string   `json:"pod_uid"`
+			DeviceIDs []string `json:"device_ids"`
+			Response  struct {
+				Envs map[string]string `json:"envs"`
+			} `json:"response"`
+		} `json:"allocation"`
+	}
+	decode(t, r, &alloc)
+	if a := alloc.Allocation; a.Workload != "default/web/app" || a.PodUID != "u-1" || len(a.DeviceIDs) != 1 {
+		t.Fatalf("allocate JSON %+v", alloc)
+	}
+	expect(t, exitOK, args("allocations"), "row:WORKLOAD RESOURCE DEVICES POD UID AGE",
+		"row:default/web/app example.com/counter dev-2 u-1", "row:ml/train/main example.com/counter dev-0,dev-1 -")
+	expect(t, exitOK, args("allocations", "ml/train/main", "-v"), "ml/train/main  example.com/counter:", "  env ")
+	expect(t, exitOK, args("devices"), "row:example.com/counter dev-0 healthy 0 ml/train/main")
+
+	// Failures, with the exit code that says which.
+	expect(t, exitNotFound, args("allocate", "--pod", "p", "--container", "c", "example.com/nope", "1"),
+		`stderr:wasmlet allocate: unknown resource: no resource "example.com/nope" on this node`)
+	expect(t, exitFailed, args("allocate", "--pod", "p", "--container", "c", "example.com/counter", "9"),
+		"stderr:not enough devices: 9 device(s) of example.com/counter requested, 1 free")
+	expect(t, exitFailed, args("allocate", "--pod", "train", "--namespace", "ml", "--container", "main", "example.com/counter", "1"),
+		"stderr:release it first")
+	expect(t, exitFailed, args("release", "ml/train"), "stderr:not of the form namespace/pod/container")
+
+	expect(t, exitOK, args("release", "ml/train/main"), "Released 2 devices of example.com/counter from ml/train/main: dev-0, dev-1")
+	expect(t, exitNotFound, args("release", "ml/train/main"), "stderr:wasmlet release: release: workload ml/train/main holds no devices")
+	expect(t, exitNotFound, args("allocations", "ml/train/main"), "stderr:no allocations match")
+	r = expect(t, exitOK, args("release", "default/web/app", "example.com/counter", "-o", "json"))
+	var rel struct {
+		Released []struct {
+			Workload string `json:"workload"`
+		} `json:"released"`
+	}
+	decode(t, r, &rel)
+	if len(rel.Released) != 1 || rel.Released[0].Workload != "default/web/app" {
+		t.Fatalf("release JSON %+v", rel)
+	}
+
+	// Modules: reload, an unknown one, and a refused file.
+	expect(t, exitOK, args("module", "reload", "counter"), "Reloaded module counter from ", "running, device-source serving example.com/counter")
+	expect(t, exitNotFound, args("module", "reload", "nope"), `stderr:wasmlet module reload: reload: no module "nope" (known: counter)`)
+	copyFile(t, build.Testdata(t, "guests/testmodules/wat/missing_exports.wasm"), filepath.Join(h.dir, "modules", "broken.wasm"))
+	eventually(t, "the broken module to be refused", func() bool {
+		for _, m := range h.n.Modules().List() {
+			if m.Name == "broken" && m.Err != nil {
+				return true
+			}
+		}
+		return false
+	})
+	expect(t, exitOK, args("modules"), "row:broken refused - - - - - - -", "broken: refused ", "  - missing required export wasmlet_alloc(i32) -> i32")
+	r = expect(t, exitOK, args("modules", "-o", "json"))
+	var ms struct {
+		Modules []struct {
+			Name            string   `json:"name"`
+			State           string   `json:"state"`
+			RefusedProblems []string `json:"refused_problems"`
+			Calls           string   `json:"calls"`
+		} `json:"modules"`
+	}
+	decode(t, r, &ms)
+	if len(ms.Modules) != 2 || ms.Modules[0].State != "refused" || len(ms.Modules[0].RefusedProblems) != 2 || ms.Modules[1].State != "running" {
+		t.Fatalf("modules JSON %+v", ms)
+	}
+	expect(t, exitFailed, args("module", "reload", "broken"), "stderr:missing required export")
+}
+
+func TestUnreachableHost(t *testing.T) {
+	dir := shortDir(t)
+	missing := filepath.Join(dir, "missing.sock")
+	expect(t, exitUnreachable, []string{"--socket", missing, "status"},
+		"stderr:wasmlet status: cannot reach the wasmlet host at "+missing+": connect: no such file or directory (is `wasmlet run` running")
+
+	// A socket left by a crashed host: nobody listens.
+	stale := filepath.Join(dir, "stale.sock")
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: stale, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.SetUnlinkOnClose(false)
+	l.Close()
+	expect(t, exitUnreachable, []string{"resources", "--socket", stale}, "stderr:cannot reach the wasmlet host at "+stale+": connect: connection refused")
+
+	// The socket comes from --config, then from $WASMLET_SOCKET.
+	cfg := write(t, filepath.Join(dir, "plugins.toml"), "[host]\nstate_dir = \"state\"\napi_socket = \"run/w.sock\"\n")
+	expect(t, exitUnreachable, []string{"--config", cfg, "allocations"}, "stderr:cannot reach the wasmlet host at "+filepath.Join(dir, "run", "w.sock"))
+	r := run(t, "status")
+	if r.code != exitUnreachable || !strings.Contains(r.stderr, "/run/wasmlet/wasmlet.sock") {
+		t.Fatalf("default socket: %v", r)
+	}
+	r = runWith(t, []string{socketEnv + "=" + stale}, "plugins")
+	if r.code != exitUnreachable || !strings.Contains(r.stderr, stale) {
+		t.Fatalf("$%s: %v", socketEnv, r)
+	}
+}
