@@ -189,7 +189,7 @@ func TestClientCommands(t *testing.T) {
 	expect(t, exitFailed, args("release", "ml/train"), "stderr:not of the form namespace/pod/container")
 
 	expect(t, exitOK, args("release", "ml/train/main"), "Released 2 devices of example.com/counter from ml/train/main: dev-0, dev-1")
-	expect(t, exitNotFound, args("release", "ml/train/main"), "stderr:wasmlet release: release: workload ml/train/main holds no devices")
+	expect(t, exitNotFound, args("release", "ml/train/main"), "stderr:wasmlet release: workload ml/train/main holds no devices")
 	expect(t, exitNotFound, args("allocations", "ml/train/main"), "stderr:no allocations match")
 	r = expect(t, exitOK, args("release", "default/web/app", "example.com/counter", "-o", "json"))
 	var rel struct {
@@ -204,7 +204,7 @@ func TestClientCommands(t *testing.T) {
 
 	// Modules: reload, an unknown one, and a refused file.
 	expect(t, exitOK, args("module", "reload", "counter"), "Reloaded module counter from ", "running, device-source serving example.com/counter")
-	expect(t, exitNotFound, args("module", "reload", "nope"), `stderr:wasmlet module reload: reload: no module "nope" (known: counter)`)
+	expect(t, exitNotFound, args("module", "reload", "nope"), `stderr:wasmlet module reload: no module "nope" (known: counter)`)
 	copyFile(t, build.Testdata(t, "guests/testmodules/wat/missing_exports.wasm"), filepath.Join(h.dir, "modules", "broken.wasm"))
 	eventually(t, "the broken module to be refused", func() bool {
 		for _, m := range h.n.Modules().List() {

@@ -213,3 +213,26 @@ func TestCheckpointVerifyAndShow(t *testing.T) {
 	}
 	expect(t, exitFailed, []string{"checkpoint", "verify", filepath.Join(dir, "missing")}, "stderr:no such file or directory")
 }
+
+// TestRunRefusesToStart covers what `wasmlet run` does before it starts
+// anything: an invalid configuration and a damaged checkpoint stop it with
+// exit status 1 and a message that says what and where. (Running hosts are
+// tested end to end with the daemon.)
+func TestRunRefusesToStart(t *testing.T) {
+	dir := shortDir(t)
+	bad := write(t, filepath.Join(dir, "bad.toml"), "[host]\nstate_dir = \"state\"\nresync_period = \"often\"\n")
+	expect(t, exitFailed, []string{"run", "--config", bad},
+		"stderr:"+bad+`:3:17: host.resync_period: invalid duration "often"`,
+		"stderr:wasmlet run: "+bad+" is not valid: 1 problem; not starting")
+
+	good := write(t, filepath.Join(dir, "plugins.toml"), `[host]
+state_dir = "state"
+api_socket = "run/api.sock"
+metrics_address = ""
+`)
+	write(t, filepath.Join(dir, "state", "checkpoint"), "WLTCKPT\ngarbage")
+	expect(t, exitFailed, []string{"run", "--config", good},
+		"stderr:checkpoint "+filepath.Join(dir, "state", "checkpoint")+" is unusable",
+		"stderr:wasmlet checkpoint verify "+filepath.Join(dir, "state", "checkpoint"))
+	expect(t, exitUsage, []string{"run", "--config", good, "--log-level", "loud"}, `stderr:--log-level "loud"`)
+}

@@ -90,10 +90,10 @@ func (s *admin) ListModules(context.Context, *adminpb.ListModulesRequest) (*admi
 func (s *admin) ReloadModule(ctx context.Context, req *adminpb.ReloadModuleRequest) (*adminpb.ReloadModuleResponse, error) {
 	name := req.GetName()
 	if name == "" {
-		return nil, status.Error(codes.InvalidArgument, "reload: a module name is required")
+		return nil, status.Error(codes.InvalidArgument, "a module name is required")
 	}
 	if !s.knowsModule(name) {
-		return nil, status.Errorf(codes.NotFound, "reload: no module %q (known: %s)", name, s.moduleNames())
+		return nil, status.Errorf(codes.NotFound, "no module %q (known: %s)", name, s.moduleNames())
 	}
 	s.log.Info("module reload requested through the API", "module", name)
 	m, err := s.b.ReloadModule(ctx, name)
@@ -180,7 +180,7 @@ func (s *admin) Allocate(ctx context.Context, req *adminpb.AllocateRequest) (*ad
 		problems = append(problems, fmt.Sprintf("count must be at least 1, not %d", req.GetCount()))
 	}
 	if len(problems) > 0 {
-		return nil, status.Error(codes.InvalidArgument, "allocate: "+strings.Join(problems, "; "))
+		return nil, status.Error(codes.InvalidArgument, "invalid allocation request: "+strings.Join(problems, "; "))
 	}
 	a, err := s.b.Allocate(ctx, devicemanager.AllocateRequest{
 		Namespace: req.GetNamespace(), Pod: req.GetPod(), PodUID: req.GetPodUid(), Container: req.GetContainer(),
@@ -196,7 +196,7 @@ func (s *admin) Release(ctx context.Context, req *adminpb.ReleaseRequest) (*admi
 	w := req.GetWorkload()
 	parts := strings.Split(w, "/")
 	if len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
-		return nil, status.Errorf(codes.InvalidArgument, "release: workload %q is not of the form namespace/pod/container", w)
+		return nil, status.Errorf(codes.InvalidArgument, "workload %q is not of the form namespace/pod/container", w)
 	}
 	released, err := s.b.Release(ctx, w, req.GetResource())
 	if err != nil {
@@ -204,9 +204,9 @@ func (s *admin) Release(ctx context.Context, req *adminpb.ReleaseRequest) (*admi
 	}
 	if len(released) == 0 {
 		if req.GetResource() != "" {
-			return nil, status.Errorf(codes.NotFound, "release: workload %s holds no devices of %s", w, req.GetResource())
+			return nil, status.Errorf(codes.NotFound, "workload %s holds no devices of %s", w, req.GetResource())
 		}
-		return nil, status.Errorf(codes.NotFound, "release: workload %s holds no devices", w)
+		return nil, status.Errorf(codes.NotFound, "workload %s holds no devices", w)
 	}
 	out := &adminpb.ReleaseResponse{Released: make([]*adminpb.Allocation, len(released))}
 	for i, a := range released {

@@ -126,7 +126,7 @@ func (s *podResources) GetAllocatableResources(context.Context, *podresourcesv1.
 // wasmlet: NotFound.
 func (s *podResources) Get(_ context.Context, req *podresourcesv1.GetPodResourcesRequest) (*podresourcesv1.GetPodResourcesResponse, error) {
 	if req.GetPodName() == "" || req.GetPodNamespace() == "" {
-		return nil, status.Errorf(codes.InvalidArgument, "get: pod name and namespace are required (got %q in %q)",
+		return nil, status.Errorf(codes.InvalidArgument, "pod name and namespace are required (got %q in %q)",
 			req.GetPodName(), req.GetPodNamespace())
 	}
 	t, _ := s.topology()
