@@ -225,9 +225,10 @@ func (m *Manager) RemoveProvider(name string, providerName string) {
 		m.mu.Unlock()
 		return
 	}
-	gen, p := r.pgen, r.provider
+	gen, p, cancel := r.pgen, r.provider, r.cancel
 	m.mu.Unlock()
 	m.lost(name, gen, p, fmt.Errorf("%s deregistered", providerName))
+	cancel() // stop following it, even if its stream lingers
 }
 
 // update replaces a resource's device set with what its provider reported.

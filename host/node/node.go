@@ -4,7 +4,7 @@
 //
 //	module directory ─ watcher ─► module.Registry ─► handlers and device sources
 //	registry directory ─► pluginmanager (watcher, caches, reconciler, executor)
-//	kubelet.sock, DevicePlugin handler, device sources ─► devicemanager ─► checkpoint
+//	kubelet.sock, DevicePlugin handler, devicesource ─► devicemanager ─► checkpoint
 //	api (admin + pod resources), metrics (/metrics /healthz /readyz)
 //
 // Start-up order matters: the checkpoint is restored first (a bad one stops
@@ -19,7 +19,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,6 +27,7 @@ import (
 
 	"github.com/wasmlet/wasmlet/host/config"
 	"github.com/wasmlet/wasmlet/host/devicemanager"
+	"github.com/wasmlet/wasmlet/host/devicesource"
 	"github.com/wasmlet/wasmlet/host/endpoint"
 	"github.com/wasmlet/wasmlet/host/metrics"
 	"github.com/wasmlet/wasmlet/host/module"
@@ -48,6 +48,7 @@ type Node struct {
 	plugins *pluginmanager.Manager
 	devices *devicemanager.Manager
 	dmsrv   *devicemanager.Server
+	sources *devicesource.Controller
 	modw    *watcher.Watcher
 
 	loads    chan moduleChange
@@ -58,10 +59,12 @@ type Node struct {
 	ready   atomic.Bool
 }
 
+// moduleChange is a module file that appeared, changed or went; or, with
+// barrier set, a request to say when every change before it was applied.
 type moduleChange struct {
 	path    string
-	id      watcher.Identity
 	removed bool
+	barrier chan struct{}
 }
 
 // New builds a node from its configuration. It creates the directories it
@@ -71,8 +74,7 @@ func New(cfg *config.Config, log hclog.Logger) (*Node, error) {
 		log = hclog.NewNullLogger()
 	}
 	module.HostVersion = Version
-	n := &Node{cfg: cfg, log: log, metrics: metrics.New(), loads: make(chan moduleChange, 64),
-		loaded: map[string]watcher.Identity{}}
+	n := &Node{cfg: cfg, log: log, metrics: metrics.New(), loads: make(chan moduleChange, 64)}
 	h := cfg.Host
 	// State is private to wasmlet; the plugin directories must be reachable
 	// by plugins (often other users' processes), but not writable by others.
@@ -104,6 +106,10 @@ func New(cfg *config.Config, log hclog.Logger) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	n.sources = devicesource.NewController(n.modules, n.devices, devicesource.ControllerConfig{
+		Options: n.sourceOptions,
+		Logger:  log.Named("sources"),
+	})
 	n.dmsrv = devicemanager.NewServer(n.devices, h.DevicePluginDir,
 		func(ctx context.Context, resource, path string) (devicemanager.Provider, error) {
 			return endpoint.Dial(ctx, resource, path)
@@ -127,7 +133,7 @@ func New(cfg *config.Config, log hclog.Logger) (*Node, error) {
 		Dir:      h.ModuleDir,
 		Match:    watcher.HasSuffix(".wasm"),
 		Settle:   100 * time.Millisecond,
-		OnAdd:    func(path string, id watcher.Identity) { n.loads <- moduleChange{path: path, id: id} },
+		OnAdd:    func(path string, _ watcher.Identity) { n.loads <- moduleChange{path: path} },
 		OnRemove: func(path string) { n.loads <- moduleChange{path: path, removed: true} },
 		Logger:   log.Named("modules"),
 	})
@@ -145,6 +151,12 @@ func (n *Node) moduleOptions(name string) module.Options {
 	o.Cache = n.cache
 	o.Observer = n.metrics
 	return o
+}
+
+// sourceOptions runs each device-source module as [sources.<name>] says.
+func (n *Node) sourceOptions(name string) devicesource.Options {
+	sc := n.cfg.Source(name)
+	return devicesource.Options{DiscoverInterval: sc.DiscoverInterval, NoWatch: !sc.Watch, Logger: n.log.Named("sources")}
 }
 
 // devicePlugins adapts the device manager's registration service to the
@@ -207,11 +219,21 @@ func (n *Node) Run(ctx context.Context) error {
 		}
 	}()
 	goRun("device plugin registration", n.dmsrv.Serve)
+	goRun("device sources", n.sources.Run)
 
 	// Modules present at start are loaded before plugins are looked at.
-	n.loadInitialModules(runCtx)
 	goRun("module directory", n.modw.Run)
 	goRun("module loader", n.loadModules)
+	select {
+	case <-n.modw.Ready():
+		applied := make(chan struct{})
+		n.loads <- moduleChange{barrier: applied}
+		select {
+		case <-applied:
+		case <-runCtx.Done():
+		}
+	case <-runCtx.Done():
+	}
 
 	goRun("plugin manager", n.plugins.Run)
 
@@ -244,27 +266,6 @@ func (n *Node) Run(ctx context.Context) error {
 	return nil
 }
 
-// loadInitialModules loads every module file in the module directory, before
-// the watcher starts, so that handlers are there when plugins arrive.
-func (n *Node) loadInitialModules(ctx context.Context) {
-	entries, err := os.ReadDir(n.cfg.Host.ModuleDir)
-	if err != nil {
-		n.log.Error("cannot list the module directory", "dir", n.cfg.Host.ModuleDir, "error", err)
-		return
-	}
-	for _, e := range entries {
-		if e.IsDir() || strings.HasPrefix(e.Name(), ".") || !strings.HasSuffix(e.Name(), ".wasm") {
-			continue
-		}
-		path := filepath.Join(n.cfg.Host.ModuleDir, e.Name())
-		fi, err := os.Lstat(path)
-		if err != nil || !fi.Mode().IsRegular() {
-			continue
-		}
-		n.load(ctx, moduleChange{path: path, id: watcher.IdentityOf(fi)})
-	}
-}
-
 // loadModules applies module file changes one at a time: a load may compile
 // for a second, and must not hold up the watcher.
 func (n *Node) loadModules(ctx context.Context) error {
@@ -279,23 +280,14 @@ func (n *Node) loadModules(ctx context.Context) error {
 }
 
 func (n *Node) load(ctx context.Context, ch moduleChange) {
-	n.loadedMu.Lock()
-	prev, seen := n.loaded[ch.path]
-	n.loadedMu.Unlock()
-	if ch.removed {
-		n.loadedMu.Lock()
-		delete(n.loaded, ch.path)
-		n.loadedMu.Unlock()
+	switch {
+	case ch.barrier != nil:
+		close(ch.barrier)
+	case ch.removed:
 		n.modules.Unload(module.NameFromPath(ch.path))
-		return
+	default:
+		n.modules.Load(ctx, ch.path) // the registry logs and reports refusals
 	}
-	if seen && prev == ch.id {
-		return // the watcher's initial scan of a file already loaded
-	}
-	n.loadedMu.Lock()
-	n.loaded[ch.path] = ch.id
-	n.loadedMu.Unlock()
-	n.modules.Load(ctx, ch.path) // the registry logs and reports refusals
 }
 
 // Modules is the node's module registry.
@@ -303,6 +295,9 @@ func (n *Node) Modules() *module.Registry { return n.modules }
 
 // Plugins is the node's plugin manager.
 func (n *Node) Plugins() *pluginmanager.Manager { return n.plugins }
+
+// Sources is the node's device-source controller.
+func (n *Node) Sources() *devicesource.Controller { return n.sources }
 
 // Devices is the node's device manager.
 func (n *Node) Devices() *devicemanager.Manager { return n.devices }

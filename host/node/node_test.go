@@ -258,3 +258,26 @@ config = { type = "ExamplePlugin", versions = "v1" }
 		t.Errorf("state directory mode %v (%v), want 0700", fi.Mode().Perm(), err)
 	}
 }
+
+// TestDeviceSourceModule runs the /dev device source: its devices become a
+// resource like any plugin's, and allocating them returns the module's
+// device nodes.
+func TestDeviceSourceModule(t *testing.T) {
+	h := start(t, map[string]string{"devsource": "guests/devsource"}, `
+[modules.devsource]
+mounts = [{ host = "/dev", guest = "/dev" }]
+config = { resource = "example.com/dev", globs = "/dev/null,/dev/zero" }
+`)
+	h.eventually("2 /dev devices", func() bool { r, ok := h.resource("example.com/dev"); return ok && r.Healthy == 2 })
+	a, err := h.n.Devices().Allocate(context.Background(), devicemanager.AllocateRequest{
+		Namespace: "ns", Pod: "p", Container: "c", Resource: "example.com/dev", Count: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a.Response.Devices) != 1 || !strings.HasPrefix(a.Response.Devices[0].HostPath, "/dev/") {
+		t.Fatalf("allocation %+v", a.Response)
+	}
+	// Removing the module takes the resource's provider away.
+	os.Remove(filepath.Join(h.dir, "modules", "devsource.wasm"))
+	h.eventually("devices unhealthy", func() bool { r, ok := h.resource("example.com/dev"); return !ok || r.Healthy == 0 })
+}

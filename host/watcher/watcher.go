@@ -81,11 +81,13 @@ type Watcher struct {
 	log    hclog.Logger
 	fsw    *fsnotify.Watcher
 	rescan chan chan struct{}
+	ready  chan struct{}
 
 	// Owned by the Run goroutine.
 	known   map[string]Identity
 	dirs    map[string]bool
 	pending map[string]time.Time // entries settling: last change seen
+	initial bool                 // the first scan is under way
 }
 
 // New prepares a watcher on cfg.Dir; Run starts it.
@@ -108,7 +110,7 @@ func New(cfg Config) (*Watcher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("watch %s: %w", dir, err)
 	}
-	return &Watcher{cfg: cfg, log: cfg.Logger.With("dir", dir), fsw: fsw, rescan: make(chan chan struct{}),
+	return &Watcher{cfg: cfg, log: cfg.Logger.With("dir", dir), fsw: fsw, rescan: make(chan chan struct{}), ready: make(chan struct{}),
 		known: map[string]Identity{}, dirs: map[string]bool{}, pending: map[string]time.Time{}}, nil
 }
 
@@ -116,7 +118,6 @@ func New(cfg Config) (*Watcher, error) {
 // done.
 func (w *Watcher) Run(ctx context.Context) error {
 	defer w.fsw.Close()
-	w.scan()
 	var settle *time.Timer
 	var settleC <-chan time.Time
 	armSettle := func() {
@@ -126,6 +127,11 @@ func (w *Watcher) Run(ctx context.Context) error {
 		settle = time.NewTimer(w.cfg.Settle)
 		settleC = settle.C
 	}
+	// What is there at start is reported at once: it is not being written.
+	w.initial = true
+	w.scan()
+	w.initial = false
+	close(w.ready)
 	for {
 		select {
 		case <-ctx.Done():
@@ -146,11 +152,13 @@ func (w *Watcher) Run(ctx context.Context) error {
 			if errors.Is(err, fsnotify.ErrEventOverflow) {
 				w.log.Warn("watch events overflowed; rescanning")
 				w.scan()
+				armSettle()
 			} else {
 				w.log.Error("watch error", "error", err)
 			}
 		case done := <-w.rescan:
 			w.scan()
+			armSettle()
 			close(done)
 		case <-settleC:
 			settleC = nil
@@ -159,6 +167,10 @@ func (w *Watcher) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// Ready is closed once the first scan's entries have all been reported (and
+// their OnAdd calls returned).
+func (w *Watcher) Ready() <-chan struct{} { return w.ready }
 
 // Rescan makes the watcher compare the tree with what it reported, and report
 // the difference. It returns once done (or when ctx is).
@@ -269,7 +281,7 @@ func (w *Watcher) offer(path string, fi fs.FileInfo) {
 	if old, ok := w.known[path]; ok && old == id {
 		return
 	}
-	if w.cfg.Settle > 0 {
+	if w.cfg.Settle > 0 && !w.initial {
 		w.pending[path] = time.Now()
 		return
 	}

@@ -70,6 +70,7 @@ func start(t *testing.T, cfg Config) *Watcher {
 	done := make(chan struct{})
 	go func() { defer close(done); w.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
+	<-w.Ready()
 	return w
 }
 
@@ -226,4 +227,17 @@ func TestModuleFilesSettle(t *testing.T) {
 	r.expect(t, "remove "+p)
 	w.Rescan(context.Background())
 	r.quiet(t)
+}
+
+// A file present when the watcher starts is reported once settled, and its
+// removal is reported too.
+func TestSettledFilesPresentAtStart(t *testing.T) {
+	dir := shortDir(t)
+	p := filepath.Join(dir, "early.wasm")
+	os.WriteFile(p, []byte("x"), 0o644)
+	r := newRecorder()
+	start(t, Config{Dir: dir, Match: HasSuffix(".wasm"), Settle: 30 * time.Millisecond, OnAdd: r.add, OnRemove: r.remove})
+	r.expect(t, "add "+p)
+	os.Remove(p)
+	r.expect(t, "remove "+p)
 }
