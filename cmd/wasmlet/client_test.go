@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc"
+	registerapi "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
 
 	"github.com/wasmlet/wasmlet/guests/build"
 	"github.com/wasmlet/wasmlet/host/api"
@@ -52,6 +54,7 @@ func startHost(t *testing.T) *testHost {
 	modules := filepath.Join(dir, "modules")
 	os.MkdirAll(modules, 0o755)
 	copyFile(t, build.Go(t, "guests/counter"), filepath.Join(modules, "counter.wasm"))
+	copyFile(t, build.Go(t, "guests/customhandler"), filepath.Join(modules, "customhandler.wasm"))
 	// Compiled modules are shared across tests and runs.
 	shared := filepath.Join(build.CacheDir(), "wazero-cli")
 	os.MkdirAll(shared, 0o700)
@@ -68,6 +71,13 @@ module_dir = "modules"
 api_socket = "run/api.sock"
 metrics_address = ""
 grace_period = "1h"
+backoff_initial = "1m"
+
+[modules.customhandler]
+config = { type = "ExamplePlugin", versions = "v1" }
+
+[handlers]
+ExamplePlugin = "customhandler"
 `)
 	cfg, err := config.Load(h.config)
 	if err != nil {
@@ -103,7 +113,10 @@ grace_period = "1h"
 			t.Errorf("node.Run: %v", err)
 		}
 	})
-	eventually(t, "four counter devices", func() bool {
+	eventually(t, "the host to be ready, with four counter devices", func() bool {
+		if !n.Ready() {
+			return false
+		}
 		for _, r := range n.Devices().Resources() {
 			if r.Name == "example.com/counter" && r.Healthy == 4 {
 				_, err := os.Stat(h.socket)
@@ -113,6 +126,47 @@ grace_period = "1h"
 		return false
 	})
 	return h
+}
+
+// registrant is a plugin announcing itself in the plugin registry
+// directory, with the kubelet's plugin registration API v1.
+type registrant struct {
+	registerapi.UnimplementedRegistrationServer
+	info *registerapi.PluginInfo
+}
+
+func (r *registrant) GetInfo(context.Context, *registerapi.InfoRequest) (*registerapi.PluginInfo, error) {
+	return r.info, nil
+}
+
+func (r *registrant) NotifyRegistrationStatus(context.Context, *registerapi.RegistrationStatus) (*registerapi.RegistrationStatusResponse, error) {
+	return &registerapi.RegistrationStatusResponse{}, nil
+}
+
+func (h *testHost) plugin(t *testing.T, file, name, version string) string {
+	t.Helper()
+	path := filepath.Join(h.dir, "reg", file)
+	lis, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	registerapi.RegisterRegistrationServer(srv, &registrant{info: &registerapi.PluginInfo{
+		Type: "ExamplePlugin", Name: name, Endpoint: "/run/" + name + ".sock", SupportedVersions: []string{version}}})
+	go srv.Serve(lis)
+	t.Cleanup(srv.Stop)
+	return path
+}
+
+func (h *testHost) pluginState(socket, state string) func() bool {
+	return func() bool {
+		for _, p := range h.n.Plugins().Plugins() {
+			if p.SocketPath == socket && p.State == state {
+				return true
+			}
+		}
+		return false
+	}
 }
 
 func eventually(t testing.TB, what string, cond func() bool) {
@@ -130,7 +184,7 @@ func TestClientCommands(t *testing.T) {
 	args := func(a ...string) []string { return append(append([]string{}, s...), a...) }
 
 	expect(t, exitOK, args("status"), "Version:      test", "Ready:        yes", "Config:       "+h.config, "  checkpoint      "+filepath.Join(h.dir, "state", "checkpoint"),
-		"Modules:     1 running (0 quarantined), 0 refused",
+		"Modules:     2 running (0 quarantined), 0 refused",
 		"Resources:   1, with 4 devices (4 healthy, 0 allocated)", "Allocations: 0")
 	// --config finds the socket in the file.
 	r := expect(t, exitOK, []string{"--config", h.config, "status", "-o", "json"})
@@ -147,7 +201,8 @@ func TestClientCommands(t *testing.T) {
 	}
 
 	expect(t, exitOK, args("modules"), "row:NAME STATE KIND SERVES VERSION INSTANCES CALLS FAULTS SHA256 AGE",
-		"row:counter running device-source example.com/counter 1.0.0 1/2")
+		"row:counter running device-source example.com/counter 1.0.0 1/2",
+		"row:customhandler running handler ExamplePlugin 1.0.0")
 	expect(t, exitOK, args("modules", "-v"), "Operations: discover, allocate, preferred_allocation, prestart",
 		"Limits:     memory 64 MiB, call timeout 2s")
 	expect(t, exitOK, args("resources"), "row:RESOURCE PROVIDER STATUS CAPACITY HEALTHY ALLOCATED ALLOCATABLE",
@@ -156,6 +211,16 @@ func TestClientCommands(t *testing.T) {
 		"row:example.com/counter dev-1 healthy 1 -")
 	expect(t, exitNotFound, args("devices", "example.com/nope"), `stderr:wasmlet devices: no resource "example.com/nope" on this node (resources: example.com/counter)`)
 	expect(t, exitOK, args("plugins"), "stderr:No plugin sockets")
+	good := h.plugin(t, "good.sock", "example-good", "v1")
+	bad := h.plugin(t, "bad.sock", "example-old", "v0")
+	eventually(t, "one plugin registered, one failing", func() bool {
+		return h.pluginState(good, "registered")() && h.pluginState(bad, "failing")()
+	})
+	expect(t, exitOK, args("plugins"), "row:NAME TYPE STATE HANDLER ACTION RESOURCE AGE SOCKET",
+		"row:example-good ExamplePlugin registered customhandler record -",
+		"row:example-old ExamplePlugin failing - - -",
+		bad+": failing after 1 failure, next retry in ",
+		`ExamplePlugin plugin "example-old" offered versions v0; this node accepts v1`)
 
 	r = expect(t, exitOK, args("allocate", "--namespace", "ml", "--pod", "train", "--container", "main", "example.com/counter", "2"),
 		"Allocated 2 devices of example.com/counter to ml/train/main: dev-0, dev-1", "Container response:", "  env         COUNTER_WORKLOAD=ml/train/main", "  annotation  example.com/counter=dev-0,dev-1")
@@ -204,7 +269,7 @@ func TestClientCommands(t *testing.T) {
 
 	// Modules: reload, an unknown one, and a refused file.
 	expect(t, exitOK, args("module", "reload", "counter"), "Reloaded module counter from ", "running, device-source serving example.com/counter")
-	expect(t, exitNotFound, args("module", "reload", "nope"), `stderr:wasmlet module reload: no module "nope" (known: counter)`)
+	expect(t, exitNotFound, args("module", "reload", "nope"), `stderr:wasmlet module reload: no module "nope" (known: counter, customhandler)`)
 	copyFile(t, build.Testdata(t, "guests/testmodules/wat/missing_exports.wasm"), filepath.Join(h.dir, "modules", "broken.wasm"))
 	eventually(t, "the broken module to be refused", func() bool {
 		for _, m := range h.n.Modules().List() {
@@ -225,7 +290,7 @@ func TestClientCommands(t *testing.T) {
 		} `json:"modules"`
 	}
 	decode(t, r, &ms)
-	if len(ms.Modules) != 2 || ms.Modules[0].State != "refused" || len(ms.Modules[0].RefusedProblems) != 2 || ms.Modules[1].State != "running" {
+	if len(ms.Modules) != 3 || ms.Modules[0].State != "refused" || len(ms.Modules[0].RefusedProblems) != 2 || ms.Modules[1].State != "running" {
 		t.Fatalf("modules JSON %+v", ms)
 	}
 	expect(t, exitFailed, args("module", "reload", "broken"), "stderr:missing required export")
