@@ -65,6 +65,8 @@ Examples:
 			})
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			// The daemon itself: host/node assembles and runs every part of the
+			// host (it serves the host API with api.Serve over api.NewBackend).
 			if err := node.Run(ctx, cfg, log); err != nil {
 				return failf(exitFailed, "%v", err)
 			}
