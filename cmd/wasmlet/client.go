@@ -484,7 +484,7 @@ Examples:
   wasmlet allocations default/train/main -v
   wasmlet allocations --resource example.com/pci -o json`,
 		flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&resource, "resource", "", "only allocations of this resource")
+			fs.StringVar(&resource, "resource", "", "only allocations of `RESOURCE`")
 			fs.BoolVar(&verbose, "v", false, "show each container's allocate response")
 		},
 		run: func(c *cli, args []string) error {
@@ -574,10 +574,10 @@ Examples:
   wasmlet allocate --pod train --container main example.com/gpu 2
   wasmlet allocate --namespace ml --pod train --pod-uid 1b2c --container main example.com/pci 1 -o json`,
 		flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&namespace, "namespace", "default", "the pod's namespace")
-			fs.StringVar(&pod, "pod", "", "the pod's name (required)")
-			fs.StringVar(&podUID, "pod-uid", "", "the pod's UID (optional)")
-			fs.StringVar(&container, "container", "", "the container's name (required)")
+			fs.StringVar(&namespace, "namespace", "default", "the pod's `NAMESPACE`")
+			fs.StringVar(&pod, "pod", "", "the pod's `NAME` (required)")
+			fs.StringVar(&podUID, "pod-uid", "", "the pod's `UID` (optional)")
+			fs.StringVar(&container, "container", "", "the container's `NAME` (required)")
 		},
 		run: func(c *cli, args []string) error {
 			switch {

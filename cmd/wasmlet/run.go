@@ -34,7 +34,7 @@ Examples:
   wasmlet run --config plugins.toml
   wasmlet run --config /etc/wasmlet/plugins.toml --log-level debug`,
 		flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&logLevel, "log-level", "", "override host.log_level: trace, debug, info, warn or error")
+			fs.StringVar(&logLevel, "log-level", "", "override host.log_level: `LEVEL` is trace, debug, info, warn or error")
 		},
 		run: func(c *cli, _ []string) error {
 			cfg := config.Default()
