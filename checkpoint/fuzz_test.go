@@ -1,0 +1,102 @@
+package checkpoint
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+)
+
+// FuzzDecode feeds Decode arbitrary bytes, both as a whole file and as the
+// payload of a well-formed frame of each format version (a fuzzer would
+// hardly ever get past the checksum otherwise). Decode must never panic,
+// must refuse with a *CorruptError, and what it accepts must encode and
+// decode back to the same state.
+//
+// The seed corpus is testdata/fuzz/FuzzDecode (rewritten by
+// `go test ./checkpoint -run TestFuzzSeeds -update`); fuzz with
+// `go test ./checkpoint -run '^$' -fuzz FuzzDecode -fuzztime 30s`.
+func FuzzDecode(f *testing.F) {
+	f.Fuzz(func(t *testing.T, data []byte) {
+		for i, in := range [][]byte{data, frameBytes(1, data), frameBytes(2, data), frameBytes(3, data)} {
+			st, err := Decode(in)
+			if err != nil {
+				if _, ok := err.(*CorruptError); !ok {
+					t.Fatalf("input %d: error %T (%v), want a *CorruptError", i, err, err)
+				}
+				if st != nil {
+					t.Fatalf("input %d: a state and an error", i)
+				}
+				continue
+			}
+			out, err := Encode(st)
+			if err != nil {
+				t.Fatalf("input %d: a decoded state does not encode: %v", i, err)
+			}
+			back, err := Decode(out)
+			if err != nil {
+				t.Fatalf("input %d: a re-encoded state does not decode: %v", i, err)
+			}
+			if !proto.Equal(st, back) {
+				t.Fatalf("input %d: the state changed through Encode and Decode\nbefore %v\nafter  %v", i, st, back)
+			}
+		}
+	})
+}
+
+type seed struct {
+	name string
+	data []byte
+}
+
+func fuzzSeeds(t testing.TB) []seed {
+	small := mustEncode(t, sampleState(2, 1, 2))
+	payload, err := proto.MarshalOptions{Deterministic: true}.Marshal(sampleState(2, 1, 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1, err := os.ReadFile("testdata/v1.ckpt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	huge := bytes.Clone(small)
+	binary.BigEndian.PutUint64(huge[12:], 1<<63)
+	return []seed{
+		{"v2-small", small},
+		{"v2-empty-state", mustEncode(t, &State{})},
+		{"v2-torn", small[:len(small)-5]},
+		{"v2-huge-length", huge},
+		{"v1-fixture", v1},
+		{"v3", frameBytes(3, []byte("from the future"))},
+		{"v0", frameBytes(0, nil)},
+		{"empty", nil},
+		{"magic-only", []byte(magic)},
+		{"payload-proto", payload},
+		{"payload-json", v1[headerSize : len(v1)-trailerSize]},
+		{"payload-json-unknown-field", []byte(`{"allocations":[{"workload":"a/b/c","resource":"r","extra":1}]}`)},
+		{"payload-json-nulls", []byte(`{"allocations":[null,{"device_ids":null,"envs":{"K":"\u00ff"}}]}`)},
+	}
+}
+
+// TestFuzzSeeds keeps the committed seed corpus in step with fuzzSeeds.
+func TestFuzzSeeds(t *testing.T) {
+	dir := filepath.Join("testdata", "fuzz", "FuzzDecode")
+	for _, s := range fuzzSeeds(t) {
+		path := filepath.Join(dir, s.name)
+		want := fmt.Appendf(nil, "go test fuzz v1\n[]byte(%q)\n", s.data)
+		if *update {
+			if err := os.WriteFile(path, want, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		got, err := os.ReadFile(path)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s is missing or stale (%v): rerun with -update", path, err)
+		}
+	}
+}
