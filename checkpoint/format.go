@@ -10,8 +10,6 @@ import (
 	"io"
 	"strings"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/wasmlet/wasmlet/checkpoint/checkpointpb"
 )
 
@@ -61,30 +59,32 @@ func encode(st *State) ([]byte, error) {
 	if st == nil {
 		return nil, errors.New("encode: the State is nil")
 	}
-	// Deterministic: the same state always gives the same bytes, so files
-	// can be compared. Size once and reuse the cached sizes while marshalling.
-	size := proto.MarshalOptions{Deterministic: true}.Size(st)
+	// The same state always gives the same bytes (map entries are sorted),
+	// so files can be compared.
+	var z sizer
+	size := z.state(st)
 	if frameSize+size > maxFileSize {
 		return nil, fmt.Errorf("encode: the state takes %d bytes, more than the %d a checkpoint may hold", size, maxFileSize-frameSize)
 	}
-	buf := make([]byte, headerSize, frameSize+size)
-	copy(buf, magic)
-	binary.BigEndian.PutUint32(buf[8:12], FormatVersion)
-	binary.BigEndian.PutUint64(buf[12:20], uint64(size))
-	buf, err := proto.MarshalOptions{Deterministic: true, UseCachedSize: true}.MarshalAppend(buf, st)
-	if err != nil {
-		return nil, fmt.Errorf("encode state: %w", err)
+	e := encoder{b: make([]byte, headerSize, frameSize+size), sizes: z.sizes}
+	copy(e.b, magic)
+	binary.BigEndian.PutUint32(e.b[8:12], FormatVersion)
+	binary.BigEndian.PutUint64(e.b[12:20], uint64(size))
+	e.state(st)
+	if e.hasBad {
+		return nil, fmt.Errorf("encode state: a string is not valid UTF-8, which protobuf requires: %q", e.bad)
 	}
-	if len(buf) != headerSize+size {
-		return nil, fmt.Errorf("encode: the state was modified while it was encoded (%d bytes, then %d): encode a copy that nothing else modifies", size, len(buf)-headerSize)
+	if len(e.b) != headerSize+size || e.next != len(z.sizes) {
+		return nil, fmt.Errorf("encode: the state was modified while it was encoded (%d bytes, then %d): encode a copy that nothing else modifies", size, len(e.b)-headerSize)
 	}
+	buf := e.b
 	return binary.BigEndian.AppendUint32(buf, crc32.Checksum(buf, castagnoli)), nil
 }
 
 // Decode parses a checkpoint file's bytes, in any format version from 1 to
 // [FormatVersion]; an older version is upgraded to the current State. Any
 // problem is a [*CorruptError] with an empty Path. The returned State does
-// not alias data.
+// not alias data; its strings share one copy of the payload.
 func Decode(data []byte) (*State, error) {
 	st, _, err := decode(data)
 	if err != nil {
@@ -110,8 +110,7 @@ func decode(data []byte) (*State, frame, error) {
 	case 1:
 		st, err = decodeV1(f.payload)
 	case 2:
-		st = new(State)
-		err = proto.Unmarshal(f.payload, st)
+		st, err = unmarshalState(f.payload)
 	}
 	if err != nil {
 		return nil, f, &CorruptError{Reason: fmt.Sprintf(
