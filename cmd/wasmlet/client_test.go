@@ -14,7 +14,6 @@ import (
 	registerapi "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
 
 	"github.com/wasmlet/wasmlet/guests/build"
-	"github.com/wasmlet/wasmlet/host/api"
 	"github.com/wasmlet/wasmlet/host/config"
 	"github.com/wasmlet/wasmlet/host/node"
 )
@@ -89,26 +88,12 @@ ExamplePlugin = "customhandler"
 		t.Fatal(err)
 	}
 	h.n = n
-	started := time.Now()
-	b := api.NewBackend(api.Parts{
-		Status: func() api.NodeStatus {
-			c := n.Config().Host
-			return api.NodeStatus{Version: "test", Started: started, ConfigFile: h.config, StateDir: c.StateDir,
-				RegistryDir: c.RegistryDir, DevicePluginDir: c.DevicePluginDir, ModuleDir: c.ModuleDir,
-				Checkpoint: filepath.Join(c.StateDir, "checkpoint"), APISocket: h.socket, GracePeriod: c.GracePeriod,
-				Ready: n.Ready()}
-		},
-		Modules: n.Modules(), Plugins: n.Plugins(), Devices: n.Devices(),
-	})
+	// The node serves the host API on h.socket itself, as `wasmlet run` does.
 	ctx, cancel := context.WithCancel(context.Background())
-	nodeDone, apiDone := make(chan error, 1), make(chan error, 1)
+	nodeDone := make(chan error, 1)
 	go func() { nodeDone <- n.Run(ctx) }()
-	go func() { apiDone <- api.Serve(ctx, h.socket, b, log) }()
 	t.Cleanup(func() {
 		cancel()
-		if err := <-apiDone; err != nil {
-			t.Errorf("api.Serve: %v", err)
-		}
 		if err := <-nodeDone; err != nil {
 			t.Errorf("node.Run: %v", err)
 		}
@@ -183,7 +168,7 @@ func TestClientCommands(t *testing.T) {
 	s := []string{"--socket", h.socket}
 	args := func(a ...string) []string { return append(append([]string{}, s...), a...) }
 
-	expect(t, exitOK, args("status"), "Version:      test", "Ready:        yes", "Config:       "+h.config, "  checkpoint      "+filepath.Join(h.dir, "state", "checkpoint"),
+	expect(t, exitOK, args("status"), "Version:      dev", "Ready:        yes", "Config:       "+h.config, "  checkpoint      "+filepath.Join(h.dir, "state", "checkpoint"),
 		"Modules:     2 running (0 quarantined), 0 refused",
 		"Resources:   1, with 4 devices (4 healthy, 0 allocated)", "Allocations: 0")
 	// --config finds the socket in the file.
@@ -196,7 +181,7 @@ func TestClientCommands(t *testing.T) {
 		} `json:"counts"`
 	}
 	decode(t, r, &st)
-	if st.Version != "test" || !st.Ready || st.Counts.Devices != 4 {
+	if st.Version != "dev" || !st.Ready || st.Counts.Devices != 4 {
 		t.Fatalf("status JSON %+v\n%v", st, r)
 	}
 

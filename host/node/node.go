@@ -5,7 +5,7 @@
 //	module directory ─ watcher ─► module.Registry ─► handlers and device sources
 //	registry directory ─► pluginmanager (watcher, caches, reconciler, executor)
 //	kubelet.sock, DevicePlugin handler, devicesource ─► devicemanager ─► checkpoint
-//	api (admin + pod resources), metrics (/metrics /healthz /readyz)
+//	api (admin + pod resources v1 on one socket), metrics (/metrics /healthz /readyz)
 //
 // Start-up order matters: the checkpoint is restored first (a bad one stops
 // the start), modules already in the module directory are loaded before any
@@ -25,6 +25,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/wasmlet/wasmlet/host/api"
 	"github.com/wasmlet/wasmlet/host/config"
 	"github.com/wasmlet/wasmlet/host/devicemanager"
 	"github.com/wasmlet/wasmlet/host/devicesource"
@@ -236,9 +237,14 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 
 	goRun("plugin manager", n.plugins.Run)
+	goRun("host API", func(ctx context.Context) error {
+		return api.Serve(ctx, h.APISocket, api.NewBackend(api.Parts{Status: n.status,
+			Modules: n.modules, Plugins: n.plugins, Devices: n.devices}), n.log.Named("api"))
+	})
 
 	select {
 	case <-n.plugins.Ready():
+		waitForSocket(runCtx, h.APISocket)
 		n.ready.Store(true)
 		n.metrics.SetReady(true)
 		n.log.Info("wasmlet ready", "modules", len(n.modules.List()), "startup", time.Since(n.started).Round(time.Millisecond))
@@ -287,6 +293,29 @@ func (n *Node) load(ctx context.Context, ch moduleChange) {
 		n.modules.Unload(module.NameFromPath(ch.path))
 	default:
 		n.modules.Load(ctx, ch.path) // the registry logs and reports refusals
+	}
+}
+
+// status describes the node for the host API.
+func (n *Node) status() api.NodeStatus {
+	h := n.cfg.Host
+	st := api.NodeStatus{Version: Version, Started: n.started, ConfigFile: n.cfg.File,
+		StateDir: h.StateDir, RegistryDir: h.RegistryDir, DevicePluginDir: h.DevicePluginDir, ModuleDir: h.ModuleDir,
+		Checkpoint: filepath.Join(h.StateDir, "checkpoint"), APISocket: h.APISocket, MetricsAddress: h.MetricsAddress,
+		GracePeriod: h.GracePeriod, Ready: n.Ready()}
+	if !st.Ready {
+		st.NotReady = "starting: loading modules and scanning the plugin registry"
+	}
+	return st
+}
+
+// waitForSocket waits (briefly) for a socket a goroutine is creating.
+func waitForSocket(ctx context.Context, path string) {
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && ctx.Err() == nil; {
+		if _, err := os.Stat(path); err == nil {
+			return
+		}
+		time.Sleep(2 * time.Millisecond)
 	}
 }
 
