@@ -117,10 +117,11 @@ func (c *Committer) Sync(ctx context.Context, gen uint64) error {
 	}
 }
 
-// Close completes the Syncs already waiting, stops the goroutine, and returns
-// the error of the last write if that write failed. It does not take a final
-// snapshot on its own: call Sync first to make the latest state durable.
-// Close may be called more than once.
+// Close completes the Syncs already waiting, then writes the state one last
+// time if it changed since the last write (changes nobody waited for, such
+// as device health), stops the goroutine, and returns the error of the last
+// write if that write failed. Like Sync, it must not be called with the lock
+// snapshot takes. Close may be called more than once.
 func (c *Committer) Close() error {
 	c.mu.Lock()
 	already := c.closed
@@ -144,6 +145,7 @@ func (c *Committer) run() {
 		case <-c.stop:
 			// No Sync can queue any more: this takes the last of them.
 			c.commit()
+			c.flush()
 			return
 		}
 	}
@@ -161,7 +163,7 @@ func (c *Committer) commit() {
 
 	// Every waiter in batch queued before this snapshot is taken, so the
 	// snapshot reflects its generation.
-	gen, err := c.write()
+	gen, err := c.write(false)
 
 	c.mu.Lock()
 	c.lastErr = err
@@ -195,8 +197,23 @@ func (c *Committer) commit() {
 	}
 }
 
-// write takes a snapshot and writes it, and returns its generation.
-func (c *Committer) write() (uint64, error) {
+// flush writes the state if it changed since the last successful write.
+func (c *Committer) flush() {
+	gen, err := c.write(true)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if gen <= c.durable && err == nil {
+		return // nothing was written
+	}
+	c.lastErr = err
+	if err == nil {
+		c.durable = max(c.durable, gen)
+	}
+}
+
+// write takes a snapshot and writes it, and returns its generation. With
+// onlyIfChanged, a snapshot at a generation already durable is not written.
+func (c *Committer) write(onlyIfChanged bool) (uint64, error) {
 	if !c.checked {
 		if _, err := Read(c.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return 0, fmt.Errorf("checkpoint: refusing to replace %s, which cannot be read: %w", c.path, err)
@@ -205,6 +222,14 @@ func (c *Committer) write() (uint64, error) {
 		c.checked = true
 	}
 	st, gen := c.snapshot()
+	if onlyIfChanged {
+		c.mu.Lock()
+		unchanged := gen <= c.durable
+		c.mu.Unlock()
+		if unchanged {
+			return gen, nil
+		}
+	}
 	if st == nil {
 		return gen, fmt.Errorf("checkpoint: write %s: the snapshot function returned a nil State", c.path)
 	}

@@ -357,12 +357,11 @@ func TestCommitterClose(t *testing.T) {
 }
 
 func TestCommitterCloseReportsFailedWrite(t *testing.T) {
-	c := NewCommitter(filepath.Join(t.TempDir(), "missing", "ck"), (&store{}).snapshot)
-	if err := c.Sync(context.Background(), 0); err != nil {
-		t.Fatalf("Sync(0): %v", err)
-	}
 	s := &store{}
-	c = NewCommitter(filepath.Join(t.TempDir(), "missing", "ck"), s.snapshot)
+	c := NewCommitter(filepath.Join(t.TempDir(), "missing", "ck"), s.snapshot)
+	if err := c.Sync(context.Background(), 0); err != nil {
+		t.Fatalf("Sync(0) needs no write: %v", err)
+	}
 	if err := c.Sync(context.Background(), s.add("ns/pod/a")); err == nil {
 		t.Fatal("Sync into a missing directory succeeded")
 	}
@@ -459,5 +458,46 @@ func TestCommitterNilSnapshot(t *testing.T) {
 	defer c.Close()
 	if err := c.Sync(context.Background(), 1); err == nil || !strings.Contains(err.Error(), "nil State") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// Close writes changes that nobody synced, and only if there are any.
+func TestCommitterCloseFlushes(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ck")
+	s := &store{}
+	c := NewCommitter(path, s.snapshot)
+	if err := c.Sync(context.Background(), s.add("ns/pod/a")); err != nil {
+		t.Fatal(err)
+	}
+	s.add("ns/pod/unsynced") // a change no one waits for
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := Read(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.GetGeneration() != 2 || !workloads(st)["ns/pod/unsynced"] {
+		t.Fatalf("after Close the file is at generation %d with %v", st.GetGeneration(), workloads(st))
+	}
+
+	// Nothing changed: Close writes nothing.
+	before, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c = NewCommitter(path, s.snapshot)
+	if err := c.Sync(context.Background(), s.add("ns/pod/b")); err != nil {
+		t.Fatal(err)
+	}
+	synced, _ := os.Stat(path)
+	if os.SameFile(before, synced) {
+		t.Fatal("Sync did not replace the file")
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if after, _ := os.Stat(path); !os.SameFile(synced, after) {
+		t.Fatal("Close rewrote an unchanged state")
 	}
 }
