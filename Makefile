@@ -6,6 +6,7 @@ BUILD     ?= build
 GOTEST    ?= $(GO) test
 TESTFLAGS ?= -race -timeout 40m
 BENCHSTAT  = $(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
+VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
 # Loaded by `make run` (plugins.toml configures them).
 GO_GUESTS := devicepluginhandler customhandler pcisource devsource
@@ -21,7 +22,7 @@ all: build
 build: wasmlet guests
 
 wasmlet:
-	$(GO) build -o $(BUILD)/wasmlet ./cmd/wasmlet
+	$(GO) build -ldflags "-X github.com/wasmlet/wasmlet/host/node.Version=$(VERSION)" -o $(BUILD)/wasmlet ./cmd/wasmlet
 
 # Guest modules for `make run`, in the module directory plugins.toml names.
 guests: $(GO_GUESTS:%=$(BUILD)/modules/%.wasm) $(EXTRA_GO_GUESTS:%=$(BUILD)/modules-extra/%.wasm) \

@@ -268,8 +268,8 @@ func (m *Manager) lost(name string, gen uint64, p Provider, cause error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	r := m.resources[name]
-	if r == nil || r.pgen != gen || !r.connected {
-		return
+	if r == nil || r.pgen != gen || !r.connected || m.runCtx.Err() != nil {
+		return // superseded, already lost, or wasmlet is shutting down
 	}
 	r.connected, r.disconnectedAt = false, time.Now()
 	r.provider = nil

@@ -221,6 +221,11 @@ func (n *Node) Run(ctx context.Context) error {
 	}()
 	goRun("device plugin registration", n.dmsrv.Serve)
 	goRun("device sources", n.sources.Run)
+	// The API answers from the start (status says the node is starting).
+	goRun("host API", func(ctx context.Context) error {
+		return api.Serve(ctx, h.APISocket, api.NewBackend(api.Parts{Status: n.status,
+			Modules: n.modules, Plugins: n.plugins, Devices: n.devices}), n.log.Named("api"))
+	})
 
 	// Modules present at start are loaded before plugins are looked at.
 	goRun("module directory", n.modw.Run)
@@ -237,10 +242,6 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 
 	goRun("plugin manager", n.plugins.Run)
-	goRun("host API", func(ctx context.Context) error {
-		return api.Serve(ctx, h.APISocket, api.NewBackend(api.Parts{Status: n.status,
-			Modules: n.modules, Plugins: n.plugins, Devices: n.devices}), n.log.Named("api"))
-	})
 
 	select {
 	case <-n.plugins.Ready():
