@@ -46,7 +46,7 @@ var (
 
 // testCache is a compilation cache shared by the tests of this package (and
 // kept across runs), so that each guest compiles once.
-func testCache(t *testing.T) *Cache {
+func testCache(t testing.TB) *Cache {
 	cacheOnce.Do(func() { cache, cacheErr = NewCache(filepath.Join(build.CacheDir(), "wazero")) })
 	if cacheErr != nil {
 		t.Fatal(cacheErr)
