@@ -51,10 +51,10 @@ type waiter struct {
 // NewCommitter returns a Committer that writes the checkpoint at path, and
 // starts its goroutine; [Committer.Close] stops it.
 //
-// snapshot is called from that goroutine, once per write. It must return a
-// consistent copy of the state and the generation the copy reflects, taken
-// under the lock that guards the state's mutations; the caller must not hold
-// that lock while it calls Sync or Close. The Committer owns the returned
+// snapshot is called from that goroutine, once per write and once at Close.
+// It must return a consistent copy of the state and the generation the copy
+// reflects, taken under the lock that guards the state's mutations; the
+// caller must not hold that lock while it calls Sync or Close. The Committer owns the returned
 // State: it sets its Generation and WrittenUnixNano fields and encodes it
 // without locking, so nothing may modify it afterwards. Copying 10,000
 // allocations on every write is not needed: treat each stored *Allocation

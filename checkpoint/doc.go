@@ -33,7 +33,7 @@
 //
 // The file is exactly 24+N bytes long; a file of any other length is refused,
 // and so is a file larger than 256 MiB (a state of 10,000 allocations takes
-// about 4 MiB; [Encode] refuses to produce what could not be read back). The
+// about 5 MB; [Encode] refuses to produce what could not be read back). The
 // checksum covers the bytes as written, header included, so a torn write or
 // a truncation is found, and so are flipped bits: at these sizes CRC-32C
 // detects every error of up to 3 bits and every burst of up to 32 bits,

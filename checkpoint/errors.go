@@ -41,9 +41,11 @@ func (e *CorruptError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "checkpoint %s is unusable: %s. The file was left untouched. ", e.Path, e.Reason)
 	if e.cause == ErrNewerVersion {
-		b.WriteString("Run the newer wasmlet that wrote it, or ")
+		b.WriteString("Run the newer wasmlet that wrote it, or inspect it")
+	} else {
+		b.WriteString("Inspect it")
 	}
-	fmt.Fprintf(&b, "inspect it with `wasmlet checkpoint verify %s` and `wasmlet checkpoint show %s`; "+
+	fmt.Fprintf(&b, " with `wasmlet checkpoint verify %s` and `wasmlet checkpoint show %s`; "+
 		"to start with no recorded allocations instead (devices held by running containers may then be handed out again), "+
 		"move it aside with `mv %s %s.bad`", p, p, p, p)
 	return b.String()
