@@ -39,17 +39,9 @@ func (s Summary) String() string {
 	if s.Version < FormatVersion {
 		fmt.Fprintf(&b, " (the next write upgrades it to %d)", FormatVersion)
 	}
-	fmt.Fprintf(&b, ", %d bytes, CRC-32C %#08x; generation %d, written %s; %s, %s with %s, %s",
-		s.Size, s.Checksum, s.Generation, formatTime(s.Written), count(s.Allocations, "allocation"),
-		count(s.Resources, "resource"), count(s.Devices, "device"), count(s.Plugins, "plugin"))
+	fmt.Fprintf(&b, ", %d bytes, CRC-32C %#08x; generation %d, written %s; %d allocations, %d resources with %d devices, %d plugins",
+		s.Size, s.Checksum, s.Generation, formatTime(s.Written), s.Allocations, s.Resources, s.Devices, s.Plugins)
 	return b.String()
-}
-
-func count(n int, noun string) string {
-	if n == 1 {
-		return "1 " + noun
-	}
-	return strconv.Itoa(n) + " " + noun + "s"
 }
 
 // Verify reads the checkpoint at path as [Read] does, then checks that the
