@@ -26,7 +26,7 @@ type CorruptError struct {
 	// Path is the file; empty when the bytes did not come from a file
 	// ([Decode]).
 	Path string
-	// Reason says what is wrong, e.g. "checksum mismatch: ...".
+	// Reason says what is wrong, e.g. "it is damaged: checksum mismatch, ...".
 	Reason string
 
 	// cause is ErrNewerVersion for a newer format version, else nil.

@@ -108,6 +108,9 @@ func writeFile(path string, data []byte) (err error) {
 		return fail("write the temporary file", err)
 	}
 	if err := f.Sync(); err != nil {
+		// After a failed fsync the kernel may have dropped the dirty pages:
+		// this file is discarded, and a retry writes a new one rather than
+		// fsyncing it again.
 		return fail("fsync the temporary file", err)
 	}
 	closed = true

@@ -77,8 +77,7 @@ func encode(st *State) ([]byte, error) {
 	if len(e.b) != headerSize+size || e.next != len(z.sizes) {
 		return nil, fmt.Errorf("encode: the state was modified while it was encoded (%d bytes, then %d): encode a copy that nothing else modifies", size, len(e.b)-headerSize)
 	}
-	buf := e.b
-	return binary.BigEndian.AppendUint32(buf, crc32.Checksum(buf, castagnoli)), nil
+	return binary.BigEndian.AppendUint32(e.b, crc32.Checksum(e.b, castagnoli)), nil
 }
 
 // Decode parses a checkpoint file's bytes, in any format version from 1 to

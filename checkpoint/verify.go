@@ -36,7 +36,7 @@ type Summary struct {
 func (s Summary) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s: format version %d", s.Path, s.Version)
-	if s.Version < FormatVersion {
+	if s.Version != 0 && s.Version < FormatVersion {
 		fmt.Fprintf(&b, " (the next write upgrades it to %d)", FormatVersion)
 	}
 	fmt.Fprintf(&b, ", %d bytes, CRC-32C %#08x; generation %d, written %s; %d allocations, %d resources with %d devices, %d plugins",
