@@ -19,9 +19,9 @@
 // caller needs only this package, and protojson renders a State as JSON.
 // The payload is encoded and decoded by a protowire codec written for this
 // schema (codec.go): on a state of 10,000 allocations it encodes with 25
-// allocations instead of 180,000 and decodes with 134,000 instead of 464,000,
-// in about half the time of the reflective codec; its tests check it against
-// protobuf-go byte for byte.
+// allocations instead of 180,000 and decodes with 134,000 instead of
+// 464,000, in roughly 40% less time than the reflective codec; its tests
+// check it against protobuf-go byte for byte.
 //
 // # File format
 //
