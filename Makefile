@@ -57,10 +57,25 @@ bench:
 	$(GOTEST) -run '^$$' -bench . -count 6 -timeout 60m ./... | tee $(BUILD)/bench.txt
 	$(BENCHSTAT) $(BUILD)/bench.txt
 
-# Every fuzz target for FUZZTIME each (the seed corpora run in `make test`).
+# Every fuzz target for FUZZTIME each (their seed corpora also run, briefly,
+# in `make test`). A failure leaves its input in testdata/fuzz, to commit.
 FUZZTIME ?= 30s
+FUZZ_TARGETS := \
+	./abi:FuzzDecode \
+	./checkpoint:FuzzDecode \
+	./checkpoint:FuzzPayload \
+	./host/config:FuzzParse \
+	./host/module:FuzzModuleReply \
+	./host/module:FuzzHandlerInputs \
+	./host/module:FuzzValidResourceName \
+	./host/devicemanager:FuzzRegisterRequest \
+	./cmd/wasmlet/internal/wasmfile:FuzzParse
 fuzz:
-	$(GOTEST) -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./abi
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "== $$pkg $$name ($(FUZZTIME))"; \
+		$(GOTEST) -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
 
 lint:
 	$(GO) vet ./...
