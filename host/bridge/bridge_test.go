@@ -1,0 +1,456 @@
+package bridge_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
+	registerapi "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
+	cdilib "tags.cncf.io/container-device-interface/pkg/cdi"
+
+	"github.com/wasmlet/wasmlet/guests/build"
+	"github.com/wasmlet/wasmlet/host/bridge"
+	"github.com/wasmlet/wasmlet/host/devicemanager"
+	"github.com/wasmlet/wasmlet/host/module"
+	"github.com/wasmlet/wasmlet/host/registration"
+	"github.com/wasmlet/wasmlet/host/watcher"
+)
+
+const counter = "example.com/counter"
+
+func cdiNames(r *pluginapi.ContainerAllocateResponse) []string {
+	var out []string
+	for _, d := range r.CdiDevices {
+		out = append(out, d.Name)
+	}
+	return out
+}
+
+func loadCDI(t *testing.T, dir string) *cdilib.Cache {
+	t.Helper()
+	c, err := cdilib.NewCache(cdilib.WithSpecDirs(dir), cdilib.WithAutoRefresh(false))
+	if err != nil {
+		t.Fatalf("CDI specs in %s: %v", dir, err)
+	}
+	if errs := c.GetErrors(); len(errs) > 0 {
+		t.Fatalf("CDI specs in %s: %v", dir, errs)
+	}
+	return c
+}
+
+// TestServeCounter: the counter module, bridged, is an ordinary device
+// plugin to the kubelet: registration, options, devices with topology,
+// Allocate with several containers, preferred allocation, pre-start, CDI
+// names and specs — and it is not in wasmlet's own device manager.
+func TestServeCounter(t *testing.T) {
+	e := newEnv(t, envConfig{})
+	k := startKubelet(t, e.kubeletDir)
+	e.counter("4")
+
+	r := k.ExpectRegister(30 * time.Second)
+	if r.Req.ResourceName != counter || r.Req.Version != "v1beta1" || r.Req.Endpoint != "wasmlet-counter.sock" ||
+		!r.Req.Options.GetGetPreferredAllocationAvailable() || r.Req.Options.GetPreStartRequired() {
+		t.Fatalf("registration %v", r.Req)
+	}
+	devs := k.WaitDevices(counter, healthy(4))
+	for i, d := range devs {
+		if d.ID != "dev-"+string(rune('0'+i)) || len(d.Topology.GetNodes()) != 1 || d.Topology.Nodes[0].ID != int64(i%2) {
+			t.Errorf("device %d: %v", i, d)
+		}
+	}
+	for _, rs := range e.dm.Resources() {
+		if rs.Name == counter {
+			t.Fatalf("a bridged source is also in the local device manager: %+v", rs)
+		}
+	}
+
+	ctx := context.Background()
+	c := client(t, filepath.Join(e.kubeletDir, "wasmlet-counter.sock"))
+	opts, err := c.GetDevicePluginOptions(ctx, &pluginapi.Empty{})
+	if err != nil || !opts.GetPreferredAllocationAvailable || opts.PreStartRequired {
+		t.Fatalf("options %v %v", opts, err)
+	}
+	resp, err := c.Allocate(ctx, &pluginapi.AllocateRequest{ContainerRequests: []*pluginapi.ContainerAllocateRequest{
+		{DevicesIds: []string{"dev-0", "dev-1"}}, {DevicesIds: []string{"dev-3"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.ContainerResponses) != 2 {
+		t.Fatalf("%d container responses", len(resp.ContainerResponses))
+	}
+	first, second := resp.ContainerResponses[0], resp.ContainerResponses[1]
+	if first.Envs["COUNTER_DEVICES"] != "dev-0,dev-1" || first.Annotations[counter] != "dev-0,dev-1" ||
+		!reflect.DeepEqual(cdiNames(first), []string{"example.com/counter=dev-0", "example.com/counter=dev-1"}) {
+		t.Errorf("first container: %v", first)
+	}
+	if second.Envs["COUNTER_DEVICES"] != "dev-3" || !reflect.DeepEqual(cdiNames(second), []string{"example.com/counter=dev-3"}) {
+		t.Errorf("second container: %v", second)
+	}
+	pref, err := c.GetPreferredAllocation(ctx, &pluginapi.PreferredAllocationRequest{ContainerRequests: []*pluginapi.ContainerPreferredAllocationRequest{
+		{AvailableDeviceIDs: []string{"dev-0", "dev-1", "dev-2", "dev-3"}, MustIncludeDeviceIDs: []string{"dev-3"}, AllocationSize: 2}}})
+	if err != nil || !reflect.DeepEqual(pref.ContainerResponses[0].DeviceIDs, []string{"dev-3", "dev-0"}) {
+		t.Fatalf("preferred %v %v", pref, err)
+	}
+	if _, err := c.PreStartContainer(ctx, &pluginapi.PreStartContainerRequest{DevicesIds: []string{"dev-0"}}); err != nil {
+		t.Fatal(err)
+	}
+
+	// What the bridge refuses, and what the module refuses.
+	_, err = c.Allocate(ctx, &pluginapi.AllocateRequest{ContainerRequests: []*pluginapi.ContainerAllocateRequest{{DevicesIds: []string{"dev-9"}}}})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), `device "dev-9" is not among the 4 devices`) {
+		t.Errorf("unknown device: %v", err)
+	}
+	_, err = c.GetPreferredAllocation(ctx, &pluginapi.PreferredAllocationRequest{ContainerRequests: []*pluginapi.ContainerPreferredAllocationRequest{
+		{AvailableDeviceIDs: []string{"dev-0"}, AllocationSize: 2}}})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), `module "counter": preferred_allocation`) ||
+		!strings.Contains(err.Error(), "exceeds the 1 available") {
+		t.Errorf("module refusal: %v", err)
+	}
+
+	// The CDI spec validates, with one device per counter device.
+	cache := loadCDI(t, e.cdiDir)
+	if got := cache.ListDevices(); len(got) != 4 || got[0] != "example.com/counter=dev-0" {
+		t.Fatalf("CDI devices %v", got)
+	}
+	if env := cache.GetDevice("example.com/counter=dev-2").ContainerEdits.Env; !reflect.DeepEqual(env, []string{"COUNTER_2=dev-2"}) {
+		t.Errorf("CDI edits %v", env)
+	}
+
+	st := e.waitStatus(counter, "one stream", func(st bridge.Status) bool { return st.Streams == 1 })
+	if st.State != bridge.StateRegistered || st.Registrations != 1 || st.Devices != 4 || st.Healthy != 4 ||
+		st.Provider != "module:counter" || st.Socket != filepath.Join(e.kubeletDir, "wasmlet-counter.sock") || !st.KubeletPresent {
+		t.Errorf("status %+v", st)
+	}
+}
+
+// TestStreamsFollowDiscovery: every open stream gets every change the
+// source discovers, and the CDI spec follows the edits.
+func TestStreamsFollowDiscovery(t *testing.T) {
+	e := newEnv(t, envConfig{})
+	data := t.TempDir()
+	os.WriteFile(filepath.Join(data, "a"), []byte("numa=0\nenv.DIR_A=1\n"), 0o644)
+	e.configure("dir", module.Options{Mounts: []module.Mount{{Host: data, Guest: "/data"}}}, true)
+	k := startKubelet(t, e.kubeletDir)
+	e.load("dir", build.Go(t, "host/devicesource/testdata/dirsource"))
+	k.ExpectRegister(30 * time.Second)
+	k.WaitDevices("example.com/dir", healthy(1))
+
+	// Two more streams, as a kubelet that reconnects would have.
+	c := client(t, filepath.Join(e.kubeletDir, "wasmlet-dir.sock"))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var streams []pluginapi.DevicePlugin_ListAndWatchClient
+	for range 2 {
+		s, err := c.ListAndWatch(ctx, &pluginapi.Empty{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r, err := s.Recv(); err != nil || len(r.Devices) != 1 {
+			t.Fatalf("%v %v", r, err)
+		}
+		streams = append(streams, s)
+	}
+	e.waitStatus("example.com/dir", "three streams", func(st bridge.Status) bool { return st.Streams == 3 })
+
+	os.WriteFile(filepath.Join(data, "b"), []byte("numa=1\nenv.DIR_B=1\n"), 0o644)
+	for i, s := range streams {
+		r, err := s.Recv()
+		if err != nil || len(r.Devices) != 2 || r.Devices[1].ID != "b" || r.Devices[1].Topology.Nodes[0].ID != 1 {
+			t.Fatalf("stream %d: %v %v", i, r, err)
+		}
+	}
+	k.WaitDevices("example.com/dir", healthy(2))
+	os.WriteFile(filepath.Join(data, "a"), []byte("unhealthy\nnuma=0\nenv.DIR_A=1\n"), 0o644)
+	for i, s := range streams {
+		r, err := s.Recv()
+		if err != nil || len(r.Devices) != 2 || r.Devices[0].Health != pluginapi.Unhealthy {
+			t.Fatalf("stream %d: %v %v", i, r, err)
+		}
+	}
+
+	// An edit alone changes the CDI spec; the kubelet is not bothered.
+	os.WriteFile(filepath.Join(data, "b"), []byte("numa=1\nenv.DIR_B=2\n"), 0o644)
+	eventually(t, "CDI spec rewritten", func() bool {
+		d := loadCDI(t, e.cdiDir).GetDevice("example.com/dir=b")
+		return d != nil && slices.Contains(d.ContainerEdits.Env, "DIR_B=2")
+	})
+	got := make(chan error, 1)
+	go func() { _, err := streams[0].Recv(); got <- err }()
+	select {
+	case err := <-got:
+		t.Fatalf("the kubelet was sent an unchanged device set (%v)", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+}
+
+// TestKubeletRestart: a kubelet that restarts deletes the bridge's socket and
+// creates kubelet.sock again; the bridge makes its socket again and
+// registers within a second, keeping its devices. Repeated five times.
+func TestKubeletRestart(t *testing.T) {
+	e := newEnv(t, envConfig{})
+	k := startKubelet(t, e.kubeletDir)
+	e.counter("4")
+	k.ExpectRegister(30 * time.Second)
+	k.WaitDevices(counter, healthy(4))
+	var worst time.Duration
+	for i := range 5 {
+		k.Restart()
+		r := k.ExpectRegister(5 * time.Second)
+		took := r.At.Sub(k.Created())
+		worst = max(worst, took)
+		t.Logf("restart %d: registered again %v after kubelet.sock was created", i+1, took.Round(time.Microsecond))
+		// The margin: on an idle machine this takes ~1-5 ms (one fsnotify
+		// event, one socket, one Register); the second leaves room for a
+		// loaded two-core machine under the race detector.
+		if took > time.Second {
+			t.Errorf("restart %d: registered again after %v, want at most 1s", i+1, took)
+		}
+		k.WaitDevices(counter, healthy(4))
+		e.waitStatus(counter, "registration acknowledged", func(st bridge.Status) bool { return st.Registrations == i+2 })
+	}
+	t.Logf("worst re-registration after a kubelet restart: %v", worst.Round(time.Microsecond))
+	st := e.waitStatus(counter, "six registrations", func(st bridge.Status) bool { return st.Registrations == 6 })
+	if st.SocketsCreated != 6 || st.State != bridge.StateRegistered {
+		t.Errorf("status %+v", st)
+	}
+}
+
+// TestKubeletRefuses: a refusal is logged with its reason, shown, and
+// retried with a backoff; once the kubelet accepts, the source registers.
+func TestKubeletRefuses(t *testing.T) {
+	k := newKubelet(t, "")
+	e := newEnv(t, envConfig{backoff: 50 * time.Millisecond})
+	k.dir = e.kubeletDir
+	k.Refuse("example.com/counter is not allowed on this node")
+	k.Start()
+	e.counter("2")
+	st := e.waitStatus(counter, "refused", func(st bridge.Status) bool { return st.State == bridge.StateRefused && st.Attempts >= 2 })
+	if !strings.Contains(st.LastError, "example.com/counter is not allowed on this node") || st.NextAttempt.IsZero() {
+		t.Fatalf("status %+v", st)
+	}
+	// Backoff 50ms doubling to 400ms: a handful of attempts a second, not
+	// thousands.
+	before := k.Refused()
+	time.Sleep(time.Second)
+	if n := k.Refused() - before; n < 2 || n > 8 {
+		t.Errorf("%d attempts in a second with backoff 50ms..400ms", n)
+	}
+	k.Refuse("")
+	k.ExpectRegister(5 * time.Second)
+	st = e.waitStatus(counter, "registered", func(st bridge.Status) bool { return st.State == bridge.StateRegistered })
+	if st.LastError != "" || st.Attempts != 0 || st.Registrations != 1 {
+		t.Errorf("status %+v", st)
+	}
+	k.WaitDevices(counter, healthy(2))
+}
+
+// TestKubeletDisappearsMidStream: the streams end with the kubelet; the
+// bridge keeps serving and registers when kubelet.sock is back.
+func TestKubeletDisappearsMidStream(t *testing.T) {
+	e := newEnv(t, envConfig{})
+	k := startKubelet(t, e.kubeletDir)
+	e.counter("3")
+	k.ExpectRegister(30 * time.Second)
+	k.WaitDevices(counter, healthy(3))
+	e.waitStatus(counter, "stream", func(st bridge.Status) bool { return st.Streams == 1 })
+
+	k.Stop()
+	e.waitStatus(counter, "stream ended, waiting", func(st bridge.Status) bool {
+		return st.Streams == 0 && st.State == bridge.StateWaitingForKubelet && !st.KubeletPresent
+	})
+	// Still serving: anyone may still list the devices.
+	c := client(t, filepath.Join(e.kubeletDir, "wasmlet-counter.sock"))
+	s, err := c.ListAndWatch(context.Background(), &pluginapi.Empty{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := s.Recv(); err != nil || len(r.Devices) != 3 {
+		t.Fatalf("%v %v", r, err)
+	}
+
+	k.Start()
+	r := k.ExpectRegister(5 * time.Second)
+	if took := r.At.Sub(k.Created()); took > time.Second {
+		t.Errorf("registered %v after the kubelet came back, want at most 1s", took)
+	}
+	k.WaitDevices(counter, healthy(3))
+}
+
+// TestKubeletAbsentAtStart: with no kubelet.sock, the bridge serves its
+// socket and waits, without trying; the kubelet that appears gets the
+// registration at once.
+func TestKubeletAbsentAtStart(t *testing.T) {
+	e := newEnv(t, envConfig{})
+	e.counter("2")
+	e.waitStatus(counter, "waiting", func(st bridge.Status) bool {
+		return st.State == bridge.StateWaitingForKubelet && st.Devices == 2
+	})
+	time.Sleep(100 * time.Millisecond)
+	if st := e.status(counter); st.Attempts != 0 || st.State != bridge.StateWaitingForKubelet || st.KubeletPresent {
+		t.Fatalf("status %+v", st)
+	}
+	if _, err := os.Stat(filepath.Join(e.kubeletDir, "wasmlet-counter.sock")); err != nil {
+		t.Fatal(err)
+	}
+	k := startKubelet(t, e.kubeletDir)
+	r := k.ExpectRegister(5 * time.Second)
+	if took := r.At.Sub(k.Created()); took > time.Second {
+		t.Errorf("registered %v after kubelet.sock appeared, want at most 1s", took)
+	}
+	k.WaitDevices(counter, healthy(2))
+}
+
+// TestPluginRegistry: in plugin-registry mode the bridge answers the
+// kubelet's plugin watcher on a registration socket, records its verdict,
+// and offers itself again after a refusal.
+func TestPluginRegistry(t *testing.T) {
+	e := newEnv(t, envConfig{mode: bridge.PluginRegistry, backoff: 50 * time.Millisecond})
+	e.counter("2")
+	regSock := filepath.Join(e.registryDir, "wasmlet-counter-reg.sock")
+	dpSock := filepath.Join(e.kubeletDir, "wasmlet-counter.sock")
+	e.waitStatus(counter, "waiting for the plugin watcher", func(st bridge.Status) bool {
+		return st.State == bridge.StateWaitingForKubelet && st.RegistrationSocket == regSock
+	})
+	identity := func() watcher.Identity {
+		fi, err := os.Lstat(regSock)
+		if err != nil {
+			return watcher.Identity{}
+		}
+		return watcher.IdentityOf(fi)
+	}
+	first := identity()
+
+	// The plugin watcher, as the kubelet runs it.
+	conn, err := registration.Dial(regSock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx := context.Background()
+	info, err := conn.GetInfo(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Type != registerapi.DevicePlugin || info.Name != counter || info.Endpoint != dpSock ||
+		!reflect.DeepEqual(info.SupportedVersions, []string{"v1beta1"}) {
+		t.Fatalf("GetInfo %+v", info)
+	}
+	s, err := client(t, info.Endpoint).ListAndWatch(ctx, &pluginapi.Empty{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := s.Recv(); err != nil || len(r.Devices) != 2 {
+		t.Fatalf("%v %v", r, err)
+	}
+	if err := conn.Notify(ctx, false, "device plugin API version v1beta1 is not supported"); err != nil {
+		t.Fatal(err)
+	}
+	st := e.waitStatus(counter, "refused", func(st bridge.Status) bool { return st.State == bridge.StateRefused })
+	if st.LastError != "device plugin API version v1beta1 is not supported" {
+		t.Fatalf("status %+v", st)
+	}
+	// After the backoff the registration socket is made anew, which makes
+	// the plugin watcher try again.
+	eventually(t, "registration socket recreated", func() bool { id := identity(); return id != first && id != watcher.Identity{} })
+	conn2, err := registration.Dial(regSock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn2.Close()
+	if err := conn2.Notify(ctx, true, ""); err != nil {
+		t.Fatal(err)
+	}
+	st = e.waitStatus(counter, "registered", func(st bridge.Status) bool { return st.State == bridge.StateRegistered })
+	if st.Registrations != 1 || st.LastError != "" {
+		t.Fatalf("status %+v", st)
+	}
+
+	// A kubelet restart deletes the device plugin socket: it is made again,
+	// and so is the registration socket, for the new kubelet to find.
+	second := identity()
+	os.Remove(dpSock)
+	eventually(t, "both sockets recreated", func() bool {
+		_, err := os.Stat(dpSock)
+		id := identity()
+		return err == nil && id != second && id != watcher.Identity{}
+	})
+}
+
+// TestSourceGone: when its module goes, the kubelet is sent an empty device
+// set, the stream ends, and the sockets and the CDI spec are removed.
+func TestSourceGone(t *testing.T) {
+	e := newEnv(t, envConfig{})
+	k := startKubelet(t, e.kubeletDir)
+	e.counter("2")
+	k.ExpectRegister(30 * time.Second)
+	k.WaitDevices(counter, healthy(2))
+	spec := filepath.Join(e.cdiDir, "wasmlet-example.com_counter.yaml")
+	if _, err := os.Stat(spec); err != nil {
+		t.Fatal(err)
+	}
+	e.reg.Unload("counter")
+	k.WaitDevices(counter, func(d []*pluginapi.Device) bool { return d != nil && len(d) == 0 })
+	eventually(t, "stream ended", func() bool { return k.Streams(counter) == 0 })
+	eventually(t, "socket and spec removed", func() bool {
+		_, err1 := os.Stat(filepath.Join(e.kubeletDir, "wasmlet-counter.sock"))
+		_, err2 := os.Stat(spec)
+		return os.IsNotExist(err1) && os.IsNotExist(err2)
+	})
+	if st := e.br.Status(); len(st) != 0 {
+		t.Fatalf("status %+v", st)
+	}
+}
+
+// TestLocalSourceHasCDINames: a source that is not bridged is served by
+// wasmlet's own device manager, not the bridge, and its allocations name
+// its CDI devices too.
+func TestLocalSourceHasCDINames(t *testing.T) {
+	e := newEnv(t, envConfig{})
+	k := startKubelet(t, e.kubeletDir)
+	e.configure("counter", module.Options{Config: map[string]string{"resource": counter, "count": "2"}}, false)
+	e.load("counter", build.Go(t, "guests/counter"))
+	eventually(t, "local resource", func() bool {
+		for _, r := range e.dm.Resources() {
+			if r.Name == counter && r.Healthy == 2 {
+				return true
+			}
+		}
+		return false
+	})
+	a, err := e.dm.Allocate(context.Background(), devicemanager.AllocateRequest{Namespace: "ns", Pod: "p", Container: "c", Resource: counter, Count: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cdiNames(a.Response); !reflect.DeepEqual(got, []string{"example.com/counter=" + a.DeviceIDs[0]}) {
+		t.Fatalf("CDI names %v", got)
+	}
+	if len(e.br.Status()) != 0 || len(k.Registers) != 0 {
+		t.Fatal("a local source was bridged too")
+	}
+	if entries, _ := os.ReadDir(e.kubeletDir); len(entries) != 1 { // kubelet.sock
+		t.Fatalf("kubelet directory: %v", entries)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	for _, c := range []struct {
+		cfg  bridge.Config
+		want string
+	}{
+		{bridge.Config{KubeletDir: "dp"}, `kubelet directory "dp": must be an absolute path`},
+		{bridge.Config{KubeletDir: "/dp", Registration: "magic"}, `registration "magic": expected "kubelet-socket" or "plugin-registry"`},
+		{bridge.Config{KubeletDir: "/dp", Registration: bridge.PluginRegistry}, `plugin registry directory "": must be an absolute path`},
+	} {
+		if _, err := bridge.New(c.cfg); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: %v, want %q", c.cfg, err, c.want)
+		}
+	}
+}

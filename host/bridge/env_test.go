@@ -1,0 +1,204 @@
+package bridge_test
+
+import (
+	"context"
+	"maps"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/wasmlet/wasmlet/guests/build"
+	"github.com/wasmlet/wasmlet/host/bridge"
+	"github.com/wasmlet/wasmlet/host/cdi"
+	"github.com/wasmlet/wasmlet/host/devicemanager"
+	"github.com/wasmlet/wasmlet/host/devicesource"
+	"github.com/wasmlet/wasmlet/host/module"
+)
+
+var (
+	cacheOnce sync.Once
+	cache     *module.Cache
+	cacheErr  error
+)
+
+// testCache is the compilation cache the module tests use too, so that each
+// guest compiles once per machine.
+func testCache(t testing.TB) *module.Cache {
+	cacheOnce.Do(func() { cache, cacheErr = module.NewCache(filepath.Join(build.CacheDir(), "wazero")) })
+	if cacheErr != nil {
+		t.Fatal(cacheErr)
+	}
+	return cache
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func testLogger(t testing.TB) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{Level: hclog.Debug, Output: testWriter{t}})
+}
+
+// shortDir is a temporary directory with a short path: unix socket
+// addresses are limited to 107 bytes.
+func shortDir(t testing.TB) string {
+	t.Helper()
+	d, err := os.MkdirTemp("", "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d
+}
+
+// env is what host/node assembles for the bridge: a module registry, a
+// device source controller, the router, the bridge, the CDI specs and the
+// local device manager, with the kubelet's directories in a temporary
+// directory.
+type env struct {
+	t           *testing.T
+	dir         string
+	kubeletDir  string
+	registryDir string
+	cdiDir      string
+	reg         *module.Registry
+	dm          *devicemanager.Manager
+	br          *bridge.Bridge
+	specs       *cdi.Specs
+	ctrl        *devicesource.Controller
+
+	mu      sync.Mutex
+	modOpts map[string]module.Options
+	bridged map[string]bool
+	done    chan error
+}
+
+type envConfig struct {
+	mode    string        // registration mode; default kubelet-socket
+	backoff time.Duration // initial registration backoff; default 50ms
+}
+
+func newEnv(t *testing.T, cfg envConfig) *env {
+	t.Helper()
+	if cfg.backoff == 0 {
+		cfg.backoff = 50 * time.Millisecond
+	}
+	dir := shortDir(t)
+	e := &env{t: t, dir: dir, kubeletDir: filepath.Join(dir, "dp"), registryDir: filepath.Join(dir, "reg"),
+		cdiDir: filepath.Join(dir, "cdi"), modOpts: map[string]module.Options{}, bridged: map[string]bool{},
+		done: make(chan error, 1)}
+	os.MkdirAll(filepath.Join(dir, "mod"), 0o755)
+	log := testLogger(t)
+	e.reg = module.NewRegistry(func(name string) module.Options {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		o := e.modOpts[name]
+		o.Config = maps.Clone(o.Config)
+		o.Cache, o.Logger = testCache(t), log
+		if o.MemoryLimit == 0 {
+			o.MemoryLimit = 32 << 20
+		}
+		return o
+	}, nil, log)
+	var err error
+	if e.dm, err = devicemanager.New(devicemanager.Config{GracePeriod: time.Minute, Logger: log.Named("devices")}); err != nil {
+		t.Fatal(err)
+	}
+	if e.specs, err = cdi.New(cdi.Config{Dir: e.cdiDir, Logger: log.Named("cdi")}); err != nil {
+		t.Fatal(err)
+	}
+	e.br, err = bridge.New(bridge.Config{KubeletDir: e.kubeletDir, Registration: cfg.mode, PluginRegistryDir: e.registryDir,
+		RegisterTimeout: 2 * time.Second, BackoffInitial: cfg.backoff, BackoffMax: 8 * cfg.backoff, Logger: log.Named("bridge")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	router := bridge.NewProviders(e.dm, e.br, e.specs, func(m string) bool {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		return e.bridged[m]
+	}, log)
+	e.ctrl = devicesource.NewController(e.reg, router, devicesource.ControllerConfig{
+		Options: func(string) devicesource.Options { return devicesource.Options{Debounce: 10 * time.Millisecond} },
+		Logger:  log.Named("sources"),
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() { defer wg.Done(); e.dm.Run(ctx) }()
+	go func() { defer wg.Done(); e.ctrl.Run(ctx) }()
+	go func() { defer wg.Done(); e.done <- e.br.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+		e.reg.Close(context.Background())
+		e.specs.Close()
+	})
+	return e
+}
+
+// configure sets module name's sandbox and whether it is bridged, from its
+// next load on.
+func (e *env) configure(name string, mo module.Options, bridged bool) {
+	e.mu.Lock()
+	e.modOpts[name], e.bridged[name] = mo, bridged
+	e.mu.Unlock()
+}
+
+// load copies the module file wasm in as name.wasm and loads it.
+func (e *env) load(name, wasm string) {
+	e.t.Helper()
+	b, err := os.ReadFile(wasm)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	path := filepath.Join(e.dir, "mod", name+".wasm")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+	if _, err := e.reg.Load(context.Background(), path); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// counter loads the counter module as a bridged source of example.com/counter.
+func (e *env) counter(count string) {
+	e.t.Helper()
+	e.configure("counter", module.Options{Config: map[string]string{"resource": "example.com/counter", "count": count}}, true)
+	e.load("counter", build.Go(e.t, "guests/counter"))
+}
+
+func (e *env) status(resource string) bridge.Status {
+	for _, st := range e.br.Status() {
+		if st.Resource == resource {
+			return st
+		}
+	}
+	return bridge.Status{}
+}
+
+// waitStatus waits until the bridge's status of resource satisfies cond.
+func (e *env) waitStatus(resource, what string, cond func(bridge.Status) bool) bridge.Status {
+	e.t.Helper()
+	var st bridge.Status
+	eventually(e.t, what, func() bool { st = e.status(resource); return cond(st) })
+	return st
+}
+
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
