@@ -5,6 +5,7 @@
 //	module directory ─ watcher ─► module.Registry ─► handlers and device sources
 //	registry directory ─► pluginmanager (watcher, caches, reconciler, executor)
 //	kubelet.sock, DevicePlugin handler, devicesource ─► devicemanager ─► checkpoint
+//	devicesource with bridge = true ─► bridge ─► the external kubelet (instead); cdi specs
 //	api (admin + pod resources v1 on one socket), metrics (/metrics /healthz /readyz)
 //
 // Start-up order matters: the checkpoint is restored first (a bad one stops
@@ -26,6 +27,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/wasmlet/wasmlet/host/api"
+	"github.com/wasmlet/wasmlet/host/bridge"
+	"github.com/wasmlet/wasmlet/host/cdi"
 	"github.com/wasmlet/wasmlet/host/config"
 	"github.com/wasmlet/wasmlet/host/devicemanager"
 	"github.com/wasmlet/wasmlet/host/devicesource"
@@ -50,6 +53,8 @@ type Node struct {
 	devices *devicemanager.Manager
 	dmsrv   *devicemanager.Server
 	sources *devicesource.Controller
+	bridge  *bridge.Bridge
+	cdi     *cdi.Specs
 	modw    *watcher.Watcher
 
 	loads    chan moduleChange
@@ -107,10 +112,25 @@ func New(cfg *config.Config, log hclog.Logger) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n.sources = devicesource.NewController(n.modules, n.devices, devicesource.ControllerConfig{
-		Options: n.sourceOptions,
-		Logger:  log.Named("sources"),
-	})
+	// A source with bridge = true is served to the external kubelet instead
+	// of the local device manager, never both: two allocators would hand
+	// out the same devices twice. Every source's edits get a CDI spec.
+	b := cfg.Bridge
+	if n.cdi, err = cdi.New(cdi.Config{Dir: b.CDIDir, GracePeriod: h.GracePeriod, Logger: log.Named("cdi")}); err != nil {
+		return nil, err
+	}
+	n.bridge, err = bridge.New(bridge.Config{KubeletDir: b.KubeletDir, Registration: string(b.Registration),
+		PluginRegistryDir: b.PluginRegistryDir, RegisterTimeout: h.OperationTimeout, BackoffInitial: h.BackoffInitial,
+		BackoffMax: h.BackoffMax, ResyncPeriod: h.ResyncPeriod, Logger: log.Named("bridge")})
+	if err != nil {
+		return nil, err
+	}
+	bridged := func(module string) bool { return cfg.Source(module).Bridge }
+	n.sources = devicesource.NewController(n.modules,
+		bridge.NewProviders(n.devices, n.bridge, n.cdi, bridged, log.Named("sources")), devicesource.ControllerConfig{
+			Options: n.sourceOptions,
+			Logger:  log.Named("sources"),
+		})
 	n.dmsrv = devicemanager.NewServer(n.devices, h.DevicePluginDir,
 		func(ctx context.Context, resource, path string) (devicemanager.Provider, error) {
 			return endpoint.Dial(ctx, resource, path)
@@ -221,6 +241,7 @@ func (n *Node) Run(ctx context.Context) error {
 	}()
 	goRun("device plugin registration", n.dmsrv.Serve)
 	goRun("device sources", n.sources.Run)
+	goRun("kubernetes bridge", n.bridge.Run)
 	// The API answers from the start (status says the node is starting).
 	goRun("host API", func(ctx context.Context) error {
 		return api.Serve(ctx, h.APISocket, api.NewBackend(api.Parts{Status: n.status,
@@ -328,6 +349,12 @@ func (n *Node) Plugins() *pluginmanager.Manager { return n.plugins }
 
 // Sources is the node's device-source controller.
 func (n *Node) Sources() *devicesource.Controller { return n.sources }
+
+// Bridge serves the sources with bridge = true to the external kubelet.
+func (n *Node) Bridge() *bridge.Bridge { return n.bridge }
+
+// CDI is the node's CDI spec files.
+func (n *Node) CDI() *cdi.Specs { return n.cdi }
 
 // Devices is the node's device manager.
 func (n *Node) Devices() *devicemanager.Manager { return n.devices }

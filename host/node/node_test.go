@@ -94,6 +94,11 @@ metrics_address = %q
 grace_period = "200ms"
 backoff_initial = "50ms"
 
+# The kubelet's directory and the CDI specs too stay in the test's directory.
+[bridge]
+kubelet_dir = "kubelet"
+cdi_dir = "cdi"
+
 [sandbox]
 memory = "64MiB"
 %s
