@@ -73,6 +73,8 @@ type Bridge struct {
 	kubelet kubeletState
 	ctx     context.Context // Run's, once it started
 	stopped bool
+	wanted  chan struct{} // closed by the first SetProvider
+	want    sync.Once
 	wg      sync.WaitGroup // plugin goroutines
 }
 
@@ -121,7 +123,7 @@ func New(cfg Config) (*Bridge, error) {
 		cfg.PluginRegistryDir = filepath.Clean(cfg.PluginRegistryDir)
 	}
 	return &Bridge{cfg: cfg, log: cfg.Logger, kubeletSock: filepath.Join(cfg.KubeletDir, KubeletSocketName),
-		plugins: map[string]*plugin{}}, nil
+		plugins: map[string]*plugin{}, wanted: make(chan struct{})}, nil
 }
 
 // KubeletSocket is the path of the kubelet's registration socket.
@@ -134,6 +136,7 @@ func (b *Bridge) KubeletSocket() string { return b.kubeletSock }
 // goes.
 func (b *Bridge) SetProvider(resource string, p devicemanager.Provider) {
 	name := socketName(p.Name())
+	b.want.Do(func() { close(b.wanted) })
 	b.mu.Lock()
 	if b.stopped {
 		b.mu.Unlock()
@@ -199,7 +202,14 @@ func (b *Bridge) kubeletNow() kubeletState {
 
 // Run watches the kubelet's directories and serves every source until ctx
 // is done; then it stops serving and removes its sockets. Call it once.
+// Until a source is given to the bridge, Run waits without touching the
+// kubelet's directories: a host that bridges nothing leaves them alone.
 func (b *Bridge) Run(ctx context.Context) error {
+	select {
+	case <-b.wanted:
+	case <-ctx.Done():
+		return nil
+	}
 	dirs := []string{b.cfg.KubeletDir}
 	if b.cfg.Registration == PluginRegistry {
 		dirs = append(dirs, b.cfg.PluginRegistryDir)
@@ -209,11 +219,24 @@ func (b *Bridge) Run(ctx context.Context) error {
 		return fmt.Errorf("bridge: watch the kubelet's directories: %w", err)
 	}
 	defer w.Close()
-	for _, d := range dirs {
-		if err := watchDir(w, d); err != nil {
-			return err
+	unwatched := map[string]bool{}
+	watchAll := func() {
+		for _, d := range dirs {
+			if err := watchDir(w, d); err != nil {
+				if !unwatched[d] {
+					b.log.Error("cannot watch a kubelet directory; retrying at every resync", "dir", d, "error", err,
+						"resync", b.cfg.ResyncPeriod)
+				}
+				unwatched[d] = true
+				continue
+			}
+			if unwatched[d] {
+				b.log.Info("watching the kubelet directory", "dir", d)
+				delete(unwatched, d)
+			}
 		}
 	}
+	watchAll()
 	b.checkKubelet() // after the watch: no kubelet.sock can slip between
 
 	b.mu.Lock()
@@ -253,8 +276,11 @@ func (b *Bridge) Run(ctx context.Context) error {
 		case <-resync.C:
 			for _, d := range dirs {
 				if _, err := os.Stat(d); err != nil {
-					watchDir(w, d)
+					unwatched[d] = true // removed without an event we saw
 				}
+			}
+			if len(unwatched) > 0 {
+				watchAll()
 			}
 			b.checkKubelet()
 			b.kickAll()
@@ -302,7 +328,8 @@ func (b *Bridge) event(w *fsnotify.Watcher, ev fsnotify.Event) {
 		// The directory itself went: make it again, and everything in it.
 		b.log.Warn("a kubelet directory was removed; creating it again", "dir", ev.Name)
 		if err := watchDir(w, ev.Name); err != nil {
-			b.log.Error("cannot watch the kubelet directory again; retrying at the next resync", "dir", ev.Name, "error", err)
+			// The resync finds it gone and tries again.
+			b.log.Error("cannot watch the kubelet directory again; retrying at every resync", "dir", ev.Name, "error", err)
 		}
 		b.checkKubelet()
 		b.kickAll()

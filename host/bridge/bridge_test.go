@@ -411,10 +411,10 @@ func TestSourceGone(t *testing.T) {
 
 // TestLocalSourceHasCDINames: a source that is not bridged is served by
 // wasmlet's own device manager, not the bridge, and its allocations name
-// its CDI devices too.
+// its CDI devices too. A bridge with nothing to bridge leaves the kubelet's
+// directory alone.
 func TestLocalSourceHasCDINames(t *testing.T) {
 	e := newEnv(t, envConfig{})
-	k := startKubelet(t, e.kubeletDir)
 	e.configure("counter", module.Options{Config: map[string]string{"resource": counter, "count": "2"}}, false)
 	e.load("counter", build.Go(t, "guests/counter"))
 	eventually(t, "local resource", func() bool {
@@ -432,11 +432,11 @@ func TestLocalSourceHasCDINames(t *testing.T) {
 	if got := cdiNames(a.Response); !reflect.DeepEqual(got, []string{"example.com/counter=" + a.DeviceIDs[0]}) {
 		t.Fatalf("CDI names %v", got)
 	}
-	if len(e.br.Status()) != 0 || len(k.Registers) != 0 {
+	if len(e.br.Status()) != 0 {
 		t.Fatal("a local source was bridged too")
 	}
-	if entries, _ := os.ReadDir(e.kubeletDir); len(entries) != 1 { // kubelet.sock
-		t.Fatalf("kubelet directory: %v", entries)
+	if _, err := os.Stat(e.kubeletDir); !os.IsNotExist(err) {
+		t.Fatalf("the kubelet directory was touched: %v", err)
 	}
 }
 

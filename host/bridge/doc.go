@@ -79,5 +79,6 @@
 // out the same devices would give one device to two containers. Providers
 // is the router a devicesource.Controller drives: bridged sources to the
 // Bridge, the others to the local device manager, and every source's
-// container edits to its CDI spec either way.
+// container edits to its CDI spec either way. A host that bridges no source
+// never touches the kubelet's directories.
 package bridge
