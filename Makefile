@@ -67,7 +67,7 @@ FUZZ_TARGETS := \
 	./host/config:FuzzParse \
 	./host/module:FuzzModuleReply \
 	./host/module:FuzzHandlerInputs \
-	./host/module:FuzzValidResourceName \
+	./abi:FuzzNames \
 	./host/devicemanager:FuzzRegisterRequest \
 	./cmd/wasmlet/internal/wasmfile:FuzzParse
 fuzz:

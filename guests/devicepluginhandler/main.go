@@ -178,57 +178,14 @@ func domainAllowed(domain string, allowed []string) bool {
 }
 
 // splitResourceName checks that s is a valid extended resource name, as the
-// kubelet requires of a device plugin's resource, and splits it. problem is
-// empty when s is valid.
+// kubelet (and the host) require of a device plugin's resource, and splits
+// it. problem is empty when s is valid.
 func splitResourceName(s string) (domain, name, problem string) {
-	domain, name, ok := strings.Cut(s, "/")
-	if !ok || domain == "" || name == "" || strings.Contains(name, "/") {
-		return "", "", quote(s) + " is not of the form <domain>/<name>, e.g. vendor.com/gpu"
+	if err := abi.ValidResourceName(s); err != nil {
+		return "", "", err.Error()
 	}
-	if domain == "kubernetes.io" || strings.HasSuffix(domain, ".kubernetes.io") {
-		return "", "", "domain " + quote(domain) + " is reserved for Kubernetes; use your own domain"
-	}
-	if len(domain) > 253 {
-		return "", "", "domain " + quote(domain) + " is longer than 253 characters"
-	}
-	for _, label := range strings.Split(domain, ".") {
-		if !dnsLabel(label) {
-			return "", "", "domain " + quote(domain) + " is not a DNS subdomain: label " + quote(label) +
-				" must be 1 to 63 characters of [a-z0-9-], beginning and ending with a letter or digit"
-		}
-	}
-	if len(name) > 63 || !qualifiedName(name) {
-		return "", "", "name " + quote(name) +
-			" must be 1 to 63 characters of [A-Za-z0-9._-], beginning and ending with a letter or digit"
-	}
+	domain, name, _ = strings.Cut(s, "/")
 	return domain, name, ""
-}
-
-func dnsLabel(s string) bool {
-	if s == "" || len(s) > 63 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' && i > 0 && i < len(s)-1) {
-			return false
-		}
-	}
-	return true
-}
-
-func qualifiedName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
-		if !alnum && (i == 0 || i == len(s)-1 || c != '-' && c != '_' && c != '.') {
-			return false
-		}
-	}
-	return true
 }
 
 func quote(s string) string { return strconv.Quote(s) }

@@ -217,7 +217,7 @@ func TestRegistrationRefusals(t *testing.T) {
 		{"bad resource name", &pluginapi.RegisterRequest{Version: "v1beta1", Endpoint: "ok.sock", ResourceName: "nodomain"},
 			`device plugin "nodomain" (endpoint "ok.sock"): invalid extended resource name`},
 		{"kubernetes.io resource", &pluginapi.RegisterRequest{Version: "v1beta1", Endpoint: "ok.sock", ResourceName: "kubernetes.io/gpu"},
-			"reserved kubernetes.io domain"},
+			`domain "kubernetes.io" is reserved for Kubernetes`},
 		{"endpoint escaping the directory", &pluginapi.RegisterRequest{Version: "v1beta1", Endpoint: "../ok.sock", ResourceName: "example.com/ok"},
 			`device plugin "example.com/ok" (endpoint "../ok.sock"): the endpoint must be a socket file name in the device plugin directory`},
 		{"absolute endpoint", &pluginapi.RegisterRequest{Version: "v1beta1", Endpoint: "/tmp/ok.sock", ResourceName: "example.com/ok"},

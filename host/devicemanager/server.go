@@ -16,7 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 
-	"github.com/wasmlet/wasmlet/host/module"
+	"github.com/wasmlet/wasmlet/abi"
 )
 
 // Dialer connects to a device plugin's socket and asks for its options: it
@@ -112,7 +112,7 @@ func (s *Server) check(req *pluginapi.RegisterRequest) (string, error) {
 		return "", fmt.Errorf("%s: API version %q is not supported; this node speaks %s",
 			who, req.Version, strings.Join(pluginapi.SupportedVersions[:], ", "))
 	}
-	if err := module.ValidResourceName(req.ResourceName); err != nil {
+	if err := abi.ValidResourceName(req.ResourceName); err != nil {
 		return "", fmt.Errorf("%s: invalid extended resource name: %v", who, err)
 	}
 	return s.endpointPath(who, req.Endpoint)
@@ -152,7 +152,7 @@ func (s *Server) RegisterDevicePlugin(ctx context.Context, p DevicePlugin) error
 		return fmt.Errorf("%s: API version %q is not supported; this node speaks %s",
 			who, p.Version, strings.Join(pluginapi.SupportedVersions[:], ", "))
 	}
-	if err := module.ValidResourceName(p.Resource); err != nil {
+	if err := abi.ValidResourceName(p.Resource); err != nil {
 		return fmt.Errorf("%s: invalid extended resource name: %v", who, err)
 	}
 	if !filepath.IsAbs(p.Endpoint) {

@@ -7,6 +7,7 @@ import (
 
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 
+	"github.com/wasmlet/wasmlet/abi"
 	"github.com/wasmlet/wasmlet/checkpoint"
 )
 
@@ -111,26 +112,11 @@ type DeviceStatus struct {
 	AllocatedTo string // workload, or ""
 }
 
-// ValidDeviceID is the rule for device ids: 1 to 63 bytes of
-// [A-Za-z0-9._:-] (a PCI address such as 0000:00:1f.6 is valid).
-func ValidDeviceID(id string) error {
-	if id == "" || len(id) > 63 {
-		return fmt.Errorf("device id %q must be 1 to 63 bytes long (it is %d)", truncate(id), len(id))
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-' || c == ':') {
-			return fmt.Errorf("device id %q contains %q; allowed are [A-Za-z0-9._:-]", truncate(id), c)
-		}
-	}
-	return nil
-}
-
 // ValidDevices checks a device set: valid and unique ids.
 func ValidDevices(devs []Device) error {
 	seen := make(map[string]bool, len(devs))
 	for _, d := range devs {
-		if err := ValidDeviceID(d.ID); err != nil {
+		if err := abi.ValidDeviceID(d.ID); err != nil {
 			return err
 		}
 		if seen[d.ID] {
@@ -139,11 +125,4 @@ func ValidDevices(devs []Device) error {
 		seen[d.ID] = true
 	}
 	return nil
-}
-
-func truncate(s string) string {
-	if len(s) > 80 {
-		return s[:77] + "..."
-	}
-	return s
 }

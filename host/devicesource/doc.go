@@ -23,7 +23,7 @@
 //   - when the module is replaced (the Controller calls Rediscover), and
 //     whenever Rediscover is called.
 //
-// Each discovered set is validated (device ids as devicemanager.ValidDeviceID
+// Each discovered set is validated (device ids as abi.ValidDeviceID
 // requires, unique) and reported to the device manager, unless it is the same
 // as the set reported last, container edits included (the CDI spec of
 // host/cdi follows them). A discovery that fails — the module faulted, or

@@ -83,21 +83,3 @@ func FuzzHandlerInputs(f *testing.F) {
 		}
 	})
 }
-
-// FuzzValidResourceName checks the resource name rule never panics and only
-// accepts names of the documented shape.
-func FuzzValidResourceName(f *testing.F) {
-	for _, s := range []string{"example.com/gpu", "a/b", "kubernetes.io/x", "", "/", "x.y/" + strings.Repeat("z", 70)} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, name string) {
-		if ValidResourceName(name) != nil {
-			return
-		}
-		domain, local, ok := strings.Cut(name, "/")
-		if !ok || domain == "" || local == "" || len(local) > 63 || strings.Contains(local, "/") ||
-			strings.HasSuffix(domain, "kubernetes.io") {
-			t.Fatalf("accepted %q", name)
-		}
-	})
-}

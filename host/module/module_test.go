@@ -547,17 +547,3 @@ func TestMountValidation(t *testing.T) {
 		}
 	}
 }
-
-func TestValidResourceName(t *testing.T) {
-	for _, ok := range []string{"example.com/nic", "vendor.io/gpu-1", "a.b/C_d.e"} {
-		if err := ValidResourceName(ok); err != nil {
-			t.Errorf("%s: %v", ok, err)
-		}
-	}
-	for _, bad := range []string{"nic", "/nic", "example.com/", "kubernetes.io/x", "foo.kubernetes.io/x",
-		"Example.com/x", "example.com/-x", "example.com/" + strings.Repeat("x", 64), "ex_ample.com/x"} {
-		if err := ValidResourceName(bad); err == nil {
-			t.Errorf("%s accepted", bad)
-		}
-	}
-}

@@ -144,7 +144,7 @@ func checkDescription(d *abi.Description, exports map[string]api.FunctionDefinit
 	case abi.KindDeviceSource:
 		if d.Resource == "" {
 			problems = append(problems, "describes itself as a device source but names no resource")
-		} else if err := ValidResourceName(d.Resource); err != nil {
+		} else if err := abi.ValidResourceName(d.Resource); err != nil {
 			problems = append(problems, "resource "+err.Error())
 		}
 	default:
@@ -179,57 +179,4 @@ func checkDescription(d *abi.Description, exports map[string]api.FunctionDefinit
 		problems = append(problems, `requires prestart but does not implement "prestart"`)
 	}
 	return problems
-}
-
-// ValidResourceName checks an extended resource name the way the kubelet
-// does: "<domain>/<name>", where the domain is a DNS subdomain outside
-// kubernetes.io and the name a qualified name of at most 63 characters.
-func ValidResourceName(name string) error {
-	domain, local, ok := strings.Cut(name, "/")
-	if !ok || domain == "" || local == "" {
-		return fmt.Errorf("%q is not of the form <domain>/<name>", name)
-	}
-	if domain == "kubernetes.io" || strings.HasSuffix(domain, ".kubernetes.io") {
-		return fmt.Errorf("%q uses the reserved kubernetes.io domain", name)
-	}
-	if len(domain) > 253 {
-		return fmt.Errorf("%q: domain longer than 253 characters", name)
-	}
-	for _, label := range strings.Split(domain, ".") {
-		if !dnsLabel(label) {
-			return fmt.Errorf("%q: domain label %q is not a DNS label", name, label)
-		}
-	}
-	if len(local) > 63 || !qualifiedName(local) {
-		return fmt.Errorf("%q: name %q must be at most 63 characters of [A-Za-z0-9._-], starting and ending alphanumeric", name, local)
-	}
-	return nil
-}
-
-func dnsLabel(s string) bool {
-	if len(s) == 0 || len(s) > 63 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		alnum := c >= 'a' && c <= 'z' || c >= '0' && c <= '9'
-		if !alnum && (c != '-' || i == 0 || i == len(s)-1) {
-			return false
-		}
-	}
-	return true
-}
-
-func qualifiedName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
-		if !alnum && ((c != '-' && c != '_' && c != '.') || i == 0 || i == len(s)-1) {
-			return false
-		}
-	}
-	return true
 }

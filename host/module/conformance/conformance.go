@@ -176,7 +176,7 @@ func handler(t *testing.T, m *module.Module) {
 func ValidDevices(devs []abi.Device) error {
 	seen := map[string]bool{}
 	for i, d := range devs {
-		if err := ValidDeviceID(d.ID); err != nil {
+		if err := abi.ValidDeviceID(d.ID); err != nil {
 			return fmt.Errorf("device %d: %w", i, err)
 		}
 		if seen[d.ID] {
@@ -185,21 +185,6 @@ func ValidDevices(devs []abi.Device) error {
 		seen[d.ID] = true
 		if d.Health != abi.Healthy && d.Health != abi.Unhealthy {
 			return fmt.Errorf("device %q: health %d is neither healthy (0) nor unhealthy (1)", d.ID, d.Health)
-		}
-	}
-	return nil
-}
-
-// ValidDeviceID is the rule of the device plugin API, which the kubelet also
-// applies: 1 to 63 bytes of [A-Za-z0-9._:-].
-func ValidDeviceID(id string) error {
-	if id == "" || len(id) > 63 {
-		return fmt.Errorf("device id %q must be 1 to 63 bytes long", id)
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-' || c == ':') {
-			return fmt.Errorf("device id %q contains %q; allowed are [A-Za-z0-9._:-]", id, c)
 		}
 	}
 	return nil
