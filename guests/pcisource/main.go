@@ -15,13 +15,10 @@
 // driver and iommu_group when known.
 //
 // The IOMMU group (like the driver) is the name of a symbolic link,
-// iommu_group. Under wasmlet, os.Readlink fails: wazero (v1.12) serves
-// read-only mounts through io/fs, whose adapter answers readlink with ENOSYS,
-// although it follows links when opening files. The module therefore falls
+// iommu_group, which the module reads. Where links cannot be read (wasmlet
+// hosts before they confined readlink to mounts did not offer it), it falls
 // back to the directory named by iommu_groups, whose <group>/devices/ lists
-// each group's members; mount it to learn the groups of vfio-pci devices.
-// Natively, or under a runtime that implements readlink, the link is read
-// directly.
+// each group's members.
 //
 // Allocation follows the SR-IOV device plugin: the container gets
 // PCIDEVICE_<RESOURCE> (the resource name in upper case, other characters as
@@ -39,8 +36,7 @@
 //
 // Mount sysfs with a root, so that the links resolve:
 //
-//	mounts = [{host = "/sys/bus/pci/devices", guest = "/sys/bus/pci/devices", root = "/sys"},
-//	          {host = "/sys/kernel/iommu_groups", guest = "/sys/kernel/iommu_groups", root = "/sys"}]
+//	mounts = [{host = "/sys/bus/pci/devices", guest = "/sys/bus/pci/devices", root = "/sys"}]
 //
 // Configuration keys:
 //

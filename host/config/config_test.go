@@ -382,8 +382,7 @@ func TestRepoPluginsToml(t *testing.T) {
 		}
 	}
 	pci := c.ModuleOptions("pcisource")
-	if want := []module.Mount{{Host: "/sys/bus/pci/devices", Guest: "/sys/bus/pci/devices", Root: "/sys"},
-		{Host: "/sys/kernel/iommu_groups", Guest: "/sys/kernel/iommu_groups", Root: "/sys"}}; !reflect.DeepEqual(pci.Mounts, want) {
+	if want := []module.Mount{{Host: "/sys/bus/pci/devices", Guest: "/sys/bus/pci/devices", Root: "/sys"}}; !reflect.DeepEqual(pci.Mounts, want) {
 		t.Errorf("pcisource mounts = %+v, want %+v", pci.Mounts, want)
 	}
 	if pci.Config["class"] != "" || pci.Config["vendor"] != "" {

@@ -343,6 +343,7 @@ func (d *decoder) mounts(n *node, key string) []module.Mount {
 					rootAt = n
 				}
 			}},
+			{"devices", func(n *node, key string) { d.boolean(n, key, &m.Devices) }},
 		})
 		if v.kind != kindTable {
 			continue
@@ -355,7 +356,7 @@ func (d *decoder) mounts(n *node, key string) []module.Mount {
 			missing = append(missing, "guest")
 		}
 		if len(missing) > 0 {
-			d.errorf(v.at, key, "missing %s, expected a mount with host, guest and optionally root", strings.Join(missing, " and "))
+			d.errorf(v.at, key, "missing %s, expected a mount with host, guest and optionally root and devices", strings.Join(missing, " and "))
 			continue
 		}
 		if hostAt == nil || guestAt == nil {

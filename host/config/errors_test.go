@@ -94,7 +94,7 @@ func TestUnknownKeys(t *testing.T) {
 		name:    "mount",
 		doc:     withModules + "[modules.x]\nmounts = [{ host = \"/a\", guest = \"/a\", readonly = true }]\n",
 		modules: []string{"x"},
-		want:    []string{`plugins.toml:4:40: modules.x.mounts[0].readonly: unknown key, expected host, guest or root`},
+		want:    []string{`plugins.toml:4:40: modules.x.mounts[0].readonly: unknown key, expected host, guest, root or devices`},
 	}, {
 		name:    "source",
 		doc:     withModules + "[sources.x]\ninterval = \"1s\"\n",
@@ -311,8 +311,8 @@ func TestBadMounts(t *testing.T) {
 		doc:     withModules + "[modules.x]\nmounts = [{ guest = \"/sys/bus\" }, {}]\n",
 		modules: []string{"x"},
 		want: []string{
-			`plugins.toml:4:11: modules.x.mounts[0]: missing host, expected a mount with host, guest and optionally root`,
-			`plugins.toml:4:35: modules.x.mounts[1]: missing host and guest, expected a mount with host, guest and optionally root`,
+			`plugins.toml:4:11: modules.x.mounts[0]: missing host, expected a mount with host, guest and optionally root and devices`,
+			`plugins.toml:4:35: modules.x.mounts[1]: missing host and guest, expected a mount with host, guest and optionally root and devices`,
 		},
 	}, {
 		name:    "same guest twice",
@@ -324,7 +324,7 @@ func TestBadMounts(t *testing.T) {
 		doc:     withModules + "[[modules.x.mounts]]\nhost = \"/a\"\n[[modules.x.mounts]]\nhost = \"/b\"\nguest = \"b\"\n",
 		modules: []string{"x"},
 		want: []string{
-			`plugins.toml:3:13: modules.x.mounts[0]: missing guest, expected a mount with host, guest and optionally root`,
+			`plugins.toml:3:13: modules.x.mounts[0]: missing guest, expected a mount with host, guest and optionally root and devices`,
 			`plugins.toml:7:9: modules.x.mounts[1].guest: relative path "b", expected an absolute path as the module sees it, such as "/sys/bus/pci/devices"`,
 		},
 	}})

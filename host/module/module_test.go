@@ -477,6 +477,12 @@ func TestSandbox(t *testing.T) {
 			t.Fatalf("%v", a)
 		}
 	})
+	t.Run("a link can be read, not followed out", func(t *testing.T) {
+		a := escape(t, mount, map[string]string{"attempt": "readlink", "path": "/data/rel-link"})
+		if a["ok"] != "true" || a["got"] != "../secret/key" {
+			t.Fatalf("%v", a)
+		}
+	})
 	t.Run("link that stays inside the mount is followed", func(t *testing.T) {
 		a := escape(t, mount, map[string]string{"attempt": "read", "path": "/data/sub/inside-link"})
 		if a["ok"] != "true" || a["got"] != "granted content" {
@@ -531,6 +537,24 @@ func TestSandbox(t *testing.T) {
 			t.Fatalf("%v", a)
 		}
 	})
+}
+
+// TestDeviceNodes: a module granted /dev may list and stat device nodes,
+// and open them only when the mount says devices = true.
+func TestDeviceNodes(t *testing.T) {
+	dev := []Mount{{Host: "/dev", Guest: "/dev"}}
+	a := escape(t, dev, map[string]string{"attempt": "stat", "path": "/dev/zero"})
+	if a["ok"] != "true" || !strings.HasPrefix(a["got"], "Dc") {
+		t.Fatalf("stat /dev/zero: %v, want a character device", a)
+	}
+	a = escape(t, dev, map[string]string{"attempt": "read", "path": "/dev/null"})
+	if a["ok"] != "false" || !strings.Contains(strings.ToLower(a["error"]), "permission denied") {
+		t.Fatalf("opening /dev/null without devices = true: %v", a)
+	}
+	a = escape(t, []Mount{{Host: "/dev", Guest: "/dev", Devices: true}}, map[string]string{"attempt": "read", "path": "/dev/null"})
+	if a["ok"] != "true" || a["got"] != "" {
+		t.Fatalf("opening /dev/null with devices = true: %v", a)
+	}
 }
 
 func TestMountValidation(t *testing.T) {

@@ -73,6 +73,10 @@ type Mount struct {
 	// /sys/devices). By default links may not leave Host. Paths are resolved
 	// with os.Root, so neither ".." nor a link escapes it.
 	Root string
+	// Devices lets the module open the device nodes in the mount. Without
+	// it a module may list and stat them, never open them: a module given
+	// /dev to find devices must not read a disk.
+	Devices bool
 }
 
 func (m Mount) String() string { return m.Host + ":" + m.Guest + " (read-only)" }

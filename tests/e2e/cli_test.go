@@ -19,10 +19,7 @@ func TestAsAUserWould(t *testing.T) {
 	}
 	h := newHost(t, map[string]string{"pcisource": "guests/pcisource", "devsource": "guests/devsource"}, `
 [modules.pcisource]
-mounts = [
-  { host = "/sys/bus/pci/devices", guest = "/sys/bus/pci/devices", root = "/sys" },
-  { host = "/sys/kernel/iommu_groups", guest = "/sys/kernel/iommu_groups", root = "/sys" },
-]
+mounts = [{ host = "/sys/bus/pci/devices", guest = "/sys/bus/pci/devices", root = "/sys" }]
 config = { resource = "example.com/pci" }
 
 [modules.devsource]

@@ -1,7 +1,7 @@
 // Command escape is a device source that tries to leave its sandbox, for the
 // sandbox tests. Its configuration names one attempt:
 //
-//	attempt  read | write | list | env | dial
+//	attempt  read | write | list | stat | readlink | env | dial
 //	path     the file or directory for read, write and list
 //	addr     the address for dial
 //
@@ -46,6 +46,14 @@ func try(attempt string) (string, error) {
 		return string(b), err
 	case "write":
 		return "", os.WriteFile(path, []byte("escaped"), 0o644)
+	case "stat":
+		fi, err := os.Stat(path)
+		if err != nil {
+			return "", err
+		}
+		return fi.Mode().String(), nil
+	case "readlink":
+		return os.Readlink(path)
 	case "list":
 		es, err := os.ReadDir(path)
 		names := make([]string, len(es))
