@@ -84,6 +84,9 @@ type env struct {
 type envConfig struct {
 	mode    string        // registration mode; default kubelet-socket
 	backoff time.Duration // initial registration backoff; default 50ms
+	// giveUpFast: sources give up after two failed discoveries, and are
+	// started again 100ms later.
+	giveUpFast bool
 }
 
 func newEnv(t *testing.T, cfg envConfig) *env {
@@ -125,9 +128,15 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 		defer e.mu.Unlock()
 		return e.bridged[m]
 	}, log)
+	srcOpts := devicesource.Options{Debounce: 10 * time.Millisecond}
+	restart := time.Duration(0)
+	if cfg.giveUpFast {
+		srcOpts.RetryBackoff, srcOpts.MaxFailures, restart = 5*time.Millisecond, 2, 100*time.Millisecond
+	}
 	e.ctrl = devicesource.NewController(e.reg, router, devicesource.ControllerConfig{
-		Options: func(string) devicesource.Options { return devicesource.Options{Debounce: 10 * time.Millisecond} },
-		Logger:  log.Named("sources"),
+		Options:      func(string) devicesource.Options { return srcOpts },
+		RestartDelay: restart,
+		Logger:       log.Named("sources"),
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup

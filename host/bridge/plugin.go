@@ -173,6 +173,11 @@ func (p *plugin) providerName() string {
 func (p *plugin) setProvider(prov devicemanager.Provider) {
 	p.mu.Lock()
 	old, oldUnwatch := p.prov, p.unwatch
+	if old != nil && prov.Options() != p.opts && p.regPath != "" {
+		// The kubelet reads the options when it registers the plugin:
+		// offer the registration socket anew.
+		p.regRefresh = time.Now()
+	}
 	p.prov, p.opts, p.unwatch = prov, prov.Options(), nil
 	p.pgen++
 	if p.ctx != nil {
@@ -237,6 +242,9 @@ func (p *plugin) setDevicesLocked(devs []*pluginapi.Device, known map[string]boo
 // lost is told that the provider of generation gen ended by itself: its
 // devices are unhealthy until a new provider reports.
 func (p *plugin) lost(gen uint64, prov devicemanager.Provider, err error) {
+	if p.stopped() {
+		return // removed: its Watch ended because the source was stopped
+	}
 	p.mu.Lock()
 	if gen != p.pgen {
 		p.mu.Unlock()
