@@ -44,7 +44,11 @@ func (w testWriter) Write(p []byte) (int, error) {
 }
 
 func testLogger(t testing.TB) hclog.Logger {
-	return hclog.New(&hclog.LoggerOptions{Level: hclog.Debug, Output: testWriter{t}})
+	level := hclog.Debug
+	if _, ok := t.(*testing.B); ok {
+		level = hclog.Error // keep benchmark output readable
+	}
+	return hclog.New(&hclog.LoggerOptions{Level: level, Output: testWriter{t}})
 }
 
 // shortDir is a temporary directory with a short path: unix socket
@@ -64,7 +68,7 @@ func shortDir(t testing.TB) string {
 // local device manager, with the kubelet's directories in a temporary
 // directory.
 type env struct {
-	t           *testing.T
+	t           testing.TB
 	dir         string
 	kubeletDir  string
 	registryDir string
@@ -89,7 +93,7 @@ type envConfig struct {
 	giveUpFast bool
 }
 
-func newEnv(t *testing.T, cfg envConfig) *env {
+func newEnv(t testing.TB, cfg envConfig) *env {
 	t.Helper()
 	if cfg.backoff == 0 {
 		cfg.backoff = 50 * time.Millisecond

@@ -23,7 +23,7 @@ import (
 // as the kubelet does) and disappear.
 type fakeKubelet struct {
 	pluginapi.UnimplementedRegistrationServer
-	t   *testing.T
+	t   testing.TB
 	dir string
 
 	// Registers receives every accepted registration.
@@ -46,7 +46,7 @@ type registerCall struct {
 	At  time.Time
 }
 
-func newKubelet(t *testing.T, dir string) *fakeKubelet {
+func newKubelet(t testing.TB, dir string) *fakeKubelet {
 	k := &fakeKubelet{t: t, dir: dir, Registers: make(chan registerCall, 100), sets: map[string][]*pluginapi.Device{},
 		streams: map[string]int{}, changed: make(chan struct{})}
 	t.Cleanup(k.Stop)
@@ -54,7 +54,7 @@ func newKubelet(t *testing.T, dir string) *fakeKubelet {
 }
 
 // startKubelet makes a kubelet and starts it.
-func startKubelet(t *testing.T, dir string) *fakeKubelet {
+func startKubelet(t testing.TB, dir string) *fakeKubelet {
 	k := newKubelet(t, dir)
 	k.Start()
 	return k
@@ -231,7 +231,7 @@ func (k *fakeKubelet) ExpectRegister(timeout time.Duration) registerCall {
 
 // client is a device plugin client on a plugin's socket, as the kubelet
 // uses it.
-func client(t *testing.T, path string) pluginapi.DevicePluginClient {
+func client(t testing.TB, path string) pluginapi.DevicePluginClient {
 	t.Helper()
 	cc, err := grpc.NewClient("unix://"+path, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {

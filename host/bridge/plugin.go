@@ -349,8 +349,10 @@ func (p *plugin) run(ctx context.Context) {
 		reg = &sock{path: p.regPath, srv: grpc.NewServer()}
 		registerapi.RegisterRegistrationServer(reg.srv, &registrar{p: p})
 	}
-	if len(p.path) > 107 || len(p.regPath) > 107 {
-		p.fail(StateUnreachable, fmt.Errorf("socket path %s is longer than a unix socket address allows (107 bytes)", p.path))
+	for _, path := range []string{p.path, p.regPath} {
+		if len(path) > 107 {
+			p.fail(StateUnreachable, fmt.Errorf("socket path %s is longer than a unix socket address allows (107 bytes)", path))
+		}
 	}
 
 	retry := time.NewTimer(time.Hour)
