@@ -167,6 +167,23 @@ func printStatus(w io.Writer, st *adminpb.StatusResponse) {
 		plural(int(n.Devices), "device", "devices"), n.DevicesHealthy, n.DevicesAllocated))
 	t.row("Allocations:", strconv.Itoa(int(n.Allocations)))
 	t.flush()
+	if len(st.Bridged) > 0 {
+		fmt.Fprintln(w, "\nBridged to the kubelet:")
+		t = newTable(w, "  RESOURCE", "STATE", "MODE", "DEVICES", "STREAMS", "SOCKET", "LAST ERROR")
+		for _, b := range st.Bridged {
+			t.row("  "+b.Resource, b.State, b.Mode, fmt.Sprintf("%d/%d healthy", b.Healthy, b.Devices),
+				strconv.Itoa(int(b.Streams)), b.Socket, b.LastError)
+		}
+		t.flush()
+	}
+	if len(st.CdiSpecs) > 0 {
+		fmt.Fprintln(w, "\nCDI specs:")
+		t = newTable(w, "  RESOURCE", "DEVICES", "FILE", "ERROR")
+		for _, sp := range st.CdiSpecs {
+			t.row("  "+sp.Resource, strconv.Itoa(len(sp.Devices)), sp.Path, sp.Error)
+		}
+		t.flush()
+	}
 }
 
 // newTableNoHeader is a "Key:  value" layout.

@@ -72,6 +72,9 @@ metrics_address = ""
 grace_period = "1h"
 backoff_initial = "1m"
 
+[bridge]
+cdi_dir = "cdi"
+
 [modules.customhandler]
 config = { type = "ExamplePlugin", versions = "v1" }
 
@@ -168,7 +171,7 @@ func TestClientCommands(t *testing.T) {
 	s := []string{"--socket", h.socket}
 	args := func(a ...string) []string { return append(append([]string{}, s...), a...) }
 
-	expect(t, exitOK, args("status"), "Version:      dev", "Ready:        yes", "Config:       "+h.config, "  checkpoint      "+filepath.Join(h.dir, "state", "checkpoint"),
+	expect(t, exitOK, args("status"), "CDI specs:", "example.com/counter", "Version:      dev", "Ready:        yes", "Config:       "+h.config, "  checkpoint      "+filepath.Join(h.dir, "state", "checkpoint"),
 		"Modules:     2 running (0 quarantined), 0 refused",
 		"Resources:   1, with 4 devices (4 healthy, 0 allocated)", "Allocations: 0")
 	// --config finds the socket in the file.

@@ -66,6 +66,17 @@ func (s *admin) Status(context.Context, *adminpb.StatusRequest) (*adminpb.Status
 		c.DevicesAllocated += int32(r.Allocated)
 	}
 	c.Allocations = int32(len(s.b.Allocations()))
+	for _, b := range st.Bridged {
+		out.Bridged = append(out.Bridged, &adminpb.BridgedSource{Resource: b.Resource, Provider: b.Provider,
+			Socket: b.Socket, RegistrationSocket: b.RegistrationSocket, Mode: b.Mode, State: string(b.State),
+			LastError: b.LastError, Registrations: int32(b.Registrations), RegisteredAt: ts(b.RegisteredAt),
+			NextAttempt: ts(b.NextAttempt), KubeletPresent: b.KubeletPresent, Streams: int32(b.Streams),
+			Devices: int32(b.Devices), Healthy: int32(b.Healthy)})
+	}
+	for _, sp := range st.CDISpecs {
+		out.CdiSpecs = append(out.CdiSpecs, &adminpb.CDISpec{Resource: sp.Resource, Provider: sp.Provider,
+			Path: sp.Path, Devices: sp.Devices, Skipped: sp.Skipped, Error: sp.Error, WrittenAt: ts(sp.WrittenAt)})
+	}
 	return out, nil
 }
 

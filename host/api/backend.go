@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/wasmlet/wasmlet/host/bridge"
+	"github.com/wasmlet/wasmlet/host/cdi"
 	"github.com/wasmlet/wasmlet/host/devicemanager"
 	"github.com/wasmlet/wasmlet/host/module"
 	"github.com/wasmlet/wasmlet/host/pluginmanager"
@@ -55,6 +57,11 @@ type NodeStatus struct {
 	// Ready is what /readyz reports; NotReady says why not.
 	Ready    bool
 	NotReady string
+
+	// Bridged are the sources served to an external kubelet; CDISpecs the
+	// CDI spec files written for the sources' devices.
+	Bridged  []bridge.Status
+	CDISpecs []cdi.Status
 }
 
 // Parts are the pieces of a running host that NewBackend serves from.

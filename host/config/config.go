@@ -138,7 +138,8 @@ type Bridge struct {
 	// PluginRegistryDir is the kubelet's plugin registry, used with
 	// RegisterPluginRegistry.
 	PluginRegistryDir string
-	// CDIDir is where CDI specs for bridged devices are written.
+	// CDIDir is where the CDI spec files for every source's devices (bridged
+	// or not) are written.
 	CDIDir string
 }
 

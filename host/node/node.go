@@ -324,7 +324,7 @@ func (n *Node) status() api.NodeStatus {
 	st := api.NodeStatus{Version: Version, Started: n.started, ConfigFile: n.cfg.File,
 		StateDir: h.StateDir, RegistryDir: h.RegistryDir, DevicePluginDir: h.DevicePluginDir, ModuleDir: h.ModuleDir,
 		Checkpoint: filepath.Join(h.StateDir, "checkpoint"), APISocket: h.APISocket, MetricsAddress: h.MetricsAddress,
-		GracePeriod: h.GracePeriod, Ready: n.Ready()}
+		GracePeriod: h.GracePeriod, Ready: n.Ready(), Bridged: n.bridge.Status(), CDISpecs: n.cdi.Status()}
 	if !st.Ready {
 		st.NotReady = "starting: loading modules and scanning the plugin registry"
 	}

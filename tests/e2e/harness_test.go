@@ -86,6 +86,9 @@ api_socket = "api/api.sock"
 metrics_address = ""
 log_level = "debug"
 grace_period = "1h"
+
+[bridge]
+cdi_dir = "cdi"
 %s
 `, extra)
 	if err := os.WriteFile(h.config, []byte(toml), 0o644); err != nil {

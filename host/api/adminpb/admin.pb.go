@@ -100,9 +100,13 @@ type StatusResponse struct {
 	Ready    bool   `protobuf:"varint,8,opt,name=ready,proto3" json:"ready,omitempty"`
 	NotReady string `protobuf:"bytes,9,opt,name=not_ready,json=notReady,proto3" json:"not_ready,omitempty"`
 	// How long a lost provider's devices stay, unhealthy, before they go.
-	GracePeriod   *durationpb.Duration `protobuf:"bytes,10,opt,name=grace_period,json=gracePeriod,proto3" json:"grace_period,omitempty"`
-	Counts        *Counts              `protobuf:"bytes,11,opt,name=counts,proto3" json:"counts,omitempty"`
-	Pid           int32                `protobuf:"varint,12,opt,name=pid,proto3" json:"pid,omitempty"`
+	GracePeriod *durationpb.Duration `protobuf:"bytes,10,opt,name=grace_period,json=gracePeriod,proto3" json:"grace_period,omitempty"`
+	Counts      *Counts              `protobuf:"bytes,11,opt,name=counts,proto3" json:"counts,omitempty"`
+	Pid         int32                `protobuf:"varint,12,opt,name=pid,proto3" json:"pid,omitempty"`
+	// Device sources served to an external kubelet ([bridge] in plugins.toml).
+	Bridged []*BridgedSource `protobuf:"bytes,13,rep,name=bridged,proto3" json:"bridged,omitempty"`
+	// The CDI spec files the host writes for its sources' devices.
+	CdiSpecs      []*CDISpec `protobuf:"bytes,14,rep,name=cdi_specs,json=cdiSpecs,proto3" json:"cdi_specs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -221,6 +225,265 @@ func (x *StatusResponse) GetPid() int32 {
 	return 0
 }
 
+func (x *StatusResponse) GetBridged() []*BridgedSource {
+	if x != nil {
+		return x.Bridged
+	}
+	return nil
+}
+
+func (x *StatusResponse) GetCdiSpecs() []*CDISpec {
+	if x != nil {
+		return x.CdiSpecs
+	}
+	return nil
+}
+
+// BridgedSource is a device source served to an external kubelet as a device
+// plugin.
+type BridgedSource struct {
+	state              protoimpl.MessageState `protogen:"open.v1"`
+	Resource           string                 `protobuf:"bytes,1,opt,name=resource,proto3" json:"resource,omitempty"`
+	Provider           string                 `protobuf:"bytes,2,opt,name=provider,proto3" json:"provider,omitempty"`
+	Socket             string                 `protobuf:"bytes,3,opt,name=socket,proto3" json:"socket,omitempty"`                                                   // the device plugin socket
+	RegistrationSocket string                 `protobuf:"bytes,4,opt,name=registration_socket,json=registrationSocket,proto3" json:"registration_socket,omitempty"` // plugin-registry mode only
+	Mode               string                 `protobuf:"bytes,5,opt,name=mode,proto3" json:"mode,omitempty"`                                                       // kubelet-socket or plugin-registry
+	// discovering, waiting-for-kubelet, registering, registered, refused,
+	// unreachable, stopped
+	State          string                 `protobuf:"bytes,6,opt,name=state,proto3" json:"state,omitempty"`
+	LastError      string                 `protobuf:"bytes,7,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	Registrations  int32                  `protobuf:"varint,8,opt,name=registrations,proto3" json:"registrations,omitempty"`
+	RegisteredAt   *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=registered_at,json=registeredAt,proto3" json:"registered_at,omitempty"`
+	NextAttempt    *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=next_attempt,json=nextAttempt,proto3" json:"next_attempt,omitempty"`
+	KubeletPresent bool                   `protobuf:"varint,11,opt,name=kubelet_present,json=kubeletPresent,proto3" json:"kubelet_present,omitempty"`
+	Streams        int32                  `protobuf:"varint,12,opt,name=streams,proto3" json:"streams,omitempty"` // open ListAndWatch streams
+	Devices        int32                  `protobuf:"varint,13,opt,name=devices,proto3" json:"devices,omitempty"`
+	Healthy        int32                  `protobuf:"varint,14,opt,name=healthy,proto3" json:"healthy,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *BridgedSource) Reset() {
+	*x = BridgedSource{}
+	mi := &file_admin_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BridgedSource) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BridgedSource) ProtoMessage() {}
+
+func (x *BridgedSource) ProtoReflect() protoreflect.Message {
+	mi := &file_admin_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BridgedSource.ProtoReflect.Descriptor instead.
+func (*BridgedSource) Descriptor() ([]byte, []int) {
+	return file_admin_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *BridgedSource) GetResource() string {
+	if x != nil {
+		return x.Resource
+	}
+	return ""
+}
+
+func (x *BridgedSource) GetProvider() string {
+	if x != nil {
+		return x.Provider
+	}
+	return ""
+}
+
+func (x *BridgedSource) GetSocket() string {
+	if x != nil {
+		return x.Socket
+	}
+	return ""
+}
+
+func (x *BridgedSource) GetRegistrationSocket() string {
+	if x != nil {
+		return x.RegistrationSocket
+	}
+	return ""
+}
+
+func (x *BridgedSource) GetMode() string {
+	if x != nil {
+		return x.Mode
+	}
+	return ""
+}
+
+func (x *BridgedSource) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *BridgedSource) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
+func (x *BridgedSource) GetRegistrations() int32 {
+	if x != nil {
+		return x.Registrations
+	}
+	return 0
+}
+
+func (x *BridgedSource) GetRegisteredAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RegisteredAt
+	}
+	return nil
+}
+
+func (x *BridgedSource) GetNextAttempt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextAttempt
+	}
+	return nil
+}
+
+func (x *BridgedSource) GetKubeletPresent() bool {
+	if x != nil {
+		return x.KubeletPresent
+	}
+	return false
+}
+
+func (x *BridgedSource) GetStreams() int32 {
+	if x != nil {
+		return x.Streams
+	}
+	return 0
+}
+
+func (x *BridgedSource) GetDevices() int32 {
+	if x != nil {
+		return x.Devices
+	}
+	return 0
+}
+
+func (x *BridgedSource) GetHealthy() int32 {
+	if x != nil {
+		return x.Healthy
+	}
+	return 0
+}
+
+// CDISpec is one CDI spec file (or why a resource has none).
+type CDISpec struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Resource      string                 `protobuf:"bytes,1,opt,name=resource,proto3" json:"resource,omitempty"`
+	Provider      string                 `protobuf:"bytes,2,opt,name=provider,proto3" json:"provider,omitempty"`
+	Path          string                 `protobuf:"bytes,3,opt,name=path,proto3" json:"path,omitempty"` // empty: no spec (error says why)
+	Devices       []string               `protobuf:"bytes,4,rep,name=devices,proto3" json:"devices,omitempty"`
+	Skipped       map[string]string      `protobuf:"bytes,5,rep,name=skipped,proto3" json:"skipped,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"` // device id -> why it is left out
+	Error         string                 `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
+	WrittenAt     *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=written_at,json=writtenAt,proto3" json:"written_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CDISpec) Reset() {
+	*x = CDISpec{}
+	mi := &file_admin_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CDISpec) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CDISpec) ProtoMessage() {}
+
+func (x *CDISpec) ProtoReflect() protoreflect.Message {
+	mi := &file_admin_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CDISpec.ProtoReflect.Descriptor instead.
+func (*CDISpec) Descriptor() ([]byte, []int) {
+	return file_admin_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *CDISpec) GetResource() string {
+	if x != nil {
+		return x.Resource
+	}
+	return ""
+}
+
+func (x *CDISpec) GetProvider() string {
+	if x != nil {
+		return x.Provider
+	}
+	return ""
+}
+
+func (x *CDISpec) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *CDISpec) GetDevices() []string {
+	if x != nil {
+		return x.Devices
+	}
+	return nil
+}
+
+func (x *CDISpec) GetSkipped() map[string]string {
+	if x != nil {
+		return x.Skipped
+	}
+	return nil
+}
+
+func (x *CDISpec) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *CDISpec) GetWrittenAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.WrittenAt
+	}
+	return nil
+}
+
 type Directories struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	State          string                 `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
@@ -234,7 +497,7 @@ type Directories struct {
 
 func (x *Directories) Reset() {
 	*x = Directories{}
-	mi := &file_admin_proto_msgTypes[2]
+	mi := &file_admin_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -246,7 +509,7 @@ func (x *Directories) String() string {
 func (*Directories) ProtoMessage() {}
 
 func (x *Directories) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[2]
+	mi := &file_admin_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -259,7 +522,7 @@ func (x *Directories) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Directories.ProtoReflect.Descriptor instead.
 func (*Directories) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{2}
+	return file_admin_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Directories) GetState() string {
@@ -316,7 +579,7 @@ type Counts struct {
 
 func (x *Counts) Reset() {
 	*x = Counts{}
-	mi := &file_admin_proto_msgTypes[3]
+	mi := &file_admin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -328,7 +591,7 @@ func (x *Counts) String() string {
 func (*Counts) ProtoMessage() {}
 
 func (x *Counts) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[3]
+	mi := &file_admin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -341,7 +604,7 @@ func (x *Counts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Counts.ProtoReflect.Descriptor instead.
 func (*Counts) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{3}
+	return file_admin_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Counts) GetModules() int32 {
@@ -429,7 +692,7 @@ type ListPluginsRequest struct {
 
 func (x *ListPluginsRequest) Reset() {
 	*x = ListPluginsRequest{}
-	mi := &file_admin_proto_msgTypes[4]
+	mi := &file_admin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -441,7 +704,7 @@ func (x *ListPluginsRequest) String() string {
 func (*ListPluginsRequest) ProtoMessage() {}
 
 func (x *ListPluginsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[4]
+	mi := &file_admin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -454,7 +717,7 @@ func (x *ListPluginsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPluginsRequest.ProtoReflect.Descriptor instead.
 func (*ListPluginsRequest) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{4}
+	return file_admin_proto_rawDescGZIP(), []int{6}
 }
 
 type ListPluginsResponse struct {
@@ -466,7 +729,7 @@ type ListPluginsResponse struct {
 
 func (x *ListPluginsResponse) Reset() {
 	*x = ListPluginsResponse{}
-	mi := &file_admin_proto_msgTypes[5]
+	mi := &file_admin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -478,7 +741,7 @@ func (x *ListPluginsResponse) String() string {
 func (*ListPluginsResponse) ProtoMessage() {}
 
 func (x *ListPluginsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[5]
+	mi := &file_admin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -491,7 +754,7 @@ func (x *ListPluginsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPluginsResponse.ProtoReflect.Descriptor instead.
 func (*ListPluginsResponse) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{5}
+	return file_admin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListPluginsResponse) GetPlugins() []*Plugin {
@@ -530,7 +793,7 @@ type Plugin struct {
 
 func (x *Plugin) Reset() {
 	*x = Plugin{}
-	mi := &file_admin_proto_msgTypes[6]
+	mi := &file_admin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -542,7 +805,7 @@ func (x *Plugin) String() string {
 func (*Plugin) ProtoMessage() {}
 
 func (x *Plugin) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[6]
+	mi := &file_admin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -555,7 +818,7 @@ func (x *Plugin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Plugin.ProtoReflect.Descriptor instead.
 func (*Plugin) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{6}
+	return file_admin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Plugin) GetSocketPath() string {
@@ -678,7 +941,7 @@ type ListModulesRequest struct {
 
 func (x *ListModulesRequest) Reset() {
 	*x = ListModulesRequest{}
-	mi := &file_admin_proto_msgTypes[7]
+	mi := &file_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -690,7 +953,7 @@ func (x *ListModulesRequest) String() string {
 func (*ListModulesRequest) ProtoMessage() {}
 
 func (x *ListModulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[7]
+	mi := &file_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -703,7 +966,7 @@ func (x *ListModulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModulesRequest.ProtoReflect.Descriptor instead.
 func (*ListModulesRequest) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{7}
+	return file_admin_proto_rawDescGZIP(), []int{9}
 }
 
 type ListModulesResponse struct {
@@ -715,7 +978,7 @@ type ListModulesResponse struct {
 
 func (x *ListModulesResponse) Reset() {
 	*x = ListModulesResponse{}
-	mi := &file_admin_proto_msgTypes[8]
+	mi := &file_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -727,7 +990,7 @@ func (x *ListModulesResponse) String() string {
 func (*ListModulesResponse) ProtoMessage() {}
 
 func (x *ListModulesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[8]
+	mi := &file_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -740,7 +1003,7 @@ func (x *ListModulesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModulesResponse.ProtoReflect.Descriptor instead.
 func (*ListModulesResponse) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{8}
+	return file_admin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListModulesResponse) GetModules() []*Module {
@@ -796,7 +1059,7 @@ type Module struct {
 
 func (x *Module) Reset() {
 	*x = Module{}
-	mi := &file_admin_proto_msgTypes[9]
+	mi := &file_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -808,7 +1071,7 @@ func (x *Module) String() string {
 func (*Module) ProtoMessage() {}
 
 func (x *Module) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[9]
+	mi := &file_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -821,7 +1084,7 @@ func (x *Module) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Module.ProtoReflect.Descriptor instead.
 func (*Module) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{9}
+	return file_admin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Module) GetName() string {
@@ -1053,7 +1316,7 @@ type Limits struct {
 
 func (x *Limits) Reset() {
 	*x = Limits{}
-	mi := &file_admin_proto_msgTypes[10]
+	mi := &file_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1065,7 +1328,7 @@ func (x *Limits) String() string {
 func (*Limits) ProtoMessage() {}
 
 func (x *Limits) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[10]
+	mi := &file_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1078,7 +1341,7 @@ func (x *Limits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Limits.ProtoReflect.Descriptor instead.
 func (*Limits) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{10}
+	return file_admin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Limits) GetMemoryBytes() uint64 {
@@ -1121,7 +1384,7 @@ type Mount struct {
 
 func (x *Mount) Reset() {
 	*x = Mount{}
-	mi := &file_admin_proto_msgTypes[11]
+	mi := &file_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1133,7 +1396,7 @@ func (x *Mount) String() string {
 func (*Mount) ProtoMessage() {}
 
 func (x *Mount) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[11]
+	mi := &file_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1146,7 +1409,7 @@ func (x *Mount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mount.ProtoReflect.Descriptor instead.
 func (*Mount) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{11}
+	return file_admin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Mount) GetHost() string {
@@ -1179,7 +1442,7 @@ type ReloadModuleRequest struct {
 
 func (x *ReloadModuleRequest) Reset() {
 	*x = ReloadModuleRequest{}
-	mi := &file_admin_proto_msgTypes[12]
+	mi := &file_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1191,7 +1454,7 @@ func (x *ReloadModuleRequest) String() string {
 func (*ReloadModuleRequest) ProtoMessage() {}
 
 func (x *ReloadModuleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[12]
+	mi := &file_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1204,7 +1467,7 @@ func (x *ReloadModuleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadModuleRequest.ProtoReflect.Descriptor instead.
 func (*ReloadModuleRequest) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{12}
+	return file_admin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ReloadModuleRequest) GetName() string {
@@ -1223,7 +1486,7 @@ type ReloadModuleResponse struct {
 
 func (x *ReloadModuleResponse) Reset() {
 	*x = ReloadModuleResponse{}
-	mi := &file_admin_proto_msgTypes[13]
+	mi := &file_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1235,7 +1498,7 @@ func (x *ReloadModuleResponse) String() string {
 func (*ReloadModuleResponse) ProtoMessage() {}
 
 func (x *ReloadModuleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[13]
+	mi := &file_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1248,7 +1511,7 @@ func (x *ReloadModuleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadModuleResponse.ProtoReflect.Descriptor instead.
 func (*ReloadModuleResponse) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{13}
+	return file_admin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ReloadModuleResponse) GetModule() *Module {
@@ -1268,7 +1531,7 @@ type ListResourcesRequest struct {
 
 func (x *ListResourcesRequest) Reset() {
 	*x = ListResourcesRequest{}
-	mi := &file_admin_proto_msgTypes[14]
+	mi := &file_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1280,7 +1543,7 @@ func (x *ListResourcesRequest) String() string {
 func (*ListResourcesRequest) ProtoMessage() {}
 
 func (x *ListResourcesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[14]
+	mi := &file_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1293,7 +1556,7 @@ func (x *ListResourcesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResourcesRequest.ProtoReflect.Descriptor instead.
 func (*ListResourcesRequest) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{14}
+	return file_admin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListResourcesRequest) GetName() string {
@@ -1312,7 +1575,7 @@ type ListResourcesResponse struct {
 
 func (x *ListResourcesResponse) Reset() {
 	*x = ListResourcesResponse{}
-	mi := &file_admin_proto_msgTypes[15]
+	mi := &file_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1324,7 +1587,7 @@ func (x *ListResourcesResponse) String() string {
 func (*ListResourcesResponse) ProtoMessage() {}
 
 func (x *ListResourcesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[15]
+	mi := &file_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1337,7 +1600,7 @@ func (x *ListResourcesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResourcesResponse.ProtoReflect.Descriptor instead.
 func (*ListResourcesResponse) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{15}
+	return file_admin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListResourcesResponse) GetResources() []*Resource {
@@ -1374,7 +1637,7 @@ type Resource struct {
 
 func (x *Resource) Reset() {
 	*x = Resource{}
-	mi := &file_admin_proto_msgTypes[16]
+	mi := &file_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1386,7 +1649,7 @@ func (x *Resource) String() string {
 func (*Resource) ProtoMessage() {}
 
 func (x *Resource) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[16]
+	mi := &file_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1399,7 +1662,7 @@ func (x *Resource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Resource.ProtoReflect.Descriptor instead.
 func (*Resource) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{16}
+	return file_admin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Resource) GetName() string {
@@ -1521,7 +1784,7 @@ type Device struct {
 
 func (x *Device) Reset() {
 	*x = Device{}
-	mi := &file_admin_proto_msgTypes[17]
+	mi := &file_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1533,7 +1796,7 @@ func (x *Device) String() string {
 func (*Device) ProtoMessage() {}
 
 func (x *Device) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[17]
+	mi := &file_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1546,7 +1809,7 @@ func (x *Device) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Device.ProtoReflect.Descriptor instead.
 func (*Device) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{17}
+	return file_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Device) GetId() string {
@@ -1595,7 +1858,7 @@ type ListAllocationsRequest struct {
 
 func (x *ListAllocationsRequest) Reset() {
 	*x = ListAllocationsRequest{}
-	mi := &file_admin_proto_msgTypes[18]
+	mi := &file_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1607,7 +1870,7 @@ func (x *ListAllocationsRequest) String() string {
 func (*ListAllocationsRequest) ProtoMessage() {}
 
 func (x *ListAllocationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[18]
+	mi := &file_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1620,7 +1883,7 @@ func (x *ListAllocationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAllocationsRequest.ProtoReflect.Descriptor instead.
 func (*ListAllocationsRequest) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{18}
+	return file_admin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListAllocationsRequest) GetWorkload() string {
@@ -1646,7 +1909,7 @@ type ListAllocationsResponse struct {
 
 func (x *ListAllocationsResponse) Reset() {
 	*x = ListAllocationsResponse{}
-	mi := &file_admin_proto_msgTypes[19]
+	mi := &file_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1658,7 +1921,7 @@ func (x *ListAllocationsResponse) String() string {
 func (*ListAllocationsResponse) ProtoMessage() {}
 
 func (x *ListAllocationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[19]
+	mi := &file_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1671,7 +1934,7 @@ func (x *ListAllocationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAllocationsResponse.ProtoReflect.Descriptor instead.
 func (*ListAllocationsResponse) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{19}
+	return file_admin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListAllocationsResponse) GetAllocations() []*Allocation {
@@ -1700,7 +1963,7 @@ type Allocation struct {
 
 func (x *Allocation) Reset() {
 	*x = Allocation{}
-	mi := &file_admin_proto_msgTypes[20]
+	mi := &file_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1712,7 +1975,7 @@ func (x *Allocation) String() string {
 func (*Allocation) ProtoMessage() {}
 
 func (x *Allocation) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[20]
+	mi := &file_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1725,7 +1988,7 @@ func (x *Allocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Allocation.ProtoReflect.Descriptor instead.
 func (*Allocation) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{20}
+	return file_admin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Allocation) GetWorkload() string {
@@ -1806,7 +2069,7 @@ type ContainerResponse struct {
 
 func (x *ContainerResponse) Reset() {
 	*x = ContainerResponse{}
-	mi := &file_admin_proto_msgTypes[21]
+	mi := &file_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1818,7 +2081,7 @@ func (x *ContainerResponse) String() string {
 func (*ContainerResponse) ProtoMessage() {}
 
 func (x *ContainerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[21]
+	mi := &file_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1831,7 +2094,7 @@ func (x *ContainerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerResponse.ProtoReflect.Descriptor instead.
 func (*ContainerResponse) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{21}
+	return file_admin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ContainerResponse) GetEnvs() map[string]string {
@@ -1880,7 +2143,7 @@ type ContainerMount struct {
 
 func (x *ContainerMount) Reset() {
 	*x = ContainerMount{}
-	mi := &file_admin_proto_msgTypes[22]
+	mi := &file_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1892,7 +2155,7 @@ func (x *ContainerMount) String() string {
 func (*ContainerMount) ProtoMessage() {}
 
 func (x *ContainerMount) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[22]
+	mi := &file_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1905,7 +2168,7 @@ func (x *ContainerMount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerMount.ProtoReflect.Descriptor instead.
 func (*ContainerMount) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{22}
+	return file_admin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ContainerMount) GetContainerPath() string {
@@ -1940,7 +2203,7 @@ type DeviceSpec struct {
 
 func (x *DeviceSpec) Reset() {
 	*x = DeviceSpec{}
-	mi := &file_admin_proto_msgTypes[23]
+	mi := &file_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1952,7 +2215,7 @@ func (x *DeviceSpec) String() string {
 func (*DeviceSpec) ProtoMessage() {}
 
 func (x *DeviceSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[23]
+	mi := &file_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1965,7 +2228,7 @@ func (x *DeviceSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeviceSpec.ProtoReflect.Descriptor instead.
 func (*DeviceSpec) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{23}
+	return file_admin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *DeviceSpec) GetContainerPath() string {
@@ -2003,7 +2266,7 @@ type AllocateRequest struct {
 
 func (x *AllocateRequest) Reset() {
 	*x = AllocateRequest{}
-	mi := &file_admin_proto_msgTypes[24]
+	mi := &file_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2015,7 +2278,7 @@ func (x *AllocateRequest) String() string {
 func (*AllocateRequest) ProtoMessage() {}
 
 func (x *AllocateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[24]
+	mi := &file_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2028,7 +2291,7 @@ func (x *AllocateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocateRequest.ProtoReflect.Descriptor instead.
 func (*AllocateRequest) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{24}
+	return file_admin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *AllocateRequest) GetNamespace() string {
@@ -2082,7 +2345,7 @@ type AllocateResponse struct {
 
 func (x *AllocateResponse) Reset() {
 	*x = AllocateResponse{}
-	mi := &file_admin_proto_msgTypes[25]
+	mi := &file_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2094,7 +2357,7 @@ func (x *AllocateResponse) String() string {
 func (*AllocateResponse) ProtoMessage() {}
 
 func (x *AllocateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[25]
+	mi := &file_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2107,7 +2370,7 @@ func (x *AllocateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocateResponse.ProtoReflect.Descriptor instead.
 func (*AllocateResponse) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{25}
+	return file_admin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *AllocateResponse) GetAllocation() *Allocation {
@@ -2127,7 +2390,7 @@ type ReleaseRequest struct {
 
 func (x *ReleaseRequest) Reset() {
 	*x = ReleaseRequest{}
-	mi := &file_admin_proto_msgTypes[26]
+	mi := &file_admin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2139,7 +2402,7 @@ func (x *ReleaseRequest) String() string {
 func (*ReleaseRequest) ProtoMessage() {}
 
 func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[26]
+	mi := &file_admin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2152,7 +2415,7 @@ func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseRequest) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{26}
+	return file_admin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ReleaseRequest) GetWorkload() string {
@@ -2178,7 +2441,7 @@ type ReleaseResponse struct {
 
 func (x *ReleaseResponse) Reset() {
 	*x = ReleaseResponse{}
-	mi := &file_admin_proto_msgTypes[27]
+	mi := &file_admin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2190,7 +2453,7 @@ func (x *ReleaseResponse) String() string {
 func (*ReleaseResponse) ProtoMessage() {}
 
 func (x *ReleaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[27]
+	mi := &file_admin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2203,7 +2466,7 @@ func (x *ReleaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseResponse.ProtoReflect.Descriptor instead.
 func (*ReleaseResponse) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{27}
+	return file_admin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ReleaseResponse) GetReleased() []*Allocation {
@@ -2218,7 +2481,7 @@ var File_admin_proto protoreflect.FileDescriptor
 const file_admin_proto_rawDesc = "" +
 	"\n" +
 	"\vadmin.proto\x12\x10wasmlet.admin.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x0f\n" +
-	"\rStatusRequest\"\xf2\x03\n" +
+	"\rStatusRequest\"\xe5\x04\n" +
 	"\x0eStatusResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x124\n" +
 	"\astarted\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\astarted\x121\n" +
@@ -2234,7 +2497,38 @@ const file_admin_proto_rawDesc = "" +
 	"\fgrace_period\x18\n" +
 	" \x01(\v2\x19.google.protobuf.DurationR\vgracePeriod\x120\n" +
 	"\x06counts\x18\v \x01(\v2\x18.wasmlet.admin.v1.CountsR\x06counts\x12\x10\n" +
-	"\x03pid\x18\f \x01(\x05R\x03pid\"\xad\x01\n" +
+	"\x03pid\x18\f \x01(\x05R\x03pid\x129\n" +
+	"\abridged\x18\r \x03(\v2\x1f.wasmlet.admin.v1.BridgedSourceR\abridged\x126\n" +
+	"\tcdi_specs\x18\x0e \x03(\v2\x19.wasmlet.admin.v1.CDISpecR\bcdiSpecs\"\xf6\x03\n" +
+	"\rBridgedSource\x12\x1a\n" +
+	"\bresource\x18\x01 \x01(\tR\bresource\x12\x1a\n" +
+	"\bprovider\x18\x02 \x01(\tR\bprovider\x12\x16\n" +
+	"\x06socket\x18\x03 \x01(\tR\x06socket\x12/\n" +
+	"\x13registration_socket\x18\x04 \x01(\tR\x12registrationSocket\x12\x12\n" +
+	"\x04mode\x18\x05 \x01(\tR\x04mode\x12\x14\n" +
+	"\x05state\x18\x06 \x01(\tR\x05state\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\a \x01(\tR\tlastError\x12$\n" +
+	"\rregistrations\x18\b \x01(\x05R\rregistrations\x12?\n" +
+	"\rregistered_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\fregisteredAt\x12=\n" +
+	"\fnext_attempt\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\vnextAttempt\x12'\n" +
+	"\x0fkubelet_present\x18\v \x01(\bR\x0ekubeletPresent\x12\x18\n" +
+	"\astreams\x18\f \x01(\x05R\astreams\x12\x18\n" +
+	"\adevices\x18\r \x01(\x05R\adevices\x12\x18\n" +
+	"\ahealthy\x18\x0e \x01(\x05R\ahealthy\"\xbe\x02\n" +
+	"\aCDISpec\x12\x1a\n" +
+	"\bresource\x18\x01 \x01(\tR\bresource\x12\x1a\n" +
+	"\bprovider\x18\x02 \x01(\tR\bprovider\x12\x12\n" +
+	"\x04path\x18\x03 \x01(\tR\x04path\x12\x18\n" +
+	"\adevices\x18\x04 \x03(\tR\adevices\x12@\n" +
+	"\askipped\x18\x05 \x03(\v2&.wasmlet.admin.v1.CDISpec.SkippedEntryR\askipped\x12\x14\n" +
+	"\x05error\x18\x06 \x01(\tR\x05error\x129\n" +
+	"\n" +
+	"written_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\twrittenAt\x1a:\n" +
+	"\fSkippedEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xad\x01\n" +
 	"\vDirectories\x12\x14\n" +
 	"\x05state\x18\x01 \x01(\tR\x05state\x12'\n" +
 	"\x0fplugin_registry\x18\x02 \x01(\tR\x0epluginRegistry\x12%\n" +
@@ -2453,101 +2747,110 @@ func file_admin_proto_rawDescGZIP() []byte {
 	return file_admin_proto_rawDescData
 }
 
-var file_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_admin_proto_goTypes = []any{
 	(*StatusRequest)(nil),           // 0: wasmlet.admin.v1.StatusRequest
 	(*StatusResponse)(nil),          // 1: wasmlet.admin.v1.StatusResponse
-	(*Directories)(nil),             // 2: wasmlet.admin.v1.Directories
-	(*Counts)(nil),                  // 3: wasmlet.admin.v1.Counts
-	(*ListPluginsRequest)(nil),      // 4: wasmlet.admin.v1.ListPluginsRequest
-	(*ListPluginsResponse)(nil),     // 5: wasmlet.admin.v1.ListPluginsResponse
-	(*Plugin)(nil),                  // 6: wasmlet.admin.v1.Plugin
-	(*ListModulesRequest)(nil),      // 7: wasmlet.admin.v1.ListModulesRequest
-	(*ListModulesResponse)(nil),     // 8: wasmlet.admin.v1.ListModulesResponse
-	(*Module)(nil),                  // 9: wasmlet.admin.v1.Module
-	(*Limits)(nil),                  // 10: wasmlet.admin.v1.Limits
-	(*Mount)(nil),                   // 11: wasmlet.admin.v1.Mount
-	(*ReloadModuleRequest)(nil),     // 12: wasmlet.admin.v1.ReloadModuleRequest
-	(*ReloadModuleResponse)(nil),    // 13: wasmlet.admin.v1.ReloadModuleResponse
-	(*ListResourcesRequest)(nil),    // 14: wasmlet.admin.v1.ListResourcesRequest
-	(*ListResourcesResponse)(nil),   // 15: wasmlet.admin.v1.ListResourcesResponse
-	(*Resource)(nil),                // 16: wasmlet.admin.v1.Resource
-	(*Device)(nil),                  // 17: wasmlet.admin.v1.Device
-	(*ListAllocationsRequest)(nil),  // 18: wasmlet.admin.v1.ListAllocationsRequest
-	(*ListAllocationsResponse)(nil), // 19: wasmlet.admin.v1.ListAllocationsResponse
-	(*Allocation)(nil),              // 20: wasmlet.admin.v1.Allocation
-	(*ContainerResponse)(nil),       // 21: wasmlet.admin.v1.ContainerResponse
-	(*ContainerMount)(nil),          // 22: wasmlet.admin.v1.ContainerMount
-	(*DeviceSpec)(nil),              // 23: wasmlet.admin.v1.DeviceSpec
-	(*AllocateRequest)(nil),         // 24: wasmlet.admin.v1.AllocateRequest
-	(*AllocateResponse)(nil),        // 25: wasmlet.admin.v1.AllocateResponse
-	(*ReleaseRequest)(nil),          // 26: wasmlet.admin.v1.ReleaseRequest
-	(*ReleaseResponse)(nil),         // 27: wasmlet.admin.v1.ReleaseResponse
-	nil,                             // 28: wasmlet.admin.v1.Plugin.AttributesEntry
-	nil,                             // 29: wasmlet.admin.v1.Device.AttributesEntry
-	nil,                             // 30: wasmlet.admin.v1.ContainerResponse.EnvsEntry
-	nil,                             // 31: wasmlet.admin.v1.ContainerResponse.AnnotationsEntry
-	(*timestamppb.Timestamp)(nil),   // 32: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),     // 33: google.protobuf.Duration
+	(*BridgedSource)(nil),           // 2: wasmlet.admin.v1.BridgedSource
+	(*CDISpec)(nil),                 // 3: wasmlet.admin.v1.CDISpec
+	(*Directories)(nil),             // 4: wasmlet.admin.v1.Directories
+	(*Counts)(nil),                  // 5: wasmlet.admin.v1.Counts
+	(*ListPluginsRequest)(nil),      // 6: wasmlet.admin.v1.ListPluginsRequest
+	(*ListPluginsResponse)(nil),     // 7: wasmlet.admin.v1.ListPluginsResponse
+	(*Plugin)(nil),                  // 8: wasmlet.admin.v1.Plugin
+	(*ListModulesRequest)(nil),      // 9: wasmlet.admin.v1.ListModulesRequest
+	(*ListModulesResponse)(nil),     // 10: wasmlet.admin.v1.ListModulesResponse
+	(*Module)(nil),                  // 11: wasmlet.admin.v1.Module
+	(*Limits)(nil),                  // 12: wasmlet.admin.v1.Limits
+	(*Mount)(nil),                   // 13: wasmlet.admin.v1.Mount
+	(*ReloadModuleRequest)(nil),     // 14: wasmlet.admin.v1.ReloadModuleRequest
+	(*ReloadModuleResponse)(nil),    // 15: wasmlet.admin.v1.ReloadModuleResponse
+	(*ListResourcesRequest)(nil),    // 16: wasmlet.admin.v1.ListResourcesRequest
+	(*ListResourcesResponse)(nil),   // 17: wasmlet.admin.v1.ListResourcesResponse
+	(*Resource)(nil),                // 18: wasmlet.admin.v1.Resource
+	(*Device)(nil),                  // 19: wasmlet.admin.v1.Device
+	(*ListAllocationsRequest)(nil),  // 20: wasmlet.admin.v1.ListAllocationsRequest
+	(*ListAllocationsResponse)(nil), // 21: wasmlet.admin.v1.ListAllocationsResponse
+	(*Allocation)(nil),              // 22: wasmlet.admin.v1.Allocation
+	(*ContainerResponse)(nil),       // 23: wasmlet.admin.v1.ContainerResponse
+	(*ContainerMount)(nil),          // 24: wasmlet.admin.v1.ContainerMount
+	(*DeviceSpec)(nil),              // 25: wasmlet.admin.v1.DeviceSpec
+	(*AllocateRequest)(nil),         // 26: wasmlet.admin.v1.AllocateRequest
+	(*AllocateResponse)(nil),        // 27: wasmlet.admin.v1.AllocateResponse
+	(*ReleaseRequest)(nil),          // 28: wasmlet.admin.v1.ReleaseRequest
+	(*ReleaseResponse)(nil),         // 29: wasmlet.admin.v1.ReleaseResponse
+	nil,                             // 30: wasmlet.admin.v1.CDISpec.SkippedEntry
+	nil,                             // 31: wasmlet.admin.v1.Plugin.AttributesEntry
+	nil,                             // 32: wasmlet.admin.v1.Device.AttributesEntry
+	nil,                             // 33: wasmlet.admin.v1.ContainerResponse.EnvsEntry
+	nil,                             // 34: wasmlet.admin.v1.ContainerResponse.AnnotationsEntry
+	(*timestamppb.Timestamp)(nil),   // 35: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),     // 36: google.protobuf.Duration
 }
 var file_admin_proto_depIdxs = []int32{
-	32, // 0: wasmlet.admin.v1.StatusResponse.started:type_name -> google.protobuf.Timestamp
-	33, // 1: wasmlet.admin.v1.StatusResponse.uptime:type_name -> google.protobuf.Duration
-	2,  // 2: wasmlet.admin.v1.StatusResponse.directories:type_name -> wasmlet.admin.v1.Directories
-	33, // 3: wasmlet.admin.v1.StatusResponse.grace_period:type_name -> google.protobuf.Duration
-	3,  // 4: wasmlet.admin.v1.StatusResponse.counts:type_name -> wasmlet.admin.v1.Counts
-	6,  // 5: wasmlet.admin.v1.ListPluginsResponse.plugins:type_name -> wasmlet.admin.v1.Plugin
-	28, // 6: wasmlet.admin.v1.Plugin.attributes:type_name -> wasmlet.admin.v1.Plugin.AttributesEntry
-	32, // 7: wasmlet.admin.v1.Plugin.seen:type_name -> google.protobuf.Timestamp
-	32, // 8: wasmlet.admin.v1.Plugin.registered:type_name -> google.protobuf.Timestamp
-	32, // 9: wasmlet.admin.v1.Plugin.next_retry:type_name -> google.protobuf.Timestamp
-	9,  // 10: wasmlet.admin.v1.ListModulesResponse.modules:type_name -> wasmlet.admin.v1.Module
-	10, // 11: wasmlet.admin.v1.Module.limits:type_name -> wasmlet.admin.v1.Limits
-	11, // 12: wasmlet.admin.v1.Module.mounts:type_name -> wasmlet.admin.v1.Mount
-	32, // 13: wasmlet.admin.v1.Module.last_fault_at:type_name -> google.protobuf.Timestamp
-	32, // 14: wasmlet.admin.v1.Module.quarantined_at:type_name -> google.protobuf.Timestamp
-	32, // 15: wasmlet.admin.v1.Module.loaded:type_name -> google.protobuf.Timestamp
-	33, // 16: wasmlet.admin.v1.Module.compile_time:type_name -> google.protobuf.Duration
-	33, // 17: wasmlet.admin.v1.Module.instantiate_time:type_name -> google.protobuf.Duration
-	32, // 18: wasmlet.admin.v1.Module.refused_at:type_name -> google.protobuf.Timestamp
-	33, // 19: wasmlet.admin.v1.Limits.call_timeout:type_name -> google.protobuf.Duration
-	9,  // 20: wasmlet.admin.v1.ReloadModuleResponse.module:type_name -> wasmlet.admin.v1.Module
-	16, // 21: wasmlet.admin.v1.ListResourcesResponse.resources:type_name -> wasmlet.admin.v1.Resource
-	32, // 22: wasmlet.admin.v1.Resource.disconnected_at:type_name -> google.protobuf.Timestamp
-	32, // 23: wasmlet.admin.v1.Resource.grace_deadline:type_name -> google.protobuf.Timestamp
-	17, // 24: wasmlet.admin.v1.Resource.devices:type_name -> wasmlet.admin.v1.Device
-	32, // 25: wasmlet.admin.v1.Resource.last_update:type_name -> google.protobuf.Timestamp
-	29, // 26: wasmlet.admin.v1.Device.attributes:type_name -> wasmlet.admin.v1.Device.AttributesEntry
-	20, // 27: wasmlet.admin.v1.ListAllocationsResponse.allocations:type_name -> wasmlet.admin.v1.Allocation
-	21, // 28: wasmlet.admin.v1.Allocation.response:type_name -> wasmlet.admin.v1.ContainerResponse
-	32, // 29: wasmlet.admin.v1.Allocation.allocated:type_name -> google.protobuf.Timestamp
-	30, // 30: wasmlet.admin.v1.ContainerResponse.envs:type_name -> wasmlet.admin.v1.ContainerResponse.EnvsEntry
-	22, // 31: wasmlet.admin.v1.ContainerResponse.mounts:type_name -> wasmlet.admin.v1.ContainerMount
-	23, // 32: wasmlet.admin.v1.ContainerResponse.devices:type_name -> wasmlet.admin.v1.DeviceSpec
-	31, // 33: wasmlet.admin.v1.ContainerResponse.annotations:type_name -> wasmlet.admin.v1.ContainerResponse.AnnotationsEntry
-	20, // 34: wasmlet.admin.v1.AllocateResponse.allocation:type_name -> wasmlet.admin.v1.Allocation
-	20, // 35: wasmlet.admin.v1.ReleaseResponse.released:type_name -> wasmlet.admin.v1.Allocation
-	0,  // 36: wasmlet.admin.v1.Admin.Status:input_type -> wasmlet.admin.v1.StatusRequest
-	4,  // 37: wasmlet.admin.v1.Admin.ListPlugins:input_type -> wasmlet.admin.v1.ListPluginsRequest
-	7,  // 38: wasmlet.admin.v1.Admin.ListModules:input_type -> wasmlet.admin.v1.ListModulesRequest
-	12, // 39: wasmlet.admin.v1.Admin.ReloadModule:input_type -> wasmlet.admin.v1.ReloadModuleRequest
-	14, // 40: wasmlet.admin.v1.Admin.ListResources:input_type -> wasmlet.admin.v1.ListResourcesRequest
-	18, // 41: wasmlet.admin.v1.Admin.ListAllocations:input_type -> wasmlet.admin.v1.ListAllocationsRequest
-	24, // 42: wasmlet.admin.v1.Admin.Allocate:input_type -> wasmlet.admin.v1.AllocateRequest
-	26, // 43: wasmlet.admin.v1.Admin.Release:input_type -> wasmlet.admin.v1.ReleaseRequest
-	1,  // 44: wasmlet.admin.v1.Admin.Status:output_type -> wasmlet.admin.v1.StatusResponse
-	5,  // 45: wasmlet.admin.v1.Admin.ListPlugins:output_type -> wasmlet.admin.v1.ListPluginsResponse
-	8,  // 46: wasmlet.admin.v1.Admin.ListModules:output_type -> wasmlet.admin.v1.ListModulesResponse
-	13, // 47: wasmlet.admin.v1.Admin.ReloadModule:output_type -> wasmlet.admin.v1.ReloadModuleResponse
-	15, // 48: wasmlet.admin.v1.Admin.ListResources:output_type -> wasmlet.admin.v1.ListResourcesResponse
-	19, // 49: wasmlet.admin.v1.Admin.ListAllocations:output_type -> wasmlet.admin.v1.ListAllocationsResponse
-	25, // 50: wasmlet.admin.v1.Admin.Allocate:output_type -> wasmlet.admin.v1.AllocateResponse
-	27, // 51: wasmlet.admin.v1.Admin.Release:output_type -> wasmlet.admin.v1.ReleaseResponse
-	44, // [44:52] is the sub-list for method output_type
-	36, // [36:44] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	35, // 0: wasmlet.admin.v1.StatusResponse.started:type_name -> google.protobuf.Timestamp
+	36, // 1: wasmlet.admin.v1.StatusResponse.uptime:type_name -> google.protobuf.Duration
+	4,  // 2: wasmlet.admin.v1.StatusResponse.directories:type_name -> wasmlet.admin.v1.Directories
+	36, // 3: wasmlet.admin.v1.StatusResponse.grace_period:type_name -> google.protobuf.Duration
+	5,  // 4: wasmlet.admin.v1.StatusResponse.counts:type_name -> wasmlet.admin.v1.Counts
+	2,  // 5: wasmlet.admin.v1.StatusResponse.bridged:type_name -> wasmlet.admin.v1.BridgedSource
+	3,  // 6: wasmlet.admin.v1.StatusResponse.cdi_specs:type_name -> wasmlet.admin.v1.CDISpec
+	35, // 7: wasmlet.admin.v1.BridgedSource.registered_at:type_name -> google.protobuf.Timestamp
+	35, // 8: wasmlet.admin.v1.BridgedSource.next_attempt:type_name -> google.protobuf.Timestamp
+	30, // 9: wasmlet.admin.v1.CDISpec.skipped:type_name -> wasmlet.admin.v1.CDISpec.SkippedEntry
+	35, // 10: wasmlet.admin.v1.CDISpec.written_at:type_name -> google.protobuf.Timestamp
+	8,  // 11: wasmlet.admin.v1.ListPluginsResponse.plugins:type_name -> wasmlet.admin.v1.Plugin
+	31, // 12: wasmlet.admin.v1.Plugin.attributes:type_name -> wasmlet.admin.v1.Plugin.AttributesEntry
+	35, // 13: wasmlet.admin.v1.Plugin.seen:type_name -> google.protobuf.Timestamp
+	35, // 14: wasmlet.admin.v1.Plugin.registered:type_name -> google.protobuf.Timestamp
+	35, // 15: wasmlet.admin.v1.Plugin.next_retry:type_name -> google.protobuf.Timestamp
+	11, // 16: wasmlet.admin.v1.ListModulesResponse.modules:type_name -> wasmlet.admin.v1.Module
+	12, // 17: wasmlet.admin.v1.Module.limits:type_name -> wasmlet.admin.v1.Limits
+	13, // 18: wasmlet.admin.v1.Module.mounts:type_name -> wasmlet.admin.v1.Mount
+	35, // 19: wasmlet.admin.v1.Module.last_fault_at:type_name -> google.protobuf.Timestamp
+	35, // 20: wasmlet.admin.v1.Module.quarantined_at:type_name -> google.protobuf.Timestamp
+	35, // 21: wasmlet.admin.v1.Module.loaded:type_name -> google.protobuf.Timestamp
+	36, // 22: wasmlet.admin.v1.Module.compile_time:type_name -> google.protobuf.Duration
+	36, // 23: wasmlet.admin.v1.Module.instantiate_time:type_name -> google.protobuf.Duration
+	35, // 24: wasmlet.admin.v1.Module.refused_at:type_name -> google.protobuf.Timestamp
+	36, // 25: wasmlet.admin.v1.Limits.call_timeout:type_name -> google.protobuf.Duration
+	11, // 26: wasmlet.admin.v1.ReloadModuleResponse.module:type_name -> wasmlet.admin.v1.Module
+	18, // 27: wasmlet.admin.v1.ListResourcesResponse.resources:type_name -> wasmlet.admin.v1.Resource
+	35, // 28: wasmlet.admin.v1.Resource.disconnected_at:type_name -> google.protobuf.Timestamp
+	35, // 29: wasmlet.admin.v1.Resource.grace_deadline:type_name -> google.protobuf.Timestamp
+	19, // 30: wasmlet.admin.v1.Resource.devices:type_name -> wasmlet.admin.v1.Device
+	35, // 31: wasmlet.admin.v1.Resource.last_update:type_name -> google.protobuf.Timestamp
+	32, // 32: wasmlet.admin.v1.Device.attributes:type_name -> wasmlet.admin.v1.Device.AttributesEntry
+	22, // 33: wasmlet.admin.v1.ListAllocationsResponse.allocations:type_name -> wasmlet.admin.v1.Allocation
+	23, // 34: wasmlet.admin.v1.Allocation.response:type_name -> wasmlet.admin.v1.ContainerResponse
+	35, // 35: wasmlet.admin.v1.Allocation.allocated:type_name -> google.protobuf.Timestamp
+	33, // 36: wasmlet.admin.v1.ContainerResponse.envs:type_name -> wasmlet.admin.v1.ContainerResponse.EnvsEntry
+	24, // 37: wasmlet.admin.v1.ContainerResponse.mounts:type_name -> wasmlet.admin.v1.ContainerMount
+	25, // 38: wasmlet.admin.v1.ContainerResponse.devices:type_name -> wasmlet.admin.v1.DeviceSpec
+	34, // 39: wasmlet.admin.v1.ContainerResponse.annotations:type_name -> wasmlet.admin.v1.ContainerResponse.AnnotationsEntry
+	22, // 40: wasmlet.admin.v1.AllocateResponse.allocation:type_name -> wasmlet.admin.v1.Allocation
+	22, // 41: wasmlet.admin.v1.ReleaseResponse.released:type_name -> wasmlet.admin.v1.Allocation
+	0,  // 42: wasmlet.admin.v1.Admin.Status:input_type -> wasmlet.admin.v1.StatusRequest
+	6,  // 43: wasmlet.admin.v1.Admin.ListPlugins:input_type -> wasmlet.admin.v1.ListPluginsRequest
+	9,  // 44: wasmlet.admin.v1.Admin.ListModules:input_type -> wasmlet.admin.v1.ListModulesRequest
+	14, // 45: wasmlet.admin.v1.Admin.ReloadModule:input_type -> wasmlet.admin.v1.ReloadModuleRequest
+	16, // 46: wasmlet.admin.v1.Admin.ListResources:input_type -> wasmlet.admin.v1.ListResourcesRequest
+	20, // 47: wasmlet.admin.v1.Admin.ListAllocations:input_type -> wasmlet.admin.v1.ListAllocationsRequest
+	26, // 48: wasmlet.admin.v1.Admin.Allocate:input_type -> wasmlet.admin.v1.AllocateRequest
+	28, // 49: wasmlet.admin.v1.Admin.Release:input_type -> wasmlet.admin.v1.ReleaseRequest
+	1,  // 50: wasmlet.admin.v1.Admin.Status:output_type -> wasmlet.admin.v1.StatusResponse
+	7,  // 51: wasmlet.admin.v1.Admin.ListPlugins:output_type -> wasmlet.admin.v1.ListPluginsResponse
+	10, // 52: wasmlet.admin.v1.Admin.ListModules:output_type -> wasmlet.admin.v1.ListModulesResponse
+	15, // 53: wasmlet.admin.v1.Admin.ReloadModule:output_type -> wasmlet.admin.v1.ReloadModuleResponse
+	17, // 54: wasmlet.admin.v1.Admin.ListResources:output_type -> wasmlet.admin.v1.ListResourcesResponse
+	21, // 55: wasmlet.admin.v1.Admin.ListAllocations:output_type -> wasmlet.admin.v1.ListAllocationsResponse
+	27, // 56: wasmlet.admin.v1.Admin.Allocate:output_type -> wasmlet.admin.v1.AllocateResponse
+	29, // 57: wasmlet.admin.v1.Admin.Release:output_type -> wasmlet.admin.v1.ReleaseResponse
+	50, // [50:58] is the sub-list for method output_type
+	42, // [42:50] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_admin_proto_init() }
@@ -2561,7 +2864,7 @@ func file_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_admin_proto_rawDesc), len(file_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   32,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
