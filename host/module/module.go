@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -103,7 +105,7 @@ func Load(ctx context.Context, path string, opts Options) (*Module, error) {
 	if m.mounts, err = openMounts(opts.Mounts); err != nil {
 		return refuse(err.Error())
 	}
-	instrumented, err := interrupt.Instrument(bin)
+	instrumented, err := opts.Cache.instrument(m.digest, bin)
 	if err != nil {
 		return refuse("cannot be instrumented for interruption: " + err.Error())
 	}
@@ -530,21 +532,50 @@ var epoch = time.Now()
 func monotonic() time.Duration { return time.Since(epoch) }
 
 // Cache is an on-disk cache of compiled modules, shared by all modules of a
-// host so that a restart or a reload does not compile again.
+// host so that a restart or a reload does not compile again. It also keeps
+// each module's instrumented binary, by the digest of the original file.
 type Cache struct {
 	cache wazero.CompilationCache
+	dir   string
 }
 
 // NewCache opens (creating if needed) a compilation cache in dir.
 func NewCache(dir string) (*Cache, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Join(dir, "instrumented"), 0o700); err != nil {
 		return nil, fmt.Errorf("compilation cache: %w", err)
 	}
 	c, err := wazero.NewCompilationCacheWithDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("compilation cache %s: %w", dir, err)
 	}
-	return &Cache{cache: c}, nil
+	return &Cache{cache: c, dir: dir}, nil
+}
+
+// instrument returns bin instrumented for interruption, from the cache when
+// it holds this file's (a nil Cache always instruments). A cache entry is
+// named by the original's digest and the instrumentation's version, and
+// written atomically; one that cannot be read or written is simply redone.
+func (c *Cache) instrument(digest string, bin []byte) ([]byte, error) {
+	if c == nil {
+		return interrupt.Instrument(bin)
+	}
+	path := filepath.Join(c.dir, "instrumented", digest+"-v"+strconv.Itoa(interrupt.Version)+".wasm")
+	if b, err := os.ReadFile(path); err == nil && bytes.HasPrefix(b, wasmMagic) {
+		return b, nil
+	}
+	out, err := interrupt.Instrument(bin)
+	if err != nil {
+		return nil, err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err == nil {
+		_, werr := tmp.Write(out)
+		cerr := tmp.Close()
+		if werr != nil || cerr != nil || os.Rename(tmp.Name(), path) != nil {
+			os.Remove(tmp.Name())
+		}
+	}
+	return out, nil
 }
 
 // Close releases the cache (the files stay).

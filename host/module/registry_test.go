@@ -203,3 +203,32 @@ func TestReplacementsUnderLoad(t *testing.T) {
 	leakcheck.Check(t, fmt.Sprintf("%d module replacements under load", n), base,
 		leakcheck.Bounds{Goroutines: 10, FDs: 10, HeapBytes: 32 << 20})
 }
+
+func TestInstrumentedBinariesAreCached(t *testing.T) {
+	dir := t.TempDir()
+	c, err := NewCache(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	path := wat(t, "minimal")
+	m, err := Load(ctx, path, Options{MemoryLimit: 1 << 20, Cache: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Close(ctx)
+	entries, _ := os.ReadDir(filepath.Join(dir, "instrumented"))
+	if len(entries) != 1 || !strings.HasPrefix(entries[0].Name(), m.Digest()) {
+		t.Fatalf("cache holds %v, want the instrumented %s", entries, m.Digest())
+	}
+	// An entry that is not WebAssembly is redone, not used.
+	os.WriteFile(filepath.Join(dir, "instrumented", entries[0].Name()), []byte("junk"), 0o600)
+	m, err = Load(ctx, path, Options{MemoryLimit: 1 << 20, Cache: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close(ctx)
+	if _, err := m.Discover(ctx); err != nil {
+		t.Fatal(err)
+	}
+}

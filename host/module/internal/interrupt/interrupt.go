@@ -43,6 +43,10 @@ const (
 	ExportInterrupt = "wasmlet_interrupt"
 )
 
+// Version identifies the instrumentation: caches of instrumented binaries
+// must not outlive a change to it.
+const Version = 1
+
 // Fuel is the number of function entries and loop iterations between two
 // checks of the interrupt flag: small enough that a check comes well under a
 // millisecond apart, large enough that its cost vanishes.
@@ -122,7 +126,8 @@ func Instrument(bin []byte) ([]byte, error) {
 	fuel := importedGlobals + definedGlobals
 	intr := fuel + 1
 
-	out := append([]byte(nil), bin[:8]...)
+	out := make([]byte, 0, len(bin)+len(bin)/4)
+	out = append(out, bin[:8]...)
 	emit := func(id byte, body []byte) {
 		out = append(out, id)
 		out = appendU32(out, uint32(len(body)))
@@ -291,19 +296,23 @@ func instrumentCode(body []byte, fuel, intr uint32) ([]byte, error) {
 	chk := check(fuel, intr)
 	r := reader{b: body}
 	n := r.u32()
-	out := appendU32(nil, n)
+	// Room for a check per function and per few dozen bytes of loops: the
+	// output rarely grows past it.
+	out := make([]byte, 0, len(body)+int(n)*len(chk)+len(body)/8)
+	out = appendU32(out, n)
+	var fn []byte // one function's instrumented body, reused
 	for i := uint32(0); i < n; i++ {
 		size := r.u32()
-		fn := r.bytes(size)
+		src := r.bytes(size)
 		if r.err != nil {
 			return nil, fmt.Errorf("function %d: %w", i, r.err)
 		}
-		f, err := instrumentFunc(fn, chk)
-		if err != nil {
+		var err error
+		if fn, err = instrumentFunc(fn[:0], src, chk); err != nil {
 			return nil, fmt.Errorf("function %d: %w", i, err)
 		}
-		out = appendU32(out, uint32(len(f)))
-		out = append(out, f...)
+		out = appendU32(out, uint32(len(fn)))
+		out = append(out, fn...)
 	}
 	if !r.done() {
 		return nil, errors.New("trailing bytes")
@@ -311,9 +320,9 @@ func instrumentCode(body []byte, fuel, intr uint32) ([]byte, error) {
 	return out, nil
 }
 
-// instrumentFunc copies one function body, inserting chk after the locals
-// and after every loop instruction.
-func instrumentFunc(fn []byte, chk []byte) ([]byte, error) {
+// instrumentFunc appends to out one function body, fn, with chk inserted
+// after the locals and after every loop instruction.
+func instrumentFunc(out, fn []byte, chk []byte) ([]byte, error) {
 	r := reader{b: fn}
 	groups := r.u32()
 	for i := uint32(0); i < groups; i++ {
@@ -324,7 +333,6 @@ func instrumentFunc(fn []byte, chk []byte) ([]byte, error) {
 		return nil, fmt.Errorf("locals: %w", r.err)
 	}
 	localsEnd := len(fn) - len(r.b)
-	out := make([]byte, 0, len(fn)+len(chk)*4)
 	out = append(out, fn[:localsEnd]...)
 	out = append(out, chk...)
 	start := localsEnd
