@@ -21,46 +21,14 @@ import (
 	"github.com/wasmlet/wasmlet/host/api/adminpb"
 	"github.com/wasmlet/wasmlet/host/devicemanager"
 	"github.com/wasmlet/wasmlet/host/endpoint"
+	"github.com/wasmlet/wasmlet/host/internal/testenv"
 	"github.com/wasmlet/wasmlet/host/internal/testplugin"
 	"github.com/wasmlet/wasmlet/host/module"
 	"github.com/wasmlet/wasmlet/host/pluginmanager"
 )
 
-// shortDir is a temporary directory with a short path: unix socket paths are
-// limited to 107 bytes.
-func shortDir(t testing.TB) string {
-	t.Helper()
-	d, err := os.MkdirTemp("", "x")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(d) })
-	return d
-}
-
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
 func logger(t testing.TB) hclog.Logger {
-	return hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: testWriter{t}})
-}
-
-var (
-	cacheOnce sync.Once
-	modCache  *module.Cache
-	cacheErr  error
-)
-
-func moduleCache(t testing.TB) *module.Cache {
-	cacheOnce.Do(func() { modCache, cacheErr = module.NewCache(filepath.Join(build.CacheDir(), "wazero")) })
-	if cacheErr != nil {
-		t.Fatal(cacheErr)
-	}
-	return modCache
+	return hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: testenv.Writer{T: t}})
 }
 
 // host is a real device manager (with kubelet.sock), optionally a real
@@ -87,7 +55,7 @@ func withModules(h *host) {
 	h.regDir = filepath.Join(h.dir, "r")
 	os.MkdirAll(h.modDir, 0o755)
 	h.modules = module.NewRegistry(func(name string) module.Options {
-		return module.Options{Cache: moduleCache(h.t), CallTimeout: 5 * time.Second,
+		return module.Options{Cache: testenv.ModuleCache(h.t), CallTimeout: 5 * time.Second,
 			Config: map[string]string{"type": "ExamplePlugin", "versions": "v1"}}
 	}, nil, logger(h.t))
 	pm, err := pluginmanager.New(pluginmanager.Config{RegistryDir: h.regDir, Modules: h.modules,
@@ -100,7 +68,7 @@ func withModules(h *host) {
 
 func startHost(t testing.TB, opts ...hostOption) *host {
 	t.Helper()
-	h := &host{t: t, dir: shortDir(t), started: time.Now().Add(-time.Minute)}
+	h := &host{t: t, dir: testenv.ShortDir(t), started: time.Now().Add(-time.Minute)}
 	for _, o := range opts {
 		o(h)
 	}
@@ -447,7 +415,7 @@ func contains(list []string, s string) bool {
 }
 
 func TestEmptyBackend(t *testing.T) {
-	dir := shortDir(t)
+	dir := testenv.ShortDir(t)
 	sock := filepath.Join(dir, "api.sock")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/wasmlet/wasmlet/host/api"
 	"github.com/wasmlet/wasmlet/host/api/adminpb"
+	"github.com/wasmlet/wasmlet/host/internal/testenv"
 )
 
 // serve runs Serve on sock with an empty backend until the test ends and
@@ -54,7 +55,7 @@ func mode(t *testing.T, path string) os.FileMode {
 }
 
 func TestSocketAndDirectoryPermissions(t *testing.T) {
-	dir := shortDir(t)
+	dir := testenv.ShortDir(t)
 	sock := filepath.Join(dir, "run", "wasmlet", "api.sock")
 	if err := serve(t, sock); err != nil {
 		t.Fatal(err)
@@ -87,7 +88,7 @@ func TestSocketAndDirectoryPermissions(t *testing.T) {
 }
 
 func TestUnsafeDirectoryIsRefused(t *testing.T) {
-	dir := shortDir(t)
+	dir := testenv.ShortDir(t)
 	if err := os.Chmod(dir, 0o777); err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +103,7 @@ func TestUnsafeDirectoryIsRefused(t *testing.T) {
 }
 
 func TestStaleSocketIsReplacedOtherFilesAreNot(t *testing.T) {
-	dir := shortDir(t)
+	dir := testenv.ShortDir(t)
 	sock := filepath.Join(dir, "api.sock")
 	// A socket left behind by a crash: bound, then closed without unlinking.
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
@@ -129,7 +130,7 @@ func TestStaleSocketIsReplacedOtherFilesAreNot(t *testing.T) {
 }
 
 func TestSocketPathTooLong(t *testing.T) {
-	sock := filepath.Join(shortDir(t), strings.Repeat("s", 120))
+	sock := filepath.Join(testenv.ShortDir(t), strings.Repeat("s", 120))
 	err := serve(t, sock)
 	if err == nil || !strings.Contains(err.Error(), "unix sockets allow at most 107") {
 		t.Fatalf("Serve on a long path: %v", err)
@@ -137,7 +138,7 @@ func TestSocketPathTooLong(t *testing.T) {
 }
 
 func TestUnreachable(t *testing.T) {
-	dir := shortDir(t)
+	dir := testenv.ShortDir(t)
 	for name, prepare := range map[string]func(string){
 		"missing": func(string) {},
 		"stale": func(p string) {

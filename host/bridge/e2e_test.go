@@ -25,6 +25,7 @@ import (
 	"github.com/wasmlet/wasmlet/host/api"
 	"github.com/wasmlet/wasmlet/host/api/adminpb"
 	"github.com/wasmlet/wasmlet/host/bridge"
+	"github.com/wasmlet/wasmlet/host/internal/testenv"
 )
 
 func TestMain(m *testing.M) {
@@ -240,7 +241,7 @@ func TestTwoProcesses(t *testing.T) {
 }
 
 func twoProcesses(t *testing.T, mode string) {
-	dir := shortDir(t)
+	dir := testenv.ShortDir(t)
 	kdir, bdir := filepath.Join(dir, "k"), filepath.Join(dir, "b")
 	kubeletDir := filepath.Join(kdir, "dp")
 

@@ -5,7 +5,6 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -17,50 +16,16 @@ import (
 	"github.com/wasmlet/wasmlet/host/cdi"
 	"github.com/wasmlet/wasmlet/host/devicemanager"
 	"github.com/wasmlet/wasmlet/host/devicesource"
+	"github.com/wasmlet/wasmlet/host/internal/testenv"
 	"github.com/wasmlet/wasmlet/host/module"
 )
-
-var (
-	cacheOnce sync.Once
-	cache     *module.Cache
-	cacheErr  error
-)
-
-// testCache is the compilation cache the module tests use too, so that each
-// guest compiles once per machine.
-func testCache(t testing.TB) *module.Cache {
-	cacheOnce.Do(func() { cache, cacheErr = module.NewCache(filepath.Join(build.CacheDir(), "wazero")) })
-	if cacheErr != nil {
-		t.Fatal(cacheErr)
-	}
-	return cache
-}
-
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
 
 func testLogger(t testing.TB) hclog.Logger {
 	level := hclog.Debug
 	if _, ok := t.(*testing.B); ok {
 		level = hclog.Error // keep benchmark output readable
 	}
-	return hclog.New(&hclog.LoggerOptions{Level: level, Output: testWriter{t}})
-}
-
-// shortDir is a temporary directory with a short path: unix socket
-// addresses are limited to 107 bytes.
-func shortDir(t testing.TB) string {
-	t.Helper()
-	d, err := os.MkdirTemp("", "b")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(d) })
-	return d
+	return hclog.New(&hclog.LoggerOptions{Level: level, Output: testenv.Writer{T: t}})
 }
 
 // env is what host/node assembles for the bridge: a module registry, a
@@ -98,7 +63,7 @@ func newEnv(t testing.TB, cfg envConfig) *env {
 	if cfg.backoff == 0 {
 		cfg.backoff = 50 * time.Millisecond
 	}
-	dir := shortDir(t)
+	dir := testenv.ShortDir(t)
 	e := &env{t: t, dir: dir, kubeletDir: filepath.Join(dir, "dp"), registryDir: filepath.Join(dir, "reg"),
 		cdiDir: filepath.Join(dir, "cdi"), modOpts: map[string]module.Options{}, bridged: map[string]bool{},
 		done: make(chan error, 1)}
@@ -109,7 +74,7 @@ func newEnv(t testing.TB, cfg envConfig) *env {
 		defer e.mu.Unlock()
 		o := e.modOpts[name]
 		o.Config = maps.Clone(o.Config)
-		o.Cache, o.Logger = testCache(t), log
+		o.Cache, o.Logger = testenv.ModuleCache(t), log
 		if o.MemoryLimit == 0 {
 			o.MemoryLimit = 32 << 20
 		}

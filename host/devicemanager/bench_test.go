@@ -13,6 +13,7 @@ import (
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 
 	"github.com/wasmlet/wasmlet/host/devicemanager"
+	"github.com/wasmlet/wasmlet/host/internal/testenv"
 	"github.com/wasmlet/wasmlet/host/internal/testplugin"
 )
 
@@ -25,7 +26,7 @@ func BenchmarkAllocateRelease(b *testing.B) {
 	for _, durable := range []bool{false, true} {
 		b.Run(fmt.Sprintf("checkpoint=%v", durable), func(b *testing.B) {
 			cfg := devicemanager.Config{Logger: quiet}
-			dir := shortDir(b)
+			dir := testenv.ShortDir(b)
 			if durable {
 				cfg.CheckpointPath = filepath.Join(dir, "checkpoint")
 			}
@@ -92,7 +93,7 @@ func BenchmarkListAndWatch10k(b *testing.B) {
 func BenchmarkDurableAllocations(b *testing.B) {
 	for _, clients := range []int{1, 16} {
 		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
-			dir := shortDir(b)
+			dir := testenv.ShortDir(b)
 			e := start(b, dir, devicemanager.Config{Logger: quiet, CheckpointPath: filepath.Join(dir, "checkpoint")})
 			e.plugin("gpu.sock", "example.com/gpu", testplugin.Devices("gpu", 64))
 			e.resource("example.com/gpu", healthyCount(64))

@@ -12,11 +12,12 @@ import (
 
 	"github.com/wasmlet/wasmlet/checkpoint"
 	"github.com/wasmlet/wasmlet/host/devicemanager"
+	"github.com/wasmlet/wasmlet/host/internal/testenv"
 	"github.com/wasmlet/wasmlet/host/internal/testplugin"
 )
 
 func TestRestartRestoresAllocations(t *testing.T) {
-	dir := shortDir(t)
+	dir := testenv.ShortDir(t)
 	ck := filepath.Join(dir, "state", "checkpoint")
 	os.MkdirAll(filepath.Dir(ck), 0o700)
 	cfg := devicemanager.Config{CheckpointPath: ck, GracePeriod: time.Hour}
@@ -74,7 +75,7 @@ func TestRestartRestoresAllocations(t *testing.T) {
 }
 
 func TestCorruptCheckpointRefusesToStart(t *testing.T) {
-	dir := shortDir(t)
+	dir := testenv.ShortDir(t)
 	ck := filepath.Join(dir, "checkpoint")
 	os.WriteFile(ck, []byte("WLTCKPT\ngarbage"), 0o600)
 	_, err := devicemanager.New(devicemanager.Config{CheckpointPath: ck})

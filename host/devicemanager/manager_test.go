@@ -17,6 +17,7 @@ import (
 
 	"github.com/wasmlet/wasmlet/host/devicemanager"
 	"github.com/wasmlet/wasmlet/host/endpoint"
+	"github.com/wasmlet/wasmlet/host/internal/testenv"
 	"github.com/wasmlet/wasmlet/host/internal/testplugin"
 )
 
@@ -29,16 +30,6 @@ type env struct {
 	stop    func()
 }
 
-func shortDir(t testing.TB) string {
-	t.Helper()
-	d, err := os.MkdirTemp("", "dm")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(d) })
-	return d
-}
-
 func dial(ctx context.Context, resource, path string) (devicemanager.Provider, error) {
 	return endpoint.Dial(ctx, resource, path)
 }
@@ -48,10 +39,10 @@ func dial(ctx context.Context, resource, path string) (devicemanager.Provider, e
 func start(t testing.TB, dir string, cfg devicemanager.Config) *env {
 	t.Helper()
 	if dir == "" {
-		dir = shortDir(t)
+		dir = testenv.ShortDir(t)
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: testWriter{t}})
+		cfg.Logger = hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: testenv.Writer{T: t}})
 	}
 	m, err := devicemanager.New(cfg)
 	if err != nil {
@@ -75,13 +66,6 @@ func start(t testing.TB, dir string, cfg devicemanager.Config) *env {
 		}
 	}
 	return e
-}
-
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
 }
 
 func (e *env) plugin(name, resource string, devs []*pluginapi.Device, opts ...testplugin.DPOption) *testplugin.DevicePlugin {

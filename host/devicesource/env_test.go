@@ -12,37 +12,14 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/wasmlet/wasmlet/guests/build"
 	"github.com/wasmlet/wasmlet/host/devicemanager"
 	"github.com/wasmlet/wasmlet/host/devicesource"
+	"github.com/wasmlet/wasmlet/host/internal/testenv"
 	"github.com/wasmlet/wasmlet/host/module"
 )
 
-var (
-	cacheOnce sync.Once
-	cache     *module.Cache
-	cacheErr  error
-)
-
-// testCache is the compilation cache the module tests use too, so that each
-// guest compiles once per machine.
-func testCache(t testing.TB) *module.Cache {
-	cacheOnce.Do(func() { cache, cacheErr = module.NewCache(filepath.Join(build.CacheDir(), "wazero")) })
-	if cacheErr != nil {
-		t.Fatal(cacheErr)
-	}
-	return cache
-}
-
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
 func testLogger(t testing.TB) hclog.Logger {
-	return hclog.New(&hclog.LoggerOptions{Level: hclog.Info, Output: testWriter{t}})
+	return hclog.New(&hclog.LoggerOptions{Level: hclog.Info, Output: testenv.Writer{T: t}})
 }
 
 // env is a module registry, a device manager and a device source controller
@@ -80,7 +57,7 @@ func newEnv(t testing.TB, cfg envConfig) *env {
 		defer e.mu.Unlock()
 		o := e.modOpts[name]
 		o.Config = maps.Clone(o.Config)
-		o.Cache, o.Logger = testCache(t), log
+		o.Cache, o.Logger = testenv.ModuleCache(t), log
 		if o.MemoryLimit == 0 {
 			o.MemoryLimit = 32 << 20
 		}

@@ -17,6 +17,7 @@ import (
 	"github.com/wasmlet/wasmlet/guests/build"
 	"github.com/wasmlet/wasmlet/host/config"
 	"github.com/wasmlet/wasmlet/host/devicemanager"
+	"github.com/wasmlet/wasmlet/host/internal/testenv"
 	"github.com/wasmlet/wasmlet/host/internal/testplugin"
 )
 
@@ -28,16 +29,6 @@ type harness struct {
 	metrics string
 	cancel  context.CancelFunc
 	done    chan error
-}
-
-func shortDir(t *testing.T) string {
-	t.Helper()
-	d, err := os.MkdirTemp("", "n")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(d) })
-	return d
 }
 
 func freePort(t *testing.T) string {
@@ -69,7 +60,7 @@ func copyModule(t *testing.T, guest, dst string) {
 // the given modules (name → guest directory) in its module directory.
 func start(t *testing.T, modules map[string]string, extra string) *harness {
 	t.Helper()
-	dir := shortDir(t)
+	dir := testenv.ShortDir(t)
 	h := &harness{t: t, dir: dir, metrics: freePort(t), done: make(chan error, 1)}
 	os.MkdirAll(filepath.Join(dir, "modules"), 0o755)
 	// Share compiled modules across tests (and runs): a cold compile under
@@ -110,7 +101,7 @@ memory = "64MiB"
 		t.Fatal(err)
 	}
 	h.cfg = cfg
-	log := hclog.New(&hclog.LoggerOptions{Level: hclog.Info, Output: testWriter{t}})
+	log := hclog.New(&hclog.LoggerOptions{Level: hclog.Info, Output: testenv.Writer{T: t}})
 	n, err := New(cfg, log)
 	if err != nil {
 		t.Fatal(err)
@@ -137,13 +128,6 @@ func (h *harness) stop() error {
 		h.t.Fatal("node did not stop")
 		return nil
 	}
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
 }
 
 func (h *harness) eventually(what string, cond func() bool) {

@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/wasmlet/wasmlet/guests/build"
+	"github.com/wasmlet/wasmlet/host/internal/testenv"
 	"github.com/wasmlet/wasmlet/host/internal/testplugin"
 	"github.com/wasmlet/wasmlet/host/module"
 )
@@ -66,42 +67,15 @@ type env struct {
 	handlers map[string]string
 }
 
-// shortDir is a temporary directory with a short path: unix socket paths are
-// limited to about 108 bytes.
-func shortDir(t testing.TB) string {
-	t.Helper()
-	d, err := os.MkdirTemp("", "pm")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(d) })
-	return d
-}
-
-var (
-	cacheOnce sync.Once
-	modCache  *module.Cache
-)
-
-func moduleCache(t testing.TB) *module.Cache {
-	cacheOnce.Do(func() {
-		var err error
-		if modCache, err = module.NewCache(filepath.Join(build.CacheDir(), "wazero")); err != nil {
-			t.Fatal(err)
-		}
-	})
-	return modCache
-}
-
 // start runs a plugin manager with the given handler modules (module name →
 // guest directory) loaded.
 func start(t testing.TB, modules map[string]string, opts ...func(*Config)) *env {
 	t.Helper()
-	dir := shortDir(t)
+	dir := testenv.ShortDir(t)
 	e := &env{t: t, regDir: filepath.Join(dir, "r"), modDir: filepath.Join(dir, "m"), dm: &recorder{}, done: make(chan struct{})}
 	os.MkdirAll(e.modDir, 0o755)
 	e.modules = module.NewRegistry(func(name string) module.Options {
-		o := module.Options{MemoryLimit: 64 << 20, Cache: moduleCache(t), CallTimeout: 5 * time.Second}
+		o := module.Options{MemoryLimit: 64 << 20, Cache: testenv.ModuleCache(t), CallTimeout: 5 * time.Second}
 		if name == "customhandler" || name == "other" {
 			o.Config = map[string]string{"type": "ExamplePlugin", "versions": "v1,v2", "name_pattern": "example-*"}
 		}
@@ -112,7 +86,7 @@ func start(t testing.TB, modules map[string]string, opts ...func(*Config)) *env 
 	}
 	cfg := Config{RegistryDir: e.regDir, Modules: e.modules, DevicePlugins: e.dm, ResyncPeriod: time.Minute,
 		OperationTimeout: 2 * time.Second, BackoffInitial: 50 * time.Millisecond, BackoffMax: 400 * time.Millisecond,
-		Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: testWriter{t}})}
+		Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: testenv.Writer{T: t}})}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -131,13 +105,6 @@ func start(t testing.TB, modules map[string]string, opts ...func(*Config)) *env 
 	})
 	<-pm.Ready()
 	return e
-}
-
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
 }
 
 // startBench is start for benchmarks: only warnings are logged.
@@ -272,7 +239,7 @@ func TestRenamedOutIsDeregistered(t *testing.T) {
 	e := start(t, map[string]string{"customhandler": "guests/customhandler"})
 	p := e.plugin("moving.sock", example)
 	p.Expect(t, 5*time.Second)
-	elsewhere := filepath.Join(shortDir(t), "moved.sock")
+	elsewhere := filepath.Join(testenv.ShortDir(t), "moved.sock")
 	if err := os.Rename(p.Path, elsewhere); err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/wasmlet/wasmlet/host/internal/testenv"
 )
 
 // recorder collects what a watcher reports.
@@ -85,21 +87,9 @@ func listen(t *testing.T, path string) net.Listener {
 	return l
 }
 
-// shortDir returns a temporary directory with a short path (unix socket
-// paths are limited to about 108 bytes).
-func shortDir(t *testing.T) string {
-	t.Helper()
-	d, err := os.MkdirTemp("", "w")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(d) })
-	return d
-}
-
 func TestSockets(t *testing.T) {
-	dir := shortDir(t)
-	outside := shortDir(t)
+	dir := testenv.ShortDir(t)
+	outside := testenv.ShortDir(t)
 	listen(t, filepath.Join(dir, "before.sock"))
 	os.WriteFile(filepath.Join(dir, "not-a-socket"), nil, 0o644)
 	r := newRecorder()
@@ -179,7 +169,7 @@ func TestSockets(t *testing.T) {
 }
 
 func TestRescanFindsWhatWasMissed(t *testing.T) {
-	dir := shortDir(t)
+	dir := testenv.ShortDir(t)
 	r := newRecorder()
 	// A watcher that is not running misses events; Rescan catches up.
 	w, err := New(Config{Dir: dir, Match: IsSocket, OnAdd: r.add, OnRemove: r.remove})
@@ -196,7 +186,7 @@ func TestRescanFindsWhatWasMissed(t *testing.T) {
 }
 
 func TestModuleFilesSettle(t *testing.T) {
-	dir := shortDir(t)
+	dir := testenv.ShortDir(t)
 	r := newRecorder()
 	w := start(t, Config{Dir: dir, Match: HasSuffix(".wasm"), Settle: 80 * time.Millisecond, OnAdd: r.add, OnRemove: r.remove})
 	p := filepath.Join(dir, "m.wasm")
@@ -232,7 +222,7 @@ func TestModuleFilesSettle(t *testing.T) {
 // A file present when the watcher starts is reported once settled, and its
 // removal is reported too.
 func TestSettledFilesPresentAtStart(t *testing.T) {
-	dir := shortDir(t)
+	dir := testenv.ShortDir(t)
 	p := filepath.Join(dir, "early.wasm")
 	os.WriteFile(p, []byte("x"), 0o644)
 	r := newRecorder()

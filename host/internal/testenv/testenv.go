@@ -1,0 +1,59 @@
+// Package testenv holds what the host's tests share: short temporary
+// directories (unix socket paths are limited to about 108 bytes), a logger
+// that writes into the test's log, and one compilation cache for the whole
+// test run, so each guest module compiles once.
+package testenv
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/wasmlet/wasmlet/guests/build"
+	"github.com/wasmlet/wasmlet/host/module"
+)
+
+// ShortDir returns a new temporary directory with a short path, removed
+// when the test ends.
+func ShortDir(t testing.TB) string {
+	t.Helper()
+	d, err := os.MkdirTemp("", "w")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d
+}
+
+// Writer writes into the test's log, a line per write.
+type Writer struct{ T testing.TB }
+
+func (w Writer) Write(p []byte) (int, error) {
+	w.T.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// Logger is an hclog logger at level writing into the test's log.
+func Logger(t testing.TB, level hclog.Level) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{Level: level, Output: Writer{t}})
+}
+
+var (
+	cacheOnce sync.Once
+	cache     *module.Cache
+	cacheErr  error
+)
+
+// ModuleCache is a compilation cache shared by every test of the process
+// and kept across runs, next to the built guests.
+func ModuleCache(t testing.TB) *module.Cache {
+	cacheOnce.Do(func() { cache, cacheErr = module.NewCache(filepath.Join(build.CacheDir(), "wazero")) })
+	if cacheErr != nil {
+		t.Fatal(cacheErr)
+	}
+	return cache
+}
