@@ -62,19 +62,9 @@ type policy struct {
 func loadPolicy() policy {
 	return policy{
 		typ:         sdk.ConfigOr("type", DefaultType),
-		versions:    list(sdk.ConfigOr("versions", "v1")),
+		versions:    sdk.ConfigList("versions", "v1"),
 		namePattern: strings.TrimSpace(sdk.ConfigOr("name_pattern", "*")),
 	}
-}
-
-func list(s string) []string {
-	var out []string
-	for _, f := range strings.Split(s, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			out = append(out, f)
-		}
-	}
-	return out
 }
 
 // check validates p and returns the version to use with it.

@@ -71,21 +71,10 @@ type policy struct {
 
 func loadPolicy() policy {
 	return policy{
-		versions:    list(sdk.ConfigOr("versions", "v1beta1")),
-		domains:     list(sdk.ConfigOr("allowed_domains", "")),
+		versions:    sdk.ConfigList("versions", "v1beta1"),
+		domains:     sdk.ConfigList("allowed_domains", ""),
 		namePattern: strings.TrimSpace(sdk.ConfigOr("name_pattern", "")),
 	}
-}
-
-// list splits a comma-separated configuration value, dropping blanks.
-func list(s string) []string {
-	var out []string
-	for _, f := range strings.Split(s, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			out = append(out, f)
-		}
-	}
-	return out
 }
 
 // check validates p and returns the API version to use with it.

@@ -327,21 +327,6 @@ func allocate(cfg config, req *abi.AllocateRequest, readDir readDirFunc) (*abi.A
 			resp.DeviceNodes = append(resp.DeviceNodes, deviceNode(&cfg, p))
 		}
 	}
-	resp.Envs = map[string]string{"DEVICES_" + envName(cfg.resource): strings.Join(paths, ",")}
+	resp.Envs = map[string]string{"DEVICES_" + sdk.EnvName(cfg.resource): strings.Join(paths, ",")}
 	return resp, nil
-}
-
-// envName turns s into the tail of an environment variable name.
-func envName(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		switch {
-		case c >= 'a' && c <= 'z':
-			b[i] = c - 'a' + 'A'
-		case c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		default:
-			b[i] = '_'
-		}
-	}
-	return string(b)
 }

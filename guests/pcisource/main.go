@@ -345,7 +345,7 @@ func discover(cfg config) ([]abi.Device, error) {
 func (d *pciDevice) abiDevice(resource string) abi.Device {
 	attrs := map[string]string{"address": d.addr, "vendor": d.vendor, "device": d.device, "class": d.class}
 	dev := abi.Device{ID: d.addr, Attributes: attrs,
-		Edits: &abi.ContainerEdits{Envs: map[string]string{"PCI_DEVICE_" + envName(d.addr): d.addr}}}
+		Edits: &abi.ContainerEdits{Envs: map[string]string{"PCI_DEVICE_" + sdk.EnvName(d.addr): d.addr}}}
 	if d.numa >= 0 {
 		dev.NUMANodes = []int64{d.numa}
 		attrs["numa_node"] = strconv.FormatInt(d.numa, 10)
@@ -415,7 +415,7 @@ func allocate(cfg config, req *abi.AllocateRequest) (*abi.AllocateResponse, erro
 		addrs = append(addrs, id)
 	}
 	list := strings.Join(addrs, ",")
-	resp.Envs = map[string]string{"PCIDEVICE_" + envName(cfg.resource): list}
+	resp.Envs = map[string]string{"PCIDEVICE_" + sdk.EnvName(cfg.resource): list}
 	resp.Annotations = map[string]string{cfg.resource: list}
 	return resp, nil
 }
@@ -427,20 +427,4 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
-}
-
-// envName turns s into the tail of an environment variable name: upper case
-// letters, digits and underscores.
-func envName(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		switch {
-		case c >= 'a' && c <= 'z':
-			b[i] = c - 'a' + 'A'
-		case c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		default:
-			b[i] = '_'
-		}
-	}
-	return string(b)
 }

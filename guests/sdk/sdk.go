@@ -1,6 +1,8 @@
 package sdk
 
 import (
+	"strings"
+
 	"github.com/wasmlet/wasmlet/abi"
 	"github.com/wasmlet/wasmlet/guests/sdk/internal/guest"
 )
@@ -23,6 +25,34 @@ func ConfigOr(key, def string) string {
 		return v
 	}
 	return def
+}
+
+// ConfigList returns the comma-separated value of key (or def, when it is
+// not set) as a list, with blanks trimmed and empty items dropped.
+func ConfigList(key, def string) []string {
+	var out []string
+	for _, f := range strings.Split(ConfigOr(key, def), ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// EnvName turns s into the tail of an environment variable name: upper case
+// letters, digits and underscores ("example.com/nic" -> "EXAMPLE_COM_NIC").
+func EnvName(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		switch {
+		case c >= 'a' && c <= 'z':
+			b[i] = c - 'a' + 'A'
+		case c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		default:
+			b[i] = '_'
+		}
+	}
+	return string(b)
 }
 
 // Refuse returns the error a module gives for a request it understood and
