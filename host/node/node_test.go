@@ -141,6 +141,36 @@ func (h *harness) eventually(what string, cond func() bool) {
 	}
 }
 
+// metricsHave scrapes /metrics until it contains every one of want (a
+// counter moves a moment after the state a test waits for), and fails the
+// test naming the missing series if that takes more than 30 seconds.
+func (h *harness) metricsHave(want ...string) {
+	h.t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		resp, err := http.Get("http://" + h.metrics + "/metrics")
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		var missing []string
+		for _, name := range want {
+			if !strings.Contains(string(body), name) {
+				missing = append(missing, name)
+			}
+		}
+		if len(missing) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("/metrics lacks %s", strings.Join(missing, ", "))
+		}
+	}
+}
+
 func (h *harness) resource(name string) (devicemanager.ResourceStatus, bool) {
 	for _, r := range h.n.Devices().Resources() {
 		if r.Name == name {
@@ -221,8 +251,9 @@ config = { type = "ExamplePlugin", versions = "v1" }
 	if code, _ := get("/readyz"); code != 200 {
 		t.Fatalf("/readyz %d", code)
 	}
-	_, body := get("/metrics")
-	for _, name := range []string{
+	// The plugin hears "registered" a moment before the counter moves, so
+	// scrape until every series is there.
+	h.metricsHave(
 		`wasmlet_plugin_registrations_total{outcome="ok",type="ExamplePlugin"} 1`,
 		"wasmlet_plugin_registration_latency_seconds_bucket",
 		"wasmlet_reconcile_duration_seconds_count",
@@ -230,11 +261,7 @@ config = { type = "ExamplePlugin", versions = "v1" }
 		"wasmlet_module_call_duration_seconds_bucket",
 		`wasmlet_module_instances{module="customhandler"}`,
 		`wasmlet_module_loads_total{event="loaded"} 1`,
-	} {
-		if !strings.Contains(body, name) {
-			t.Errorf("/metrics lacks %s", name)
-		}
-	}
+	)
 	if err := h.stop(); err != nil {
 		t.Fatalf("shutdown: %v", err)
 	}

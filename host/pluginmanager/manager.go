@@ -253,16 +253,20 @@ func (m *Manager) register(ctx context.Context, d cache.DesiredPlugin) error {
 			}
 		}
 	}
+	// The registration is recorded before the plugin hears of it (as the
+	// kubelet does), so a plugin told "registered" is already listed by the
+	// host API.
+	reg.Registered = time.Now()
+	m.actual.Add(reg)
 	if err := conn.Notify(ctx, true, ""); err != nil {
 		// The plugin did not hear it is registered: undo, and retry.
+		m.actual.Remove(reg.SocketPath, reg.Generation)
 		if dp != nil && m.cfg.DevicePlugins != nil {
 			m.cfg.DevicePlugins.DeregisterDevicePlugin(context.WithoutCancel(ctx), *dp)
 		}
 		m.obs.Registered(info.Type, "notify", 0)
 		return err
 	}
-	reg.Registered = time.Now()
-	m.actual.Add(reg)
 	latency := reg.Registered.Sub(d.AddedAt)
 	m.obs.Registered(info.Type, "ok", latency)
 	log.Info("plugin registered", "handler", h.Name(), "action", decision.Action.String(), "latency", latency)
