@@ -211,17 +211,9 @@ func (m *Metrics) Handler() http.Handler {
 	return mux
 }
 
-// Serve serves Handler on address until ctx is done.
-func (m *Metrics) Serve(ctx context.Context, address string) error {
-	lis, err := net.Listen("tcp", address)
-	if err != nil {
-		return err
-	}
-	return m.ServeListener(ctx, lis)
-}
-
-// ServeListener is Serve on an open listener.
-func (m *Metrics) ServeListener(ctx context.Context, lis net.Listener) error {
+// Serve serves Handler on lis until ctx is done. The caller listens, so
+// that it can report an address in use before anything else starts.
+func (m *Metrics) Serve(ctx context.Context, lis net.Listener) error {
 	srv := &http.Server{Handler: m.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()

@@ -18,6 +18,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -62,7 +63,9 @@ type Node struct {
 	loaded   map[string]watcher.Identity // module files as last loaded
 
 	started time.Time
-	ready   atomic.Bool
+	// metricsAddr is the address /metrics is served on, once it is.
+	metricsAddr atomic.Value // string
+	ready       atomic.Bool
 }
 
 // moduleChange is a module file that appeared, changed or went; or, with
@@ -226,7 +229,18 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 
 	if h.MetricsAddress != "" {
-		goRun("metrics", func(ctx context.Context) error { return n.metrics.Serve(ctx, h.MetricsAddress) })
+		// Bound here, not in the goroutine, so that an address in use stops
+		// the start with a message that says which setting to change. Port 0
+		// picks a free port; MetricsAddress and the log say which.
+		if lis, err := net.Listen("tcp", h.MetricsAddress); err != nil {
+			errs <- fmt.Errorf("metrics: cannot listen on %q (host.metrics_address in %s; \"\" turns metrics off): %w",
+				h.MetricsAddress, n.cfg.File, err)
+			cancel() // the parts below start and stop at once: one way out
+		} else {
+			n.metricsAddr.Store(lis.Addr().String())
+			n.log.Info("metrics listening", "address", lis.Addr().String())
+			goRun("metrics", func(ctx context.Context) error { return n.metrics.Serve(ctx, lis) })
+		}
 	}
 	// The device manager first: restored resources start their grace period,
 	// kubelet.sock accepts plugins.
@@ -323,7 +337,7 @@ func (n *Node) status() api.NodeStatus {
 	h := n.cfg.Host
 	st := api.NodeStatus{Version: Version, Started: n.started, ConfigFile: n.cfg.File,
 		StateDir: h.StateDir, RegistryDir: h.RegistryDir, DevicePluginDir: h.DevicePluginDir, ModuleDir: h.ModuleDir,
-		Checkpoint: filepath.Join(h.StateDir, "checkpoint"), APISocket: h.APISocket, MetricsAddress: h.MetricsAddress,
+		Checkpoint: filepath.Join(h.StateDir, "checkpoint"), APISocket: h.APISocket, MetricsAddress: n.MetricsAddress(),
 		GracePeriod: h.GracePeriod, Ready: n.Ready(), Bridged: n.bridge.Status(), CDISpecs: n.cdi.Status()}
 	if !st.Ready {
 		st.NotReady = "starting: loading modules and scanning the plugin registry"
@@ -358,6 +372,14 @@ func (n *Node) CDI() *cdi.Specs { return n.cdi }
 
 // Devices is the node's device manager.
 func (n *Node) Devices() *devicemanager.Manager { return n.devices }
+
+// MetricsAddress is the host:port serving /metrics, /healthz and /readyz
+// (the configured one, with the port filled in when it was 0), or "" when
+// metrics are off or not yet listening.
+func (n *Node) MetricsAddress() string {
+	a, _ := n.metricsAddr.Load().(string)
+	return a
+}
 
 // Metrics is the node's metrics.
 func (n *Node) Metrics() *metrics.Metrics { return n.metrics }

@@ -31,16 +31,6 @@ type harness struct {
 	done    chan error
 }
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 func copyModule(t *testing.T, guest, dst string) {
 	t.Helper()
 	b, err := os.ReadFile(build.Go(t, guest))
@@ -61,7 +51,7 @@ func copyModule(t *testing.T, guest, dst string) {
 func start(t *testing.T, modules map[string]string, extra string) *harness {
 	t.Helper()
 	dir := testenv.ShortDir(t)
-	h := &harness{t: t, dir: dir, metrics: freePort(t), done: make(chan error, 1)}
+	h := &harness{t: t, dir: dir, done: make(chan error, 1)}
 	os.MkdirAll(filepath.Join(dir, "modules"), 0o755)
 	// Share compiled modules across tests (and runs): a cold compile under
 	// the race detector takes seconds.
@@ -93,7 +83,7 @@ cdi_dir = "cdi"
 [sandbox]
 memory = "64MiB"
 %s
-`, h.metrics, extra)
+`, "127.0.0.1:0", extra)
 	path := filepath.Join(dir, "plugins.toml")
 	os.WriteFile(path, []byte(toml), 0o644)
 	cfg, err := config.Load(path)
@@ -112,6 +102,7 @@ memory = "64MiB"
 	go func() { h.done <- n.Run(ctx) }()
 	t.Cleanup(func() { h.stop() })
 	h.eventually("ready", func() bool { return n.Ready() })
+	h.metrics = n.MetricsAddress() // port 0: the node picked one
 	return h
 }
 
@@ -296,4 +287,51 @@ config = { resource = "example.com/dev", globs = "/dev/null,/dev/zero" }
 	// Removing the module takes the resource's provider away.
 	os.Remove(filepath.Join(h.dir, "modules", "devsource.wasm"))
 	h.eventually("devices unhealthy", func() bool { r, ok := h.resource("example.com/dev"); return !ok || r.Healthy == 0 })
+}
+
+// TestMetricsAddressInUse: a node whose metrics address is taken stops at
+// once, saying which setting to change, and leaves nothing behind.
+func TestMetricsAddressInUse(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	dir := testenv.ShortDir(t)
+	path := filepath.Join(dir, "plugins.toml")
+	os.WriteFile(path, []byte(fmt.Sprintf(`
+[host]
+state_dir = "state"
+registry_dir = "reg"
+device_plugin_dir = "dp"
+module_dir = "modules"
+api_socket = "api.sock"
+metrics_address = %q
+
+[bridge]
+kubelet_dir = "kubelet"
+cdi_dir = "cdi"
+`, taken.Addr().String())), 0o644)
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := New(cfg, hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: testenv.Writer{T: t}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = n.Run(ctx)
+	if err == nil || ctx.Err() != nil {
+		t.Fatalf("Run: %v (context: %v), want a prompt error", err, ctx.Err())
+	}
+	for _, want := range []string{taken.Addr().String(), "host.metrics_address in " + path, "address already in use"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "api.sock")); err == nil {
+		t.Error("the API socket was left behind")
+	}
 }
