@@ -252,16 +252,16 @@ func TestQuarantine(t *testing.T) {
 			t.Fatalf("call %d: %v", i, err)
 		}
 	}
-	start := time.Now()
 	_, err := m.Discover(context.Background())
 	var ce *CallError
 	if !errors.As(err, &ce) || ce.Fault != FaultQuarantined {
 		t.Fatalf("got %v, want quarantined", err)
 	}
-	if time.Since(start) > 10*time.Millisecond {
-		t.Errorf("a quarantined module should fail fast, took %v", time.Since(start))
-	}
+	// A quarantined module fails fast: it keeps no instance and starts none.
 	st := m.Status()
+	if st.Instances != 0 {
+		t.Errorf("a quarantined module holds %d instances", st.Instances)
+	}
 	if !st.Quarantined || !strings.Contains(st.QuarantineReason, "3 consecutive faults") {
 		t.Fatalf("status %+v", st)
 	}
@@ -309,7 +309,7 @@ func TestCloseLetsCallsInFlightFinish(t *testing.T) {
 		_, err := m.Discover(context.Background())
 		done <- err
 	}()
-	time.Sleep(50 * time.Millisecond)
+	waitUntil(t, "the call to be admitted", func() bool { return m.Status().Calls == 1 })
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := m.Close(ctx); err != nil {
@@ -334,7 +334,7 @@ func TestCloseInterruptsCallsThatOverstay(t *testing.T) {
 		_, err := m.Discover(context.Background())
 		done <- err
 	}()
-	time.Sleep(50 * time.Millisecond)
+	waitUntil(t, "the call to be admitted", func() bool { return m.Status().Calls == 1 })
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	m.Close(ctx)
@@ -381,7 +381,7 @@ func TestPoolIsBounded(t *testing.T) {
 		wg2.Add(1)
 		go func() { defer wg2.Done(); m.Discover(context.Background()) }()
 	}
-	time.Sleep(10 * time.Millisecond)
+	waitUntil(t, "both instances to be busy", func() bool { st := m.Status(); return st.Instances == 2 && st.Idle == 0 })
 	_, err := m.Discover(ctx)
 	var ce *CallError
 	if !errors.As(err, &ce) || ce.Fault != FaultBusy {
@@ -394,7 +394,9 @@ func TestLogsCarryTheModuleNameAndAreRateLimited(t *testing.T) {
 	log, out := captureLogger()
 	obs := &countingObserver{}
 	m := load(t, build.Go(t, "guests/testmodules/faulty"), Options{Name: "flood", Logger: log, Observer: obs,
-		LogRate: 10, LogBurst: 20, Config: map[string]string{"fault": "logflood"}})
+		LogRate: 10, LogBurst: 20, Config: map[string]string{"fault": "logflood"},
+		// 100,000 lines take about a second under -race on a busy machine.
+		CallTimeout: 30 * time.Second})
 	start := time.Now()
 	if _, err := m.Discover(context.Background()); err != nil {
 		t.Fatal(err)
@@ -568,6 +570,16 @@ func TestMountValidation(t *testing.T) {
 		_, err := Load(context.Background(), wat(t, "minimal"), Options{MemoryLimit: 1 << 20, Mounts: []Mount{m}})
 		if err == nil || !strings.Contains(err.Error(), "mount") {
 			t.Errorf("mount %+v: got %v", m, err)
+		}
+	}
+}
+
+// waitUntil polls cond until it holds, failing the test after 30 seconds.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
 		}
 	}
 }
