@@ -148,10 +148,14 @@ func TestProgressOnATerminal(t *testing.T) {
 	p := &progress{w: &buf, tty: true, what: "compiling x.wasm", start: time.Now(), stop: make(chan struct{})}
 	p.wg.Add(1)
 	go p.spin()
-	time.Sleep(250 * time.Millisecond)
+	for deadline := time.Now().Add(10 * time.Second); strings.Count(buf.String(), "\r\033[K") < 2; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the spinner drew %q in 10 s", buf.String())
+		}
+	}
 	p.done("accepted")
 	out := buf.String()
-	if !strings.HasPrefix(out, "\r\033[K⠋ compiling x.wasm… 0s") || strings.Count(out, "\r\033[K") < 3 ||
+	if !strings.HasPrefix(out, "\r\033[K⠋ compiling x.wasm… ") || strings.Count(out, "\r\033[K") < 3 ||
 		!strings.Contains(out, "\r\033[Kcompiling x.wasm: accepted in ") || !strings.HasSuffix(out, "\n") {
 		t.Fatalf("terminal output %q", out)
 	}

@@ -136,7 +136,7 @@ func TestServeCounter(t *testing.T) {
 func TestStreamsFollowDiscovery(t *testing.T) {
 	e := newEnv(t, envConfig{})
 	data := t.TempDir()
-	os.WriteFile(filepath.Join(data, "a"), []byte("numa=0\nenv.DIR_A=1\n"), 0o644)
+	put(t, data, "a", "numa=0\nenv.DIR_A=1\n")
 	e.configure("dir", module.Options{Mounts: []module.Mount{{Host: data, Guest: "/data"}}}, true)
 	k := startKubelet(t, e.kubeletDir)
 	e.load("dir", build.Go(t, "host/devicesource/testdata/dirsource"))
@@ -160,7 +160,7 @@ func TestStreamsFollowDiscovery(t *testing.T) {
 	}
 	e.waitStatus("example.com/dir", "three streams", func(st bridge.Status) bool { return st.Streams == 3 })
 
-	os.WriteFile(filepath.Join(data, "b"), []byte("numa=1\nenv.DIR_B=1\n"), 0o644)
+	put(t, data, "b", "numa=1\nenv.DIR_B=1\n")
 	for i, s := range streams {
 		r, err := s.Recv()
 		if err != nil || len(r.Devices) != 2 || r.Devices[1].ID != "b" || r.Devices[1].Topology.Nodes[0].ID != 1 {
@@ -168,7 +168,7 @@ func TestStreamsFollowDiscovery(t *testing.T) {
 		}
 	}
 	k.WaitDevices("example.com/dir", healthy(2))
-	os.WriteFile(filepath.Join(data, "a"), []byte("unhealthy\nnuma=0\nenv.DIR_A=1\n"), 0o644)
+	put(t, data, "a", "unhealthy\nnuma=0\nenv.DIR_A=1\n")
 	for i, s := range streams {
 		r, err := s.Recv()
 		if err != nil || len(r.Devices) != 2 || r.Devices[0].Health != pluginapi.Unhealthy {
@@ -177,7 +177,7 @@ func TestStreamsFollowDiscovery(t *testing.T) {
 	}
 
 	// An edit alone changes the CDI spec; the kubelet is not bothered.
-	os.WriteFile(filepath.Join(data, "b"), []byte("numa=1\nenv.DIR_B=2\n"), 0o644)
+	put(t, data, "b", "numa=1\nenv.DIR_B=2\n")
 	eventually(t, "CDI spec rewritten", func() bool {
 		d := loadCDI(t, e.cdiDir).GetDevice("example.com/dir=b")
 		return d != nil && slices.Contains(d.ContainerEdits.Env, "DIR_B=2")
@@ -197,14 +197,14 @@ func TestStreamsFollowDiscovery(t *testing.T) {
 func TestSourceGivesUpAndComesBack(t *testing.T) {
 	e := newEnv(t, envConfig{giveUpFast: true})
 	data := t.TempDir()
-	os.WriteFile(filepath.Join(data, "a"), []byte("env.A=1\n"), 0o644)
+	put(t, data, "a", "env.A=1\n")
 	e.configure("dir", module.Options{Mounts: []module.Mount{{Host: data, Guest: "/data"}}}, true)
 	k := startKubelet(t, e.kubeletDir)
 	e.load("dir", build.Go(t, "host/devicesource/testdata/dirsource"))
 	k.ExpectRegister(30 * time.Second)
 	k.WaitDevices("example.com/dir", healthy(1))
 
-	os.WriteFile(filepath.Join(data, "fail"), []byte("bus error"), 0o644)
+	put(t, data, "fail", "bus error")
 	k.WaitDevices("example.com/dir", func(d []*pluginapi.Device) bool {
 		return len(d) == 1 && d[0].Health == pluginapi.Unhealthy
 	})

@@ -407,26 +407,34 @@ cdi_dir = "cdi"
 	}
 	took := connected.Sub(created)
 	t.Logf("kubelet side restarted: both bridged resources connected again %v after kubelet.sock was created", took.Round(time.Microsecond))
-	// Margin: with kubelet.sock this is an fsnotify event, two Register
+	// End to end, with kubelet.sock this is an fsnotify event, two Register
 	// calls, two dials back and two ListAndWatch streams — 10-60 ms here,
 	// most of it the kubelet side's own start competing for the two cores —
-	// plus polling the API every 2 ms. A second leaves room for a loaded
-	// machine under the race detector. Through the plugin registry, the
+	// plus polling the API every 2 ms. Through the plugin registry, the
 	// kubelet side's plugin watcher decides when to register, and it starts
 	// only once its modules are loaded (300-450 ms here): that is the
-	// kubelet's start, not the bridge's reaction, so it gets a looser bound.
-	limit := time.Second
-	if mode == bridge.PluginRegistry {
-		limit = 5 * time.Second
+	// kubelet's start, not the bridge's reaction. So the end-to-end figure
+	// gets a loose bound, and the bridge's own reaction (from noticing
+	// kubelet.sock to the kubelet accepting Register, which it logs) is held
+	// to the second the design promises.
+	if took > 5*time.Second {
+		t.Errorf("re-registration took %v after the kubelet restarted, want at most 5s", took)
 	}
-	if took > limit {
-		t.Errorf("re-registration took %v after the kubelet restarted, want at most %v", took, limit)
-	}
-	// The bridge's own account of it.
 	re := regexp.MustCompile(`registered with the kubelet: resource=(\S+) .*since_kubelet_appeared=(\S+) registrations=2`)
-	for _, l := range bridgeSide.log() {
-		if m := re.FindStringSubmatch(l); m != nil {
-			t.Logf("bridge side: %s registered again %s after it noticed kubelet.sock", m[1], m[2])
+	var again [][]string
+	eventually(t, "the bridge side to log both re-registrations", func() bool {
+		again = again[:0]
+		for _, l := range bridgeSide.log() {
+			if m := re.FindStringSubmatch(l); m != nil {
+				again = append(again, m)
+			}
+		}
+		return mode == bridge.PluginRegistry || len(again) == len(want)
+	})
+	for _, m := range again {
+		t.Logf("bridge side: %s registered again %s after it noticed kubelet.sock", m[1], m[2])
+		if d, err := time.ParseDuration(m[2]); err != nil || d > time.Second {
+			t.Errorf("%s registered again %s after the bridge noticed kubelet.sock, want at most 1s", m[1], m[2])
 		}
 	}
 	if mode == bridge.PluginRegistry {

@@ -338,20 +338,25 @@ func TestStaleSpecsAtStart(t *testing.T) {
 	kept := filepath.Join(dir, "wasmlet-example.com_kept.yaml")
 	before, _ := os.Stat(kept)
 
-	s, err := cdi.New(cdi.Config{Dir: dir, GracePeriod: 300 * time.Millisecond})
+	s, err := cdi.New(cdi.Config{Dir: dir, GracePeriod: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
 	src := newFake("m", "example.com/kept")
 	watch(t, s.Wrap(src), src).send(nic("a", "1"))
-	time.Sleep(600 * time.Millisecond)
+	gone := filepath.Join(dir, "wasmlet-example.com_gone.yaml")
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(gone); os.IsNotExist(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("unclaimed spec kept after the grace period")
+		}
+	}
 	after, err := os.Stat(kept)
 	if err != nil || !os.SameFile(before, after) {
 		t.Fatalf("adopted spec rewritten or removed: %v", err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "wasmlet-example.com_gone.yaml")); !os.IsNotExist(err) {
-		t.Fatal("unclaimed spec kept after the grace period")
 	}
 	if _, err := os.Stat(other); err != nil {
 		t.Fatal("another writer's spec was removed")

@@ -35,8 +35,16 @@ func dial(ctx context.Context, resource, path string) (devicemanager.Provider, e
 }
 
 // start runs a device manager serving kubelet.sock in dir (a new temporary
-// directory when dir is "").
+// directory when dir is ""). A registering plugin has ten seconds to answer
+// GetDevicePluginOptions: generous, since a loaded machine under -race can
+// take a while to set up a gRPC connection.
 func start(t testing.TB, dir string, cfg devicemanager.Config) *env {
+	t.Helper()
+	return startWith(t, dir, cfg, 10*time.Second)
+}
+
+// startWith is start with the time a plugin has to answer.
+func startWith(t testing.TB, dir string, cfg devicemanager.Config, answerWithin time.Duration) *env {
 	t.Helper()
 	if dir == "" {
 		dir = testenv.ShortDir(t)
@@ -48,7 +56,7 @@ func start(t testing.TB, dir string, cfg devicemanager.Config) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, dir: dir, m: m, srv: devicemanager.NewServer(m, dir, dial, 500*time.Millisecond)}
+	e := &env{t: t, dir: dir, m: m, srv: devicemanager.NewServer(m, dir, dial, answerWithin)}
 	e.kubelet = e.srv.Path()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -80,7 +88,7 @@ func (e *env) plugin(name, resource string, devs []*pluginapi.Device, opts ...te
 // resource waits until the resource satisfies cond.
 func (e *env) resource(name string, cond func(devicemanager.ResourceStatus) bool) devicemanager.ResourceStatus {
 	e.t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	var last devicemanager.ResourceStatus
 	for time.Now().Before(deadline) {
 		found := false
@@ -135,11 +143,11 @@ func TestRegisterListAndWatchAndHealth(t *testing.T) {
 }
 
 func TestCrashGoesUnhealthyThenAway(t *testing.T) {
-	e := start(t, "", devicemanager.Config{GracePeriod: 300 * time.Millisecond})
+	e := start(t, "", devicemanager.Config{GracePeriod: 2 * time.Second})
 	p := e.plugin("gpu.sock", "example.com/gpu", testplugin.Devices("gpu", 2))
 	e.resource("example.com/gpu", healthyCount(2))
 	p.Stop()
-	r := e.resource("example.com/gpu", func(r devicemanager.ResourceStatus) bool { return !r.Connected })
+	r := e.resource("example.com/gpu", func(r devicemanager.ResourceStatus) bool { return r.Name != "" && !r.Connected })
 	if r.Healthy != 0 || r.Capacity != 2 || r.Allocatable != 0 || r.DisconnectedAt.IsZero() {
 		t.Fatalf("right after the crash: %+v", r)
 	}
@@ -188,7 +196,9 @@ func TestComesBackOnTheSameSocketWhileOldStreamOpen(t *testing.T) {
 }
 
 func TestRegistrationRefusals(t *testing.T) {
-	e := start(t, "", devicemanager.Config{})
+	// Half a second to answer, so that the plugin that never answers is
+	// given up on well within the registrations' own five seconds.
+	e := startWith(t, "", devicemanager.Config{}, 500*time.Millisecond)
 	testplugin.StartDevicePlugin(t, filepath.Join(e.dir, "ok.sock"), "example.com/ok", testplugin.Devices("d", 1))
 	testplugin.StartDevicePlugin(t, filepath.Join(e.dir, "hang.sock"), "example.com/hang", testplugin.Devices("d", 1), testplugin.HangOptions())
 	cases := []struct {

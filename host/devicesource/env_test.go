@@ -190,9 +190,16 @@ func eventually(t testing.TB, what string, cond func() bool) {
 	t.Fatalf("%s: timed out", what)
 }
 
+// writeFile writes path atomically (a hidden temporary file beside it, then
+// a rename), so that a discovery running meanwhile never reads it half
+// written.
 func writeFile(t testing.TB, path, content string) {
 	t.Helper()
-	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
+	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -303,11 +303,11 @@ func TestReplaced(t *testing.T) {
 // TestUnloaded: an unloaded module's devices turn unhealthy, then go after
 // the grace period.
 func TestUnloaded(t *testing.T) {
-	e := newEnv(t, envConfig{grace: 300 * time.Millisecond})
+	e := newEnv(t, envConfig{grace: 2 * time.Second})
 	e.load("ctr", build.Go(t, "guests/counter"))
 	e.resource("example.com/counter", healthy(4))
 	e.reg.Unload("ctr")
-	r := e.resource("example.com/counter", func(r devicemanager.ResourceStatus) bool { return !r.Connected })
+	r := e.resource("example.com/counter", func(r devicemanager.ResourceStatus) bool { return r.Name != "" && !r.Connected })
 	if r.Capacity != 4 || r.Healthy != 0 || !strings.Contains(r.LastError, "ctr") {
 		t.Errorf("after unload %+v", r)
 	}

@@ -42,6 +42,7 @@ config = { type = "ExamplePlugin", versions = "v1" }
 config = { fault = "logflood", resource = "example.com/flood" }
 log_rate = 10
 log_burst = 20
+timeout = "30s" # 100,000 log lines take a second or so under -race
 `
 	modules := map[string]string{"customhandler": "guests/customhandler", "flood": "guests/testmodules/faulty",
 		"slowinit": "guests/testmodules/faulty"}
@@ -120,16 +121,16 @@ quarantine_after = 3
 			t.Errorf("%s: quarantine reason %q does not name the module and the fault", f.name, st.QuarantineReason)
 		}
 		// Its resource lost its provider; the others did not.
-		if r, ok := h.resource("example.com/" + f.name); ok && r.Healthy != 0 {
-			t.Errorf("%s: a quarantined source still has %d healthy devices", f.name, r.Healthy)
-		}
+		h.eventually(f.name+": no healthy devices once quarantined", func() bool {
+			r, ok := h.resource("example.com/" + f.name)
+			return !ok || r.Healthy == 0
+		})
 	}
 	// The log flood's dropped lines are counted too.
 	h.metricsHave(append(want, `wasmlet_module_log_lines_dropped_total{module="flood"}`)...)
 	for _, ok := range []string{"example.com/flood", "example.com/slowinit"} {
-		if r, found := h.resource(ok); !found || r.Healthy != 2 {
-			t.Errorf("%s: %+v, want 2 healthy devices (slow or chatty, but healthy)", ok, r)
-		}
+		// Slow or chatty, but healthy.
+		h.eventually(ok+": 2 healthy devices", func() bool { r, found := h.resource(ok); return found && r.Healthy == 2 })
 	}
 	if m := h.n.Modules().Get("customhandler"); m.Status().Faults != 0 {
 		t.Errorf("the healthy handler faulted: %+v", m.Status())

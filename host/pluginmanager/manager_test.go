@@ -265,13 +265,26 @@ func TestHangingPluginDoesNotBlockOthers(t *testing.T) {
 	e := start(t, map[string]string{"customhandler": "guests/customhandler"})
 	hung := example
 	hung.Name = "example-hung"
-	e.plugin("hung.sock", hung, testplugin.Hang())
-	time.Sleep(20 * time.Millisecond) // the hung operation is under way
+	hp := e.plugin("hung.sock", hung, testplugin.Hang())
+	for deadline := time.Now().Add(10 * time.Second); hp.GetInfos() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the hung plugin was never asked who it is")
+		}
+	}
+	// The hung operation is under way (and lasts the operation timeout, 2 s):
+	// a healthy plugin is registered meanwhile, not after it.
 	start := time.Now()
 	p := e.plugin("fine.sock", example)
 	p.Expect(t, 5*time.Second)
-	if d := time.Since(start); d > time.Second {
-		t.Fatalf("a healthy plugin waited %v behind a hung one", d)
+	d := time.Since(start)
+	hungState := "absent"
+	for _, st := range e.pm.Plugins() {
+		if st.SocketPath == filepath.Join(e.regDir, "hung.sock") {
+			hungState = st.State
+		}
+	}
+	if hungState != StateRegistering {
+		t.Fatalf("a healthy plugin waited %v, until the hung one's operation ended (now %s)", d, hungState)
 	}
 	// The hung operation times out and backs off.
 	st := e.status(filepath.Join(e.regDir, "hung.sock"), StateFailing)

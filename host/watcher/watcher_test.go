@@ -188,7 +188,9 @@ func TestRescanFindsWhatWasMissed(t *testing.T) {
 func TestModuleFilesSettle(t *testing.T) {
 	dir := testenv.ShortDir(t)
 	r := newRecorder()
-	w := start(t, Config{Dir: dir, Match: HasSuffix(".wasm"), Settle: 80 * time.Millisecond, OnAdd: r.add, OnRemove: r.remove})
+	w := start(t, Config{Dir: dir, Match: HasSuffix(".wasm"), Settle: 500 * time.Millisecond, OnAdd: r.add, OnRemove: r.remove})
+	// The copy below pauses 20 ms between writes; the settle time is long
+	// enough that a loaded machine oversleeping a pause does not end it.
 	p := filepath.Join(dir, "m.wasm")
 	f, err := os.Create(p)
 	if err != nil {
