@@ -368,6 +368,21 @@ cdi_dir = "cdi"
 	if err := w.Add(kubeletDir); err != nil {
 		t.Fatal(err)
 	}
+	// The bridge has its Register replies (a restart could otherwise take
+	// one with it, and the bridge would rightly count that attempt failed).
+	eventually(t, "the bridge side to have both registrations acknowledged", func() bool {
+		st, err := bridgeSide.client().Status(context.Background(), &adminpb.StatusRequest{})
+		if err != nil {
+			return false
+		}
+		n := 0
+		for _, b := range st.Bridged {
+			if b.Registrations == 1 {
+				n++
+			}
+		}
+		return n == len(want)
+	})
 	kubelet.stop()
 	kubelet.start()
 	var created time.Time
