@@ -46,25 +46,10 @@ func copyModule(t *testing.T, guest, dst string) {
 	}
 }
 
-// start runs a node on a plugins.toml written into a fresh directory, with
-// the given modules (name → guest directory) in its module directory.
-func start(t *testing.T, modules map[string]string, extra string) *harness {
-	t.Helper()
-	dir := testenv.ShortDir(t)
-	h := &harness{t: t, dir: dir, done: make(chan error, 1)}
-	os.MkdirAll(filepath.Join(dir, "modules"), 0o755)
-	// Share compiled modules across tests (and runs): a cold compile under
-	// the race detector takes seconds.
-	shared := filepath.Join(build.CacheDir(), "wazero-node")
-	os.MkdirAll(shared, 0o700)
-	os.MkdirAll(filepath.Join(dir, "state"), 0o700)
-	if err := os.Symlink(shared, filepath.Join(dir, "state", "compilation-cache")); err != nil {
-		t.Fatal(err)
-	}
-	for name, guest := range modules {
-		copyModule(t, guest, filepath.Join(dir, "modules", name+".wasm"))
-	}
-	toml := fmt.Sprintf(`
+// nodeTOML is the plugins.toml of a test node: every directory and socket
+// inside the test's directory, metrics on metricsAddr, then extra.
+func nodeTOML(metricsAddr, extra string) string {
+	return fmt.Sprintf(`
 [host]
 state_dir = "state"
 registry_dir = "reg"
@@ -83,7 +68,28 @@ cdi_dir = "cdi"
 [sandbox]
 memory = "64MiB"
 %s
-`, "127.0.0.1:0", extra)
+`, metricsAddr, extra)
+}
+
+// start runs a node on a plugins.toml written into a fresh directory, with
+// the given modules (name → guest directory) in its module directory.
+func start(t *testing.T, modules map[string]string, extra string) *harness {
+	t.Helper()
+	dir := testenv.ShortDir(t)
+	h := &harness{t: t, dir: dir, done: make(chan error, 1)}
+	os.MkdirAll(filepath.Join(dir, "modules"), 0o755)
+	// Share compiled modules across tests (and runs): a cold compile under
+	// the race detector takes seconds.
+	shared := filepath.Join(build.CacheDir(), "wazero-node")
+	os.MkdirAll(shared, 0o700)
+	os.MkdirAll(filepath.Join(dir, "state"), 0o700)
+	if err := os.Symlink(shared, filepath.Join(dir, "state", "compilation-cache")); err != nil {
+		t.Fatal(err)
+	}
+	for name, guest := range modules {
+		copyModule(t, guest, filepath.Join(dir, "modules", name+".wasm"))
+	}
+	toml := nodeTOML("127.0.0.1:0", extra) // port 0: the node picks one
 	path := filepath.Join(dir, "plugins.toml")
 	os.WriteFile(path, []byte(toml), 0o644)
 	cfg, err := config.Load(path)
@@ -299,19 +305,7 @@ func TestMetricsAddressInUse(t *testing.T) {
 	defer taken.Close()
 	dir := testenv.ShortDir(t)
 	path := filepath.Join(dir, "plugins.toml")
-	os.WriteFile(path, []byte(fmt.Sprintf(`
-[host]
-state_dir = "state"
-registry_dir = "reg"
-device_plugin_dir = "dp"
-module_dir = "modules"
-api_socket = "api.sock"
-metrics_address = %q
-
-[bridge]
-kubelet_dir = "kubelet"
-cdi_dir = "cdi"
-`, taken.Addr().String())), 0o644)
+	os.WriteFile(path, []byte(nodeTOML(taken.Addr().String(), "")), 0o644)
 	cfg, err := config.Load(path)
 	if err != nil {
 		t.Fatal(err)
