@@ -292,6 +292,8 @@ func TestMalformedInputIsAnError(t *testing.T) {
 		"group wire type":    {0x0b},
 		"overlong varint":    {0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02},
 		"wrong type for str": {0x10, 0x01}, // field 2 (name) as varint
+		"invalid UTF-8":      {0x12, 0x02, 'a', 0xff},
+		"invalid UTF-8 list": {0x32, 0x02, 0xc3, 0x28}, // operations (6) with a broken sequence
 	}
 	for name, in := range cases {
 		var d Description
@@ -302,6 +304,34 @@ func TestMalformedInputIsAnError(t *testing.T) {
 		}
 		if !strings.Contains(err.Error(), "Description") {
 			t.Errorf("%s: error %q does not name the message", name, err)
+		}
+	}
+}
+
+// TestInvalidUTF8AgreesWithProtoc: a string that is not UTF-8 is refused,
+// as protobuf-go refuses it in proto3, in every message and field.
+func TestInvalidUTF8AgreesWithProtoc(t *testing.T) {
+	bad := string([]byte{'x', 0xff})
+	for _, m := range []Message{
+		&Description{Name: bad},
+		&Device{ID: "d", Attributes: map[string]string{"k": bad}},
+		&Device{ID: "d", Attributes: map[string]string{bad: "v"}},
+		&AllocateResponse{Envs: map[string]string{"A": bad}},
+		&AllocateResponse{CDIDevices: []string{bad}},
+		&Error{Message: bad},
+	} {
+		wire := m.AppendTo(nil)
+		fresh := reflect.New(reflect.TypeOf(m).Elem()).Interface().(Message)
+		err := fresh.Unmarshal(wire)
+		if err == nil || !strings.Contains(err.Error(), "not valid UTF-8") {
+			t.Errorf("%T with a non-UTF-8 string: %v", m, err)
+		}
+		for _, p := range pairs {
+			if reflect.TypeOf(p.ours()) == reflect.TypeOf(m) {
+				if err := proto.Unmarshal(wire, p.theirs()); err == nil {
+					t.Errorf("%T: protobuf-go accepts what we refuse", m)
+				}
+			}
 		}
 	}
 }

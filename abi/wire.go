@@ -2,6 +2,7 @@ package abi
 
 import (
 	"errors"
+	"unicode/utf8"
 	"unsafe"
 )
 
@@ -22,6 +23,7 @@ var (
 	errWireType  = errors.New("unsupported wire type")
 	errFieldNum  = errors.New("invalid field number")
 	errWrongType = errors.New("field has the wrong wire type")
+	errUTF8      = errors.New("string is not valid UTF-8")
 )
 
 // ---- encoding ----------------------------------------------------------------
@@ -246,13 +248,17 @@ func (d *decoder) next() (bool, error) {
 // str returns a string field. It aliases the message's bytes, which are
 // always a private copy (see own): a Go guest pays for one allocation per
 // message instead of one per string, and allocation is what costs most in a
-// Go guest.
+// Go guest. As in proto3, a string must be valid UTF-8: what a module says
+// ends up in checkpoints, gRPC replies and logs, which all require it.
 func (d *decoder) str() (string, error) {
 	if d.wt != wireBytes {
 		return "", errWrongType
 	}
 	if len(d.buf) == 0 {
 		return "", nil
+	}
+	if !utf8.Valid(d.buf) {
+		return "", errUTF8
 	}
 	return unsafe.String(&d.buf[0], len(d.buf)), nil
 }
