@@ -52,6 +52,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/wasmlet/wasmlet/abi"
 	"github.com/wasmlet/wasmlet/guests/sdk"
@@ -196,6 +197,9 @@ func walk(list func(string) []fs.DirEntry, guest, host string, elems []string, o
 		name := e.Name()
 		if name[0] == '.' && elems[0][0] != '.' {
 			continue
+		}
+		if !utf8.ValidString(name) {
+			continue // its path could not be reported: ABI strings are UTF-8
 		}
 		if ok, _ := path.Match(elems[0], name); !ok {
 			continue

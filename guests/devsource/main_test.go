@@ -41,7 +41,7 @@ var fakeDev = map[string][]fakeEntry{
 	"/guest/dev": {{"null", char}, {"zero", char}, {"tty0", char}, {"tty1", char}, {"tty12", char}, {"ttyS0", char},
 		{"tty", char}, {"sda", block}, {"sda1", block}, {"stdin", link}, {"fd", link}, {"shm", dir}, {"snd", dir},
 		{"net", dir}, {"dri", dir}, {"README", file}, {".hidden", char}, {"bus", dir}, {"we:ird+name", char},
-		{"dup.x", char}, {"dup", dir}, {strings.Repeat("l", 64), char}},
+		{"dup.x", char}, {"dup", dir}, {strings.Repeat("l", 64), char}, {"bad\xffname", char}},
 	"/guest/dev/snd":         {{"controlC0", char}, {"pcmC0D0p", char}, {"timer", char}, {"by-path", dir}},
 	"/guest/dev/snd/by-path": {{"pci-0000:00:1f.3", link}},
 	"/guest/dev/net":         {{"tun", char}},
@@ -96,6 +96,7 @@ func TestDiscover(t *testing.T) {
 		{"/dev/std*,/dev/fd,/dev/README,/dev/shm", ""}, // links, a file, a directory
 		{"/dev/*", "dup.x null sda sda1 tty tty0 tty1 tty12 ttyS0 we_ird_name zero"},
 		{"/dev/.hidden", ".hidden"},
+		{"/dev/bad*", ""}, // a name that is not UTF-8 cannot be reported
 		{"/dev/snd/*", "snd.controlC0 snd.pcmC0D0p snd.timer"},
 		{"/dev/snd/*/*", ""}, // by-path holds links only
 		{"/dev/net/tun,/dev/dri/*", "dri.card0 dri.renderD128 net.tun"},
