@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -85,5 +87,79 @@ func TestCorruptCheckpointRefusesToStart(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(ck); string(b) != "WLTCKPT\ngarbage" {
 		t.Fatal("the bad checkpoint was modified")
+	}
+}
+
+// TestNothingUndurableIsAcknowledged: while the checkpoint cannot be written,
+// no Allocate succeeds — not even one repeating a request in progress, which
+// used to be handed the unsaved allocation — and nothing unsaved is listed.
+// A Release that could not be made durable fails again when repeated, until
+// the state on disk agrees.
+func TestNothingUndurableIsAcknowledged(t *testing.T) {
+	dir := testenv.ShortDir(t)
+	state := filepath.Join(dir, "state")
+	ck := filepath.Join(state, "checkpoint")
+	os.MkdirAll(state, 0o700)
+	e := start(t, dir, devicemanager.Config{CheckpointPath: ck, GracePeriod: time.Hour})
+	e.plugin("gpu.sock", "example.com/gpu", testplugin.Devices("gpu", 4))
+	e.resource("example.com/gpu", healthyCount(4))
+	ctx := context.Background()
+	held, err := e.m.Allocate(ctx, req("held", "example.com/gpu", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	os.RemoveAll(state) // every write fails from here on
+	var wg sync.WaitGroup
+	var acknowledged, refused atomic.Int64
+	stop := time.Now().Add(300 * time.Millisecond)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(stop) {
+				_, err := e.m.Allocate(ctx, req("w", "example.com/gpu", 2))
+				switch {
+				case err == nil:
+					acknowledged.Add(1)
+				case errors.Is(err, devicemanager.ErrNotDurable):
+					refused.Add(1)
+				default:
+					t.Error(err)
+					return
+				}
+				for _, a := range e.m.Allocations() {
+					if a.Workload != held.Workload {
+						t.Errorf("an unsaved allocation is listed: %+v", a)
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if acknowledged.Load() != 0 || refused.Load() == 0 {
+		t.Fatalf("with the checkpoint unwritable: %d allocations acknowledged, %d refused", acknowledged.Load(), refused.Load())
+	}
+	t.Logf("%d allocations refused while the checkpoint could not be written", refused.Load())
+
+	for i := range 2 {
+		if _, err := e.m.Release(ctx, held.Workload, ""); !errors.Is(err, devicemanager.ErrNotDurable) {
+			t.Fatalf("release %d with the checkpoint unwritable: %v", i+1, err)
+		}
+	}
+	os.MkdirAll(state, 0o700)
+	if _, err := e.m.Release(ctx, held.Workload, ""); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := checkpoint.Read(ck); err != nil || len(st.Allocations) != 0 {
+		t.Fatalf("after the release: %v %v", st, err)
+	}
+	// And allocation works again, durably.
+	if _, err := e.m.Allocate(ctx, req("w", "example.com/gpu", 2)); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := checkpoint.Read(ck); err != nil || len(st.Allocations) != 1 {
+		t.Fatalf("after a new allocation: %v %v", st, err)
 	}
 }

@@ -387,26 +387,28 @@ func (m *Manager) allocate(ctx context.Context, req AllocateRequest) (*Allocatio
 	key := w + "\x00" + req.Resource
 	for {
 		m.mu.Lock()
-		if a := m.allocs[w][req.Resource]; a != nil {
+		// The same request in progress first: its allocation may be recorded
+		// already, but it is not durable, and may yet be undone.
+		if wait, busy := m.pending[key]; busy {
 			m.mu.Unlock()
+			select { // wait for its outcome
+			case <-wait:
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		if a := m.allocs[w][req.Resource]; a != nil {
+			defer m.mu.Unlock()
 			if len(a.DeviceIDs) != req.Count {
 				return nil, fmt.Errorf("%w: %s already holds %d device(s) of %s, asked for %d; release it first",
 					ErrConflict, w, len(a.DeviceIDs), req.Resource, req.Count)
 			}
 			return cloneAllocation(a), nil
 		}
-		wait, busy := m.pending[key]
-		if !busy {
-			m.pending[key] = make(chan struct{})
-			m.mu.Unlock()
-			break
-		}
+		m.pending[key] = make(chan struct{})
 		m.mu.Unlock()
-		select { // the same request is in progress: wait for its outcome
-		case <-wait:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
+		break
 	}
 	defer func() {
 		m.mu.Lock()
@@ -445,7 +447,8 @@ func (m *Manager) allocate(ctx context.Context, req AllocateRequest) (*Allocatio
 		}
 	}
 	a := &Allocation{Workload: w, Namespace: req.Namespace, Pod: req.Pod, PodUID: req.PodUID, Container: req.Container,
-		Resource: req.Resource, DeviceIDs: ids, Response: resp, At: time.Now()}
+		Resource: req.Resource, DeviceIDs: ids, Response: resp, At: time.Now(), pending: true}
+	a.record = allocationRecord(a)
 	m.mu.Lock()
 	if m.allocs[w] == nil {
 		m.allocs[w] = map[string]*Allocation{}
@@ -465,8 +468,12 @@ func (m *Manager) allocate(ctx context.Context, req AllocateRequest) (*Allocatio
 		unreserve()
 		return nil, fmt.Errorf("%w: %s for %s: %v", ErrNotDurable, req.Resource, w, err)
 	}
+	m.mu.Lock()
+	a.pending = false
+	out := cloneAllocation(a)
+	m.mu.Unlock()
 	m.log.Info("devices allocated", "workload", w, "resource", req.Resource, "devices", strings.Join(ids, ","))
-	return cloneAllocation(a), nil
+	return out, nil
 }
 
 // choose picks and reserves the devices for an allocation.
@@ -612,13 +619,16 @@ func ChooseNUMA(free []Device, n int) []string {
 
 // Release frees every device the workload holds (of one resource, or of all
 // when resource is empty) and returns what was released, once durable.
-// Releasing nothing is not an error.
+// Releasing nothing is not an error. A release that could not be made
+// durable is done in memory (its devices may be handed out again, and the
+// next durable write records both); asked again, it succeeds only once the
+// state on disk agrees.
 func (m *Manager) Release(ctx context.Context, workload, resource string) ([]*Allocation, error) {
 	m.mu.Lock()
 	var released []*Allocation
 	for res, a := range m.allocs[workload] {
-		if resource != "" && res != resource {
-			continue
+		if (resource != "" && res != resource) || a.pending {
+			continue // (an allocation still being made is released after it, if asked again)
 		}
 		released = append(released, a)
 		delete(m.allocs[workload], res)
@@ -637,7 +647,13 @@ func (m *Manager) Release(ctx context.Context, workload, resource string) ([]*Al
 		delete(m.allocs, workload)
 	}
 	if len(released) == 0 {
+		// Nothing held; but a release asked again after one that could not
+		// be made durable is only done once the state on disk agrees.
+		gen := m.gen
 		m.mu.Unlock()
+		if err := m.sync(ctx, gen); err != nil {
+			return nil, fmt.Errorf("%w: release of %s: %v", ErrNotDurable, workload, err)
+		}
 		return nil, nil
 	}
 	m.gen++
@@ -667,7 +683,9 @@ func (m *Manager) Allocations() []*Allocation {
 	var out []*Allocation
 	for _, byRes := range m.allocs {
 		for _, a := range byRes {
-			out = append(out, cloneAllocation(a))
+			if !a.pending {
+				out = append(out, cloneAllocation(a))
+			}
 		}
 	}
 	m.mu.Unlock()

@@ -84,7 +84,10 @@ type Allocation struct {
 	Response  *pluginapi.ContainerAllocateResponse
 	At        time.Time
 
-	record *checkpoint.Allocation // the checkpoint's form, built once
+	record *checkpoint.Allocation // the checkpoint's form, built before it is published
+	// pending: recorded, but not yet durable. Nobody is told of it (not a
+	// repeated Allocate, not Allocations) until it is.
+	pending bool
 }
 
 // ResourceStatus is a snapshot of one resource.
