@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -370,18 +371,19 @@ cdi_dir = "cdi"
 	}
 	// The bridge has its Register replies (a restart could otherwise take
 	// one with it, and the bridge would rightly count that attempt failed).
+	registeredBefore := map[string]int{}
 	eventually(t, "the bridge side to have both registrations acknowledged", func() bool {
 		st, err := bridgeSide.client().Status(context.Background(), &adminpb.StatusRequest{})
 		if err != nil {
 			return false
 		}
-		n := 0
+		clear(registeredBefore)
 		for _, b := range st.Bridged {
-			if b.Registrations == 1 {
-				n++
+			if b.Registrations >= 1 {
+				registeredBefore[b.Resource] = int(b.Registrations)
 			}
 		}
-		return n == len(want)
+		return len(registeredBefore) == len(want)
 	})
 	kubelet.stop()
 	kubelet.start()
@@ -435,12 +437,19 @@ cdi_dir = "cdi"
 	if took > 5*time.Second {
 		t.Errorf("re-registration took %v after the kubelet restarted, want at most 5s", took)
 	}
-	re := regexp.MustCompile(`registered with the kubelet: resource=(\S+) .*since_kubelet_appeared=(\S+) registrations=2`)
+	// The first registration of each source after the restart.
+	re := regexp.MustCompile(`registered with the kubelet: resource=(\S+) .*since_kubelet_appeared=(\S+) registrations=(\d+)`)
 	var again [][]string
 	eventually(t, "the bridge side to log both re-registrations", func() bool {
 		again = again[:0]
+		seen := map[string]bool{}
 		for _, l := range bridgeSide.log() {
-			if m := re.FindStringSubmatch(l); m != nil {
+			m := re.FindStringSubmatch(l)
+			if m == nil || seen[m[1]] {
+				continue
+			}
+			if n, _ := strconv.Atoi(m[3]); n > registeredBefore[m[1]] {
+				seen[m[1]] = true
 				again = append(again, m)
 			}
 		}
