@@ -58,7 +58,10 @@ type Node struct {
 	cdi     *cdi.Specs
 	modw    *watcher.Watcher
 
-	loads    chan moduleChange
+	loads chan moduleChange
+	// stopping is closed when Run begins to shut down: nothing is queued on
+	// loads after that (its reader is gone).
+	stopping chan struct{}
 	loadedMu sync.Mutex
 	loaded   map[string]watcher.Identity // module files as last loaded
 
@@ -83,7 +86,8 @@ func New(cfg *config.Config, log hclog.Logger) (*Node, error) {
 		log = hclog.NewNullLogger()
 	}
 	module.HostVersion = Version
-	n := &Node{cfg: cfg, log: log, metrics: metrics.New(), loads: make(chan moduleChange, 64)}
+	n := &Node{cfg: cfg, log: log, metrics: metrics.New(), loads: make(chan moduleChange, 64),
+		stopping: make(chan struct{})}
 	h := cfg.Host
 	// State is private to wasmlet; the plugin directories must be reachable
 	// by plugins (often other users' processes), but not writable by others.
@@ -157,8 +161,8 @@ func New(cfg *config.Config, log hclog.Logger) (*Node, error) {
 		Dir:      h.ModuleDir,
 		Match:    watcher.HasSuffix(".wasm"),
 		Settle:   100 * time.Millisecond,
-		OnAdd:    func(path string, _ watcher.Identity) { n.loads <- moduleChange{path: path} },
-		OnRemove: func(path string) { n.loads <- moduleChange{path: path, removed: true} },
+		OnAdd:    func(path string, _ watcher.Identity) { n.queueLoad(moduleChange{path: path}) },
+		OnRemove: func(path string) { n.queueLoad(moduleChange{path: path, removed: true}) },
 		Logger:   log.Named("modules"),
 	})
 	if err != nil {
@@ -216,7 +220,10 @@ func (n *Node) Run(ctx context.Context) error {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errs := make(chan error, 8)
+	// One slot per part that can fail (the metrics listener, the device
+	// manager, and every goRun below), so that none blocks on its way out.
+	errs := make(chan error, 16)
+	go func() { <-runCtx.Done(); close(n.stopping) }()
 	goRun := func(what string, f func(context.Context) error) {
 		wg.Add(1)
 		go func() {
@@ -268,7 +275,7 @@ func (n *Node) Run(ctx context.Context) error {
 	select {
 	case <-n.modw.Ready():
 		applied := make(chan struct{})
-		n.loads <- moduleChange{barrier: applied}
+		n.queueLoad(moduleChange{barrier: applied})
 		select {
 		case <-applied:
 		case <-runCtx.Done():
@@ -306,6 +313,15 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	n.log.Info("wasmlet stopped")
 	return nil
+}
+
+// queueLoad hands a module change to loadModules, unless the node is
+// shutting down (then loadModules is gone, and the change does not matter).
+func (n *Node) queueLoad(ch moduleChange) {
+	select {
+	case n.loads <- ch:
+	case <-n.stopping:
+	}
 }
 
 // loadModules applies module file changes one at a time: a load may compile

@@ -329,3 +329,34 @@ func TestMetricsAddressInUse(t *testing.T) {
 		t.Error("the API socket was left behind")
 	}
 }
+
+// TestShutdownWhileModulesQueue: a node stopped while more module files
+// wait to be loaded than its queue holds still stops (the module watcher
+// used to block for ever on the full queue, and Run with it).
+func TestShutdownWhileModulesQueue(t *testing.T) {
+	dir := testenv.ShortDir(t)
+	os.MkdirAll(filepath.Join(dir, "modules"), 0o755)
+	for i := range 200 { // refused at once, but each is queued and looked at
+		os.WriteFile(filepath.Join(dir, "modules", fmt.Sprintf("m%03d.wasm", i)), []byte("not wasm"), 0o644)
+	}
+	path := filepath.Join(dir, "plugins.toml")
+	os.WriteFile(path, []byte(nodeTOML("", "")), 0o644)
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := New(cfg, hclog.NewNullLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	time.Sleep(20 * time.Millisecond) // the initial scan is under way
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the node did not stop")
+	}
+}
