@@ -146,15 +146,20 @@ func New(cfg Config) (*Manager, error) {
 }
 
 // Run watches the registry directory and reconciles until ctx is done, then
-// waits for operations in flight.
+// waits for operations in flight. If the watch fails, reconciling stops too
+// and Run returns the watch's error: a plugin manager that no longer sees
+// the registry must say so, not go on quietly.
 func (m *Manager) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	var wg sync.WaitGroup
 	errc := make(chan error, 1)
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		if err := m.watch.Run(ctx); err != nil {
-			errc <- err
+			errc <- fmt.Errorf("watching the plugin registry %s: %w", m.cfg.RegistryDir, err)
+			cancel()
 		}
 	}()
 	go func() {
