@@ -245,6 +245,16 @@ func (m *Manager) register(ctx context.Context, d cache.DesiredPlugin) error {
 	if err != nil {
 		return decide("register", err)
 	}
+	// From here on the handler believes the plugin registered: a step that
+	// fails after this tells it otherwise, so that a retry does not register
+	// the plugin twice with it.
+	undoHandler := func() {
+		if h.Implements(abi.OpDeregister) {
+			if err := h.Deregister(context.WithoutCancel(ctx), info); err != nil {
+				log.Warn("handler module could not deregister the plugin", "handler", h.Name(), "error", err)
+			}
+		}
+	}
 	reg := cache.RegisteredPlugin{SocketPath: d.SocketPath, Generation: d.Generation, Info: *info,
 		Handler: h.Name(), Decision: *decision, AddedAt: d.AddedAt}
 	var dp *DevicePlugin
@@ -254,6 +264,7 @@ func (m *Manager) register(ctx context.Context, d cache.DesiredPlugin) error {
 		reg.Endpoint = p.Endpoint
 		if m.cfg.DevicePlugins != nil {
 			if err := m.cfg.DevicePlugins.RegisterDevicePlugin(ctx, p); err != nil {
+				undoHandler()
 				return refuse("device-manager", fmt.Errorf("device manager refused resource %q at %s: %w", p.Resource, p.Endpoint, err))
 			}
 		}
@@ -269,6 +280,7 @@ func (m *Manager) register(ctx context.Context, d cache.DesiredPlugin) error {
 		if dp != nil && m.cfg.DevicePlugins != nil {
 			m.cfg.DevicePlugins.DeregisterDevicePlugin(context.WithoutCancel(ctx), *dp)
 		}
+		undoHandler()
 		m.obs.Registered(info.Type, "notify", 0)
 		return err
 	}

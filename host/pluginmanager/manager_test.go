@@ -65,6 +65,31 @@ type env struct {
 	cancel   context.CancelFunc
 	done     chan struct{}
 	handlers map[string]string
+	calls    callCounter // the modules' calls, by operation
+}
+
+// callCounter counts the module calls by operation.
+type callCounter struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (c *callCounter) Call(_ string, op string, _ time.Duration, _ module.Fault) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n == nil {
+		c.n = map[string]int{}
+	}
+	c.n[op]++
+}
+func (c *callCounter) Instances(string, int)    {}
+func (c *callCounter) Quarantined(string, bool) {}
+func (c *callCounter) LogsDropped(string, int)  {}
+
+func (c *callCounter) count(op string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n[op]
 }
 
 // start runs a plugin manager with the given handler modules (module name →
@@ -75,7 +100,7 @@ func start(t testing.TB, modules map[string]string, opts ...func(*Config)) *env 
 	e := &env{t: t, regDir: filepath.Join(dir, "r"), modDir: filepath.Join(dir, "m"), dm: &recorder{}, done: make(chan struct{})}
 	os.MkdirAll(e.modDir, 0o755)
 	e.modules = module.NewRegistry(func(name string) module.Options {
-		o := module.Options{MemoryLimit: 64 << 20, Cache: testenv.ModuleCache(t), CallTimeout: 5 * time.Second}
+		o := module.Options{MemoryLimit: 64 << 20, Cache: testenv.ModuleCache(t), CallTimeout: 5 * time.Second, Observer: &e.calls}
 		if name == "customhandler" || name == "other" {
 			o.Config = map[string]string{"type": "ExamplePlugin", "versions": "v1,v2", "name_pattern": "example-*"}
 		}
@@ -348,5 +373,9 @@ func TestDeviceManagerRefusal(t *testing.T) {
 	s := p.Expect(t, 5*time.Second)
 	if s.Registered || !strings.Contains(s.Error, "resource already served") {
 		t.Fatalf("%+v", s)
+	}
+	// The handler had said yes: it is told the registration did not happen.
+	if r, d := e.calls.count("register"), e.calls.count("deregister"); r != 1 || d != 1 {
+		t.Fatalf("handler calls: %d register, %d deregister; want one of each", r, d)
 	}
 }
