@@ -57,7 +57,11 @@ func (e *Endpoint) Close() error                           { return e.cc.Close()
 
 // Watch follows the plugin's ListAndWatch stream.
 func (e *Endpoint) Watch(ctx context.Context, update func([]devicemanager.Device)) error {
-	stream, err := e.client.ListAndWatch(ctx, &pluginapi.Empty{})
+	// Not WaitForReady (the connection's default): the plugin has just
+	// answered GetDevicePluginOptions, so a connection that is down now
+	// means the plugin died, and its resource must go unhealthy rather than
+	// wait, connected, for a plugin that may never come back.
+	stream, err := e.client.ListAndWatch(ctx, &pluginapi.Empty{}, grpc.WaitForReady(false))
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
