@@ -100,6 +100,7 @@ type Manager struct {
 	gen       uint64                            // bumped by every change the checkpoint records
 	runCtx    context.Context
 	watchers  sync.WaitGroup
+	stopping  bool // Run is shutting down: no new provider is followed
 
 	committer *checkpoint.Committer
 }
@@ -152,6 +153,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	m.mu.Unlock()
 	<-ctx.Done()
 	m.mu.Lock()
+	m.stopping = true
 	for _, r := range m.resources {
 		if r.cancel != nil {
 			r.cancel()
@@ -181,6 +183,11 @@ func (m *Manager) get(name string) *resource {
 // previous provider, and starts following its devices.
 func (m *Manager) SetProvider(name string, p Provider) {
 	m.mu.Lock()
+	if m.stopping { // (a registration that finished as the node stops)
+		m.mu.Unlock()
+		p.Close()
+		return
+	}
 	r := m.get(name)
 	old, oldCancel := r.provider, r.cancel
 	if old != nil {
@@ -303,7 +310,9 @@ func (m *Manager) startGrace(r *resource, gen uint64) {
 		m.log.Info("grace period over; devices removed", "resource", r.name, "devices", len(r.devices))
 		r.devices, r.index = nil, map[string]int{}
 		r.grace = nil
-		if !m.holdsAny(r.name) {
+		// Kept while anything holds its devices, including an allocation
+		// still being made: a new resource would think them free.
+		if len(r.holder) == 0 && !m.holdsAny(r.name) {
 			delete(m.resources, r.name)
 		}
 		m.gen++
