@@ -77,3 +77,39 @@ func (e *env) actualList() []string {
 	}
 	return out
 }
+
+// TestForgetsSocketsThatNeverRegistered: what plugins said of themselves is
+// dropped when their sockets go, registered or not (it used to be kept for
+// every socket that never registered).
+func TestForgetsSocketsThatNeverRegistered(t *testing.T) {
+	e := start(t, map[string]string{"customhandler": "guests/customhandler"})
+	var plugins []*testplugin.Registrant
+	for i := range 20 {
+		info := example
+		info.Name = fmt.Sprintf("example-%d", i)
+		if i%2 == 0 {
+			info.Type = "NoHandlerForThis" // waits for a handler that never comes
+		}
+		plugins = append(plugins, testplugin.StartRegistrant(t, filepath.Join(e.regDir, fmt.Sprintf("p%d.sock", i)), info))
+	}
+	for _, p := range plugins {
+		for deadline := time.Now().Add(20 * time.Second); p.GetInfos() == 0; time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s was never asked who it is", p.Path)
+			}
+		}
+	}
+	for _, p := range plugins {
+		p.Stop()
+	}
+	seen := func() int {
+		e.pm.seenMu.Lock()
+		defer e.pm.seenMu.Unlock()
+		return len(e.pm.seen)
+	}
+	for deadline := time.Now().Add(20 * time.Second); seen() != 0 || len(e.pm.Plugins()) != 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("after every socket went: %d plugins listed, %d GetInfo answers kept", len(e.pm.Plugins()), seen())
+		}
+	}
+}

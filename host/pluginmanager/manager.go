@@ -124,6 +124,7 @@ func New(cfg Config) (*Manager, error) {
 		},
 		OnRemove: func(path string) {
 			m.desired.Remove(path)
+			m.forget(path)
 			m.rec.Trigger()
 		},
 		Logger: cfg.Logger,
@@ -210,6 +211,9 @@ func (m *Manager) register(ctx context.Context, d cache.DesiredPlugin) error {
 	m.seenMu.Lock()
 	m.seen[d.SocketPath] = *info
 	m.seenMu.Unlock()
+	// In case the socket goes while this operation runs: whatever its
+	// outcome, once it ends nobody else would drop this answer.
+	defer m.forget(d.SocketPath)
 	log = log.With("plugin", info.Name, "type", info.Type)
 
 	h := m.cfg.Modules.Handler(info.Type)
@@ -288,6 +292,21 @@ func (m *Manager) register(ctx context.Context, d cache.DesiredPlugin) error {
 	m.obs.Registered(info.Type, "ok", latency)
 	log.Info("plugin registered", "handler", h.Name(), "action", decision.Action.String(), "latency", latency)
 	return nil
+}
+
+// forget drops what GetInfo said at path once the socket is gone and no
+// registration is left to undo (deregister drops it then), so that sockets
+// that come and go without registering do not accumulate.
+func (m *Manager) forget(path string) {
+	if _, wanted := m.desired.Get(path); wanted {
+		return
+	}
+	if _, registered := m.actual.Get(path); registered {
+		return
+	}
+	m.seenMu.Lock()
+	delete(m.seen, path)
+	m.seenMu.Unlock()
 }
 
 // devicePlugin resolves a handler's ACTION_DEVICE_PLUGIN decision.
