@@ -141,6 +141,10 @@ func (e *Executor) finish(key string, gen uint64, err error) {
 		s.LastError, s.LastFailed = err, time.Now()
 		d := e.cfg.BackoffInitial
 		for i := 1; i < s.Failures && d < e.cfg.BackoffMax; i++ {
+			if d > e.cfg.BackoffMax/2 { // (doubling could overflow)
+				d = e.cfg.BackoffMax
+				break
+			}
 			d *= 2
 		}
 		d = min(d, e.cfg.BackoffMax)
