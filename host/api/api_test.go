@@ -135,14 +135,7 @@ func startHost(t testing.TB, opts ...hostOption) *host {
 	return h
 }
 
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(2 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
-}
+var waitFor = testenv.Eventually
 
 // plugin starts a device plugin for resource and waits for its devices.
 func (h *host) plugin(name, resource string, devs []*pluginapi.Device) *testplugin.DevicePlugin {

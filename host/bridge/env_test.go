@@ -170,27 +170,12 @@ func (e *env) waitStatus(resource, what string, cond func(bridge.Status) bool) b
 	return st
 }
 
-// put writes a file the dirsource test module reads, atomically (a hidden
-// temporary file, then a rename): a plain os.WriteFile truncates first, and a
-// discovery that runs in between would see an empty device.
+// put writes a file the dirsource test module reads, atomically: a plain
+// os.WriteFile truncates first, and a discovery that runs in between would
+// see an empty device.
 func put(t testing.TB, dir, name, content string) {
 	t.Helper()
-	tmp := filepath.Join(dir, "."+name+".tmp")
-	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
-		t.Fatal(err)
-	}
+	testenv.WriteFile(t, filepath.Join(dir, name), []byte(content))
 }
 
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
+var eventually = testenv.Eventually

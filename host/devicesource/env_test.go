@@ -180,28 +180,13 @@ func req(pod, resource string, n int) devicemanager.AllocateRequest {
 }
 
 // eventually polls cond for up to 10 s.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		if cond() {
-			return
-		}
-	}
-	t.Fatalf("%s: timed out", what)
-}
+var eventually = testenv.Eventually
 
-// writeFile writes path atomically (a hidden temporary file beside it, then
-// a rename), so that a discovery running meanwhile never reads it half
-// written.
+// writeFile writes path atomically, so that a discovery running meanwhile
+// never reads it half written.
 func writeFile(t testing.TB, path, content string) {
 	t.Helper()
-	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
-	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
+	testenv.WriteFile(t, path, []byte(content))
 }
 
 // ---- a fake sysfs (as in host/module/guests_test.go) --------------------------

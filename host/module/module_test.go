@@ -575,6 +575,7 @@ func TestMountValidation(t *testing.T) {
 }
 
 // waitUntil polls cond until it holds, failing the test after 30 seconds.
+// (testenv.Eventually, which the other packages use, imports this package.)
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(time.Millisecond) {

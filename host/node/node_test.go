@@ -37,13 +37,7 @@ func copyModule(t *testing.T, guest, dst string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmp := filepath.Join(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp")
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, dst); err != nil {
-		t.Fatal(err)
-	}
+	testenv.WriteFile(t, dst, b)
 }
 
 // nodeTOML is the plugins.toml of a test node: every directory and socket
@@ -129,13 +123,7 @@ func (h *harness) stop() error {
 
 func (h *harness) eventually(what string, cond func() bool) {
 	h.t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			h.t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testenv.Eventually(h.t, what, cond)
 }
 
 // metricsHave scrapes /metrics until it contains every one of want (a

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/wasmlet/wasmlet/host/internal/leakcheck"
+	"github.com/wasmlet/wasmlet/host/internal/testenv"
 	"github.com/wasmlet/wasmlet/host/internal/testplugin"
 )
 
@@ -93,11 +94,7 @@ func TestForgetsSocketsThatNeverRegistered(t *testing.T) {
 		plugins = append(plugins, testplugin.StartRegistrant(t, filepath.Join(e.regDir, fmt.Sprintf("p%d.sock", i)), info))
 	}
 	for _, p := range plugins {
-		for deadline := time.Now().Add(20 * time.Second); p.GetInfos() == 0; time.Sleep(5 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s was never asked who it is", p.Path)
-			}
-		}
+		testenv.Eventually(t, p.Path+" to be asked who it is", func() bool { return p.GetInfos() > 0 })
 	}
 	for _, p := range plugins {
 		p.Stop()

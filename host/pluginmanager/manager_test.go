@@ -291,11 +291,7 @@ func TestHangingPluginDoesNotBlockOthers(t *testing.T) {
 	hung := example
 	hung.Name = "example-hung"
 	hp := e.plugin("hung.sock", hung, testplugin.Hang())
-	for deadline := time.Now().Add(10 * time.Second); hp.GetInfos() == 0; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the hung plugin was never asked who it is")
-		}
-	}
+	testenv.Eventually(t, "the hung plugin to be asked who it is", func() bool { return hp.GetInfos() > 0 })
 	// The hung operation is under way (and lasts the operation timeout, 2 s):
 	// a healthy plugin is registered meanwhile, not after it.
 	start := time.Now()

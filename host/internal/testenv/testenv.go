@@ -1,7 +1,8 @@
 // Package testenv holds what the host's tests share: short temporary
 // directories (unix socket paths are limited to about 108 bytes), a logger
-// that writes into the test's log, and one compilation cache for the whole
-// test run, so each guest module compiles once.
+// that writes into the test's log, one compilation cache for the whole test
+// run, so each guest module compiles once, a wait for a condition, and an
+// atomic file write.
 package testenv
 
 import (
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -56,4 +58,30 @@ func ModuleCache(t testing.TB) *module.Cache {
 		t.Fatal(cacheErr)
 	}
 	return cache
+}
+
+// Eventually polls cond until it holds, and fails the test naming what it
+// waited for if that takes more than a minute: the bound only matters when
+// something is broken, so it leaves a loaded machine under -race room.
+func Eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); !cond(); time.Sleep(2 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// WriteFile writes path atomically: a hidden temporary file beside it, then
+// a rename. A watcher of the directory (a device source, the module
+// directory) never sees the file half written.
+func WriteFile(t testing.TB, path string, data []byte) {
+	t.Helper()
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
 }
