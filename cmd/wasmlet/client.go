@@ -328,14 +328,7 @@ func printModule(w io.Writer, m *adminpb.Module) {
 	if m.Sha256 != "" {
 		t.row("SHA-256:", m.Sha256)
 		t.row("Size:", size(uint64(m.Size)))
-		t.row("Kind:", m.Kind)
-		t.row("Serves:", m.Serves)
-		t.row("Version:", m.Version)
-		t.row("Summary:", m.Summary)
-		t.row("Operations:", strings.Join(m.Operations, ", "))
-		if m.PrestartRequired {
-			t.row("Pre-start:", "required")
-		}
+		t.declared(m.Kind, m.Serves, m.Version, m.Summary, m.Operations, m.PrestartRequired)
 		t.row("Exports:", strings.Join(m.Exports, ", "))
 		if l := m.Limits; l != nil {
 			t.row("Limits:", fmt.Sprintf("memory %s, call timeout %s, reply %s, pool %d",

@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/wasmlet/wasmlet/checkpoint"
@@ -296,14 +295,7 @@ func printInspect(w io.Writer, r *inspectReport) {
 	t.row("File:", file+")")
 	if r.Accepted {
 		t.row("Accepted:", "yes: this host would load it")
-		t.row("Kind:", r.Kind)
-		t.row("Serves:", r.Serves)
-		t.row("Version:", r.Version)
-		t.row("Summary:", r.Summary)
-		t.row("Operations:", strings.Join(r.Operations, ", "))
-		if r.PreStartRequired {
-			t.row("Pre-start:", "required")
-		}
+		t.declared(r.Kind, r.Serves, r.Version, r.Summary, r.Operations, r.PreStartRequired)
 	} else {
 		t.row("Accepted:", "no: this host refuses it")
 	}

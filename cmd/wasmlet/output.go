@@ -195,3 +195,16 @@ func plural(n int, one, many string) string {
 	}
 	return strconv.Itoa(n) + " " + many
 }
+
+// declared writes what a module declares about itself, as both
+// `wasmlet module show` and `wasmlet module inspect` print it.
+func (t *table) declared(kind, serves, version, summary string, ops []string, preStart bool) {
+	t.row("Kind:", kind)
+	t.row("Serves:", serves)
+	t.row("Version:", version)
+	t.row("Summary:", summary)
+	t.row("Operations:", strings.Join(ops, ", "))
+	if preStart {
+		t.row("Pre-start:", "required")
+	}
+}
