@@ -20,6 +20,7 @@ import (
 	registerapi "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
 
 	"github.com/wasmlet/wasmlet/host/devicemanager"
+	"github.com/wasmlet/wasmlet/host/internal/backoff"
 	"github.com/wasmlet/wasmlet/host/registration"
 	"github.com/wasmlet/wasmlet/host/watcher"
 )
@@ -114,7 +115,7 @@ type plugin struct {
 	registeredAt   time.Time
 	registeredGen  uint64 // kubelet generation registered with; 0: none
 	registeredOpts devicemanager.ProviderOptions
-	backoff        time.Duration
+	backoff        *backoff.Backoff
 	backoffGen     uint64
 	nextAttempt    time.Time
 	cancelAttempt  context.CancelFunc
@@ -125,7 +126,8 @@ type plugin struct {
 func newPlugin(b *Bridge, resource, name string) *plugin {
 	p := &plugin{b: b, resource: resource, name: name, path: filepath.Join(b.cfg.KubeletDir, name),
 		log: b.log.With("resource", resource, "socket", name), wake: make(chan struct{}, 1), quit: make(chan struct{}),
-		changed: make(chan struct{}), stopping: make(chan struct{}), state: StateDiscovering}
+		changed: make(chan struct{}), stopping: make(chan struct{}), state: StateDiscovering,
+		backoff: backoff.New(b.cfg.BackoffInitial, b.cfg.BackoffMax, nil)}
 	if b.cfg.Registration == PluginRegistry {
 		p.regPath = filepath.Join(b.cfg.PluginRegistryDir, strings.TrimSuffix(name, ".sock")+"-reg.sock")
 	}
@@ -438,7 +440,7 @@ func (p *plugin) register(ctx context.Context) time.Duration {
 		return wait
 	}
 	if p.backoffGen != kub.gen {
-		p.backoff = 0 // a new kubelet: no reason to wait
+		p.backoff.Reset() // a new kubelet: no reason to wait
 	}
 	opts := p.opts
 	p.state = StateRegistering
@@ -459,7 +461,8 @@ func (p *plugin) register(ctx context.Context) time.Duration {
 		p.registeredGen, p.registeredOpts = kub.gen, opts
 		p.registrations++
 		p.registeredAt = time.Now()
-		p.attempts, p.backoff, p.nextAttempt = 0, 0, time.Time{}
+		p.attempts, p.nextAttempt = 0, time.Time{}
+		p.backoff.Reset()
 		p.log.Info("registered with the kubelet", "kubelet_socket", p.b.kubeletSock, "took", time.Since(start).Round(time.Microsecond),
 			"since_kubelet_appeared", time.Since(kub.since).Round(time.Microsecond), "registrations", p.registrations)
 		return 0
@@ -475,17 +478,17 @@ func (p *plugin) register(ctx context.Context) time.Duration {
 	if s, ok := status.FromError(err); ok && s.Code() != codes.Unavailable && s.Code() != codes.DeadlineExceeded && s.Code() != codes.Canceled {
 		state = StateRefused
 	}
-	p.backoff = min(max(p.backoff*2, p.b.cfg.BackoffInitial), p.b.cfg.BackoffMax)
-	p.backoffGen, p.nextAttempt = kub.gen, time.Now().Add(p.backoff)
+	wait := p.backoff.Fail()
+	p.backoffGen, p.nextAttempt = kub.gen, p.backoff.Until()
 	p.state, p.lastErr = state, err.Error()
 	if state == StateRefused {
 		p.log.Error("the kubelet refused the registration; retrying", "reason", status.Convert(err).Message(),
-			"code", status.Code(err), "attempt", p.attempts, "retry_in", p.backoff)
+			"code", status.Code(err), "attempt", p.attempts, "retry_in", wait)
 	} else {
 		p.log.Warn("cannot reach the kubelet to register; retrying", "kubelet_socket", p.b.kubeletSock, "error", err,
-			"attempt", p.attempts, "retry_in", p.backoff)
+			"attempt", p.attempts, "retry_in", wait)
 	}
-	return p.backoff
+	return wait
 }
 
 // callRegister is one Register call on kubelet.sock.
@@ -555,18 +558,19 @@ func (p *plugin) notified(registered bool, reason string) {
 		p.state, p.lastErr = StateRegistered, ""
 		p.registrations++
 		p.registeredAt = time.Now()
-		p.attempts, p.backoff, p.regRefresh, p.nextAttempt = 0, 0, time.Time{}, time.Time{}
+		p.attempts, p.regRefresh, p.nextAttempt = 0, time.Time{}, time.Time{}
+		p.backoff.Reset()
 		p.log.Info("registered with the kubelet through its plugin registry", "registration_socket", p.regPath,
 			"registrations", p.registrations)
 		return
 	}
 	p.attempts++
-	p.backoff = min(max(p.backoff*2, p.b.cfg.BackoffInitial), p.b.cfg.BackoffMax)
-	p.regRefresh = time.Now().Add(p.backoff)
+	wait := p.backoff.Fail()
+	p.regRefresh = p.backoff.Until()
 	p.nextAttempt = p.regRefresh
 	p.state, p.lastErr = StateRefused, reason
 	p.log.Error("the kubelet refused the registration; offering it again", "reason", reason, "attempt", p.attempts,
-		"retry_in", p.backoff)
+		"retry_in", wait)
 	select {
 	case p.wake <- struct{}{}:
 	default:

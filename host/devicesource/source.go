@@ -13,6 +13,7 @@ import (
 
 	"github.com/wasmlet/wasmlet/abi"
 	"github.com/wasmlet/wasmlet/host/devicemanager"
+	"github.com/wasmlet/wasmlet/host/internal/backoff"
 	"github.com/wasmlet/wasmlet/host/module"
 )
 
@@ -360,7 +361,7 @@ func (s *Source) watch(ctx context.Context, files *fileWatch, update func([]devi
 			if failures >= s.opts.MaxFailures {
 				return false, fmt.Errorf("module %q: discover failed %d times in a row; giving up: %w", s.name, failures, err)
 			}
-			wait := min(s.opts.RetryBackoff<<(failures-1), s.opts.MaxBackoff)
+			wait := backoff.Delay(s.opts.RetryBackoff, s.opts.MaxBackoff, failures)
 			s.log.Warn("discover failed; retrying", "attempt", failures, "of", s.opts.MaxFailures, "retry_in", wait, "error", err)
 			timer.Reset(wait)
 			continue

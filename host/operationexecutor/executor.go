@@ -11,7 +11,12 @@
 //     backoff);
 //   - every operation is bounded by a timeout, and the executor wakes the
 //     reconciler when an operation finishes and when a backoff expires, so
-//     nothing waits for the next periodic resync.
+//     nothing waits for the next periodic resync; an operation that failed
+//     because it waits for something (a handler for the plugin's type)
+//     backs off too, but Release ends its wait as soon as that may have
+//     arrived.
+//
+// The backoff is host/internal/backoff's, timed by an injectable clock.
 package operationexecutor
 
 import (
@@ -19,6 +24,10 @@ import (
 	"errors"
 	"sync"
 	"time"
+
+	"k8s.io/utils/clock"
+
+	"github.com/wasmlet/wasmlet/host/internal/backoff"
 )
 
 // Config tunes the executor.
@@ -31,12 +40,13 @@ type Config struct {
 	// Wake is called (without locks held) when an operation finishes or a
 	// backoff expires: the reconciler should run.
 	Wake func()
+	// Clock times the backoffs; nil is the real clock.
+	Clock clock.WithDelayedExecution
 }
 
-// Waiting is the error of an operation that cannot proceed until something
-// outside it changes (a handler module for the plugin's type arrives). It does
-// not count as a failure: no backoff, and the operation is not retried until
-// Release.
+// Waiting is the error of an operation that cannot succeed until something
+// outside it changes (a handler for the plugin's type arrives). It counts as
+// a failure and backs off like one, but Release ends the wait at once.
 type Waiting struct{ Reason string }
 
 func (w *Waiting) Error() string { return w.Reason }
@@ -49,12 +59,18 @@ type Status struct {
 	LastError  error
 	LastFailed time.Time
 	NextRetry  time.Time // zero when not backing off
-	Waiting    string    // why the operation waits, if it does
+	Waiting    string    // what the operation waits for, if it does
 }
 
 type state struct {
-	Status
-	timer *time.Timer
+	running    string
+	generation uint64
+	lastError  error
+	lastFailed time.Time
+	waiting    string
+	released   bool // Release came while the operation ran
+	backoff    *backoff.Backoff
+	timer      clock.Timer
 }
 
 // Executor runs operations keyed by socket path. It is safe for concurrent use.
@@ -72,40 +88,44 @@ func New(cfg Config) *Executor {
 	if cfg.BackoffInitial <= 0 {
 		cfg.BackoffInitial = 500 * time.Millisecond
 	}
-	if cfg.BackoffMax < cfg.BackoffInitial {
-		cfg.BackoffMax = cfg.BackoffInitial
-	}
 	if cfg.Wake == nil {
 		cfg.Wake = func() {}
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.RealClock{}
 	}
 	return &Executor{cfg: cfg, ops: map[string]*state{}}
 }
 
+func (e *Executor) newState(gen uint64) *state {
+	return &state{generation: gen, backoff: backoff.New(e.cfg.BackoffInitial, e.cfg.BackoffMax, e.cfg.Clock)}
+}
+
 // Run starts op for key unless an operation for key is already running, or
-// the key is backing off or waiting (for this generation). It reports whether
-// op was started. gen identifies the socket's generation: a new one clears the
+// the key is backing off (for this generation). It reports whether op was
+// started. gen identifies the socket's generation: a new one clears the
 // backoff.
 func (e *Executor) Run(key string, gen uint64, name string, op func(ctx context.Context) error) bool {
 	e.mu.Lock()
 	s := e.ops[key]
 	if s == nil {
-		s = &state{}
+		s = e.newState(gen)
 		e.ops[key] = s
 	}
-	if s.Running != "" {
+	if s.running != "" {
 		e.mu.Unlock()
 		return false
 	}
-	if s.Generation != gen {
+	if s.generation != gen {
 		// A new socket at this path: its predecessor's failures are not its own.
 		s.stopTimer()
-		s.Status = Status{Generation: gen}
+		*s = *e.newState(gen)
 	}
-	if s.Waiting != "" || time.Now().Before(s.NextRetry) {
+	if s.backoff.Waiting() {
 		e.mu.Unlock()
 		return false
 	}
-	s.Running = name
+	s.running = name
 	e.wg.Add(1)
 	e.mu.Unlock()
 
@@ -124,34 +144,29 @@ func (e *Executor) finish(key string, gen uint64, err error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	s := e.ops[key]
-	if s == nil || s.Generation != gen {
+	if s == nil || s.generation != gen {
 		return // forgotten, or a newer generation took over meanwhile
 	}
-	s.Running = ""
-	var w *Waiting
-	switch {
-	case err == nil:
-		s.stopTimer()
-		s.Status = Status{Generation: gen}
-	case errors.As(err, &w):
-		s.Waiting = w.Reason
-		s.LastError = err
-	default:
-		s.Failures++
-		s.LastError, s.LastFailed = err, time.Now()
-		d := e.cfg.BackoffInitial
-		for i := 1; i < s.Failures && d < e.cfg.BackoffMax; i++ {
-			if d > e.cfg.BackoffMax/2 { // (doubling could overflow)
-				d = e.cfg.BackoffMax
-				break
-			}
-			d *= 2
-		}
-		d = min(d, e.cfg.BackoffMax)
-		s.NextRetry = s.LastFailed.Add(d)
-		s.stopTimer()
-		s.timer = time.AfterFunc(d, e.cfg.Wake)
+	s.running = ""
+	s.stopTimer()
+	if err == nil {
+		*s = *e.newState(gen)
+		return
 	}
+	s.waiting = ""
+	if w := (*Waiting)(nil); errors.As(err, &w) {
+		s.waiting = w.Reason
+	}
+	s.lastError, s.lastFailed = err, e.cfg.Clock.Now()
+	d := s.backoff.Fail()
+	if s.waiting != "" && s.released {
+		// What it waited for may have arrived while it ran: no wait (Run's
+		// caller is woken as the operation ends).
+		s.backoff.Skip()
+	} else {
+		s.timer = e.cfg.Clock.AfterFunc(d, e.cfg.Wake)
+	}
+	s.released = false
 }
 
 func (s *state) stopTimer() {
@@ -161,15 +176,20 @@ func (s *state) stopTimer() {
 	}
 }
 
-// Release lets every waiting operation run again (something they were
-// waiting for may have arrived). It reports whether any was waiting.
+// Release ends the backoff of every waiting operation, so that it runs
+// again at once (what it waits for may have arrived). It reports whether
+// any was waiting.
 func (e *Executor) Release() bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	any := false
 	for _, s := range e.ops {
-		if s.Waiting != "" {
-			s.Waiting = ""
+		switch {
+		case s.running != "":
+			s.released = true
+		case s.waiting != "":
+			s.stopTimer()
+			s.backoff.Skip()
 			any = true
 		}
 	}
@@ -181,7 +201,7 @@ func (e *Executor) Release() bool {
 func (e *Executor) Forget(key string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if s := e.ops[key]; s != nil && s.Running == "" {
+	if s := e.ops[key]; s != nil && s.running == "" {
 		s.stopTimer()
 		delete(e.ops, key)
 	}
@@ -193,7 +213,7 @@ func (e *Executor) Prune(keep func(key string) bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for k, s := range e.ops {
-		if s.Running == "" && !keep(k) {
+		if s.running == "" && !keep(k) {
 			s.stopTimer()
 			delete(e.ops, k)
 		}
@@ -208,7 +228,8 @@ func (e *Executor) Status(key string) (Status, bool) {
 	if !ok {
 		return Status{}, false
 	}
-	return s.Status, true
+	return Status{Running: s.running, Generation: s.generation, Failures: s.backoff.Failures(), LastError: s.lastError,
+		LastFailed: s.lastFailed, NextRetry: s.backoff.Until(), Waiting: s.waiting}, true
 }
 
 // IsRunning reports whether an operation for key is running.
@@ -216,7 +237,7 @@ func (e *Executor) IsRunning(key string) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	s := e.ops[key]
-	return s != nil && s.Running != ""
+	return s != nil && s.running != ""
 }
 
 // Wait blocks until every running operation has finished.

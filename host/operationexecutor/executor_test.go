@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	clocktesting "k8s.io/utils/clock/testing"
 )
 
 func TestOneOperationPerKey(t *testing.T) {
@@ -30,58 +32,51 @@ func TestOneOperationPerKey(t *testing.T) {
 }
 
 func TestBackoffGrowsCapsAndResetsOnNewGeneration(t *testing.T) {
-	wakes := make(chan struct{}, 100)
-	e := New(Config{BackoffInitial: 40 * time.Millisecond, BackoffMax: 100 * time.Millisecond,
-		Wake: func() { wakes <- struct{}{} }})
+	clk := clocktesting.NewFakeClock(time.Unix(1000, 0))
+	var wakes atomic.Int32
+	e := New(Config{BackoffInitial: 40 * time.Millisecond, BackoffMax: 100 * time.Millisecond, Clock: clk,
+		Wake: func() { wakes.Add(1) }})
 	fail := func(context.Context) error { return errors.New("boom") }
-	var gaps []time.Duration
-	for i := 0; i < 4; i++ {
-		for !e.Run("a", 1, "register", fail) {
-			time.Sleep(time.Millisecond)
+	for i, want := range []time.Duration{40, 80, 100, 100} {
+		if !e.Run("a", 1, "register", fail) {
+			t.Fatalf("failure %d: the operation did not start once the backoff ended", i+1)
 		}
 		e.Wait()
 		st, _ := e.Status("a")
-		gaps = append(gaps, st.NextRetry.Sub(st.LastFailed))
-		if st.Failures != i+1 || st.LastError == nil {
-			t.Fatalf("status after failure %d: %+v", i+1, st)
+		if st.Failures != i+1 || st.LastError == nil || st.NextRetry.Sub(st.LastFailed) != want*time.Millisecond {
+			t.Fatalf("after failure %d: %+v; want a %v ms backoff", i+1, st, want)
+		}
+		// Not a moment before the backoff ends...
+		clk.Step(want*time.Millisecond - 1)
+		if e.Run("a", 1, "register", fail) {
+			t.Fatalf("failure %d: ran during the backoff", i+1)
+		}
+		// ...and when it ends, the executor wakes the reconciler.
+		before := wakes.Load()
+		clk.Step(1)
+		if wakes.Load() != before+1 {
+			t.Fatalf("failure %d: the end of the backoff did not wake the reconciler", i+1)
 		}
 	}
-	want := []time.Duration{40, 80, 100, 100}
-	for i := range want {
-		if gaps[i] != want[i]*time.Millisecond {
-			t.Fatalf("backoffs %v, want %v ms", gaps, want)
-		}
-	}
-	// The backoff timer wakes the reconciler.
-	deadline := time.After(10 * time.Second)
-	for n := 0; n < 5; {
-		select {
-		case <-wakes:
-			n++
-		case <-deadline:
-			t.Fatalf("only %d wakes", n)
-		}
-	}
-	// Still backing off for generation 1...
-	for !e.Run("a", 1, "register", fail) {
-		time.Sleep(time.Millisecond)
-	}
+	// Backing off for generation 1...
+	e.Run("a", 1, "register", fail)
 	e.Wait()
-	// (Only a run that both started and ended inside the backoff window
-	// proves anything: a machine that stalls past it makes the run fair.)
-	st, _ := e.Status("a")
-	if ran := e.Run("a", 1, "register", fail); ran && time.Now().Before(st.NextRetry) {
+	if e.Run("a", 1, "register", fail) {
 		t.Fatal("ran during backoff")
-	} else if ran {
-		e.Wait()
 	}
 	// ...but a recreated socket (generation 2) starts clean.
 	if !e.Run("a", 2, "register", func(context.Context) error { return nil }) {
 		t.Fatal("new generation held up by the old one's backoff")
 	}
 	e.Wait()
-	if st, _ := e.Status("a"); st.Failures != 0 || !st.NextRetry.IsZero() {
+	if st, _ := e.Status("a"); st.Failures != 0 || !st.NextRetry.IsZero() || st.LastError != nil {
 		t.Fatalf("status %+v", st)
+	}
+	// The old generation's timer is gone with it: no stray wake.
+	before := wakes.Load()
+	clk.Step(time.Hour)
+	if wakes.Load() != before {
+		t.Fatal("a forgotten backoff woke the reconciler")
 	}
 }
 
@@ -99,17 +94,29 @@ func TestTimeout(t *testing.T) {
 	}
 }
 
-func TestWaitingUntilReleased(t *testing.T) {
-	e := New(Config{BackoffInitial: time.Hour})
-	e.Run("a", 1, "register", func(context.Context) error { return &Waiting{Reason: "no handler"} })
+func TestWaitingBacksOffUntilReleased(t *testing.T) {
+	clk := clocktesting.NewFakeClock(time.Unix(1000, 0))
+	e := New(Config{BackoffInitial: time.Second, BackoffMax: time.Hour, Clock: clk})
+	wait := func(context.Context) error { return &Waiting{Reason: "no handler"} }
+	e.Run("a", 1, "register", wait)
 	e.Wait()
 	st, _ := e.Status("a")
-	if st.Waiting != "no handler" || st.Failures != 0 {
+	if st.Waiting != "no handler" || st.Failures != 1 || !st.NextRetry.Equal(clk.Now().Add(time.Second)) {
 		t.Fatalf("status %+v", st)
 	}
-	if e.Run("a", 1, "register", func(context.Context) error { return nil }) {
-		t.Fatal("waiting operation ran before release")
+	if e.Run("a", 1, "register", wait) {
+		t.Fatal("waiting operation ran during its backoff")
 	}
+	// Without a release it retries when the backoff ends, and backs off further.
+	clk.Step(time.Second)
+	if !e.Run("a", 1, "register", wait) {
+		t.Fatal("waiting operation did not retry after its backoff")
+	}
+	e.Wait()
+	if st, _ := e.Status("a"); st.Failures != 2 || st.NextRetry.Sub(st.LastFailed) != 2*time.Second {
+		t.Fatalf("status %+v", st)
+	}
+	// Release ends the wait at once.
 	if !e.Release() {
 		t.Fatal("release found nothing waiting")
 	}
@@ -117,8 +124,41 @@ func TestWaitingUntilReleased(t *testing.T) {
 		t.Fatal("released operation did not run")
 	}
 	e.Wait()
+	if st, _ := e.Status("a"); st.Failures != 0 || st.Waiting != "" || !st.NextRetry.IsZero() {
+		t.Fatalf("status after success %+v", st)
+	}
 	e.Forget("a")
 	if _, ok := e.Status("a"); ok {
 		t.Fatal("forgotten key still known")
+	}
+}
+
+// A release that comes while the waiting operation still runs (the handler
+// arrived after the operation looked for it) is not lost.
+func TestReleaseWhileRunning(t *testing.T) {
+	clk := clocktesting.NewFakeClock(time.Unix(1000, 0))
+	e := New(Config{BackoffInitial: time.Hour, Clock: clk})
+	looked := make(chan struct{})
+	proceed := make(chan struct{})
+	e.Run("a", 1, "register", func(context.Context) error {
+		close(looked)
+		<-proceed
+		return &Waiting{Reason: "no handler"}
+	})
+	<-looked
+	if e.Release() {
+		t.Fatal("release reported a waiting operation that is still running")
+	}
+	close(proceed)
+	e.Wait()
+	if !e.Run("a", 1, "register", func(context.Context) error { return nil }) {
+		t.Fatal("the release during the run was lost: the operation backs off")
+	}
+	e.Wait()
+	// A failure that is not waiting ignores a release during its run.
+	e.Run("b", 1, "register", func(context.Context) error { e.Release(); return errors.New("boom") })
+	e.Wait()
+	if e.Run("b", 1, "register", func(context.Context) error { return nil }) {
+		t.Fatal("an ordinary failure skipped its backoff")
 	}
 }
