@@ -20,7 +20,7 @@ import (
 	"github.com/wasmlet/wasmlet/host/bridge"
 	"github.com/wasmlet/wasmlet/host/devicemanager"
 	"github.com/wasmlet/wasmlet/host/module"
-	"github.com/wasmlet/wasmlet/host/registration"
+	"github.com/wasmlet/wasmlet/host/pluginmanager/registration"
 	"github.com/wasmlet/wasmlet/host/watcher"
 )
 

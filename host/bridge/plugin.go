@@ -21,7 +21,7 @@ import (
 
 	"github.com/wasmlet/wasmlet/host/devicemanager"
 	"github.com/wasmlet/wasmlet/host/internal/backoff"
-	"github.com/wasmlet/wasmlet/host/registration"
+	"github.com/wasmlet/wasmlet/host/pluginmanager/registration"
 	"github.com/wasmlet/wasmlet/host/watcher"
 )
 

@@ -22,7 +22,7 @@ import (
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 
 	"github.com/wasmlet/wasmlet/host/devicemanager"
-	"github.com/wasmlet/wasmlet/host/registration"
+	"github.com/wasmlet/wasmlet/host/pluginmanager/registration"
 )
 
 // Endpoint is a connected device plugin.

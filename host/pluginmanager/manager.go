@@ -29,11 +29,11 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/wasmlet/wasmlet/abi"
-	"github.com/wasmlet/wasmlet/host/cache"
 	"github.com/wasmlet/wasmlet/host/module"
-	"github.com/wasmlet/wasmlet/host/operationexecutor"
-	"github.com/wasmlet/wasmlet/host/reconciler"
-	"github.com/wasmlet/wasmlet/host/registration"
+	"github.com/wasmlet/wasmlet/host/pluginmanager/cache"
+	"github.com/wasmlet/wasmlet/host/pluginmanager/operationexecutor"
+	"github.com/wasmlet/wasmlet/host/pluginmanager/reconciler"
+	"github.com/wasmlet/wasmlet/host/pluginmanager/registration"
 	"github.com/wasmlet/wasmlet/host/watcher"
 )
 

@@ -2,7 +2,7 @@
 // the kubelet: the desired state of the world (the plugin sockets present in
 // the registry directory, as the watcher reports them) and the actual state of
 // the world (the plugins wasmlet has registered). The reconciler
-// (host/reconciler) drives the second towards the first.
+// (host/pluginmanager/reconciler) drives the second towards the first.
 //
 // Each desired plugin carries a generation, new every time a socket appears
 // at its path: a socket recreated at the same path is a new plugin, and a

@@ -19,8 +19,8 @@ import (
 	"context"
 	"time"
 
-	"github.com/wasmlet/wasmlet/host/cache"
-	"github.com/wasmlet/wasmlet/host/operationexecutor"
+	"github.com/wasmlet/wasmlet/host/pluginmanager/cache"
+	"github.com/wasmlet/wasmlet/host/pluginmanager/operationexecutor"
 )
 
 // Operations are what the reconciler asks the executor to run.
