@@ -21,7 +21,7 @@ import (
 
 	"github.com/wasmlet/wasmlet/host/devicemanager"
 	"github.com/wasmlet/wasmlet/host/internal/backoff"
-	"github.com/wasmlet/wasmlet/host/pluginmanager/registration"
+	"github.com/wasmlet/wasmlet/host/internal/unixgrpc"
 	"github.com/wasmlet/wasmlet/host/watcher"
 )
 
@@ -493,7 +493,7 @@ func (p *plugin) register(ctx context.Context) time.Duration {
 
 // callRegister is one Register call on kubelet.sock.
 func (p *plugin) callRegister(ctx context.Context, opts devicemanager.ProviderOptions) error {
-	cc, err := grpc.NewClient("unix://"+p.b.kubeletSock, registration.DialOptions()...)
+	cc, err := unixgrpc.Dial(p.b.kubeletSock)
 	if err != nil {
 		return fmt.Errorf("kubelet socket %s: %w", p.b.kubeletSock, err)
 	}

@@ -22,7 +22,7 @@ import (
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 
 	"github.com/wasmlet/wasmlet/host/devicemanager"
-	"github.com/wasmlet/wasmlet/host/pluginmanager/registration"
+	"github.com/wasmlet/wasmlet/host/internal/unixgrpc"
 )
 
 // Endpoint is a connected device plugin.
@@ -37,7 +37,7 @@ type Endpoint struct {
 // Dial connects to the device plugin serving resource at socket path and asks
 // for its options; a plugin that does not answer within ctx is refused.
 func Dial(ctx context.Context, resource, path string) (*Endpoint, error) {
-	cc, err := grpc.NewClient("unix://"+path, registration.DialOptions()...)
+	cc, err := unixgrpc.Dial(path)
 	if err != nil {
 		return nil, fmt.Errorf("device plugin %s at %s: %w", resource, path, err)
 	}
