@@ -5,6 +5,8 @@
 //     memory or the stack, exits, floods the log or replies too much, as its
 //     configuration says;
 //   - escape/: a Go device source that tries to leave its sandbox;
+//   - badhandler/: a Go handler that traps, or answers register with an
+//     action no host knows, as the plugin's name says;
 //   - wat/: tiny hand-written modules (.wat, with the .wasm built from them by
 //     wabt's wat2wasm committed next to each) that break the ABI itself:
 //     missing exports, another ABI version, unknown imports, malformed and

@@ -25,6 +25,7 @@ import (
 	"github.com/wasmlet/wasmlet/host/internal/testplugin"
 	"github.com/wasmlet/wasmlet/host/module"
 	"github.com/wasmlet/wasmlet/host/pluginmanager"
+	"github.com/wasmlet/wasmlet/host/pluginmanager/wasmhandler"
 )
 
 func logger(t testing.TB) hclog.Logger {
@@ -58,7 +59,7 @@ func withModules(h *host) {
 		return module.Options{Cache: testenv.ModuleCache(h.t), CallTimeout: 5 * time.Second,
 			Config: map[string]string{"type": "ExamplePlugin", "versions": "v1"}}
 	}, nil, logger(h.t))
-	pm, err := pluginmanager.New(pluginmanager.Config{RegistryDir: h.regDir, Modules: h.modules,
+	pm, err := pluginmanager.New(pluginmanager.Config{RegistryDir: h.regDir, Handlers: wasmhandler.New(wasmhandler.Config{Modules: h.modules}),
 		ResyncPeriod: time.Minute, OperationTimeout: 2 * time.Second, Logger: logger(h.t)})
 	if err != nil {
 		h.t.Fatal(err)

@@ -379,7 +379,7 @@ func TestPluginRegistry(t *testing.T) {
 		t.Fatal(err)
 	}
 	if info.Type != registerapi.DevicePlugin || info.Name != counter || info.Endpoint != dpSock ||
-		!reflect.DeepEqual(info.SupportedVersions, []string{"v1beta1"}) {
+		!reflect.DeepEqual(info.Versions, []string{"v1beta1"}) {
 		t.Fatalf("GetInfo %+v", info)
 	}
 	s, err := client(t, info.Endpoint).ListAndWatch(ctx, &pluginapi.Empty{})

@@ -8,7 +8,8 @@
 // Device plugins reach it two ways, as with the kubelet: by calling Register
 // on kubelet.sock in the device plugin directory (Server), or by registering
 // through the plugin registry with a DevicePlugin handler
-// (RegisterDevicePlugin, called by host/pluginmanager). Both end in SetProvider.
+// (RegisterDevicePlugin, called through host/pluginmanager/wasmhandler).
+// Both end in SetProvider.
 //
 // Resources: capacity is every device, allocatable the healthy ones not
 // allocated. When a provider is lost its devices turn unhealthy at once and

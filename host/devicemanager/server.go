@@ -138,7 +138,7 @@ func supportedVersion(v string) bool {
 }
 
 // DevicePlugin is a device plugin that registered through the plugin
-// registry (see pluginmanager.DevicePlugin; the types are the same shape).
+// registry (see wasmhandler.DevicePlugin; the types are the same shape).
 type DevicePlugin struct {
 	Resource, Endpoint, Version, PluginName, SocketPath string
 }

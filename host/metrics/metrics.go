@@ -60,7 +60,7 @@ func New() *Metrics {
 
 	fast := []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
 	m.registrations = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wasmlet_plugin_registrations_total",
-		Help: "Plugin register operations, by plugin type and outcome (ok, getinfo, refused, handler-fault, device-manager, notify)."}, []string{"type", "outcome"})
+		Help: "Plugin register operations, by plugin type and outcome (ok, getinfo, no-handler, refused, handler-fault, notify)."}, []string{"type", "outcome"})
 	m.regLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "wasmlet_plugin_registration_latency_seconds",
 		Help: "Time from a plugin socket appearing to the plugin being told it is registered.", Buckets: fast}, []string{"type"})
 	m.deregistrations = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wasmlet_plugin_deregistrations_total",

@@ -3,7 +3,7 @@
 // of the data flow:
 //
 //	module directory ─ watcher ─► module.Registry ─► handlers and device sources
-//	registry directory ─► pluginmanager (watcher, caches, reconciler, executor)
+//	registry directory ─► pluginmanager (watcher, caches, reconciler, executor) ─► wasmhandler
 //	kubelet.sock, DevicePlugin handler, devicesource ─► devicemanager ─► checkpoint
 //	devicesource with bridge = true ─► bridge ─► the external kubelet (instead); cdi specs
 //	api (admin + pod resources v1 on one socket), metrics (/metrics /healthz /readyz)
@@ -37,6 +37,7 @@ import (
 	"github.com/wasmlet/wasmlet/host/metrics"
 	"github.com/wasmlet/wasmlet/host/module"
 	"github.com/wasmlet/wasmlet/host/pluginmanager"
+	"github.com/wasmlet/wasmlet/host/pluginmanager/wasmhandler"
 	"github.com/wasmlet/wasmlet/host/watcher"
 )
 
@@ -145,8 +146,7 @@ func New(cfg *config.Config, log hclog.Logger) (*Node, error) {
 
 	n.plugins, err = pluginmanager.New(pluginmanager.Config{
 		RegistryDir:      h.RegistryDir,
-		Modules:          n.modules,
-		DevicePlugins:    devicePlugins{n.dmsrv},
+		Handlers:         wasmhandler.New(wasmhandler.Config{Modules: n.modules, DevicePlugins: devicePlugins{n.dmsrv}}),
 		ResyncPeriod:     h.ResyncPeriod,
 		OperationTimeout: h.OperationTimeout,
 		BackoffInitial:   h.BackoffInitial,
@@ -188,14 +188,15 @@ func (n *Node) sourceOptions(name string) devicesource.Options {
 }
 
 // devicePlugins adapts the device manager's registration service to the
-// plugin manager: DevicePlugin handlers hand their plugins over here.
+// handler modules: a DevicePlugin handler's ACTION_DEVICE_PLUGIN hands its
+// plugin over here.
 type devicePlugins struct{ s *devicemanager.Server }
 
-func (d devicePlugins) RegisterDevicePlugin(ctx context.Context, p pluginmanager.DevicePlugin) error {
+func (d devicePlugins) RegisterDevicePlugin(ctx context.Context, p wasmhandler.DevicePlugin) error {
 	return d.s.RegisterDevicePlugin(ctx, devicemanager.DevicePlugin(p))
 }
 
-func (d devicePlugins) DeregisterDevicePlugin(ctx context.Context, p pluginmanager.DevicePlugin) error {
+func (d devicePlugins) DeregisterDevicePlugin(ctx context.Context, p wasmhandler.DevicePlugin) error {
 	return d.s.DeregisterDevicePlugin(ctx, devicemanager.DevicePlugin(p))
 }
 

@@ -1,4 +1,4 @@
-package pluginmanager
+package pluginmanager_test
 
 // BenchmarkRegistrationLatency measures what issue 3 promises: the time from
 // a plugin's socket appearing to the plugin receiving

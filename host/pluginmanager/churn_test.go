@@ -1,4 +1,4 @@
-package pluginmanager
+package pluginmanager_test
 
 import (
 	"flag"
@@ -64,19 +64,11 @@ func TestChurn(t *testing.T) {
 	for r := 0; r < total/batch; r++ {
 		slowest = max(slowest, round(r))
 	}
-	if n := len(e.actualList()); n != 0 {
+	if n := len(e.pm.RegisteredSockets()); n != 0 {
 		t.Fatalf("%d registrations left in the actual state", n)
 	}
 	t.Logf("%d plugins registered and deregistered; slowest round of %d took %v", total, batch, slowest)
 	leakcheck.Check(t, "plugin churn", base, leakcheck.Bounds{Goroutines: 10, FDs: 10, HeapBytes: 8 << 20})
-}
-
-func (e *env) actualList() []string {
-	var out []string
-	for _, p := range e.pm.actual.List() {
-		out = append(out, p.SocketPath)
-	}
-	return out
 }
 
 // TestForgetsSocketsThatNeverRegistered: what plugins said of themselves is
@@ -89,7 +81,7 @@ func TestForgetsSocketsThatNeverRegistered(t *testing.T) {
 		info := example
 		info.Name = fmt.Sprintf("example-%d", i)
 		if i%2 == 0 {
-			info.Type = "NoHandlerForThis" // waits for a handler that never comes
+			info.Type = "NoHandlerForThis" // told there is none, retried, never registered
 		}
 		plugins = append(plugins, testplugin.StartRegistrant(t, filepath.Join(e.regDir, fmt.Sprintf("p%d.sock", i)), info))
 	}
@@ -99,11 +91,7 @@ func TestForgetsSocketsThatNeverRegistered(t *testing.T) {
 	for _, p := range plugins {
 		p.Stop()
 	}
-	seen := func() int {
-		e.pm.seenMu.Lock()
-		defer e.pm.seenMu.Unlock()
-		return len(e.pm.seen)
-	}
+	seen := e.pm.SeenCount
 	for deadline := time.Now().Add(20 * time.Second); seen() != 0 || len(e.pm.Plugins()) != 0; time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("after every socket went: %d plugins listed, %d GetInfo answers kept", len(e.pm.Plugins()), seen())

@@ -1,4 +1,4 @@
-package pluginmanager
+package pluginmanager_test
 
 import (
 	"context"
@@ -17,6 +17,8 @@ import (
 	"github.com/wasmlet/wasmlet/host/internal/testenv"
 	"github.com/wasmlet/wasmlet/host/internal/testplugin"
 	"github.com/wasmlet/wasmlet/host/module"
+	"github.com/wasmlet/wasmlet/host/pluginmanager"
+	"github.com/wasmlet/wasmlet/host/pluginmanager/wasmhandler"
 )
 
 // recorder is the device manager's side of the contract, recorded.
@@ -24,10 +26,10 @@ type recorder struct {
 	mu      sync.Mutex
 	calls   []string
 	refuse  error
-	current map[string]DevicePlugin
+	current map[string]wasmhandler.DevicePlugin
 }
 
-func (r *recorder) RegisterDevicePlugin(_ context.Context, p DevicePlugin) error {
+func (r *recorder) RegisterDevicePlugin(_ context.Context, p wasmhandler.DevicePlugin) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.calls = append(r.calls, "register "+p.Resource+" "+p.Endpoint+" "+p.Version)
@@ -35,13 +37,13 @@ func (r *recorder) RegisterDevicePlugin(_ context.Context, p DevicePlugin) error
 		return r.refuse
 	}
 	if r.current == nil {
-		r.current = map[string]DevicePlugin{}
+		r.current = map[string]wasmhandler.DevicePlugin{}
 	}
 	r.current[p.Resource] = p
 	return nil
 }
 
-func (r *recorder) DeregisterDevicePlugin(_ context.Context, p DevicePlugin) error {
+func (r *recorder) DeregisterDevicePlugin(_ context.Context, p wasmhandler.DevicePlugin) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.calls = append(r.calls, "deregister "+p.Resource+" "+p.Endpoint)
@@ -60,7 +62,7 @@ type env struct {
 	regDir   string
 	modDir   string
 	modules  *module.Registry
-	pm       *Manager
+	pm       *pluginmanager.Manager
 	dm       *recorder
 	cancel   context.CancelFunc
 	done     chan struct{}
@@ -94,28 +96,32 @@ func (c *callCounter) count(op string) int {
 
 // start runs a plugin manager with the given handler modules (module name →
 // guest directory) loaded.
-func start(t testing.TB, modules map[string]string, opts ...func(*Config)) *env {
+func start(t testing.TB, modules map[string]string, opts ...func(*pluginmanager.Config)) *env {
 	t.Helper()
 	dir := testenv.ShortDir(t)
 	e := &env{t: t, regDir: filepath.Join(dir, "r"), modDir: filepath.Join(dir, "m"), dm: &recorder{}, done: make(chan struct{})}
 	os.MkdirAll(e.modDir, 0o755)
 	e.modules = module.NewRegistry(func(name string) module.Options {
 		o := module.Options{MemoryLimit: 64 << 20, Cache: testenv.ModuleCache(t), CallTimeout: 5 * time.Second, Observer: &e.calls}
-		if name == "customhandler" || name == "other" {
+		switch name {
+		case "customhandler", "other":
 			o.Config = map[string]string{"type": "ExamplePlugin", "versions": "v1,v2", "name_pattern": "example-*"}
+		case "foohandler":
+			o.Config = map[string]string{"type": "FooPlugin", "versions": "v1"}
 		}
 		return o
 	}, func() map[string]string { return e.handlers }, nil)
 	for name, dir := range modules {
 		e.install(name, dir)
 	}
-	cfg := Config{RegistryDir: e.regDir, Modules: e.modules, DevicePlugins: e.dm, ResyncPeriod: time.Minute,
+	cfg := pluginmanager.Config{RegistryDir: e.regDir, Handlers: wasmhandler.New(wasmhandler.Config{Modules: e.modules, DevicePlugins: e.dm}),
+		ResyncPeriod:     time.Minute,
 		OperationTimeout: 2 * time.Second, BackoffInitial: 50 * time.Millisecond, BackoffMax: 400 * time.Millisecond,
 		Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: testenv.Writer{T: t}})}
 	for _, o := range opts {
 		o(&cfg)
 	}
-	pm, err := New(cfg)
+	pm, err := pluginmanager.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +140,7 @@ func start(t testing.TB, modules map[string]string, opts ...func(*Config)) *env 
 
 // startBench is start for benchmarks: only warnings are logged.
 func startBench(b *testing.B) *env {
-	return start(b, map[string]string{"customhandler": "guests/customhandler"}, func(c *Config) {
+	return start(b, map[string]string{"customhandler": "guests/customhandler"}, func(c *pluginmanager.Config) {
 		c.Logger = hclog.New(&hclog.LoggerOptions{Level: hclog.Error})
 	})
 }
@@ -162,10 +168,10 @@ func (e *env) plugin(rel string, info testplugin.Info, opts ...testplugin.Option
 }
 
 // status waits until the plugin at socket reaches state, and returns it.
-func (e *env) status(socket, state string) PluginStatus {
+func (e *env) status(socket, state string) pluginmanager.PluginStatus {
 	e.t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	var last []PluginStatus
+	var last []pluginmanager.PluginStatus
 	for time.Now().Before(deadline) {
 		last = e.pm.Plugins()
 		for _, s := range last {
@@ -174,15 +180,15 @@ func (e *env) status(socket, state string) PluginStatus {
 			}
 		}
 		if state == "" && !has(last, socket) {
-			return PluginStatus{}
+			return pluginmanager.PluginStatus{}
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
 	e.t.Fatalf("plugin %s never reached state %q; plugins: %+v", socket, state, last)
-	return PluginStatus{}
+	return pluginmanager.PluginStatus{}
 }
 
-func has(ps []PluginStatus, socket string) bool {
+func has(ps []pluginmanager.PluginStatus, socket string) bool {
 	for _, p := range ps {
 		if p.SocketPath == socket {
 			return true
@@ -199,7 +205,7 @@ func TestRegisterAndDeregister(t *testing.T) {
 	if s := p.Expect(t, 5*time.Second); !s.Registered || s.Error != "" {
 		t.Fatalf("notification %+v", s)
 	}
-	st := e.status(p.Path, StateRegistered)
+	st := e.status(p.Path, pluginmanager.StateRegistered)
 	if st.Handler != "customhandler" || st.Name != "example-one" || st.Action != "record" || st.Attributes["version"] != "v2" {
 		t.Fatalf("status %+v", st)
 	}
@@ -216,7 +222,7 @@ func TestRefusedPluginIsToldWhy(t *testing.T) {
 	if s.Registered || !strings.Contains(s.Error, "v0") || !strings.Contains(s.Error, `handler "customhandler" refused plugin "example-old"`) {
 		t.Fatalf("notification %+v", s)
 	}
-	st := e.status(p.Path, StateFailing)
+	st := e.status(p.Path, pluginmanager.StateFailing)
 	if st.LastError == "" || st.NextRetry.IsZero() {
 		t.Fatalf("status %+v", st)
 	}
@@ -248,7 +254,7 @@ func TestRecreatedSocketIsANewPlugin(t *testing.T) {
 	if s := second.Expect(t, 5*time.Second); !s.Registered {
 		t.Fatalf("restarted plugin: %+v", s)
 	}
-	e.status(second.Path, StateRegistered)
+	e.status(second.Path, pluginmanager.StateRegistered)
 	ep := filepath.Join(e.regDir, "gpu.sock")
 	want := []string{
 		"register example.com/gpu " + ep + " v1beta1",
@@ -274,7 +280,7 @@ func TestRenamedOutIsDeregistered(t *testing.T) {
 func TestFailingPluginBacksOffAndRecovers(t *testing.T) {
 	e := start(t, map[string]string{"customhandler": "guests/customhandler"})
 	p := e.plugin("flaky.sock", example, testplugin.FailGetInfo(3))
-	st := e.status(p.Path, StateFailing)
+	st := e.status(p.Path, pluginmanager.StateFailing)
 	if st.Failures < 1 || !strings.Contains(st.LastError, "not ready yet") || st.NextRetry.Before(time.Now().Add(-time.Second)) {
 		t.Fatalf("failing status %+v", st)
 	}
@@ -304,28 +310,49 @@ func TestHangingPluginDoesNotBlockOthers(t *testing.T) {
 			hungState = st.State
 		}
 	}
-	if hungState != StateRegistering {
+	if hungState != pluginmanager.StateRegistering {
 		t.Fatalf("a healthy plugin waited %v, until the hung one's operation ended (now %s)", d, hungState)
 	}
 	// The hung operation times out and backs off.
-	st := e.status(filepath.Join(e.regDir, "hung.sock"), StateFailing)
+	st := e.status(filepath.Join(e.regDir, "hung.sock"), pluginmanager.StateFailing)
 	if !strings.Contains(st.LastError, "DeadlineExceeded") {
 		t.Fatalf("hung plugin status %+v", st)
+	}
+}
+
+// noHandler is what the kubelet tells a plugin whose type has no handler.
+func noHandler(p *testplugin.Registrant) string {
+	return "RegisterPlugin error -- no handler registered for plugin type: " + p.Info.Type + " at socket " + p.Path
+}
+
+// waitRegistered waits for p to be told it is registered, after any number
+// of "no handler" answers.
+func waitRegistered(t testing.TB, p *testplugin.Registrant) {
+	t.Helper()
+	for {
+		s := p.Expect(t, 10*time.Second)
+		if s.Registered {
+			return
+		}
+		if s.Error != noHandler(p) {
+			t.Fatalf("%s: told %+v while waiting for a handler", p.Path, s)
+		}
 	}
 }
 
 func TestHandlerMissingThenArrives(t *testing.T) {
 	e := start(t, nil)
 	p := e.plugin("early.sock", example)
-	st := e.status(p.Path, StateWaiting)
-	if !strings.Contains(st.Waiting, `no handler module for plugin type "ExamplePlugin"`) {
+	// Told, as the kubelet tells it, and waiting.
+	if s := p.Expect(t, 5*time.Second); s.Registered || s.Error != noHandler(p) {
+		t.Fatalf("notification %+v, want %q", s, noHandler(p))
+	}
+	st := e.status(p.Path, pluginmanager.StateWaiting)
+	if st.Waiting != `a handler for plugin type "ExamplePlugin"` || st.LastError != noHandler(p) || st.NextRetry.IsZero() {
 		t.Fatalf("status %+v", st)
 	}
-	p.ExpectNone(t, 100*time.Millisecond) // waiting, not refused
 	e.install("customhandler", "guests/customhandler")
-	if s := p.Expect(t, 5*time.Second); !s.Registered {
-		t.Fatalf("%+v", s)
-	}
+	waitRegistered(t, p)
 }
 
 func TestHandlerReplacedWhileRegistered(t *testing.T) {
@@ -338,15 +365,13 @@ func TestHandlerReplacedWhileRegistered(t *testing.T) {
 	second := example
 	second.Name = "example-two"
 	q := e.plugin("two.sock", second)
-	e.status(q.Path, StateWaiting)
-	if st := e.status(p.Path, StateRegistered); st.Handler != "customhandler" {
+	e.status(q.Path, pluginmanager.StateWaiting)
+	if st := e.status(p.Path, pluginmanager.StateRegistered); st.Handler != "customhandler" {
 		t.Fatalf("%+v", st)
 	}
 	// The right handler comes back: the waiting plugin registers.
 	e.install("customhandler", "guests/customhandler")
-	if s := q.Expect(t, 5*time.Second); !s.Registered {
-		t.Fatalf("%+v", s)
-	}
+	waitRegistered(t, q)
 	// Deregistration goes to the module of that name, whichever version runs.
 	p.Stop()
 	e.status(p.Path, "")
@@ -357,7 +382,7 @@ func TestConfiguredHandlerWinsOverDeclared(t *testing.T) {
 	e.handlers = map[string]string{"ExamplePlugin": "other"}
 	p := e.plugin("one.sock", example)
 	p.Expect(t, 5*time.Second)
-	if st := e.status(p.Path, StateRegistered); st.Handler != "other" {
+	if st := e.status(p.Path, pluginmanager.StateRegistered); st.Handler != "other" {
 		t.Fatalf("handler %q, want the configured one", st.Handler)
 	}
 }

@@ -3,9 +3,9 @@
 // directory, .wasm files in the module directory.
 //
 // It is the first step of the data flow: a socket created in the registry
-// directory becomes a plugin the node desires (host/cache), and a module file
-// dropped into the module directory becomes a loaded module
-// (host/module.Registry).
+// directory becomes a plugin the node desires (host/pluginmanager/cache),
+// and a module file dropped into the module directory becomes a loaded
+// module (host/module.Registry).
 //
 // A Watcher starts with a full scan, then follows fsnotify events. It
 // follows subdirectories, ignores names starting with ".", and reports an

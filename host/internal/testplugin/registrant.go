@@ -32,6 +32,7 @@ type Registrant struct {
 	mu          sync.Mutex
 	hang        bool // GetInfo blocks until the caller gives up
 	failGetInfo int  // GetInfo fails this many more times
+	failNotify  int  // NotifyRegistrationStatus fails this many more times
 	getInfos    int
 	srv         *grpc.Server
 	lis         net.Listener
@@ -59,6 +60,10 @@ func Hang() Option { return func(r *Registrant) { r.hang = true } }
 
 // FailGetInfo makes the first n GetInfo calls fail.
 func FailGetInfo(n int) Option { return func(r *Registrant) { r.failGetInfo = n } }
+
+// FailNotify makes the first n NotifyRegistrationStatus calls fail (they are
+// not delivered to Statuses).
+func FailNotify(n int) Option { return func(r *Registrant) { r.failNotify = n } }
 
 // StartRegistrant creates the plugin's socket at path and serves on it. The
 // plugin stops (and removes its socket) when the test ends, or on Stop.
@@ -140,6 +145,15 @@ func (r *Registrant) GetInfo(ctx context.Context, _ *registerapi.InfoRequest) (*
 }
 
 func (r *Registrant) NotifyRegistrationStatus(_ context.Context, s *registerapi.RegistrationStatus) (*registerapi.RegistrationStatusResponse, error) {
+	r.mu.Lock()
+	fail := r.failNotify > 0
+	if fail {
+		r.failNotify--
+	}
+	r.mu.Unlock()
+	if fail {
+		return nil, errors.New("testplugin: cannot take a status now")
+	}
 	select {
 	case r.Statuses <- Status{Registered: s.PluginRegistered, Error: s.Error, At: time.Now()}:
 	default:

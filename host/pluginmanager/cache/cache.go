@@ -1,21 +1,70 @@
 // Package cache holds the plugin manager's two views of the node, named as in
 // the kubelet: the desired state of the world (the plugin sockets present in
 // the registry directory, as the watcher reports them) and the actual state of
-// the world (the plugins wasmlet has registered). The reconciler
-// (host/pluginmanager/reconciler) drives the second towards the first.
+// the world (the plugins wasmlet has registered). The reconciler drives the
+// second towards the first.
 //
 // Each desired plugin carries a generation, new every time a socket appears
 // at its path: a socket recreated at the same path is a new plugin, and a
 // registration of an older generation must be undone and redone.
+//
+// It also holds the nouns every stage shares, as the kubelet's cache does:
+// what a plugin says of itself (Plugin), the Handler that registers plugins
+// of a type, and what a handler made of a plugin (Registration). The plugin
+// manager exports them under the same names.
 package cache
 
 import (
+	"context"
 	"sort"
 	"sync"
 	"time"
-
-	"github.com/wasmlet/wasmlet/abi"
 )
+
+// Plugin is what a plugin said of itself when asked (GetInfo), and the
+// registration socket it said it on.
+type Plugin struct {
+	SocketPath string
+	Type       string
+	Name       string
+	Endpoint   string // as the plugin gave it: maybe empty, maybe relative to the socket's directory
+	Versions   []string
+}
+
+// Handler registers the plugins of one type, as the kubelet's PluginHandler
+// does. Its calls are bounded by ctx (the operation timeout).
+//
+// An error that is a *Refusal (see pluginmanager.Refusal) is the handler's
+// "no": its reason is sent to the plugin in NotifyRegistrationStatus. Any
+// other error is a failure of the handler itself: the plugin is not told,
+// and the registration is retried after a backoff.
+type Handler interface {
+	// Validate says whether the plugin may register.
+	Validate(ctx context.Context, p Plugin) error
+	// Register registers a validated plugin and returns what to record
+	// and show. A handler that fails here has undone its own side effects.
+	Register(ctx context.Context, p Plugin) (Registration, error)
+	// Deregister undoes a registration: the plugin's socket went, or the
+	// plugin could not be told it registered. The registration is dropped
+	// whatever it returns.
+	Deregister(ctx context.Context, p Plugin, r Registration) error
+}
+
+// Refusal is a handler's "no", with the reason the plugin is told.
+type Refusal struct{ Reason string }
+
+func (r *Refusal) Error() string { return r.Reason }
+
+// Registration is what a handler made of a plugin it registered: recorded in
+// the actual state, shown by the host API, handed back to Deregister.
+type Registration struct {
+	Handler    string            // who decided: a handler module's name, or a built-in handler's
+	Action     string            // what the host did with the plugin ("record", "device-plugin", ...)
+	Resource   string            // the resource the plugin serves, if any
+	Endpoint   string            // the plugin's service socket, resolved to an absolute path, if any
+	Version    string            // the API version agreed with the plugin, if any
+	Attributes map[string]string // anything else the handler wants shown
+}
 
 // DesiredPlugin is a plugin socket the node should have registered.
 type DesiredPlugin struct {
@@ -77,16 +126,15 @@ func (s *DesiredState) List() []DesiredPlugin {
 }
 
 // RegisteredPlugin is a plugin wasmlet registered: what the plugin said about
-// itself, which handler took it and what the handler decided.
+// itself, which handler took it and what the handler made of it.
 type RegisteredPlugin struct {
-	SocketPath string
-	Generation uint64
-	Info       abi.Plugin           // from GetInfo, with SocketPath
-	Handler    string               // name of the handler module
-	Decision   abi.RegisterResponse // the handler's register reply
-	Endpoint   string               // resolved endpoint (absolute) for ACTION_DEVICE_PLUGIN
-	AddedAt    time.Time            // when the socket was seen
-	Registered time.Time            // when the plugin was told it is registered
+	SocketPath   string
+	Generation   uint64
+	Plugin       Plugin
+	Handler      Handler // the handler that registered it: it deregisters it
+	Registration Registration
+	AddedAt      time.Time // when the socket was seen
+	Registered   time.Time // when the plugin was told it is registered
 }
 
 // ActualState is the actual state of the world. It is safe for concurrent

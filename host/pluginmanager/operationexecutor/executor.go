@@ -47,9 +47,13 @@ type Config struct {
 // Waiting is the error of an operation that cannot succeed until something
 // outside it changes (a handler for the plugin's type arrives). It counts as
 // a failure and backs off like one, but Release ends the wait at once.
-type Waiting struct{ Reason string }
+type Waiting struct {
+	For string // what it waits for ("a handler for plugin type ...")
+	Err error  // the failure
+}
 
-func (w *Waiting) Error() string { return w.Reason }
+func (w *Waiting) Error() string { return w.Err.Error() }
+func (w *Waiting) Unwrap() error { return w.Err }
 
 // Status is what the executor knows of one socket's operations.
 type Status struct {
@@ -155,7 +159,7 @@ func (e *Executor) finish(key string, gen uint64, err error) {
 	}
 	s.waiting = ""
 	if w := (*Waiting)(nil); errors.As(err, &w) {
-		s.waiting = w.Reason
+		s.waiting = w.For
 	}
 	s.lastError, s.lastFailed = err, e.cfg.Clock.Now()
 	d := s.backoff.Fail()

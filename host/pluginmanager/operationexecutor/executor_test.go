@@ -97,11 +97,11 @@ func TestTimeout(t *testing.T) {
 func TestWaitingBacksOffUntilReleased(t *testing.T) {
 	clk := clocktesting.NewFakeClock(time.Unix(1000, 0))
 	e := New(Config{BackoffInitial: time.Second, BackoffMax: time.Hour, Clock: clk})
-	wait := func(context.Context) error { return &Waiting{Reason: "no handler"} }
+	wait := func(context.Context) error { return &Waiting{For: "a handler", Err: errors.New("no handler")} }
 	e.Run("a", 1, "register", wait)
 	e.Wait()
 	st, _ := e.Status("a")
-	if st.Waiting != "no handler" || st.Failures != 1 || !st.NextRetry.Equal(clk.Now().Add(time.Second)) {
+	if st.Waiting != "a handler" || st.LastError.Error() != "no handler" || st.Failures != 1 || !st.NextRetry.Equal(clk.Now().Add(time.Second)) {
 		t.Fatalf("status %+v", st)
 	}
 	if e.Run("a", 1, "register", wait) {
@@ -143,7 +143,7 @@ func TestReleaseWhileRunning(t *testing.T) {
 	e.Run("a", 1, "register", func(context.Context) error {
 		close(looked)
 		<-proceed
-		return &Waiting{Reason: "no handler"}
+		return &Waiting{For: "a handler", Err: errors.New("no handler")}
 	})
 	<-looked
 	if e.Release() {

@@ -12,15 +12,18 @@
 // recreated while its old registration is being undone is registered as soon
 // as that finishes. Deregistration must not fail (the plugin is gone either
 // way): it removes the registration from the actual state whatever the
-// handler says.
+// handler says. The reconciler only decides which operations to start: what
+// they do is the plugin manager's (Operations), when they may run the
+// executor's.
 package reconciler
 
 import (
 	"context"
 	"time"
 
+	"k8s.io/utils/clock"
+
 	"github.com/wasmlet/wasmlet/host/pluginmanager/cache"
-	"github.com/wasmlet/wasmlet/host/pluginmanager/operationexecutor"
 )
 
 // Operations are what the reconciler asks the executor to run.
@@ -31,11 +34,20 @@ type Operations interface {
 	Deregister(r cache.RegisteredPlugin) func(ctx context.Context) error
 }
 
+// Executor runs the operations (host/pluginmanager/operationexecutor).
+type Executor interface {
+	// Run starts op for key, unless one is running or key backs off; it
+	// reports whether op was started.
+	Run(key string, gen uint64, name string, op func(ctx context.Context) error) bool
+	// Prune forgets every idle key that keep rejects.
+	Prune(keep func(key string) bool)
+}
+
 // Config wires a reconciler.
 type Config struct {
 	Desired  *cache.DesiredState
 	Actual   *cache.ActualState
-	Executor *operationexecutor.Executor
+	Executor Executor
 	Ops      Operations
 	// Resync is the period of the safety-net pass (and Rescan's).
 	Resync time.Duration
@@ -44,6 +56,8 @@ type Config struct {
 	Rescan func(ctx context.Context)
 	// Observe, when set, is told how long each pass took.
 	Observe func(time.Duration)
+	// Clock times the resync and the passes; nil is the real clock.
+	Clock clock.WithTicker
 }
 
 // Reconciler runs passes on demand and periodically.
@@ -55,6 +69,9 @@ type Reconciler struct {
 func New(cfg Config) *Reconciler {
 	if cfg.Resync <= 0 {
 		cfg.Resync = 30 * time.Second
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.RealClock{}
 	}
 	return &Reconciler{cfg: cfg, trigger: make(chan struct{}, 1)}
 }
@@ -70,7 +87,7 @@ func (r *Reconciler) Trigger() {
 
 // Run makes passes until ctx is done.
 func (r *Reconciler) Run(ctx context.Context) {
-	t := time.NewTicker(r.cfg.Resync)
+	t := r.cfg.Clock.NewTicker(r.cfg.Resync)
 	defer t.Stop()
 	r.Reconcile()
 	for {
@@ -78,11 +95,10 @@ func (r *Reconciler) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-r.trigger:
-		case <-t.C:
+		case <-t.C():
 			if r.cfg.Rescan != nil {
 				r.cfg.Rescan(ctx)
 			}
-			r.cfg.Executor.Release() // plugins waiting for a handler try again
 		}
 		r.Reconcile()
 	}
@@ -90,7 +106,7 @@ func (r *Reconciler) Run(ctx context.Context) {
 
 // Reconcile makes one pass.
 func (r *Reconciler) Reconcile() {
-	start := time.Now()
+	start := r.cfg.Clock.Now()
 	desired := r.cfg.Desired.List()
 	actual := r.cfg.Actual.List()
 	want := make(map[string]cache.DesiredPlugin, len(desired))
@@ -114,6 +130,6 @@ func (r *Reconciler) Reconcile() {
 		return wanted || have[path]
 	})
 	if r.cfg.Observe != nil {
-		r.cfg.Observe(time.Since(start))
+		r.cfg.Observe(r.cfg.Clock.Since(start))
 	}
 }
