@@ -67,31 +67,7 @@ type env struct {
 	cancel   context.CancelFunc
 	done     chan struct{}
 	handlers map[string]string
-	calls    callCounter // the modules' calls, by operation
-}
-
-// callCounter counts the module calls by operation.
-type callCounter struct {
-	mu sync.Mutex
-	n  map[string]int
-}
-
-func (c *callCounter) Call(_ string, op string, _ time.Duration, _ module.Fault) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.n == nil {
-		c.n = map[string]int{}
-	}
-	c.n[op]++
-}
-func (c *callCounter) Instances(string, int)    {}
-func (c *callCounter) Quarantined(string, bool) {}
-func (c *callCounter) LogsDropped(string, int)  {}
-
-func (c *callCounter) count(op string) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.n[op]
+	calls    testenv.Calls // the modules' calls, by operation
 }
 
 // start runs a plugin manager with the given handler modules (module name →
@@ -396,7 +372,7 @@ func TestDeviceManagerRefusal(t *testing.T) {
 		t.Fatalf("%+v", s)
 	}
 	// The handler had said yes: it is told the registration did not happen.
-	if r, d := e.calls.count("register"), e.calls.count("deregister"); r != 1 || d != 1 {
+	if r, d := e.calls.Count("register"), e.calls.Count("deregister"); r != 1 || d != 1 {
 		t.Fatalf("handler calls: %d register, %d deregister; want one of each", r, d)
 	}
 }

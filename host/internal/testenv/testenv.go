@@ -1,8 +1,8 @@
 // Package testenv holds what the host's tests share: short temporary
 // directories (unix socket paths are limited to about 108 bytes), a logger
 // that writes into the test's log, one compilation cache for the whole test
-// run, so each guest module compiles once, a wait for a condition, and an
-// atomic file write.
+// run, so each guest module compiles once, a wait for a condition, an
+// atomic file write, and a count of module calls.
 package testenv
 
 import (
@@ -84,4 +84,29 @@ func WriteFile(t testing.TB, path string, data []byte) {
 	if err := os.Rename(tmp, path); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// Calls counts module calls by operation; it is a module.Observer.
+type Calls struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (c *Calls) Call(_ string, op string, _ time.Duration, _ module.Fault) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n == nil {
+		c.n = map[string]int{}
+	}
+	c.n[op]++
+}
+func (c *Calls) Instances(string, int)    {}
+func (c *Calls) Quarantined(string, bool) {}
+func (c *Calls) LogsDropped(string, int)  {}
+
+// Count is how many calls of op were made.
+func (c *Calls) Count(op string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n[op]
 }

@@ -76,13 +76,12 @@ type DesiredPlugin struct {
 // DesiredState is the desired state of the world. It is safe for concurrent
 // use.
 type DesiredState struct {
-	mu      sync.RWMutex
-	gen     uint64
-	plugins map[string]DesiredPlugin
+	bySocket[DesiredPlugin]
+	gen uint64
 }
 
 func NewDesiredState() *DesiredState {
-	return &DesiredState{plugins: map[string]DesiredPlugin{}}
+	return &DesiredState{bySocket: bySocket[DesiredPlugin]{plugins: map[string]DesiredPlugin{}}}
 }
 
 // Add records a socket at path, with a new generation (replacing any earlier
@@ -96,6 +95,12 @@ func (s *DesiredState) Add(path string, at time.Time) DesiredPlugin {
 	return p
 }
 
+// Get returns the desired plugin at path.
+func (s *DesiredState) Get(path string) (DesiredPlugin, bool) { return s.get(path) }
+
+// List returns every desired plugin, ordered by socket path.
+func (s *DesiredState) List() []DesiredPlugin { return s.list() }
+
 // Remove forgets the socket at path; it reports whether there was one.
 func (s *DesiredState) Remove(path string) bool {
 	s.mu.Lock()
@@ -103,26 +108,6 @@ func (s *DesiredState) Remove(path string) bool {
 	_, ok := s.plugins[path]
 	delete(s.plugins, path)
 	return ok
-}
-
-// Get returns the desired plugin at path.
-func (s *DesiredState) Get(path string) (DesiredPlugin, bool) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	p, ok := s.plugins[path]
-	return p, ok
-}
-
-// List returns every desired plugin, ordered by socket path.
-func (s *DesiredState) List() []DesiredPlugin {
-	s.mu.RLock()
-	out := make([]DesiredPlugin, 0, len(s.plugins))
-	for _, p := range s.plugins {
-		out = append(out, p)
-	}
-	s.mu.RUnlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].SocketPath < out[j].SocketPath })
-	return out
 }
 
 // RegisteredPlugin is a plugin wasmlet registered: what the plugin said about
@@ -140,12 +125,11 @@ type RegisteredPlugin struct {
 // ActualState is the actual state of the world. It is safe for concurrent
 // use.
 type ActualState struct {
-	mu      sync.RWMutex
-	plugins map[string]RegisteredPlugin
+	bySocket[RegisteredPlugin]
 }
 
 func NewActualState() *ActualState {
-	return &ActualState{plugins: map[string]RegisteredPlugin{}}
+	return &ActualState{bySocket: bySocket[RegisteredPlugin]{plugins: map[string]RegisteredPlugin{}}}
 }
 
 // Add records a registration, replacing any at the same socket path.
@@ -169,21 +153,36 @@ func (s *ActualState) Remove(path string, gen uint64) bool {
 }
 
 // Get returns the registration at path.
-func (s *ActualState) Get(path string) (RegisteredPlugin, bool) {
+func (s *ActualState) Get(path string) (RegisteredPlugin, bool) { return s.get(path) }
+
+// List returns every registration, ordered by socket path.
+func (s *ActualState) List() []RegisteredPlugin { return s.list() }
+
+// bySocket holds one state's plugins by socket path.
+type bySocket[T any] struct {
+	mu      sync.RWMutex
+	plugins map[string]T
+}
+
+func (s *bySocket[T]) get(path string) (T, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	p, ok := s.plugins[path]
 	return p, ok
 }
 
-// List returns every registration, ordered by socket path.
-func (s *ActualState) List() []RegisteredPlugin {
+// list returns every plugin, ordered by socket path.
+func (s *bySocket[T]) list() []T {
 	s.mu.RLock()
-	out := make([]RegisteredPlugin, 0, len(s.plugins))
-	for _, p := range s.plugins {
-		out = append(out, p)
+	defer s.mu.RUnlock()
+	paths := make([]string, 0, len(s.plugins))
+	for path := range s.plugins {
+		paths = append(paths, path)
 	}
-	s.mu.RUnlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].SocketPath < out[j].SocketPath })
+	sort.Strings(paths)
+	out := make([]T, len(paths))
+	for i, path := range paths {
+		out[i] = s.plugins[path]
+	}
 	return out
 }

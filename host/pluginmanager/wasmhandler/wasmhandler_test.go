@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,32 +18,11 @@ import (
 	"github.com/wasmlet/wasmlet/host/pluginmanager/wasmhandler"
 )
 
-// calls counts the modules' calls by operation.
-type calls struct {
-	mu sync.Mutex
-	n  map[string]int
-}
-
-func (c *calls) Call(_ string, op string, _ time.Duration, _ module.Fault) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.n[op]++
-}
-func (c *calls) Instances(string, int)    {}
-func (c *calls) Quarantined(string, bool) {}
-func (c *calls) LogsDropped(string, int)  {}
-
-func (c *calls) count(op string) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.n[op]
-}
-
 // start runs a plugin manager whose only handler is the misbehaving module
 // guests/testmodules/badhandler, and returns the registry directory.
-func start(t *testing.T) (*pluginmanager.Manager, string, *calls) {
+func start(t *testing.T) (*pluginmanager.Manager, string, *testenv.Calls) {
 	dir := testenv.ShortDir(t)
-	c := &calls{n: map[string]int{}}
+	c := &testenv.Calls{}
 	reg := module.NewRegistry(func(string) module.Options {
 		return module.Options{MemoryLimit: 64 << 20, Cache: testenv.ModuleCache(t), CallTimeout: 5 * time.Second, Observer: c,
 			Logger: testenv.Logger(t, hclog.Warn)}
@@ -99,7 +77,7 @@ func TestUnknownActionRefused(t *testing.T) {
 		t.Fatalf("plugin told %+v", s)
 	}
 	status(t, pm, p.Path, pluginmanager.StateFailing)
-	if r, d := c.count("register"), c.count("deregister"); r != 1 || d != 1 {
+	if r, d := c.Count("register"), c.Count("deregister"); r != 1 || d != 1 {
 		t.Fatalf("module calls: %d register, %d deregister; want one of each", r, d)
 	}
 }
