@@ -7,6 +7,8 @@ package module
 //   - BenchmarkRoundTrip/*/wasmlet is a ~100-byte preferred_allocation
 //     through Module.Call: instrumented for interruption, under a per-call
 //     deadline (the only way wasmlet runs modules).
+//   - BenchmarkRoundTrip/*/wasmlet-cancellable is the same under a context
+//     that can be cancelled (a gRPC request's): the call also watches it.
 //   - BenchmarkRoundTrip/*/raw-no-deadline is the same exchange done by hand
 //     on a bare wazero runtime, uninstrumented: the floor, and what an
 //     untrusted module must not get (it can be neither stopped nor preempted).
@@ -112,6 +114,22 @@ func BenchmarkRoundTrip(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				if err := m.Call(ctx, abi.OpPreferredAllocation, smallRequest, &resp); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(guest.name+"/wasmlet-cancellable", func(b *testing.B) {
+			m, err := Load(ctx, guest.path, Options{MemoryLimit: 64 << 20, PoolSize: 1})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer m.Close(ctx)
+			cctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			var resp abi.PreferredAllocationResponse
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := m.Call(cctx, abi.OpPreferredAllocation, smallRequest, &resp); err != nil {
 					b.Fatal(err)
 				}
 			}
