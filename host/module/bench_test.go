@@ -88,11 +88,12 @@ func BenchmarkInstantiate(b *testing.B) {
 	}
 	defer m.Close(ctx)
 	for b.Loop() {
-		in, err := m.newInstance()
+		in, err := m.newInstance(ctx)
 		if err != nil {
 			b.Fatal(err)
 		}
 		b.StopTimer()
+		m.drop(in)
 		in.close()
 		b.StartTimer()
 	}

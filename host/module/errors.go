@@ -7,21 +7,24 @@ import (
 	"github.com/wasmlet/wasmlet/abi"
 )
 
-// Fault classifies why a call failed when the failure is the module's fault
-// (as opposed to the module answering with an error of its own). Every fault
-// discards the instance it happened in and counts towards quarantine.
+// Fault classifies why a call failed without an answer from the module (as
+// opposed to the module answering with an error of its own). Every fault
+// discards the instance it happened in. Those that are the module's doing
+// count towards quarantine; cancelled and closed do not, and busy,
+// quarantined and bad-request never ran the module.
 type Fault string
 
 const (
 	FaultTrap        Fault = "trap"        // unreachable, out-of-bounds access, stack overflow, Go panic...
-	FaultTimeout     Fault = "timeout"     // the call overran its deadline and was interrupted
+	FaultTimeout     Fault = "timeout"     // the call overran its deadline (running, or asleep in a host call) and was stopped
 	FaultExit        Fault = "exit"        // the module called proc_exit
 	FaultMemory      Fault = "memory"      // the module ran out of its memory limit
 	FaultMalformed   Fault = "malformed"   // the reply lies outside memory or does not decode
 	FaultOversized   Fault = "oversized"   // the reply exceeds the module's reply limit
 	FaultInit        Fault = "init"        // a new instance failed to start
 	FaultQuarantined Fault = "quarantined" // the module is quarantined: not called at all
-	FaultClosed      Fault = "closed"      // the module was unloaded
+	FaultClosed      Fault = "closed"      // the module was unloaded (a call still running is stopped)
+	FaultCancelled   Fault = "cancelled"   // the caller cancelled the call; it was stopped
 	FaultBusy        Fault = "busy"        // no instance became free before the caller gave up
 	FaultBadRequest  Fault = "bad-request" // the host could not hand the request over
 )

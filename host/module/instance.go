@@ -58,18 +58,32 @@ const minRequestBuffer = 1024
 // those globals. A call arms the timer and disarms it afterwards: no context,
 // timer or goroutine is created per call. If the timer fires, the guest traps
 // at its next loop head or call, and the instance is discarded.
+//
+// A guest may also be blocked in the host rather than running: WASI's
+// poll_oneoff sleeps on the host's goroutine (Go's time.Sleep, C's
+// nanosleep). The instance's sleep (its WASI nanosleep) waits on the halted
+// channel as well as on its own timer, so whatever stops the instance — the
+// deadline, the caller cancelling, the module being unloaded — ends the
+// sleep at once, and with it the call.
 type instance struct {
-	m         *Module
-	mod       api.Module
-	mem       api.Memory
-	alloc     api.Function
-	fns       [numOps]api.Function
-	fuel      api.MutableGlobal
-	intr      api.MutableGlobal
-	timer     *time.Timer
-	fired     atomic.Bool // the deadline passed
-	unloading atomic.Bool // Close interrupted the instance
-	stack     []uint64
+	m     *Module
+	mod   api.Module
+	mem   api.Memory
+	alloc api.Function
+	fns   [numOps]api.Function
+	fuel  api.MutableGlobal
+	intr  api.MutableGlobal
+	timer *time.Timer
+	// halt says why the instance was stopped (a haltReason; 0 while it may
+	// run). It is set once, by whoever stops the instance first, and
+	// halted is closed then. A stopped instance is never used again.
+	halt     atomic.Int32
+	halted   chan struct{}
+	onCancel func() // stop(haltCancelled), made once: context.AfterFunc's argument
+	// blocked names the host call the guest was blocked in when it was
+	// stopped, if it was; written and read by the calling goroutine only.
+	blocked string
+	stack   []uint64
 
 	bufPtr, bufCap uint32 // the request buffer last returned by wasmlet_alloc
 	scratch        []byte // encoding buffer for requests
@@ -78,14 +92,23 @@ type instance struct {
 	calls          uint64
 }
 
+// haltReason says why an instance was stopped.
+type haltReason int32
+
+const (
+	haltDeadline  haltReason = iota + 1 // the call's deadline passed
+	haltCancelled                       // the caller's context was done
+	haltUnloading                       // Close gave up waiting for the call
+)
+
 // newInstance instantiates the module and runs _initialize, then checks the
-// ABI version. It does not call describe.
-func (m *Module) newInstance() (*instance, error) {
-	in := &instance{m: m, stack: make([]uint64, 2)}
-	in.timer = time.AfterFunc(time.Hour, func() {
-		in.fired.Store(true)
-		in.interrupt()
-	})
+// ABI version. It does not call describe. The instance is live (Close can
+// stop it) from the moment it exists; if it fails it is dropped again. When
+// ctx is done the initialisation is stopped.
+func (m *Module) newInstance(ctx context.Context) (*instance, error) {
+	in := &instance{m: m, stack: make([]uint64, 2), halted: make(chan struct{})}
+	in.onCancel = func() { in.stop(haltCancelled) }
+	in.timer = time.AfterFunc(time.Hour, func() { in.stop(haltDeadline) })
 	in.timer.Stop()
 	in.stdout = &streamWriter{sink: m.sink, level: hclog.Info, stream: "stdout"}
 	in.stderr = &streamWriter{sink: m.sink, level: hclog.Warn, stream: "stderr"}
@@ -93,7 +116,7 @@ func (m *Module) newInstance() (*instance, error) {
 	cfg := wazero.NewModuleConfig().
 		WithName("").
 		WithStartFunctions().
-		WithSysWalltime().WithSysNanotime().WithSysNanosleep().
+		WithSysWalltime().WithSysNanotime().WithNanosleep(in.sleep).
 		WithRandSource(rand.Reader).
 		WithStdout(in.stdout).WithStderr(in.stderr).
 		WithFSConfig(m.mounts.config).
@@ -105,7 +128,7 @@ func (m *Module) newInstance() (*instance, error) {
 	// so it needs no deadline; _initialize, below, does.
 	mod, err := m.rt.InstantiateModule(context.Background(), m.cm, cfg)
 	if err != nil {
-		return nil, in.fault(abi.OpDescribe, err, m.opts.InitTimeout)
+		return nil, in.fault(ctx, abi.OpDescribe, err, m.opts.InitTimeout)
 	}
 	in.mod = mod
 	in.mem = mod.Memory()
@@ -120,18 +143,31 @@ func (m *Module) newInstance() (*instance, error) {
 	for i, op := range opNames {
 		in.fns[i] = mod.ExportedFunction(op.Export())
 	}
+	if !m.adopt(in) {
+		in.close()
+		return nil, &CallError{Module: m.opts.Name, Op: abi.OpDescribe, Fault: FaultClosed, Err: errors.New("module is unloaded")}
+	}
+	fail := func(op abi.Op, err error) (*instance, error) {
+		m.drop(in)
+		in.close()
+		if ce, ok := err.(*CallError); ok {
+			return nil, ce
+		}
+		return nil, in.fault(ctx, op, err, m.opts.InitTimeout)
+	}
+	unwatch := in.watch(ctx)
+	defer in.unwatch(unwatch)
 	if init := mod.ExportedFunction(abi.ExportInitialize); init != nil {
 		if _, err := in.invoke(init, m.opts.InitTimeout); err != nil {
-			in.close()
-			return nil, in.fault(abi.Op("_initialize"), err, m.opts.InitTimeout)
+			return fail(abi.Op("_initialize"), err)
 		}
 	}
 	v, err := in.invoke(mod.ExportedFunction(abi.ExportABIVersion), m.opts.InitTimeout)
 	if err != nil {
-		in.close()
-		return nil, in.fault(abi.Op(abi.ExportABIVersion), err, m.opts.InitTimeout)
+		return fail(abi.Op(abi.ExportABIVersion), err)
 	}
 	if int32(v) != abi.Version {
+		m.drop(in)
 		in.close()
 		return nil, errABIVersion(int32(v))
 	}
@@ -153,34 +189,100 @@ func (in *instance) interrupt() {
 	}
 }
 
-func (in *instance) arm(d time.Duration) {
-	in.fired.Store(false)
-	in.timer.Reset(d)
+// stop stops the instance for reason r, unless it was stopped already: the
+// guest traps at its next loop head or call, and a guest asleep in the host
+// wakes. It may be called from any goroutine.
+func (in *instance) stop(r haltReason) {
+	if in.halt.CompareAndSwap(0, int32(r)) {
+		in.interrupt()
+		close(in.halted)
+	}
 }
 
-// disarm stops the deadline timer. It returns false when the timer fired (or
-// is firing): the instance is then interrupted and must go.
+func (in *instance) stopped() bool { return in.halt.Load() != 0 }
+
+func (in *instance) arm(d time.Duration) { in.timer.Reset(d) }
+
+// disarm stops the deadline timer. It returns false when the instance was
+// stopped — by the timer, which fired or is firing, or by anything else —
+// and must go.
 func (in *instance) disarm() bool {
-	return in.timer.Stop() && !in.fired.Load()
+	if !in.timer.Stop() {
+		in.stop(haltDeadline) // the timer's function may not have run yet
+		return false
+	}
+	return !in.stopped()
 }
 
-// invoke calls a function of no parameters under deadline d and returns its
-// first result.
+// watch stops the instance when ctx is done, until unwatch. A context that
+// can never be done (ctx.Done() == nil, as context.Background's) costs
+// nothing; any other costs one registration with it.
+func (in *instance) watch(ctx context.Context) (unwatch func() bool) {
+	if ctx.Done() == nil {
+		return nil
+	}
+	return context.AfterFunc(ctx, in.onCancel)
+}
+
+func (in *instance) unwatch(unwatch func() bool) {
+	if unwatch != nil && !unwatch() {
+		in.stop(haltCancelled) // the context's function may not have run yet
+	}
+}
+
+// invoke calls a function under deadline d and returns its first result.
 func (in *instance) invoke(fn api.Function, d time.Duration, params ...uint64) (uint64, error) {
+	if in.stopped() {
+		return 0, errStopped
+	}
 	in.stack = in.stack[:max(len(params), 1)]
 	copy(in.stack, params)
 	in.arm(d)
 	err := fn.CallWithStack(context.Background(), in.stack)
 	if !in.disarm() && err == nil {
-		// The call returned just as the deadline passed: the answer is good,
-		// the instance is not (its interrupt flag is set).
-		err = errLateTimer
+		// The call returned just as it was stopped: the answer may be
+		// good, the instance is not (its interrupt flag is set).
+		err = errReturnedAsStopped
 	}
 	in.calls++
 	return in.stack[0], err
 }
 
-var errLateTimer = errors.New("deadline passed as the call returned")
+var (
+	errStopped           = errors.New("the instance was stopped before the call")
+	errReturnedAsStopped = errors.New("the call returned as it was being stopped")
+	// errWoken ends a call whose guest was asleep in the host when the
+	// instance was stopped (sleep panics with it; wazero turns the panic
+	// into the call's error).
+	errWoken = errors.New("woken from a host call")
+)
+
+// pollOneoff is the WASI function that sleeps (sleep's only caller).
+const pollOneoff = "poll_oneoff"
+
+// sleep is the instance's WASI nanosleep, which poll_oneoff calls for its
+// clock subscriptions (Go's time.Sleep, C's nanosleep and usleep). It
+// sleeps ns nanoseconds, unless the instance is stopped first: then it ends
+// the call at once. A guest can therefore not hold a call, or an instance,
+// past its deadline, its caller's cancellation or an unload by sleeping.
+//
+// poll_oneoff's other subscriptions do not block: wazero answers fd_write
+// at once, fd_read of a file at once (files are always ready), and fd_read
+// of stdin at once (a module's stdin is empty and always ready).
+func (in *instance) sleep(ns int64) {
+	if ns > 0 && !in.stopped() {
+		t := time.NewTimer(time.Duration(ns))
+		select {
+		case <-t.C:
+		case <-in.halted:
+			t.Stop()
+		}
+	}
+	if in.stopped() {
+		in.blocked = "a host call (" + pollOneoff + ", sleeping)"
+		panic(errWoken)
+	}
+}
 
 // request writes req into the module's request buffer, asking the module for
 // a bigger one when needed, and returns its address.
@@ -251,22 +353,25 @@ func (in *instance) call(op int, req []byte, resp abi.Message, d time.Duration) 
 	return nil
 }
 
-// fault turns an error from a call into a CallError, naming the fault.
-func (in *instance) fault(op abi.Op, err error, d time.Duration) *CallError {
+// fault turns an error from a call into a CallError, naming the fault and
+// saying what happened: the message says the guest "was interrupted" only
+// when it was running and was stopped.
+func (in *instance) fault(ctx context.Context, op abi.Op, err error, d time.Duration) *CallError {
 	ce := &CallError{Module: in.m.opts.Name, Op: op, Err: err}
 	var he *hostError
 	var exit *sys.ExitError
-	switch {
-	case errors.As(err, &he):
+	if errors.As(err, &he) {
 		ce.Fault = he.fault
 		return ce
-	case in.unloading.Load():
-		ce.Fault, ce.Err = FaultClosed, errors.New("interrupted because the module is being unloaded")
+	}
+	if r := haltReason(in.halt.Load()); r != 0 {
+		if r == haltCancelled && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			r = haltDeadline // the caller's deadline, which is the call's
+		}
+		ce.Fault, ce.Err = in.stoppedFault(r, err, d, context.Cause(ctx))
 		return ce
-	case in.fired.Load() || errors.Is(err, errLateTimer):
-		ce.Fault = FaultTimeout
-		ce.Err = fmt.Errorf("did not return within %s and was interrupted", d)
-		return ce
+	}
+	switch {
 	case errors.As(err, &exit):
 		ce.Fault = FaultExit
 		ce.Err = fmt.Errorf("module exited with code %d", exit.ExitCode())
@@ -280,6 +385,42 @@ func (in *instance) fault(op abi.Op, err error, d time.Duration) *CallError {
 		ce.Err = fmt.Errorf("ran out of its %s memory limit (%v)", formatBytes(in.m.opts.MemoryLimit), ce.Err)
 	}
 	return ce
+}
+
+// stoppedFault says how a call that was stopped for reason r ended: with
+// the guest running (interrupted), asleep in the host (woken), or neither
+// (it returned as it was stopped, or never started).
+func (in *instance) stoppedFault(r haltReason, err error, d time.Duration, cause error) (Fault, error) {
+	blocked, late := in.blocked != "", errors.Is(err, errReturnedAsStopped)
+	running := !blocked && !late && !errors.Is(err, errStopped)
+	switch r {
+	case haltDeadline:
+		switch {
+		case blocked:
+			return FaultTimeout, fmt.Errorf("blocked in %s past its %s deadline; woken and stopped", in.blocked, d)
+		case late:
+			return FaultTimeout, fmt.Errorf("did not return within %s (it returned as the deadline passed)", d)
+		}
+		return FaultTimeout, fmt.Errorf("did not return within %s and was interrupted", d)
+	case haltCancelled:
+		if cause == nil {
+			cause = context.Canceled
+		}
+		switch {
+		case blocked:
+			return FaultCancelled, fmt.Errorf("cancelled by the caller (%v) while blocked in %s; woken and stopped", cause, in.blocked)
+		case running:
+			return FaultCancelled, fmt.Errorf("cancelled by the caller (%v) and interrupted", cause)
+		}
+		return FaultCancelled, fmt.Errorf("cancelled by the caller (%v)", cause)
+	}
+	switch {
+	case blocked:
+		return FaultClosed, fmt.Errorf("blocked in %s when the module was unloaded; woken and stopped", in.blocked)
+	case running:
+		return FaultClosed, errors.New("interrupted because the module is being unloaded")
+	}
+	return FaultClosed, errors.New("stopped because the module is being unloaded")
 }
 
 // outOfMemory guesses whether a trap came from memory exhaustion: the Go

@@ -54,6 +54,7 @@ type Module struct {
 
 	mu          sync.Mutex
 	closed      bool
+	stopping    bool // Close stops every instance: new ones are refused
 	active      int
 	drained     chan struct{}
 	live        map[*instance]struct{}
@@ -121,13 +122,12 @@ func Load(ctx context.Context, path string, opts Options) (*Module, error) {
 	}
 	sort.Strings(m.exports)
 	start = time.Now()
-	in, err := m.newInstance()
+	in, err := m.newInstance(ctx)
 	if err != nil {
 		return refuse(initProblem(err))
 	}
 	m.slots <- struct{}{}
-	m.live[in] = struct{}{}
-	m.desc, err = in.describe()
+	m.desc, err = in.describe(ctx)
 	if err != nil {
 		in.close()
 		return refuse(initProblem(err))
@@ -240,17 +240,24 @@ func copyMap(in map[string]string) map[string]string {
 	return out
 }
 
-func (in *instance) describe() (abi.Description, error) {
+// describe asks the instance for its description, under the initialisation
+// deadline; it is stopped if ctx is done first.
+func (in *instance) describe(ctx context.Context) (abi.Description, error) {
 	req := &abi.DescribeRequest{HostABIVersion: abi.Version, HostVersion: HostVersion, ModuleName: in.m.opts.Name}
 	var d abi.Description
 	in.scratch = req.AppendTo(in.scratch[:0])
+	unwatch := in.watch(ctx)
 	err := in.call(opDescribe, in.scratch, &d, in.m.opts.InitTimeout)
+	in.unwatch(unwatch)
 	if err != nil {
 		var ae *abi.Error
 		if errors.As(err, &ae) {
 			return d, &CallError{Module: in.m.opts.Name, Op: abi.OpDescribe, Err: ae}
 		}
-		return d, in.fault(abi.OpDescribe, err, in.m.opts.InitTimeout)
+		return d, in.fault(ctx, abi.OpDescribe, err, in.m.opts.InitTimeout)
+	}
+	if in.stopped() {
+		return d, in.fault(ctx, abi.OpDescribe, errReturnedAsStopped, in.m.opts.InitTimeout)
 	}
 	return d, nil
 }
@@ -285,6 +292,11 @@ func (m *Module) Options() Options { return m.opts }
 // Call runs operation op: it encodes req, calls the module in a free
 // instance (starting one if the pool allows), and decodes the reply into
 // resp. The error, if any, is a *CallError naming the module and operation.
+//
+// The call's deadline is the module's call timeout or ctx's deadline,
+// whichever comes first; overrunning it is a timeout fault. When ctx is
+// cancelled the call is stopped at once, whatever the guest is doing, and
+// fails with FaultCancelled, which is not held against the module.
 func (m *Module) Call(ctx context.Context, op abi.Op, req, resp abi.Message) error {
 	idx, ok := opIndex(op)
 	if !ok || (op != abi.OpDescribe && !m.Implements(op)) {
@@ -295,6 +307,10 @@ func (m *Module) Call(ctx context.Context, op abi.Op, req, resp abi.Message) err
 		return err
 	}
 	defer m.exit()
+	if err := ctx.Err(); err != nil {
+		return &CallError{Module: m.opts.Name, Op: op, Fault: FaultCancelled,
+			Err: fmt.Errorf("cancelled by the caller (%v) before it started", context.Cause(ctx))}
+	}
 	in, err := m.get(ctx, op)
 	if err != nil {
 		return err
@@ -307,18 +323,21 @@ func (m *Module) Call(ctx context.Context, op abi.Op, req, resp abi.Message) err
 		}
 	}
 	in.scratch = req.AppendTo(in.scratch[:0])
+	unwatch := in.watch(ctx)
 	err = in.call(idx, in.scratch, resp, d)
+	in.unwatch(unwatch)
 	var ae *abi.Error
 	if err == nil || errors.As(err, &ae) {
 		m.opts.Observer.Call(m.opts.Name, string(op), monotonic()-start, "")
 		m.succeeded()
-		m.put(in, false)
+		// The answer stands; an instance stopped as it answered goes.
+		m.put(in, in.stopped())
 		if ae != nil {
 			return &CallError{Module: m.opts.Name, Op: op, Err: ae}
 		}
 		return nil
 	}
-	ce := in.fault(op, err, d)
+	ce := in.fault(ctx, op, err, d)
 	m.opts.Observer.Call(m.opts.Name, string(op), monotonic()-start, ce.Fault)
 	m.put(in, true)
 	m.failed(ce)
@@ -361,19 +380,21 @@ func (m *Module) get(ctx context.Context, op abi.Op) (*instance, error) {
 	case in := <-m.idle:
 		return in, nil
 	case m.slots <- struct{}{}:
-		in, err := m.newInstance()
+		in, err := m.newInstance(ctx)
 		if err != nil {
 			<-m.slots
 			ce, ok := err.(*CallError)
 			if !ok {
 				ce = &CallError{Module: m.opts.Name, Op: op, Err: err}
 			}
-			ce.Op, ce.Fault = op, FaultInit
+			ce.Op = op
+			if ce.Fault != FaultCancelled && ce.Fault != FaultClosed {
+				ce.Fault = FaultInit
+			}
 			m.failed(ce)
 			return nil, ce
 		}
 		m.mu.Lock()
-		m.live[in] = struct{}{}
 		n := len(m.live)
 		m.mu.Unlock()
 		m.opts.Observer.Instances(m.opts.Name, n)
@@ -382,6 +403,25 @@ func (m *Module) get(ctx context.Context, op abi.Op) (*instance, error) {
 		return nil, &CallError{Module: m.opts.Name, Op: op, Fault: FaultBusy,
 			Err: fmt.Errorf("no instance free (pool of %d): %w", m.opts.PoolSize, ctx.Err())}
 	}
+}
+
+// adopt makes a new instance live, so that Close can stop it. It refuses
+// once Close has started stopping the module's instances.
+func (m *Module) adopt(in *instance) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.stopping {
+		return false
+	}
+	m.live[in] = struct{}{}
+	return true
+}
+
+// drop forgets an instance that failed to start.
+func (m *Module) drop(in *instance) {
+	m.mu.Lock()
+	delete(m.live, in)
+	m.mu.Unlock()
 }
 
 // put returns an instance to the pool, or discards it.
@@ -409,7 +449,14 @@ func (m *Module) succeeded() {
 }
 
 // failed counts a fault and quarantines the module when they keep coming.
+// A call the caller cancelled, or Close stopped, is not the module's fault:
+// it is logged, not counted, and leaves the count of consecutive faults
+// as it was.
 func (m *Module) failed(ce *CallError) {
+	if ce.Fault == FaultCancelled || ce.Fault == FaultClosed {
+		m.opts.Logger.Info("module call stopped", "op", string(ce.Op), "fault", string(ce.Fault), "error", ce.Err)
+		return
+	}
 	m.mu.Lock()
 	m.faults++
 	m.consecutive++
@@ -459,9 +506,9 @@ func (m *Module) Close(ctx context.Context) error {
 	case <-m.drained:
 	case <-ctx.Done():
 		m.mu.Lock()
+		m.stopping = true
 		for in := range m.live {
-			in.unloading.Store(true)
-			in.interrupt() // the guest traps at its next loop head or call
+			in.stop(haltUnloading) // the guest traps at its next loop head or call, or wakes
 		}
 		m.mu.Unlock()
 		<-m.drained
