@@ -7,6 +7,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/tetratelabs/wazero"
 	experimentalsys "github.com/tetratelabs/wazero/experimental/sys"
@@ -43,13 +44,6 @@ func openMounts(ms []Mount) (*mounts, error) {
 		out.roots = append(out.roots, root)
 		prefix, _ := filepath.Rel(rootDir, m.Host)
 		prefix = filepath.ToSlash(prefix)
-		fsys := root.FS()
-		if prefix != "." {
-			if fsys, err = fs.Sub(fsys, prefix); err != nil {
-				out.close()
-				return nil, fmt.Errorf("mount %s: %w", m, err)
-			}
-		}
 		if fi, err := root.Stat(prefix); err != nil {
 			out.close()
 			return nil, fmt.Errorf("mount %s: %w", m, err)
@@ -57,7 +51,12 @@ func openMounts(ms []Mount) (*mounts, error) {
 			out.close()
 			return nil, fmt.Errorf("mount %s: %s is not a directory", m, m.Host)
 		}
-		mfs := &mountFS{AdaptFS: &sysfs.AdaptFS{FS: fsys}, root: root, prefix: prefix, devices: m.Devices}
+		if err := canOpenSafely(); err != nil {
+			out.close()
+			return nil, fmt.Errorf("mount %s: %w", m, err)
+		}
+		mfs := &mountFS{root: root, prefix: prefix, devices: m.Devices}
+		mfs.AdaptFS = &sysfs.AdaptFS{FS: opener{mfs}}
 		out.config = out.config.(sysfs.FSConfig).WithSysFSMount(&sysfs.ReadFS{FS: mfs}, m.Guest)
 	}
 	return out, nil
@@ -70,18 +69,24 @@ func (m *mounts) close() {
 	m.roots = nil
 }
 
-// mountFS is one read-only mount as the module's WASI sees it. Reads go
-// through wazero's adapter over os.Root's file system; what that adapter
-// does not do well is done here, on the root directly:
+// mountFS is one read-only mount as the module's WASI sees it. Files are
+// read through wazero's adapter over the fs.FS opener, whose Open is
+// mountFS.open; what that adapter does not do well is done here, on the
+// root directly:
 //
+//   - opening never blocks and never opens what it refuses (see open):
+//     only regular files and directories can be opened, and device nodes
+//     (character or block) when the mount grants them (Mount.Devices) — a
+//     module granted /dev to list it must not read a disk. A FIFO, whose
+//     open would wait for a writer, or a socket, are refused;
+//   - what is opened stays non-blocking, so a read that would wait (a
+//     device with nothing to say, a pseudo-file like /proc/kmsg) fails
+//     with EAGAIN instead of holding the call;
 //   - stat and lstat do not open the file (the adapter opens it to stat it,
 //     and opening some device nodes has side effects: a watchdog starts
 //     counting, a serial line changes state);
 //   - symbolic links can be read (pcisource, for one, learns a device's
-//     driver that way), still confined to the root;
-//   - device nodes (character or block) cannot be opened unless the mount
-//     grants it (Mount.Devices): a module granted /dev to list it must not
-//     read a disk.
+//     driver that way), still confined to the root.
 type mountFS struct {
 	*sysfs.AdaptFS
 	root    *os.Root
@@ -125,11 +130,20 @@ func (m *mountFS) Readlink(p string) (string, experimentalsys.Errno) {
 	return target, 0
 }
 
-func (m *mountFS) OpenFile(p string, flag experimentalsys.Oflag, perm fs.FileMode) (experimentalsys.File, experimentalsys.Errno) {
-	if !m.devices {
-		if fi, err := m.root.Stat(m.rel(p)); err == nil && fi.Mode()&fs.ModeDevice != 0 {
-			return nil, experimentalsys.EACCES
-		}
+// opener is a mount as an fs.FS, for wazero's adapter: names are relative
+// to the mount.
+type opener struct{ m *mountFS }
+
+func (o opener) Open(name string) (fs.File, error) { return o.m.open(name) }
+
+// allowed refuses to open what is not a regular file, a directory, or a
+// device node on a mount that grants them.
+func (m *mountFS) allowed(name string, fi fs.FileInfo) error {
+	switch t := fi.Mode().Type(); {
+	case t == 0, t == fs.ModeDir:
+		return nil
+	case t&fs.ModeDevice != 0 && m.devices:
+		return nil
 	}
-	return m.AdaptFS.OpenFile(p, flag, perm)
+	return &fs.PathError{Op: "open", Path: name, Err: syscall.EACCES}
 }
