@@ -10,7 +10,8 @@
 //   - wat/: tiny hand-written modules (.wat, with the .wasm built from them by
 //     wabt's wat2wasm committed next to each) that break the ABI itself:
 //     missing exports, another ABI version, unknown imports, malformed and
-//     out-of-bounds replies.
+//     out-of-bounds replies; or that block in WASI: sleep.wat sleeps in
+//     poll_oneoff for ever, poll_fds.wat polls a file and stdin.
 //
 // None of them is meant to be deployed.
 package testmodules

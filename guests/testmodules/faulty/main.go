@@ -2,10 +2,13 @@
 // fault-containment tests. Configuration:
 //
 //	fault  none | panic | loop | memory | stack | exit | oversized | logflood |
-//	       slow | slowinit | initloop | initpanic
+//	       slow | sleep | slowinit | initloop | initpanic
 //	on     the operation that faults: discover (default) or allocate
 //	after  how many calls of that operation succeed first, per instance
 //	delay_ms  for slow and slowinit: how long the call or initialisation takes
+//
+// sleep logs "faulty: asleep in <op>", then sleeps for a year (time.Sleep:
+// WASI poll_oneoff, in the host).
 package main
 
 import (
@@ -99,6 +102,9 @@ func maybeFault(op string) {
 		recurse(0)
 	case "exit":
 		os.Exit(3)
+	case "sleep":
+		sdk.Info("faulty: asleep in " + op)
+		time.Sleep(365 * 24 * time.Hour)
 	case "slow":
 		time.Sleep(time.Duration(atoi(sdk.ConfigOr("delay_ms", "200"))) * time.Millisecond)
 	case "oversized":
