@@ -23,8 +23,9 @@ func runCmd() *command {
 without it): load the modules in the module directory, follow the plugin
 registry and serve kubelet.sock, the host API and the metrics. It runs
 until SIGINT or SIGTERM, then shuts down cleanly and removes the sockets
-it made. Logs go to stderr, in the format and at the level the
-configuration says.
+it made: module calls still running after a short grace period are
+stopped, whatever the module is doing. A second signal ends it at once.
+Logs go to stderr, in the format and at the level the configuration says.
 
 It refuses to start on an invalid configuration (every problem is listed,
 as by 'wasmlet config validate') and on a damaged checkpoint (the message
@@ -65,6 +66,9 @@ Examples:
 			})
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			// After the first signal, the default action again: a second one
+			// ends the process at once.
+			go func() { <-ctx.Done(); stop() }()
 			// The daemon itself: host/node assembles and runs every part of the
 			// host (it serves the host API with api.Serve over api.NewBackend).
 			if err := node.Run(ctx, cfg, log); err != nil {

@@ -11,7 +11,8 @@
 //     wabt's wat2wasm committed next to each) that break the ABI itself:
 //     missing exports, another ABI version, unknown imports, malformed and
 //     out-of-bounds replies; or that block in WASI: sleep.wat sleeps in
-//     poll_oneoff for ever, poll_fds.wat polls a file and stdin.
+//     poll_oneoff for ever, sleep_register.wat is a handler that does so in
+//     register, poll_fds.wat polls a file and stdin.
 //
 // None of them is meant to be deployed.
 package testmodules

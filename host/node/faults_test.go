@@ -26,6 +26,7 @@ func TestFaultMatrixUnderLoad(t *testing.T) {
 	}{
 		{"f-panic", "panic", "trap", "10s"},
 		{"f-loop", "loop", "timeout", "300ms"},
+		{"f-sleep", "sleep", "timeout", "300ms"},
 		{"f-memory", "memory", "memory", "10s"},
 		{"f-stack", "stack", "memory", "10s"},
 		{"f-exit", "exit", "exit", "10s"},

@@ -44,6 +44,11 @@ import (
 // Version is the wasmlet build, set by the linker.
 var Version = "dev"
 
+// ShutdownGrace is how long module calls still running at shutdown may go
+// on before they are stopped. With the sockets' removal after it, shutdown
+// stays well within the 10 seconds a SIGTERM allows (see RELIABILITY.md).
+const ShutdownGrace = 3 * time.Second
+
 // Node is a running wasmlet host.
 type Node struct {
 	cfg     *config.Config
@@ -299,11 +304,23 @@ func (n *Node) Run(ctx context.Context) error {
 	n.ready.Store(false)
 	n.metrics.SetReady(false)
 	n.log.Info("wasmlet shutting down")
-	wg.Wait()
-	closeCtx, cancelClose := context.WithTimeout(context.Background(), 5*time.Second)
+	// The parts stop on runCtx, and module calls made under it stop with it.
+	// Calls made for a request the node serves (an allocation through the
+	// API, the kubelet's Allocate) get ShutdownGrace to finish; then every
+	// module is closed, which stops what still runs — a guest asleep,
+	// looping or blocked — so that no guest holds up the exit.
+	parts := make(chan struct{})
+	go func() { wg.Wait(); close(parts) }()
+	closeCtx, cancelClose := context.WithTimeout(context.Background(), ShutdownGrace)
 	defer cancelClose()
+	select {
+	case <-parts:
+	case <-closeCtx.Done():
+		n.log.Warn("module calls still running after the shutdown grace period: stopping them", "grace", ShutdownGrace)
+	}
 	n.modules.Close(closeCtx)
-	n.cache.Close(closeCtx)
+	<-parts
+	n.cache.Close(context.Background())
 	close(errs)
 	var all []error
 	for err := range errs {

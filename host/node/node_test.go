@@ -31,9 +31,17 @@ type harness struct {
 	done    chan error
 }
 
+// copyModule copies a guest into place: a Go guest's directory, or a
+// committed .wasm file.
 func copyModule(t *testing.T, guest, dst string) {
 	t.Helper()
-	b, err := os.ReadFile(build.Go(t, guest))
+	src := ""
+	if strings.HasSuffix(guest, ".wasm") {
+		src = build.Testdata(t, guest)
+	} else {
+		src = build.Go(t, guest)
+	}
+	b, err := os.ReadFile(src)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,8 +74,15 @@ memory = "64MiB"
 }
 
 // start runs a node on a plugins.toml written into a fresh directory, with
-// the given modules (name → guest directory) in its module directory.
+// the given modules (name → guest directory, or .wasm file) in its module
+// directory.
 func start(t *testing.T, modules map[string]string, extra string) *harness {
+	t.Helper()
+	return startTOML(t, modules, nodeTOML("127.0.0.1:0", extra)) // port 0: the node picks one
+}
+
+// startTOML is start on the given plugins.toml.
+func startTOML(t *testing.T, modules map[string]string, toml string) *harness {
 	t.Helper()
 	dir := testenv.ShortDir(t)
 	h := &harness{t: t, dir: dir, done: make(chan error, 1)}
@@ -83,7 +98,6 @@ func start(t *testing.T, modules map[string]string, extra string) *harness {
 	for name, guest := range modules {
 		copyModule(t, guest, filepath.Join(dir, "modules", name+".wasm"))
 	}
-	toml := nodeTOML("127.0.0.1:0", extra) // port 0: the node picks one
 	path := filepath.Join(dir, "plugins.toml")
 	os.WriteFile(path, []byte(toml), 0o644)
 	cfg, err := config.Load(path)
@@ -346,5 +360,67 @@ func TestShutdownWhileModulesQueue(t *testing.T) {
 	case <-done:
 	case <-time.After(30 * time.Second):
 		t.Fatal("the node did not stop")
+	}
+}
+
+// TestShutdownStopsHostileGuests: a node stops within 10 seconds while its
+// modules' guests sleep in a discover, loop in a discover, sleep in an
+// allocation made for a caller that does not give up, and sleep in a
+// plugin's registration (which runs under operation_timeout, not under the
+// node's context) — with call and operation timeouts of five minutes.
+func TestShutdownStopsHostileGuests(t *testing.T) {
+	toml := nodeTOML("127.0.0.1:0", `
+[handlers]
+ExamplePlugin = "dozer"
+
+[modules.dozer]
+timeout = "5m"
+
+[modules.sleeper]
+config = { fault = "sleep", resource = "example.com/sleeper" }
+timeout = "5m"
+
+[modules.looper]
+config = { fault = "loop", resource = "example.com/looper" }
+timeout = "5m"
+
+[modules.napper]
+config = { fault = "sleep", on = "allocate", resource = "example.com/napper" }
+timeout = "5m"
+`)
+	toml = strings.Replace(toml, "[host]\n", "[host]\noperation_timeout = \"5m\"\n", 1)
+	h := startTOML(t, map[string]string{"dozer": "guests/testmodules/wat/sleep_register.wasm",
+		"sleeper": "guests/testmodules/faulty", "looper": "guests/testmodules/faulty", "napper": "guests/testmodules/faulty"}, toml)
+	h.eventually("napper's devices", func() bool { r, ok := h.resource("example.com/napper"); return ok && r.Healthy == 2 })
+	allocated := make(chan error, 1)
+	go func() {
+		_, err := h.n.Devices().Allocate(context.Background(), devicemanager.AllocateRequest{
+			Namespace: "ns", Pod: "p", Container: "c", Resource: "example.com/napper", Count: 1})
+		allocated <- err
+	}()
+	testplugin.StartRegistrant(t, filepath.Join(h.dir, "reg", "dozy.sock"),
+		testplugin.Info{Type: "ExamplePlugin", Name: "dozy", Versions: []string{"v1"}})
+	for name, calls := range map[string]uint64{"sleeper": 1, "looper": 1, "napper": 2, "dozer": 1} {
+		h.eventually(name+" to be called", func() bool {
+			m := h.n.Modules().Get(name)
+			return m != nil && m.Status().Calls >= calls
+		})
+	}
+	start := time.Now()
+	if err := h.stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if el := time.Since(start); el > 10*time.Second {
+		t.Fatalf("the node took %v to stop", el)
+	} else {
+		t.Logf("stopped in %v", el.Round(time.Millisecond))
+	}
+	select {
+	case err := <-allocated:
+		if err == nil {
+			t.Fatal("an allocation from a guest asleep until shutdown succeeded")
+		}
+	case <-time.After(time.Second):
+		t.Fatal("the allocation in flight did not end with the node")
 	}
 }
