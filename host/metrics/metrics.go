@@ -74,7 +74,7 @@ func New() *Metrics {
 	m.callDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "wasmlet_module_call_duration_seconds",
 		Help: "Duration of calls into Wasm modules.", Buckets: micro}, []string{"module", "op"})
 	m.faults = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wasmlet_module_faults_total",
-		Help: "Module faults (trap, timeout, memory, exit, malformed, oversized, init, busy...), by module and fault."}, []string{"module", "fault"})
+		Help: "Module faults (trap, timeout, memory, exit, malformed, oversized, init, busy...), by module and fault; calls their caller cancelled are not counted."}, []string{"module", "fault"})
 	m.traps = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wasmlet_module_traps_total",
 		Help: "Module calls that trapped (including Go panics and stack overflows)."}, []string{"module"})
 	m.timeouts = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wasmlet_module_timeouts_total",
@@ -121,6 +121,10 @@ func (m *Metrics) Call(mod, op string, d time.Duration, fault module.Fault) {
 	result := "ok"
 	if fault != "" {
 		result = string(fault)
+	}
+	// A call its caller cancelled is not the module's fault: it is counted
+	// in calls_total only.
+	if fault != "" && fault != module.FaultCancelled {
 		m.faults.WithLabelValues(mod, string(fault)).Inc()
 		switch fault {
 		case module.FaultTrap:
