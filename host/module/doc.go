@@ -9,10 +9,15 @@
 // exhaustion, a malformed or oversized reply. A module that faults repeatedly
 // is quarantined until it is replaced.
 //
-// Calls are always interruptible: modules are compiled with wazero's
-// close-on-context-done, and each instance keeps one context and one timer for
-// its whole life, so that a per-call deadline costs two timer operations
-// rather than a context and goroutine per call (see instance).
+// Calls can always be stopped, whatever the guest is doing. Modules are
+// instrumented at load (package interrupt) to check an interrupt flag at
+// function entries and loop heads, and each instance keeps one timer for its
+// whole life, so that a per-call deadline costs two timer operations rather
+// than a context and goroutine per call. A guest asleep in WASI's
+// poll_oneoff is woken by the same stop; opening a file in a mount never
+// blocks (fs.go). Module.Call also stops the call when the caller's context
+// is cancelled, at the cost of one context.AfterFunc for contexts that can
+// be (see instance).
 //
 // Package module knows nothing of plugins or devices; module.Registry, in
 // registry.go, keeps the set of loaded modules and finds the one serving a
