@@ -154,6 +154,27 @@ func BenchmarkRoundTrip(b *testing.B) {
 	}
 }
 
+// BenchmarkWatch is what watching the caller's context adds to a call:
+// nothing for a context that cannot be cancelled, one context.AfterFunc
+// registration and its removal for one that can.
+func BenchmarkWatch(b *testing.B) {
+	cctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	in := &instance{halted: make(chan struct{})}
+	in.onCancel = func() { in.stop(haltCancelled) }
+	for _, c := range []struct {
+		name string
+		ctx  context.Context
+	}{{"background", context.Background()}, {"cancellable", cctx}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				in.unwatch(in.watch(c.ctx))
+			}
+		})
+	}
+}
+
 // BenchmarkRoundTripParallel is BenchmarkRoundTrip/wasmlet from several
 // goroutines over a pool of two instances.
 func BenchmarkRoundTripParallel(b *testing.B) {
