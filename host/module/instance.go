@@ -148,12 +148,10 @@ func (m *Module) newInstance(ctx context.Context) (*instance, error) {
 		return nil, &CallError{Module: m.opts.Name, Op: abi.OpDescribe, Fault: FaultClosed, Err: errors.New("module is unloaded")}
 	}
 	fail := func(op abi.Op, err error) (*instance, error) {
+		ce := in.fault(ctx, op, err, m.opts.InitTimeout)
 		m.drop(in)
 		in.close()
-		if ce, ok := err.(*CallError); ok {
-			return nil, ce
-		}
-		return nil, in.fault(ctx, op, err, m.opts.InitTimeout)
+		return nil, ce
 	}
 	unwatch := in.watch(ctx)
 	defer in.unwatch(unwatch)
