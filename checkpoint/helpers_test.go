@@ -12,8 +12,9 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// update rewrites the committed test data (the v1 fixture and the fuzz seed
-// corpus): go test ./checkpoint -run 'TestV1Fixture|TestFuzzSeeds' -update
+// update rewrites the committed test data (the v1 and v2 fixtures and the
+// fuzz seed corpus):
+// go test ./checkpoint -run 'TestV1Fixture|TestV2Fixture|TestFuzzSeeds' -update
 var update = flag.Bool("update", false, "rewrite the files in testdata")
 
 // when is a fixed instant so that test states encode the same every time.
