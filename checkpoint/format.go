@@ -10,6 +10,8 @@ import (
 	"io"
 	"strings"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/wasmlet/wasmlet/checkpoint/checkpointpb"
 )
 
@@ -59,31 +61,27 @@ func encode(st *State) ([]byte, error) {
 	if st == nil {
 		return nil, errors.New("encode: the State is nil")
 	}
-	// The same state always gives the same bytes (map entries are sorted),
-	// so files can be compared.
-	var z sizer
-	size := z.state(st)
+	b := make([]byte, headerSize, 4<<10)
+	copy(b, magic)
+	binary.BigEndian.PutUint32(b[8:12], FormatVersion)
+	// Deterministic: map entries are sorted, so the same state always gives
+	// the same bytes and files can be compared.
+	b, err := proto.MarshalOptions{Deterministic: true}.MarshalAppend(b, st)
+	if err != nil {
+		return nil, fmt.Errorf("encode state: %w", err)
+	}
+	size := len(b) - headerSize
 	if frameSize+size > maxFileSize {
 		return nil, fmt.Errorf("encode: the state takes %d bytes, more than the %d a checkpoint may hold", size, maxFileSize-frameSize)
 	}
-	e := encoder{b: make([]byte, headerSize, frameSize+size), sizes: z.sizes}
-	copy(e.b, magic)
-	binary.BigEndian.PutUint32(e.b[8:12], FormatVersion)
-	binary.BigEndian.PutUint64(e.b[12:20], uint64(size))
-	e.state(st)
-	if e.hasBad {
-		return nil, fmt.Errorf("encode state: a string is not valid UTF-8, which protobuf requires: %q", e.bad)
-	}
-	if len(e.b) != headerSize+size || e.next != len(z.sizes) {
-		return nil, fmt.Errorf("encode: the state was modified while it was encoded (%d bytes, then %d): encode a copy that nothing else modifies", size, len(e.b)-headerSize)
-	}
-	return binary.BigEndian.AppendUint32(e.b, crc32.Checksum(e.b, castagnoli)), nil
+	binary.BigEndian.PutUint64(b[12:20], uint64(size))
+	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli)), nil
 }
 
 // Decode parses a checkpoint file's bytes, in any format version from 1 to
 // [FormatVersion]; an older version is upgraded to the current State. Any
 // problem is a [*CorruptError] with an empty Path. The returned State does
-// not alias data; its strings share one copy of the payload.
+// not alias data.
 func Decode(data []byte) (*State, error) {
 	st, _, err := decode(data)
 	if err != nil {
@@ -109,7 +107,8 @@ func decode(data []byte) (*State, frame, error) {
 	case 1:
 		st, err = decodeV1(f.payload)
 	case 2:
-		st, err = unmarshalState(f.payload)
+		st = new(State)
+		err = proto.Unmarshal(f.payload, st)
 	}
 	if err != nil {
 		return nil, f, &CorruptError{Reason: fmt.Sprintf(

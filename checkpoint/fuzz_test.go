@@ -13,9 +13,11 @@ import (
 
 // FuzzDecode feeds Decode arbitrary bytes, both as a whole file and as the
 // payload of a well-formed frame of each format version (a fuzzer would
-// hardly ever get past the checksum otherwise). Decode must never panic,
-// must refuse with a *CorruptError, and what it accepts must encode and
-// decode back to the same state.
+// hardly ever get past the checksum otherwise). Decode must never panic; it
+// must accept exactly what the file format in doc.go allows (checked by
+// specFrame, written from that description alone, and, for a version-2
+// payload, by protobuf-go), refuse the rest with a *CorruptError, and what
+// it accepts must encode and decode back to the same state.
 //
 // The seed corpus is testdata/fuzz/FuzzDecode (rewritten by
 // `go test ./checkpoint -run TestFuzzSeeds -update`); fuzz with
@@ -24,6 +26,7 @@ func FuzzDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for i, in := range [][]byte{data, frameBytes(1, data), frameBytes(2, data), frameBytes(3, data)} {
 			st, err := Decode(in)
+			version, payload, frameOK := specFrame(in)
 			if err != nil {
 				if _, ok := err.(*CorruptError); !ok {
 					t.Fatalf("input %d: error %T (%v), want a *CorruptError", i, err, err)
@@ -31,7 +34,22 @@ func FuzzDecode(f *testing.F) {
 				if st != nil {
 					t.Fatalf("input %d: a state and an error", i)
 				}
+				if frameOK && version == 2 && proto.Unmarshal(payload, new(State)) == nil {
+					t.Fatalf("input %d: refused (%v), but its frame is good and protobuf-go decodes its payload", i, err)
+				}
 				continue
+			}
+			if !frameOK {
+				t.Fatalf("input %d: accepted, but its frame breaks the format doc.go describes", i)
+			}
+			if version == 2 {
+				want := new(State)
+				if err := proto.Unmarshal(payload, want); err != nil {
+					t.Fatalf("input %d: accepted, but protobuf-go refuses its payload: %v", i, err)
+				}
+				if !proto.Equal(st, want) {
+					t.Fatalf("input %d: decoded %v, protobuf-go decodes %v", i, st, want)
+				}
 			}
 			out, err := Encode(st)
 			if err != nil {
@@ -46,6 +64,25 @@ func FuzzDecode(f *testing.F) {
 			}
 		}
 	})
+}
+
+// specFrame checks data against the frame described in doc.go, written from
+// that description and not from format.go: the magic, a length that makes
+// the file exactly 24+N bytes, at most 256 MiB, a CRC-32C of everything
+// before it, and a version this wasmlet reads (1 or 2).
+func specFrame(data []byte) (version uint32, payload []byte, ok bool) {
+	if len(data) < 24 || len(data) > 256<<20 || string(data[:8]) != "WLTCKPT\n" {
+		return 0, nil, false
+	}
+	n := binary.BigEndian.Uint64(data[12:20])
+	if n != uint64(len(data)-24) {
+		return 0, nil, false
+	}
+	if crcCastagnoli(data[:len(data)-4]) != binary.BigEndian.Uint32(data[len(data)-4:]) {
+		return 0, nil, false
+	}
+	version = binary.BigEndian.Uint32(data[8:12])
+	return version, data[20 : len(data)-4], version == 1 || version == 2
 }
 
 type seed struct {
