@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"sync"
 	"time"
+
+	"github.com/wasmlet/wasmlet/internal/atomicfile"
 )
 
 // A Committer makes a changing state durable with group commit: whoever
@@ -64,7 +66,7 @@ type waiter struct {
 // Before its first write the Committer reads the existing file, and refuses
 // to replace one it cannot read (every Sync returns the [*CorruptError] until
 // an operator moves the file aside); it also removes temporary files
-// (PATH.tmp-*) that an earlier process left when it crashed mid-write.
+// (.NAME.*.tmp) that an earlier process left when it crashed mid-write.
 func NewCommitter(path string, snapshot func() (*State, uint64)) *Committer {
 	c := &Committer{
 		path:     path,
@@ -218,7 +220,7 @@ func (c *Committer) write(onlyIfChanged bool) (uint64, error) {
 		if _, err := Read(c.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return 0, fmt.Errorf("checkpoint: refusing to replace %s, which cannot be read: %w", c.path, err)
 		}
-		removeStaleTemps(c.path)
+		atomicfile.RemoveStale(c.path)
 		c.checked = true
 	}
 	st, gen := c.snapshot()

@@ -403,7 +403,7 @@ func TestCommitterRefusesToReplaceCorruptFile(t *testing.T) {
 
 func TestCommitterRemovesStaleTemporaryFiles(t *testing.T) {
 	dir := t.TempDir()
-	for _, name := range []string{"ck.tmp-123", "ck.tmp-456", "other.tmp-1", "ck.bad", "ck.tmp"} {
+	for _, name := range []string{".ck.123.tmp", ".ck.456.tmp", ".other.1.tmp", "ck.bad", "ck.tmp"} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte("x"), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -414,7 +414,7 @@ func TestCommitterRemovesStaleTemporaryFiles(t *testing.T) {
 	if err := c.Sync(context.Background(), s.add("ns/pod/a")); err != nil {
 		t.Fatal(err)
 	}
-	assertOnlyFiles(t, dir, "ck", "ck.bad", "ck.tmp", "other.tmp-1")
+	assertOnlyFiles(t, dir, ".other.1.tmp", "ck", "ck.bad", "ck.tmp")
 }
 
 func TestCommitterStampsGenerationAndTime(t *testing.T) {

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/wasmlet/wasmlet/internal/atomicfile"
 )
 
 const crashChildEnv = "WASMLET_CHECKPOINT_CRASH_CHILD"
@@ -108,7 +110,7 @@ func TestCrashAtAnyInstant(t *testing.T) {
 		var temps int
 		entries, _ := os.ReadDir(filepath.Dir(path))
 		for _, e := range entries {
-			if strings.HasPrefix(e.Name(), "ck.tmp-") {
+			if atomicfile.IsTemp(e.Name(), "ck") {
 				temps++
 			} else if e.Name() != "ck" {
 				t.Fatalf("round %d: unexpected file %s", round, e.Name())

@@ -73,7 +73,7 @@
 // # Writing
 //
 // [Write] replaces a file atomically: it writes a temporary file named
-// PATH.tmp-* in the same directory with mode 0600, fsyncs it, renames it over
+// .NAME.*.tmp in the same directory with mode 0600, fsyncs it, renames it over
 // PATH and fsyncs the directory, so after a crash at any instant PATH holds
 // either the previous complete file or the new one. A write that fails at any
 // step returns an error naming the path and the step, and leaves PATH as it

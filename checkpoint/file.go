@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
-	"strings"
+
+	"github.com/wasmlet/wasmlet/internal/atomicfile"
 )
 
 // Read reads and decodes the checkpoint at path, upgrading an older format
@@ -60,10 +60,11 @@ func load(path string) ([]byte, error) {
 	return data, nil
 }
 
-// Write replaces the checkpoint at path with st, atomically and durably: it
-// writes a temporary file PATH.tmp-* (mode 0600) in the same directory,
-// fsyncs it, renames it over path and fsyncs the directory. After a crash at
-// any instant path holds either its previous content or st.
+// Write replaces the checkpoint at path with st, atomically and durably,
+// with package atomicfile: it writes a temporary file .NAME.*.tmp (mode
+// 0600) in the same directory, fsyncs it, renames it over path and fsyncs
+// the directory. After a crash at any instant path holds either its previous
+// content or st.
 //
 // On failure the error names path and the step that failed ("directory ...
 // does not exist", "create a temporary file in ...", "fsync ...", ...), the
@@ -79,84 +80,11 @@ func Write(path string, st *State) error {
 	return writeFile(path, data)
 }
 
-func writeFile(path string, data []byte) (err error) {
-	fail := func(step string, err error) error {
-		return fmt.Errorf("checkpoint: write %s: %s: %w", path, step, err)
-	}
-	if path == "" || os.IsPathSeparator(path[len(path)-1]) {
-		return fail("check the path", errors.New("it does not name a file"))
-	}
-	dir, base := filepath.Dir(path), filepath.Base(path)
-	f, err := os.CreateTemp(dir, base+tempInfix+"*")
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return fail("directory "+dir+" does not exist", unwrapPath(err))
-		}
-		return fail("create a temporary file in "+dir, err)
-	}
-	tmp := f.Name()
-	closed := false
-	defer func() {
-		if err != nil {
-			if !closed {
-				f.Close()
-			}
-			os.Remove(tmp) // after a successful rename tmp is gone: this is a no-op
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		return fail("write the temporary file", err)
-	}
-	if err := f.Sync(); err != nil {
-		// After a failed fsync the kernel may have dropped the dirty pages:
-		// this file is discarded, and a retry writes a new one rather than
-		// fsyncing it again.
-		return fail("fsync the temporary file", err)
-	}
-	closed = true
-	if err := f.Close(); err != nil {
-		return fail("close the temporary file", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fail("rename the temporary file over it", err)
-	}
-	if err := syncDir(dir); err != nil {
-		return fail("fsync directory "+dir+" (the new file is in place but may not survive a crash)", err)
+func writeFile(path string, data []byte) error {
+	if err := atomicfile.Write(path, data, 0o600); err != nil {
+		return fmt.Errorf("checkpoint: write %s: %w", path, err)
 	}
 	return nil
-}
-
-// tempInfix separates the checkpoint's name from the random suffix of its
-// temporary files.
-const tempInfix = ".tmp-"
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
-// removeStaleTemps removes the temporary files an earlier process left
-// behind when it crashed while writing path. Only the sole writer of path
-// may call it. Errors are ignored: a stale file wastes space, nothing more.
-func removeStaleTemps(path string) {
-	dir, base := filepath.Dir(path), filepath.Base(path)
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return
-	}
-	prefix := base + tempInfix
-	for _, e := range entries {
-		if name := e.Name(); e.Type().IsRegular() && strings.HasPrefix(name, prefix) {
-			os.Remove(filepath.Join(dir, name))
-		}
-	}
 }
 
 // unwrapPath drops the *fs.PathError around err, whose message would repeat

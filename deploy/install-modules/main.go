@@ -7,10 +7,10 @@
 //	install-modules SRC DST
 //
 // Every *.wasm file of SRC missing from DST is copied there atomically (a
-// temporary file in DST, synced, renamed into place), so that a wasmlet
-// watching DST never sees half a module. A module already in DST is left
-// alone: the node's operator may have replaced it on purpose. The image
-// has no shell, hence a program rather than cp -n.
+// hidden temporary file in DST, synced, renamed into place, DST synced), so
+// that a wasmlet watching DST never sees half a module. A module already in
+// DST is left alone: the node's operator may have replaced it on purpose.
+// The image has no shell, hence a program rather than cp -n.
 package main
 
 import (
@@ -21,6 +21,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/wasmlet/wasmlet/internal/atomicfile"
 )
 
 func main() {
@@ -65,42 +67,15 @@ func run(src, dst string, out io.Writer) error {
 	return errors.Join(errs...)
 }
 
-// install copies src to dst through a temporary file in dst's directory.
-func install(src, dst string) (err error) {
+// install copies src to dst atomically and durably (atomicfile).
+func install(src, dst string) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	tmp, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".*.tmp")
-	if err != nil {
+	if err := atomicfile.Copy(dst, in, 0o644, nil); err != nil {
 		return fmt.Errorf("install %s: %w", dst, err)
 	}
-	defer func() {
-		if err != nil {
-			os.Remove(tmp.Name())
-		}
-	}()
-	_, err = io.Copy(tmp, in)
-	if err == nil {
-		err = tmp.Chmod(0o644)
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("install %s: %w", dst, err)
-	}
-	if err := os.Rename(tmp.Name(), dst); err != nil {
-		return fmt.Errorf("install %s: %w", dst, err)
-	}
-	d, err := os.Open(filepath.Dir(dst))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return nil
 }

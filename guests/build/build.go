@@ -147,6 +147,10 @@ func Testdata(t testing.TB, rel string) string {
 	return p
 }
 
+// cached runs build to make out, unless out exists. The compiler writes the
+// temporary file itself, so internal/atomicfile (which writes bytes it is
+// given) does not fit; a rename is enough, and no fsync is needed: a cache
+// entry lost in a crash is built again.
 func cached(out string, build func(tmp string) error) error {
 	mu.Lock()
 	defer mu.Unlock()

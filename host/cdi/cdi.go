@@ -21,6 +21,7 @@ import (
 	specs "tags.cncf.io/container-device-interface/specs-go"
 
 	"github.com/wasmlet/wasmlet/abi"
+	"github.com/wasmlet/wasmlet/internal/atomicfile"
 )
 
 // FilePrefix starts the name of every spec file wasmlet writes.
@@ -178,7 +179,7 @@ func (s *Specs) Remove(resource, providerName string) error {
 	if sp.path == "" || sp.data == nil {
 		return nil
 	}
-	if err := removeFile(sp.path); err != nil {
+	if err := atomicfile.Remove(sp.path); err != nil {
 		s.log.Error("cannot remove the CDI spec of a device source that went away", "resource", resource, "path", sp.path, "error", err)
 		return fmt.Errorf("CDI spec of %s: %w", resource, err)
 	}
@@ -205,7 +206,7 @@ func (s *Specs) sync(p *Provider, devs []abi.Device) {
 	}
 	if len(names) == 0 {
 		if sp.data != nil {
-			if err := removeFile(sp.path); err != nil {
+			if err := atomicfile.Remove(sp.path); err != nil {
 				sp.lastErr = err.Error()
 				s.log.Error("cannot remove a CDI spec that has no devices left", "resource", p.resource, "path", sp.path, "error", err)
 				return
@@ -371,61 +372,22 @@ func render(raw *specs.Spec, provider string) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// writeSpec replaces the file at path with data atomically: a temporary
-// file in the same directory, synced, validated by the CDI library as a
-// runtime will read it, renamed into place, the directory synced.
-func writeSpec(path string, data []byte) (err error) {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+// writeSpec replaces the file at path with data atomically
+// (atomicfile): a temporary file in the same directory, synced, validated
+// by the CDI library as a runtime will read it, renamed into place, the
+// directory synced.
+func writeSpec(path string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("CDI spec directory: %w", err)
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp") // ".tmp": CDI caches skip it
-	if err != nil {
-		return fmt.Errorf("CDI spec %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			os.Remove(tmp)
+	err := atomicfile.Copy(path, bytes.NewReader(data), 0o644, func(tmp string) error {
+		if _, err := cdilib.ReadSpec(tmp, 0); err != nil {
+			return fmt.Errorf("it does not validate: %w", err)
 		}
-	}()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(0o644)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
+		return nil
+	})
 	if err != nil {
-		return fmt.Errorf("CDI spec %s: write %s: %w", path, tmp, err)
-	}
-	if _, err := cdilib.ReadSpec(tmp, 0); err != nil {
-		return fmt.Errorf("CDI spec %s does not validate: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("CDI spec %s: %w", path, err)
-	}
-	return syncDir(dir)
-}
-
-func removeFile(path string) error {
-	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
 	}
 	return nil
 }

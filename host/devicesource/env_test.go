@@ -112,12 +112,7 @@ func (e *env) load(name, wasm string) *module.Module {
 		e.t.Fatal(err)
 	}
 	path := filepath.Join(e.dir, name+".wasm")
-	if err := os.WriteFile(path+".tmp", b, 0o644); err != nil {
-		e.t.Fatal(err)
-	}
-	if err := os.Rename(path+".tmp", path); err != nil {
-		e.t.Fatal(err)
-	}
+	testenv.WriteFile(e.t, path, b)
 	mod, err := e.reg.Load(context.Background(), path)
 	if err != nil {
 		e.t.Fatal(err)

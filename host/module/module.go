@@ -614,6 +614,7 @@ func (c *Cache) instrument(digest string, bin []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	// TODO(lead, at merge): write with internal/atomicfile.Write (it fsyncs the file and the directory).
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
 	if err == nil {
 		_, werr := tmp.Write(out)

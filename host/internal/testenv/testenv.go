@@ -17,6 +17,7 @@ import (
 
 	"github.com/wasmlet/wasmlet/guests/build"
 	"github.com/wasmlet/wasmlet/host/module"
+	"github.com/wasmlet/wasmlet/internal/atomicfile"
 )
 
 // ShortDir returns a new temporary directory with a short path, removed
@@ -72,17 +73,13 @@ func Eventually(t testing.TB, what string, cond func() bool) {
 	}
 }
 
-// WriteFile writes path atomically: a hidden temporary file beside it, then
-// a rename. A watcher of the directory (a device source, the module
-// directory) never sees the file half written.
+// WriteFile writes path atomically with atomicfile: a hidden temporary file
+// beside it, then a rename. A watcher of the directory (a device source, the
+// module directory) never sees the file half written.
 func WriteFile(t testing.TB, path string, data []byte) {
 	t.Helper()
-	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
+	if err := atomicfile.Write(path, data, 0o644); err != nil {
+		t.Fatalf("write %s: %v", path, err)
 	}
 }
 
