@@ -54,8 +54,22 @@
 // Handlers the handler of each plugin type, and Source how a device source
 // runs.
 //
+// # Why go-toml's unstable parser
+//
 // TOML syntax is parsed by github.com/pelletier/go-toml/v2, which also
-// enforces the TOML specification; the schema is decoded from the document
-// tree of its unstable parser, which keeps the position of every key and
-// value.
+// enforces the TOML specification; the schema is decoded from a tree built
+// from its unstable parser (tree.go), which keeps the position of every key
+// and value. go-toml's strict decoder (DisallowUnknownFields) would be less
+// code only by reporting less: it stops at the first wrong type, and
+// positions only the mistakes it finds itself — unknown keys, wrong types,
+// errors from UnmarshalText — not the checks that need more than one value
+// (a handler or source whose module is not in module_dir, backoff_max below
+// backoff_initial), so those would lose their line and column,
+// and every mistake after the first would wait for the next run. Getting
+// them back would mean finding each key again in the document, which is
+// what the tree does. The unstable package promises no compatibility
+// between versions, so go.mod pins go-toml, and gotoml_test.go pins what
+// tree.go relies on (the tree and every position of a document using each
+// construct, where syntax errors point): an upgrade that changes it fails
+// there, naming the cause.
 package config
