@@ -51,13 +51,27 @@ test:
 test-short:
 	$(GOTEST) -timeout 20m ./...
 
-# Benchmarks, six runs each, summarised as medians by benchstat. One package
-# at a time (-p 1): the checkpoint's fsync benchmarks would otherwise stall
-# every other package's file system operations.
+# Benchmarks, six runs each, summarised as medians by benchstat, written with
+# the raw output to bench/results.txt: the file README.md quotes its figures
+# from (tests/docs checks that every benchmark it names is there). One
+# package at a time (-p 1): the checkpoint's fsync benchmarks would otherwise
+# stall every other package's file system operations. BENCH_PKGS, BENCH and
+# BENCH_COUNT narrow a run; write it elsewhere (BENCH_OUT) unless it is the
+# whole set.
+BENCH_PKGS  ?= ./...
+BENCH       ?= .
+BENCH_COUNT ?= 6
+BENCH_OUT   ?= bench/results.txt
 bench:
-	@mkdir -p $(BUILD)
-	$(GOTEST) -p 1 -run '^$$' -bench . -count 6 -timeout 60m ./... | tee $(BUILD)/bench.txt
-	$(BENCHSTAT) $(BUILD)/bench.txt
+	@mkdir -p $(BUILD) $(dir $(BENCH_OUT))
+	$(GOTEST) -p 1 -run '^$$' -bench '$(BENCH)' -count $(BENCH_COUNT) -timeout 60m $(BENCH_PKGS) > $(BUILD)/bench.txt \
+		|| { cat $(BUILD)/bench.txt; exit 1; }
+	$(BENCHSTAT) $(BUILD)/bench.txt > $(BUILD)/benchstat.txt
+	{ echo "# make bench: go test -p 1 -run '^$$' -bench '$(BENCH)' -count $(BENCH_COUNT) $(BENCH_PKGS)"; \
+	  echo "# at $(VERSION); medians by benchstat, then the raw output."; echo; \
+	  cat $(BUILD)/benchstat.txt; echo; echo "# raw output"; echo; cat $(BUILD)/bench.txt; } > $(BENCH_OUT)
+	@cat $(BUILD)/benchstat.txt
+	@echo "written to $(BENCH_OUT)"
 
 # Every fuzz target for FUZZTIME each (their seed corpora also run, briefly,
 # in `make test`). A failure leaves its input in testdata/fuzz, to commit.
