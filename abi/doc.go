@@ -9,6 +9,8 @@
 // codec for every message, so that a Go guest does not link the protobuf
 // runtime.
 //
-// The package must build for GOOS=wasip1 and stay small: it imports nothing
-// but errors.
+// The package must build for GOOS=wasip1 and stay small: it imports only
+// errors, unicode/utf8 and unsafe (no fmt, strconv or reflect), which
+// TestImports checks. ABI.md's "String formats" table defines the names and
+// ids that ValidResourceName and ValidDeviceID check.
 package abi

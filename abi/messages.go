@@ -163,7 +163,7 @@ type Description struct {
 	Name               string
 	Version            string
 	PluginType         string
-	Resource           string
+	Resource           string // ValidResourceName; ABI.md, "String formats"
 	Operations         []string
 	PreStartRequired   bool
 	Summary            string
@@ -517,7 +517,7 @@ func (e *ContainerEdits) merge(b []byte) error {
 
 // Device is one device of a device source's resource.
 type Device struct {
-	ID         string
+	ID         string // ValidDeviceID; ABI.md, "String formats"
 	Health     Health
 	NUMANodes  []int64
 	Attributes map[string]string
@@ -627,7 +627,7 @@ func unmarshalDeviceIDsRequest(name string, b []byte, ids *[]string, workload *s
 
 type AllocateRequest struct {
 	DeviceIDs []string
-	Workload  string
+	Workload  string // "<namespace>/<pod>/<container>" or "": ABI.md, "String formats"
 }
 
 func (m *AllocateRequest) AppendTo(b []byte) []byte {
@@ -740,7 +740,7 @@ func (m *PreferredAllocationResponse) unmarshal(b []byte) error {
 
 type PreStartRequest struct {
 	DeviceIDs []string
-	Workload  string
+	Workload  string // as in AllocateRequest
 }
 
 func (m *PreStartRequest) AppendTo(b []byte) []byte {

@@ -1,6 +1,9 @@
 package abi
 
 import (
+	"go/parser"
+	"go/token"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -79,4 +82,28 @@ func FuzzNames(f *testing.F) {
 			t.Fatalf("device id %q accepted", s)
 		}
 	})
+}
+
+// TestImports keeps the package small for guests: what doc.go promises.
+func TestImports(t *testing.T) {
+	allowed := map[string]bool{"errors": true, "unicode/utf8": true, "unsafe": true}
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fset := token.NewFileSet()
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		file, err := parser.ParseFile(fset, f, nil, parser.ImportsOnly)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, imp := range file.Imports {
+			if path, _ := strconv.Unquote(imp.Path.Value); !allowed[path] {
+				t.Errorf("%s imports %s; package abi may import only errors, unicode/utf8 and unsafe (see doc.go)", f, path)
+			}
+		}
+	}
 }

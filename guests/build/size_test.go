@@ -6,8 +6,9 @@ import (
 )
 
 // sdkBudget is how much larger than an empty wasip1 reactor a minimal SDK
-// guest may be (DESIGN.md: "a minimal Go guest should stay near the size of
-// an empty wasip1 reactor").
+// guest may be (README.md, "Writing a module": the SDK avoids reflection and
+// the protobuf runtime, "so a module stays within a few hundred kilobytes of
+// an empty Go reactor").
 const sdkBudget = 800_000 // bytes, 0.8 MB
 
 func size(t *testing.T, dir string) int64 {

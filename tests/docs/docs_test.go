@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -185,5 +186,59 @@ func TestMarkdownLinks(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// testName is a test, fuzz target or benchmark a document cites.
+var testName = regexp.MustCompile("`((?:Test|Fuzz|Benchmark)[A-Z0-9]\\w*)")
+
+// TestDocumentsCiteExistingTests checks that every test, fuzz target and
+// benchmark the Markdown documents cite (RELIABILITY.md cites dozens) is a
+// function of some package's tests.
+func TestDocumentsCiteExistingTests(t *testing.T) {
+	have := map[string]bool{}
+	cited := map[string][]string{} // name: where
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == ".git" || d.Name() == "build" || d.Name() == "testdata") {
+			return filepath.SkipDir
+		}
+		switch {
+		case strings.HasSuffix(path, "_test.go"):
+			file, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.SkipObjectResolution)
+			if err != nil {
+				return err
+			}
+			for _, d := range file.Decls {
+				if fn, ok := d.(*ast.FuncDecl); ok && fn.Recv == nil {
+					have[fn.Name.Name] = true
+				}
+			}
+		case strings.HasSuffix(path, ".md"):
+			data, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			rel, _ := filepath.Rel(root, path)
+			for i, line := range strings.Split(string(data), "\n") {
+				for _, m := range testName.FindAllStringSubmatch(line, -1) {
+					cited[m[1]] = append(cited[m[1]], rel+":"+strconv.Itoa(i+1))
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cited) == 0 {
+		t.Fatal("no document cites a test: the pattern is broken")
+	}
+	for name, where := range cited {
+		if !have[name] {
+			t.Errorf("%s cites %s, which no package's tests define", strings.Join(where, ", "), name)
+		}
 	}
 }

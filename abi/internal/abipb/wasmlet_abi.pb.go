@@ -378,6 +378,7 @@ type Description struct {
 	// Handlers: the plugin type served, e.g. "DevicePlugin".
 	PluginType string `protobuf:"bytes,4,opt,name=plugin_type,json=pluginType,proto3" json:"plugin_type,omitempty"`
 	// Device sources: the extended resource served, e.g. "example.com/nic".
+	// Format: ABI.md, "String formats".
 	Resource string `protobuf:"bytes,5,opt,name=resource,proto3" json:"resource,omitempty"`
 	// The optional operations this module implements, by name:
 	// handlers: "validate", "register", "deregister";
@@ -697,6 +698,7 @@ type RegisterResponse struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Action Action                 `protobuf:"varint,1,opt,name=action,proto3,enum=wasmlet.abi.v1.Action" json:"action,omitempty"`
 	// ACTION_DEVICE_PLUGIN: the extended resource the plugin serves.
+	// Format: ABI.md, "String formats".
 	ResourceName string `protobuf:"bytes,2,opt,name=resource_name,json=resourceName,proto3" json:"resource_name,omitempty"`
 	// ACTION_DEVICE_PLUGIN: the device plugin socket to dial. Relative paths
 	// are resolved against the directory of plugin.socket_path; empty means
@@ -1048,7 +1050,8 @@ func (x *ContainerEdits) GetAnnotations() map[string]string {
 
 type Device struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Unique within the resource; at most 63 bytes of [A-Za-z0-9._-].
+	// Unique within the resource, e.g. "0000:00:1f.6". Format: ABI.md,
+	// "String formats".
 	Id     string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	Health Health `protobuf:"varint,2,opt,name=health,proto3,enum=wasmlet.abi.v1.Health" json:"health,omitempty"`
 	// NUMA nodes the device is attached to (empty: unknown).
@@ -1210,7 +1213,8 @@ func (x *DiscoverResponse) GetDevices() []*Device {
 type AllocateRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	DeviceIds []string               `protobuf:"bytes,1,rep,name=device_ids,json=deviceIds,proto3" json:"device_ids,omitempty"`
-	// Who the devices are for, e.g. "<pod uid>/<container name>".
+	// Who the devices are for, "<namespace>/<pod>/<container>", or empty when
+	// the host does not know (ABI.md, "String formats").
 	Workload      string `protobuf:"bytes,2,opt,name=workload,proto3" json:"workload,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1267,7 +1271,8 @@ type AllocateResponse struct {
 	Mounts      []*Mount               `protobuf:"bytes,2,rep,name=mounts,proto3" json:"mounts,omitempty"`
 	DeviceNodes []*DeviceNode          `protobuf:"bytes,3,rep,name=device_nodes,json=deviceNodes,proto3" json:"device_nodes,omitempty"`
 	Annotations map[string]string      `protobuf:"bytes,4,rep,name=annotations,proto3" json:"annotations,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	// Fully qualified CDI device names, e.g. "example.com/nic=0000:00:1f.6".
+	// Fully qualified CDI device names, e.g. "example.com/nic=0000:00:1f.6"
+	// (ABI.md, "String formats").
 	CdiDevices    []string `protobuf:"bytes,5,rep,name=cdi_devices,json=cdiDevices,proto3" json:"cdi_devices,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
