@@ -286,16 +286,23 @@ func TestUnknownFieldsAreSkipped(t *testing.T) {
 
 func TestMalformedInputIsAnError(t *testing.T) {
 	cases := map[string][]byte{
-		"truncated varint":   {0x08, 0x80},
-		"truncated length":   {0x12, 0x05, 'a'},
-		"field zero":         {0x00, 0x01},
-		"group wire type":    {0x0b},
-		"overlong varint":    {0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02},
-		"wrong type for str": {0x10, 0x01}, // field 2 (name) as varint
-		"invalid UTF-8":      {0x12, 0x02, 'a', 0xff},
-		"invalid UTF-8 list": {0x32, 0x02, 0xc3, 0x28}, // operations (6) with a broken sequence
+		"truncated varint":           {0x08, 0x80},
+		"truncated length":           {0x12, 0x05, 'a'},
+		"field zero":                 {0x00, 0x01},
+		"unterminated group":         {0x0b},
+		"lone end of group":          {0x0c},
+		"group ends another":         {0x0b, 0x14},   // starts field 1, ends field 2
+		"inner group ends the outer": []byte("CSSD"), // starts 8, 10, 10, ends 8
+		"groups too deep":            deepGroups(maxGroupDepth + 2),
+		"reserved wire type":         {0x0e},
+		"overlong varint":            {0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02},
+		"invalid UTF-8":              {0x12, 0x02, 'a', 0xff},
+		"invalid UTF-8 list":         {0x32, 0x02, 0xc3, 0x28}, // operations (6) with a broken sequence
 	}
 	for name, in := range cases {
+		if proto.Unmarshal(in, &abipb.Description{}) == nil {
+			t.Errorf("%s: protobuf-go accepts it: fix the test", name)
+		}
 		var d Description
 		err := d.Unmarshal(in)
 		if err == nil {
@@ -306,6 +313,76 @@ func TestMalformedInputIsAnError(t *testing.T) {
 			t.Errorf("%s: error %q does not name the message", name, err)
 		}
 	}
+}
+
+// deepGroups is n groups of field 9 nested in each other.
+func deepGroups(n int) []byte {
+	b := bytes.Repeat([]byte{0x4b}, n)                 // field 9, start group
+	return append(b, bytes.Repeat([]byte{0x4c}, n)...) // field 9, end group
+}
+
+// TestDecodeLikeProtobuf: odd but valid encodings decode as protobuf-go
+// decodes them. A known field with another wire type is an unknown field,
+// skipped; groups are skipped whole; the last of a repeated scalar wins; a
+// repeated integer may be packed or not; a singular message seen twice is
+// merged; a map entry may lack its key or value or hold more.
+func TestDecodeLikeProtobuf(t *testing.T) {
+	tag := func(b []byte, num, wt int) []byte { return appendTag(b, num, wt) }
+	str := func(b []byte, num int, s string) []byte { return appendStringAlways(b, num, s) }
+	msg := func(b []byte, num int, body []byte) []byte { return appendStringAlways(b, num, string(body)) }
+	varint := func(b []byte, num int, v uint64) []byte { return appendVarint(tag(b, num, wireVarint), v) }
+	group := func(b []byte, num int, body []byte) []byte {
+		return tag(append(tag(b, num, wireStartGroup), body...), num, wireEndGroup)
+	}
+	entry := func(k, v string) []byte { return str(str(nil, 1, k), 2, v) }
+	for _, c := range []struct {
+		name  string
+		which proto.Message
+		in    []byte
+	}{
+		{"string as varint", &abipb.Description{}, varint(str(nil, 2, "kept"), 2, 7)},
+		{"varint as string", &abipb.Description{}, str(varint(nil, 1, 2), 1, "x")},
+		{"bool as fixed32", &abipb.Mount{}, append(tag(nil, 3, wireFixed32), 1, 0, 0, 0)},
+		{"message as varint", &abipb.Device{}, varint(nil, 5, 1)},
+		{"repeated string as fixed64", &abipb.AllocateResponse{}, append(tag(str(nil, 5, "a"), 5, wireFixed64), 1, 2, 3, 4, 5, 6, 7, 8)},
+		{"map entry as varint", &abipb.RegisterResponse{}, varint(nil, 4, 3)},
+		{"group of an unknown field", &abipb.Description{}, group(str(nil, 2, "n"), 20, varint(str(nil, 1, "x"), 2, 3))},
+		{"group of a known field", &abipb.Description{}, group(nil, 2, nil)},
+		{"nested groups", &abipb.Plugin{}, group(nil, 9, group(group(nil, 3, nil), 4, varint(nil, 1, 1)))},
+		{"groups as deep as allowed", &abipb.Plugin{}, deepGroups(maxGroupDepth + 1)},
+		{"last scalar wins", &abipb.Description{}, varint(varint(str(str(nil, 2, "a"), 2, "b"), 1, 1), 1, 2)},
+		{"unpacked numa nodes", &abipb.Device{}, varint(varint(nil, 3, 1), 3, 1<<40)},
+		{"packed twice", &abipb.Device{}, msg(msg(nil, 3, []byte{1, 2}), 3, []byte{0x80, 0x01})},
+		{"negative numa node", &abipb.Device{}, varint(nil, 3, 1<<64-1)},
+		{"edits merged", &abipb.Device{}, msg(msg(nil, 5, msg(nil, 1, entry("A", "1"))), 5, msg(msg(nil, 1, entry("A", "2")), 4, entry("B", "3")))},
+		{"plugin merged", &abipb.ValidateRequest{}, msg(msg(nil, 1, str(nil, 1, "DevicePlugin")), 1, str(str(nil, 2, "p"), 4, "v1"))},
+		{"map entry without key or value", &abipb.AllocateResponse{}, msg(msg(nil, 1, nil), 4, str(nil, 2, "v"))},
+		{"map entry with more", &abipb.AllocateResponse{}, msg(nil, 1, varint(varint(entry("k", "v"), 9, 1), 1, 4))},
+		{"int32 from a 64-bit varint", &abipb.PreferredAllocationRequest{}, varint(nil, 3, 1<<40+5)},
+		{"enum out of range", &abipb.Error{}, varint(nil, 1, 99)},
+		{"uint32 from a 64-bit varint", &abipb.DescribeRequest{}, varint(nil, 1, 1<<33+1)},
+	} {
+		if err := proto.Unmarshal(c.in, c.which); err != nil {
+			t.Fatalf("%s: protobuf-go refuses it: %v", c.name, err)
+		}
+		ours := oursFor(c.which)
+		if err := ours.Unmarshal(c.in); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if err := sameFields(c.which.ProtoReflect(), reflect.ValueOf(ours).Elem()); err != nil {
+			t.Fatalf("%s: %v\nprotobuf-go: %v\nours: %+v", c.name, err, c.which, ours)
+		}
+	}
+}
+
+// oursFor is the hand-written twin of a generated message.
+func oursFor(m proto.Message) Message {
+	for _, p := range pairs {
+		if reflect.TypeOf(p.theirs()) == reflect.TypeOf(m) {
+			return p.ours()
+		}
+	}
+	panic(fmt.Sprintf("no twin for %T", m))
 }
 
 // TestInvalidUTF8AgreesWithProtoc: a string that is not UTF-8 is refused,
@@ -358,8 +435,10 @@ func TestEncodingIsDeterministic(t *testing.T) {
 	}
 }
 
-// FuzzDecode feeds arbitrary bytes to every decoder: none may panic, and
-// whatever decodes must re-encode to bytes that decode to the same value.
+// FuzzDecode feeds arbitrary bytes to every decoder and to protobuf-go's
+// decoder of the same message: none may panic, both must accept or both
+// refuse, what they decode must agree field by field, and what ours decodes
+// must re-encode to bytes that decode to the same value.
 func FuzzDecode(f *testing.F) {
 	f.Add(uint8(0), []byte{})
 	f.Add(uint8(13), (&Device{ID: "d0", NUMANodes: []int64{0, 1}, Attributes: map[string]string{"k": "v"},
@@ -369,8 +448,17 @@ func FuzzDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, which uint8, in []byte) {
 		p := pairs[int(which)%len(pairs)]
 		m := p.ours()
-		if err := m.Unmarshal(in); err != nil {
+		err := m.Unmarshal(in)
+		want := p.theirs()
+		werr := proto.Unmarshal(in, want)
+		if (err == nil) != (werr == nil) {
+			t.Fatalf("%T: ours: %v; protobuf-go: %v", m, err, werr)
+		}
+		if err != nil {
 			return
+		}
+		if err := sameFields(want.ProtoReflect(), reflect.ValueOf(m).Elem()); err != nil {
+			t.Fatalf("%T decodes differently: %v\nprotobuf-go: %v\nours: %+v", m, err, want, m)
 		}
 		again := p.ours()
 		if err := again.Unmarshal(m.AppendTo(nil)); err != nil {

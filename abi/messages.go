@@ -111,7 +111,7 @@ func (e *Error) Unmarshal(b []byte) error { return e.unmarshal(own(b)) }
 
 func (e *Error) unmarshal(b []byte) error {
 	*e = Error{}
-	return decode("Error", b, func(d *decoder) (err error) {
+	return decode("Error", "vb", b, func(d *decoder) (err error) {
 		switch d.num {
 		case 1:
 			var v int32
@@ -142,7 +142,7 @@ func (m *DescribeRequest) Unmarshal(b []byte) error { return m.unmarshal(own(b))
 
 func (m *DescribeRequest) unmarshal(b []byte) error {
 	*m = DescribeRequest{}
-	return decode("DescribeRequest", b, func(d *decoder) (err error) {
+	return decode("DescribeRequest", "vbb", b, func(d *decoder) (err error) {
 		switch d.num {
 		case 1:
 			var v uint64
@@ -186,7 +186,7 @@ func (m *Description) Unmarshal(b []byte) error { return m.unmarshal(own(b)) }
 
 func (m *Description) unmarshal(b []byte) error {
 	*m = Description{}
-	return decode("Description", b, func(d *decoder) (err error) {
+	return decode("Description", "vbbbbbvbv", b, func(d *decoder) (err error) {
 		switch d.num {
 		case 1:
 			var v int32
@@ -254,7 +254,7 @@ func (m *Plugin) unmarshal(b []byte) error {
 }
 
 func (m *Plugin) merge(b []byte) error {
-	return decode("Plugin", b, func(d *decoder) (err error) {
+	return decode("Plugin", "bbbbb", b, func(d *decoder) (err error) {
 		switch d.num {
 		case 1:
 			m.Type, err = d.str()
@@ -284,7 +284,7 @@ func appendPluginRequest(b []byte, p *Plugin) []byte {
 
 func unmarshalPluginRequest(name string, b []byte, p *Plugin) error {
 	*p = Plugin{}
-	return decode(name, b, func(d *decoder) error {
+	return decode(name, "b", b, func(d *decoder) error {
 		if d.num != 1 {
 			return nil
 		}
@@ -310,7 +310,7 @@ type ValidateResponse struct{}
 func (m *ValidateResponse) AppendTo(b []byte) []byte { return b }
 func (m *ValidateResponse) Unmarshal(b []byte) error { return m.unmarshal(own(b)) }
 
-func (m *ValidateResponse) unmarshal(b []byte) error { return decode("ValidateResponse", b, skip) }
+func (m *ValidateResponse) unmarshal(b []byte) error { return decode("ValidateResponse", "", b, skip) }
 
 type RegisterRequest struct{ Plugin Plugin }
 
@@ -341,7 +341,7 @@ func (m *RegisterResponse) Unmarshal(b []byte) error { return m.unmarshal(own(b)
 
 func (m *RegisterResponse) unmarshal(b []byte) error {
 	*m = RegisterResponse{}
-	return decode("RegisterResponse", b, func(d *decoder) (err error) {
+	return decode("RegisterResponse", "vbbbb", b, func(d *decoder) (err error) {
 		switch d.num {
 		case 1:
 			var v int32
@@ -374,7 +374,9 @@ type DeregisterResponse struct{}
 func (m *DeregisterResponse) AppendTo(b []byte) []byte { return b }
 func (m *DeregisterResponse) Unmarshal(b []byte) error { return m.unmarshal(own(b)) }
 
-func (m *DeregisterResponse) unmarshal(b []byte) error { return decode("DeregisterResponse", b, skip) }
+func (m *DeregisterResponse) unmarshal(b []byte) error {
+	return decode("DeregisterResponse", "", b, skip)
+}
 
 func skip(*decoder) error { return nil }
 
@@ -396,7 +398,7 @@ func (m *Mount) Unmarshal(b []byte) error { return m.unmarshal(own(b)) }
 
 func (m *Mount) unmarshal(b []byte) error {
 	*m = Mount{}
-	return decode("Mount", b, func(d *decoder) (err error) {
+	return decode("Mount", "bbv", b, func(d *decoder) (err error) {
 		switch d.num {
 		case 1:
 			m.ContainerPath, err = d.str()
@@ -425,7 +427,7 @@ func (m *DeviceNode) Unmarshal(b []byte) error { return m.unmarshal(own(b)) }
 
 func (m *DeviceNode) unmarshal(b []byte) error {
 	*m = DeviceNode{}
-	return decode("DeviceNode", b, func(d *decoder) (err error) {
+	return decode("DeviceNode", "bbb", b, func(d *decoder) (err error) {
 		switch d.num {
 		case 1:
 			m.ContainerPath, err = d.str()
@@ -500,7 +502,7 @@ func (e *ContainerEdits) unmarshal(b []byte) error {
 }
 
 func (e *ContainerEdits) merge(b []byte) error {
-	return decode("ContainerEdits", b, func(d *decoder) (err error) {
+	return decode("ContainerEdits", "bbbb", b, func(d *decoder) (err error) {
 		switch d.num {
 		case 1:
 			e.Envs, err = d.mapEntry(e.Envs)
@@ -539,7 +541,7 @@ func (m *Device) Unmarshal(b []byte) error { return m.unmarshal(own(b)) }
 
 func (m *Device) unmarshal(b []byte) error {
 	*m = Device{}
-	return decode("Device", b, func(d *decoder) (err error) {
+	return decode("Device", "bvibb", b, func(d *decoder) (err error) {
 		switch d.num {
 		case 1:
 			m.ID, err = d.str()
@@ -570,7 +572,7 @@ type DiscoverRequest struct{}
 func (m *DiscoverRequest) AppendTo(b []byte) []byte { return b }
 func (m *DiscoverRequest) Unmarshal(b []byte) error { return m.unmarshal(own(b)) }
 
-func (m *DiscoverRequest) unmarshal(b []byte) error { return decode("DiscoverRequest", b, skip) }
+func (m *DiscoverRequest) unmarshal(b []byte) error { return decode("DiscoverRequest", "", b, skip) }
 
 type DiscoverResponse struct{ Devices []Device }
 
@@ -588,7 +590,7 @@ func (m *DiscoverResponse) unmarshal(b []byte) error {
 	if n := count(b, 1); n > 0 {
 		m.Devices = make([]Device, 0, n)
 	}
-	return decode("DiscoverResponse", b, func(d *decoder) error {
+	return decode("DiscoverResponse", "b", b, func(d *decoder) error {
 		if d.num != 1 {
 			return nil
 		}
@@ -612,7 +614,7 @@ func unmarshalDeviceIDsRequest(name string, b []byte, ids *[]string, workload *s
 	if n := count(b, 1); n > 0 {
 		*ids = make([]string, 0, n)
 	}
-	return decode(name, b, func(d *decoder) (err error) {
+	return decode(name, "bb", b, func(d *decoder) (err error) {
 		switch d.num {
 		case 1:
 			var s string
@@ -661,7 +663,7 @@ func (m *AllocateResponse) Unmarshal(b []byte) error { return m.unmarshal(own(b)
 
 func (m *AllocateResponse) unmarshal(b []byte) error {
 	*m = AllocateResponse{}
-	return decode("AllocateResponse", b, func(d *decoder) (err error) {
+	return decode("AllocateResponse", "bbbbb", b, func(d *decoder) (err error) {
 		switch d.num {
 		case 1:
 			m.Envs, err = d.mapEntry(m.Envs)
@@ -699,7 +701,7 @@ func (m *PreferredAllocationRequest) unmarshal(b []byte) error {
 	if n := count(b, 1); n > 0 {
 		m.Available = make([]string, 0, n)
 	}
-	return decode("PreferredAllocationRequest", b, func(d *decoder) (err error) {
+	return decode("PreferredAllocationRequest", "bbv", b, func(d *decoder) (err error) {
 		var s string
 		switch d.num {
 		case 1:
@@ -728,7 +730,7 @@ func (m *PreferredAllocationResponse) unmarshal(b []byte) error {
 	if n := count(b, 1); n > 0 {
 		m.DeviceIDs = make([]string, 0, n)
 	}
-	return decode("PreferredAllocationResponse", b, func(d *decoder) (err error) {
+	return decode("PreferredAllocationResponse", "b", b, func(d *decoder) (err error) {
 		if d.num == 1 {
 			var s string
 			s, err = d.str()
@@ -758,4 +760,4 @@ type PreStartResponse struct{}
 func (m *PreStartResponse) AppendTo(b []byte) []byte { return b }
 func (m *PreStartResponse) Unmarshal(b []byte) error { return m.unmarshal(own(b)) }
 
-func (m *PreStartResponse) unmarshal(b []byte) error { return decode("PreStartResponse", b, skip) }
+func (m *PreStartResponse) unmarshal(b []byte) error { return decode("PreStartResponse", "", b, skip) }

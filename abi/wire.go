@@ -11,18 +11,26 @@ import (
 // kilobytes instead of the megabytes of the protobuf runtime.
 
 const (
-	wireVarint  = 0
-	wireFixed64 = 1
-	wireBytes   = 2
-	wireFixed32 = 5
+	wireVarint     = 0
+	wireFixed64    = 1
+	wireBytes      = 2
+	wireStartGroup = 3
+	wireEndGroup   = 4
+	wireFixed32    = 5
 )
+
+// maxGroupDepth is how deeply groups (the deprecated wire types 3 and 4,
+// which only unknown fields can hold here) may nest: protobuf-go's limit.
+const maxGroupDepth = 10000
 
 var (
 	errTruncated = errors.New("truncated message")
 	errOverflow  = errors.New("varint overflows 64 bits")
 	errWireType  = errors.New("unsupported wire type")
 	errFieldNum  = errors.New("invalid field number")
-	errWrongType = errors.New("field has the wrong wire type")
+	errEndGroup  = errors.New("end of group without its start")
+	errGroupEnd  = errors.New("group ended with another field number")
+	errDepth     = errors.New("groups nested too deeply")
 	errUTF8      = errors.New("string is not valid UTF-8")
 )
 
@@ -196,8 +204,12 @@ func readVarint(b []byte) (uint64, int, error) {
 }
 
 // next advances to the next field. It returns false at the end of the
-// message or on error (d.err reports which).
-func (d *decoder) next() (bool, error) {
+// message or on error.
+func (d *decoder) next() (bool, error) { return d.nextIn(maxGroupDepth) }
+
+// nextIn is next within groups that may nest depth more levels. At an end
+// of group it returns errEndGroup, with d.num its field number.
+func (d *decoder) nextIn(depth int) (bool, error) {
 	if len(d.b) == 0 {
 		return false, nil
 	}
@@ -239,6 +251,31 @@ func (d *decoder) next() (bool, error) {
 		}
 		d.buf = d.b[:l]
 		d.b = d.b[l:]
+	case wireStartGroup:
+		// Skipped whole, as protobuf-go skips it: every field up to the
+		// end of group of the same number.
+		if depth < 0 {
+			return false, errDepth
+		}
+		g := decoder{b: d.b}
+		for {
+			ok, err := g.nextIn(depth - 1)
+			if err == errEndGroup { // g read an end of group itself
+				if g.num != d.num {
+					return false, errGroupEnd
+				}
+				break
+			}
+			if err != nil {
+				return false, err
+			}
+			if !ok {
+				return false, errTruncated
+			}
+		}
+		d.b = g.b
+	case wireEndGroup:
+		return false, errEndGroup
 	default:
 		return false, errWireType
 	}
@@ -251,9 +288,6 @@ func (d *decoder) next() (bool, error) {
 // Go guest. As in proto3, a string must be valid UTF-8: what a module says
 // ends up in checkpoints, gRPC replies and logs, which all require it.
 func (d *decoder) str() (string, error) {
-	if d.wt != wireBytes {
-		return "", errWrongType
-	}
 	if len(d.buf) == 0 {
 		return "", nil
 	}
@@ -289,12 +323,7 @@ func count(b []byte, num int) int {
 	}
 }
 
-func (d *decoder) uint() (uint64, error) {
-	if d.wt != wireVarint {
-		return 0, errWrongType
-	}
-	return d.val, nil
-}
+func (d *decoder) uint() (uint64, error) { return d.val, nil }
 
 func (d *decoder) bool() (bool, error) {
 	v, err := d.uint()
@@ -306,31 +335,23 @@ func (d *decoder) int32() (int32, error) {
 	return int32(v), err
 }
 
-func (d *decoder) bytes() ([]byte, error) {
-	if d.wt != wireBytes {
-		return nil, errWrongType
-	}
-	return d.buf, nil
-}
+func (d *decoder) bytes() ([]byte, error) { return d.buf, nil }
 
 // ints reads a repeated int64 field element, packed or not.
 func (d *decoder) ints(dst []int64) ([]int64, error) {
-	switch d.wt {
-	case wireVarint:
+	if d.wt == wireVarint {
 		return append(dst, int64(d.val)), nil
-	case wireBytes:
-		b := d.buf
-		for len(b) > 0 {
-			v, n, err := readVarint(b)
-			if err != nil {
-				return dst, err
-			}
-			dst = append(dst, int64(v))
-			b = b[n:]
-		}
-		return dst, nil
 	}
-	return dst, errWrongType
+	b := d.buf
+	for len(b) > 0 {
+		v, n, err := readVarint(b)
+		if err != nil {
+			return dst, err
+		}
+		dst = append(dst, int64(v))
+		b = b[n:]
+	}
+	return dst, nil
 }
 
 // mapEntry reads one map<string,string> entry into m, creating m if needed.
@@ -340,24 +361,16 @@ func (d *decoder) mapEntry(m map[string]string) (map[string]string, error) {
 		return m, err
 	}
 	var k, v string
-	e := decoder{b: b}
-	for {
-		ok, err := e.next()
-		if err != nil {
-			return m, err
-		}
-		if !ok {
-			break
-		}
-		switch e.num {
-		case 1:
+	err = decode("map entry", "bb", b, func(e *decoder) (err error) {
+		if e.num == 1 {
 			k, err = e.str()
-		case 2:
+		} else {
 			v, err = e.str()
 		}
-		if err != nil {
-			return m, err
-		}
+		return err
+	})
+	if err != nil {
+		return m, err
 	}
 	if m == nil {
 		m = make(map[string]string)
@@ -379,9 +392,13 @@ func (e *fieldError) Error() string {
 
 func (e *fieldError) Unwrap() error { return e.err }
 
-// decode runs field over each field of b, wrapping errors with the message
-// name and field number.
-func decode(msg string, b []byte, field func(d *decoder) error) error {
+// decode runs field over each field of b that the message knows, wrapping
+// errors with the message name and field number. types gives the wire type
+// of each field number from 1: 'v' a varint, 'b' length-delimited, 'i' a
+// repeated integer (a varint, or length-delimited when packed), '-' no such
+// field. A field of another number or wire type is unknown and skipped, as
+// protobuf-go does, so field only sees what it expects.
+func decode(msg, types string, b []byte, field func(d *decoder) error) error {
 	d := decoder{b: b}
 	for {
 		ok, err := d.next()
@@ -391,8 +408,15 @@ func decode(msg string, b []byte, field func(d *decoder) error) error {
 		if !ok {
 			return nil
 		}
-		if err := field(&d); err != nil {
-			return &fieldError{msg, d.num, err}
+		if d.num > len(types) {
+			continue
+		}
+		switch t := types[d.num-1]; {
+		case t == 'v' && d.wt == wireVarint, t == 'b' && d.wt == wireBytes,
+			t == 'i' && (d.wt == wireVarint || d.wt == wireBytes):
+			if err := field(&d); err != nil {
+				return &fieldError{msg, d.num, err}
+			}
 		}
 	}
 }
