@@ -219,8 +219,14 @@ func (m *Metrics) Handler() http.Handler {
 // that it can report an address in use before anything else starts.
 func (m *Metrics) Serve(ctx context.Context, lis net.Listener) error {
 	srv := &http.Server{Handler: m.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	served := make(chan struct{})
+	defer close(served)
 	go func() {
-		<-ctx.Done()
+		select {
+		case <-ctx.Done():
+		case <-served: // Serve failed: nothing to shut down
+			return
+		}
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		srv.Shutdown(sctx)
