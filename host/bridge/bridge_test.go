@@ -55,7 +55,7 @@ func TestServeCounter(t *testing.T) {
 	k := startKubelet(t, e.kubeletDir)
 	e.counter("4")
 
-	r := k.ExpectRegister(30 * time.Second)
+	r := k.ExpectRegister()
 	if r.Req.ResourceName != counter || r.Req.Version != "v1beta1" || r.Req.Endpoint != "wasmlet-counter.sock" ||
 		!r.Req.Options.GetGetPreferredAllocationAvailable() || r.Req.Options.GetPreStartRequired() {
 		t.Fatalf("registration %v", r.Req)
@@ -140,7 +140,7 @@ func TestStreamsFollowDiscovery(t *testing.T) {
 	e.configure("dir", module.Options{Mounts: []module.Mount{{Host: data, Guest: "/data"}}}, true)
 	k := startKubelet(t, e.kubeletDir)
 	e.load("dir", build.Go(t, "host/devicesource/testdata/dirsource"))
-	k.ExpectRegister(30 * time.Second)
+	k.ExpectRegister()
 	k.WaitDevices("example.com/dir", healthy(1))
 
 	// Two more streams, as a kubelet that reconnects would have.
@@ -176,18 +176,20 @@ func TestStreamsFollowDiscovery(t *testing.T) {
 		}
 	}
 
-	// An edit alone changes the CDI spec; the kubelet is not bothered.
+	// An edit alone changes the CDI spec; the kubelet is not bothered: the
+	// next set it receives is the one of the next real change, b unhealthy.
 	put(t, data, "b", "numa=1\nenv.DIR_B=2\n")
 	eventually(t, "CDI spec rewritten", func() bool {
 		d := loadCDI(t, e.cdiDir).GetDevice("example.com/dir=b")
 		return d != nil && slices.Contains(d.ContainerEdits.Env, "DIR_B=2")
 	})
-	got := make(chan error, 1)
-	go func() { _, err := streams[0].Recv(); got <- err }()
-	select {
-	case err := <-got:
-		t.Fatalf("the kubelet was sent an unchanged device set (%v)", err)
-	case <-time.After(200 * time.Millisecond):
+	put(t, data, "b", "unhealthy\nnuma=1\nenv.DIR_B=2\n")
+	r, err := streams[0].Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Devices) != 2 || r.Devices[1].ID != "b" || r.Devices[1].Health != pluginapi.Unhealthy {
+		t.Fatalf("the kubelet was sent %v after an edit that changed no device, before b became unhealthy", r.Devices)
 	}
 }
 
@@ -201,7 +203,7 @@ func TestSourceGivesUpAndComesBack(t *testing.T) {
 	e.configure("dir", module.Options{Mounts: []module.Mount{{Host: data, Guest: "/data"}}}, true)
 	k := startKubelet(t, e.kubeletDir)
 	e.load("dir", build.Go(t, "host/devicesource/testdata/dirsource"))
-	k.ExpectRegister(30 * time.Second)
+	k.ExpectRegister()
 	k.WaitDevices("example.com/dir", healthy(1))
 
 	put(t, data, "fail", "bus error")
@@ -224,12 +226,13 @@ func TestSourceGivesUpAndComesBack(t *testing.T) {
 
 // TestKubeletRestart: a kubelet that restarts deletes the bridge's socket and
 // creates kubelet.sock again; the bridge makes its socket again and
-// registers within a second, keeping its devices. Repeated five times.
+// registers on that event (there is no resync within a test), keeping its
+// devices. Repeated five times.
 func TestKubeletRestart(t *testing.T) {
 	e := newEnv(t, envConfig{})
 	k := startKubelet(t, e.kubeletDir)
 	e.counter("4")
-	k.ExpectRegister(30 * time.Second)
+	k.ExpectRegister()
 	k.WaitDevices(counter, healthy(4))
 	// The kubelet has the registration; wait until the bridge has the reply
 	// too. (Restarted in between, the kubelet takes the reply with it: the
@@ -239,16 +242,10 @@ func TestKubeletRestart(t *testing.T) {
 	var worst time.Duration
 	for i := range 5 {
 		k.Restart()
-		r := k.ExpectRegister(5 * time.Second)
+		r := k.ExpectRegister()
 		took := r.At.Sub(k.Created())
 		worst = max(worst, took)
 		t.Logf("restart %d: registered again %v after kubelet.sock was created", i+1, took.Round(time.Microsecond))
-		// The margin: on an idle machine this takes ~1-5 ms (one fsnotify
-		// event, one socket, one Register); the second leaves room for a
-		// loaded two-core machine under the race detector.
-		if took > time.Second {
-			t.Errorf("restart %d: registered again after %v, want at most 1s", i+1, took)
-		}
 		k.WaitDevices(counter, healthy(4))
 		// At least one more: a restart whose events arrive late, after the
 		// bridge already registered with the new kubelet, is answered with a
@@ -275,15 +272,18 @@ func TestKubeletRefuses(t *testing.T) {
 	if !strings.Contains(st.LastError, "example.com/counter is not allowed on this node") || st.NextAttempt.IsZero() {
 		t.Fatalf("status %+v", st)
 	}
-	// Backoff 50ms doubling to 400ms: a handful of attempts a second, not
-	// thousands.
-	before := k.Refused()
-	time.Sleep(time.Second)
-	if n := k.Refused() - before; n < 1 || n > 8 {
-		t.Errorf("%d attempts in a second with backoff 50ms..400ms", n)
+	// Backoff 50ms doubling to 400ms: each attempt waits at least its
+	// backoff after the refusal before it (a lower bound, which a loaded
+	// machine cannot break; the attempts are not thousands a second).
+	var at []time.Time
+	eventually(t, "six refused attempts", func() bool { at = k.Refused(); return len(at) >= 6 })
+	for i, min := range []time.Duration{50, 100, 200, 400, 400} {
+		if gap := at[i+1].Sub(at[i]); gap < min*time.Millisecond {
+			t.Errorf("attempt %d came %v after the refusal of attempt %d, want at least %dms", i+2, gap, i+1, min)
+		}
 	}
 	k.Refuse("")
-	k.ExpectRegister(5 * time.Second)
+	k.ExpectRegister()
 	st = e.waitStatus(counter, "registered", func(st bridge.Status) bool { return st.State == bridge.StateRegistered })
 	if st.LastError != "" || st.Attempts != 0 || st.Registrations != 1 {
 		t.Errorf("status %+v", st)
@@ -297,7 +297,7 @@ func TestKubeletDisappearsMidStream(t *testing.T) {
 	e := newEnv(t, envConfig{})
 	k := startKubelet(t, e.kubeletDir)
 	e.counter("3")
-	k.ExpectRegister(30 * time.Second)
+	k.ExpectRegister()
 	k.WaitDevices(counter, healthy(3))
 	e.waitStatus(counter, "stream", func(st bridge.Status) bool { return st.Streams == 1 })
 
@@ -316,23 +316,20 @@ func TestKubeletDisappearsMidStream(t *testing.T) {
 	}
 
 	k.Start()
-	r := k.ExpectRegister(5 * time.Second)
-	if took := r.At.Sub(k.Created()); took > time.Second {
-		t.Errorf("registered %v after the kubelet came back, want at most 1s", took)
-	}
+	r := k.ExpectRegister() // on the event: there is no resync within a test
+	t.Logf("registered %v after the kubelet came back", r.At.Sub(k.Created()))
 	k.WaitDevices(counter, healthy(3))
 }
 
 // TestKubeletAbsentAtStart: with no kubelet.sock, the bridge serves its
 // socket and waits, without trying; the kubelet that appears gets the
-// registration at once.
+// registration on its event (there is no resync within a test).
 func TestKubeletAbsentAtStart(t *testing.T) {
 	e := newEnv(t, envConfig{})
 	e.counter("2")
 	e.waitStatus(counter, "waiting", func(st bridge.Status) bool {
 		return st.State == bridge.StateWaitingForKubelet && st.Devices == 2
 	})
-	time.Sleep(100 * time.Millisecond)
 	if st := e.status(counter); st.Attempts != 0 || st.State != bridge.StateWaitingForKubelet || st.KubeletPresent {
 		t.Fatalf("status %+v", st)
 	}
@@ -340,10 +337,8 @@ func TestKubeletAbsentAtStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	k := startKubelet(t, e.kubeletDir)
-	r := k.ExpectRegister(5 * time.Second)
-	if took := r.At.Sub(k.Created()); took > time.Second {
-		t.Errorf("registered %v after kubelet.sock appeared, want at most 1s", took)
-	}
+	r := k.ExpectRegister()
+	t.Logf("registered %v after kubelet.sock appeared", r.At.Sub(k.Created()))
 	k.WaitDevices(counter, healthy(2))
 }
 
@@ -429,7 +424,7 @@ func TestSourceGone(t *testing.T) {
 	e := newEnv(t, envConfig{})
 	k := startKubelet(t, e.kubeletDir)
 	e.counter("2")
-	k.ExpectRegister(30 * time.Second)
+	k.ExpectRegister()
 	k.WaitDevices(counter, healthy(2))
 	spec := filepath.Join(e.cdiDir, "wasmlet-example.com_counter.yaml")
 	if _, err := os.Stat(spec); err != nil {

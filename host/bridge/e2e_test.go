@@ -9,10 +9,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
-	"regexp"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -107,6 +105,7 @@ module_dir = "modules"
 api_socket = "api.sock"
 metrics_address = ""
 grace_period = "1m"
+resync_period = "1h"
 backoff_initial = "100ms"
 log_level = "debug"
 ` + extra
@@ -228,7 +227,8 @@ func resourceOf(c *api.Client, name string) *adminpb.Resource {
 // side sees the resources with the right capacity, allocates through them
 // and gets the modules' answers, device nodes, environment and CDI names
 // included; the CDI specs validate; and a restart of the kubelet side is
-// followed by a new registration within a second.
+// followed by a new registration, on its event (neither process resyncs
+// within the test).
 //
 // In plugin-registry mode the bridge registers through the kubelet side's
 // plugin registry instead, where its DevicePlugin handler module approves it.
@@ -400,78 +400,43 @@ cdi_dir = "cdi"
 			t.Fatal("the kubelet side did not create kubelet.sock again")
 		}
 	}
-	var connected time.Time
-	for deadline := created.Add(10 * time.Second); connected.IsZero(); {
-		// A new connection each time: a client whose first dial failed
-		// (the API socket not there yet) waits a second before the next.
+	// Wait until both bridged resources are connected and healthy on the
+	// kubelet side again, as its API reports: a new connection each time
+	// (a client whose first dial failed, the API socket not there yet,
+	// waits a second before the next). Neither side resyncs within the
+	// test, so this is the bridge reacting to kubelet.sock's event; how
+	// fast is BenchmarkKubeletRestart's to measure, and is logged here.
+	eventually(t, "the bridge's sources to come back on the kubelet side", func() bool {
 		c, err := api.Dial(kubelet.socket)
 		if err != nil {
 			t.Fatal(err)
 		}
-		ok := true
+		defer c.Close()
 		for name, n := range want {
-			r := resourceOf(c, name)
-			ok = ok && r != nil && r.Connected && r.Healthy == n
-		}
-		c.Close()
-		if ok {
-			connected = time.Now()
-		} else if time.Now().After(deadline) {
-			t.Fatal("the bridge's sources did not come back on the kubelet side")
-		} else {
-			time.Sleep(2 * time.Millisecond)
-		}
-	}
-	took := connected.Sub(created)
-	t.Logf("kubelet side restarted: both bridged resources connected again %v after kubelet.sock was created", took.Round(time.Microsecond))
-	// End to end, with kubelet.sock this is an fsnotify event, two Register
-	// calls, two dials back and two ListAndWatch streams — 10-60 ms here,
-	// most of it the kubelet side's own start competing for the two cores —
-	// plus polling the API every 2 ms. Through the plugin registry, the
-	// kubelet side's plugin watcher decides when to register, and it starts
-	// only once its modules are loaded (300-450 ms here): that is the
-	// kubelet's start, not the bridge's reaction. So the end-to-end figure
-	// gets a loose bound, and the bridge's own reaction (from noticing
-	// kubelet.sock to the kubelet accepting Register, which it logs) is held
-	// to the second the design promises.
-	if took > 5*time.Second {
-		t.Errorf("re-registration took %v after the kubelet restarted, want at most 5s", took)
-	}
-	// The first registration of each source after the restart.
-	re := regexp.MustCompile(`registered with the kubelet: resource=(\S+) .*since_kubelet_appeared=(\S+) registrations=(\d+)`)
-	var again [][]string
-	eventually(t, "the bridge side to log both re-registrations", func() bool {
-		again = again[:0]
-		seen := map[string]bool{}
-		for _, l := range bridgeSide.log() {
-			m := re.FindStringSubmatch(l)
-			if m == nil || seen[m[1]] {
-				continue
-			}
-			if n, _ := strconv.Atoi(m[3]); n > registeredBefore[m[1]] {
-				seen[m[1]] = true
-				again = append(again, m)
+			if r := resourceOf(c, name); r == nil || !r.Connected || r.Healthy != n {
+				return false
 			}
 		}
-		return mode == bridge.PluginRegistry || len(again) == len(want)
+		return true
 	})
-	for _, m := range again {
-		t.Logf("bridge side: %s registered again %s after it noticed kubelet.sock", m[1], m[2])
-		if d, err := time.ParseDuration(m[2]); err != nil || d > time.Second {
-			t.Errorf("%s registered again %s after the bridge noticed kubelet.sock, want at most 1s", m[1], m[2])
+	t.Logf("kubelet side restarted: both bridged resources connected again %v after kubelet.sock was created",
+		time.Since(created).Round(time.Microsecond))
+	// And the bridge side counts one more registration of each source, in
+	// either mode (through the plugin registry, once the kubelet side's
+	// plugin watcher has told it the verdict).
+	eventually(t, "the bridge side to count both re-registrations", func() bool {
+		st, err := bridgeSide.client().Status(context.Background(), &adminpb.StatusRequest{})
+		if err != nil {
+			return false
 		}
-	}
-	if mode == bridge.PluginRegistry {
-		eventually(t, "the kubelet side's verdicts recorded", func() bool {
-			n := 0
-			for _, l := range bridgeSide.log() {
-				if strings.Contains(l, "registered with the kubelet through its plugin registry") {
-					n++
-				}
+		again := 0
+		for _, b := range st.Bridged {
+			if int(b.Registrations) > registeredBefore[b.Resource] {
+				again++
 			}
-			return n >= 4 // two sources, twice
-		})
-	}
+		}
+		return again == len(want)
+	})
 	// The allocations made before the restart are still there.
 	if r := resourceOf(kubelet.client(), "example.com/dev"); r == nil || r.Allocated != 2 {
 		t.Errorf("after the restart: %v", r)

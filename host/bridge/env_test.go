@@ -87,8 +87,12 @@ func newEnv(t testing.TB, cfg envConfig) *env {
 	if e.specs, err = cdi.New(cdi.Config{Dir: e.cdiDir, Logger: log.Named("cdi")}); err != nil {
 		t.Fatal(err)
 	}
+	// No resync within a test: whatever the bridge does, an event made it
+	// do it, so a test that waits for a reaction checks that the bridge
+	// reacts to the event (how fast is BenchmarkKubeletRestart's to say).
 	e.br, err = bridge.New(bridge.Config{KubeletDir: e.kubeletDir, Registration: cfg.mode, PluginRegistryDir: e.registryDir,
-		RegisterTimeout: 2 * time.Second, BackoffInitial: cfg.backoff, BackoffMax: 8 * cfg.backoff, Logger: log.Named("bridge")})
+		RegisterTimeout: 2 * time.Second, BackoffInitial: cfg.backoff, BackoffMax: 8 * cfg.backoff,
+		ResyncPeriod: time.Hour, Logger: log.Named("bridge")})
 	if err != nil {
 		t.Fatal(err)
 	}
