@@ -16,6 +16,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"go.yaml.in/yaml/v3"
+	"k8s.io/utils/clock"
 	cdilib "tags.cncf.io/container-device-interface/pkg/cdi"
 	"tags.cncf.io/container-device-interface/pkg/parser"
 	specs "tags.cncf.io/container-device-interface/specs-go"
@@ -39,7 +40,10 @@ type Config struct {
 	// GracePeriod is how long spec files found in Dir at start wait to be
 	// claimed by a source before they are removed.
 	GracePeriod time.Duration
-	Logger      hclog.Logger
+	// Clock times the grace period and the status's times; the real clock
+	// if nil.
+	Clock  clock.WithDelayedExecution
+	Logger hclog.Logger
 }
 
 // Specs keeps one CDI spec file per device source in a directory. It is
@@ -47,7 +51,8 @@ type Config struct {
 type Specs struct {
 	dir   string
 	log   hclog.Logger
-	grace *time.Timer
+	clock clock.WithDelayedExecution
+	grace clock.Timer
 
 	mu    sync.Mutex
 	specs map[string]*spec     // by resource
@@ -83,19 +88,22 @@ func New(cfg Config) (*Specs, error) {
 	if cfg.GracePeriod <= 0 {
 		cfg.GracePeriod = DefaultGracePeriod
 	}
-	s := &Specs{dir: filepath.Clean(cfg.Dir), log: cfg.Logger, specs: map[string]*spec{}, stale: map[string]time.Time{}}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.RealClock{}
+	}
+	s := &Specs{dir: filepath.Clean(cfg.Dir), log: cfg.Logger, clock: cfg.Clock, specs: map[string]*spec{}, stale: map[string]time.Time{}}
 	entries, err := os.ReadDir(s.dir)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("CDI spec directory %s: %w", s.dir, err)
 	}
-	now := time.Now()
+	now := s.clock.Now()
 	for _, e := range entries {
 		if n := e.Name(); strings.HasPrefix(n, FilePrefix) && strings.HasSuffix(n, ".yaml") && e.Type().IsRegular() {
 			s.stale[filepath.Join(s.dir, n)] = now
 		}
 	}
 	if len(s.stale) > 0 {
-		s.grace = time.AfterFunc(cfg.GracePeriod, s.prune)
+		s.grace = s.clock.AfterFunc(cfg.GracePeriod, s.prune)
 	}
 	return s, nil
 }
@@ -235,7 +243,7 @@ func (s *Specs) sync(p *Provider, devs []abi.Device) {
 	}
 	sp.data, sp.names, sp.lastErr = data, names, ""
 	sp.writes++
-	sp.writtenAt = time.Now()
+	sp.writtenAt = s.clock.Now()
 	s.log.Debug("CDI spec written", "resource", p.resource, "path", sp.path, "devices", len(names))
 }
 
