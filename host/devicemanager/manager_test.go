@@ -65,14 +65,10 @@ func startWith(t testing.TB, dir string, cfg devicemanager.Config, answerWithin 
 	go func() { defer wg.Done(); e.srv.Serve(ctx) }()
 	e.stop = func() { cancel(); wg.Wait() }
 	t.Cleanup(e.stop)
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
-		if _, err := os.Stat(e.kubelet); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("kubelet.sock never appeared")
-		}
-	}
+	testenv.Eventually(t, "kubelet.sock to appear", func() bool {
+		_, err := os.Stat(e.kubelet)
+		return err == nil
+	})
 	return e
 }
 
@@ -85,27 +81,25 @@ func (e *env) plugin(name, resource string, devs []*pluginapi.Device, opts ...te
 	return p
 }
 
-// resource waits until the resource satisfies cond.
+// resource waits until the resource satisfies cond (a resource that does
+// not exist is the zero ResourceStatus).
 func (e *env) resource(name string, cond func(devicemanager.ResourceStatus) bool) devicemanager.ResourceStatus {
 	e.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
 	var last devicemanager.ResourceStatus
-	for time.Now().Before(deadline) {
-		found := false
+	defer func() {
+		if e.t.Failed() {
+			e.t.Logf("resource %s, last seen: %+v", name, last)
+		}
+	}()
+	testenv.Eventually(e.t, "resource "+name+" to reach the expected state", func() bool {
+		last = devicemanager.ResourceStatus{}
 		for _, r := range e.m.Resources() {
 			if r.Name == name {
-				last, found = r, true
-				if cond(r) {
-					return r
-				}
+				last = r
 			}
 		}
-		if !found && cond(devicemanager.ResourceStatus{}) {
-			return devicemanager.ResourceStatus{}
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	e.t.Fatalf("resource %s never reached the expected state; last %+v", name, last)
+		return cond(last)
+	})
 	return last
 }
 
@@ -182,11 +176,11 @@ func TestComesBackOnTheSameSocketWhileOldStreamOpen(t *testing.T) {
 	if r.Provider != "plugin:"+fresh.Path || r.ProviderSwitches != 1 {
 		t.Fatalf("%+v", r)
 	}
-	// The old plugin's stream is closed by the takeover; even if it were
-	// not, its updates would not count.
+	// The old plugin's stream is closed by the takeover, so what it sends
+	// next reaches no one.
+	old.WaitStreams(t, 0)
 	old.SetDevices(testplugin.Devices("zombie", 8))
 	old.Stop()
-	time.Sleep(100 * time.Millisecond)
 	r = e.resource("example.com/gpu", healthyCount(3))
 	for _, d := range r.Devices {
 		if !strings.HasPrefix(d.ID, "new") {
