@@ -22,26 +22,31 @@ func serve(t *testing.T, sock string) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- api.Serve(ctx, sock, api.NewBackend(api.Parts{}), logger(t)) }()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+	var returned bool
+	var serveErr error
+	testenv.Eventually(t, "the API to listen on "+sock+" (or Serve to fail)", func() bool {
 		select {
-		case err := <-done:
-			cancel()
-			return err
+		case serveErr = <-done:
+			returned = true
+			return true
 		default:
 		}
-		if c, err := net.Dial("unix", sock); err == nil {
+		c, err := net.Dial("unix", sock)
+		if err == nil {
 			c.Close()
-			t.Cleanup(func() {
-				cancel()
-				if err := <-done; err != nil {
-					t.Errorf("Serve: %v", err)
-				}
-			})
-			return nil
 		}
+		return err == nil
+	})
+	if returned {
+		cancel()
+		return serveErr
 	}
-	cancel()
-	t.Fatal("the API never listened")
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
 	return nil
 }
 

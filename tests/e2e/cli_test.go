@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
 // TestAsAUserWould runs wasmlet as the README says: the example device
@@ -41,7 +40,7 @@ config = { resource = "example.com/dev", globs = "/dev/null,/dev/zero" }
 			t.Logf("last resources output:\n%s", last)
 		}
 	}()
-	h.eventually("both sources' devices", 30*time.Second, func() bool {
+	h.eventually("both sources' devices", func() bool {
 		out, code := h.cli("-o", "json", "resources")
 		last = out
 		if code != 0 {
@@ -81,7 +80,7 @@ config = { resource = "example.com/dev", globs = "/dev/null,/dev/zero" }
 
 	// Drop a module in: it shows up in `wasmlet modules`.
 	h.install("counter", "guests/counter")
-	h.eventually("counter in wasmlet modules", 30*time.Second, func() bool {
+	h.eventually("counter in wasmlet modules", func() bool {
 		out, code := h.cli("modules")
 		return code == 0 && strings.Contains(out, "example.com/counter")
 	})

@@ -4,7 +4,9 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"maps"
 	"math/rand"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -46,25 +48,42 @@ config = { resource = "example.com/counter", count = "48" }
 	for k := 0; k < *kills; k++ {
 		h.start()
 		c := h.client()
-		h.eventually("48 healthy counters", 30*time.Second, func() bool {
+		h.eventually("48 healthy counters", func() bool {
 			r, err := c.ListResources(context.Background(), &adminpb.ListResourcesRequest{Name: "example.com/counter"})
 			return err == nil && len(r.Resources) == 1 && r.Resources[0].Healthy == 48
 		})
 		check(t, c, l, k)
 
-		// Load: 8 clients allocating and releasing, until the kill.
+		// Load: 8 clients allocating and releasing, until the kill. The
+		// allocations that survived are shared out among them to release,
+		// so that the devices do not run out after a few rounds.
 		ctx, stopLoad := context.WithCancel(context.Background())
 		var wg sync.WaitGroup
+		owned := make([][]string, 8)
+		l.mu.Lock()
+		for i, w := range slices.Sorted(maps.Keys(l.held)) {
+			owned[i%8] = append(owned[i%8], w)
+		}
+		l.mu.Unlock()
 		for w := 0; w < 8; w++ {
 			wg.Add(1)
 			base := next + w*100000
-			go func(seed int64) {
+			go func(seed int64, mine []string) {
 				defer wg.Done()
-				load(ctx, c, l, rand.New(rand.NewSource(seed)), base)
-			}(rng.Int63())
+				load(ctx, c, l, rand.New(rand.NewSource(seed)), base, mine)
+			}(rng.Int63(), owned[w])
 		}
 		next += 8 * 100000
-		time.Sleep(time.Duration(20+rng.Intn(400)) * time.Millisecond)
+		// Kill at a random moment once the load is under way.
+		l.mu.Lock()
+		acks := l.acks
+		l.mu.Unlock()
+		h.eventually("an operation acknowledged under load", func() bool {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			return l.acks > acks
+		})
+		time.Sleep(time.Duration(rng.Intn(400)) * time.Millisecond)
 		h.kill()
 		stopLoad()
 		wg.Wait()
@@ -74,9 +93,9 @@ config = { resource = "example.com/counter", count = "48" }
 	t.Logf("%d kills; %d acknowledged operations checked; %d allocations held at the end", *kills, l.acks, len(l.held))
 }
 
-// load allocates and releases until ctx is done, recording every answer.
-func load(ctx context.Context, c adminpb.AdminClient, l *ledger, rng *rand.Rand, base int) {
-	var mine []string
+// load allocates and releases until ctx is done, recording every answer;
+// mine are allocations it may release.
+func load(ctx context.Context, c adminpb.AdminClient, l *ledger, rng *rand.Rand, base int, mine []string) {
 	for i := 0; ctx.Err() == nil; i++ {
 		if len(mine) > 0 && rng.Intn(3) == 0 {
 			j := rng.Intn(len(mine))
