@@ -1,7 +1,6 @@
 package checkpoint
 
 import (
-	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -45,7 +44,7 @@ func load(path string) ([]byte, error) {
 	// read into memory.
 	fi, err := os.Stat(path)
 	if err != nil {
-		return nil, fmt.Errorf("checkpoint: read %s: %w", path, unwrapPath(err))
+		return nil, fmt.Errorf("checkpoint: %w", err) // "stat PATH: ...", "open PATH: ..."
 	}
 	if !fi.Mode().IsRegular() {
 		return nil, &CorruptError{Path: path, Reason: fmt.Sprintf("it is not a regular file but %s", describeType(fi.Mode()))}
@@ -55,7 +54,7 @@ func load(path string) ([]byte, error) {
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("checkpoint: read %s: %w", path, unwrapPath(err))
+		return nil, fmt.Errorf("checkpoint: %w", err) // "stat PATH: ...", "open PATH: ..."
 	}
 	return data, nil
 }
@@ -85,16 +84,6 @@ func writeFile(path string, data []byte) error {
 		return fmt.Errorf("checkpoint: write %s: %w", path, err)
 	}
 	return nil
-}
-
-// unwrapPath drops the *fs.PathError around err, whose message would repeat
-// the path our own message names.
-func unwrapPath(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
 }
 
 func describeType(m fs.FileMode) string {
