@@ -259,19 +259,7 @@ func TestV1Fixture(t *testing.T) {
 		{Workload: "not-a-key", Resource: "example.com/nic", DeviceIDs: []string{"nic-0"}, Envs: map[string]string{}},
 	}}
 	const fixture = "testdata/v1.ckpt"
-	data := encodeV1(t, v1)
-	if *update {
-		if err := os.WriteFile(fixture, data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	committed, err := os.ReadFile(fixture)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(committed, data) {
-		t.Fatalf("%s is not what encodeV1 writes; rerun with -update if the change is intended", fixture)
-	}
+	checkFixture(t, fixture, encodeV1(t, v1), "encodeV1 writes; rerun with -update if the change is intended")
 
 	sum, err := Verify(fixture)
 	if err != nil {
@@ -322,7 +310,18 @@ func v2FixtureState(t testing.TB) *State {
 func TestV2Fixture(t *testing.T) {
 	const fixture = "testdata/v2.ckpt"
 	st := v2FixtureState(t)
-	data := mustEncode(t, st)
+	checkFixture(t, fixture, mustEncode(t, st), "Encode writes for v2FixtureState: the version-2 encoding changed")
+	got, err := Read(fixture)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustEqual(t, got, st)
+}
+
+// checkFixture fails unless the committed file fixture holds data (written
+// by what says); -update rewrites it.
+func checkFixture(t *testing.T, fixture string, data []byte, what string) {
+	t.Helper()
 	if *update {
 		if err := os.WriteFile(fixture, data, 0o644); err != nil {
 			t.Fatal(err)
@@ -333,11 +332,6 @@ func TestV2Fixture(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(committed, data) {
-		t.Fatalf("%s is not what Encode writes for v2FixtureState: the version-2 encoding changed", fixture)
+		t.Fatalf("%s is not what %s", fixture, what)
 	}
-	got, err := Read(fixture)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mustEqual(t, got, st)
 }
