@@ -81,7 +81,7 @@ opener = { discover_interval = "50ms" }
 	}
 	h.start()
 	c := h.client()
-	h.eventually("napper's devices", 30*time.Second, func() bool {
+	h.eventually("napper's devices", func() bool {
 		r, err := c.ListResources(context.Background(), &adminpb.ListResourcesRequest{Name: "example.com/napper"})
 		return err == nil && len(r.Resources) == 1 && r.Resources[0].Healthy == 2
 	})
@@ -100,7 +100,7 @@ opener = { discover_interval = "50ms" }
 	registerapi.RegisterRegistrationServer(srv, registrant{})
 	go srv.Serve(lis)
 	defer srv.Stop()
-	h.eventually("every guest at work", 30*time.Second, func() bool {
+	h.eventually("every guest at work", func() bool {
 		logs := h.logs()
 		ms, err := c.ListModules(context.Background(), &adminpb.ListModulesRequest{})
 		if err != nil {
