@@ -20,7 +20,6 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -28,7 +27,7 @@ import (
 
 // Write replaces the file at path with data and permissions perm. See
 // [Copy].
-func Write(path string, data []byte, perm fs.FileMode) error {
+func Write(path string, data []byte, perm os.FileMode) error {
 	return Copy(path, bytes.NewReader(data), perm, nil)
 }
 
@@ -43,7 +42,7 @@ func Write(path string, data []byte, perm fs.FileMode) error {
 // was writing and where. On failure the temporary file is removed and path
 // is as it was — except when only the final directory fsync failed: then
 // path holds the new content, but may lose it in a crash.
-func Copy(path string, r io.Reader, perm fs.FileMode, check func(tmp string) error) (err error) {
+func Copy(path string, r io.Reader, perm os.FileMode, check func(tmp string) error) (err error) {
 	fail := func(step string, err error) error { return &StepError{Step: step, Err: err} }
 	if path == "" || os.IsPathSeparator(path[len(path)-1]) {
 		return fail("check the path", errors.New("it does not name a file"))
@@ -51,7 +50,7 @@ func Copy(path string, r io.Reader, perm fs.FileMode, check func(tmp string) err
 	dir, base := filepath.Dir(path), filepath.Base(path)
 	f, err := os.CreateTemp(dir, "."+base+".*"+tempSuffix)
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
+		if errors.Is(err, os.ErrNotExist) {
 			return fail("directory "+dir+" does not exist", unwrapPath(err))
 		}
 		return fail("create a temporary file in "+dir, unwrapPath(err))
@@ -101,7 +100,7 @@ func Copy(path string, r io.Reader, perm fs.FileMode, check func(tmp string) err
 // Remove removes the file at path, if it exists, and fsyncs its directory,
 // so that the removal survives a crash.
 func Remove(path string) error {
-	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
 	return syncDir(filepath.Dir(path))
@@ -154,10 +153,10 @@ func syncDir(dir string) error {
 	return err
 }
 
-// unwrapPath drops the *fs.PathError around err, whose message would repeat
+// unwrapPath drops the *os.PathError around err, whose message would repeat
 // a path that the caller's message names.
 func unwrapPath(err error) error {
-	var pe *fs.PathError
+	var pe *os.PathError
 	if errors.As(err, &pe) {
 		return pe.Err
 	}

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"testing/iotest"
 )
 
 func names(t *testing.T, dir string) []string {
@@ -95,7 +96,7 @@ func TestFailureLeavesTheFile(t *testing.T) {
 	if err := Copy(path, strings.NewReader("new"), 0o644, func(string) error { return refused }); err != refused {
 		t.Fatalf("got %v, want the check's error as it is", err)
 	}
-	broken := io.MultiReader(strings.NewReader("half"), iotestErrReader{})
+	broken := io.MultiReader(strings.NewReader("half"), iotest.ErrReader(errRead))
 	err := Copy(path, broken, 0o644, nil)
 	var se *StepError
 	if !errors.As(err, &se) || se.Step != "write the temporary file" || !errors.Is(err, errRead) {
@@ -110,10 +111,6 @@ func TestFailureLeavesTheFile(t *testing.T) {
 }
 
 var errRead = errors.New("read failed")
-
-type iotestErrReader struct{}
-
-func (iotestErrReader) Read([]byte) (int, error) { return 0, errRead }
 
 func TestWriteErrorsNameTheStep(t *testing.T) {
 	dir := t.TempDir()
