@@ -85,7 +85,7 @@ FUZZ_TARGETS := \
 	./host/module:FuzzHandlerInputs \
 	./abi:FuzzNames \
 	./host/devicemanager:FuzzRegisterRequest \
-	./cmd/wasmlet/internal/wasmfile:FuzzParse
+	./host/module/wasmbin:FuzzParse
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t##*:}; \

@@ -15,9 +15,9 @@ import (
 	"time"
 
 	"github.com/wasmlet/wasmlet/checkpoint"
-	"github.com/wasmlet/wasmlet/cmd/wasmlet/internal/wasmfile"
 	"github.com/wasmlet/wasmlet/host/config"
 	"github.com/wasmlet/wasmlet/host/module"
+	"github.com/wasmlet/wasmlet/host/module/wasmbin"
 )
 
 func configValidateCmd() *command {
@@ -250,8 +250,8 @@ func inspectInterface(r *inspectReport, path string) {
 	bin, err := readLimited(path, 256<<20)
 	if err == nil {
 		r.SHA256 = sha256hex(bin)
-		var info *wasmfile.Info
-		if info, err = wasmfile.Parse(bin); err == nil {
+		var info *wasmbin.Module
+		if info, err = wasmbin.Parse(bin); err == nil {
 			for _, e := range info.Exports {
 				r.Exports = append(r.Exports, wasmExport{Name: e.Name, Kind: string(e.Kind), Type: e.Type})
 			}

@@ -10,9 +10,11 @@
 //   - wat/: tiny hand-written modules (.wat, with the .wasm built from them by
 //     wabt's wat2wasm committed next to each) that break the ABI itself:
 //     missing exports, another ABI version, unknown imports, malformed and
-//     out-of-bounds replies; or that block in WASI: sleep.wat sleeps in
+//     out-of-bounds replies, start sections, runaway recursion, tables that
+//     grow into host memory; or that block in WASI: sleep.wat sleeps in
 //     poll_oneoff for ever, sleep_register.wat is a handler that does so in
-//     register, poll_fds.wat polls a file and stdin.
+//     register, poll_fds.wat polls a file and stdin;
+//   - malformed/: binaries whose counts and lengths lie (see its README.md).
 //
 // None of them is meant to be deployed.
 package testmodules
