@@ -85,7 +85,8 @@ FUZZ_TARGETS := \
 	./host/module:FuzzHandlerInputs \
 	./abi:FuzzNames \
 	./host/devicemanager:FuzzRegisterRequest \
-	./host/module/wasmbin:FuzzParse
+	./host/module/wasmbin:FuzzParse \
+	./host/module/internal/interrupt:FuzzInstrument
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t##*:}; \
@@ -100,7 +101,7 @@ lint:
 
 # Rebuild the committed hand-written test modules from their .wat sources.
 wat:
-	for f in guests/testmodules/wat/*.wat; do wat2wasm $$f -o $${f%.wat}.wasm; done
+	for f in guests/testmodules/wat/*.wat host/module/internal/interrupt/testdata/*.wat; do wat2wasm $$f -o $${f%.wat}.wasm; done
 
 clean:
 	rm -rf $(BUILD)

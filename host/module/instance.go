@@ -370,6 +370,10 @@ func (in *instance) fault(ctx context.Context, op abi.Op, err error, d time.Dura
 		return ce
 	}
 	switch {
+	case in.intr != nil && in.intr.Get() == interrupt.DepthExceeded:
+		ce.Fault = FaultTrap
+		ce.Err = fmt.Errorf("call depth exceeded %d (runaway recursion?)", in.m.opts.maxCallDepth())
+		return ce
 	case errors.As(err, &exit):
 		ce.Fault = FaultExit
 		ce.Err = fmt.Errorf("module exited with code %d", exit.ExitCode())

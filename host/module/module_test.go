@@ -29,6 +29,11 @@ func load(t *testing.T, path string, opts Options) *Module {
 	if opts.MemoryLimit == 0 {
 		opts.MemoryLimit = 32 << 20
 	}
+	if opts.callDepth == 0 {
+		// Every guest runs its tests at a sixteenth of the call depth limit,
+		// so that these tests show the real guests stay far below it.
+		opts.callDepth = MaxCallDepth / 16
+	}
 	opts.Cache = testCache(t)
 	m, err := Load(context.Background(), path, opts)
 	if err != nil {
@@ -88,16 +93,26 @@ func TestRefusedAtLoad(t *testing.T) {
 		{"bad_import", []string{"imports env.abort"}},
 		{"wrong_signature", []string{"export wasmlet_alloc has type (i64) -> i32, want (i32) -> i32"}},
 		{"describe_lies", []string{`declares operation "allocate" but does not export wasmlet_allocate`}},
+		{"start_loop", []string{`modules are reactors; a start section is not allowed (this one runs function 4 ("spin") when the module is instantiated)`}},
+		{"start_benign", []string{`modules are reactors; a start section is not allowed (this one runs function 4 when`}},
+		// Refused before anything but wasmbin.Parse has read them (see guests/testmodules/malformed).
+		{"../malformed/huge_function_count", []string{"is not a well-formed WebAssembly module: code section: at offset 128: a vector of 4294967295 elements cannot fit"}},
+		{"../malformed/huge_local_groups", []string{"is not a well-formed WebAssembly module: code section: at offset 164: a vector of 2147483647 elements"}},
+		{"../malformed/huge_locals", []string{"is not a well-formed WebAssembly module: code section: at offset 165: the function declares more than 50000 locals"}},
+		{"../malformed/huge_name_count", []string{"is not a well-formed WebAssembly module: custom section: at offset 237"}},
+		{"../malformed/huge_data_length", []string{"is not a well-formed WebAssembly module: data section: at offset 185: unexpected end of data: 4294967295 bytes wanted"}},
+		{"../malformed/huge_custom_section", []string{"is not a well-formed WebAssembly module: custom section: at offset 234"}},
 	}
 	for _, c := range cases {
 		t.Run(c.file, func(t *testing.T) {
-			_, err := Load(context.Background(), wat(t, c.file), Options{MemoryLimit: 1 << 20})
+			path := wat(t, c.file)
+			_, err := Load(context.Background(), path, Options{MemoryLimit: 1 << 20})
 			var le *LoadError
 			if !errors.As(err, &le) {
 				t.Fatalf("got %v, want a *LoadError", err)
 			}
 			msg := err.Error()
-			if !strings.Contains(msg, `module "`+c.file+`"`) {
+			if !strings.Contains(msg, `module "`+NameFromPath(path)+`"`) {
 				t.Errorf("error does not name the module: %s", msg)
 			}
 			for _, w := range c.want {
@@ -176,8 +191,8 @@ func TestFaultsAreContained(t *testing.T) {
 		{"go infinite loop", faulty, Options{CallTimeout: 200 * time.Millisecond, Config: map[string]string{"fault": "loop"}}, FaultTimeout, "interrupted"},
 		{"go memory bomb", faulty, Options{CallTimeout: 30 * time.Second, Config: map[string]string{"fault": "memory"}}, FaultMemory, "memory limit"},
 		{"wasm memory.grow to the limit", wat(t, "memory_grow"), Options{MemoryLimit: 4 << 20, CallTimeout: 30 * time.Second}, FaultMemory, "4 MiB memory limit"},
-		{"go stack overflow", faulty, Options{CallTimeout: 30 * time.Second, Config: map[string]string{"fault": "stack"}}, FaultMemory, ""},
-		{"wasm stack overflow", wat(t, "recurse"), Options{CallTimeout: 30 * time.Second}, FaultTrap, "stack overflow"},
+		{"go stack overflow", faulty, Options{CallTimeout: 30 * time.Second, Config: map[string]string{"fault": "stack"}}, FaultTrap, "call depth exceeded 2048"},
+		{"wasm stack overflow", wat(t, "recurse"), Options{CallTimeout: 30 * time.Second}, FaultTrap, "call depth exceeded 2048"},
 		{"module exits", faulty, Options{Config: map[string]string{"fault": "exit"}}, FaultExit, "exited with code 3"},
 		{"oversized reply", faulty, Options{MaxReply: 1 << 20, Config: map[string]string{"fault": "oversized"}}, FaultOversized, "exceeds the limit of 1 MiB"},
 		{"malformed reply", wat(t, "malformed_reply"), Options{}, FaultMalformed, "decode DiscoverResponse"},
@@ -598,5 +613,39 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
+	}
+}
+
+// TestCacheKeepsOnlyCheckedModules: an instrumented binary is cached once
+// its original passed every check, so a refused module leaves nothing that a
+// later load would trust without checking.
+func TestCacheKeepsOnlyCheckedModules(t *testing.T) {
+	dir := t.TempDir()
+	c, err := NewCache(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	entries := func() []string {
+		names, _ := filepath.Glob(filepath.Join(dir, "instrumented", "*"))
+		return names
+	}
+	for _, refused := range []string{"start_loop", "missing_exports", "../malformed/huge_locals"} {
+		if _, err := Load(context.Background(), wat(t, refused), Options{Cache: c}); err == nil {
+			t.Fatalf("%s loaded", refused)
+		}
+	}
+	if e := entries(); len(e) != 0 {
+		t.Fatalf("refused modules left %v in the cache", e)
+	}
+	for range 2 { // the second load is a cache hit
+		m, err := Load(context.Background(), wat(t, "minimal"), Options{Cache: c})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e := entries(); len(e) != 1 || !strings.HasPrefix(filepath.Base(e[0]), m.Digest()+"-v") {
+			t.Fatalf("cache entries %v", e)
+		}
+		m.Close(context.Background())
 	}
 }

@@ -60,6 +60,25 @@ type Options struct {
 	Cache *Cache
 	// Observer, when set, is told about calls, faults and instances.
 	Observer Observer
+
+	// callDepth overrides MaxCallDepth, for tests that measure guests.
+	callDepth uint32
+}
+
+// MaxCallDepth bounds a guest's call stack: a call that would take the
+// depth past it traps ("call depth exceeded"). A call adds its function's
+// weight (1 for a small function, one more per 64 parameters, locals and
+// code bytes; see package interrupt), so the limit bounds the native stack
+// wazero gives the guest: a runaway recursion faults with a few MB of it,
+// where wazero's own ceiling lets it take ~250 MB. The repository's Go and C
+// guests need at most 1,024; the tests run them at a sixteenth of the limit.
+const MaxCallDepth = 1 << 15
+
+func (o Options) maxCallDepth() uint32 {
+	if o.callDepth != 0 {
+		return o.callDepth
+	}
+	return MaxCallDepth
 }
 
 // Mount grants a module read-only access to a host directory.

@@ -28,7 +28,7 @@ func TestFaultMatrixUnderLoad(t *testing.T) {
 		{"f-loop", "loop", "timeout", "300ms"},
 		{"f-sleep", "sleep", "timeout", "300ms"},
 		{"f-memory", "memory", "memory", "10s"},
-		{"f-stack", "stack", "memory", "10s"},
+		{"f-stack", "stack", "trap", "10s"},
 		{"f-exit", "exit", "exit", "10s"},
 		{"f-oversized", "oversized", "oversized", "10s"},
 	}

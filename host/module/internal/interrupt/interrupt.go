@@ -1,5 +1,5 @@
 // Package interrupt rewrites a WebAssembly module so that the host can stop
-// it, cheaply, while it runs.
+// it, cheaply, while it runs, and so that its recursion is bounded.
 //
 // # Why
 //
@@ -11,13 +11,21 @@
 // stopped nor preempted: it holds up the host's garbage collector for as long
 // as it spins.
 //
+// wazero also lets a guest's call stack grow until its native stack reaches
+// a ceiling of about 50 MB; getting there allocates stacks of ever doubling
+// size, some 250 MB of host memory for one runaway recursion.
+//
 // # What
 //
-// Instrument adds two mutable i32 globals to the module and exports them:
+// Instrument adds three mutable i32 globals to the module and exports two:
 //
 //   - wasmlet_fuel, decremented at the start of every function and at the
 //     head of every loop;
-//   - wasmlet_interrupt, which the host sets to ask the guest to stop.
+//   - wasmlet_interrupt, which the host sets to ask the guest to stop, and
+//     which the guest sets to DepthExceeded before it traps on its call
+//     depth;
+//   - the call depth (not exported), raised by a function's weight when it
+//     starts and lowered when it returns.
 //
 // When the fuel runs out, the guest refills it, runs memory.grow 0 (which
 // leaves native code for a moment, so the Go scheduler and garbage collector
@@ -26,15 +34,30 @@
 // nanosecond. To interrupt a call the host sets both globals (fuel to 1, so the
 // check happens at the next loop head or call) from any goroutine.
 //
-// Function indices, types and imports are unchanged; only the global, export
-// and code sections grow. DWARF sections are dropped, since code offsets move.
+// The call depth is counted only in functions that call (a leaf adds one
+// frame at most). Such a function's body is wrapped in a block; every return
+// becomes a branch to that block, after which the depth is lowered, and a
+// tail call lowers it before it leaves. A function weighs more the larger
+// its frame can be (see Weight), so that the limit bounds the native stack
+// a module can use, not only its number of frames. A call that would take
+// the depth over the limit traps instead.
+//
+// Function indices, types and imports are unchanged (a type may be appended,
+// for the block of a function with several results); only the type, global,
+// export and code sections change. DWARF sections are dropped, since code
+// offsets move.
+//
+// Instrument expects a module that wazero has validated: it checks what it
+// relies on and fails rather than panics on anything else, but it does not
+// validate. Its time and output are linear in the module's size.
 package interrupt
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/wasmlet/wasmlet/host/module/wasmbin"
 )
 
 // Names of the globals Instrument exports.
@@ -43,225 +66,233 @@ const (
 	ExportInterrupt = "wasmlet_interrupt"
 )
 
+// Values of wasmlet_interrupt.
+const (
+	// Interrupted is what the host sets to stop the guest.
+	Interrupted = 1
+	// DepthExceeded is what the guest sets just before it traps because a
+	// call would take its call depth over the limit.
+	DepthExceeded = 2
+)
+
 // Version identifies the instrumentation: caches of instrumented binaries
 // must not outlive a change to it.
-const Version = 1
+const Version = 2
 
 // Fuel is the number of function entries and loop iterations between two
 // checks of the interrupt flag: small enough that a check comes well under a
 // millisecond apart, large enough that its cost vanishes.
 const Fuel = 1 << 16
 
-// Section ids.
-const (
-	secCustom   = 0
-	secImport   = 2
-	secMemory   = 5
-	secGlobal   = 6
-	secExport   = 7
-	secStart    = 8
-	secElement  = 9
-	secCode     = 10
-	secData     = 11
-	secDataCnt  = 12
-	secTag      = 13
-	kindGlobal  = 3
-	valI32      = 0x7f
-	blockVoid   = 0x40
-	opIf        = 0x04
-	opEnd       = 0x0b
-	opLoop      = 0x03
-	opGlobalGet = 0x23
-	opGlobalSet = 0x24
-)
+// FrameUnit is how many parameters, locals and bytes of code add one to a
+// function's weight (see Weight).
+const FrameUnit = 64
 
-// Instrument returns a copy of the module bin with interrupt checks. It fails
-// on a module it cannot parse, or that already uses the names it adds.
-func Instrument(bin []byte) ([]byte, error) {
-	if len(bin) < 8 || !bytes.Equal(bin[:4], []byte("\x00asm")) {
-		return nil, errors.New("not a WebAssembly module")
-	}
-	if !bytes.Equal(bin[4:8], []byte{1, 0, 0, 0}) {
-		return nil, fmt.Errorf("binary format version %v is not 1", bin[4:8])
-	}
-	type section struct {
-		id   byte
-		body []byte
-	}
-	var sections []section
-	r := reader{b: bin[8:]}
-	for !r.done() {
-		id := r.byte()
-		n := r.u32()
-		body := r.bytes(n)
-		if r.err != nil {
-			return nil, fmt.Errorf("section %d: %w", id, r.err)
-		}
-		sections = append(sections, section{id, body})
-	}
+// Weight is how much a call of a function adds to the call depth: 1, plus
+// one per FrameUnit of its parameters, locals and code bytes. A function's
+// native frame holds its parameters and locals and the values its code keeps
+// across calls, so it grows with all three; weighing by them bounds the
+// stack a module can use with large frames as well as with many small ones.
+func Weight(params, locals, codeBytes int) uint32 {
+	return uint32(1 + (params+locals+codeBytes)/FrameUnit)
+}
 
-	var importedGlobals, definedGlobals uint32
-	hasMemory := false
-	for _, s := range sections {
-		switch s.id {
-		case secImport:
-			n, err := countImportedGlobals(s.body, &hasMemory)
-			if err != nil {
-				return nil, fmt.Errorf("import section: %w", err)
-			}
-			importedGlobals = n
-		case secGlobal:
-			sr := reader{b: s.body}
-			definedGlobals = sr.u32()
-			if sr.err != nil {
-				return nil, fmt.Errorf("global section: %w", sr.err)
-			}
-		case secMemory:
-			hasMemory = true
-		}
+// Instrument returns the module m (read from a binary that wazero validated)
+// with interrupt checks and a call depth limit of maxDepth. It fails on a
+// module with a start section, without a memory, or that already uses the
+// names it adds.
+func Instrument(m *wasmbin.Module, maxDepth uint32) ([]byte, error) {
+	if m.Start >= 0 {
+		return nil, errors.New("the module has a start section")
 	}
-	if !hasMemory {
+	if len(m.Memories) == 0 {
 		return nil, errors.New("module has no memory")
 	}
-	fuel := importedGlobals + definedGlobals
-	intr := fuel + 1
+	if m.Memories[0].Is64 {
+		return nil, errors.New("64-bit memories are not supported")
+	}
+	for _, e := range m.Exports {
+		if e.Name == ExportFuel || e.Name == ExportInterrupt {
+			return nil, fmt.Errorf("the module exports %q, %w", e.Name, errReserved)
+		}
+	}
+	g := uint32(m.ImportedGlobals + m.Globals)
+	in := &instrumenter{m: m, fuel: g, intr: g + 1, depth: g + 2, maxDepth: maxDepth}
+	in.blockTypes()
+	in.check = in.fuelCheck()
 
-	out := make([]byte, 0, len(bin)+len(bin)/4)
-	out = append(out, bin[:8]...)
-	emit := func(id byte, body []byte) {
+	size := 8 + len(m.Code)*64
+	for _, s := range m.Sections {
+		size += len(s.Body) + 6
+	}
+	out := make([]byte, 0, size+size/4)
+	out = append(out, "\x00asm\x01\x00\x00\x00"...)
+	emit := func(id byte, body []byte) []byte {
 		out = append(out, id)
-		out = appendU32(out, uint32(len(body)))
-		out = append(out, body...)
+		out = wasmbin.AppendU32(out, uint32(len(body)))
+		return append(out, body...)
 	}
-	newGlobals := func(existing []byte) []byte {
-		var b []byte
-		if existing == nil {
-			b = appendU32(nil, 2)
-		} else {
-			er := reader{b: existing}
-			n := er.u32()
-			b = appendU32(nil, n+2)
-			b = append(b, er.rest()...)
-		}
-		b = append(b, valI32, 1, 0x41) // i32, mutable, i32.const
-		b = appendS32(b, Fuel)
-		b = append(b, opEnd)
-		b = append(b, valI32, 1, 0x41, 0, opEnd)
-		return b
-	}
-	wroteGlobals := false
-	for _, s := range sections {
-		switch {
-		case s.id == secCustom && strings.HasPrefix(customName(s.body), ".debug_"):
-			continue // code offsets move: stale debug info would mislead
-		case s.id == secGlobal:
-			emit(secGlobal, newGlobals(s.body))
-			wroteGlobals = true
-			continue
-		case !wroteGlobals && s.id != secCustom && after(s.id, secGlobal):
-			emit(secGlobal, newGlobals(nil))
-			wroteGlobals = true
-		}
-		switch s.id {
-		case secExport:
-			b, err := addExports(s.body, fuel, intr)
-			if err != nil {
-				return nil, fmt.Errorf("export section: %w", err)
+	// The global and export sections are rewritten, or added where they
+	// belong when the module has none.
+	added := map[byte]func([]byte) []byte{wasmbin.SecGlobal: in.globals, wasmbin.SecExport: in.exports}
+	addMissing := func(before byte) {
+		for _, id := range []byte{wasmbin.SecGlobal, wasmbin.SecExport} {
+			if f := added[id]; f != nil && (before == 0 || wasmbin.After(before, id)) {
+				out = emit(id, f(nil))
+				delete(added, id)
 			}
-			emit(secExport, b)
-		case secCode:
-			b, err := instrumentCode(s.body, fuel, intr)
+		}
+	}
+	for _, s := range m.Sections {
+		if s.ID == wasmbin.SecCustom {
+			if !strings.HasPrefix(customName(s.Body), ".debug_") { // code offsets move: stale debug info would mislead
+				out = emit(s.ID, s.Body)
+			}
+			continue
+		}
+		addMissing(s.ID)
+		switch s.ID {
+		case wasmbin.SecType:
+			out = emit(s.ID, in.types(s.Body))
+		case wasmbin.SecGlobal, wasmbin.SecExport:
+			out = emit(s.ID, added[s.ID](s.Body))
+			delete(added, s.ID)
+		case wasmbin.SecCode:
+			b, err := in.code()
 			if err != nil {
 				return nil, fmt.Errorf("code section: %w", err)
 			}
-			emit(secCode, b)
+			out = emit(s.ID, b)
 		default:
-			emit(s.id, s.body)
+			out = emit(s.ID, s.Body)
 		}
 	}
-	if !wroteGlobals {
-		emit(secGlobal, newGlobals(nil))
-	}
+	addMissing(0)
 	return out, nil
 }
 
-// order is the position of each known section in a module.
-var order = map[byte]int{1: 1, 2: 2, 3: 3, 4: 4, secMemory: 5, secTag: 6, secGlobal: 7, secExport: 8,
-	secStart: 9, secElement: 10, secDataCnt: 11, secCode: 12, secData: 13}
+var errReserved = errors.New("a name the host reserves")
 
-// after reports whether section id comes after section ref in a module.
-func after(id, ref byte) bool { return order[id] > order[ref] }
+type instrumenter struct {
+	m                 *wasmbin.Module
+	fuel, intr, depth uint32 // global indices
+	maxDepth          uint32
+	check             []byte            // the fuel check
+	blockType         map[uint32][]byte // block type of each function type's body
+	newTypes          [][]wasmbin.ValType
+	fn, body          []byte // scratch for one function
+}
 
 func customName(body []byte) string {
-	r := reader{b: body}
-	n := r.u32()
-	name := r.bytes(n)
-	if r.err != nil {
+	r := wasmbin.NewReader(body, 0)
+	name := r.Bytes(r.U32())
+	if r.Err() != nil {
 		return ""
 	}
 	return string(name)
 }
 
-func countImportedGlobals(body []byte, hasMemory *bool) (uint32, error) {
-	r := reader{b: body}
-	n := r.u32()
-	var globals uint32
-	for i := uint32(0); i < n && r.err == nil; i++ {
-		r.bytes(r.u32()) // module
-		r.bytes(r.u32()) // name
-		switch kind := r.byte(); kind {
-		case 0: // func: type index
-			r.u32()
-		case 1: // table: reftype, limits
-			r.byte()
-			r.limits()
-		case 2: // memory
-			r.limits()
-			*hasMemory = true
-		case kindGlobal: // valtype, mutability
-			r.valtype()
-			r.byte()
-			globals++
-		case 4: // tag: attribute, type index
-			r.byte()
-			r.u32()
-		default:
-			return 0, fmt.Errorf("import %d has unknown kind %d", i, kind)
+// blockTypes works out the block type that wraps the body of a function of
+// each type: empty, one value type, or (for several results) the index of a
+// type with no parameters and those results, appended when there is none.
+func (in *instrumenter) blockTypes() {
+	in.blockType = map[uint32][]byte{}
+	key := func(ts []wasmbin.ValType) string {
+		b := make([]byte, len(ts))
+		for i, t := range ts {
+			b[i] = byte(t)
+		}
+		return string(b)
+	}
+	noParams := map[string]uint32{}
+	for i := len(in.m.Types) - 1; i >= 0; i-- {
+		if t := in.m.Types[i]; len(t.Params) == 0 {
+			noParams[key(t.Results)] = uint32(i)
 		}
 	}
-	return globals, r.err
+	for _, ti := range in.m.Funcs[in.m.ImportedFuncs:] {
+		if _, ok := in.blockType[ti]; ok {
+			continue
+		}
+		res := in.m.Types[ti].Results
+		switch len(res) {
+		case 0:
+			in.blockType[ti] = []byte{wasmbin.BlockVoid}
+		case 1:
+			in.blockType[ti] = []byte{byte(res[0])}
+		default:
+			idx, ok := noParams[key(res)]
+			if !ok {
+				idx = uint32(len(in.m.Types) + len(in.newTypes))
+				in.newTypes = append(in.newTypes, res)
+				noParams[key(res)] = idx
+			}
+			in.blockType[ti] = wasmbin.AppendS32(nil, int32(idx))
+		}
+	}
 }
 
-func addExports(body []byte, fuel, intr uint32) ([]byte, error) {
-	r := reader{b: body}
-	n := r.u32()
-	entries := r.b
-	for i := uint32(0); i < n && r.err == nil; i++ {
-		name := string(r.bytes(r.u32()))
-		if name == ExportFuel || name == ExportInterrupt {
-			return nil, fmt.Errorf("the module exports %q, a name the host reserves", name)
+// types appends the block types blockTypes added to the type section.
+func (in *instrumenter) types(body []byte) []byte {
+	if len(in.newTypes) == 0 {
+		return body
+	}
+	r := wasmbin.NewReader(body, 0)
+	n := r.U32()
+	b := wasmbin.AppendU32(nil, n+uint32(len(in.newTypes)))
+	b = append(b, body[r.Offset():]...)
+	for _, res := range in.newTypes {
+		b = append(b, 0x60, 0)
+		b = wasmbin.AppendU32(b, uint32(len(res)))
+		for _, t := range res {
+			b = append(b, byte(t))
 		}
-		r.byte()
-		r.u32()
 	}
-	if r.err != nil {
-		return nil, r.err
+	return b
+}
+
+// globals appends the three globals to a global section (nil for none).
+func (in *instrumenter) globals(existing []byte) []byte {
+	var n uint32
+	var entries []byte
+	if existing != nil {
+		r := wasmbin.NewReader(existing, 0)
+		n, entries = r.U32(), existing[r.Offset():]
 	}
-	b := appendU32(nil, n+2)
+	b := wasmbin.AppendU32(nil, n+3)
+	b = append(b, entries...)
+	b = append(b, byte(wasmbin.I32), 1, wasmbin.OpI32Const) // fuel: i32, mutable, i32.const
+	b = wasmbin.AppendS32(b, Fuel)
+	b = append(b, wasmbin.OpEnd)
+	b = append(b, byte(wasmbin.I32), 1, wasmbin.OpI32Const, 0, wasmbin.OpEnd) // interrupt
+	b = append(b, byte(wasmbin.I32), 1, wasmbin.OpI32Const, 0, wasmbin.OpEnd) // depth
+	return b
+}
+
+// exports appends the exports of the fuel and interrupt globals to an
+// export section (nil for none).
+func (in *instrumenter) exports(existing []byte) []byte {
+	var n uint32
+	var entries []byte
+	if existing != nil {
+		r := wasmbin.NewReader(existing, 0)
+		n, entries = r.U32(), existing[r.Offset():]
+	}
+	b := wasmbin.AppendU32(nil, n+2)
 	b = append(b, entries...)
 	for _, e := range []struct {
 		name string
 		idx  uint32
-	}{{ExportFuel, fuel}, {ExportInterrupt, intr}} {
-		b = appendU32(b, uint32(len(e.name)))
+	}{{ExportFuel, in.fuel}, {ExportInterrupt, in.intr}} {
+		b = wasmbin.AppendU32(b, uint32(len(e.name)))
 		b = append(b, e.name...)
-		b = append(b, kindGlobal)
-		b = appendU32(b, e.idx)
+		b = append(b, 3) // global
+		b = wasmbin.AppendU32(b, e.idx)
 	}
-	return b, nil
+	return b
 }
 
-// check is the sequence inserted at function entries and loop heads:
+// fuelCheck is the sequence inserted at function entries and loop heads:
 //
 //	global.get fuel; i32.const 1; i32.sub; global.set fuel
 //	global.get fuel; i32.eqz
@@ -271,86 +302,131 @@ func addExports(body []byte, fuel, intr uint32) ([]byte, error) {
 //	  global.get interrupt
 //	  if unreachable end
 //	end
-func check(fuel, intr uint32) []byte {
-	var b []byte
-	b = append(b, opGlobalGet)
-	b = appendU32(b, fuel)
-	b = append(b, 0x41, 1, 0x6b, opGlobalSet) // i32.const 1, i32.sub
-	b = appendU32(b, fuel)
-	b = append(b, opGlobalGet)
-	b = appendU32(b, fuel)
-	b = append(b, 0x45, opIf, blockVoid) // i32.eqz, if
-	b = append(b, 0x41)
-	b = appendS32(b, Fuel)
-	b = append(b, opGlobalSet)
-	b = appendU32(b, fuel)
-	b = append(b, 0x41, 0, 0x40, 0, 0x1a) // i32.const 0, memory.grow 0, drop
-	b = append(b, opGlobalGet)
-	b = appendU32(b, intr)
-	b = append(b, opIf, blockVoid, 0x00, opEnd) // if unreachable end
-	b = append(b, opEnd)
-	return b
+func (in *instrumenter) fuelCheck() []byte {
+	b := in.getAdd(nil, in.fuel, wasmbin.OpI32Sub, 1)
+	b = append(b, wasmbin.OpGlobalGet)
+	b = wasmbin.AppendU32(b, in.fuel)
+	b = append(b, wasmbin.OpI32Eqz, wasmbin.OpIf, wasmbin.BlockVoid, wasmbin.OpI32Const)
+	b = wasmbin.AppendS32(b, Fuel)
+	b = append(b, wasmbin.OpGlobalSet)
+	b = wasmbin.AppendU32(b, in.fuel)
+	b = append(b, wasmbin.OpI32Const, 0, wasmbin.OpMemoryGrow, 0, wasmbin.OpDrop)
+	b = append(b, wasmbin.OpGlobalGet)
+	b = wasmbin.AppendU32(b, in.intr)
+	b = append(b, wasmbin.OpIf, wasmbin.BlockVoid, wasmbin.OpUnreachable, wasmbin.OpEnd)
+	return append(b, wasmbin.OpEnd)
 }
 
-func instrumentCode(body []byte, fuel, intr uint32) ([]byte, error) {
-	chk := check(fuel, intr)
-	r := reader{b: body}
-	n := r.u32()
-	// Room for a check per function and per few dozen bytes of loops: the
-	// output rarely grows past it.
-	out := make([]byte, 0, len(body)+int(n)*len(chk)+len(body)/8)
-	out = appendU32(out, n)
-	var fn []byte // one function's instrumented body, reused
-	for i := uint32(0); i < n; i++ {
-		size := r.u32()
-		src := r.bytes(size)
-		if r.err != nil {
-			return nil, fmt.Errorf("function %d: %w", i, r.err)
+// getAdd appends global.get g; i32.const v; op; global.set g.
+func (in *instrumenter) getAdd(b []byte, g uint32, op byte, v uint32) []byte {
+	b = append(b, wasmbin.OpGlobalGet)
+	b = wasmbin.AppendU32(b, g)
+	b = append(b, wasmbin.OpI32Const)
+	b = wasmbin.AppendS32(b, int32(v))
+	b = append(b, op, wasmbin.OpGlobalSet)
+	return wasmbin.AppendU32(b, g)
+}
+
+// enter raises the call depth by w and traps when it passes the limit:
+//
+//	global.get depth; i32.const w; i32.add; global.set depth
+//	global.get depth; i32.const max; i32.gt_u
+//	if i32.const DepthExceeded; global.set interrupt; unreachable end
+func (in *instrumenter) enter(b []byte, w uint32) []byte {
+	b = in.getAdd(b, in.depth, wasmbin.OpI32Add, w)
+	b = append(b, wasmbin.OpGlobalGet)
+	b = wasmbin.AppendU32(b, in.depth)
+	b = append(b, wasmbin.OpI32Const)
+	b = wasmbin.AppendS32(b, int32(in.maxDepth))
+	b = append(b, wasmbin.OpI32GtU, wasmbin.OpIf, wasmbin.BlockVoid, wasmbin.OpI32Const, DepthExceeded, wasmbin.OpGlobalSet)
+	b = wasmbin.AppendU32(b, in.intr)
+	return append(b, wasmbin.OpUnreachable, wasmbin.OpEnd)
+}
+
+func (in *instrumenter) code() ([]byte, error) {
+	m := in.m
+	out := wasmbin.AppendU32(make([]byte, 0, len(m.Code)*80), uint32(len(m.Code)))
+	for i, body := range m.Code {
+		ti := m.Funcs[m.ImportedFuncs+i]
+		fn, err := in.function(body, ti)
+		if err != nil {
+			return nil, fmt.Errorf("function %d: %w", m.ImportedFuncs+i, err)
 		}
-		var err error
-		if fn, err = instrumentFunc(fn[:0], src, chk); err != nil {
-			return nil, fmt.Errorf("function %d: %w", i, err)
-		}
-		out = appendU32(out, uint32(len(fn)))
+		out = wasmbin.AppendU32(out, uint32(len(fn)))
 		out = append(out, fn...)
-	}
-	if !r.done() {
-		return nil, errors.New("trailing bytes")
 	}
 	return out, nil
 }
 
-// instrumentFunc appends to out one function body, fn, with chk inserted
-// after the locals and after every loop instruction.
-func instrumentFunc(out, fn []byte, chk []byte) ([]byte, error) {
-	r := reader{b: fn}
-	groups := r.u32()
-	for i := uint32(0); i < groups; i++ {
-		r.u32()
-		r.valtype()
+// function instruments one function body of type ti.
+func (in *instrumenter) function(body wasmbin.Body, ti uint32) ([]byte, error) {
+	w := Weight(len(in.m.Types[ti].Params), int(body.NumLocals), len(body.Code))
+	code := body.Code
+	r := wasmbin.NewReader(code, body.Offset+len(body.Locals))
+	b := in.body[:0]
+	start, open, calls := 0, 0, false
+	// copy emits the instructions read since the last rewrite, up to at.
+	copyTo := func(at int) {
+		b = append(b, code[start:at]...)
+		start = at
 	}
-	if r.err != nil {
-		return nil, fmt.Errorf("locals: %w", r.err)
+	for !r.Done() {
+		at := r.Offset()
+		op, _ := r.Instr()
+		if r.Err() != nil {
+			return nil, r.Err()
+		}
+		switch op {
+		case wasmbin.OpBlock, wasmbin.OpIf, wasmbin.OpTry, wasmbin.OpTryTable:
+			open++
+		case wasmbin.OpLoop:
+			open++
+			copyTo(r.Offset())
+			b = append(b, in.check...)
+		case wasmbin.OpEnd, wasmbin.OpDelegate:
+			open--
+		case wasmbin.OpReturn:
+			// A branch to the function's outermost block: to the block
+			// that lowers the depth, or, in a function that does not
+			// count it, to the function's end, which returns.
+			copyTo(at)
+			b = append(b, wasmbin.OpBr)
+			b = wasmbin.AppendU32(b, uint32(open))
+			start = r.Offset()
+		case wasmbin.OpCall, wasmbin.OpCallIndirect, wasmbin.OpCallRef:
+			calls = true
+		case wasmbin.OpReturnCall, wasmbin.OpReturnCallIndirect, wasmbin.OpReturnCallRef:
+			// The callee takes this frame's place: lower the depth first.
+			calls = true
+			copyTo(at)
+			b = in.getAdd(b, in.depth, wasmbin.OpI32Sub, w)
+		}
+		if open < 0 {
+			if !r.Done() {
+				return nil, fmt.Errorf("at offset %d: code after the function's end", r.FileOffset())
+			}
+			break
+		}
 	}
-	localsEnd := len(fn) - len(r.b)
-	out = append(out, fn[:localsEnd]...)
-	out = append(out, chk...)
-	start := localsEnd
-	for !r.done() {
-		at := len(fn) - len(r.b)
-		op := r.byte()
-		if err := skipImmediates(&r, op); err != nil {
-			return nil, fmt.Errorf("instruction 0x%02x at offset %d: %w", op, at, err)
-		}
-		if r.err != nil {
-			return nil, fmt.Errorf("instruction 0x%02x at offset %d: %w", op, at, r.err)
-		}
-		if op == opLoop {
-			end := len(fn) - len(r.b)
-			out = append(out, fn[start:end]...)
-			out = append(out, chk...)
-			start = end
-		}
+	if open >= 0 {
+		return nil, errors.New("the function body is not closed")
 	}
-	return append(out, fn[start:]...), nil
+	copyTo(len(code) - 1) // all but the function's end
+	in.body = b
+
+	fn := append(in.fn[:0], body.Locals...)
+	fn = append(fn, in.check...)
+	if calls {
+		fn = in.enter(fn, w)
+		fn = append(fn, wasmbin.OpBlock)
+		fn = append(fn, in.blockType[ti]...)
+		fn = append(fn, b...)
+		fn = append(fn, wasmbin.OpEnd)
+		fn = in.getAdd(fn, in.depth, wasmbin.OpI32Sub, w)
+	} else {
+		fn = append(fn, b...)
+	}
+	fn = append(fn, wasmbin.OpEnd)
+	in.fn = fn
+	return fn, nil
 }
