@@ -77,14 +77,6 @@ type Node struct {
 	ready       atomic.Bool
 }
 
-// moduleChange is a module file that appeared, changed or went; or, with
-// barrier set, a request to say when every change before it was applied.
-type moduleChange struct {
-	path    string
-	removed bool
-	barrier chan struct{}
-}
-
 // New builds a node from its configuration. It creates the directories it
 // needs and restores the checkpoint; it starts nothing.
 func New(cfg *config.Config, log hclog.Logger) (*Node, error) {
@@ -339,30 +331,6 @@ func (n *Node) queueLoad(ch moduleChange) {
 	select {
 	case n.loads <- ch:
 	case <-n.stopping:
-	}
-}
-
-// loadModules applies module file changes one at a time: a load may compile
-// for a second, and must not hold up the watcher.
-func (n *Node) loadModules(ctx context.Context) error {
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case ch := <-n.loads:
-			n.load(ctx, ch)
-		}
-	}
-}
-
-func (n *Node) load(ctx context.Context, ch moduleChange) {
-	switch {
-	case ch.barrier != nil:
-		close(ch.barrier)
-	case ch.removed:
-		n.modules.Unload(module.NameFromPath(ch.path))
-	default:
-		n.modules.Load(ctx, ch.path) // the registry logs and reports refusals
 	}
 }
 

@@ -73,17 +73,31 @@ memory = "64MiB"
 `, metricsAddr, extra)
 }
 
+// startOption adds to what start sets up.
+type startOption func(*startOptions)
+
+type startOptions struct {
+	log io.Writer // also gets the node's log, at debug level
+}
+
+// withLog copies the node's log, at debug level, to w.
+func withLog(w io.Writer) startOption { return func(o *startOptions) { o.log = w } }
+
 // start runs a node on a plugins.toml written into a fresh directory, with
 // the given modules (name → guest directory, or .wasm file) in its module
 // directory.
-func start(t *testing.T, modules map[string]string, extra string) *harness {
+func start(t *testing.T, modules map[string]string, extra string, options ...startOption) *harness {
 	t.Helper()
-	return startTOML(t, modules, nodeTOML("127.0.0.1:0", extra)) // port 0: the node picks one
+	return startTOML(t, modules, nodeTOML("127.0.0.1:0", extra), options...) // port 0: the node picks one
 }
 
 // startTOML is start on the given plugins.toml.
-func startTOML(t *testing.T, modules map[string]string, toml string) *harness {
+func startTOML(t *testing.T, modules map[string]string, toml string, options ...startOption) *harness {
 	t.Helper()
+	var o startOptions
+	for _, opt := range options {
+		opt(&o)
+	}
 	dir := testenv.ShortDir(t)
 	h := &harness{t: t, dir: dir, done: make(chan error, 1)}
 	os.MkdirAll(filepath.Join(dir, "modules"), 0o755)
@@ -106,6 +120,9 @@ func startTOML(t *testing.T, modules map[string]string, toml string) *harness {
 	}
 	h.cfg = cfg
 	log := hclog.New(&hclog.LoggerOptions{Level: hclog.Info, Output: testenv.Writer{T: t}})
+	if o.log != nil {
+		log = hclog.New(&hclog.LoggerOptions{Level: hclog.Debug, Output: io.MultiWriter(testenv.Writer{T: t}, o.log)})
+	}
 	n, err := New(cfg, log)
 	if err != nil {
 		t.Fatal(err)

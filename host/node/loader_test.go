@@ -1,0 +1,165 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/wasmlet/wasmlet/guests/build"
+	"github.com/wasmlet/wasmlet/host/devicemanager"
+	"github.com/wasmlet/wasmlet/host/internal/testenv"
+)
+
+// syncBuffer collects a node's log lines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) count(sub string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return strings.Count(s.b.String(), sub)
+}
+
+func testModule(t *testing.T, rel string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(build.Testdata(t, "guests/testmodules/"+rel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+const slowTOML = `
+[modules.slow]
+config = { fault = "slowinit", delay_ms = "5000", resource = "example.com/slow" }
+`
+
+// TestSlowLoadDoesNotHoldUpOthers: a module file whose initialisation takes
+// five seconds loads beside a module dropped in after it, which is served at
+// once rather than after the slow one.
+func TestSlowLoadDoesNotHoldUpOthers(t *testing.T) {
+	var log syncBuffer
+	// slow.wasm starts as a quick module (the configuration names it, so
+	// its file must exist), then becomes the slow one.
+	h := start(t, map[string]string{"slow": "guests/testmodules/wat/minimal.wasm"}, slowTOML, withLog(&log))
+	path := filepath.Join(h.dir, "modules", "slow.wasm")
+	testenv.WriteFile(t, path, slowModule(t))
+	h.eventually("the slow load under way", func() bool { return log.count("loading module: path="+path) == 2 })
+	testenv.WriteFile(t, filepath.Join(h.dir, "modules", "quick.wasm"), testModule(t, "wat/mirror.wasm"))
+	h.eventually("quick loaded", func() bool { return h.n.Modules().Get("quick") != nil })
+	if log.count("module load finished: path="+path) != 1 {
+		t.Fatal("the slow module finished first: loads were not concurrent")
+	}
+	h.eventually("slow loaded", func() bool {
+		m := h.n.Modules().Get("slow")
+		return m != nil && m.Serves() == "example.com/slow"
+	})
+}
+
+func slowModule(t *testing.T) []byte {
+	b, err := os.ReadFile(build.Go(t, "guests/testmodules/faulty"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestChangesToOneFileApplyInOrder: a file replaced while its previous
+// version is still loading ends up served in its last version, whichever
+// load would finish first.
+func TestChangesToOneFileApplyInOrder(t *testing.T) {
+	var log syncBuffer
+	h := start(t, map[string]string{"slow": "guests/testmodules/wat/mirror.wasm"}, slowTOML, withLog(&log))
+	path := filepath.Join(h.dir, "modules", "slow.wasm")
+	testenv.WriteFile(t, path, slowModule(t))
+	h.eventually("the slow load under way", func() bool { return log.count("loading module: path="+path) == 2 })
+	testenv.WriteFile(t, path, testModule(t, "wat/minimal.wasm")) // quick to load, but last
+	h.eventually("every load done", func() bool { return log.count("module load finished: path="+path) == 3 })
+	if m := h.n.Modules().Get("slow"); m == nil || m.Serves() != "example.com/wat" {
+		t.Fatalf("serving %v, want the last file (minimal.wat)", m)
+	}
+}
+
+// TestHostileModulesBesideGoodOnes starts a node with every hostile module
+// that attacks the bytes or the start of a module, and recursion, next to
+// good ones: the node becomes ready (a start function that loops used to
+// wedge the loader), each file is refused with a reason naming the problem,
+// the recursion faults with its call depth and is quarantined, and the good
+// modules serve throughout.
+func TestHostileModulesBesideGoodOnes(t *testing.T) {
+	modules := map[string]string{
+		"counter":      "guests/counter",
+		"start_loop":   "guests/testmodules/wat/start_loop.wasm",
+		"start_benign": "guests/testmodules/wat/start_benign.wasm",
+		"recurse":      "guests/testmodules/wat/recurse.wasm",
+	}
+	refused := map[string]string{
+		"start_loop":   `modules are reactors; a start section is not allowed (this one runs function 4 ("spin")`,
+		"start_benign": "modules are reactors; a start section is not allowed (this one runs function 4 when",
+	}
+	malformed, _ := filepath.Glob(filepath.Join(filepath.Dir(build.Testdata(t, "guests/testmodules/doc.go")), "malformed", "*.wasm"))
+	for _, p := range malformed {
+		name := strings.TrimSuffix(filepath.Base(p), ".wasm")
+		modules[name] = "guests/testmodules/malformed/" + filepath.Base(p)
+		refused[name] = "is not a well-formed WebAssembly module: "
+	}
+	if len(malformed) < 6 {
+		t.Fatalf("malformed modules: %v", malformed)
+	}
+	h := start(t, modules, `
+[modules.counter]
+config = { resource = "example.com/counter", count = "2" }
+
+[modules.recurse]
+quarantine_after = 3
+
+[sources]
+recurse = { discover_interval = "50ms" }
+`)
+
+	for _, info := range h.n.Modules().List() {
+		want, ok := refused[info.Name]
+		if !ok {
+			continue
+		}
+		delete(refused, info.Name)
+		if info.Module != nil || info.Err == nil || !strings.Contains(info.Err.Error(), want) ||
+			!strings.Contains(info.Err.Error(), `module "`+info.Name+`"`) {
+			t.Errorf("%s: loaded %v, error %v; want refused saying %q", info.Name, info.Module != nil, info.Err, want)
+		}
+	}
+	for name := range refused {
+		t.Errorf("%s: not tried at start", name)
+	}
+
+	h.eventually("recurse quarantined", func() bool {
+		m := h.n.Modules().Get("recurse")
+		return m != nil && m.Status().Quarantined
+	})
+	if st := h.n.Modules().Get("recurse").Status(); !strings.Contains(st.LastFault, "trap: call depth exceeded 32768") {
+		t.Errorf("recurse: last fault %q", st.LastFault)
+	}
+	for res, n := range map[string]int{"example.com/counter": 2} {
+		h.eventually(res+" healthy", func() bool { r, ok := h.resource(res); return ok && r.Healthy == n })
+		if _, err := h.n.Devices().Allocate(context.Background(), devicemanager.AllocateRequest{
+			Namespace: "ns", Pod: "p", Container: res, Resource: res, Count: 1}); err != nil {
+			t.Errorf("allocate %s: %v", res, err)
+		}
+	}
+	h.metricsHave(`wasmlet_module_faults_total{fault="trap",module="recurse"} 3`, `wasmlet_module_quarantined{module="recurse"} 1`)
+	if err := h.stop(); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+}
