@@ -123,6 +123,12 @@ func TestModuleInspectRefused(t *testing.T) {
 		{"describe_lies", []string{`  - declares operation "allocate" but does not export wasmlet_allocate(i32, i32) -> i64`}},
 		{"not_wasm", []string{`  - not a WebAssembly module: the file starts with "this", not "\0asm"`,
 			"Exports and imports: cannot be read: not a WebAssembly module"}},
+		// Answered at once: the start function, which never returns, is not run.
+		{"start_loop", []string{`  - modules are reactors; a start section is not allowed (this one runs function 4 ("spin") when the module is instantiated)`,
+			"func    spin "}},
+		// Read only as far as its bytes go, by the host and by inspect.
+		{"../malformed/huge_function_count", []string{"  - is not a well-formed WebAssembly module: code section: at offset 128: a vector of 4294967295 elements cannot fit in the 44 bytes left",
+			"Exports and imports: cannot be read: code section: at offset 128: a vector of 4294967295 elements"}},
 	} {
 		want := append([]string{"Accepted:   no: this host refuses it", "Why it is refused:",
 			"stderr:wasmlet module inspect: this host would refuse " + wat(c.module)}, c.want...)

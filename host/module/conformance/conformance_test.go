@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -33,6 +34,25 @@ func TestModule(t *testing.T) {
 		}
 	}
 	Run(t, *modulePath, module.Options{Config: cfg})
+}
+
+// TestStartSectionsAreRefused runs the checks, as a module author would
+// (this test binary with -module), on the two modules with a start section:
+// each fails at once with the host's reason. The one whose start function
+// never returns used to hang the checks for good.
+func TestStartSectionsAreRefused(t *testing.T) {
+	if *modulePath != "" {
+		t.Skip("checking -module")
+	}
+	for _, name := range []string{"start_loop", "start_benign"} {
+		path := build.Testdata(t, "guests/testmodules/wat/"+name+".wasm")
+		cmd := exec.Command(os.Args[0], "-test.run=^TestModule$", "-module="+path)
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "the host refuses the module: ") ||
+			!strings.Contains(string(out), "modules are reactors; a start section is not allowed") {
+			t.Errorf("%s: %v\n%s", name, err, out)
+		}
+	}
 }
 
 func TestGoCounter(t *testing.T) {

@@ -194,9 +194,9 @@ func malformed(t testing.TB) []struct {
 	want string
 } {
 	nameSection := append(AppendU32(nil, 4), "name"...)
-	nameSection = append(nameSection, 1)                  // function names
-	nameSection = append(nameSection, 5)                  // subsection size
-	nameSection = AppendU32(nameSection, 0xffff_ffff)     // entries
+	nameSection = append(nameSection, 1)              // function names
+	nameSection = append(nameSection, 5)              // subsection size
+	nameSection = AppendU32(nameSection, 0xffff_ffff) // entries
 	customSection := []byte{SecCustom, 0xff, 0xff, 0xff, 0xff, 0x0f, 11}
 	customSection = append(customSection, ".debug_info"...)
 	_, bin := minimal(t)
