@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -647,5 +648,44 @@ func TestCacheKeepsOnlyCheckedModules(t *testing.T) {
 			t.Fatalf("cache entries %v", e)
 		}
 		m.Close(context.Background())
+	}
+}
+
+// TestSpinningGuestDoesNotHoldUpTheGC: while a guest spins in a loop (its
+// call deadline far off), a garbage collection of the host completes. A
+// loop in native code cannot be preempted; the instrumented loop head leaves
+// it every 65,536 iterations, and that is enough. Were it not, the collector
+// would stop the world for good (the deadline's timer stopped with it) and
+// the test would fail on the test binary's timeout.
+func TestSpinningGuestDoesNotHoldUpTheGC(t *testing.T) {
+	m := load(t, wat(t, "loop"), Options{CallTimeout: time.Minute, PoolSize: 1})
+	called := make(chan error, 1)
+	go func() { _, err := m.Discover(context.Background()); called <- err }()
+	var in *instance
+	waitUntil(t, "the guest spinning", func() bool {
+		m.mu.Lock()
+		for i := range m.live {
+			in = i
+		}
+		m.mu.Unlock()
+		if in == nil || in.fuel == nil {
+			return false
+		}
+		f := in.fuel.Get()
+		time.Sleep(time.Millisecond)
+		return in.fuel.Get() != f
+	})
+	collected := make(chan struct{})
+	go func() { runtime.GC(); close(collected) }()
+	select {
+	case <-collected:
+	case err := <-called:
+		t.Fatalf("the garbage collection waited for the guest's call to end (%v)", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	m.Close(ctx) // interrupts the guest
+	if err := <-called; !IsFault(err) {
+		t.Fatalf("the interrupted call: %v", err)
 	}
 }
