@@ -9,11 +9,13 @@
 // exhaustion, a malformed or oversized reply. A module that faults repeatedly
 // is quarantined until it is replaced.
 //
-// Calls can always be stopped, whatever the guest is doing. Modules are
-// instrumented at load (package interrupt) to check an interrupt flag at
-// function entries and loop heads, and each instance keeps one timer for its
-// whole life, so that a per-call deadline costs two timer operations rather
-// than a context and goroutine per call. A guest asleep in WASI's
+// A module file is read with package wasmbin, which bounds every count it
+// claims, then validated by wazero, then instrumented (package interrupt).
+// Calls can always be stopped, whatever the guest is doing: the instrumented
+// module checks an interrupt flag at function entries and loop heads (and
+// counts its call depth, which is limited), and each instance keeps one timer
+// for its whole life, so that a per-call deadline costs two timer operations
+// rather than a context and goroutine per call. A guest asleep in WASI's
 // poll_oneoff is woken by the same stop; opening a file in a mount never
 // blocks (fs.go). Module.Call also stops the call when the caller's context
 // is cancelled, at the cost of one context.AfterFunc for contexts that can
