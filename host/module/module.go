@@ -218,7 +218,10 @@ func (m *Module) instrument(ctx context.Context, bin []byte) ([]byte, error) {
 		}
 		return nil, fmt.Errorf("modules are reactors; a start section is not allowed (this one runs %s when the module is instantiated)", fn)
 	}
-	out, err := interrupt.Instrument(wm, m.opts.maxCallDepth())
+	if err := interrupt.CheckTables(wm, maxTableElements); err != nil {
+		return nil, err
+	}
+	out, err := interrupt.Instrument(wm, interrupt.Limits{CallDepth: m.opts.maxCallDepth(), TableElements: maxTableElements})
 	if err != nil {
 		return nil, fmt.Errorf("cannot be instrumented for interruption: %w", err)
 	}

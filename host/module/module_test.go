@@ -96,6 +96,7 @@ func TestRefusedAtLoad(t *testing.T) {
 		{"describe_lies", []string{`declares operation "allocate" but does not export wasmlet_allocate`}},
 		{"start_loop", []string{`modules are reactors; a start section is not allowed (this one runs function 4 ("spin") when the module is instantiated)`}},
 		{"start_benign", []string{`modules are reactors; a start section is not allowed (this one runs function 4 when`}},
+		{"table_huge", []string{"table 0 starts with 134217728 elements; a module's 1 tables may hold 1048576 elements in all"}},
 		// Refused before anything but wasmbin.Parse has read them (see guests/testmodules/malformed).
 		{"../malformed/huge_function_count", []string{"is not a well-formed WebAssembly module: code section: at offset 128: a vector of 4294967295 elements cannot fit"}},
 		{"../malformed/huge_local_groups", []string{"is not a well-formed WebAssembly module: code section: at offset 164: a vector of 2147483647 elements"}},
@@ -687,5 +688,23 @@ func TestSpinningGuestDoesNotHoldUpTheGC(t *testing.T) {
 	m.Close(ctx) // interrupts the guest
 	if err := <-called; !IsFault(err) {
 		t.Fatalf("the interrupted call: %v", err)
+	}
+}
+
+// TestTableGrowIsBounded: a module that grows its table by 2²⁸ elements
+// (2 GiB of host memory, outside its memory limit, had the host not capped
+// its tables) sees the grow fail, and the host allocates next to nothing.
+func TestTableGrowIsBounded(t *testing.T) {
+	m := load(t, wat(t, "table_grow"), Options{})
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err := m.Discover(context.Background())
+	runtime.ReadMemStats(&after)
+	var ce *CallError
+	if !errors.As(err, &ce) || ce.Fault != FaultTrap || !strings.Contains(err.Error(), "unreachable") {
+		t.Fatalf("got %v, want the module's own trap once its grow failed", err)
+	}
+	if n := after.TotalAlloc - before.TotalAlloc; n > 64<<20 {
+		t.Fatalf("the host allocated %d MB during the call", n>>20)
 	}
 }

@@ -74,6 +74,13 @@ type Options struct {
 // guests need at most 1,024; the tests run them at a sixteenth of the limit.
 const MaxCallDepth = 1 << 15
 
+// maxTableElements bounds the elements of a module's tables, all together:
+// wazero keeps them in host memory (8 bytes each), outside the memory limit,
+// and a table without a maximum could grow to 2³² elements (32 GB, the
+// host's death). 2²⁰ elements are 8 MiB per instance; a Go guest's one
+// table holds ~6,000.
+const maxTableElements = 1 << 20
+
 func (o Options) maxCallDepth() uint32 {
 	if o.callDepth != 0 {
 		return o.callDepth

@@ -104,10 +104,12 @@ func TestHostileModulesBesideGoodOnes(t *testing.T) {
 		"start_loop":   "guests/testmodules/wat/start_loop.wasm",
 		"start_benign": "guests/testmodules/wat/start_benign.wasm",
 		"recurse":      "guests/testmodules/wat/recurse.wasm",
+		"table_huge":   "guests/testmodules/wat/table_huge.wasm",
 	}
 	refused := map[string]string{
 		"start_loop":   `modules are reactors; a start section is not allowed (this one runs function 4 ("spin")`,
 		"start_benign": "modules are reactors; a start section is not allowed (this one runs function 4 when",
+		"table_huge":   "table 0 starts with 134217728 elements",
 	}
 	malformed, _ := filepath.Glob(filepath.Join(filepath.Dir(build.Testdata(t, "guests/testmodules/doc.go")), "malformed", "*.wasm"))
 	for _, p := range malformed {

@@ -42,10 +42,13 @@
 // a module can use, not only its number of frames. A call that would take
 // the depth over the limit traps instead.
 //
+// Each table gets a maximum: its share of Limits.TableElements (wazero
+// keeps tables in host memory, and would let table.grow take one to 32 GB).
+//
 // Function indices, types and imports are unchanged (a type may be appended,
-// for the block of a function with several results); only the type, global,
-// export and code sections change. DWARF sections are dropped, since code
-// offsets move.
+// for the block of a function with several results); only the type, table,
+// global, export and code sections change. DWARF sections are dropped, since
+// code offsets move.
 //
 // Instrument expects a module that wazero has validated: it checks what it
 // relies on and fails rather than panics on anything else, but it does not
@@ -77,7 +80,7 @@ const (
 
 // Version identifies the instrumentation: caches of instrumented binaries
 // must not outlive a change to it.
-const Version = 2
+const Version = 3
 
 // Fuel is the number of function entries and loop iterations between two
 // checks of the interrupt flag: small enough that a check comes well under a
@@ -97,11 +100,23 @@ func Weight(params, locals, codeBytes int) uint32 {
 	return uint32(1 + (params+locals+codeBytes)/FrameUnit)
 }
 
+// Limits are what an instrumented module cannot exceed.
+type Limits struct {
+	// CallDepth bounds the call depth, counted in weights (see Weight).
+	CallDepth uint32
+	// TableElements bounds the elements of all the module's tables
+	// together. wazero keeps a table's elements in host memory (8 bytes
+	// each), outside the memory limit, and lets table.grow take a table
+	// without a maximum to 2³² elements: 32 GB. Each table's maximum is set
+	// to its share of this.
+	TableElements uint64
+}
+
 // Instrument returns the module m (read from a binary that wazero validated)
-// with interrupt checks and a call depth limit of maxDepth. It fails on a
-// module with a start section, without a memory, or that already uses the
-// names it adds.
-func Instrument(m *wasmbin.Module, maxDepth uint32) ([]byte, error) {
+// with interrupt checks and within lim. It fails on a module with a start
+// section, without a memory, whose tables start larger than lim allows, or
+// that already uses the names it adds.
+func Instrument(m *wasmbin.Module, lim Limits) ([]byte, error) {
 	if m.Start >= 0 {
 		return nil, errors.New("the module has a start section")
 	}
@@ -111,13 +126,16 @@ func Instrument(m *wasmbin.Module, maxDepth uint32) ([]byte, error) {
 	if m.Memories[0].Is64 {
 		return nil, errors.New("64-bit memories are not supported")
 	}
+	if err := CheckTables(m, lim.TableElements); err != nil {
+		return nil, err
+	}
 	for _, e := range m.Exports {
 		if e.Name == ExportFuel || e.Name == ExportInterrupt {
 			return nil, fmt.Errorf("the module exports %q, %w", e.Name, errReserved)
 		}
 	}
 	g := uint32(m.ImportedGlobals + m.Globals)
-	in := &instrumenter{m: m, fuel: g, intr: g + 1, depth: g + 2, maxDepth: maxDepth}
+	in := &instrumenter{m: m, fuel: g, intr: g + 1, depth: g + 2, maxDepth: lim.CallDepth, tableShare: tableShare(m, lim.TableElements)}
 	in.blockTypes()
 	in.check = in.fuelCheck()
 
@@ -154,6 +172,8 @@ func Instrument(m *wasmbin.Module, maxDepth uint32) ([]byte, error) {
 		switch s.ID {
 		case wasmbin.SecType:
 			out = emit(s.ID, in.types(s.Body))
+		case wasmbin.SecTable:
+			out = emit(s.ID, in.tables())
 		case wasmbin.SecGlobal, wasmbin.SecExport:
 			out = emit(s.ID, added[s.ID](s.Body))
 			delete(added, s.ID)
@@ -177,6 +197,7 @@ type instrumenter struct {
 	m                 *wasmbin.Module
 	fuel, intr, depth uint32 // global indices
 	maxDepth          uint32
+	tableShare        uint64            // the most elements each defined table may hold
 	check             []byte            // the fuel check
 	blockType         map[uint32][]byte // block type of each function type's body
 	newTypes          [][]wasmbin.ValType
@@ -247,6 +268,46 @@ func (in *instrumenter) types(body []byte) []byte {
 		for _, t := range res {
 			b = append(b, byte(t))
 		}
+	}
+	return b
+}
+
+// tableShare is the most elements each table the module defines may hold.
+func tableShare(m *wasmbin.Module, total uint64) uint64 {
+	return total / uint64(max(1, len(m.Tables)))
+}
+
+// CheckTables checks that the tables m defines start within their share of
+// total elements, and are not 64-bit.
+func CheckTables(m *wasmbin.Module, total uint64) error {
+	share := tableShare(m, total)
+	for i, t := range m.Tables {
+		if t.Limits.Is64 {
+			return fmt.Errorf("table %d is a 64-bit table, which is not supported", m.ImportedTables+i)
+		}
+		if t.Limits.Min > share {
+			return fmt.Errorf("table %d starts with %d elements; a module's %d tables may hold %d elements in all, %d each",
+				m.ImportedTables+i, t.Limits.Min, len(m.Tables), total, share)
+		}
+	}
+	return nil
+}
+
+// tables is the table section with each table's maximum at most its share.
+func (in *instrumenter) tables() []byte {
+	b := wasmbin.AppendU32(nil, uint32(len(in.m.Tables)))
+	for _, t := range in.m.Tables {
+		if t.Init != nil {
+			b = append(b, 0x40, 0)
+		}
+		hi := in.tableShare
+		if t.Limits.HasMax {
+			hi = min(hi, t.Limits.Max)
+		}
+		b = append(b, byte(t.Elem), 1) // has a maximum
+		b = wasmbin.AppendU32(b, uint32(t.Limits.Min))
+		b = wasmbin.AppendU32(b, uint32(hi))
+		b = append(b, t.Init...)
 	}
 	return b
 }

@@ -33,7 +33,7 @@ func instrument(t testing.TB, bin []byte, maxDepth uint32) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := Instrument(m, maxDepth)
+	out, err := Instrument(m, Limits{CallDepth: maxDepth, TableElements: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,13 +165,13 @@ func TestRefusals(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := Instrument(m, 100); err == nil || err.Error() != c.want {
+		if _, err := Instrument(m, Limits{CallDepth: 100, TableElements: 1 << 20}); err == nil || err.Error() != c.want {
 			t.Errorf("%s: %v, want %q", c.name, err, c.want)
 		}
 	}
 	m, _ := wasmbin.Parse(read(t, "testdata/calls.wasm"))
 	m.Exports = append(m.Exports, wasmbin.Export{Name: ExportFuel, Kind: wasmbin.Global})
-	if _, err := Instrument(m, 100); err == nil || !strings.Contains(err.Error(), "a name the host reserves") {
+	if _, err := Instrument(m, Limits{CallDepth: 100, TableElements: 1 << 20}); err == nil || !strings.Contains(err.Error(), "a name the host reserves") {
 		t.Errorf("reserved export: %v", err)
 	}
 }
@@ -232,7 +232,7 @@ func FuzzInstrument(f *testing.F) {
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
 		start := time.Now()
-		out, ierr := Instrument(m, 1000)
+		out, ierr := Instrument(m, Limits{CallDepth: 1000, TableElements: 1 << 16})
 		took := time.Since(start)
 		runtime.ReadMemStats(&after)
 		bound := 128*len(bin) + 4096
@@ -251,7 +251,7 @@ func FuzzInstrument(f *testing.F) {
 		}
 		defer cm.Close(ctx)
 		if ierr != nil {
-			if m.Start >= 0 || len(m.Memories) == 0 || errors.Is(ierr, errReserved) {
+			if m.Start >= 0 || len(m.Memories) == 0 || errors.Is(ierr, errReserved) || CheckTables(m, 1<<16) != nil {
 				return
 			}
 			t.Fatalf("wazero compiles the original, Instrument fails: %v", ierr)
@@ -279,4 +279,30 @@ func FuzzInstrument(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestTablesGetAMaximum: each table's maximum becomes its share of the
+// limit (or stays, if smaller); a table that starts larger is refused.
+func TestTablesGetAMaximum(t *testing.T) {
+	m, err := wasmbin.Parse(read(t, "testdata/calls.wasm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		limit uint64
+		want  string
+	}{{10, "min 2, max 10"}, {1, "table 0 starts with 2 elements; a module's 1 tables may hold 1 elements in all, 1 each"}} {
+		out, err := Instrument(m, Limits{CallDepth: 100, TableElements: c.limit})
+		got := ""
+		if err != nil {
+			got = err.Error()
+		} else if im, err := wasmbin.Parse(out); err != nil {
+			t.Fatal(err)
+		} else {
+			got = im.Tables[0].Limits.String()
+		}
+		if got != c.want {
+			t.Errorf("limit %d: %s, want %s", c.limit, got, c.want)
+		}
+	}
 }
