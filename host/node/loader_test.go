@@ -1,36 +1,16 @@
 package node
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/wasmlet/wasmlet/guests/build"
 	"github.com/wasmlet/wasmlet/host/devicemanager"
 	"github.com/wasmlet/wasmlet/host/internal/testenv"
 )
-
-// syncBuffer collects a node's log lines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) count(sub string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return strings.Count(s.b.String(), sub)
-}
 
 func testModule(t *testing.T, rel string) []byte {
 	t.Helper()
@@ -50,16 +30,16 @@ config = { fault = "slowinit", delay_ms = "5000", resource = "example.com/slow" 
 // five seconds loads beside a module dropped in after it, which is served at
 // once rather than after the slow one.
 func TestSlowLoadDoesNotHoldUpOthers(t *testing.T) {
-	var log syncBuffer
+	var log testenv.Buffer
 	// slow.wasm starts as a quick module (the configuration names it, so
 	// its file must exist), then becomes the slow one.
 	h := start(t, map[string]string{"slow": "guests/testmodules/wat/minimal.wasm"}, slowTOML, withLog(&log))
 	path := filepath.Join(h.dir, "modules", "slow.wasm")
 	testenv.WriteFile(t, path, slowModule(t))
-	h.eventually("the slow load under way", func() bool { return log.count("loading module: path="+path) == 2 })
+	h.eventually("the slow load under way", func() bool { return log.Count("loading module: path="+path) == 2 })
 	testenv.WriteFile(t, filepath.Join(h.dir, "modules", "quick.wasm"), testModule(t, "wat/mirror.wasm"))
 	h.eventually("quick loaded", func() bool { return h.n.Modules().Get("quick") != nil })
-	if log.count("module load finished: path="+path) != 1 {
+	if log.Count("module load finished: path="+path) != 1 {
 		t.Fatal("the slow module finished first: loads were not concurrent")
 	}
 	h.eventually("slow loaded", func() bool {
@@ -80,13 +60,13 @@ func slowModule(t *testing.T) []byte {
 // version is still loading ends up served in its last version, whichever
 // load would finish first.
 func TestChangesToOneFileApplyInOrder(t *testing.T) {
-	var log syncBuffer
+	var log testenv.Buffer
 	h := start(t, map[string]string{"slow": "guests/testmodules/wat/mirror.wasm"}, slowTOML, withLog(&log))
 	path := filepath.Join(h.dir, "modules", "slow.wasm")
 	testenv.WriteFile(t, path, slowModule(t))
-	h.eventually("the slow load under way", func() bool { return log.count("loading module: path="+path) == 2 })
+	h.eventually("the slow load under way", func() bool { return log.Count("loading module: path="+path) == 2 })
 	testenv.WriteFile(t, path, testModule(t, "wat/minimal.wasm")) // quick to load, but last
-	h.eventually("every load done", func() bool { return log.count("module load finished: path="+path) == 3 })
+	h.eventually("every load done", func() bool { return log.Count("module load finished: path="+path) == 3 })
 	if m := h.n.Modules().Get("slow"); m == nil || m.Serves() != "example.com/wat" {
 		t.Fatalf("serving %v, want the last file (minimal.wat)", m)
 	}

@@ -2,10 +2,11 @@
 // directories (unix socket paths are limited to about 108 bytes), a logger
 // that writes into the test's log, one compilation cache for the whole test
 // run, so each guest module compiles once, a wait for a condition, an
-// atomic file write, and a count of module calls.
+// atomic file write, a count of module calls, and a buffer to collect logs.
 package testenv
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
@@ -106,4 +107,24 @@ func (c *Calls) Count(op string) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.n[op]
+}
+
+// Buffer collects what is written to it (a node's log, say), safely from
+// any goroutine.
+type Buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *Buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+// Count is the number of times sub was written.
+func (b *Buffer) Count(sub string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return strings.Count(b.b.String(), sub)
 }
