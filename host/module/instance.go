@@ -73,6 +73,7 @@ type instance struct {
 	fns   [numOps]api.Function
 	fuel  api.MutableGlobal
 	intr  api.MutableGlobal
+	depth api.Global // written by the guest alone
 	timer *time.Timer
 	// halt says why the instance was stopped (a haltReason; 0 while it may
 	// run). It is set once, by whoever stops the instance first, and
@@ -134,11 +135,12 @@ func (m *Module) newInstance(ctx context.Context) (*instance, error) {
 	in.mem = mod.Memory()
 	fuel, ok1 := mod.ExportedGlobal(interrupt.ExportFuel).(api.MutableGlobal)
 	intr, ok2 := mod.ExportedGlobal(interrupt.ExportInterrupt).(api.MutableGlobal)
-	if !ok1 || !ok2 {
+	depth := mod.ExportedGlobal(interrupt.ExportDepth)
+	if !ok1 || !ok2 || depth == nil {
 		in.close()
 		return nil, errors.New("the instrumented interrupt globals are missing")
 	}
-	in.fuel, in.intr = fuel, intr
+	in.fuel, in.intr, in.depth = fuel, intr, depth
 	in.alloc = mod.ExportedFunction(abi.ExportAlloc)
 	for i, op := range opNames {
 		in.fns[i] = mod.ExportedFunction(op.Export())
@@ -370,7 +372,7 @@ func (in *instance) fault(ctx context.Context, op abi.Op, err error, d time.Dura
 		return ce
 	}
 	switch {
-	case in.intr != nil && in.intr.Get() == interrupt.DepthExceeded:
+	case in.depth != nil && uint32(in.depth.Get()) > in.m.opts.maxCallDepth():
 		ce.Fault = FaultTrap
 		ce.Err = fmt.Errorf("call depth exceeded %d (runaway recursion?)", in.m.opts.maxCallDepth())
 		return ce

@@ -17,15 +17,14 @@
 //
 // # What
 //
-// Instrument adds three mutable i32 globals to the module and exports two:
+// Instrument adds three mutable i32 globals to the module and exports them:
 //
 //   - wasmlet_fuel, decremented at the start of every function and at the
 //     head of every loop;
-//   - wasmlet_interrupt, which the host sets to ask the guest to stop, and
-//     which the guest sets to DepthExceeded before it traps on its call
-//     depth;
-//   - the call depth (not exported), raised by a function's weight when it
-//     starts and lowered when it returns.
+//   - wasmlet_interrupt, which the host sets to ask the guest to stop;
+//   - wasmlet_depth, the call depth, raised by a function's weight when it
+//     starts and lowered when it returns. Only the guest writes it: after a
+//     trap, a depth over the limit says the limit was the cause.
 //
 // When the fuel runs out, the guest refills it, runs memory.grow 0 (which
 // leaves native code for a moment, so the Go scheduler and garbage collector
@@ -67,20 +66,12 @@ import (
 const (
 	ExportFuel      = "wasmlet_fuel"
 	ExportInterrupt = "wasmlet_interrupt"
-)
-
-// Values of wasmlet_interrupt.
-const (
-	// Interrupted is what the host sets to stop the guest.
-	Interrupted = 1
-	// DepthExceeded is what the guest sets just before it traps because a
-	// call would take its call depth over the limit.
-	DepthExceeded = 2
+	ExportDepth     = "wasmlet_depth"
 )
 
 // Version identifies the instrumentation: caches of instrumented binaries
 // must not outlive a change to it.
-const Version = 3
+const Version = 4
 
 // Fuel is the number of function entries and loop iterations between two
 // checks of the interrupt flag: small enough that a check comes well under a
@@ -130,7 +121,7 @@ func Instrument(m *wasmbin.Module, lim Limits) ([]byte, error) {
 		return nil, err
 	}
 	for _, e := range m.Exports {
-		if e.Name == ExportFuel || e.Name == ExportInterrupt {
+		if e.Name == ExportFuel || e.Name == ExportInterrupt || e.Name == ExportDepth {
 			return nil, fmt.Errorf("the module exports %q, %w", e.Name, errReserved)
 		}
 	}
@@ -330,8 +321,8 @@ func (in *instrumenter) globals(existing []byte) []byte {
 	return b
 }
 
-// exports appends the exports of the fuel and interrupt globals to an
-// export section (nil for none).
+// exports appends the exports of the three globals to an export section
+// (nil for none).
 func (in *instrumenter) exports(existing []byte) []byte {
 	var n uint32
 	var entries []byte
@@ -339,12 +330,12 @@ func (in *instrumenter) exports(existing []byte) []byte {
 		r := wasmbin.NewReader(existing, 0)
 		n, entries = r.U32(), existing[r.Offset():]
 	}
-	b := wasmbin.AppendU32(nil, n+2)
+	b := wasmbin.AppendU32(nil, n+3)
 	b = append(b, entries...)
 	for _, e := range []struct {
 		name string
 		idx  uint32
-	}{{ExportFuel, in.fuel}, {ExportInterrupt, in.intr}} {
+	}{{ExportFuel, in.fuel}, {ExportInterrupt, in.intr}, {ExportDepth, in.depth}} {
 		b = wasmbin.AppendU32(b, uint32(len(e.name)))
 		b = append(b, e.name...)
 		b = append(b, 3) // global
@@ -392,16 +383,14 @@ func (in *instrumenter) getAdd(b []byte, g uint32, op byte, v uint32) []byte {
 //
 //	global.get depth; i32.const w; i32.add; global.set depth
 //	global.get depth; i32.const max; i32.gt_u
-//	if i32.const DepthExceeded; global.set interrupt; unreachable end
+//	if unreachable end
 func (in *instrumenter) enter(b []byte, w uint32) []byte {
 	b = in.getAdd(b, in.depth, wasmbin.OpI32Add, w)
 	b = append(b, wasmbin.OpGlobalGet)
 	b = wasmbin.AppendU32(b, in.depth)
 	b = append(b, wasmbin.OpI32Const)
 	b = wasmbin.AppendS32(b, int32(in.maxDepth))
-	b = append(b, wasmbin.OpI32GtU, wasmbin.OpIf, wasmbin.BlockVoid, wasmbin.OpI32Const, DepthExceeded, wasmbin.OpGlobalSet)
-	b = wasmbin.AppendU32(b, in.intr)
-	return append(b, wasmbin.OpUnreachable, wasmbin.OpEnd)
+	return append(b, wasmbin.OpI32GtU, wasmbin.OpIf, wasmbin.BlockVoid, wasmbin.OpUnreachable, wasmbin.OpEnd)
 }
 
 func (in *instrumenter) code() ([]byte, error) {

@@ -104,7 +104,8 @@ func TestResultsAreKept(t *testing.T) {
 }
 
 // TestDepthLimit: a recursion traps when it would take the depth past the
-// limit, with wasmlet_interrupt set to DepthExceeded; one frame less passes.
+// limit, leaving wasmlet_depth over it; one frame less passes, and leaves
+// it at zero.
 func TestDepthLimit(t *testing.T) {
 	bin := read(t, "testdata/calls.wasm")
 	const limit = 1000
@@ -113,15 +114,18 @@ func TestDepthLimit(t *testing.T) {
 	if got, err := call(mod, "deep", limit-1); err != nil || got[0] != limit-1 { // limit frames
 		t.Fatalf("deep(%d) = %v, %v", limit-1, got, err)
 	}
-	if v := mod.ExportedGlobal(ExportInterrupt).Get(); v != 0 {
-		t.Fatalf("interrupt = %d after a good call", v)
+	if v := mod.ExportedGlobal(ExportDepth).Get(); v != 0 {
+		t.Fatalf("depth = %d after a good call", v)
 	}
 	_, err := call(mod, "deep", limit)
 	if err == nil || !strings.Contains(err.Error(), "unreachable") {
 		t.Fatalf("deep(%d): %v, want a trap", limit, err)
 	}
-	if v := mod.ExportedGlobal(ExportInterrupt).Get(); v != DepthExceeded {
-		t.Fatalf("interrupt = %d, want DepthExceeded", v)
+	if v := mod.ExportedGlobal(ExportDepth).Get(); v != limit+1 {
+		t.Fatalf("depth = %d after the trap, want %d", v, limit+1)
+	}
+	if v := mod.ExportedGlobal(ExportInterrupt).Get(); v != 0 {
+		t.Fatalf("interrupt = %d", v)
 	}
 
 	// The same recursion without the limit costs the host ~250 MB of native
@@ -141,11 +145,13 @@ func TestInterrupt(t *testing.T) {
 	mod := instantiate(t, instrument(t, read(t, "testdata/calls.wasm"), 100))
 	fuel := mod.ExportedGlobal(ExportFuel).(api.MutableGlobal)
 	intr := mod.ExportedGlobal(ExportInterrupt).(api.MutableGlobal)
-	time.AfterFunc(50*time.Millisecond, func() { intr.Set(Interrupted); fuel.Set(1) })
+	set := make(chan struct{})
+	time.AfterFunc(50*time.Millisecond, func() { intr.Set(1); fuel.Set(1); close(set) })
 	if _, err := call(mod, "spin"); err == nil || !strings.Contains(err.Error(), "unreachable") {
 		t.Fatalf("spin: %v, want a trap", err)
 	}
-	if v := intr.Get(); v != Interrupted {
+	<-set
+	if v := intr.Get(); v != 1 {
 		t.Fatalf("interrupt = %d", v)
 	}
 }
@@ -215,7 +221,7 @@ func typeNames(ts []api.ValueType) []string {
 // Instrument's output and allocation are linear in the input, and its time
 // too (loosely: a second per call of slack for a loaded machine); and when
 // wazero compiles the original, it compiles the instrumented module, which
-// exports the same functions with the same signatures, plus the two
+// exports the same functions with the same signatures, plus the three
 // globals.
 func FuzzInstrument(f *testing.F) {
 	for _, s := range seeds(f) {
@@ -269,10 +275,10 @@ func FuzzInstrument(f *testing.F) {
 		if err != nil {
 			t.Fatalf("wazero compiles the instrumented module, Parse does not: %v", err)
 		}
-		if len(im.Exports) != len(m.Exports)+2 {
+		if len(im.Exports) != len(m.Exports)+3 {
 			t.Fatalf("%d exports, the original %d", len(im.Exports), len(m.Exports))
 		}
-		for i, name := range []string{ExportFuel, ExportInterrupt} {
+		for i, name := range []string{ExportFuel, ExportInterrupt, ExportDepth} {
 			e := im.Exports[len(m.Exports)+i]
 			if e.Name != name || e.Kind != wasmbin.Global || e.Index != uint32(m.ImportedGlobals+m.Globals+i) {
 				t.Fatalf("export %d: %+v", len(m.Exports)+i, e)
