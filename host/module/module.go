@@ -24,6 +24,7 @@ import (
 	"github.com/wasmlet/wasmlet/abi"
 	"github.com/wasmlet/wasmlet/host/module/internal/interrupt"
 	"github.com/wasmlet/wasmlet/host/module/wasmbin"
+	"github.com/wasmlet/wasmlet/internal/atomicfile"
 )
 
 // HostVersion is reported to modules in DescribeRequest.host_version.
@@ -668,8 +669,8 @@ func (c *Cache) lookup(key string) []byte {
 	return b
 }
 
-// store keeps an instrumented binary under key, written atomically; one that
-// cannot be written is simply redone next time.
+// store keeps an instrumented binary under key (atomicfile: never seen half
+// written); one that cannot be written is simply redone next time.
 func (c *Cache) store(key string, b []byte) {
 	if c == nil {
 		return
@@ -678,16 +679,7 @@ func (c *Cache) store(key string, b []byte) {
 	if _, err := os.Stat(path); err == nil {
 		return
 	}
-	// TODO(lead, at merge): write with internal/atomicfile.Write (it fsyncs the file and the directory).
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return
-	}
-	_, werr := tmp.Write(b)
-	cerr := tmp.Close()
-	if werr != nil || cerr != nil || os.Rename(tmp.Name(), path) != nil {
-		os.Remove(tmp.Name())
-	}
+	atomicfile.Write(path, b, 0o600)
 }
 
 // Close releases the cache (the files stay).

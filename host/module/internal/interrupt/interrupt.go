@@ -249,10 +249,7 @@ func (in *instrumenter) types(body []byte) []byte {
 	if len(in.newTypes) == 0 {
 		return body
 	}
-	r := wasmbin.NewReader(body, 0)
-	n := r.U32()
-	b := wasmbin.AppendU32(nil, n+uint32(len(in.newTypes)))
-	b = append(b, body[r.Offset():]...)
+	b := grow(body, uint32(len(in.newTypes)))
 	for _, res := range in.newTypes {
 		b = append(b, 0x60, 0)
 		b = wasmbin.AppendU32(b, uint32(len(res)))
@@ -303,16 +300,21 @@ func (in *instrumenter) tables() []byte {
 	return b
 }
 
-// globals appends the three globals to a global section (nil for none).
-func (in *instrumenter) globals(existing []byte) []byte {
+// grow returns a vector section (nil for none) with its count raised by
+// more, ready for more entries to be appended.
+func grow(existing []byte, more uint32) []byte {
 	var n uint32
 	var entries []byte
 	if existing != nil {
 		r := wasmbin.NewReader(existing, 0)
 		n, entries = r.U32(), existing[r.Offset():]
 	}
-	b := wasmbin.AppendU32(nil, n+3)
-	b = append(b, entries...)
+	return append(wasmbin.AppendU32(nil, n+more), entries...)
+}
+
+// globals appends the three globals to a global section (nil for none).
+func (in *instrumenter) globals(existing []byte) []byte {
+	b := grow(existing, 3)
 	b = append(b, byte(wasmbin.I32), 1, wasmbin.OpI32Const) // fuel: i32, mutable, i32.const
 	b = wasmbin.AppendS32(b, Fuel)
 	b = append(b, wasmbin.OpEnd)
@@ -324,14 +326,7 @@ func (in *instrumenter) globals(existing []byte) []byte {
 // exports appends the exports of the three globals to an export section
 // (nil for none).
 func (in *instrumenter) exports(existing []byte) []byte {
-	var n uint32
-	var entries []byte
-	if existing != nil {
-		r := wasmbin.NewReader(existing, 0)
-		n, entries = r.U32(), existing[r.Offset():]
-	}
-	b := wasmbin.AppendU32(nil, n+3)
-	b = append(b, entries...)
+	b := grow(existing, 3)
 	for _, e := range []struct {
 		name string
 		idx  uint32
