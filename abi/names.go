@@ -6,7 +6,9 @@ import "errors"
 // or reports with the same code the host uses to check them.
 
 // ValidResourceName checks an extended resource name as the kubelet does:
-// "<domain>/<name>", the domain a DNS subdomain outside kubernetes.io, the
+// "<domain>/<name>", the domain a DNS subdomain not ending in kubernetes.io
+// (the kubelet takes any name containing "kubernetes.io/" for a native
+// resource, so "foo.kubernetes.io/x" and "mykubernetes.io/x" alike), the
 // name 1 to 63 characters of [A-Za-z0-9._-] beginning and ending with a
 // letter or digit.
 func ValidResourceName(s string) error {
@@ -24,7 +26,7 @@ func ValidResourceName(s string) error {
 		return errors.New(quote(s) + " is not of the form <domain>/<name>, e.g. vendor.com/gpu")
 	}
 	domain, name := s[:slash], s[slash+1:]
-	if domain == "kubernetes.io" || hasSuffix(domain, ".kubernetes.io") {
+	if hasSuffix(domain, "kubernetes.io") {
 		return errors.New("domain " + quote(domain) + " is reserved for Kubernetes; use your own domain")
 	}
 	if len(domain) > 253 {

@@ -22,6 +22,7 @@ func TestValidResourceName(t *testing.T) {
 		"a/b/c":                                  "is not of the form",
 		"kubernetes.io/x":                        `domain "kubernetes.io" is reserved for Kubernetes`,
 		"foo.kubernetes.io/x":                    "reserved for Kubernetes",
+		"0kubernetes.io/0":                       `domain "0kubernetes.io" is reserved`, // the kubelet's rule: contains "kubernetes.io/"
 		"Example.com/x":                          `label "Example" must be 1 to 63 characters of [a-z0-9-]`,
 		"ex_ample.com/x":                         "is not a DNS subdomain",
 		"example..com/x":                         `label ""`,
