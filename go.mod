@@ -9,6 +9,8 @@ require (
 	github.com/pelletier/go-toml/v2 v2.4.3 // host/config uses its unstable parser: see host/config/gotoml_test.go before upgrading
 	github.com/prometheus/client_golang v1.25.0
 	github.com/tetratelabs/wazero v1.12.0
+	github.com/wasmlet/wasmlet/abi v0.0.0-00010101000000-000000000000
+	github.com/wasmlet/wasmlet/guests/sdk v0.0.0-00010101000000-000000000000
 	go.yaml.in/yaml/v3 v3.0.6
 	golang.org/x/sys v0.48.0
 	google.golang.org/grpc v1.85.0
@@ -48,4 +50,11 @@ require (
 	sigs.k8s.io/json v0.0.0-20250730193827-2d320260d730 // indirect
 	sigs.k8s.io/randfill v1.0.0 // indirect
 	sigs.k8s.io/structured-merge-diff/v6 v6.4.2 // indirect
+)
+
+// abi and guests/sdk are modules of their own, for module authors outside
+// this repository (see abi/doc.go); the repository builds them from here.
+replace (
+	github.com/wasmlet/wasmlet/abi => ./abi
+	github.com/wasmlet/wasmlet/guests/sdk => ./guests/sdk
 )

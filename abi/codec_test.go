@@ -1,272 +1,15 @@
 package abi
 
+// The codec's own tests, on the standard library alone (the abi module has no
+// dependencies). The differential tests against protobuf-go, and FuzzDecode,
+// are in internal/abipb, in the main module.
+
 import (
 	"bytes"
-	"fmt"
-	"math/rand"
 	"reflect"
 	"strings"
 	"testing"
-
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
-
-	"github.com/wasmlet/wasmlet/abi/internal/abipb"
 )
-
-// pair ties each hand-written message to its protoc-generated twin.
-type pair struct {
-	ours   func() Message
-	theirs func() proto.Message
-}
-
-var pairs = []pair{
-	{func() Message { return &Error{} }, func() proto.Message { return &abipb.Error{} }},
-	{func() Message { return &DescribeRequest{} }, func() proto.Message { return &abipb.DescribeRequest{} }},
-	{func() Message { return &Description{} }, func() proto.Message { return &abipb.Description{} }},
-	{func() Message { return &Plugin{} }, func() proto.Message { return &abipb.Plugin{} }},
-	{func() Message { return &ValidateRequest{} }, func() proto.Message { return &abipb.ValidateRequest{} }},
-	{func() Message { return &ValidateResponse{} }, func() proto.Message { return &abipb.ValidateResponse{} }},
-	{func() Message { return &RegisterRequest{} }, func() proto.Message { return &abipb.RegisterRequest{} }},
-	{func() Message { return &RegisterResponse{} }, func() proto.Message { return &abipb.RegisterResponse{} }},
-	{func() Message { return &DeregisterRequest{} }, func() proto.Message { return &abipb.DeregisterRequest{} }},
-	{func() Message { return &DeregisterResponse{} }, func() proto.Message { return &abipb.DeregisterResponse{} }},
-	{func() Message { return &Mount{} }, func() proto.Message { return &abipb.Mount{} }},
-	{func() Message { return &DeviceNode{} }, func() proto.Message { return &abipb.DeviceNode{} }},
-	{func() Message { return &ContainerEdits{} }, func() proto.Message { return &abipb.ContainerEdits{} }},
-	{func() Message { return &Device{} }, func() proto.Message { return &abipb.Device{} }},
-	{func() Message { return &DiscoverRequest{} }, func() proto.Message { return &abipb.DiscoverRequest{} }},
-	{func() Message { return &DiscoverResponse{} }, func() proto.Message { return &abipb.DiscoverResponse{} }},
-	{func() Message { return &AllocateRequest{} }, func() proto.Message { return &abipb.AllocateRequest{} }},
-	{func() Message { return &AllocateResponse{} }, func() proto.Message { return &abipb.AllocateResponse{} }},
-	{func() Message { return &PreferredAllocationRequest{} }, func() proto.Message { return &abipb.PreferredAllocationRequest{} }},
-	{func() Message { return &PreferredAllocationResponse{} }, func() proto.Message { return &abipb.PreferredAllocationResponse{} }},
-	{func() Message { return &PreStartRequest{} }, func() proto.Message { return &abipb.PreStartRequest{} }},
-	{func() Message { return &PreStartResponse{} }, func() proto.Message { return &abipb.PreStartResponse{} }},
-}
-
-// TestSchemaCoversEveryMessage fails when wasmlet_abi.proto gains a message
-// that has no hand-written twin here.
-func TestSchemaCoversEveryMessage(t *testing.T) {
-	have := map[string]bool{}
-	for _, p := range pairs {
-		have[string(p.theirs().ProtoReflect().Descriptor().Name())] = true
-	}
-	msgs := abipb.File_wasmlet_abi_proto.Messages()
-	for i := 0; i < msgs.Len(); i++ {
-		if name := string(msgs.Get(i).Name()); !have[name] {
-			t.Errorf("message %s in wasmlet_abi.proto has no Go twin in package abi", name)
-		}
-	}
-}
-
-// TestAgreesWithProtoc fills each generated message with random values,
-// decodes protoc's encoding with the hand-written codec, checks every field
-// by name, then re-encodes and checks protoc decodes the same message back.
-func TestAgreesWithProtoc(t *testing.T) {
-	rng := rand.New(rand.NewSource(1))
-	for _, p := range pairs {
-		name := p.theirs().ProtoReflect().Descriptor().Name()
-		t.Run(string(name), func(t *testing.T) {
-			for i := 0; i < 200; i++ {
-				want := p.theirs()
-				fill(rng, want.ProtoReflect(), 0)
-				wire, err := proto.Marshal(want)
-				if err != nil {
-					t.Fatal(err)
-				}
-				got := p.ours()
-				if err := got.Unmarshal(wire); err != nil {
-					t.Fatalf("decode protoc bytes: %v", err)
-				}
-				if err := sameFields(want.ProtoReflect(), reflect.ValueOf(got).Elem()); err != nil {
-					t.Fatalf("field mismatch: %v\nprotoc: %v\nours: %+v", err, want, got)
-				}
-				back := p.theirs()
-				if err := proto.Unmarshal(got.AppendTo(nil), back); err != nil {
-					t.Fatalf("protoc cannot decode our bytes: %v", err)
-				}
-				dropEmpty(want.ProtoReflect())
-				dropEmpty(back.ProtoReflect())
-				if !proto.Equal(want, back) {
-					t.Fatalf("round trip changed the message\nwant %v\ngot  %v", want, back)
-				}
-			}
-		})
-	}
-}
-
-// dropEmpty clears singular message fields that are present but empty: the
-// Go types hold Plugin by value, so presence of an empty Plugin is not kept,
-// which proto3 treats as the same message.
-func dropEmpty(m protoreflect.Message) {
-	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		if fd.Kind() == protoreflect.MessageKind && !fd.IsList() && !fd.IsMap() {
-			dropEmpty(v.Message())
-			if proto.Size(v.Message().Interface()) == 0 {
-				m.Clear(fd)
-			}
-		}
-		return true
-	})
-}
-
-// fill sets every field of m to a random value, recursively.
-func fill(rng *rand.Rand, m protoreflect.Message, depth int) {
-	fields := m.Descriptor().Fields()
-	for i := 0; i < fields.Len(); i++ {
-		fd := fields.Get(i)
-		if rng.Intn(5) == 0 { // leave some fields unset
-			continue
-		}
-		switch {
-		case fd.IsMap():
-			mp := m.Mutable(fd).Map()
-			for j := rng.Intn(4); j > 0; j-- {
-				mp.Set(protoreflect.ValueOfString(randString(rng)).MapKey(), protoreflect.ValueOfString(randString(rng)))
-			}
-		case fd.IsList():
-			l := m.Mutable(fd).List()
-			for j := rng.Intn(4); j > 0; j-- {
-				if fd.Kind() == protoreflect.MessageKind {
-					e := l.NewElement()
-					fill(rng, e.Message(), depth+1)
-					l.Append(e)
-				} else {
-					l.Append(randScalar(rng, fd))
-				}
-			}
-		case fd.Kind() == protoreflect.MessageKind:
-			if depth < 3 {
-				fill(rng, m.Mutable(fd).Message(), depth+1)
-			}
-		default:
-			m.Set(fd, randScalar(rng, fd))
-		}
-	}
-}
-
-func randString(rng *rand.Rand) string {
-	const alphabet = "abcXYZ019./-_ é"
-	var b strings.Builder
-	for n := rng.Intn(12); n > 0; n-- {
-		b.WriteString(string([]rune(alphabet)[rng.Intn(len([]rune(alphabet)))]))
-	}
-	if rng.Intn(10) == 0 { // long values exercise multi-byte lengths
-		b.WriteString(strings.Repeat("x", 200+rng.Intn(20000)))
-	}
-	return b.String()
-}
-
-func randScalar(rng *rand.Rand, fd protoreflect.FieldDescriptor) protoreflect.Value {
-	switch fd.Kind() {
-	case protoreflect.StringKind:
-		return protoreflect.ValueOfString(randString(rng))
-	case protoreflect.BoolKind:
-		return protoreflect.ValueOfBool(rng.Intn(2) == 0)
-	case protoreflect.EnumKind:
-		vals := fd.Enum().Values()
-		return protoreflect.ValueOfEnum(vals.Get(rng.Intn(vals.Len())).Number())
-	case protoreflect.Int32Kind:
-		return protoreflect.ValueOfInt32(int32(rng.Uint32()))
-	case protoreflect.Int64Kind:
-		return protoreflect.ValueOfInt64(int64(rng.Uint64()))
-	case protoreflect.Uint32Kind:
-		return protoreflect.ValueOfUint32(rng.Uint32())
-	}
-	panic(fmt.Sprintf("randScalar: kind %v not used by the schema; teach the test", fd.Kind()))
-}
-
-// sameFields compares a generated message with a hand-written one field by
-// field, matching names case- and underscore-insensitively.
-func sameFields(pm protoreflect.Message, ours reflect.Value) error {
-	fields := pm.Descriptor().Fields()
-	byName := map[string]reflect.Value{}
-	for i := 0; i < ours.NumField(); i++ {
-		byName[strings.ToLower(ours.Type().Field(i).Name)] = ours.Field(i)
-	}
-	if len(byName) != fields.Len() {
-		return fmt.Errorf("%s: schema has %d fields, Go type has %d", pm.Descriptor().Name(), fields.Len(), len(byName))
-	}
-	for i := 0; i < fields.Len(); i++ {
-		fd := fields.Get(i)
-		key := strings.ToLower(strings.ReplaceAll(string(fd.Name()), "_", ""))
-		ov, ok := byName[key]
-		if !ok {
-			return fmt.Errorf("%s.%s has no Go field", pm.Descriptor().Name(), fd.Name())
-		}
-		where := string(pm.Descriptor().Name()) + "." + string(fd.Name())
-		pv := pm.Get(fd)
-		switch {
-		case fd.IsMap():
-			if pv.Map().Len() != ov.Len() {
-				return fmt.Errorf("%s: %d entries, want %d", where, ov.Len(), pv.Map().Len())
-			}
-			var err error
-			pv.Map().Range(func(k protoreflect.MapKey, v protoreflect.Value) bool {
-				got := ov.MapIndex(reflect.ValueOf(k.String()))
-				if !got.IsValid() || got.String() != v.String() {
-					err = fmt.Errorf("%s[%q] = %v, want %q", where, k.String(), got, v.String())
-				}
-				return err == nil
-			})
-			if err != nil {
-				return err
-			}
-		case fd.IsList():
-			l := pv.List()
-			if l.Len() != ov.Len() {
-				return fmt.Errorf("%s: %d elements, want %d", where, ov.Len(), l.Len())
-			}
-			for j := 0; j < l.Len(); j++ {
-				if err := sameValue(where, fd, l.Get(j), ov.Index(j)); err != nil {
-					return err
-				}
-			}
-		default:
-			if fd.Kind() == protoreflect.MessageKind && !pm.Has(fd) {
-				if ov.Kind() == reflect.Pointer && !ov.IsNil() {
-					return fmt.Errorf("%s: set, want unset", where)
-				}
-				continue
-			}
-			if err := sameValue(where, fd, pv, ov); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-func sameValue(where string, fd protoreflect.FieldDescriptor, pv protoreflect.Value, ov reflect.Value) error {
-	if ov.Kind() == reflect.Pointer {
-		if ov.IsNil() {
-			return fmt.Errorf("%s: nil, want a message", where)
-		}
-		ov = ov.Elem()
-	}
-	var same bool
-	switch fd.Kind() {
-	case protoreflect.MessageKind:
-		return sameFields(pv.Message(), ov)
-	case protoreflect.StringKind:
-		same = ov.String() == pv.String()
-	case protoreflect.BoolKind:
-		same = ov.Bool() == pv.Bool()
-	case protoreflect.EnumKind:
-		same = ov.Int() == int64(pv.Enum())
-	case protoreflect.Int32Kind, protoreflect.Int64Kind:
-		same = ov.Int() == pv.Int()
-	case protoreflect.Uint32Kind:
-		same = ov.Uint() == pv.Uint()
-	default:
-		return fmt.Errorf("%s: kind %v not handled by the test", where, fd.Kind())
-	}
-	if !same {
-		return fmt.Errorf("%s = %v, want %v", where, ov, pv)
-	}
-	return nil
-}
 
 func TestUnknownFieldsAreSkipped(t *testing.T) {
 	var b []byte
@@ -300,9 +43,6 @@ func TestMalformedInputIsAnError(t *testing.T) {
 		"invalid UTF-8 list":         {0x32, 0x02, 0xc3, 0x28}, // operations (6) with a broken sequence
 	}
 	for name, in := range cases {
-		if proto.Unmarshal(in, &abipb.Description{}) == nil {
-			t.Errorf("%s: protobuf-go accepts it: fix the test", name)
-		}
 		var d Description
 		err := d.Unmarshal(in)
 		if err == nil {
@@ -321,73 +61,9 @@ func deepGroups(n int) []byte {
 	return append(b, bytes.Repeat([]byte{0x4c}, n)...) // field 9, end group
 }
 
-// TestDecodeLikeProtobuf: odd but valid encodings decode as protobuf-go
-// decodes them. A known field with another wire type is an unknown field,
-// skipped; groups are skipped whole; the last of a repeated scalar wins; a
-// repeated integer may be packed or not; a singular message seen twice is
-// merged; a map entry may lack its key or value or hold more.
-func TestDecodeLikeProtobuf(t *testing.T) {
-	tag := func(b []byte, num, wt int) []byte { return appendTag(b, num, wt) }
-	str := func(b []byte, num int, s string) []byte { return appendStringAlways(b, num, s) }
-	msg := func(b []byte, num int, body []byte) []byte { return appendStringAlways(b, num, string(body)) }
-	varint := func(b []byte, num int, v uint64) []byte { return appendVarint(tag(b, num, wireVarint), v) }
-	group := func(b []byte, num int, body []byte) []byte {
-		return tag(append(tag(b, num, wireStartGroup), body...), num, wireEndGroup)
-	}
-	entry := func(k, v string) []byte { return str(str(nil, 1, k), 2, v) }
-	for _, c := range []struct {
-		name  string
-		which proto.Message
-		in    []byte
-	}{
-		{"string as varint", &abipb.Description{}, varint(str(nil, 2, "kept"), 2, 7)},
-		{"varint as string", &abipb.Description{}, str(varint(nil, 1, 2), 1, "x")},
-		{"bool as fixed32", &abipb.Mount{}, append(tag(nil, 3, wireFixed32), 1, 0, 0, 0)},
-		{"message as varint", &abipb.Device{}, varint(nil, 5, 1)},
-		{"repeated string as fixed64", &abipb.AllocateResponse{}, append(tag(str(nil, 5, "a"), 5, wireFixed64), 1, 2, 3, 4, 5, 6, 7, 8)},
-		{"map entry as varint", &abipb.RegisterResponse{}, varint(nil, 4, 3)},
-		{"group of an unknown field", &abipb.Description{}, group(str(nil, 2, "n"), 20, varint(str(nil, 1, "x"), 2, 3))},
-		{"group of a known field", &abipb.Description{}, group(nil, 2, nil)},
-		{"nested groups", &abipb.Plugin{}, group(nil, 9, group(group(nil, 3, nil), 4, varint(nil, 1, 1)))},
-		{"groups as deep as allowed", &abipb.Plugin{}, deepGroups(maxGroupDepth + 1)},
-		{"last scalar wins", &abipb.Description{}, varint(varint(str(str(nil, 2, "a"), 2, "b"), 1, 1), 1, 2)},
-		{"unpacked numa nodes", &abipb.Device{}, varint(varint(nil, 3, 1), 3, 1<<40)},
-		{"packed twice", &abipb.Device{}, msg(msg(nil, 3, []byte{1, 2}), 3, []byte{0x80, 0x01})},
-		{"negative numa node", &abipb.Device{}, varint(nil, 3, 1<<64-1)},
-		{"edits merged", &abipb.Device{}, msg(msg(nil, 5, msg(nil, 1, entry("A", "1"))), 5, msg(msg(nil, 1, entry("A", "2")), 4, entry("B", "3")))},
-		{"plugin merged", &abipb.ValidateRequest{}, msg(msg(nil, 1, str(nil, 1, "DevicePlugin")), 1, str(str(nil, 2, "p"), 4, "v1"))},
-		{"map entry without key or value", &abipb.AllocateResponse{}, msg(msg(nil, 1, nil), 4, str(nil, 2, "v"))},
-		{"map entry with more", &abipb.AllocateResponse{}, msg(nil, 1, varint(varint(entry("k", "v"), 9, 1), 1, 4))},
-		{"int32 from a 64-bit varint", &abipb.PreferredAllocationRequest{}, varint(nil, 3, 1<<40+5)},
-		{"enum out of range", &abipb.Error{}, varint(nil, 1, 99)},
-		{"uint32 from a 64-bit varint", &abipb.DescribeRequest{}, varint(nil, 1, 1<<33+1)},
-	} {
-		if err := proto.Unmarshal(c.in, c.which); err != nil {
-			t.Fatalf("%s: protobuf-go refuses it: %v", c.name, err)
-		}
-		ours := oursFor(c.which)
-		if err := ours.Unmarshal(c.in); err != nil {
-			t.Fatalf("%s: %v", c.name, err)
-		}
-		if err := sameFields(c.which.ProtoReflect(), reflect.ValueOf(ours).Elem()); err != nil {
-			t.Fatalf("%s: %v\nprotobuf-go: %v\nours: %+v", c.name, err, c.which, ours)
-		}
-	}
-}
-
-// oursFor is the hand-written twin of a generated message.
-func oursFor(m proto.Message) Message {
-	for _, p := range pairs {
-		if reflect.TypeOf(p.theirs()) == reflect.TypeOf(m) {
-			return p.ours()
-		}
-	}
-	panic(fmt.Sprintf("no twin for %T", m))
-}
-
-// TestInvalidUTF8AgreesWithProtoc: a string that is not UTF-8 is refused,
-// as protobuf-go refuses it in proto3, in every message and field.
-func TestInvalidUTF8AgreesWithProtoc(t *testing.T) {
+// TestInvalidUTF8IsRefused: a string that is not UTF-8 is refused, in every
+// kind of field (proto3 semantics; internal/abipb checks protobuf-go agrees).
+func TestInvalidUTF8IsRefused(t *testing.T) {
 	bad := string([]byte{'x', 0xff})
 	for _, m := range []Message{
 		&Description{Name: bad},
@@ -397,18 +73,9 @@ func TestInvalidUTF8AgreesWithProtoc(t *testing.T) {
 		&AllocateResponse{CDIDevices: []string{bad}},
 		&Error{Message: bad},
 	} {
-		wire := m.AppendTo(nil)
 		fresh := reflect.New(reflect.TypeOf(m).Elem()).Interface().(Message)
-		err := fresh.Unmarshal(wire)
-		if err == nil || !strings.Contains(err.Error(), "not valid UTF-8") {
+		if err := fresh.Unmarshal(m.AppendTo(nil)); err == nil || !strings.Contains(err.Error(), "not valid UTF-8") {
 			t.Errorf("%T with a non-UTF-8 string: %v", m, err)
-		}
-		for _, p := range pairs {
-			if reflect.TypeOf(p.ours()) == reflect.TypeOf(m) {
-				if err := proto.Unmarshal(wire, p.theirs()); err == nil {
-					t.Errorf("%T: protobuf-go accepts what we refuse", m)
-				}
-			}
 		}
 	}
 }
@@ -433,73 +100,6 @@ func TestEncodingIsDeterministic(t *testing.T) {
 			t.Fatal("map encoding depends on iteration order")
 		}
 	}
-}
-
-// FuzzDecode feeds arbitrary bytes to every decoder and to protobuf-go's
-// decoder of the same message: none may panic, both must accept or both
-// refuse, what they decode must agree field by field, and what ours decodes
-// must re-encode to bytes that decode to the same value.
-func FuzzDecode(f *testing.F) {
-	f.Add(uint8(0), []byte{})
-	f.Add(uint8(13), (&Device{ID: "d0", NUMANodes: []int64{0, 1}, Attributes: map[string]string{"k": "v"},
-		Edits: &ContainerEdits{DeviceNodes: []DeviceNode{{HostPath: "/dev/null"}}}}).AppendTo(nil))
-	f.Add(uint8(2), (&Description{Kind: KindDeviceSource, Resource: "example.com/x", Operations: []string{"discover"}}).AppendTo(nil))
-	f.Add(uint8(17), (&AllocateResponse{Envs: map[string]string{"A": "1"}, CDIDevices: []string{"a.com/b=c"}}).AppendTo(nil))
-	f.Fuzz(func(t *testing.T, which uint8, in []byte) {
-		p := pairs[int(which)%len(pairs)]
-		m := p.ours()
-		err := m.Unmarshal(in)
-		want := p.theirs()
-		werr := proto.Unmarshal(in, want)
-		if (err == nil) != (werr == nil) {
-			t.Fatalf("%T: ours: %v; protobuf-go: %v", m, err, werr)
-		}
-		if err != nil {
-			return
-		}
-		if err := sameFields(want.ProtoReflect(), reflect.ValueOf(m).Elem()); err != nil {
-			t.Fatalf("%T decodes differently: %v\nprotobuf-go: %v\nours: %+v", m, err, want, m)
-		}
-		again := p.ours()
-		if err := again.Unmarshal(m.AppendTo(nil)); err != nil {
-			t.Fatalf("re-encoded message does not decode: %v", err)
-		}
-		if !reflect.DeepEqual(normalize(m), normalize(again)) {
-			t.Fatalf("re-encoding changed the message:\n%+v\n%+v", m, again)
-		}
-	})
-}
-
-// normalize maps empty-but-allocated containers to nil, which proto3 does not
-// distinguish on the wire.
-func normalize(m Message) Message {
-	var walk func(v reflect.Value)
-	walk = func(v reflect.Value) {
-		switch v.Kind() {
-		case reflect.Pointer:
-			if !v.IsNil() {
-				walk(v.Elem())
-			}
-		case reflect.Struct:
-			for i := 0; i < v.NumField(); i++ {
-				walk(v.Field(i))
-			}
-		case reflect.Slice:
-			if v.Len() == 0 {
-				v.Set(reflect.Zero(v.Type()))
-				return
-			}
-			for i := 0; i < v.Len(); i++ {
-				walk(v.Index(i))
-			}
-		case reflect.Map:
-			if v.Len() == 0 {
-				v.Set(reflect.Zero(v.Type()))
-			}
-		}
-	}
-	walk(reflect.ValueOf(m))
-	return m
 }
 
 func BenchmarkEncodeDecodeAllocate(b *testing.B) {

@@ -1669,7 +1669,7 @@ const file_wasmlet_abi_proto_rawDesc = "" +
 	"\x10HEALTH_UNHEALTHY\x10\x01*5\n" +
 	"\x06Action\x12\x11\n" +
 	"\rACTION_RECORD\x10\x00\x12\x18\n" +
-	"\x14ACTION_DEVICE_PLUGIN\x10\x01B/Z-github.com/wasmlet/wasmlet/abi/internal/abipbb\x06proto3"
+	"\x14ACTION_DEVICE_PLUGIN\x10\x01B+Z)github.com/wasmlet/wasmlet/internal/abipbb\x06proto3"
 
 var (
 	file_wasmlet_abi_proto_rawDescOnce sync.Once
