@@ -51,11 +51,8 @@ func Serve(handler Handler) {
 
 //go:wasmexport wasmlet_validate
 func validate(ptr unsafe.Pointer, n int32) uint64 {
-	return guest.Handle(ptr, n, func(b []byte) (abi.Message, error) {
-		var req abi.ValidateRequest
-		if err := req.Unmarshal(b); err != nil {
-			return nil, err
-		}
+	var req abi.ValidateRequest
+	return guest.Handle(ptr, n, &req, func() (abi.Message, error) {
 		if h.Validate != nil {
 			if err := h.Validate(&req.Plugin); err != nil {
 				return nil, err
@@ -67,11 +64,8 @@ func validate(ptr unsafe.Pointer, n int32) uint64 {
 
 //go:wasmexport wasmlet_register
 func register(ptr unsafe.Pointer, n int32) uint64 {
-	return guest.Handle(ptr, n, func(b []byte) (abi.Message, error) {
-		var req abi.RegisterRequest
-		if err := req.Unmarshal(b); err != nil {
-			return nil, err
-		}
+	var req abi.RegisterRequest
+	return guest.Handle(ptr, n, &req, func() (abi.Message, error) {
 		if h.Register == nil {
 			return nil, &abi.Error{Code: abi.CodeUnimplemented, Message: "register"}
 		}
@@ -88,11 +82,8 @@ func register(ptr unsafe.Pointer, n int32) uint64 {
 
 //go:wasmexport wasmlet_deregister
 func deregister(ptr unsafe.Pointer, n int32) uint64 {
-	return guest.Handle(ptr, n, func(b []byte) (abi.Message, error) {
-		var req abi.DeregisterRequest
-		if err := req.Unmarshal(b); err != nil {
-			return nil, err
-		}
+	var req abi.DeregisterRequest
+	return guest.Handle(ptr, n, &req, func() (abi.Message, error) {
 		if h.Deregister != nil {
 			if err := h.Deregister(&req.Plugin); err != nil {
 				return nil, err

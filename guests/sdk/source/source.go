@@ -71,11 +71,8 @@ var unimplemented = &abi.Error{Code: abi.CodeUnimplemented, Message: "operation 
 
 //go:wasmexport wasmlet_discover
 func discover(ptr unsafe.Pointer, n int32) uint64 {
-	return guest.Handle(ptr, n, func(b []byte) (abi.Message, error) {
-		var req abi.DiscoverRequest
-		if err := req.Unmarshal(b); err != nil {
-			return nil, err
-		}
+	var req abi.DiscoverRequest
+	return guest.Handle(ptr, n, &req, func() (abi.Message, error) {
 		devs, err := s.Discover()
 		if err != nil {
 			return nil, err
@@ -86,13 +83,10 @@ func discover(ptr unsafe.Pointer, n int32) uint64 {
 
 //go:wasmexport wasmlet_allocate
 func allocate(ptr unsafe.Pointer, n int32) uint64 {
-	return guest.Handle(ptr, n, func(b []byte) (abi.Message, error) {
+	var req abi.AllocateRequest
+	return guest.Handle(ptr, n, &req, func() (abi.Message, error) {
 		if s.Allocate == nil {
 			return nil, unimplemented
-		}
-		var req abi.AllocateRequest
-		if err := req.Unmarshal(b); err != nil {
-			return nil, err
 		}
 		resp, err := s.Allocate(&req)
 		if err != nil {
@@ -107,13 +101,10 @@ func allocate(ptr unsafe.Pointer, n int32) uint64 {
 
 //go:wasmexport wasmlet_preferred_allocation
 func preferredAllocation(ptr unsafe.Pointer, n int32) uint64 {
-	return guest.Handle(ptr, n, func(b []byte) (abi.Message, error) {
+	var req abi.PreferredAllocationRequest
+	return guest.Handle(ptr, n, &req, func() (abi.Message, error) {
 		if s.PreferredAllocation == nil {
 			return nil, unimplemented
-		}
-		var req abi.PreferredAllocationRequest
-		if err := req.Unmarshal(b); err != nil {
-			return nil, err
 		}
 		ids, err := s.PreferredAllocation(&req)
 		if err != nil {
@@ -125,13 +116,10 @@ func preferredAllocation(ptr unsafe.Pointer, n int32) uint64 {
 
 //go:wasmexport wasmlet_prestart
 func prestart(ptr unsafe.Pointer, n int32) uint64 {
-	return guest.Handle(ptr, n, func(b []byte) (abi.Message, error) {
+	var req abi.PreStartRequest
+	return guest.Handle(ptr, n, &req, func() (abi.Message, error) {
 		if s.PreStart == nil {
 			return nil, unimplemented
-		}
-		var req abi.PreStartRequest
-		if err := req.Unmarshal(b); err != nil {
-			return nil, err
 		}
 		if err := s.PreStart(&req); err != nil {
 			return nil, err

@@ -50,27 +50,30 @@ func alloc(size int32) unsafe.Pointer {
 
 //go:wasmexport wasmlet_describe
 func describe(ptr unsafe.Pointer, n int32) uint64 {
-	return Handle(ptr, n, func(req []byte) (abi.Message, error) {
+	var req abi.DescribeRequest
+	return Handle(ptr, n, &req, func() (abi.Message, error) {
 		if !set {
 			return nil, &abi.Error{Code: abi.CodeFailedPrecondition,
 				Message: "module did not call handler.Serve or source.Serve in an init function"}
-		}
-		var r abi.DescribeRequest
-		if err := r.Unmarshal(req); err != nil {
-			return nil, err
 		}
 		return &desc, nil
 	})
 }
 
-// Handle decodes nothing itself: it finds the request bytes the host wrote,
-// runs op, and packs op's reply (or error) into the result the host expects.
-func Handle(ptr unsafe.Pointer, n int32, op func(req []byte) (abi.Message, error)) uint64 {
+// Handle finds the request bytes the host wrote, decodes them into req, runs
+// op, and packs op's reply (or error) into the result the host expects. A
+// request that is not where wasmlet_alloc put it, or does not decode, is
+// answered with an invalid-argument error without running op; an error op
+// returns that is not an *abi.Error is sent with code unknown.
+func Handle(ptr unsafe.Pointer, n int32, req abi.Message, op func() (abi.Message, error)) uint64 {
 	if n < 0 || int(n) > len(in) || (n > 0 && ptr != unsafe.Pointer(&in[0])) {
 		return reply(&abi.Error{Code: abi.CodeInvalidArgument,
 			Message: "request not in the buffer returned by wasmlet_alloc"}, true)
 	}
-	msg, err := op(in[:n])
+	if err := req.Unmarshal(in[:n]); err != nil {
+		return reply(&abi.Error{Code: abi.CodeInvalidArgument, Message: err.Error()}, true)
+	}
+	msg, err := op()
 	if err != nil {
 		e, ok := err.(*abi.Error)
 		if !ok {
