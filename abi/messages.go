@@ -1,8 +1,9 @@
 package abi
 
 // Go forms of the messages in wasmlet_abi.proto. Field numbers are the
-// schema's; codec_test.go checks every type against the protoc-generated code
-// so that the two cannot drift apart.
+// schema's; the tests in internal/abipb (in the repository's main module)
+// check every type against the protoc-generated code so that the two cannot
+// drift apart.
 //
 // Every message has AppendTo, which appends its encoding to b, and Unmarshal,
 // which replaces the receiver's contents with the decoded bytes. Unknown

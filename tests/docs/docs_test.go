@@ -1,5 +1,6 @@
 // Package docs checks the repository's documents against the code: the
-// benchmarks README.md quotes, and the files its documents link to.
+// benchmarks README.md quotes, the files its documents link to, and the way
+// README.md and ABI.md tell a module author to build a Go module.
 package docs
 
 import (
