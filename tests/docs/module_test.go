@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/wasmlet/wasmlet/abi"
+	"github.com/wasmlet/wasmlet/guests/build"
 	"github.com/wasmlet/wasmlet/host/module"
 	"github.com/wasmlet/wasmlet/host/module/conformance"
 )
@@ -72,6 +73,10 @@ func TestGoModuleOutsideTheRepository(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cache, err := module.NewCache(filepath.Join(build.CacheDir(), "wazero"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, doc := range []struct{ file, heading string }{
 		{"README.md", "## Writing a module"},
 		{"abi/ABI.md", "## Building a module"},
@@ -102,7 +107,9 @@ func TestGoModuleOutsideTheRepository(t *testing.T) {
 			}
 			cmd := exec.Command("sh", "-ex", "-c", script)
 			cmd.Dir = dir
-			cmd.Env = append(os.Environ(), "WASMLET="+repo, "GOPROXY=off", "GOFLAGS=-mod=mod",
+			// -trimpath makes the module's bytes the same from run to run,
+			// so that the host's compilation cache spares a recompile.
+			cmd.Env = append(os.Environ(), "WASMLET="+repo, "GOPROXY=off", "GOFLAGS=-mod=mod -trimpath",
 				"GOMODCACHE="+t.TempDir(), "GOWORK=off", "GOTOOLCHAIN=local")
 			if out, err := cmd.CombinedOutput(); err != nil {
 				t.Fatalf("the commands of %s %q fail: %v\n%s", doc.file, doc.heading, err, out)
@@ -113,7 +120,8 @@ func TestGoModuleOutsideTheRepository(t *testing.T) {
 			}
 
 			ctx := context.Background()
-			m, err := module.Load(ctx, built[0], module.Options{MemoryLimit: 32 << 20})
+			opts := module.Options{MemoryLimit: 32 << 20, Cache: cache}
+			m, err := module.Load(ctx, built[0], opts)
 			if err != nil {
 				t.Fatalf("the host refuses the example module: %v", err)
 			}
@@ -137,7 +145,7 @@ func TestGoModuleOutsideTheRepository(t *testing.T) {
 			if len(want) == 0 || !reflect.DeepEqual(got, want) {
 				t.Errorf("discover found %q; the example offers %q", got, want)
 			}
-			conformance.Run(t, built[0], module.Options{MemoryLimit: 32 << 20})
+			conformance.Run(t, built[0], opts)
 		})
 	}
 }
