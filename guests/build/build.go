@@ -24,23 +24,37 @@ import (
 	"testing"
 )
 
+// rootModule is the module path of the repository's main module.
+const rootModule = "github.com/wasmlet/wasmlet"
+
 // Root returns the repository root: the nearest ancestor of the working
-// directory holding go.mod.
+// directory whose go.mod is the main module's. Modules nested in the
+// repository (tests/k8s) build the same guests from the same root.
 func Root() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", err
 	}
 	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && modulePath(b) == rootModule {
 			return dir, nil
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			return "", fmt.Errorf("no go.mod above the working directory")
+			return "", fmt.Errorf("no go.mod of module %s above the working directory", rootModule)
 		}
 		dir = parent
 	}
+}
+
+// modulePath is the path the module directive of a go.mod names.
+func modulePath(gomod []byte) string {
+	for _, line := range strings.Split(string(gomod), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "module" {
+			return strings.Trim(f[1], `"`)
+		}
+	}
+	return ""
 }
 
 // CacheDir is where built guests are kept: $WASMLET_GUEST_CACHE, or
