@@ -331,8 +331,8 @@ func printModule(w io.Writer, m *adminpb.Module) {
 		t.declared(m.Kind, m.Serves, m.Version, m.Summary, m.Operations, m.PrestartRequired)
 		t.row("Exports:", strings.Join(m.Exports, ", "))
 		if l := m.Limits; l != nil {
-			t.row("Limits:", fmt.Sprintf("memory %s, call timeout %s, reply %s, pool %d",
-				size(l.MemoryBytes), human(durationOf(l.CallTimeout)), size(uint64(l.MaxReplyBytes)), l.PoolSize))
+			t.row("Limits:", fmt.Sprintf("memory %s, call timeout %s, reply %s, pool %d (up to %d)",
+				size(l.MemoryBytes), human(durationOf(l.CallTimeout)), size(uint64(l.MaxReplyBytes)), l.PoolSize, l.PoolMax))
 		}
 		for _, mt := range m.Mounts {
 			mount := mt.Host + " -> " + mt.Guest + " (read-only)"

@@ -104,8 +104,11 @@ type Sandbox struct {
 	Timeout time.Duration
 	// InitTimeout bounds instantiation.
 	InitTimeout time.Duration
-	// PoolSize is the most instances of the module that run at once.
+	// PoolSize is how many instances of the module are kept to serve calls.
 	PoolSize int
+	// PoolMax is the most instances that run at once: calls that wait for
+	// a busy pool start more, up to PoolMax. Never less than PoolSize.
+	PoolMax int
 	// MaxReply is the largest reply accepted from the module, in bytes.
 	MaxReply uint64
 	// QuarantineAfter is how many consecutive faults quarantine the module.
@@ -185,6 +188,7 @@ func Default() *Config {
 			Timeout:         module.DefaultCallTimeout,
 			InitTimeout:     module.DefaultInitTimeout,
 			PoolSize:        module.DefaultPoolSize,
+			PoolMax:         module.DefaultPoolMax,
 			MaxReply:        module.DefaultMaxReply,
 			QuarantineAfter: module.DefaultQuarantineAfter,
 			LogRate:         module.DefaultLogRate,
@@ -280,6 +284,7 @@ func (c *Config) ModuleOptions(name string) module.Options {
 		InitTimeout:     s.InitTimeout,
 		MaxReply:        uint32(min(s.MaxReply, maxReply)),
 		PoolSize:        s.PoolSize,
+		PoolMax:         s.PoolMax,
 		QuarantineAfter: s.QuarantineAfter,
 		Mounts:          slices.Clone(e.mounts),
 		Config:          maps.Clone(e.config),

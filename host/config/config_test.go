@@ -38,7 +38,7 @@ func TestDefault(t *testing.T) {
 		t.Errorf("Host:\n got %+v\nwant %+v", c.Host, wantHost)
 	}
 	wantSandbox := Sandbox{
-		Memory: 64 << 20, Timeout: 2 * time.Second, InitTimeout: 10 * time.Second, PoolSize: 2,
+		Memory: 64 << 20, Timeout: 2 * time.Second, InitTimeout: 10 * time.Second, PoolSize: 2, PoolMax: 8,
 		MaxReply: 4 << 20, QuarantineAfter: 5, LogRate: 50, LogBurst: 200,
 	}
 	if c.Sandbox != wantSandbox {
@@ -73,6 +73,7 @@ func TestDefault(t *testing.T) {
 		InitTimeout:     module.DefaultInitTimeout,
 		MaxReply:        module.DefaultMaxReply,
 		PoolSize:        module.DefaultPoolSize,
+		PoolMax:         module.DefaultPoolMax,
 		QuarantineAfter: module.DefaultQuarantineAfter,
 		LogRate:         module.DefaultLogRate,
 		LogBurst:        module.DefaultLogBurst,
@@ -186,6 +187,7 @@ memory = 33554432
 timeout = "1s"
 max_reply = "1MB"
 quarantine_after = 3
+pool_max = 3
 `
 	c, err, _ := parseIn(t, doc, "a", "b")
 	if err != nil {
@@ -193,11 +195,12 @@ quarantine_after = 3
 	}
 	base := module.Options{
 		MemoryLimit: 32 << 20, CallTimeout: time.Second, InitTimeout: 10 * time.Second,
-		MaxReply: 1e6, PoolSize: 2, QuarantineAfter: 3, LogRate: 50, LogBurst: 200,
+		MaxReply: 1e6, PoolSize: 2, PoolMax: 3, QuarantineAfter: 3, LogRate: 50, LogBurst: 200,
 	}
 
 	a := base
-	a.Name, a.MemoryLimit, a.PoolSize = "a", 16<<20, 4
+	// pool_max, inherited from [sandbox], rises to the module's pool_size.
+	a.Name, a.MemoryLimit, a.PoolSize, a.PoolMax = "a", 16<<20, 4, 4
 	a.Config = map[string]string{"class": "0x03", "vendor": ""}
 	a.Mounts = []module.Mount{
 		{Host: "/sys/bus/pci/devices", Guest: "/sys/bus/pci/devices", Root: "/sys"},

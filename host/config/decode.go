@@ -252,6 +252,7 @@ func (d *decoder) sandboxFields(s *Sandbox) []field {
 		{"timeout", func(n *node, key string) { d.duration(n, key, &s.Timeout, false) }},
 		{"init_timeout", func(n *node, key string) { d.duration(n, key, &s.InitTimeout, false) }},
 		{"pool_size", func(n *node, key string) { d.integer(n, key, &s.PoolSize, 1) }},
+		{"pool_max", func(n *node, key string) { d.integer(n, key, &s.PoolMax, 1) }},
 		{"max_reply", func(n *node, key string) { d.size(n, key, &s.MaxReply, maxReply, "4294967295 (4GiB - 1)") }},
 		{"quarantine_after", func(n *node, key string) { d.integer(n, key, &s.QuarantineAfter, 1) }},
 		{"log_rate", func(n *node, key string) { d.integer(n, key, &s.LogRate, 1) }},
@@ -260,9 +261,19 @@ func (d *decoder) sandboxFields(s *Sandbox) []field {
 }
 
 // sandbox decodes [sandbox], or a [modules.<name>] section when extra holds
-// the module-only keys.
+// the module-only keys. A pool_max below pool_size is a mistake where the
+// table sets it; one inherited from [sandbox] (or the default) rises to the
+// table's pool_size.
 func (d *decoder) sandbox(n *node, key string, s *Sandbox, extra []field) {
 	d.table(n, key, append(d.sandboxFields(s), extra...))
+	if s.PoolMax >= s.PoolSize || n.kind != kindTable {
+		return
+	}
+	if at, ok := n.fields["pool_max"]; ok {
+		d.errorf(at.at, keyPath(key, "pool_max"), "%d is less than pool_size %d, expected at least as many instances as the pool keeps", s.PoolMax, s.PoolSize)
+		return
+	}
+	s.PoolMax = s.PoolSize
 }
 
 // The [modules] section: one table per module, over the [sandbox] defaults.

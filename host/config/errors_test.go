@@ -80,16 +80,16 @@ func TestUnknownKeys(t *testing.T) {
 	}, {
 		name: "nested",
 		doc:  "[sandbox]\nmemroy = \"1MiB\"\n",
-		want: []string{`plugins.toml:2:1: sandbox.memroy: unknown key, expected memory, timeout, init_timeout, pool_size, max_reply, quarantine_after, log_rate or log_burst (did you mean memory?)`},
+		want: []string{`plugins.toml:2:1: sandbox.memroy: unknown key, expected memory, timeout, init_timeout, pool_size, pool_max, max_reply, quarantine_after, log_rate or log_burst (did you mean memory?)`},
 	}, {
 		name: "nested through a dotted key",
 		doc:  "sandbox.memroy = 1\n",
-		want: []string{`plugins.toml:1:9: sandbox.memroy: unknown key, expected memory, timeout, init_timeout, pool_size, max_reply, quarantine_after, log_rate or log_burst (did you mean memory?)`},
+		want: []string{`plugins.toml:1:9: sandbox.memroy: unknown key, expected memory, timeout, init_timeout, pool_size, pool_max, max_reply, quarantine_after, log_rate or log_burst (did you mean memory?)`},
 	}, {
 		name:    "module entry",
 		doc:     withModules + "[modules.x]\nsha = \"\"\n",
 		modules: []string{"x"},
-		want:    []string{`plugins.toml:4:1: modules.x.sha: unknown key, expected memory, timeout, init_timeout, pool_size, max_reply, quarantine_after, log_rate, log_burst, sha256, config or mounts`},
+		want:    []string{`plugins.toml:4:1: modules.x.sha: unknown key, expected memory, timeout, init_timeout, pool_size, pool_max, max_reply, quarantine_after, log_rate, log_burst, sha256, config or mounts`},
 	}, {
 		name:    "mount",
 		doc:     withModules + "[modules.x]\nmounts = [{ host = \"/a\", guest = \"/a\", readonly = true }]\n",
@@ -437,6 +437,23 @@ func TestHostChecks(t *testing.T) {
 		name: "long kubelet socket, through state_dir",
 		doc:  "[host]\nstate_dir = \"" + long[:90] + "\"\n",
 		want: []string{`plugins.toml:2:13: host.state_dir: socket path ` + long[:90] + `/device-plugins/kubelet.sock is 118 bytes long, expected at most 107 (the limit of a unix socket path)`},
+	}})
+}
+
+// TestPoolMaxBelowPoolSize: a table that sets pool_max below its pool_size
+// is told so where it sets pool_max.
+func TestPoolMaxBelowPoolSize(t *testing.T) {
+	runErrorCases(t, []errorCase{{
+		name: "sandbox",
+		doc:  "[sandbox]\npool_size = 4\npool_max = 2\n",
+		want: []string{`plugins.toml:3:12: sandbox.pool_max: 2 is less than pool_size 4, expected at least as many instances as the pool keeps`},
+	}, {
+		name: "module entry over an inherited pool_size",
+		doc:  withModules + "[sandbox]\npool_size = 4\n[modules.x]\npool_max = 3\n",
+		want: []string{
+			`plugins.toml:5:10: modules.x: module "x" not found, expected a file m/x.wasm`,
+			`plugins.toml:6:12: modules.x.pool_max: 3 is less than pool_size 4, expected at least as many instances as the pool keeps`,
+		},
 	}})
 }
 

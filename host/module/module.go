@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tetratelabs/wazero"
@@ -51,8 +52,12 @@ type Module struct {
 	mounts  *mounts
 	sink    *logSink
 	idle    chan *instance
-	slots   chan struct{}
+	slots   chan struct{} // a token per instance up to PoolSize...
+	extra   chan struct{} // ...and beyond, up to PoolMax
 	exports []string
+
+	waiting   atomic.Int32 // calls waiting for an instance
+	startCost atomic.Int64 // how long starting an instance takes, in ns
 
 	mu          sync.Mutex
 	closed      bool
@@ -92,8 +97,9 @@ func Load(ctx context.Context, path string, opts Options) (*Module, error) {
 		path:    path,
 		digest:  hex.EncodeToString(sum[:]),
 		size:    int64(len(bin)),
-		idle:    make(chan *instance, opts.PoolSize),
+		idle:    make(chan *instance, opts.PoolMax),
 		slots:   make(chan struct{}, opts.PoolSize),
+		extra:   make(chan struct{}, opts.PoolMax-opts.PoolSize),
 		drained: make(chan struct{}),
 		live:    map[*instance]struct{}{},
 		sink:    newLogSink(opts),
@@ -147,6 +153,7 @@ func Load(ctx context.Context, path string, opts Options) (*Module, error) {
 		return refuse(problems...)
 	}
 	m.timing.Instantiate = time.Since(start)
+	m.startCost.Store(int64(m.timing.Instantiate))
 	m.loaded = time.Now()
 	m.idle <- in
 	opts.Observer.Instances(opts.Name, 1)
@@ -425,41 +432,97 @@ func (m *Module) exit() {
 	m.mu.Unlock()
 }
 
-// get takes an idle instance, or starts a new one if the pool has room, or
-// waits for one to come back.
+// get takes an idle instance; or starts one while the base pool
+// (PoolSize) has room; or waits for one to come back. A call that has
+// waited as long as starting an instance takes (every instance is busy
+// with slow calls, not just with many) starts one beyond the base pool, up
+// to PoolMax, so that a few slow calls cannot hold up all the others.
 func (m *Module) get(ctx context.Context, op abi.Op) (*instance, error) {
 	select {
 	case in := <-m.idle:
 		return in, nil
 	default:
 	}
+	m.waiting.Add(1)
+	defer m.waiting.Add(-1)
+	grow := time.NewTimer(m.growAfter())
+	defer grow.Stop()
 	select {
 	case in := <-m.idle:
 		return in, nil
 	case m.slots <- struct{}{}:
-		in, err := m.newInstance(ctx)
-		if err != nil {
-			<-m.slots
-			ce, ok := err.(*CallError)
-			if !ok {
-				ce = &CallError{Module: m.opts.Name, Op: op, Err: err}
-			}
-			ce.Op = op
-			if ce.Fault != FaultCancelled && ce.Fault != FaultClosed {
-				ce.Fault = FaultInit
-			}
-			m.failed(ce)
-			return nil, ce
-		}
-		m.mu.Lock()
-		n := len(m.live)
-		m.mu.Unlock()
-		m.opts.Observer.Instances(m.opts.Name, n)
-		return in, nil
+		return m.start(ctx, op)
+	case <-grow.C:
 	case <-ctx.Done():
-		return nil, &CallError{Module: m.opts.Name, Op: op, Fault: FaultBusy,
-			Err: fmt.Errorf("no instance free (pool of %d): %w", m.opts.PoolSize, ctx.Err())}
+		return nil, m.busy(ctx, op)
 	}
+	select {
+	case in := <-m.idle:
+		return in, nil
+	case m.slots <- struct{}{}:
+		return m.start(ctx, op)
+	case m.extra <- struct{}{}:
+		return m.start(ctx, op)
+	case <-ctx.Done():
+		return nil, m.busy(ctx, op)
+	}
+}
+
+// minGrowAfter is the least a call waits before the pool grows: shorter
+// waits are scheduling noise on a loaded machine, not slow calls.
+const minGrowAfter = time.Millisecond
+
+// growAfter is how long a call waits for a busy pool before it starts an
+// instance beyond the base pool: as long as starting one takes. Waiting
+// longer would be slower than starting one; starting one sooner would cost
+// more than the wait.
+func (m *Module) growAfter() time.Duration {
+	return max(time.Duration(m.startCost.Load()), minGrowAfter)
+}
+
+// start starts an instance for op, in the slot just taken.
+func (m *Module) start(ctx context.Context, op abi.Op) (*instance, error) {
+	begin := monotonic()
+	in, err := m.newInstance(ctx)
+	if err != nil {
+		m.mu.Lock()
+		m.releaseSlots(1)
+		m.mu.Unlock()
+		ce, ok := err.(*CallError)
+		if !ok {
+			ce = &CallError{Module: m.opts.Name, Op: op, Err: err}
+		}
+		ce.Op = op
+		if ce.Fault != FaultCancelled && ce.Fault != FaultClosed {
+			ce.Fault = FaultInit
+		}
+		m.failed(ce)
+		return nil, ce
+	}
+	// A running estimate: the pool grows by what starting costs now.
+	m.startCost.Store((m.startCost.Load() + int64(monotonic()-begin)) / 2)
+	m.mu.Lock()
+	n := len(m.live)
+	m.mu.Unlock()
+	m.opts.Observer.Instances(m.opts.Name, n)
+	return in, nil
+}
+
+// releaseSlots gives back n slots, those beyond the base pool first. Slots
+// are given back with m.mu held, so that none of these receives blocks.
+func (m *Module) releaseSlots(n int) {
+	for range n {
+		if len(m.extra) > 0 {
+			<-m.extra
+		} else {
+			<-m.slots
+		}
+	}
+}
+
+func (m *Module) busy(ctx context.Context, op abi.Op) error {
+	return &CallError{Module: m.opts.Name, Op: op, Fault: FaultBusy,
+		Err: fmt.Errorf("no instance free (pool of %d, up to %d): %w", m.opts.PoolSize, m.opts.PoolMax, ctx.Err())}
 }
 
 // adopt makes a new instance live, so that Close can stop it. It refuses
@@ -481,21 +544,42 @@ func (m *Module) drop(in *instance) {
 	m.mu.Unlock()
 }
 
-// put returns an instance to the pool, or discards it.
+// put returns an instance to the pool, or discards it if it is broken. When
+// no call waits, the pool shrinks back to its base size: instances beyond
+// it go, this one or idle ones.
 func (m *Module) put(in *instance, broken bool) {
+	var gone []*instance
 	m.mu.Lock()
-	discard := broken || m.closed || m.quarantine != ""
-	if discard {
+	surplus := func() bool { return len(m.live) > m.opts.PoolSize && m.waiting.Load() == 0 }
+	if broken || m.closed || m.quarantine != "" || surplus() {
 		delete(m.live, in)
+		gone = append(gone, in)
+	} else {
+		m.idle <- in // never blocks: it holds every instance
+	}
+	for surplus() {
+		select {
+		case idle := <-m.idle:
+			delete(m.live, idle)
+			gone = append(gone, idle)
+			continue
+		default:
+		}
+		break
 	}
 	n := len(m.live)
 	m.mu.Unlock()
-	if !discard {
-		m.idle <- in
+	if len(gone) == 0 {
 		return
 	}
-	in.close()
-	<-m.slots
+	for _, in := range gone {
+		in.close()
+	}
+	// The slots free once the instances are closed: never more than
+	// PoolMax instances exist.
+	m.mu.Lock()
+	m.releaseSlots(len(gone))
+	m.mu.Unlock()
 	m.opts.Observer.Instances(m.opts.Name, n)
 }
 
@@ -598,6 +682,7 @@ type Status struct {
 	Timing      LoadTiming
 
 	Instances, Idle, PoolSize int
+	PoolMax                   int // instances at most, beyond PoolSize when calls wait
 	Calls, Faults             uint64
 	ConsecutiveFaults         int
 	LastFault                 string
@@ -619,7 +704,7 @@ func (m *Module) Status() Status {
 	return Status{
 		Name: m.opts.Name, Path: m.path, Digest: m.digest, Size: m.size,
 		Description: m.desc, Exports: append([]string(nil), m.exports...), Loaded: m.loaded, Timing: m.timing,
-		Instances: len(m.live), Idle: len(m.idle), PoolSize: m.opts.PoolSize,
+		Instances: len(m.live), Idle: len(m.idle), PoolSize: m.opts.PoolSize, PoolMax: m.opts.PoolMax,
 		Calls: m.calls, Faults: m.faults, ConsecutiveFaults: m.consecutive,
 		LastFault: m.lastFault, LastFaultAt: m.lastFaultAt,
 		Quarantined: m.quarantine != "", QuarantineReason: m.quarantine, QuarantinedAt: m.quarantined,

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -375,45 +376,73 @@ func TestCloseInterruptsCallsThatOverstay(t *testing.T) {
 	}
 }
 
-func TestPoolIsBounded(t *testing.T) {
-	m := load(t, build.Go(t, "guests/testmodules/faulty"), Options{PoolSize: 2,
-		Config: map[string]string{"fault": "slow", "delay_ms": "100"}})
+// holdModule loads badhandler, whose register for a plugin named "hold-*"
+// does not return until release is called (or the call's deadline).
+func holdModule(t *testing.T, opts Options) (m *Module, release func()) {
+	t.Helper()
+	dir := t.TempDir()
+	opts.Mounts = []Mount{{Host: dir, Guest: "/ctl"}}
+	opts.Config = map[string]string{"release": "/ctl/release"}
+	opts.CallTimeout = time.Minute // the test releases the calls
+	m = load(t, build.Go(t, "guests/testmodules/badhandler"), opts)
+	release = func() {
+		if err := os.WriteFile(filepath.Join(dir, "release"), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(release) // before the module closes: Close waits for calls
+	return m, release
+}
+
+// TestPoolGrowsBehindSlowCallsUpToPoolMax: calls that find every instance
+// of the base pool busy for long start more instances, up to PoolMax; a
+// call that finds PoolMax busy waits, and gets a clear error when it
+// cannot wait; once the calls end, the pool is back to its base size.
+func TestPoolGrowsBehindSlowCallsUpToPoolMax(t *testing.T) {
+	m, release := holdModule(t, Options{PoolSize: 1, PoolMax: 2})
 	var wg sync.WaitGroup
-	var maxSeen atomic.Int64
-	for i := 0; i < 6; i++ {
+	for i := range 3 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := m.Discover(context.Background()); err != nil {
+			if _, err := m.Register(context.Background(), &abi.Plugin{Name: fmt.Sprintf("hold-%d", i)}); err != nil {
 				t.Error(err)
 			}
 		}()
 	}
-	for i := 0; i < 20; i++ {
-		if n := int64(m.Status().Instances); n > maxSeen.Load() {
-			maxSeen.Store(n)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	wg.Wait()
-	if maxSeen.Load() > 2 {
-		t.Fatalf("saw %d instances with a pool of 2", maxSeen.Load())
-	}
-	// A caller that cannot wait gets a clear error rather than blocking.
+	// Two calls hold the two instances; the third waits for one.
+	waitUntil(t, "two held calls and one waiting", func() bool {
+		st := m.Status()
+		return st.Instances == 2 && st.Idle == 0 && m.waiting.Load() == 1
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
-	var wg2 sync.WaitGroup
-	for i := 0; i < 2; i++ {
-		wg2.Add(1)
-		go func() { defer wg2.Done(); m.Discover(context.Background()) }()
-	}
-	waitUntil(t, "both instances to be busy", func() bool { st := m.Status(); return st.Instances == 2 && st.Idle == 0 })
-	_, err := m.Discover(ctx)
+	err := m.Validate(ctx, &abi.Plugin{Name: "ok-1"})
 	var ce *CallError
-	if !errors.As(err, &ce) || ce.Fault != FaultBusy {
-		t.Errorf("got %v, want busy", err)
+	if !errors.As(err, &ce) || ce.Fault != FaultBusy || !strings.Contains(err.Error(), "pool of 1, up to 2") {
+		t.Errorf("got %v, want busy naming the pool", err)
 	}
-	wg2.Wait()
+	if st := m.Status(); st.Instances != 2 || st.PoolSize != 1 || st.PoolMax != 2 {
+		t.Errorf("%d instances (pool %d, up to %d), want 2 (pool 1, up to 2)", st.Instances, st.PoolSize, st.PoolMax)
+	}
+	release()
+	wg.Wait()
+	if st := m.Status(); st.Instances != 1 || st.Idle != 1 {
+		t.Errorf("after the calls: %d instances, %d idle; want the base pool, 1 idle", st.Instances, st.Idle)
+	}
+}
+
+// TestPoolMaxDefaults: PoolMax is DefaultPoolMax, or PoolSize when that is
+// larger; it is never below PoolSize.
+func TestPoolMaxDefaults(t *testing.T) {
+	for _, c := range []struct{ size, max, want int }{
+		{0, 0, DefaultPoolMax}, {2, 0, DefaultPoolMax}, {DefaultPoolMax + 4, 0, DefaultPoolMax + 4}, {2, 3, 3}, {4, 3, 4},
+	} {
+		o := Options{PoolSize: c.size, PoolMax: c.max}.withDefaults("x.wasm")
+		if o.PoolMax != c.want {
+			t.Errorf("pool_size %d, pool_max %d: PoolMax %d, want %d", c.size, c.max, o.PoolMax, c.want)
+		}
+	}
 }
 
 func TestLogsCarryTheModuleNameAndAreRateLimited(t *testing.T) {

@@ -17,6 +17,7 @@ const (
 	DefaultInitTimeout     = 10 * time.Second
 	DefaultMaxReply        = 4 << 20
 	DefaultPoolSize        = 2
+	DefaultPoolMax         = 8
 	DefaultQuarantineAfter = 5
 	DefaultLogRate         = 50  // lines per second, per module
 	DefaultLogBurst        = 200 // lines
@@ -39,8 +40,14 @@ type Options struct {
 	InitTimeout time.Duration
 	// MaxReply is the largest reply the host accepts, in bytes.
 	MaxReply uint32
-	// PoolSize is the most instances the module runs at once.
+	// PoolSize is how many instances the module keeps to serve calls.
 	PoolSize int
+	// PoolMax is the most instances the module runs at once: when every
+	// instance has been busy for as long as starting one takes, a call
+	// starts one more, up to PoolMax, which ends when its call does unless
+	// another call waits for it. Defaults to the larger of PoolSize and
+	// DefaultPoolMax; never less than PoolSize.
+	PoolMax int
 	// QuarantineAfter is how many consecutive faults quarantine the module.
 	QuarantineAfter int
 	// Mounts are the read-only directories the module may read.
@@ -144,6 +151,10 @@ func (o Options) withDefaults(file string) Options {
 	if o.PoolSize <= 0 {
 		o.PoolSize = DefaultPoolSize
 	}
+	if o.PoolMax <= 0 {
+		o.PoolMax = max(o.PoolSize, DefaultPoolMax)
+	}
+	o.PoolMax = max(o.PoolMax, o.PoolSize)
 	if o.QuarantineAfter <= 0 {
 		o.QuarantineAfter = DefaultQuarantineAfter
 	}

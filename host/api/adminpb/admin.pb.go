@@ -1309,7 +1309,11 @@ type Limits struct {
 	MemoryBytes   uint64                 `protobuf:"varint,1,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
 	CallTimeout   *durationpb.Duration   `protobuf:"bytes,2,opt,name=call_timeout,json=callTimeout,proto3" json:"call_timeout,omitempty"`
 	MaxReplyBytes uint32                 `protobuf:"varint,3,opt,name=max_reply_bytes,json=maxReplyBytes,proto3" json:"max_reply_bytes,omitempty"`
-	PoolSize      int32                  `protobuf:"varint,4,opt,name=pool_size,json=poolSize,proto3" json:"pool_size,omitempty"`
+	// Instances kept to serve calls.
+	PoolSize int32 `protobuf:"varint,4,opt,name=pool_size,json=poolSize,proto3" json:"pool_size,omitempty"`
+	// Instances at most: calls that wait for a busy pool start more, up to
+	// this many.
+	PoolMax       int32 `protobuf:"varint,5,opt,name=pool_max,json=poolMax,proto3" json:"pool_max,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1368,6 +1372,13 @@ func (x *Limits) GetMaxReplyBytes() uint32 {
 func (x *Limits) GetPoolSize() int32 {
 	if x != nil {
 		return x.PoolSize
+	}
+	return 0
+}
+
+func (x *Limits) GetPoolMax() int32 {
+	if x != nil {
+		return x.PoolMax
 	}
 	return 0
 }
@@ -2621,12 +2632,13 @@ const file_admin_proto_rawDesc = "" +
 	"\arefused\x18\x1d \x01(\tR\arefused\x12)\n" +
 	"\x10refused_problems\x18\x1e \x03(\tR\x0frefusedProblems\x129\n" +
 	"\n" +
-	"refused_at\x18\x1f \x01(\v2\x1a.google.protobuf.TimestampR\trefusedAt\"\xae\x01\n" +
+	"refused_at\x18\x1f \x01(\v2\x1a.google.protobuf.TimestampR\trefusedAt\"\xc9\x01\n" +
 	"\x06Limits\x12!\n" +
 	"\fmemory_bytes\x18\x01 \x01(\x04R\vmemoryBytes\x12<\n" +
 	"\fcall_timeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\vcallTimeout\x12&\n" +
 	"\x0fmax_reply_bytes\x18\x03 \x01(\rR\rmaxReplyBytes\x12\x1b\n" +
-	"\tpool_size\x18\x04 \x01(\x05R\bpoolSize\"E\n" +
+	"\tpool_size\x18\x04 \x01(\x05R\bpoolSize\x12\x19\n" +
+	"\bpool_max\x18\x05 \x01(\x05R\apoolMax\"E\n" +
 	"\x05Mount\x12\x12\n" +
 	"\x04host\x18\x01 \x01(\tR\x04host\x12\x14\n" +
 	"\x05guest\x18\x02 \x01(\tR\x05guest\x12\x12\n" +
