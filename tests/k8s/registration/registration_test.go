@@ -1,0 +1,160 @@
+package registration
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/wasmlet/wasmlet/host/pluginmanager"
+)
+
+// TestBundledConfigRegistersUpstreamExamplePlugins: 50 upstream example
+// plugins, offering what the upstream tests offer (v1beta1, v1beta2),
+// register at once with a node started from the repository's plugins.toml,
+// and each is recorded by customhandler with the version the bundled
+// configuration prefers.
+func TestBundledConfigRegistersUpstreamExamplePlugins(t *testing.T) {
+	w := startWasmlet(t, bundledConfig(t), bundledModules, nil)
+	f := plugins(t)
+	names := make([]string, fleetSize)
+	for i := range names {
+		names[i] = fmt.Sprintf("example-%d", i)
+	}
+	f.serve(t, w.registry, 0, names)
+	t.Cleanup(func() { f.stop(t, fleetSize) })
+	for i, name := range names {
+		if s := f.status(t, i, name); !s.registered {
+			t.Errorf("plugin %s: not registered: %q", name, s.reason)
+		}
+	}
+	for _, name := range names {
+		p, ok := w.plugin(name)
+		switch {
+		case !ok:
+			t.Errorf("plugin %s: unknown to wasmlet", name)
+		case p.State != pluginmanager.StateRegistered || p.Handler != "customhandler" || p.Attributes["version"] != "v1beta2":
+			t.Errorf("plugin %s: state %s, handler %q, version %q; want registered by customhandler with v1beta2",
+				name, p.State, p.Handler, p.Attributes["version"])
+		}
+	}
+}
+
+// TestKubeletRegistersTheSameFleet checks the comparison's other side: the
+// kubelet's plugin manager, with its example handler, registers the same
+// upstream plugins.
+func TestKubeletRegistersTheSameFleet(t *testing.T) {
+	k := startKubelet(t)
+	f := plugins(t)
+	names := []string{"kubelet-0", "kubelet-1", "kubelet-2"}
+	f.serve(t, k.registry, 0, names)
+	t.Cleanup(func() { f.stop(t, len(names)) })
+	for i, name := range names {
+		if s := f.status(t, i, name); !s.registered {
+			t.Errorf("plugin %s: not registered: %q", name, s.reason)
+		}
+	}
+	if n := k.handler.registered(); n != len(names) {
+		t.Errorf("the kubelet's handler holds %d plugins, want %d", n, len(names))
+	}
+}
+
+// slowHandlerConfig runs badhandler as the ExamplePlugin handler with the
+// base pool of 2 instances, and a call deadline far beyond the test, so
+// that "hold-*" registrations stay in their register call until the test
+// creates ctl/release.
+const slowHandlerConfig = `
+[host]
+state_dir = "./build/state"
+registry_dir = "./build/plugins_registry"
+device_plugin_dir = "./build/device-plugins"
+module_dir = "./build/modules"
+api_socket = "./build/wasmlet.sock"
+metrics_address = ""
+operation_timeout = "2m"
+
+[sandbox]
+pool_size = 2
+timeout = "2m"
+
+[modules.badhandler]
+config = { type = "ExamplePlugin", release = "/ctl/release" }
+mounts = [{ host = "./ctl", guest = "/ctl" }]
+
+[handlers]
+ExamplePlugin = "badhandler"
+
+[bridge]
+cdi_dir = "./build/cdi"
+`
+
+// TestSlowHandlerCallHoldsUpOnlyItsPlugin: two register calls that do not
+// return occupy every instance of the handler's base pool; the 48 other
+// plugins of the same type register all the same while both calls are
+// still running (the pool grows for them), and the held two register once
+// their calls return.
+func TestSlowHandlerCallHoldsUpOnlyItsPlugin(t *testing.T) {
+	w := startWasmlet(t, slowHandlerConfig, map[string]string{"badhandler": "guests/testmodules/badhandler"},
+		func(dir string) {
+			if err := os.Mkdir(filepath.Join(dir, "ctl"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		})
+	f := plugins(t)
+	t.Cleanup(func() { f.stop(t, fleetSize) })
+	release := func() {
+		if err := os.WriteFile(filepath.Join(w.dir, "ctl", "release"), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Whatever happens, the held calls return before the plugins stop (a
+	// register would otherwise be followed by a notify to a plugin that is
+	// gone, which waits out the operation timeout) and the node stops.
+	t.Cleanup(release)
+	m := w.node.Modules().Get("badhandler")
+	if m == nil {
+		t.Fatal("badhandler is not loaded")
+	}
+
+	held := []string{"hold-0", "hold-1"}
+	f.serve(t, w.registry, 0, held)
+	// Both held plugins are in their register call: 4 calls made (validate
+	// and register each), 2 instances busy.
+	eventually(t, "both held register calls to run", func() bool {
+		s := m.Status()
+		return s.Calls == 4 && s.Instances-s.Idle == 2
+	})
+
+	others := make([]string, fleetSize-len(held))
+	for i := range others {
+		others[i] = fmt.Sprintf("ok-%d", len(held)+i)
+	}
+	f.serve(t, w.registry, len(held), others)
+	for i, name := range others {
+		if s := f.status(t, len(held)+i, name); !s.registered {
+			t.Errorf("plugin %s: not registered: %q", name, s.reason)
+		}
+	}
+	// ... while the held calls still run.
+	for i, name := range held {
+		if e, ok := f.heard(i); ok {
+			t.Errorf("plugin %s heard %q before its register call returned", name, e.text)
+		}
+		if p, _ := w.plugin(name); p.State != pluginmanager.StateRegistering {
+			t.Errorf("plugin %s: state %q, want %q", name, p.State, pluginmanager.StateRegistering)
+		}
+	}
+	if s := m.Status(); s.Instances-s.Idle < len(held) {
+		t.Errorf("%d instances busy, want the %d held calls still running", s.Instances-s.Idle, len(held))
+	}
+
+	release()
+	for i, name := range held {
+		if s := f.status(t, i, name); !s.registered {
+			t.Errorf("plugin %s: not registered once released: %q", name, s.reason)
+		}
+	}
+	if n := w.registered(); n != fleetSize {
+		t.Errorf("%d plugins registered, want %d", n, fleetSize)
+	}
+}
