@@ -103,7 +103,9 @@ func TestSleepingGuestDoesNotPinThePool(t *testing.T) {
 	const timeout = 500 * time.Millisecond
 	log, out := captureLogger()
 	obs := &countingObserver{}
-	m := load(t, build.Go(t, "guests/testmodules/faulty"), Options{Logger: log, Observer: obs, PoolSize: 2, CallTimeout: timeout,
+	// PoolMax 2: the pool cannot grow around the sleepers (that is
+	// TestPoolGrowsBehindSlowCallsUpToPoolMax); their deadline must free it.
+	m := load(t, build.Go(t, "guests/testmodules/faulty"), Options{Logger: log, Observer: obs, PoolSize: 2, PoolMax: 2, CallTimeout: timeout,
 		Config: map[string]string{"fault": "sleep", "on": "allocate"}})
 	var wg sync.WaitGroup
 	errs := make([]error, 2)
@@ -191,7 +193,7 @@ func TestCancelInterruptsARunningCall(t *testing.T) {
 // call gives up when its context is cancelled.
 func TestCancelWhileWaitingForAnInstance(t *testing.T) {
 	log, out := captureLogger()
-	m := load(t, build.Go(t, "guests/testmodules/faulty"), Options{Logger: log, PoolSize: 1, CallTimeout: time.Minute,
+	m := load(t, build.Go(t, "guests/testmodules/faulty"), Options{Logger: log, PoolSize: 1, PoolMax: 1, CallTimeout: time.Minute,
 		Config: map[string]string{"fault": "sleep", "on": "allocate"}})
 	sleeperCtx, stopSleeper := context.WithCancel(context.Background())
 	defer stopSleeper()

@@ -521,8 +521,12 @@ func (m *Module) releaseSlots(n int) {
 }
 
 func (m *Module) busy(ctx context.Context, op abi.Op) error {
+	pool := fmt.Sprintf("pool of %d", m.opts.PoolSize)
+	if m.opts.PoolMax > m.opts.PoolSize {
+		pool += fmt.Sprintf(", up to %d", m.opts.PoolMax)
+	}
 	return &CallError{Module: m.opts.Name, Op: op, Fault: FaultBusy,
-		Err: fmt.Errorf("no instance free (pool of %d, up to %d): %w", m.opts.PoolSize, m.opts.PoolMax, ctx.Err())}
+		Err: fmt.Errorf("no instance free (%s): %w", pool, ctx.Err())}
 }
 
 // adopt makes a new instance live, so that Close can stop it. It refuses
