@@ -2,8 +2,6 @@ package registration
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -38,55 +36,14 @@ func BenchmarkRegistration50(b *testing.B) {
 	})
 	for _, poolMax := range []int{2, 8} {
 		b.Run(fmt.Sprintf("manager=wasmlet/held=2/pool_max=%d", poolMax), func(b *testing.B) {
-			var ctl string
-			w := startWasmlet(b, fmt.Sprintf(heldConfig, poolMax), map[string]string{"badhandler": "guests/testmodules/badhandler"},
-				func(dir string) {
-					ctl = filepath.Join(dir, "ctl")
-					if err := os.Mkdir(ctl, 0o755); err != nil {
-						b.Fatal(err)
-					}
-				})
-			release := func(yes bool) {
-				file := filepath.Join(ctl, "release")
-				if yes {
-					os.WriteFile(file, nil, 0o644)
-				} else {
-					os.Remove(file)
-				}
-			}
+			// Quarantine is out of the way: the held calls' faults (at
+			// the deadline) are not the point.
+			w, release := startHeld(b, "", fmt.Sprintf("pool_size = 2\npool_max = %d\nquarantine_after = 1000", poolMax))
 			b.Cleanup(func() { release(true) })
 			benchRegistration(b, w.registry, 2, w.registered, release)
 		})
 	}
 }
-
-// heldConfig runs badhandler as the ExamplePlugin handler, with the
-// default sandbox but for pool_max. Quarantine is out of the way: the held
-// calls' faults (at the deadline) are not the point.
-const heldConfig = `
-[host]
-state_dir = "./build/state"
-registry_dir = "./build/plugins_registry"
-device_plugin_dir = "./build/device-plugins"
-module_dir = "./build/modules"
-api_socket = "./build/wasmlet.sock"
-metrics_address = ""
-
-[sandbox]
-pool_size = 2
-pool_max = %d
-quarantine_after = 1000
-
-[modules.badhandler]
-config = { type = "ExamplePlugin", release = "/ctl/release" }
-mounts = [{ host = "./ctl", guest = "/ctl" }]
-
-[handlers]
-ExamplePlugin = "badhandler"
-
-[bridge]
-cdi_dir = "./build/cdi"
-`
 
 // benchRegistration runs rounds of fleetSize plugins registering at once
 // in registry, the first held of them named "hold-*" (measured not), the

@@ -2,8 +2,6 @@ package registration
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/wasmlet/wasmlet/host/pluginmanager"
@@ -59,58 +57,21 @@ func TestKubeletRegistersTheSameFleet(t *testing.T) {
 	}
 }
 
-// slowHandlerConfig runs badhandler as the ExamplePlugin handler with the
-// base pool of 2 instances, and a call deadline far beyond the test, so
-// that "hold-*" registrations stay in their register call until the test
-// creates ctl/release.
-const slowHandlerConfig = `
-[host]
-state_dir = "./build/state"
-registry_dir = "./build/plugins_registry"
-device_plugin_dir = "./build/device-plugins"
-module_dir = "./build/modules"
-api_socket = "./build/wasmlet.sock"
-metrics_address = ""
-operation_timeout = "2m"
-
-[sandbox]
-pool_size = 2
-timeout = "2m"
-
-[modules.badhandler]
-config = { type = "ExamplePlugin", release = "/ctl/release" }
-mounts = [{ host = "./ctl", guest = "/ctl" }]
-
-[handlers]
-ExamplePlugin = "badhandler"
-
-[bridge]
-cdi_dir = "./build/cdi"
-`
-
 // TestSlowHandlerCallHoldsUpOnlyItsPlugin: two register calls that do not
 // return occupy every instance of the handler's base pool; the 48 other
 // plugins of the same type register all the same while both calls are
 // still running (the pool grows for them), and the held two register once
 // their calls return.
 func TestSlowHandlerCallHoldsUpOnlyItsPlugin(t *testing.T) {
-	w := startWasmlet(t, slowHandlerConfig, map[string]string{"badhandler": "guests/testmodules/badhandler"},
-		func(dir string) {
-			if err := os.Mkdir(filepath.Join(dir, "ctl"), 0o755); err != nil {
-				t.Fatal(err)
-			}
-		})
+	// A call deadline far beyond the test: the held calls return when the
+	// test lets them.
+	w, release := startHeld(t, `operation_timeout = "2m"`, "pool_size = 2\ntimeout = \"2m\"")
 	f := plugins(t)
 	t.Cleanup(func() { f.stop(t, fleetSize) })
-	release := func() {
-		if err := os.WriteFile(filepath.Join(w.dir, "ctl", "release"), nil, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
 	// Whatever happens, the held calls return before the plugins stop (a
 	// register would otherwise be followed by a notify to a plugin that is
 	// gone, which waits out the operation timeout) and the node stops.
-	t.Cleanup(release)
+	t.Cleanup(func() { release(true) })
 	m := w.node.Modules().Get("badhandler")
 	if m == nil {
 		t.Fatal("badhandler is not loaded")
@@ -148,7 +109,7 @@ func TestSlowHandlerCallHoldsUpOnlyItsPlugin(t *testing.T) {
 		t.Errorf("%d instances busy, want the %d held calls still running", s.Instances-s.Idle, len(held))
 	}
 
-	release()
+	release(true)
 	for i, name := range held {
 		if s := f.status(t, i, name); !s.registered {
 			t.Errorf("plugin %s: not registered once released: %q", name, s.reason)

@@ -2,6 +2,7 @@ package registration
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -112,6 +113,59 @@ func startWasmlet(tb testing.TB, toml string, modules map[string]string, setup f
 		return n.Ready()
 	})
 	return w
+}
+
+// heldConfig runs badhandler as the ExamplePlugin handler; its "hold-*"
+// registrations stay in their register call until ctl/release exists (or
+// the call deadline). host and sandbox are added to their sections.
+const heldConfig = `
+[host]
+state_dir = "./build/state"
+registry_dir = "./build/plugins_registry"
+device_plugin_dir = "./build/device-plugins"
+module_dir = "./build/modules"
+api_socket = "./build/wasmlet.sock"
+metrics_address = ""
+%s
+
+[sandbox]
+%s
+
+[modules.badhandler]
+config = { type = "ExamplePlugin", release = "/ctl/release" }
+mounts = [{ host = "./ctl", guest = "/ctl" }]
+
+[handlers]
+ExamplePlugin = "badhandler"
+
+[bridge]
+cdi_dir = "./build/cdi"
+`
+
+// startHeld runs a node from heldConfig; release(true) lets the held
+// register calls return, release(false) holds the next ones again.
+func startHeld(tb testing.TB, host, sandbox string) (w *wasmlet, release func(bool)) {
+	tb.Helper()
+	var ctl string
+	w = startWasmlet(tb, fmt.Sprintf(heldConfig, host, sandbox), map[string]string{"badhandler": "guests/testmodules/badhandler"},
+		func(dir string) {
+			ctl = filepath.Join(dir, "ctl")
+			if err := os.Mkdir(ctl, 0o755); err != nil {
+				tb.Fatal(err)
+			}
+		})
+	return w, func(yes bool) {
+		file := filepath.Join(ctl, "release")
+		var err error
+		if yes {
+			err = os.WriteFile(file, nil, 0o644)
+		} else if err = os.Remove(file); os.IsNotExist(err) {
+			err = nil
+		}
+		if err != nil {
+			tb.Error(err)
+		}
+	}
 }
 
 func (w *wasmlet) stop() {
