@@ -64,8 +64,15 @@ type Host struct {
 	// ModuleDir holds the .wasm handlers and device sources, and is
 	// watched. Default: StateDir/modules.
 	ModuleDir string
-	// APISocket is the host API's unix socket.
+	// APISocket is the admin API's unix socket (status, allocate, release,
+	// module reload): only wasmlet's user can use it.
 	APISocket string
+	// PodResourcesSocket serves the kubelet's read-only pod resources API
+	// (v1 and v1alpha1) on a socket of its own, so that a monitoring agent
+	// given it gets no admin rights. Default:
+	// StateDir/pod-resources/wasmlet.sock, as the kubelet's is
+	// <root-dir>/pod-resources/kubelet.sock.
+	PodResourcesSocket string
 	// MetricsAddress is the host:port serving /metrics, /healthz and
 	// /readyz; "" disables it.
 	MetricsAddress string
@@ -208,7 +215,8 @@ func Default() *Config {
 	return c
 }
 
-// deriveDirs fills in the directories that default to places under StateDir.
+// deriveDirs fills in the directories and sockets that default to places
+// under StateDir.
 func (h *Host) deriveDirs() {
 	if h.RegistryDir == "" {
 		h.RegistryDir = filepath.Join(h.StateDir, "plugins_registry")
@@ -218,6 +226,9 @@ func (h *Host) deriveDirs() {
 	}
 	if h.ModuleDir == "" {
 		h.ModuleDir = filepath.Join(h.StateDir, "modules")
+	}
+	if h.PodResourcesSocket == "" {
+		h.PodResourcesSocket = filepath.Join(h.StateDir, "pod-resources", "wasmlet.sock")
 	}
 }
 

@@ -20,19 +20,20 @@ import (
 func TestDefault(t *testing.T) {
 	c := Default()
 	wantHost := Host{
-		StateDir:         "/var/lib/wasmlet",
-		RegistryDir:      "/var/lib/wasmlet/plugins_registry",
-		DevicePluginDir:  "/var/lib/wasmlet/device-plugins",
-		ModuleDir:        "/var/lib/wasmlet/modules",
-		APISocket:        "/run/wasmlet/wasmlet.sock",
-		MetricsAddress:   "127.0.0.1:9465",
-		LogLevel:         hclog.Info,
-		LogFormat:        LogText,
-		ResyncPeriod:     30 * time.Second,
-		GracePeriod:      5 * time.Minute,
-		OperationTimeout: 10 * time.Second,
-		BackoffInitial:   500 * time.Millisecond,
-		BackoffMax:       2 * time.Minute,
+		StateDir:           "/var/lib/wasmlet",
+		RegistryDir:        "/var/lib/wasmlet/plugins_registry",
+		DevicePluginDir:    "/var/lib/wasmlet/device-plugins",
+		ModuleDir:          "/var/lib/wasmlet/modules",
+		APISocket:          "/run/wasmlet/wasmlet.sock",
+		PodResourcesSocket: "/var/lib/wasmlet/pod-resources/wasmlet.sock",
+		MetricsAddress:     "127.0.0.1:9465",
+		LogLevel:           hclog.Info,
+		LogFormat:          LogText,
+		ResyncPeriod:       30 * time.Second,
+		GracePeriod:        5 * time.Minute,
+		OperationTimeout:   10 * time.Second,
+		BackoffInitial:     500 * time.Millisecond,
+		BackoffMax:         2 * time.Minute,
 	}
 	if c.Host != wantHost {
 		t.Errorf("Host:\n got %+v\nwant %+v", c.Host, wantHost)
@@ -138,6 +139,7 @@ cdi_dir = "cdi"
 	check("DevicePluginDir (derived)", c.Host.DevicePluginDir, filepath.Join(sub, "state", "device-plugins"))
 	check("ModuleDir (derived)", c.Host.ModuleDir, filepath.Join(sub, "state", "modules"))
 	check("APISocket", c.Host.APISocket, filepath.Join(sub, "run", "wasmlet.sock"))
+	check("PodResourcesSocket (derived)", c.Host.PodResourcesSocket, filepath.Join(sub, "state", "pod-resources", "wasmlet.sock"))
 	check("CDIDir", c.Bridge.CDIDir, filepath.Join(sub, "cdi"))
 	check("KubeletDir (absolute default)", c.Bridge.KubeletDir, "/var/lib/kubelet/device-plugins")
 	mounts := c.ModuleOptions("x").Mounts
@@ -295,7 +297,7 @@ plugin_registry_dir = "/k/plugins_registry"
 	want := Host{
 		StateDir: "/srv/wasmlet", RegistryDir: "/srv/wasmlet/plugins_registry",
 		DevicePluginDir: "/srv/wasmlet/device-plugins", ModuleDir: "/opt/modules",
-		APISocket: "/run/wasmlet/wasmlet.sock", MetricsAddress: "",
+		APISocket: "/run/wasmlet/wasmlet.sock", PodResourcesSocket: "/srv/wasmlet/pod-resources/wasmlet.sock", MetricsAddress: "",
 		LogLevel: hclog.Debug, LogFormat: LogJSON,
 		ResyncPeriod: time.Minute, GracePeriod: 0, OperationTimeout: 3 * time.Second,
 		BackoffInitial: time.Second, BackoffMax: time.Second,
@@ -454,5 +456,35 @@ func mustWrite(t *testing.T, file, data string) {
 	t.Helper()
 	if err := os.WriteFile(file, []byte(data), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestPodResourcesSocket: the read-only pod resources socket is a key of
+// its own, derived from state_dir when left out, checked for length like
+// every socket, and never the admin socket.
+func TestPodResourcesSocket(t *testing.T) {
+	c, err := Parse([]byte("[host]\nstate_dir = \"/s\"\n"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Host.PodResourcesSocket; got != "/s/pod-resources/wasmlet.sock" {
+		t.Errorf("derived PodResourcesSocket %q", got)
+	}
+	if got := Default().Host.PodResourcesSocket; got != "/var/lib/wasmlet/pod-resources/wasmlet.sock" {
+		t.Errorf("default PodResourcesSocket %q", got)
+	}
+	c, err = Parse([]byte("[host]\npod_resources_socket = \"/run/pr/wasmlet.sock\"\n"), "")
+	if err != nil || c.Host.PodResourcesSocket != "/run/pr/wasmlet.sock" {
+		t.Fatalf("%v, %v", c, err)
+	}
+	for doc, want := range map[string]string{
+		"[host]\napi_socket = \"/a.sock\"\npod_resources_socket = \"/a.sock\"\n": "3:24: host.pod_resources_socket: api_socket and pod_resources_socket are both /a.sock",
+		"[host]\npod_resources_socket = \"/" + strings.Repeat("p", 120) + "\"\n": "2:24: host.pod_resources_socket: socket path",
+		"[host]\nstate_dir = \"/" + strings.Repeat("s", 100) + "\"\n":            "2:13: host.state_dir: socket path /sss",
+	} {
+		_, err := Parse([]byte(doc), "")
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", doc, err, want)
+		}
 	}
 }

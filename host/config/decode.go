@@ -151,7 +151,7 @@ func (d *decoder) config(root *node) *Config {
 	c := Default()
 	// The directories under state_dir are derived once [host] is decoded;
 	// host() does it, or this does when there is no [host].
-	c.Host.RegistryDir, c.Host.DevicePluginDir, c.Host.ModuleDir = "", "", ""
+	c.Host.RegistryDir, c.Host.DevicePluginDir, c.Host.ModuleDir, c.Host.PodResourcesSocket = "", "", "", ""
 	if root.fields["host"] == nil {
 		c.Host.deriveDirs()
 	}
@@ -171,7 +171,7 @@ func (d *decoder) config(root *node) *Config {
 
 // The [host] section.
 func (d *decoder) host(n *node, key string, h *Host) {
-	var stateAt, devAt, socketAt *node
+	var stateAt, devAt, socketAt, podAt *node
 	var backoffInitial, backoffMax *node
 	d.table(n, key, []field{
 		{"state_dir", func(n *node, key string) {
@@ -189,6 +189,11 @@ func (d *decoder) host(n *node, key string, h *Host) {
 		{"api_socket", func(n *node, key string) {
 			if d.path(n, key, &h.APISocket) {
 				socketAt = n
+			}
+		}},
+		{"pod_resources_socket", func(n *node, key string) {
+			if d.path(n, key, &h.PodResourcesSocket) {
+				podAt = n
 			}
 		}},
 		{"metrics_address", func(n *node, key string) { d.address(n, key, &h.MetricsAddress) }},
@@ -231,6 +236,22 @@ func (d *decoder) host(n *node, key string, h *Host) {
 	// "invalid argument". Say so here, where the path is written.
 	if socketAt != nil {
 		d.socketPath(socketAt, keyPath(key, "api_socket"), h.APISocket)
+	}
+	switch {
+	case podAt != nil:
+		d.socketPath(podAt, keyPath(key, "pod_resources_socket"), h.PodResourcesSocket)
+	case stateAt != nil:
+		d.socketPath(stateAt, keyPath(key, "state_dir"), h.PodResourcesSocket)
+	}
+	if h.PodResourcesSocket == h.APISocket {
+		at, name := podAt, "pod_resources_socket"
+		if at == nil {
+			at, name = socketAt, "api_socket"
+		}
+		if at != nil {
+			d.errorf(at.at, keyPath(key, name), "api_socket and pod_resources_socket are both %s, expected two sockets: "+
+				"the admin API must not be reachable through the read-only pod resources socket", h.PodResourcesSocket)
+		}
 	}
 	if devAt != nil {
 		d.socketPath(devAt, keyPath(key, "device_plugin_dir"), filepath.Join(h.DevicePluginDir, "kubelet.sock"))

@@ -107,7 +107,7 @@ func TestUnknownKeys(t *testing.T) {
 	}, {
 		name: "quoted",
 		doc:  "[host]\n\"log level\" = \"info\"\n",
-		want: []string{`plugins.toml:2:1: host."log level": unknown key, expected state_dir, registry_dir, device_plugin_dir, module_dir, api_socket, metrics_address, log_level, log_format, resync_period, grace_period, operation_timeout, backoff_initial or backoff_max (did you mean log_level?)`},
+		want: []string{`plugins.toml:2:1: host."log level": unknown key, expected state_dir, registry_dir, device_plugin_dir, module_dir, api_socket, pod_resources_socket, metrics_address, log_level, log_format, resync_period, grace_period, operation_timeout, backoff_initial or backoff_max (did you mean log_level?)`},
 	}})
 }
 
@@ -436,7 +436,10 @@ func TestHostChecks(t *testing.T) {
 	}, {
 		name: "long kubelet socket, through state_dir",
 		doc:  "[host]\nstate_dir = \"" + long[:90] + "\"\n",
-		want: []string{`plugins.toml:2:13: host.state_dir: socket path ` + long[:90] + `/device-plugins/kubelet.sock is 118 bytes long, expected at most 107 (the limit of a unix socket path)`},
+		want: []string{
+			`plugins.toml:2:13: host.state_dir: socket path ` + long[:90] + `/pod-resources/wasmlet.sock is 117 bytes long, expected at most 107 (the limit of a unix socket path)`,
+			`plugins.toml:2:13: host.state_dir: socket path ` + long[:90] + `/device-plugins/kubelet.sock is 118 bytes long, expected at most 107 (the limit of a unix socket path)`,
+		},
 	}})
 }
 
@@ -475,7 +478,7 @@ pool_size = 0
 			`plugins.toml:4:10: modules.x.memory: invalid size "lots", expected a size in bytes, such as 67108864 or "64MiB" (units B, KiB, MiB, GiB, KB, MB, GB)`,
 			`plugins.toml:6:16: handlers.DevicePlugin: module "nope" not found, expected a file m/nope.wasm`,
 			`plugins.toml:8:13: sandbox.pool_size: 0 is out of range, expected an integer from 1 to 2147483647`,
-			`plugins.toml:9:7: host.extra: unknown key, expected state_dir, registry_dir, device_plugin_dir, module_dir, api_socket, metrics_address, log_level, log_format, resync_period, grace_period, operation_timeout, backoff_initial or backoff_max`,
+			`plugins.toml:9:7: host.extra: unknown key, expected state_dir, registry_dir, device_plugin_dir, module_dir, api_socket, pod_resources_socket, metrics_address, log_level, log_format, resync_period, grace_period, operation_timeout, backoff_initial or backoff_max`,
 		},
 	}})
 }
