@@ -20,14 +20,25 @@ var ErrClosed = errors.New("checkpoint: committer is closed")
 //
 // The host must not start over such a file: starting empty would hand out
 // again devices that running containers hold. Its message says which file,
-// what is wrong, and the commands an operator can run to inspect the file or
-// move it aside. Nothing in this package modifies or replaces the file.
+// what is wrong, and the commands an operator can run to inspect the file
+// and, for a file that starts as a checkpoint does or that is where the
+// host keeps its checkpoint (Expected), to move it aside. Nothing in this
+// package modifies or replaces the file.
 type CorruptError struct {
 	// Path is the file; empty when the bytes did not come from a file
 	// ([Decode]).
 	Path string
 	// Reason says what is wrong, e.g. "it is damaged: checksum mismatch, ...".
 	Reason string
+	// Expected says that the file is where a host keeps its checkpoint (a
+	// host reading its own sets it): the message then says how to move it
+	// aside even if it does not look like a checkpoint at all. Otherwise
+	// only a file that starts as a checkpoint does is worth moving aside;
+	// another file was given by mistake.
+	Expected bool
+
+	// checkpoint: the file starts as a checkpoint does (its magic).
+	checkpoint bool
 
 	// cause is ErrNewerVersion for a newer format version, else nil.
 	cause error
@@ -44,6 +55,12 @@ func (e *CorruptError) Error() string {
 		b.WriteString("Run the newer wasmlet that wrote it, or inspect it")
 	} else {
 		b.WriteString("Inspect it")
+	}
+	if !e.checkpoint && !e.Expected {
+		b.Reset()
+		fmt.Fprintf(&b, "%s cannot be a checkpoint: %s. The file was left untouched. Is this the right file? "+
+			"A host's checkpoint is the file \"checkpoint\" in its state directory (host.state_dir)", e.Path, e.Reason)
+		return b.String()
 	}
 	fmt.Fprintf(&b, " with `wasmlet checkpoint verify %s` and `wasmlet checkpoint show %s`; "+
 		"to start with no recorded allocations instead (devices held by running containers may then be handed out again), "+

@@ -33,8 +33,16 @@ func readFile(path string) (*State, frame, int64, error) {
 	st, f, err := decode(data)
 	if ce, ok := err.(*CorruptError); ok {
 		ce.Path = path
+		ce.checkpoint = looksLikeCheckpoint(data)
 	}
 	return st, f, int64(len(data)), err
+}
+
+// looksLikeCheckpoint reports whether data starts as a checkpoint does, or
+// is the start of one.
+func looksLikeCheckpoint(data []byte) bool {
+	n := min(len(data), len(magic))
+	return n > 0 && string(data[:n]) == magic[:n]
 }
 
 // load returns the bytes of the file at path, refusing what cannot be a

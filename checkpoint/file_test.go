@@ -93,7 +93,7 @@ func TestCorruptErrorMessage(t *testing.T) {
 		{"/var/lib/wasmlet/checkpoint", "/var/lib/wasmlet/checkpoint"},
 		{"/tmp/my dir/it's", `'/tmp/my dir/it'\''s'`},
 	} {
-		msg := (&CorruptError{Path: tc.path, Reason: "it is damaged: checksum mismatch"}).Error()
+		msg := (&CorruptError{Path: tc.path, Reason: "it is damaged: checksum mismatch", Expected: true}).Error()
 		for _, want := range []string{
 			"checkpoint " + tc.path + " is unusable: it is damaged: checksum mismatch.",
 			"left untouched",
@@ -108,6 +108,51 @@ func TestCorruptErrorMessage(t *testing.T) {
 	}
 	if msg := (&CorruptError{Reason: "the file is empty"}).Error(); msg != "checkpoint data is unusable: the file is empty" {
 		t.Errorf("without a path: %q", msg)
+	}
+}
+
+// TestMoveAsideOnlyACheckpoint: moving a file aside is advised for a file
+// that starts as a checkpoint does, or that is where a host keeps its
+// checkpoint (Expected), never for some other file given by mistake.
+func TestMoveAsideOnlyACheckpoint(t *testing.T) {
+	dir := t.TempDir()
+	damaged := filepath.Join(dir, "checkpoint")
+	if err := Write(damaged, sampleState(1, 1, 1)); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(damaged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0xff
+	truncated := filepath.Join(dir, "truncated")
+	other := filepath.Join(dir, "passwd")
+	for path, data := range map[string][]byte{damaged: b, truncated: b[:5], other: []byte("root:x:0:0:root:/root:/bin/bash\n")} {
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		path     string
+		expected bool
+		mv       bool
+		want     string
+	}{
+		{damaged, false, true, "is unusable: it is damaged"},
+		{truncated, false, true, "is unusable: it is truncated"},
+		{other, false, false, other + " cannot be a checkpoint: it is not a wasmlet checkpoint: it starts with \"root:x:0\""},
+		{other, true, true, "is unusable: it is not a wasmlet checkpoint"},
+	} {
+		_, err := Read(tc.path)
+		var ce *CorruptError
+		if !errors.As(err, &ce) {
+			t.Fatalf("%s: %v", tc.path, err)
+		}
+		ce.Expected = tc.expected
+		msg := ce.Error()
+		if strings.Contains(msg, "mv ") != tc.mv || !strings.Contains(msg, tc.want) {
+			t.Errorf("%s (expected %v): %s", tc.path, tc.expected, msg)
+		}
 	}
 }
 
