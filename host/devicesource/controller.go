@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sort"
 	"sync"
 	"time"
@@ -50,6 +51,7 @@ type Controller struct {
 	mu      sync.Mutex
 	dirty   map[string]bool    // module names to reconcile
 	served  map[string]*served // by module name
+	waiting map[string]string  // module name → the module serving its resource
 	running bool
 	timers  map[string]*time.Timer // restarts pending, by module name
 }
@@ -75,7 +77,7 @@ func NewController(reg *module.Registry, dm Providers, cfg ControllerConfig) *Co
 		cfg.RestartDelay = DefaultRestartDelay
 	}
 	return &Controller{reg: reg, dm: dm, cfg: cfg, log: cfg.Logger, wake: make(chan struct{}, 1),
-		dirty: map[string]bool{}, served: map[string]*served{}, timers: map[string]*time.Timer{}}
+		dirty: map[string]bool{}, served: map[string]*served{}, waiting: map[string]string{}, timers: map[string]*time.Timer{}}
 }
 
 // Run serves every device source already loaded and follows the registry
@@ -157,6 +159,15 @@ func (c *Controller) Sources() []*Source {
 	return out
 }
 
+// Conflicts returns the device-source modules that are loaded but not
+// served because another module serves the resource they declare: module
+// name → the module serving it. Each takes over when that one goes.
+func (c *Controller) Conflicts() map[string]string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.waiting)
+}
+
 // Source returns the source serving module name, or nil.
 func (c *Controller) Source(moduleName string) *Source {
 	c.mu.Lock()
@@ -182,6 +193,9 @@ func (c *Controller) reconcile(name string) {
 	}
 	c.mu.Unlock()
 	if m == nil || m.Description().Kind != abi.KindDeviceSource {
+		c.mu.Lock()
+		delete(c.waiting, name)
+		c.mu.Unlock()
 		if cur != nil {
 			c.drop(name, cur, fmt.Errorf("module %q was unloaded", name))
 		}
@@ -238,12 +252,17 @@ func (c *Controller) start(name string, m *module.Module) {
 	c.mu.Lock()
 	for other, s := range c.served {
 		if other != name && s.src.resource == resource {
+			logged := c.waiting[name] == other
+			c.waiting[name] = other
 			c.mu.Unlock()
-			c.log.Error("device source module declares a resource another module already serves; it waits until that one goes",
-				"module", name, "resource", resource, "served_by", other)
+			if !logged {
+				c.log.Error("device source module declares a resource another module already serves; it waits until that one goes",
+					"module", name, "resource", resource, "served_by", other)
+			}
 			return
 		}
 	}
+	delete(c.waiting, name)
 	c.mu.Unlock()
 	src, err := NewSource(c.reg, name, c.options(name))
 	if err != nil { // unloaded meanwhile: its event is on the way

@@ -20,6 +20,7 @@ import (
 	"github.com/wasmlet/wasmlet/guests/build"
 	"github.com/wasmlet/wasmlet/host/devicemanager"
 	"github.com/wasmlet/wasmlet/host/devicesource"
+	"github.com/wasmlet/wasmlet/host/internal/testenv"
 	"github.com/wasmlet/wasmlet/host/module"
 )
 
@@ -518,7 +519,7 @@ func TestErrorsNameTheModule(t *testing.T) {
 }
 
 // TestOneResourceTwoModules: the first module keeps the resource; the second
-// takes over when the first goes.
+// is reported in conflict with it, and takes over when the first goes.
 func TestOneResourceTwoModules(t *testing.T) {
 	e := newEnv(t, envConfig{})
 	e.configure("b", module.Options{Config: map[string]string{"count": "2"}}, devicesource.Options{})
@@ -526,14 +527,22 @@ func TestOneResourceTwoModules(t *testing.T) {
 	e.load("a", ctr)
 	e.resource("example.com/counter", healthy(4))
 	e.load("b", ctr)
-	time.Sleep(100 * time.Millisecond)
-	if r := e.resource("example.com/counter", healthy(4)); r.Provider != "module:a" || e.ctrl.Source("b") != nil {
-		t.Fatalf("%+v", r)
+	testenv.Eventually(t, "b to be in conflict with a", func() bool { return e.ctrl.Conflicts()["b"] == "a" })
+	if r := e.resource("example.com/counter", healthy(4)); r.Provider != "module:a" || e.ctrl.Source("b") != nil || len(e.ctrl.Conflicts()) != 1 {
+		t.Fatalf("%+v, conflicts %v", r, e.ctrl.Conflicts())
 	}
 	e.reg.Unload("a")
 	if r := e.resource("example.com/counter", healthy(2)); r.Provider != "module:b" {
 		t.Fatalf("%+v", r)
 	}
+	if c := e.ctrl.Conflicts(); len(c) != 0 {
+		t.Fatalf("conflicts once b took over: %v", c)
+	}
+	// A module in conflict that is unloaded is no longer in conflict.
+	e.load("a", ctr)
+	testenv.Eventually(t, "a to be in conflict with b", func() bool { return e.ctrl.Conflicts()["a"] == "b" })
+	e.reg.Unload("a")
+	testenv.Eventually(t, "no conflict", func() bool { return len(e.ctrl.Conflicts()) == 0 })
 }
 
 // TestStartsWhatIsLoaded: modules loaded before the controller runs are
