@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -10,13 +9,9 @@ import (
 	"unicode"
 
 	"github.com/hashicorp/go-hclog"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/wasmlet/wasmlet/host/api/adminpb"
-	"github.com/wasmlet/wasmlet/host/devicemanager"
-	"github.com/wasmlet/wasmlet/host/module"
-	"github.com/wasmlet/wasmlet/host/pluginmanager"
 )
 
 // admin implements adminpb.AdminServer over a Backend.
@@ -27,101 +22,80 @@ type admin struct {
 }
 
 func (s *admin) Status(context.Context, *adminpb.StatusRequest) (*adminpb.StatusResponse, error) {
-	st := s.b.Status()
-	out := &adminpb.StatusResponse{
-		Version: st.Version, Started: ts(st.Started), ConfigFile: st.ConfigFile,
-		Directories: &adminpb.Directories{State: st.StateDir, PluginRegistry: st.RegistryDir,
-			DevicePlugins: st.DevicePluginDir, Modules: st.ModuleDir, Checkpoint: st.Checkpoint},
-		ApiSocket: st.APISocket, MetricsAddress: st.MetricsAddress, Ready: st.Ready, NotReady: st.NotReady,
-		GracePeriod: dur(st.GracePeriod), Pid: int32(os.Getpid()), Counts: &adminpb.Counts{},
+	out := s.b.Status()
+	if out == nil {
+		out = &adminpb.StatusResponse{}
 	}
-	if !st.Started.IsZero() {
-		out.Uptime = dur(time.Since(st.Started).Truncate(time.Millisecond))
+	out.Pid = int32(os.Getpid())
+	if out.Started != nil {
+		out.Uptime = durationpb.New(time.Since(out.Started.AsTime()).Truncate(time.Millisecond))
 	}
-	c := out.Counts
-	for _, info := range s.b.Modules() {
-		if info.Err != nil {
+	c := &adminpb.Counts{}
+	out.Counts = c
+	for _, m := range s.b.Modules() {
+		c.Modules++
+		switch m.State {
+		case ModuleRunning:
+			c.ModulesRunning++
+		case ModuleLoading:
+			c.ModulesLoading++
+		case ModuleQuarantined:
+			c.ModulesQuarantined++
+		case ModuleConflict:
+			c.ModulesConflicting++
+		case ModuleRefused:
 			c.ModulesRefused++
-		}
-		if info.Module != nil {
-			c.Modules++
-			if info.Module.Status().Quarantined {
-				c.ModulesQuarantined++
-			}
 		}
 	}
 	for _, p := range s.b.Plugins() {
 		c.Plugins++
 		switch p.State {
-		case pluginmanager.StateRegistered:
+		case PluginRegistered:
 			c.PluginsRegistered++
-		case pluginmanager.StateFailing, pluginmanager.StateWaiting:
+		case PluginWaiting:
+			c.PluginsWaiting++
+		case PluginFailing:
 			c.PluginsFailing++
 		}
 	}
 	for _, r := range s.b.Resources() {
 		c.Resources++
-		c.Devices += int32(r.Capacity)
-		c.DevicesHealthy += int32(r.Healthy)
-		c.DevicesAllocated += int32(r.Allocated)
+		c.Devices += r.Capacity
+		c.DevicesHealthy += r.Healthy
+		c.DevicesAllocated += r.Allocated
 	}
 	c.Allocations = int32(len(s.b.Allocations()))
-	for _, b := range st.Bridged {
-		out.Bridged = append(out.Bridged, &adminpb.BridgedSource{Resource: b.Resource, Provider: b.Provider,
-			Socket: b.Socket, RegistrationSocket: b.RegistrationSocket, Mode: b.Mode, State: string(b.State),
-			LastError: b.LastError, Registrations: int32(b.Registrations), RegisteredAt: ts(b.RegisteredAt),
-			NextAttempt: ts(b.NextAttempt), KubeletPresent: b.KubeletPresent, Streams: int32(b.Streams),
-			Devices: int32(b.Devices), Healthy: int32(b.Healthy)})
-	}
-	for _, sp := range st.CDISpecs {
-		out.CdiSpecs = append(out.CdiSpecs, &adminpb.CDISpec{Resource: sp.Resource, Provider: sp.Provider,
-			Path: sp.Path, Devices: sp.Devices, Skipped: sp.Skipped, Error: sp.Error, WrittenAt: ts(sp.WrittenAt)})
-	}
 	return out, nil
 }
 
 func (s *admin) ListPlugins(context.Context, *adminpb.ListPluginsRequest) (*adminpb.ListPluginsResponse, error) {
 	ps := s.b.Plugins()
-	out := &adminpb.ListPluginsResponse{Plugins: make([]*adminpb.Plugin, len(ps))}
-	for i, p := range ps {
-		out.Plugins[i] = pluginPB(p)
-	}
-	return out, nil
+	return &adminpb.ListPluginsResponse{Plugins: ps}, nil
 }
 
 func (s *admin) ListModules(context.Context, *adminpb.ListModulesRequest) (*adminpb.ListModulesResponse, error) {
-	infos := s.b.Modules()
-	out := &adminpb.ListModulesResponse{Modules: make([]*adminpb.Module, len(infos))}
-	for i, info := range infos {
-		out.Modules[i] = modulePB(info)
-	}
-	return out, nil
+	return &adminpb.ListModulesResponse{Modules: s.b.Modules()}, nil
 }
 
 func (s *admin) ReloadModule(ctx context.Context, req *adminpb.ReloadModuleRequest) (*adminpb.ReloadModuleResponse, error) {
 	name := req.GetName()
 	if name == "" {
-		return nil, status.Error(codes.InvalidArgument, "a module name is required")
+		return nil, failf(ReasonInvalid, "a module name is required")
 	}
 	if !s.knowsModule(name) {
-		return nil, status.Errorf(codes.NotFound, "no module %q (known: %s)", name, s.moduleNames())
+		return nil, failf(ReasonNotFound, "no module %q (known: %s)", name, s.moduleNames())
 	}
 	s.log.Info("module reload requested through the API", "module", name)
 	m, err := s.b.ReloadModule(ctx, name)
 	if err != nil {
-		var le *module.LoadError
-		if errors.As(err, &le) {
-			return nil, status.Error(codes.FailedPrecondition, err.Error())
-		}
-		return nil, status.Errorf(codes.Unknown, "reload %s: %v", name, err)
+		return nil, statusOf(ctx, err)
 	}
-	info := module.Info{Name: name, Path: m.Path(), Module: m}
-	return &adminpb.ReloadModuleResponse{Module: modulePB(info)}, nil
+	return &adminpb.ReloadModuleResponse{Module: m}, nil
 }
 
 func (s *admin) knowsModule(name string) bool {
-	for _, info := range s.b.Modules() {
-		if info.Name == name {
+	for _, m := range s.b.Modules() {
+		if m.Name == name {
 			return true
 		}
 	}
@@ -130,8 +104,8 @@ func (s *admin) knowsModule(name string) bool {
 
 func (s *admin) moduleNames() string {
 	var names []string
-	for _, info := range s.b.Modules() {
-		names = append(names, info.Name)
+	for _, m := range s.b.Modules() {
+		names = append(names, m.Name)
 	}
 	if len(names) == 0 {
 		return "none"
@@ -140,34 +114,29 @@ func (s *admin) moduleNames() string {
 }
 
 func (s *admin) ListResources(_ context.Context, req *adminpb.ListResourcesRequest) (*adminpb.ListResourcesResponse, error) {
-	grace := s.b.Status().GracePeriod
 	out := &adminpb.ListResourcesResponse{}
 	var names []string
 	for _, r := range s.b.Resources() {
 		names = append(names, r.Name)
 		if req.GetName() == "" || r.Name == req.GetName() {
-			out.Resources = append(out.Resources, resourcePB(r, grace))
+			out.Resources = append(out.Resources, r)
 		}
 	}
 	if req.GetName() != "" && len(out.Resources) == 0 {
-		return nil, notFoundResource(req.GetName(), names)
+		list := "none"
+		if len(names) > 0 {
+			list = strings.Join(names, ", ")
+		}
+		return nil, failf(ReasonNotFound, "no resource %q on this node (resources: %s)", req.GetName(), list)
 	}
 	return out, nil
-}
-
-func notFoundResource(name string, known []string) error {
-	list := "none"
-	if len(known) > 0 {
-		list = strings.Join(known, ", ")
-	}
-	return status.Errorf(codes.NotFound, "no resource %q on this node (resources: %s)", name, list)
 }
 
 func (s *admin) ListAllocations(_ context.Context, req *adminpb.ListAllocationsRequest) (*adminpb.ListAllocationsResponse, error) {
 	out := &adminpb.ListAllocationsResponse{}
 	for _, a := range s.b.Allocations() {
 		if (req.GetWorkload() == "" || a.Workload == req.GetWorkload()) && (req.GetResource() == "" || a.Resource == req.GetResource()) {
-			out.Allocations = append(out.Allocations, allocationPB(a))
+			out.Allocations = append(out.Allocations, a)
 		}
 	}
 	return out, nil
@@ -191,71 +160,41 @@ func (s *admin) Allocate(ctx context.Context, req *adminpb.AllocateRequest) (*ad
 		problems = append(problems, fmt.Sprintf("count must be at least 1, not %d", req.GetCount()))
 	}
 	if len(problems) > 0 {
-		return nil, status.Error(codes.InvalidArgument, "invalid allocation request: "+strings.Join(problems, "; "))
+		return nil, failf(ReasonInvalid, "invalid allocation request: %s", strings.Join(problems, "; "))
 	}
-	a, err := s.b.Allocate(ctx, devicemanager.AllocateRequest{
-		Namespace: req.GetNamespace(), Pod: req.GetPod(), PodUID: req.GetPodUid(), Container: req.GetContainer(),
-		Resource: req.GetResource(), Count: int(req.GetCount()),
-	})
+	a, err := s.b.Allocate(ctx, req)
 	if err != nil {
-		return nil, s.deviceError(req.GetResource(), err)
+		return nil, statusOf(ctx, err)
 	}
-	return &adminpb.AllocateResponse{Allocation: allocationPB(a)}, nil
+	return &adminpb.AllocateResponse{Allocation: a}, nil
 }
 
 func (s *admin) Release(ctx context.Context, req *adminpb.ReleaseRequest) (*adminpb.ReleaseResponse, error) {
 	w := req.GetWorkload()
-	parts := strings.Split(w, "/")
-	if len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
-		return nil, status.Errorf(codes.InvalidArgument, "workload %q is not of the form namespace/pod/container", w)
+	if err := CheckWorkload(w); err != nil {
+		return nil, failf(ReasonInvalid, "%v", err)
 	}
 	released, err := s.b.Release(ctx, w, req.GetResource())
 	if err != nil {
-		return nil, s.deviceError(req.GetResource(), err)
+		return nil, statusOf(ctx, err)
 	}
 	if len(released) == 0 {
 		if req.GetResource() != "" {
-			return nil, status.Errorf(codes.NotFound, "workload %s holds no devices of %s", w, req.GetResource())
+			return nil, failf(ReasonNotFound, "workload %s holds no devices of %s", w, req.GetResource())
 		}
-		return nil, status.Errorf(codes.NotFound, "workload %s holds no devices", w)
+		return nil, failf(ReasonNotFound, "workload %s holds no devices", w)
 	}
-	out := &adminpb.ReleaseResponse{Released: make([]*adminpb.Allocation, len(released))}
-	for i, a := range released {
-		out.Released[i] = allocationPB(a)
-	}
-	return out, nil
+	return &adminpb.ReleaseResponse{Released: released}, nil
 }
 
-// deviceError maps a device manager error to a gRPC status.
-func (s *admin) deviceError(resource string, err error) error {
-	var code codes.Code
-	switch {
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return status.FromContextError(err).Err()
-	case errors.Is(err, devicemanager.ErrUnknownResource):
-		code = codes.NotFound
-	case errors.Is(err, devicemanager.ErrInvalid):
-		code = codes.InvalidArgument
-	case errors.Is(err, devicemanager.ErrConflict):
-		code = codes.AlreadyExists
-	case errors.Is(err, devicemanager.ErrNotDurable):
-		code = codes.Unavailable
-	case errors.Is(err, devicemanager.ErrUnavailable):
-		// Not enough devices, unless the provider is gone: then it is
-		// worth retrying once it is back.
-		code = codes.ResourceExhausted
-		if errors.Is(err, errNoDevices) {
-			code = codes.Unavailable
-		}
-		for _, r := range s.b.Resources() {
-			if r.Name == resource && !r.Connected {
-				code = codes.Unavailable
-			}
-		}
-	default:
-		code = codes.Unknown
+// CheckWorkload checks that w is of the form namespace/pod/container, as
+// allocations are recorded.
+func CheckWorkload(w string) error {
+	parts := strings.Split(w, "/")
+	if len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
+		return fmt.Errorf("workload %q is not of the form namespace/pod/container", w)
 	}
-	return status.Error(code, err.Error())
+	return nil
 }
 
 // checkName refuses what cannot be part of a workload key or a log line:

@@ -2,141 +2,54 @@ package api
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"time"
 
-	"github.com/wasmlet/wasmlet/host/bridge"
-	"github.com/wasmlet/wasmlet/host/cdi"
-	"github.com/wasmlet/wasmlet/host/devicemanager"
-	"github.com/wasmlet/wasmlet/host/module"
-	"github.com/wasmlet/wasmlet/host/pluginmanager"
+	"github.com/wasmlet/wasmlet/host/api/adminpb"
 )
 
-// Backend is the running host, as the API sees it. Every method must be
-// safe for concurrent use; the listing methods return snapshots the API
-// does not modify.
+// Backend is the running host, as the API sees it: every answer is in the
+// API's own types (the messages of adminpb), which the host converts its
+// parts' state into (host/node does), so that this package depends on none
+// of them. Every method must be safe for concurrent use; the API does not
+// modify what they return, but for Status's answer, which must be new on
+// every call. Failures a client can act on are *Error values
+// (Fail, Failf).
 type Backend interface {
-	// Status describes the host itself.
-	Status() NodeStatus
-	// Modules lists every module name the host knows, running or refused
-	// (module.Registry.List).
-	Modules() []module.Info
-	// ReloadModule loads the named module again from its file
-	// (module.Registry.Reload). A refused file gives a *module.LoadError.
-	ReloadModule(ctx context.Context, name string) (*module.Module, error)
-	// Plugins lists the plugin sockets (pluginmanager.Manager.Plugins).
-	Plugins() []pluginmanager.PluginStatus
-	// Resources, Allocations, Allocate and Release are the device
-	// manager's (devicemanager.Manager), with its error values.
-	Resources() []devicemanager.ResourceStatus
-	Allocations() []*devicemanager.Allocation
-	Allocate(ctx context.Context, req devicemanager.AllocateRequest) (*devicemanager.Allocation, error)
-	Release(ctx context.Context, workload, resource string) ([]*devicemanager.Allocation, error)
+	// Status describes the host itself, in a new message that the API
+	// completes with pid, uptime and counts.
+	Status() *adminpb.StatusResponse
+	// Modules lists every module name the host knows, in name order, each
+	// in one of the Module* states.
+	Modules() []*adminpb.Module
+	// ReloadModule loads the named module again from its file. A refused
+	// file is a ReasonModuleRefused error.
+	ReloadModule(ctx context.Context, name string) (*adminpb.Module, error)
+	// Plugins lists the plugin sockets, each in one of the Plugin* states.
+	Plugins() []*adminpb.Plugin
+	// Resources lists the extended resources, in name order, with every
+	// device.
+	Resources() []*adminpb.Resource
+	// Allocations lists what containers hold.
+	Allocations() []*adminpb.Allocation
+	// Allocate and Release change what containers hold; each answers once
+	// the change is durable. The API checks the request first.
+	Allocate(ctx context.Context, req *adminpb.AllocateRequest) (*adminpb.Allocation, error)
+	Release(ctx context.Context, workload, resource string) ([]*adminpb.Allocation, error)
 }
 
-// NodeStatus is what a host says about itself in the admin Status call.
-type NodeStatus struct {
-	Version string
-	Started time.Time
-	// ConfigFile is the plugins.toml the host runs with; "" for defaults.
-	ConfigFile string
-
-	StateDir        string
-	RegistryDir     string
-	DevicePluginDir string
-	ModuleDir       string
-	Checkpoint      string
-	APISocket       string
-	MetricsAddress  string
-
-	// GracePeriod is how long a lost provider's devices stay, unhealthy;
-	// the API reports each disconnected resource's deadline with it.
-	GracePeriod time.Duration
-
-	// Ready is what /readyz reports; NotReady says why not.
-	Ready    bool
-	NotReady string
-
-	// Bridged are the sources served to an external kubelet; CDISpecs the
-	// CDI spec files written for the sources' devices.
-	Bridged  []bridge.Status
-	CDISpecs []cdi.Status
-}
-
-// Parts are the pieces of a running host that NewBackend serves from.
-type Parts struct {
-	// Status describes the host; nil reports an empty NodeStatus.
-	Status  func() NodeStatus
-	Modules *module.Registry
-	Plugins *pluginmanager.Manager
-	Devices *devicemanager.Manager
-}
-
-// NewBackend returns a Backend over the given parts. A nil part serves
-// nothing: its lists are empty, and calls that need it fail with an error
-// saying it is not running.
-func NewBackend(p Parts) Backend { return parts{p} }
-
-type parts struct{ p Parts }
-
-var (
-	errNoModules = errors.New("the module registry is not running")
-	errNoDevices = fmt.Errorf("%w: the device manager is not running", devicemanager.ErrUnavailable)
+// Module states (adminpb.Module.State).
+const (
+	ModuleRunning     = "running"
+	ModuleLoading     = "loading"
+	ModuleQuarantined = "quarantined"
+	ModuleConflict    = "conflict"
+	ModuleRefused     = "refused"
 )
 
-func (b parts) Status() NodeStatus {
-	if b.p.Status == nil {
-		return NodeStatus{}
-	}
-	return b.p.Status()
-}
-
-func (b parts) Modules() []module.Info {
-	if b.p.Modules == nil {
-		return nil
-	}
-	return b.p.Modules.List()
-}
-
-func (b parts) ReloadModule(ctx context.Context, name string) (*module.Module, error) {
-	if b.p.Modules == nil {
-		return nil, errNoModules
-	}
-	return b.p.Modules.Reload(ctx, name)
-}
-
-func (b parts) Plugins() []pluginmanager.PluginStatus {
-	if b.p.Plugins == nil {
-		return nil
-	}
-	return b.p.Plugins.Plugins()
-}
-
-func (b parts) Resources() []devicemanager.ResourceStatus {
-	if b.p.Devices == nil {
-		return nil
-	}
-	return b.p.Devices.Resources()
-}
-
-func (b parts) Allocations() []*devicemanager.Allocation {
-	if b.p.Devices == nil {
-		return nil
-	}
-	return b.p.Devices.Allocations()
-}
-
-func (b parts) Allocate(ctx context.Context, req devicemanager.AllocateRequest) (*devicemanager.Allocation, error) {
-	if b.p.Devices == nil {
-		return nil, errNoDevices
-	}
-	return b.p.Devices.Allocate(ctx, req)
-}
-
-func (b parts) Release(ctx context.Context, workload, resource string) ([]*devicemanager.Allocation, error) {
-	if b.p.Devices == nil {
-		return nil, errNoDevices
-	}
-	return b.p.Devices.Release(ctx, workload, resource)
-}
+// Plugin states (adminpb.Plugin.State).
+const (
+	PluginRegistering   = "registering"
+	PluginRegistered    = "registered"
+	PluginFailing       = "failing"
+	PluginWaiting       = "waiting"
+	PluginDeregistering = "deregistering"
+)

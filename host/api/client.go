@@ -11,7 +11,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-	podresourcesv1 "k8s.io/kubelet/pkg/apis/podresources/v1"
 
 	"github.com/wasmlet/wasmlet/host/api/adminpb"
 )
@@ -20,12 +19,13 @@ import (
 // list is far smaller.
 const maxReply = 64 << 20
 
-// Client is a connection to a host API socket. Its calls fail with an
-// *UnreachableError when nothing could be reached at the socket at all; any
-// other failure is a gRPC status from the host.
+// Client is a connection to the host's admin API socket. Its calls fail
+// with an *UnreachableError when nothing could be reached at the socket at
+// all; any other failure is a gRPC status: the host's answer when ReasonOf
+// names a reason, else a failure of the connection or of the call's own
+// context.
 type Client struct {
 	adminpb.AdminClient
-	PodResources podresourcesv1.PodResourcesListerClient
 
 	socket string
 	conn   *grpc.ClientConn
@@ -75,7 +75,6 @@ func Dial(socketPath string) (*Client, error) {
 	}
 	c.conn = conn
 	c.AdminClient = adminpb.NewAdminClient(conn)
-	c.PodResources = podresourcesv1.NewPodResourcesListerClient(conn)
 	return c, nil
 }
 

@@ -7,17 +7,26 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	podresourcesv1 "k8s.io/kubelet/pkg/apis/podresources/v1"
+	podresourcesv1alpha1 "k8s.io/kubelet/pkg/apis/podresources/v1alpha1"
 
-	"github.com/wasmlet/wasmlet/host/devicemanager"
+	"github.com/wasmlet/wasmlet/host/api/adminpb"
 )
 
 // podResources implements the kubelet's pod resources v1 service from the
-// device manager's state. It reports devices the way the kubelet does: one
-// ContainerDevices per device (and per NUMA node of the device, with its
-// topology, when the provider reported one). wasmlet manages no CPUs,
-// memory or dynamic resources, so those fields stay empty.
+// backend's allocations and resources. It reports devices the way the
+// kubelet does: one ContainerDevices per device (and per NUMA node of the
+// device, with its topology, when the provider reported one). wasmlet
+// manages no CPUs, memory or dynamic resources, so those fields stay empty.
 type podResources struct {
 	podresourcesv1.UnimplementedPodResourcesListerServer
+	b Backend
+}
+
+// podResourcesV1alpha1 is the kubelet's older pod resources service (List
+// only), still served by the kubelet for older monitoring agents: the same
+// answer as v1's List, without topology, as the kubelet derives it.
+type podResourcesV1alpha1 struct {
+	podresourcesv1alpha1.UnimplementedPodResourcesListerServer
 	b Backend
 }
 
@@ -25,20 +34,19 @@ type podResources struct {
 // provider reported any.
 type topology map[string]map[string][]int64
 
-func (s *podResources) topology() (topology, []devicemanager.ResourceStatus) {
-	rs := s.b.Resources()
+func topologyOf(rs []*adminpb.Resource) topology {
 	t := topology{}
 	for _, r := range rs {
 		for _, d := range r.Devices {
-			if len(d.NUMANodes) > 0 {
+			if len(d.NumaNodes) > 0 {
 				if t[r.Name] == nil {
 					t[r.Name] = map[string][]int64{}
 				}
-				t[r.Name][d.ID] = d.NUMANodes
+				t[r.Name][d.Id] = d.NumaNodes
 			}
 		}
 	}
-	return t, rs
+	return t
 }
 
 // devices appends the ContainerDevices of ids, as the kubelet builds them.
@@ -58,7 +66,7 @@ func (t topology) devices(out []*podresourcesv1.ContainerDevices, resource strin
 }
 
 // pods groups allocations by pod, then container, in name order.
-func (t topology) pods(allocs []*devicemanager.Allocation, keep func(namespace, pod string) bool) []*podresourcesv1.PodResources {
+func (t topology) pods(allocs []*adminpb.Allocation, keep func(namespace, pod string) bool) []*podresourcesv1.PodResources {
 	type key struct{ namespace, pod string }
 	byPod := map[key]map[string]*podresourcesv1.ContainerResources{}
 	var order []key
@@ -78,7 +86,7 @@ func (t topology) pods(allocs []*devicemanager.Allocation, keep func(namespace, 
 			c = &podresourcesv1.ContainerResources{Name: a.Container}
 			cs[a.Container] = c
 		}
-		c.Devices = t.devices(c.Devices, a.Resource, a.DeviceIDs)
+		c.Devices = t.devices(c.Devices, a.Resource, a.DeviceIds)
 	}
 	sort.Slice(order, func(i, j int) bool {
 		if order[i].namespace != order[j].namespace {
@@ -98,23 +106,29 @@ func (t topology) pods(allocs []*devicemanager.Allocation, keep func(namespace, 
 	return out
 }
 
+func all(string, string) bool { return true }
+
+// list is every pod holding devices, as v1's List reports them.
+func list(b Backend) []*podresourcesv1.PodResources {
+	return topologyOf(b.Resources()).pods(b.Allocations(), all)
+}
+
 // List reports every pod holding devices, with the devices of each container.
 func (s *podResources) List(context.Context, *podresourcesv1.ListPodResourcesRequest) (*podresourcesv1.ListPodResourcesResponse, error) {
-	t, _ := s.topology()
-	pods := t.pods(s.b.Allocations(), func(string, string) bool { return true })
-	return &podresourcesv1.ListPodResourcesResponse{PodResources: pods}, nil
+	return &podresourcesv1.ListPodResourcesResponse{PodResources: list(s.b)}, nil
 }
 
 // GetAllocatableResources reports the devices containers can be given: as
 // with the kubelet, every healthy device, whether it is allocated or not.
 func (s *podResources) GetAllocatableResources(context.Context, *podresourcesv1.AllocatableResourcesRequest) (*podresourcesv1.AllocatableResourcesResponse, error) {
-	t, rs := s.topology()
+	rs := s.b.Resources()
+	t := topologyOf(rs)
 	out := &podresourcesv1.AllocatableResourcesResponse{}
 	for _, r := range rs {
 		var ids []string
 		for _, d := range r.Devices {
 			if d.Healthy {
-				ids = append(ids, d.ID)
+				ids = append(ids, d.Id)
 			}
 		}
 		out.Devices = t.devices(out.Devices, r.Name, ids)
@@ -129,8 +143,7 @@ func (s *podResources) Get(_ context.Context, req *podresourcesv1.GetPodResource
 		return nil, status.Errorf(codes.InvalidArgument, "pod name and namespace are required (got %q in %q)",
 			req.GetPodName(), req.GetPodNamespace())
 	}
-	t, _ := s.topology()
-	pods := t.pods(s.b.Allocations(), func(namespace, pod string) bool {
+	pods := topologyOf(s.b.Resources()).pods(s.b.Allocations(), func(namespace, pod string) bool {
 		return namespace == req.GetPodNamespace() && pod == req.GetPodName()
 	})
 	if len(pods) == 0 {
@@ -138,4 +151,24 @@ func (s *podResources) Get(_ context.Context, req *podresourcesv1.GetPodResource
 			req.GetPodName(), req.GetPodNamespace())
 	}
 	return &podresourcesv1.GetPodResourcesResponse{PodResources: pods[0]}, nil
+}
+
+// List is v1's List without topology: one ContainerDevices per device and
+// NUMA node, as the kubelet's v1alpha1 server converts v1's.
+func (s *podResourcesV1alpha1) List(context.Context, *podresourcesv1alpha1.ListPodResourcesRequest) (*podresourcesv1alpha1.ListPodResourcesResponse, error) {
+	pods := list(s.b)
+	out := &podresourcesv1alpha1.ListPodResourcesResponse{PodResources: make([]*podresourcesv1alpha1.PodResources, len(pods))}
+	for i, p := range pods {
+		ap := &podresourcesv1alpha1.PodResources{Name: p.Name, Namespace: p.Namespace,
+			Containers: make([]*podresourcesv1alpha1.ContainerResources, len(p.Containers))}
+		for j, c := range p.Containers {
+			ac := &podresourcesv1alpha1.ContainerResources{Name: c.Name}
+			for _, d := range c.Devices {
+				ac.Devices = append(ac.Devices, &podresourcesv1alpha1.ContainerDevices{ResourceName: d.ResourceName, DeviceIds: d.DeviceIds})
+			}
+			ap.Containers[j] = ac
+		}
+		out.PodResources[i] = ap
+	}
+	return out, nil
 }

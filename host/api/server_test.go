@@ -10,32 +10,35 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
 	"github.com/wasmlet/wasmlet/host/api"
 	"github.com/wasmlet/wasmlet/host/api/adminpb"
 	"github.com/wasmlet/wasmlet/host/internal/testenv"
 )
 
-// serve runs Serve on sock with an empty backend until the test ends and
-// waits for the socket; it returns the error Serve returned at once, if any.
-func serve(t *testing.T, sock string) error {
+func logger(t testing.TB) hclog.Logger { return testenv.Logger(t, hclog.Warn) }
+
+// serve runs Serve with b on the admin socket sock and the pod resources
+// socket pr until the test ends, and waits for both sockets; it returns the
+// error Serve returned at once, if any.
+func serve(t *testing.T, sock, pr string, b api.Backend) error {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- api.Serve(ctx, sock, api.NewBackend(api.Parts{}), logger(t)) }()
+	go func() {
+		done <- api.Serve(ctx, api.Config{AdminSocket: sock, PodResourcesSocket: pr, Backend: b, Logger: logger(t)})
+	}()
 	var returned bool
 	var serveErr error
-	testenv.Eventually(t, "the API to listen on "+sock+" (or Serve to fail)", func() bool {
+	testenv.Eventually(t, "the API to listen on "+sock+" and "+pr+" (or Serve to fail)", func() bool {
 		select {
 		case serveErr = <-done:
 			returned = true
 			return true
 		default:
 		}
-		c, err := net.Dial("unix", sock)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
+		return listening(sock) && listening(pr)
 	})
 	if returned {
 		cancel()
@@ -50,6 +53,14 @@ func serve(t *testing.T, sock string) error {
 	return nil
 }
 
+func listening(sock string) bool {
+	c, err := net.Dial("unix", sock)
+	if err == nil {
+		c.Close()
+	}
+	return err == nil
+}
+
 func mode(t *testing.T, path string) os.FileMode {
 	t.Helper()
 	fi, err := os.Lstat(path)
@@ -59,28 +70,46 @@ func mode(t *testing.T, path string) os.FileMode {
 	return fi.Mode()
 }
 
-func TestSocketAndDirectoryPermissions(t *testing.T) {
+// TestSocketsAndDirectoryPermissions: the admin socket is its owner's
+// alone; the pod resources socket, which only reads, may be opened to the
+// directory's group. Missing directories are created with those modes.
+func TestSocketsAndDirectoryPermissions(t *testing.T) {
 	dir := testenv.ShortDir(t)
 	sock := filepath.Join(dir, "run", "wasmlet", "api.sock")
-	if err := serve(t, sock); err != nil {
+	pr := filepath.Join(dir, "pod-resources", "wasmlet.sock")
+	if err := serve(t, sock, pr, &fake{}); err != nil {
 		t.Fatal(err)
 	}
-	if m := mode(t, filepath.Dir(sock)); m.Perm() != 0o700 || !m.IsDir() {
-		t.Errorf("socket directory mode %v, want drwx------", m)
+	for _, c := range []struct {
+		path      string
+		dir, sock os.FileMode
+	}{{sock, 0o700, 0o600}, {pr, 0o750, 0o660}} {
+		if m := mode(t, filepath.Dir(c.path)); m.Perm() != c.dir || !m.IsDir() {
+			t.Errorf("%s: directory mode %v, want %v", c.path, m, os.ModeDir|c.dir)
+		}
+		if m := mode(t, c.path); m.Type() != os.ModeSocket || m.Perm() != c.sock {
+			t.Errorf("%s: socket mode %v, want %v", c.path, m, os.ModeSocket|c.sock)
+		}
+		// Nothing else is left in the directory (no temporary socket).
+		if ents, _ := os.ReadDir(filepath.Dir(c.path)); len(ents) != 1 {
+			t.Errorf("directory holds %v", ents)
+		}
 	}
-	if m := mode(t, sock); m.Type() != os.ModeSocket || m.Perm() != 0o600 {
-		t.Errorf("socket mode %v, want Srw-------", m)
-	}
-	// Nothing else is left in the directory (no temporary socket).
-	if ents, _ := os.ReadDir(filepath.Dir(sock)); len(ents) != 1 {
-		t.Errorf("directory holds %v", ents)
-	}
-	// A second host on the same socket is refused, and the first one keeps it.
+	// A second host on the same sockets is refused, and the first one
+	// keeps them.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	err := api.Serve(ctx, sock, api.NewBackend(api.Parts{}), logger(t))
+	err := api.Serve(ctx, api.Config{AdminSocket: sock, PodResourcesSocket: pr, Backend: &fake{}, Logger: logger(t)})
 	if err == nil || !strings.Contains(err.Error(), "another process is serving on "+sock) {
 		t.Fatalf("second Serve: %v", err)
+	}
+	other := filepath.Join(dir, "other", "api.sock")
+	err = api.Serve(ctx, api.Config{AdminSocket: other, PodResourcesSocket: pr, Backend: &fake{}, Logger: logger(t)})
+	if err == nil || !strings.Contains(err.Error(), "pod resources socket "+pr+": another process is serving") {
+		t.Fatalf("second Serve on the pod resources socket: %v", err)
+	}
+	if _, err := os.Lstat(other); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the refused Serve left its admin socket behind: %v", err)
 	}
 	c, err := api.Dial(sock)
 	if err != nil {
@@ -92,24 +121,85 @@ func TestSocketAndDirectoryPermissions(t *testing.T) {
 	}
 }
 
-func TestUnsafeDirectoryIsRefused(t *testing.T) {
+// TestWideDirectoryOfItsOwnIsTightened: a directory that holds nothing but
+// sockets and belongs to wasmlet's user is wasmlet's: a mode wider than the
+// socket needs is narrowed, with a warning.
+func TestWideDirectoryOfItsOwnIsTightened(t *testing.T) {
 	dir := testenv.ShortDir(t)
-	if err := os.Chmod(dir, 0o777); err != nil {
+	admin, pr := filepath.Join(dir, "a"), filepath.Join(dir, "p")
+	for _, d := range []string{admin, pr} {
+		if err := os.Mkdir(d, 0o777); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(d, 0o777); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := serve(t, filepath.Join(admin, "api.sock"), filepath.Join(pr, "pr.sock"), &fake{}); err != nil {
 		t.Fatal(err)
 	}
-	sock := filepath.Join(dir, "api.sock")
-	err := serve(t, sock)
-	if err == nil || !strings.Contains(err.Error(), "writable by group or others (mode 0777)") {
-		t.Fatalf("Serve in a world-writable directory: %v", err)
+	if m := mode(t, admin).Perm(); m != 0o700 {
+		t.Errorf("admin directory mode %04o, want 0700", m)
 	}
-	if _, err := os.Lstat(sock); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("a socket was created: %v", err)
+	if m := mode(t, pr).Perm(); m != 0o750 {
+		t.Errorf("pod resources directory mode %04o, want 0750", m)
+	}
+}
+
+// TestWideSharedDirectoryIsRefused: a directory wider than the socket
+// needs that holds other files is not wasmlet's to change: refused, with a
+// message that names it, its mode, and what to do; and nothing is created.
+func TestWideSharedDirectoryIsRefused(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		perm      os.FileMode
+		admin     bool
+		want      string
+		forbidden os.FileMode
+	}{
+		{"admin socket in a readable directory", 0o755, true,
+			"has mode 0755, wider than the 0700 this socket needs (group or others could reach the socket), and holds other files (notes.txt), so wasmlet leaves it alone: " +
+				"give host.api_socket a directory of its own (created with mode 0700 when missing), or run chmod 0700 ", 0},
+		{"pod resources socket in a writable directory", 0o777, false,
+			"has mode 0777, wider than the 0750 this socket needs (group or others could replace the socket), and holds other files (notes.txt), so wasmlet leaves it alone: " +
+				"give host.pod_resources_socket a directory of its own (created with mode 0750 when missing), or run chmod 0750 ", 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			root := testenv.ShortDir(t)
+			shared := filepath.Join(root, "shared")
+			if err := os.Mkdir(shared, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(shared, "notes.txt"), nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(shared, c.perm); err != nil {
+				t.Fatal(err)
+			}
+			sock, pr := filepath.Join(root, "own", "api.sock"), filepath.Join(shared, "pr.sock")
+			if c.admin {
+				sock, pr = filepath.Join(shared, "api.sock"), filepath.Join(root, "own", "pr.sock")
+			}
+			err := serve(t, sock, pr, &fake{})
+			if err == nil || !strings.Contains(err.Error(), "directory "+shared+" "+c.want+shared) {
+				t.Fatalf("Serve: %v", err)
+			}
+			if m := mode(t, shared).Perm(); m != c.perm {
+				t.Errorf("the shared directory's mode changed to %04o", m)
+			}
+			for _, s := range []string{sock, pr} {
+				if _, err := os.Lstat(s); !errors.Is(err, os.ErrNotExist) {
+					t.Errorf("%s was left behind: %v", s, err)
+				}
+			}
+		})
 	}
 }
 
 func TestStaleSocketIsReplacedOtherFilesAreNot(t *testing.T) {
 	dir := testenv.ShortDir(t)
 	sock := filepath.Join(dir, "api.sock")
+	pr := filepath.Join(dir, "pr.sock")
 	// A socket left behind by a crash: bound, then closed without unlinking.
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
 	if err != nil {
@@ -117,7 +207,7 @@ func TestStaleSocketIsReplacedOtherFilesAreNot(t *testing.T) {
 	}
 	l.SetUnlinkOnClose(false)
 	l.Close()
-	if err := serve(t, sock); err != nil {
+	if err := serve(t, sock, pr, &fake{}); err != nil {
 		t.Fatalf("Serve over a stale socket: %v", err)
 	}
 
@@ -125,7 +215,7 @@ func TestStaleSocketIsReplacedOtherFilesAreNot(t *testing.T) {
 	if err := os.WriteFile(file, []byte("mine"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	err = serve(t, file)
+	err = serve(t, file, filepath.Join(dir, "pr2.sock"), &fake{})
 	if err == nil || !strings.Contains(err.Error(), "exists and is not a socket") {
 		t.Fatalf("Serve over a regular file: %v", err)
 	}
@@ -135,8 +225,9 @@ func TestStaleSocketIsReplacedOtherFilesAreNot(t *testing.T) {
 }
 
 func TestSocketPathTooLong(t *testing.T) {
-	sock := filepath.Join(testenv.ShortDir(t), strings.Repeat("s", 120))
-	err := serve(t, sock)
+	dir := testenv.ShortDir(t)
+	sock := filepath.Join(dir, strings.Repeat("s", 120))
+	err := serve(t, sock, filepath.Join(dir, "pr.sock"), &fake{})
 	if err == nil || !strings.Contains(err.Error(), "unix sockets allow at most 107") {
 		t.Fatalf("Serve on a long path: %v", err)
 	}
@@ -169,6 +260,8 @@ func TestUnreachable(t *testing.T) {
 		if !errors.As(err, &ue) || ue.Socket != sock || !strings.Contains(err.Error(), "cannot reach the wasmlet host API at "+sock) {
 			t.Fatalf("%s socket: %v", name, err)
 		}
-		t.Logf("%s: %v", name, err)
+		if api.ReasonOf(err) != "" {
+			t.Fatalf("%s socket: an unreachable host gave a reason: %v", name, err)
+		}
 	}
 }

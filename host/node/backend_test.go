@@ -1,4 +1,4 @@
-package api_test
+package node
 
 import (
 	"context"
@@ -13,13 +13,17 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 
+	"github.com/wasmlet/wasmlet/abi"
 	"github.com/wasmlet/wasmlet/checkpoint"
 	"github.com/wasmlet/wasmlet/guests/build"
 	"github.com/wasmlet/wasmlet/host/api"
 	"github.com/wasmlet/wasmlet/host/api/adminpb"
 	"github.com/wasmlet/wasmlet/host/devicemanager"
+	"github.com/wasmlet/wasmlet/host/devicesource"
 	"github.com/wasmlet/wasmlet/host/endpoint"
 	"github.com/wasmlet/wasmlet/host/internal/testenv"
 	"github.com/wasmlet/wasmlet/host/internal/testplugin"
@@ -32,31 +36,41 @@ func logger(t testing.TB) hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: testenv.Writer{T: t}})
 }
 
-// host is a real device manager (with kubelet.sock), optionally a real
-// module registry and plugin manager, and the API serving them.
-type host struct {
+// apiHost is a real device manager (with kubelet.sock), optionally a real
+// module registry, device source controller and plugin manager, and the
+// host API serving them through the node's backend.
+type apiHost struct {
 	t       testing.TB
 	dir     string
 	dm      *devicemanager.Manager
 	kubelet string
 	modules *module.Registry
+	sources *devicesource.Controller
 	pm      *pluginmanager.Manager
 	regDir  string
 	modDir  string
-	socket  string
+	socket  string // the admin socket
+	prSock  string // the pod resources socket
 	client  *api.Client
 	started time.Time
+	// callTimeout bounds the device manager's calls to providers.
+	callTimeout time.Duration
 }
 
-type hostOption func(*host)
+type hostOption func(*apiHost)
 
-// withModules adds a module registry and a plugin manager.
-func withModules(h *host) {
+// withModules adds a module registry, a device source controller and a
+// plugin manager.
+func withModules(h *apiHost) {
 	h.modDir = filepath.Join(h.dir, "m")
 	h.regDir = filepath.Join(h.dir, "r")
 	os.MkdirAll(h.modDir, 0o755)
 	h.modules = module.NewRegistry(func(name string) module.Options {
-		return module.Options{Cache: testenv.ModuleCache(h.t), CallTimeout: 5 * time.Second,
+		if name == "slow" { // one instance, whose allocate takes 3 seconds
+			return module.Options{Cache: testenv.ModuleCache(h.t), CallTimeout: 10 * time.Second, MemoryLimit: 64 << 20, PoolSize: 1,
+				Config: map[string]string{"fault": "slow", "on": "allocate", "delay_ms": "3000"}}
+		}
+		return module.Options{Cache: testenv.ModuleCache(h.t), CallTimeout: 5 * time.Second, MemoryLimit: 64 << 20,
 			Config: map[string]string{"type": "ExamplePlugin", "versions": "v1"}}
 	}, nil, logger(h.t))
 	pm, err := pluginmanager.New(pluginmanager.Config{RegistryDir: h.regDir, Handlers: wasmhandler.New(wasmhandler.Config{Modules: h.modules}),
@@ -67,31 +81,36 @@ func withModules(h *host) {
 	h.pm = pm
 }
 
-func startHost(t testing.TB, opts ...hostOption) *host {
+func startHost(t testing.TB, opts ...hostOption) *apiHost {
 	t.Helper()
-	h := &host{t: t, dir: testenv.ShortDir(t), started: time.Now().Add(-time.Minute)}
+	h := &apiHost{t: t, dir: testenv.ShortDir(t), started: time.Now().Add(-time.Minute)}
 	for _, o := range opts {
 		o(h)
 	}
 	dm, err := devicemanager.New(devicemanager.Config{CheckpointPath: filepath.Join(h.dir, "ckpt"),
-		GracePeriod: time.Hour, Logger: logger(t)})
+		GracePeriod: time.Hour, Logger: logger(t), CallTimeout: h.callTimeout})
 	if err != nil {
 		t.Fatal(err)
 	}
 	h.dm = dm
+	if h.modules != nil {
+		h.sources = devicesource.NewController(h.modules, dm, devicesource.ControllerConfig{Logger: logger(t)})
+	}
 	srv := devicemanager.NewServer(dm, h.dir, func(ctx context.Context, resource, path string) (devicemanager.Provider, error) {
 		return endpoint.Dial(ctx, resource, path)
 	}, 2*time.Second)
 	h.kubelet = srv.Path()
 	h.socket = filepath.Join(h.dir, "run", "api.sock")
+	h.prSock = filepath.Join(h.dir, "pr", "pr.sock")
 
-	b := api.NewBackend(api.Parts{
-		Status: func() api.NodeStatus {
-			return api.NodeStatus{Version: "test", Started: h.started, StateDir: h.dir, ModuleDir: h.modDir,
-				RegistryDir: h.regDir, APISocket: h.socket, GracePeriod: time.Hour, Ready: true}
+	b := backend{parts{
+		status: func() *adminpb.StatusResponse {
+			return &adminpb.StatusResponse{Version: "test", Started: timestamppb.New(h.started),
+				Directories: &adminpb.Directories{State: h.dir, Modules: h.modDir, PluginRegistry: h.regDir},
+				ApiSocket:   h.socket, PodResourcesSocket: h.prSock, GracePeriod: durationpb.New(time.Hour), Ready: true}
 		},
-		Modules: h.modules, Plugins: h.pm, Devices: dm,
-	})
+		grace: time.Hour, modules: h.modules, sources: h.sources, plugins: h.pm, devices: dm,
+	}}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	run := func(f func(context.Context) error) {
@@ -103,26 +122,35 @@ func startHost(t testing.TB, opts ...hostOption) *host {
 	if h.pm != nil {
 		run(h.pm.Run)
 	}
+	if h.sources != nil {
+		run(h.sources.Run)
+	}
 	serveErr := make(chan error, 1)
 	wg.Add(1)
-	go func() { defer wg.Done(); serveErr <- api.Serve(ctx, h.socket, b, logger(t)) }()
+	go func() {
+		defer wg.Done()
+		serveErr <- api.Serve(ctx, api.Config{AdminSocket: h.socket, PodResourcesSocket: h.prSock, Backend: b, Logger: logger(t)})
+	}()
 	t.Cleanup(func() {
 		cancel()
 		wg.Wait()
 		if err := <-serveErr; err != nil {
 			t.Errorf("Serve: %v", err)
 		}
-		if _, err := os.Lstat(h.socket); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("the API socket is still there after shutdown (%v)", err)
+		for _, sock := range []string{h.socket, h.prSock} {
+			if _, err := os.Lstat(sock); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("%s is still there after shutdown (%v)", sock, err)
+			}
 		}
 		if h.modules != nil {
 			h.modules.Close(context.Background())
 		}
 	})
-	waitFor(t, "the API socket and kubelet.sock", func() bool {
+	waitFor(t, "the API sockets and kubelet.sock", func() bool {
 		_, e1 := os.Stat(h.socket)
 		_, e2 := os.Stat(h.kubelet)
-		return e1 == nil && e2 == nil
+		_, e3 := os.Stat(h.prSock)
+		return e1 == nil && e2 == nil && e3 == nil
 	})
 	if h.pm != nil {
 		<-h.pm.Ready()
@@ -139,7 +167,7 @@ func startHost(t testing.TB, opts ...hostOption) *host {
 var waitFor = testenv.Eventually
 
 // plugin starts a device plugin for resource and waits for its devices.
-func (h *host) plugin(name, resource string, devs []*pluginapi.Device) *testplugin.DevicePlugin {
+func (h *apiHost) plugin(name, resource string, devs []*pluginapi.Device) *testplugin.DevicePlugin {
 	h.t.Helper()
 	p := testplugin.StartDevicePlugin(h.t, filepath.Join(h.dir, name), resource, devs)
 	if err := p.Register(context.Background(), h.kubelet); err != nil {
@@ -156,7 +184,7 @@ func (h *host) plugin(name, resource string, devs []*pluginapi.Device) *testplug
 	return p
 }
 
-func (h *host) allocate(ns, pod, ctr, resource string, n int) *adminpb.Allocation {
+func (h *apiHost) allocate(ns, pod, ctr, resource string, n int) *adminpb.Allocation {
 	h.t.Helper()
 	resp, err := h.client.Allocate(context.Background(), &adminpb.AllocateRequest{
 		Namespace: ns, Pod: pod, Container: ctr, Resource: resource, Count: int32(n)})
@@ -166,13 +194,24 @@ func (h *host) allocate(ns, pod, ctr, resource string, n int) *adminpb.Allocatio
 	return resp.Allocation
 }
 
-func wantCode(t testing.TB, err error, code codes.Code, substr string) {
+// wantStatus checks a gRPC error's code and message.
+func wantStatus(t testing.TB, err error, code codes.Code, substr string) {
 	t.Helper()
 	if status.Code(err) != code {
 		t.Fatalf("got %v, want code %v", err, code)
 	}
 	if !strings.Contains(status.Convert(err).Message(), substr) {
 		t.Fatalf("message %q does not contain %q", status.Convert(err).Message(), substr)
+	}
+}
+
+// wantCode checks an admin API answer: its code, its message, and that it
+// carries a reason (it is the host's answer, not the connection's).
+func wantCode(t testing.TB, err error, code codes.Code, substr string) {
+	t.Helper()
+	wantStatus(t, err, code, substr)
+	if api.ReasonOf(err) == "" {
+		t.Fatalf("%v carries no reason", err)
 	}
 }
 
@@ -308,7 +347,7 @@ func TestStatus(t *testing.T) {
 
 // install copies a module file into the module directory as name.wasm and
 // loads it, as the module directory watcher would.
-func (h *host) install(name, src string) (*module.Module, error) {
+func (h *apiHost) install(name, src string) (*module.Module, error) {
 	h.t.Helper()
 	b, err := os.ReadFile(src)
 	if err != nil {
@@ -376,7 +415,7 @@ func TestModulesAndPlugins(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c := st.Counts; c.Modules != 1 || c.ModulesRefused != 1 || c.Plugins != 1 || c.PluginsRegistered != 1 {
+	if c := st.Counts; c.Modules != 2 || c.ModulesRunning != 1 || c.ModulesRefused != 1 || c.Plugins != 1 || c.PluginsRegistered != 1 {
 		t.Fatalf("counts %v", c)
 	}
 
@@ -399,6 +438,48 @@ func TestModulesAndPlugins(t *testing.T) {
 	}
 }
 
+// TestBusyModuleIsNotAClientTimeout: a device source whose only instance
+// is busy makes the host give up on an allocation at its own deadline: the
+// client, which would have waited longer, is told BUSY (Unavailable), with
+// nothing changed, not that it timed out.
+func TestBusyModuleIsNotAClientTimeout(t *testing.T) {
+	h := startHost(t, withModules, func(h *apiHost) { h.callTimeout = 300 * time.Millisecond })
+	if _, err := h.install("slow", build.Go(t, "guests/testmodules/faulty")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the slow source's devices", func() bool {
+		for _, r := range h.dm.Resources() {
+			if r.Name == "example.com/faulty" && r.Healthy == 2 {
+				return true
+			}
+		}
+		return false
+	})
+	// Hold the module's only instance for three seconds.
+	held := make(chan error, 1)
+	go func() {
+		_, err := h.modules.Get("slow").Allocate(context.Background(), &abi.AllocateRequest{DeviceIDs: []string{"f0"}, Workload: "x/y/z"})
+		held <- err
+	}()
+	waitFor(t, "the instance to be busy", func() bool {
+		st := h.modules.Get("slow").Status()
+		return st.Instances == 1 && st.Idle == 0
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, err := h.client.Allocate(ctx, &adminpb.AllocateRequest{Namespace: "n", Pod: "p", Container: "c", Resource: "example.com/faulty", Count: 1})
+	wantCode(t, err, codes.Unavailable, "no instance free (pool of 1)")
+	if api.ReasonOf(err) != api.ReasonBusy || ctx.Err() != nil {
+		t.Fatalf("reason %q, client context %v", api.ReasonOf(err), ctx.Err())
+	}
+	if as := h.dm.Allocations(); len(as) != 0 {
+		t.Fatalf("allocations after a busy refusal: %v", as)
+	}
+	if err := <-held; err != nil {
+		t.Fatal(err)
+	}
+}
+
 func contains(list []string, s string) bool {
 	for _, v := range list {
 		if v == s {
@@ -413,7 +494,9 @@ func TestEmptyBackend(t *testing.T) {
 	sock := filepath.Join(dir, "api.sock")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- api.Serve(ctx, sock, api.NewBackend(api.Parts{}), nil) }()
+	go func() {
+		done <- api.Serve(ctx, api.Config{AdminSocket: sock, PodResourcesSocket: filepath.Join(dir, "pr.sock"), Backend: backend{}})
+	}()
 	waitFor(t, "the socket", func() bool { _, err := os.Stat(sock); return err == nil })
 	c, err := api.Dial(sock)
 	if err != nil {
@@ -425,6 +508,9 @@ func TestEmptyBackend(t *testing.T) {
 	}
 	_, err = c.Allocate(ctx, &adminpb.AllocateRequest{Namespace: "a", Pod: "b", Container: "c", Resource: "x.io/y", Count: 1})
 	wantCode(t, err, codes.Unavailable, "device manager is not running")
+	if api.ReasonOf(err) != api.ReasonNotRunning {
+		t.Errorf("reason %q", api.ReasonOf(err))
+	}
 	_, err = c.ReloadModule(ctx, &adminpb.ReloadModuleRequest{Name: "m"})
 	wantCode(t, err, codes.NotFound, "known: none")
 	cancel()

@@ -6,7 +6,7 @@
 //	registry directory ─► pluginmanager (watcher, caches, reconciler, executor) ─► wasmhandler
 //	kubelet.sock, DevicePlugin handler, devicesource ─► devicemanager ─► checkpoint
 //	devicesource with bridge = true ─► bridge ─► the external kubelet (instead); cdi specs
-//	api (admin + pod resources v1 on one socket), metrics (/metrics /healthz /readyz)
+//	api (admin; pod resources v1 and v1alpha1 on a read-only socket of their own), metrics (/metrics /healthz /readyz)
 //
 // Start-up order matters: the checkpoint is restored first (a bad one stops
 // the start), modules already in the module directory are loaded before any
@@ -18,16 +18,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/wasmlet/wasmlet/checkpoint"
 	"github.com/wasmlet/wasmlet/host/api"
+	"github.com/wasmlet/wasmlet/host/api/adminpb"
 	"github.com/wasmlet/wasmlet/host/bridge"
 	"github.com/wasmlet/wasmlet/host/cdi"
 	"github.com/wasmlet/wasmlet/host/config"
@@ -71,6 +75,9 @@ type Node struct {
 	loadedMu sync.Mutex
 	loaded   map[string]watcher.Identity // module files as last loaded
 
+	linksMu sync.Mutex
+	badLink map[string]string // module file links warned about, and why
+
 	started time.Time
 	// metricsAddr is the address /metrics is served on, once it is.
 	metricsAddr atomic.Value // string
@@ -85,7 +92,7 @@ func New(cfg *config.Config, log hclog.Logger) (*Node, error) {
 	}
 	module.HostVersion = Version
 	n := &Node{cfg: cfg, log: log, metrics: metrics.New(), loads: make(chan moduleChange, 64),
-		stopping: make(chan struct{})}
+		stopping: make(chan struct{}), badLink: map[string]string{}}
 	h := cfg.Host
 	// State is private to wasmlet; the plugin directories must be reachable
 	// by plugins (often other users' processes), but not writable by others.
@@ -114,6 +121,10 @@ func New(cfg *config.Config, log hclog.Logger) (*Node, error) {
 		Logger:         log.Named("devices"),
 		Observer:       n.metrics,
 	})
+	var ce *checkpoint.CorruptError
+	if errors.As(err, &ce) {
+		ce.Expected = true // the configuration puts it there: moving it aside is the way out
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -156,7 +167,7 @@ func New(cfg *config.Config, log hclog.Logger) (*Node, error) {
 	}
 	n.modw, err = watcher.New(watcher.Config{
 		Dir:      h.ModuleDir,
-		Match:    watcher.HasSuffix(".wasm"),
+		Match:    n.moduleFile,
 		Settle:   100 * time.Millisecond,
 		OnAdd:    func(path string, _ watcher.Identity) { n.queueLoad(moduleChange{path: path}) },
 		OnRemove: func(path string) { n.queueLoad(moduleChange{path: path, removed: true}) },
@@ -166,6 +177,43 @@ func New(cfg *config.Config, log hclog.Logger) (*Node, error) {
 		return nil, err
 	}
 	return n, nil
+}
+
+// moduleFile matches the module directory's module files: a regular file
+// named *.wasm, or a symbolic link so named to a regular file, which is
+// loaded as that file. The link is followed when the module is loaded: a
+// link created, replaced or removed is noticed, a change of the file it
+// points to is not (run `wasmlet module reload NAME`, or replace the link).
+// A link to anything else is not loaded, and says why, once.
+func (n *Node) moduleFile(path string, fi fs.FileInfo) bool {
+	if !strings.HasSuffix(path, ".wasm") {
+		return false
+	}
+	if fi.Mode().IsRegular() {
+		return true
+	}
+	if fi.Mode()&fs.ModeSymlink == 0 {
+		return false
+	}
+	why := ""
+	target, err := os.Stat(path)
+	switch {
+	case err != nil:
+		why = err.Error()
+	case !target.Mode().IsRegular():
+		why = "it points to " + target.Mode().Type().String() + ", not to a regular file"
+	}
+	n.linksMu.Lock()
+	defer n.linksMu.Unlock()
+	if why == "" {
+		delete(n.badLink, path)
+		return true
+	}
+	if n.badLink[path] != why {
+		n.badLink[path] = why
+		n.log.Warn("symbolic link in the module directory not loaded", "path", path, "reason", why)
+	}
+	return false
 }
 
 // moduleOptions gives each module its sandbox from plugins.toml, with the
@@ -263,8 +311,8 @@ func (n *Node) Run(ctx context.Context) error {
 	goRun("kubernetes bridge", n.bridge.Run)
 	// The API answers from the start (status says the node is starting).
 	goRun("host API", func(ctx context.Context) error {
-		return api.Serve(ctx, h.APISocket, api.NewBackend(api.Parts{Status: n.status,
-			Modules: n.modules, Plugins: n.plugins, Devices: n.devices}), n.log.Named("api"))
+		return api.Serve(ctx, api.Config{AdminSocket: h.APISocket, PodResourcesSocket: h.PodResourcesSocket,
+			Backend: n.backend(), Logger: n.log.Named("api")})
 	})
 
 	// Modules present at start are loaded before plugins are looked at.
@@ -334,15 +382,28 @@ func (n *Node) queueLoad(ch moduleChange) {
 	}
 }
 
+// backend is the node as the host API sees it.
+func (n *Node) backend() api.Backend {
+	return backend{parts{status: n.status, grace: n.cfg.Host.GracePeriod, modules: n.modules, sources: n.sources,
+		plugins: n.plugins, devices: n.devices}}
+}
+
 // status describes the node for the host API.
-func (n *Node) status() api.NodeStatus {
+func (n *Node) status() *adminpb.StatusResponse {
 	h := n.cfg.Host
-	st := api.NodeStatus{Version: Version, Started: n.started, ConfigFile: n.cfg.File,
-		StateDir: h.StateDir, RegistryDir: h.RegistryDir, DevicePluginDir: h.DevicePluginDir, ModuleDir: h.ModuleDir,
-		Checkpoint: filepath.Join(h.StateDir, "checkpoint"), APISocket: h.APISocket, MetricsAddress: n.MetricsAddress(),
-		GracePeriod: h.GracePeriod, Ready: n.Ready(), Bridged: n.bridge.Status(), CDISpecs: n.cdi.Status()}
+	st := &adminpb.StatusResponse{Version: Version, Started: ts(n.started), ConfigFile: n.cfg.File,
+		Directories: &adminpb.Directories{State: h.StateDir, PluginRegistry: h.RegistryDir,
+			DevicePlugins: h.DevicePluginDir, Modules: h.ModuleDir, Checkpoint: filepath.Join(h.StateDir, "checkpoint")},
+		ApiSocket: h.APISocket, PodResourcesSocket: h.PodResourcesSocket, MetricsAddress: n.MetricsAddress(),
+		GracePeriod: dur(h.GracePeriod), Ready: n.Ready()}
 	if !st.Ready {
 		st.NotReady = "starting: loading modules and scanning the plugin registry"
+	}
+	for _, b := range n.bridge.Status() {
+		st.Bridged = append(st.Bridged, bridgedView(b))
+	}
+	for _, sp := range n.cdi.Status() {
+		st.CdiSpecs = append(st.CdiSpecs, cdiView(sp))
 	}
 	return st
 }

@@ -1,25 +1,33 @@
 // wasmlet admin API, version 1.
 //
-// The host serves this service on its API socket (plugins.toml
-// host.api_socket, mode 0600), next to the kubelet's pod resources v1
-// service. The `wasmlet` command is its client; scripts should prefer the
-// command's `-o json` output, which is this schema rendered by protojson
-// with the field names below.
+// The host serves this service on its admin socket (plugins.toml
+// host.api_socket, mode 0600 in a directory of mode 0700), and only there:
+// the kubelet's read-only pod resources services have a socket of their own
+// (host.pod_resources_socket). The `wasmlet` command is its client; scripts
+// should prefer the command's `-o json` output, which is this schema
+// rendered by protojson with the field names below.
 //
 // Compatibility rules inside v1: fields and RPCs are only ever added, never
 // renumbered, retyped or removed.
 //
-// Errors are gRPC status codes:
-//   NOT_FOUND           no such module, resource, workload or pod
-//   INVALID_ARGUMENT    a request field is missing or malformed
-//   RESOURCE_EXHAUSTED  not enough free healthy devices for an allocation
-//   ALREADY_EXISTS      the container already holds a different number of
-//                       devices of that resource; release it first
-//   FAILED_PRECONDITION a module file was refused on reload
-//   UNAVAILABLE         the resource's provider is gone for now, or the
-//                       host could not make the change durable; the request
-//                       had no effect and may be retried
-//   UNKNOWN             the device provider (plugin or module) failed
+// Errors are gRPC status codes. Every error the host itself returns also
+// carries a google.rpc.ErrorInfo detail in the domain "wasmlet.dev" whose
+// reason says what happened, so that a client can tell the host's answer
+// from a failed connection (which has no such detail):
+//   NOT_FOUND           NOT_FOUND: no such module, resource, workload or pod
+//   INVALID_ARGUMENT    INVALID: a request field is missing or malformed
+//   RESOURCE_EXHAUSTED  NOT_ENOUGH_DEVICES: not enough free healthy devices
+//   ALREADY_EXISTS      CONFLICT: the container already holds a different
+//                       number of devices of that resource; release it first
+//   FAILED_PRECONDITION MODULE_REFUSED: a module file was refused on reload
+//   UNAVAILABLE         the request had no effect and may be retried:
+//                       PROVIDER_UNAVAILABLE (the resource's provider is gone
+//                       for now), NOT_DURABLE (the change could not be made
+//                       durable), BUSY (the module has no free instance),
+//                       NOT_RUNNING (that part of the host is not running)
+//   DEADLINE_EXCEEDED   TIMEOUT: the host's own deadline for the provider
+//                       passed (not the client's)
+//   UNKNOWN             FAILED: the device provider (plugin or module) failed
 //
 // Regenerate admin.pb.go and admin_grpc.pb.go with `go generate ./host/api`
 // (see the go:generate line in host/api/doc.go).
@@ -106,9 +114,12 @@ type StatusResponse struct {
 	// Device sources served to an external kubelet ([bridge] in plugins.toml).
 	Bridged []*BridgedSource `protobuf:"bytes,13,rep,name=bridged,proto3" json:"bridged,omitempty"`
 	// The CDI spec files the host writes for its sources' devices.
-	CdiSpecs      []*CDISpec `protobuf:"bytes,14,rep,name=cdi_specs,json=cdiSpecs,proto3" json:"cdi_specs,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	CdiSpecs []*CDISpec `protobuf:"bytes,14,rep,name=cdi_specs,json=cdiSpecs,proto3" json:"cdi_specs,omitempty"`
+	// The socket serving the kubelet's pod resources v1 and v1alpha1
+	// services, read-only.
+	PodResourcesSocket string `protobuf:"bytes,15,opt,name=pod_resources_socket,json=podResourcesSocket,proto3" json:"pod_resources_socket,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -237,6 +248,13 @@ func (x *StatusResponse) GetCdiSpecs() []*CDISpec {
 		return x.CdiSpecs
 	}
 	return nil
+}
+
+func (x *StatusResponse) GetPodResourcesSocket() string {
+	if x != nil {
+		return x.PodResourcesSocket
+	}
+	return ""
 }
 
 // BridgedSource is a device source served to an external kubelet as a device
@@ -561,18 +579,23 @@ func (x *Directories) GetCheckpoint() string {
 }
 
 type Counts struct {
-	state              protoimpl.MessageState `protogen:"open.v1"`
-	Modules            int32                  `protobuf:"varint,1,opt,name=modules,proto3" json:"modules,omitempty"` // running (quarantined included)
-	ModulesQuarantined int32                  `protobuf:"varint,2,opt,name=modules_quarantined,json=modulesQuarantined,proto3" json:"modules_quarantined,omitempty"`
-	ModulesRefused     int32                  `protobuf:"varint,3,opt,name=modules_refused,json=modulesRefused,proto3" json:"modules_refused,omitempty"` // names whose last file was refused
-	Plugins            int32                  `protobuf:"varint,4,opt,name=plugins,proto3" json:"plugins,omitempty"`                                     // sockets seen
-	PluginsRegistered  int32                  `protobuf:"varint,5,opt,name=plugins_registered,json=pluginsRegistered,proto3" json:"plugins_registered,omitempty"`
-	PluginsFailing     int32                  `protobuf:"varint,6,opt,name=plugins_failing,json=pluginsFailing,proto3" json:"plugins_failing,omitempty"` // failing or waiting for a handler
-	Resources          int32                  `protobuf:"varint,7,opt,name=resources,proto3" json:"resources,omitempty"`
-	Devices            int32                  `protobuf:"varint,8,opt,name=devices,proto3" json:"devices,omitempty"`
-	DevicesHealthy     int32                  `protobuf:"varint,9,opt,name=devices_healthy,json=devicesHealthy,proto3" json:"devices_healthy,omitempty"`
-	DevicesAllocated   int32                  `protobuf:"varint,10,opt,name=devices_allocated,json=devicesAllocated,proto3" json:"devices_allocated,omitempty"`
-	Allocations        int32                  `protobuf:"varint,11,opt,name=allocations,proto3" json:"allocations,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Modules int32                  `protobuf:"varint,1,opt,name=modules,proto3" json:"modules,omitempty"` // every module name the host knows
+	// Each module name is in exactly one of the states below (Module.state).
+	ModulesQuarantined int32 `protobuf:"varint,2,opt,name=modules_quarantined,json=modulesQuarantined,proto3" json:"modules_quarantined,omitempty"`
+	ModulesRefused     int32 `protobuf:"varint,3,opt,name=modules_refused,json=modulesRefused,proto3" json:"modules_refused,omitempty"` // nothing runs: the last file was refused
+	Plugins            int32 `protobuf:"varint,4,opt,name=plugins,proto3" json:"plugins,omitempty"`                                     // sockets seen
+	PluginsRegistered  int32 `protobuf:"varint,5,opt,name=plugins_registered,json=pluginsRegistered,proto3" json:"plugins_registered,omitempty"`
+	PluginsFailing     int32 `protobuf:"varint,6,opt,name=plugins_failing,json=pluginsFailing,proto3" json:"plugins_failing,omitempty"` // registration failed; retried after a backoff
+	Resources          int32 `protobuf:"varint,7,opt,name=resources,proto3" json:"resources,omitempty"`
+	Devices            int32 `protobuf:"varint,8,opt,name=devices,proto3" json:"devices,omitempty"`
+	DevicesHealthy     int32 `protobuf:"varint,9,opt,name=devices_healthy,json=devicesHealthy,proto3" json:"devices_healthy,omitempty"`
+	DevicesAllocated   int32 `protobuf:"varint,10,opt,name=devices_allocated,json=devicesAllocated,proto3" json:"devices_allocated,omitempty"`
+	Allocations        int32 `protobuf:"varint,11,opt,name=allocations,proto3" json:"allocations,omitempty"`
+	ModulesRunning     int32 `protobuf:"varint,12,opt,name=modules_running,json=modulesRunning,proto3" json:"modules_running,omitempty"`             // running and in use
+	ModulesLoading     int32 `protobuf:"varint,13,opt,name=modules_loading,json=modulesLoading,proto3" json:"modules_loading,omitempty"`             // a file is being loaded, nothing runs yet
+	ModulesConflicting int32 `protobuf:"varint,14,opt,name=modules_conflicting,json=modulesConflicting,proto3" json:"modules_conflicting,omitempty"` // running, unused: another module serves the same
+	PluginsWaiting     int32 `protobuf:"varint,15,opt,name=plugins_waiting,json=pluginsWaiting,proto3" json:"plugins_waiting,omitempty"`             // waiting for a handler module for their type
 	unknownFields      protoimpl.UnknownFields
 	sizeCache          protoimpl.SizeCache
 }
@@ -680,6 +703,34 @@ func (x *Counts) GetDevicesAllocated() int32 {
 func (x *Counts) GetAllocations() int32 {
 	if x != nil {
 		return x.Allocations
+	}
+	return 0
+}
+
+func (x *Counts) GetModulesRunning() int32 {
+	if x != nil {
+		return x.ModulesRunning
+	}
+	return 0
+}
+
+func (x *Counts) GetModulesLoading() int32 {
+	if x != nil {
+		return x.ModulesLoading
+	}
+	return 0
+}
+
+func (x *Counts) GetModulesConflicting() int32 {
+	if x != nil {
+		return x.ModulesConflicting
+	}
+	return 0
+}
+
+func (x *Counts) GetPluginsWaiting() int32 {
+	if x != nil {
+		return x.PluginsWaiting
 	}
 	return 0
 }
@@ -1018,7 +1069,10 @@ func (x *ListModulesResponse) GetModules() []*Module {
 type Module struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	// running, quarantined or refused (nothing runs under this name).
+	// running; loading (a file is being loaded and no version runs yet);
+	// quarantined; conflict (it runs, but serves what another module serves
+	// already, and is not used: see conflict); refused (nothing runs under
+	// this name).
 	State string `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
 	// The file running, or else the file last tried.
 	Path   string `protobuf:"bytes,3,opt,name=path,proto3" json:"path,omitempty"`
@@ -1053,8 +1107,15 @@ type Module struct {
 	Refused         string                 `protobuf:"bytes,29,opt,name=refused,proto3" json:"refused,omitempty"`
 	RefusedProblems []string               `protobuf:"bytes,30,rep,name=refused_problems,json=refusedProblems,proto3" json:"refused_problems,omitempty"`
 	RefusedAt       *timestamppb.Timestamp `protobuf:"bytes,31,opt,name=refused_at,json=refusedAt,proto3" json:"refused_at,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// A file is being loaded under this name (a running version, if any,
+	// carries on until it is accepted), or waits to stop changing.
+	LoadingPath  string                 `protobuf:"bytes,32,opt,name=loading_path,json=loadingPath,proto3" json:"loading_path,omitempty"`
+	LoadingSince *timestamppb.Timestamp `protobuf:"bytes,33,opt,name=loading_since,json=loadingSince,proto3" json:"loading_since,omitempty"`
+	// Why the module is not used although it runs, e.g.
+	// "example.com/x is served by other": state conflict.
+	Conflict      string `protobuf:"bytes,34,opt,name=conflict,proto3" json:"conflict,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Module) Reset() {
@@ -1302,6 +1363,27 @@ func (x *Module) GetRefusedAt() *timestamppb.Timestamp {
 		return x.RefusedAt
 	}
 	return nil
+}
+
+func (x *Module) GetLoadingPath() string {
+	if x != nil {
+		return x.LoadingPath
+	}
+	return ""
+}
+
+func (x *Module) GetLoadingSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LoadingSince
+	}
+	return nil
+}
+
+func (x *Module) GetConflict() string {
+	if x != nil {
+		return x.Conflict
+	}
+	return ""
 }
 
 type Limits struct {
@@ -2492,7 +2574,7 @@ var File_admin_proto protoreflect.FileDescriptor
 const file_admin_proto_rawDesc = "" +
 	"\n" +
 	"\vadmin.proto\x12\x10wasmlet.admin.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x0f\n" +
-	"\rStatusRequest\"\xe5\x04\n" +
+	"\rStatusRequest\"\x97\x05\n" +
 	"\x0eStatusResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x124\n" +
 	"\astarted\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\astarted\x121\n" +
@@ -2510,7 +2592,8 @@ const file_admin_proto_rawDesc = "" +
 	"\x06counts\x18\v \x01(\v2\x18.wasmlet.admin.v1.CountsR\x06counts\x12\x10\n" +
 	"\x03pid\x18\f \x01(\x05R\x03pid\x129\n" +
 	"\abridged\x18\r \x03(\v2\x1f.wasmlet.admin.v1.BridgedSourceR\abridged\x126\n" +
-	"\tcdi_specs\x18\x0e \x03(\v2\x19.wasmlet.admin.v1.CDISpecR\bcdiSpecs\"\xf6\x03\n" +
+	"\tcdi_specs\x18\x0e \x03(\v2\x19.wasmlet.admin.v1.CDISpecR\bcdiSpecs\x120\n" +
+	"\x14pod_resources_socket\x18\x0f \x01(\tR\x12podResourcesSocket\"\xf6\x03\n" +
 	"\rBridgedSource\x12\x1a\n" +
 	"\bresource\x18\x01 \x01(\tR\bresource\x12\x1a\n" +
 	"\bprovider\x18\x02 \x01(\tR\bprovider\x12\x16\n" +
@@ -2547,7 +2630,7 @@ const file_admin_proto_rawDesc = "" +
 	"\amodules\x18\x04 \x01(\tR\amodules\x12\x1e\n" +
 	"\n" +
 	"checkpoint\x18\x05 \x01(\tR\n" +
-	"checkpoint\"\x9e\x03\n" +
+	"checkpoint\"\xca\x04\n" +
 	"\x06Counts\x12\x18\n" +
 	"\amodules\x18\x01 \x01(\x05R\amodules\x12/\n" +
 	"\x13modules_quarantined\x18\x02 \x01(\x05R\x12modulesQuarantined\x12'\n" +
@@ -2560,7 +2643,11 @@ const file_admin_proto_rawDesc = "" +
 	"\x0fdevices_healthy\x18\t \x01(\x05R\x0edevicesHealthy\x12+\n" +
 	"\x11devices_allocated\x18\n" +
 	" \x01(\x05R\x10devicesAllocated\x12 \n" +
-	"\vallocations\x18\v \x01(\x05R\vallocations\"\x14\n" +
+	"\vallocations\x18\v \x01(\x05R\vallocations\x12'\n" +
+	"\x0fmodules_running\x18\f \x01(\x05R\x0emodulesRunning\x12'\n" +
+	"\x0fmodules_loading\x18\r \x01(\x05R\x0emodulesLoading\x12/\n" +
+	"\x13modules_conflicting\x18\x0e \x01(\x05R\x12modulesConflicting\x12'\n" +
+	"\x0fplugins_waiting\x18\x0f \x01(\x05R\x0epluginsWaiting\"\x14\n" +
 	"\x12ListPluginsRequest\"I\n" +
 	"\x13ListPluginsResponse\x122\n" +
 	"\aplugins\x18\x01 \x03(\v2\x18.wasmlet.admin.v1.PluginR\aplugins\"\xf9\x04\n" +
@@ -2595,7 +2682,7 @@ const file_admin_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x14\n" +
 	"\x12ListModulesRequest\"I\n" +
 	"\x13ListModulesResponse\x122\n" +
-	"\amodules\x18\x01 \x03(\v2\x18.wasmlet.admin.v1.ModuleR\amodules\"\xf7\b\n" +
+	"\amodules\x18\x01 \x03(\v2\x18.wasmlet.admin.v1.ModuleR\amodules\"\xf7\t\n" +
 	"\x06Module\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x12\n" +
@@ -2632,7 +2719,10 @@ const file_admin_proto_rawDesc = "" +
 	"\arefused\x18\x1d \x01(\tR\arefused\x12)\n" +
 	"\x10refused_problems\x18\x1e \x03(\tR\x0frefusedProblems\x129\n" +
 	"\n" +
-	"refused_at\x18\x1f \x01(\v2\x1a.google.protobuf.TimestampR\trefusedAt\"\xc9\x01\n" +
+	"refused_at\x18\x1f \x01(\v2\x1a.google.protobuf.TimestampR\trefusedAt\x12!\n" +
+	"\floading_path\x18  \x01(\tR\vloadingPath\x12?\n" +
+	"\rloading_since\x18! \x01(\v2\x1a.google.protobuf.TimestampR\floadingSince\x12\x1a\n" +
+	"\bconflict\x18\" \x01(\tR\bconflict\"\xc9\x01\n" +
 	"\x06Limits\x12!\n" +
 	"\fmemory_bytes\x18\x01 \x01(\x04R\vmemoryBytes\x12<\n" +
 	"\fcall_timeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\vcallTimeout\x12&\n" +
@@ -2825,44 +2915,45 @@ var file_admin_proto_depIdxs = []int32{
 	36, // 22: wasmlet.admin.v1.Module.compile_time:type_name -> google.protobuf.Duration
 	36, // 23: wasmlet.admin.v1.Module.instantiate_time:type_name -> google.protobuf.Duration
 	35, // 24: wasmlet.admin.v1.Module.refused_at:type_name -> google.protobuf.Timestamp
-	36, // 25: wasmlet.admin.v1.Limits.call_timeout:type_name -> google.protobuf.Duration
-	11, // 26: wasmlet.admin.v1.ReloadModuleResponse.module:type_name -> wasmlet.admin.v1.Module
-	18, // 27: wasmlet.admin.v1.ListResourcesResponse.resources:type_name -> wasmlet.admin.v1.Resource
-	35, // 28: wasmlet.admin.v1.Resource.disconnected_at:type_name -> google.protobuf.Timestamp
-	35, // 29: wasmlet.admin.v1.Resource.grace_deadline:type_name -> google.protobuf.Timestamp
-	19, // 30: wasmlet.admin.v1.Resource.devices:type_name -> wasmlet.admin.v1.Device
-	35, // 31: wasmlet.admin.v1.Resource.last_update:type_name -> google.protobuf.Timestamp
-	32, // 32: wasmlet.admin.v1.Device.attributes:type_name -> wasmlet.admin.v1.Device.AttributesEntry
-	22, // 33: wasmlet.admin.v1.ListAllocationsResponse.allocations:type_name -> wasmlet.admin.v1.Allocation
-	23, // 34: wasmlet.admin.v1.Allocation.response:type_name -> wasmlet.admin.v1.ContainerResponse
-	35, // 35: wasmlet.admin.v1.Allocation.allocated:type_name -> google.protobuf.Timestamp
-	33, // 36: wasmlet.admin.v1.ContainerResponse.envs:type_name -> wasmlet.admin.v1.ContainerResponse.EnvsEntry
-	24, // 37: wasmlet.admin.v1.ContainerResponse.mounts:type_name -> wasmlet.admin.v1.ContainerMount
-	25, // 38: wasmlet.admin.v1.ContainerResponse.devices:type_name -> wasmlet.admin.v1.DeviceSpec
-	34, // 39: wasmlet.admin.v1.ContainerResponse.annotations:type_name -> wasmlet.admin.v1.ContainerResponse.AnnotationsEntry
-	22, // 40: wasmlet.admin.v1.AllocateResponse.allocation:type_name -> wasmlet.admin.v1.Allocation
-	22, // 41: wasmlet.admin.v1.ReleaseResponse.released:type_name -> wasmlet.admin.v1.Allocation
-	0,  // 42: wasmlet.admin.v1.Admin.Status:input_type -> wasmlet.admin.v1.StatusRequest
-	6,  // 43: wasmlet.admin.v1.Admin.ListPlugins:input_type -> wasmlet.admin.v1.ListPluginsRequest
-	9,  // 44: wasmlet.admin.v1.Admin.ListModules:input_type -> wasmlet.admin.v1.ListModulesRequest
-	14, // 45: wasmlet.admin.v1.Admin.ReloadModule:input_type -> wasmlet.admin.v1.ReloadModuleRequest
-	16, // 46: wasmlet.admin.v1.Admin.ListResources:input_type -> wasmlet.admin.v1.ListResourcesRequest
-	20, // 47: wasmlet.admin.v1.Admin.ListAllocations:input_type -> wasmlet.admin.v1.ListAllocationsRequest
-	26, // 48: wasmlet.admin.v1.Admin.Allocate:input_type -> wasmlet.admin.v1.AllocateRequest
-	28, // 49: wasmlet.admin.v1.Admin.Release:input_type -> wasmlet.admin.v1.ReleaseRequest
-	1,  // 50: wasmlet.admin.v1.Admin.Status:output_type -> wasmlet.admin.v1.StatusResponse
-	7,  // 51: wasmlet.admin.v1.Admin.ListPlugins:output_type -> wasmlet.admin.v1.ListPluginsResponse
-	10, // 52: wasmlet.admin.v1.Admin.ListModules:output_type -> wasmlet.admin.v1.ListModulesResponse
-	15, // 53: wasmlet.admin.v1.Admin.ReloadModule:output_type -> wasmlet.admin.v1.ReloadModuleResponse
-	17, // 54: wasmlet.admin.v1.Admin.ListResources:output_type -> wasmlet.admin.v1.ListResourcesResponse
-	21, // 55: wasmlet.admin.v1.Admin.ListAllocations:output_type -> wasmlet.admin.v1.ListAllocationsResponse
-	27, // 56: wasmlet.admin.v1.Admin.Allocate:output_type -> wasmlet.admin.v1.AllocateResponse
-	29, // 57: wasmlet.admin.v1.Admin.Release:output_type -> wasmlet.admin.v1.ReleaseResponse
-	50, // [50:58] is the sub-list for method output_type
-	42, // [42:50] is the sub-list for method input_type
-	42, // [42:42] is the sub-list for extension type_name
-	42, // [42:42] is the sub-list for extension extendee
-	0,  // [0:42] is the sub-list for field type_name
+	35, // 25: wasmlet.admin.v1.Module.loading_since:type_name -> google.protobuf.Timestamp
+	36, // 26: wasmlet.admin.v1.Limits.call_timeout:type_name -> google.protobuf.Duration
+	11, // 27: wasmlet.admin.v1.ReloadModuleResponse.module:type_name -> wasmlet.admin.v1.Module
+	18, // 28: wasmlet.admin.v1.ListResourcesResponse.resources:type_name -> wasmlet.admin.v1.Resource
+	35, // 29: wasmlet.admin.v1.Resource.disconnected_at:type_name -> google.protobuf.Timestamp
+	35, // 30: wasmlet.admin.v1.Resource.grace_deadline:type_name -> google.protobuf.Timestamp
+	19, // 31: wasmlet.admin.v1.Resource.devices:type_name -> wasmlet.admin.v1.Device
+	35, // 32: wasmlet.admin.v1.Resource.last_update:type_name -> google.protobuf.Timestamp
+	32, // 33: wasmlet.admin.v1.Device.attributes:type_name -> wasmlet.admin.v1.Device.AttributesEntry
+	22, // 34: wasmlet.admin.v1.ListAllocationsResponse.allocations:type_name -> wasmlet.admin.v1.Allocation
+	23, // 35: wasmlet.admin.v1.Allocation.response:type_name -> wasmlet.admin.v1.ContainerResponse
+	35, // 36: wasmlet.admin.v1.Allocation.allocated:type_name -> google.protobuf.Timestamp
+	33, // 37: wasmlet.admin.v1.ContainerResponse.envs:type_name -> wasmlet.admin.v1.ContainerResponse.EnvsEntry
+	24, // 38: wasmlet.admin.v1.ContainerResponse.mounts:type_name -> wasmlet.admin.v1.ContainerMount
+	25, // 39: wasmlet.admin.v1.ContainerResponse.devices:type_name -> wasmlet.admin.v1.DeviceSpec
+	34, // 40: wasmlet.admin.v1.ContainerResponse.annotations:type_name -> wasmlet.admin.v1.ContainerResponse.AnnotationsEntry
+	22, // 41: wasmlet.admin.v1.AllocateResponse.allocation:type_name -> wasmlet.admin.v1.Allocation
+	22, // 42: wasmlet.admin.v1.ReleaseResponse.released:type_name -> wasmlet.admin.v1.Allocation
+	0,  // 43: wasmlet.admin.v1.Admin.Status:input_type -> wasmlet.admin.v1.StatusRequest
+	6,  // 44: wasmlet.admin.v1.Admin.ListPlugins:input_type -> wasmlet.admin.v1.ListPluginsRequest
+	9,  // 45: wasmlet.admin.v1.Admin.ListModules:input_type -> wasmlet.admin.v1.ListModulesRequest
+	14, // 46: wasmlet.admin.v1.Admin.ReloadModule:input_type -> wasmlet.admin.v1.ReloadModuleRequest
+	16, // 47: wasmlet.admin.v1.Admin.ListResources:input_type -> wasmlet.admin.v1.ListResourcesRequest
+	20, // 48: wasmlet.admin.v1.Admin.ListAllocations:input_type -> wasmlet.admin.v1.ListAllocationsRequest
+	26, // 49: wasmlet.admin.v1.Admin.Allocate:input_type -> wasmlet.admin.v1.AllocateRequest
+	28, // 50: wasmlet.admin.v1.Admin.Release:input_type -> wasmlet.admin.v1.ReleaseRequest
+	1,  // 51: wasmlet.admin.v1.Admin.Status:output_type -> wasmlet.admin.v1.StatusResponse
+	7,  // 52: wasmlet.admin.v1.Admin.ListPlugins:output_type -> wasmlet.admin.v1.ListPluginsResponse
+	10, // 53: wasmlet.admin.v1.Admin.ListModules:output_type -> wasmlet.admin.v1.ListModulesResponse
+	15, // 54: wasmlet.admin.v1.Admin.ReloadModule:output_type -> wasmlet.admin.v1.ReloadModuleResponse
+	17, // 55: wasmlet.admin.v1.Admin.ListResources:output_type -> wasmlet.admin.v1.ListResourcesResponse
+	21, // 56: wasmlet.admin.v1.Admin.ListAllocations:output_type -> wasmlet.admin.v1.ListAllocationsResponse
+	27, // 57: wasmlet.admin.v1.Admin.Allocate:output_type -> wasmlet.admin.v1.AllocateResponse
+	29, // 58: wasmlet.admin.v1.Admin.Release:output_type -> wasmlet.admin.v1.ReleaseResponse
+	51, // [51:59] is the sub-list for method output_type
+	43, // [43:51] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_admin_proto_init() }

@@ -1,25 +1,33 @@
 // wasmlet admin API, version 1.
 //
-// The host serves this service on its API socket (plugins.toml
-// host.api_socket, mode 0600), next to the kubelet's pod resources v1
-// service. The `wasmlet` command is its client; scripts should prefer the
-// command's `-o json` output, which is this schema rendered by protojson
-// with the field names below.
+// The host serves this service on its admin socket (plugins.toml
+// host.api_socket, mode 0600 in a directory of mode 0700), and only there:
+// the kubelet's read-only pod resources services have a socket of their own
+// (host.pod_resources_socket). The `wasmlet` command is its client; scripts
+// should prefer the command's `-o json` output, which is this schema
+// rendered by protojson with the field names below.
 //
 // Compatibility rules inside v1: fields and RPCs are only ever added, never
 // renumbered, retyped or removed.
 //
-// Errors are gRPC status codes:
-//   NOT_FOUND           no such module, resource, workload or pod
-//   INVALID_ARGUMENT    a request field is missing or malformed
-//   RESOURCE_EXHAUSTED  not enough free healthy devices for an allocation
-//   ALREADY_EXISTS      the container already holds a different number of
-//                       devices of that resource; release it first
-//   FAILED_PRECONDITION a module file was refused on reload
-//   UNAVAILABLE         the resource's provider is gone for now, or the
-//                       host could not make the change durable; the request
-//                       had no effect and may be retried
-//   UNKNOWN             the device provider (plugin or module) failed
+// Errors are gRPC status codes. Every error the host itself returns also
+// carries a google.rpc.ErrorInfo detail in the domain "wasmlet.dev" whose
+// reason says what happened, so that a client can tell the host's answer
+// from a failed connection (which has no such detail):
+//   NOT_FOUND           NOT_FOUND: no such module, resource, workload or pod
+//   INVALID_ARGUMENT    INVALID: a request field is missing or malformed
+//   RESOURCE_EXHAUSTED  NOT_ENOUGH_DEVICES: not enough free healthy devices
+//   ALREADY_EXISTS      CONFLICT: the container already holds a different
+//                       number of devices of that resource; release it first
+//   FAILED_PRECONDITION MODULE_REFUSED: a module file was refused on reload
+//   UNAVAILABLE         the request had no effect and may be retried:
+//                       PROVIDER_UNAVAILABLE (the resource's provider is gone
+//                       for now), NOT_DURABLE (the change could not be made
+//                       durable), BUSY (the module has no free instance),
+//                       NOT_RUNNING (that part of the host is not running)
+//   DEADLINE_EXCEEDED   TIMEOUT: the host's own deadline for the provider
+//                       passed (not the client's)
+//   UNKNOWN             FAILED: the device provider (plugin or module) failed
 //
 // Regenerate admin.pb.go and admin_grpc.pb.go with `go generate ./host/api`
 // (see the go:generate line in host/api/doc.go).

@@ -2,11 +2,14 @@
 // directories (unix socket paths are limited to about 108 bytes), a logger
 // that writes into the test's log, one compilation cache for the whole test
 // run, so each guest module compiles once, a wait for a condition, an
-// atomic file write, a count of module calls, and a buffer to collect logs.
+// atomic file write, a count of module calls, a buffer to collect logs, and
+// a pod resources client connection made as the kubelet's.
 package testenv
 
 import (
 	"bytes"
+	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +18,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/wasmlet/wasmlet/guests/build"
 	"github.com/wasmlet/wasmlet/host/module"
@@ -109,6 +114,25 @@ func (c *Calls) Count(op string) int {
 	return c.n[op]
 }
 
+// DialPodResources connects to a pod resources socket as the kubelet's own
+// client does (GetV1Client and GetV1alpha1Client in
+// k8s.io/kubernetes/pkg/kubelet/apis/podresources, which consumers are told
+// to copy): a unix dialer, no credentials, a 16 MiB reply limit. The
+// connection is closed when the test ends.
+func DialPodResources(t testing.TB, socket string) *grpc.ClientConn {
+	t.Helper()
+	var d net.Dialer
+	conn, err := grpc.NewClient("unix:"+socket,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return d.DialContext(ctx, "unix", socket) }),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(16<<20)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
 // Buffer collects what is written to it (a node's log, say), safely from
 // any goroutine.
 type Buffer struct {
@@ -127,4 +151,11 @@ func (b *Buffer) Count(sub string) int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return strings.Count(b.b.String(), sub)
+}
+
+// String is everything written.
+func (b *Buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }

@@ -1,0 +1,343 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
+
+	"github.com/wasmlet/wasmlet/abi"
+	"github.com/wasmlet/wasmlet/host/api"
+	"github.com/wasmlet/wasmlet/host/api/adminpb"
+	"github.com/wasmlet/wasmlet/host/bridge"
+	"github.com/wasmlet/wasmlet/host/cdi"
+	"github.com/wasmlet/wasmlet/host/devicemanager"
+	"github.com/wasmlet/wasmlet/host/devicesource"
+	"github.com/wasmlet/wasmlet/host/module"
+	"github.com/wasmlet/wasmlet/host/pluginmanager"
+)
+
+// parts are the pieces of a running host that the host API is served from.
+// A nil part serves nothing: its lists are empty, and calls that need it
+// fail with api.ReasonNotRunning.
+type parts struct {
+	// status describes the host; nil reports an empty status.
+	status  func() *adminpb.StatusResponse
+	grace   time.Duration // the devices' grace period, for their deadlines
+	modules *module.Registry
+	sources *devicesource.Controller
+	plugins *pluginmanager.Manager
+	devices *devicemanager.Manager
+}
+
+// backend is the host API's view of the node (api.Backend): it asks the
+// parts and converts what they say into the API's own types, so that the
+// API depends on none of them.
+type backend struct{ p parts }
+
+var _ api.Backend = backend{}
+
+func (b backend) Status() *adminpb.StatusResponse {
+	if b.p.status == nil {
+		return &adminpb.StatusResponse{}
+	}
+	return b.p.status()
+}
+
+func (b backend) Modules() []*adminpb.Module {
+	if b.p.modules == nil {
+		return nil
+	}
+	var conflicts map[string]string
+	if b.p.sources != nil {
+		conflicts = b.p.sources.Conflicts()
+	}
+	infos := b.p.modules.List()
+	out := make([]*adminpb.Module, len(infos))
+	for i, info := range infos {
+		out[i] = moduleView(info, b.conflict(info, conflicts))
+	}
+	return out
+}
+
+// conflict says why a running module is not used, or "": it serves a
+// resource or handles a plugin type another module serves already.
+func (b backend) conflict(info module.Info, sources map[string]string) string {
+	m := info.Module
+	if m == nil {
+		return ""
+	}
+	d := m.Description()
+	switch d.Kind {
+	case abi.KindDeviceSource:
+		if other := sources[info.Name]; other != "" {
+			return fmt.Sprintf("%s is served by %s; %s takes over when %s goes", d.Resource, other, info.Name, other)
+		}
+	case abi.KindHandler:
+		if h := b.p.modules.Handler(d.PluginType); h != nil && h.Name() != info.Name {
+			return fmt.Sprintf("plugin type %s is handled by %s", d.PluginType, h.Name())
+		}
+	}
+	return ""
+}
+
+func (b backend) ReloadModule(ctx context.Context, name string) (*adminpb.Module, error) {
+	if b.p.modules == nil {
+		return nil, api.Failf(api.ReasonNotRunning, "the module registry is not running")
+	}
+	if _, err := b.p.modules.Reload(ctx, name); err != nil {
+		var le *module.LoadError
+		if errors.As(err, &le) {
+			return nil, api.Fail(api.ReasonModuleRefused, err)
+		}
+		return nil, err
+	}
+	for _, m := range b.Modules() {
+		if m.Name == name {
+			return m, nil
+		}
+	}
+	return nil, api.Failf(api.ReasonNotFound, "module %q went while it was reloaded", name)
+}
+
+func (b backend) Plugins() []*adminpb.Plugin {
+	if b.p.plugins == nil {
+		return nil
+	}
+	ps := b.p.plugins.Plugins()
+	out := make([]*adminpb.Plugin, len(ps))
+	for i, p := range ps {
+		out[i] = pluginView(p)
+	}
+	return out
+}
+
+func (b backend) Resources() []*adminpb.Resource {
+	if b.p.devices == nil {
+		return nil
+	}
+	rs := b.p.devices.Resources()
+	out := make([]*adminpb.Resource, len(rs))
+	for i, r := range rs {
+		out[i] = resourceView(r, b.p.grace)
+	}
+	return out
+}
+
+func (b backend) Allocations() []*adminpb.Allocation {
+	if b.p.devices == nil {
+		return nil
+	}
+	as := b.p.devices.Allocations()
+	out := make([]*adminpb.Allocation, len(as))
+	for i, a := range as {
+		out[i] = allocationView(a)
+	}
+	return out
+}
+
+func (b backend) Allocate(ctx context.Context, req *adminpb.AllocateRequest) (*adminpb.Allocation, error) {
+	if b.p.devices == nil {
+		return nil, api.Failf(api.ReasonNotRunning, "the device manager is not running")
+	}
+	a, err := b.p.devices.Allocate(ctx, devicemanager.AllocateRequest{
+		Namespace: req.GetNamespace(), Pod: req.GetPod(), PodUID: req.GetPodUid(), Container: req.GetContainer(),
+		Resource: req.GetResource(), Count: int(req.GetCount()),
+	})
+	if err != nil {
+		return nil, b.deviceError(req.GetResource(), err)
+	}
+	return allocationView(a), nil
+}
+
+func (b backend) Release(ctx context.Context, workload, resource string) ([]*adminpb.Allocation, error) {
+	if b.p.devices == nil {
+		return nil, api.Failf(api.ReasonNotRunning, "the device manager is not running")
+	}
+	released, err := b.p.devices.Release(ctx, workload, resource)
+	if err != nil {
+		return nil, b.deviceError(resource, err)
+	}
+	out := make([]*adminpb.Allocation, len(released))
+	for i, a := range released {
+		out[i] = allocationView(a)
+	}
+	return out, nil
+}
+
+// deviceError classifies a device manager error for the API.
+func (b backend) deviceError(resource string, err error) error {
+	var ce *module.CallError
+	switch {
+	case errors.As(err, &ce) && ce.Fault == module.FaultBusy:
+		// Before the context errors: a busy module's error wraps the
+		// deadline it waited until, which was the host's, not the client's.
+		return api.Fail(api.ReasonBusy, err)
+	case errors.Is(err, devicemanager.ErrUnknownResource):
+		return api.Fail(api.ReasonNotFound, err)
+	case errors.Is(err, devicemanager.ErrInvalid):
+		return api.Fail(api.ReasonInvalid, err)
+	case errors.Is(err, devicemanager.ErrConflict):
+		return api.Fail(api.ReasonConflict, err)
+	case errors.Is(err, devicemanager.ErrNotDurable):
+		return api.Fail(api.ReasonNotDurable, err)
+	case errors.Is(err, devicemanager.ErrUnavailable):
+		// Not enough devices, unless the provider is gone: then it is
+		// worth retrying once it is back.
+		for _, r := range b.p.devices.Resources() {
+			if r.Name == resource && !r.Connected {
+				return api.Fail(api.ReasonProviderUnavailable, err)
+			}
+		}
+		return api.Fail(api.ReasonNotEnoughDevices, err)
+	case errors.Is(err, context.DeadlineExceeded):
+		return api.Fail(api.ReasonTimeout, err)
+	}
+	return api.Fail(api.ReasonFailed, err)
+}
+
+// ts is t as a Timestamp, or nil for the zero time.
+func ts(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
+}
+
+// dur is d as a Duration, or nil for 0.
+func dur(d time.Duration) *durationpb.Duration {
+	if d == 0 {
+		return nil
+	}
+	return durationpb.New(d)
+}
+
+// pluginStates maps the plugin manager's states to the API's.
+var pluginStates = map[string]string{
+	pluginmanager.StateRegistering: api.PluginRegistering,
+	pluginmanager.StateRegistered:  api.PluginRegistered,
+	pluginmanager.StateFailing:     api.PluginFailing,
+	pluginmanager.StateWaiting:     api.PluginWaiting,
+	pluginmanager.StateLeaving:     api.PluginDeregistering,
+}
+
+func pluginView(s pluginmanager.PluginStatus) *adminpb.Plugin {
+	state, ok := pluginStates[s.State]
+	if !ok {
+		state = s.State
+	}
+	return &adminpb.Plugin{
+		SocketPath: s.SocketPath, State: state, Type: s.Type, Name: s.Name, Endpoint: s.Endpoint,
+		Versions: s.Versions, Handler: s.Handler, Action: s.Action, Resource: s.Resource,
+		Attributes: maps.Clone(s.Attributes), Seen: ts(s.SeenAt), Registered: ts(s.Registered),
+		Failures: int32(s.Failures), LastError: s.LastError, NextRetry: ts(s.NextRetry), WaitingFor: s.Waiting,
+	}
+}
+
+// moduleView is one module name as the API shows it. Its state is, first
+// that applies: refused (nothing runs), loading (nothing runs yet),
+// quarantined, conflict (it runs, unused), running.
+func moduleView(info module.Info, conflict string) *adminpb.Module {
+	out := &adminpb.Module{Name: info.Name, State: api.ModuleRefused, Path: info.Path,
+		LoadingPath: info.Loading, LoadingSince: ts(info.LoadingSince)}
+	if info.Module == nil && info.Loading != "" {
+		out.State = api.ModuleLoading
+	}
+	if m := info.Module; m != nil {
+		st := m.Status()
+		d := st.Description
+		switch {
+		case st.Quarantined:
+			out.State = api.ModuleQuarantined
+		case conflict != "":
+			out.State, out.Conflict = api.ModuleConflict, conflict
+		default:
+			out.State = api.ModuleRunning
+		}
+		out.Path, out.Sha256, out.Size = st.Path, st.Digest, st.Size
+		out.Kind, out.Serves, out.Version, out.Summary = d.Kind.String(), m.Serves(), d.Version, d.Summary
+		out.Operations, out.PrestartRequired, out.Exports = d.Operations, d.PreStartRequired, st.Exports
+		out.Limits = &adminpb.Limits{MemoryBytes: st.MemoryLimit, CallTimeout: dur(st.CallTimeout),
+			MaxReplyBytes: st.MaxReply, PoolSize: int32(st.PoolSize)}
+		for _, mt := range st.Mounts {
+			out.Mounts = append(out.Mounts, &adminpb.Mount{Host: mt.Host, Guest: mt.Guest, Root: mt.Root})
+		}
+		out.Instances, out.Idle = int32(st.Instances), int32(st.Idle)
+		out.Calls, out.Faults, out.ConsecutiveFaults = st.Calls, st.Faults, int32(st.ConsecutiveFaults)
+		out.LastFault, out.LastFaultAt = st.LastFault, ts(st.LastFaultAt)
+		out.Quarantined, out.QuarantineReason, out.QuarantinedAt = st.Quarantined, st.QuarantineReason, ts(st.QuarantinedAt)
+		out.Loaded, out.CompileTime, out.InstantiateTime = ts(st.Loaded), dur(st.Timing.Compile), dur(st.Timing.Instantiate)
+	}
+	if info.Err != nil {
+		out.RefusedPath, out.Refused, out.RefusedAt = info.Path, info.Err.Error(), ts(info.Failed)
+		var le *module.LoadError
+		if errors.As(info.Err, &le) {
+			out.RefusedProblems = le.Problems
+		} else {
+			out.RefusedProblems = []string{info.Err.Error()}
+		}
+	}
+	return out
+}
+
+func resourceView(r devicemanager.ResourceStatus, grace time.Duration) *adminpb.Resource {
+	out := &adminpb.Resource{
+		Name: r.Name, Provider: r.Provider, Connected: r.Connected, DisconnectedAt: ts(r.DisconnectedAt),
+		PrestartRequired: r.Options.PreStartRequired, PreferredAllocation: r.Options.PreferredAllocation,
+		Capacity: int32(r.Capacity), Healthy: int32(r.Healthy), Allocated: int32(r.Allocated),
+		Allocatable: int32(r.Allocatable), LastUpdate: ts(r.LastUpdate), LastError: r.LastError,
+		ProviderSwitches: int32(r.ProviderSwitches),
+	}
+	if !r.Connected && !r.DisconnectedAt.IsZero() && grace > 0 {
+		out.GraceDeadline = ts(r.DisconnectedAt.Add(grace))
+	}
+	out.Devices = make([]*adminpb.Device, len(r.Devices))
+	for i, d := range r.Devices {
+		out.Devices[i] = &adminpb.Device{Id: d.ID, Healthy: d.Healthy, NumaNodes: d.NUMANodes,
+			Attributes: maps.Clone(d.Attributes), AllocatedTo: d.AllocatedTo}
+	}
+	return out
+}
+
+func allocationView(a *devicemanager.Allocation) *adminpb.Allocation {
+	return &adminpb.Allocation{
+		Workload: a.Workload, Namespace: a.Namespace, Pod: a.Pod, PodUid: a.PodUID, Container: a.Container,
+		Resource: a.Resource, DeviceIds: a.DeviceIDs, Response: containerResponseView(a.Response), Allocated: ts(a.At),
+	}
+}
+
+func containerResponseView(r *pluginapi.ContainerAllocateResponse) *adminpb.ContainerResponse {
+	if r == nil {
+		return &adminpb.ContainerResponse{}
+	}
+	out := &adminpb.ContainerResponse{Envs: maps.Clone(r.Envs), Annotations: maps.Clone(r.Annotations)}
+	for _, m := range r.Mounts {
+		out.Mounts = append(out.Mounts, &adminpb.ContainerMount{ContainerPath: m.ContainerPath, HostPath: m.HostPath, ReadOnly: m.ReadOnly})
+	}
+	for _, d := range r.Devices {
+		out.Devices = append(out.Devices, &adminpb.DeviceSpec{ContainerPath: d.ContainerPath, HostPath: d.HostPath, Permissions: d.Permissions})
+	}
+	for _, c := range r.CdiDevices {
+		out.CdiDevices = append(out.CdiDevices, c.Name)
+	}
+	return out
+}
+
+// bridgedView and cdiView are the bridge's and the CDI specs' status.
+func bridgedView(b bridge.Status) *adminpb.BridgedSource {
+	return &adminpb.BridgedSource{Resource: b.Resource, Provider: b.Provider,
+		Socket: b.Socket, RegistrationSocket: b.RegistrationSocket, Mode: b.Mode, State: string(b.State),
+		LastError: b.LastError, Registrations: int32(b.Registrations), RegisteredAt: ts(b.RegisteredAt),
+		NextAttempt: ts(b.NextAttempt), KubeletPresent: b.KubeletPresent, Streams: int32(b.Streams),
+		Devices: int32(b.Devices), Healthy: int32(b.Healthy)}
+}
+
+func cdiView(sp cdi.Status) *adminpb.CDISpec {
+	return &adminpb.CDISpec{Resource: sp.Resource, Provider: sp.Provider,
+		Path: sp.Path, Devices: sp.Devices, Skipped: sp.Skipped, Error: sp.Error, WrittenAt: ts(sp.WrittenAt)}
+}
