@@ -1,17 +1,23 @@
 // Package conformance checks that a WebAssembly module follows the wasmlet
 // ABI (abi/ABI.md). Module authors run it on their own module:
 //
-//	go test ./host/module/conformance -module=/path/to/my.wasm [-config key=value,...]
+//	wasmlet module check my.wasm [--module-config key=value,...]
 //
-// or call Run from a test of their own. The same checks run in this
-// repository against the Go and C example modules and a hand-written
-// WebAssembly text module.
+// or, in a checkout of this repository,
+//
+//	go test ./host/module/conformance -module=build/modules/my.wasm [-config key=value,...]
+//
+// or call Check (a report) or Run (a Go test, each check a subtest) from a
+// program or test of their own. The same checks run in this repository
+// against the Go and C example modules and a hand-written WebAssembly text
+// module.
 package conformance
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"testing"
 
@@ -19,58 +25,148 @@ import (
 	"github.com/wasmlet/wasmlet/host/module"
 )
 
-// Run loads the module at path with opts and checks it. Each check is a
-// subtest, so a failure says which rule the module broke.
-func Run(t *testing.T, path string, opts module.Options) {
-	t.Helper()
-	ctx := context.Background()
+// Result is the outcome of one check.
+type Result struct {
+	// Name says what is checked, e.g. "discover returns valid devices".
+	Name string
+	// Err is why the module failed the check; nil when it passed.
+	Err error
+	// Skipped says why the check did not run, when it did not.
+	Skipped string
+}
+
+// Report is what Check found.
+type Report struct {
+	// What the module declares.
+	Kind, Serves string
+	Operations   []string
+	Results      []Result
+}
+
+// Failed counts the checks the module failed.
+func (r *Report) Failed() int {
+	n := 0
+	for _, res := range r.Results {
+		if res.Err != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// Defaults for what opts leaves unset: Check runs calls concurrently, and
+// bounds the module's memory.
+const (
+	DefaultMemoryLimit = 64 << 20
+	DefaultPoolSize    = 4
+)
+
+// Check loads the module at path with opts, as the host would, and runs
+// every check that applies to what it declares, with quarantine off (each
+// check sees the module's own faults). It returns an error only
+// when the module cannot be checked at all: the host refuses it (a
+// *module.LoadError, whose problems say why) or ctx is done.
+func Check(ctx context.Context, path string, opts module.Options) (*Report, error) {
 	if opts.MemoryLimit == 0 {
-		opts.MemoryLimit = 64 << 20
+		opts.MemoryLimit = DefaultMemoryLimit
 	}
 	if opts.PoolSize == 0 {
-		opts.PoolSize = 4
+		opts.PoolSize = DefaultPoolSize
 	}
+	// Every check sees the module's own faults, not a quarantine that
+	// earlier checks' faults brought about.
+	opts.QuarantineAfter = math.MaxInt32
 	m, err := module.Load(ctx, path, opts)
+	if err != nil {
+		return nil, err
+	}
+	defer m.Close(ctx)
+	d := m.Description()
+	c := &checker{ctx: ctx, m: m, r: &Report{Kind: d.Kind.String(), Serves: m.Serves(), Operations: d.Operations}}
+	c.all()
+	return c.r, ctx.Err()
+}
+
+// Run is Check as a Go test: each check is a subtest, so a failure says
+// which rule the module broke. A module the host refuses fails the test
+// at once.
+func Run(t *testing.T, path string, opts module.Options) {
+	t.Helper()
+	r, err := Check(context.Background(), path, opts)
 	if err != nil {
 		t.Fatalf("the host refuses the module: %v", err)
 	}
-	t.Cleanup(func() { m.Close(ctx) })
-	d := m.Description()
+	for _, res := range r.Results {
+		t.Run(res.Name, func(t *testing.T) {
+			switch {
+			case res.Err != nil:
+				t.Fatal(res.Err)
+			case res.Skipped != "":
+				t.Skip(res.Skipped)
+			}
+		})
+	}
+}
 
-	t.Run("describe is stable", func(t *testing.T) {
+// checker runs the checks on one module, recording each.
+type checker struct {
+	ctx context.Context
+	m   *module.Module
+	r   *Report
+}
+
+func (c *checker) check(name string, f func() error) bool {
+	if c.ctx.Err() != nil {
+		c.r.Results = append(c.r.Results, Result{Name: name, Skipped: "cancelled"})
+		return false
+	}
+	err := f()
+	c.r.Results = append(c.r.Results, Result{Name: name, Err: err})
+	return err == nil
+}
+
+func (c *checker) skip(name, why string) {
+	c.r.Results = append(c.r.Results, Result{Name: name, Skipped: why})
+}
+
+func (c *checker) all() {
+	ctx, m := c.ctx, c.m
+	d := m.Description()
+	c.check("describe is stable", func() error {
 		var again abi.Description
 		if err := m.Call(ctx, abi.OpDescribe, &abi.DescribeRequest{HostABIVersion: abi.Version}, &again); err != nil {
-			t.Fatal(err)
+			return err
 		}
 		if fmt.Sprint(again) != fmt.Sprint(d) {
-			t.Fatalf("second describe differs:\nfirst  %+v\nsecond %+v", d, again)
+			return fmt.Errorf("second describe differs:\nfirst  %+v\nsecond %+v", d, again)
 		}
+		return nil
 	})
 
 	for _, op := range d.Operations {
 		op := abi.Op(op)
-		t.Run(string(op)+" tolerates unknown fields", func(t *testing.T) {
+		c.check(string(op)+" tolerates unknown fields", func() error {
 			// Field 1000, a string and a varint: a future host may send them.
 			req := raw(append(appendField(nil, 1000, "from the future"), 0xc0, 0x3e, 0x01))
-			noFault(t, m.Call(ctx, op, req, responseFor(op)))
+			return noFault(m.Call(ctx, op, req, responseFor(op)))
 		})
-		t.Run(string(op)+" survives an empty request", func(t *testing.T) {
-			noFault(t, m.Call(ctx, op, raw(nil), responseFor(op)))
+		c.check(string(op)+" survives an empty request", func() error {
+			return noFault(m.Call(ctx, op, raw(nil), responseFor(op)))
 		})
-		t.Run(string(op)+" survives a malformed request", func(t *testing.T) {
+		c.check(string(op)+" survives a malformed request", func() error {
 			// A length-delimited field 1 claiming more bytes than follow.
-			noFault(t, m.Call(ctx, op, raw([]byte{0x0a, 0x7f, 'x'}), responseFor(op)))
+			return noFault(m.Call(ctx, op, raw([]byte{0x0a, 0x7f, 'x'}), responseFor(op)))
 		})
 	}
 
 	switch d.Kind {
 	case abi.KindDeviceSource:
-		deviceSource(t, m)
+		c.deviceSource()
 	case abi.KindHandler:
-		handler(t, m)
+		c.handler()
 	}
 
-	t.Run("concurrent calls", func(t *testing.T) {
+	c.check("concurrent calls", func() error {
 		op := abi.OpDescribe
 		var req abi.Message = &abi.DescribeRequest{HostABIVersion: abi.Version}
 		if d.Kind == abi.KindDeviceSource {
@@ -92,82 +188,99 @@ func Run(t *testing.T, path string, opts module.Options) {
 		}
 		wg.Wait()
 		close(errs)
-		for err := range errs {
-			t.Error(err)
+		if first, ok := <-errs; ok {
+			return fmt.Errorf("%d of 8 callers met a fault; the first: %w", 1+len(errs), first)
 		}
+		return nil
 	})
 }
 
-func deviceSource(t *testing.T, m *module.Module) {
-	ctx := context.Background()
+func (c *checker) deviceSource() {
+	ctx, m := c.ctx, c.m
 	var devs []abi.Device
-	t.Run("discover returns valid devices", func(t *testing.T) {
+	ok := c.check("discover returns valid devices", func() error {
 		var err error
-		devs, err = m.Discover(ctx)
-		if err != nil {
-			t.Fatal(err)
+		if devs, err = m.Discover(ctx); err != nil {
+			return err
 		}
-		if err := ValidDevices(devs); err != nil {
-			t.Fatal(err)
-		}
+		return ValidDevices(devs)
 	})
-	if len(devs) == 0 {
-		return
+	ops := []struct {
+		op   abi.Op
+		name string
+	}{
+		{abi.OpAllocate, "allocate a discovered device"},
+		{abi.OpPreferredAllocation, "preferred allocation honours size and must-include"},
+		{abi.OpPreStart, "prestart a discovered device"},
 	}
-	ids := make([]string, len(devs))
-	for i, dev := range devs {
-		ids[i] = dev.ID
-	}
-	if m.Implements(abi.OpAllocate) {
-		t.Run("allocate a discovered device", func(t *testing.T) {
-			_, err := m.Allocate(ctx, &abi.AllocateRequest{DeviceIDs: ids[:1], Workload: "conformance/0"})
-			noFault(t, err)
-		})
-	}
-	if m.Implements(abi.OpPreferredAllocation) {
-		t.Run("preferred allocation honours size and must-include", func(t *testing.T) {
-			size := min(2, len(ids))
-			must := ids[len(ids)-1:]
-			got, err := m.PreferredAllocation(ctx, &abi.PreferredAllocationRequest{Available: ids, MustInclude: must, Size: int32(size)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(got) != size {
-				t.Fatalf("got %d devices %v, asked for %d", len(got), got, size)
-			}
-			avail := map[string]bool{}
-			for _, id := range ids {
-				avail[id] = true
-			}
-			found := false
-			for _, id := range got {
-				if !avail[id] {
-					t.Fatalf("preferred %q, which was not available", id)
-				}
-				found = found || id == must[0]
-			}
-			if !found {
-				t.Fatalf("preferred %v leaves out must-include %q", got, must[0])
-			}
-		})
-	}
-	if m.Implements(abi.OpPreStart) {
-		t.Run("prestart a discovered device", func(t *testing.T) {
-			noFault(t, m.PreStart(ctx, &abi.PreStartRequest{DeviceIDs: ids[:1], Workload: "conformance/0"}))
-		})
+	for _, o := range ops {
+		switch {
+		case !m.Implements(o.op):
+			continue
+		case !ok:
+			c.skip(o.name, "discover failed")
+			continue
+		case len(devs) == 0:
+			c.skip(o.name, "discover found no devices")
+			continue
+		}
+		ids := make([]string, len(devs))
+		for i, dev := range devs {
+			ids[i] = dev.ID
+		}
+		switch o.op {
+		case abi.OpAllocate:
+			c.check(o.name, func() error {
+				_, err := m.Allocate(ctx, &abi.AllocateRequest{DeviceIDs: ids[:1], Workload: "conformance/0"})
+				return noFault(err)
+			})
+		case abi.OpPreferredAllocation:
+			c.check(o.name, func() error { return preferred(ctx, m, ids) })
+		case abi.OpPreStart:
+			c.check(o.name, func() error {
+				return noFault(m.PreStart(ctx, &abi.PreStartRequest{DeviceIDs: ids[:1], Workload: "conformance/0"}))
+			})
+		}
 	}
 }
 
-func handler(t *testing.T, m *module.Module) {
-	ctx := context.Background()
+func preferred(ctx context.Context, m *module.Module, ids []string) error {
+	size := min(2, len(ids))
+	must := ids[len(ids)-1:]
+	got, err := m.PreferredAllocation(ctx, &abi.PreferredAllocationRequest{Available: ids, MustInclude: must, Size: int32(size)})
+	if err != nil {
+		return err
+	}
+	if len(got) != size {
+		return fmt.Errorf("got %d devices %v, asked for %d", len(got), got, size)
+	}
+	avail := map[string]bool{}
+	for _, id := range ids {
+		avail[id] = true
+	}
+	found := false
+	for _, id := range got {
+		if !avail[id] {
+			return fmt.Errorf("preferred %q, which was not available", id)
+		}
+		found = found || id == must[0]
+	}
+	if !found {
+		return fmt.Errorf("preferred %v leaves out must-include %q", got, must[0])
+	}
+	return nil
+}
+
+func (c *checker) handler() {
+	ctx, m := c.ctx, c.m
 	p := &abi.Plugin{Type: m.Description().PluginType, Name: "conformance-plugin", Endpoint: "/tmp/conformance.sock",
 		SupportedVersions: []string{"v1", "v1beta1"}, SocketPath: "/tmp/conformance-reg.sock"}
 	for _, op := range []abi.Op{abi.OpValidate, abi.OpRegister, abi.OpDeregister} {
 		if !m.Implements(op) {
 			continue
 		}
-		t.Run(string(op)+" a plugin", func(t *testing.T) {
-			noFault(t, m.Call(ctx, op, &abi.ValidateRequest{Plugin: *p}, responseFor(op)))
+		c.check(string(op)+" a plugin", func() error {
+			return noFault(m.Call(ctx, op, &abi.ValidateRequest{Plugin: *p}, responseFor(op)))
 		})
 	}
 }
@@ -190,15 +303,17 @@ func ValidDevices(devs []abi.Device) error {
 	return nil
 }
 
-func noFault(t *testing.T, err error) {
-	t.Helper()
+// noFault accepts a success or an error the module chose to answer with;
+// a fault, or an error of another kind, fails the check.
+func noFault(err error) error {
 	if module.IsFault(err) {
-		t.Fatal(err)
+		return err
 	}
 	var ce *module.CallError
 	if err != nil && !errors.As(err, &ce) {
-		t.Fatalf("error is not a *module.CallError: %v", err)
+		return fmt.Errorf("error is not a *module.CallError: %w", err)
 	}
+	return nil
 }
 
 // raw is a request given as bytes.

@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -22,7 +23,9 @@ var (
 )
 
 // TestModule checks the module given with -module; without it, it is skipped
-// (the tests below cover the repository's own modules).
+// (the tests below cover the repository's own modules). A relative path is
+// taken from where go test runs, the repository root or this package's
+// directory, whichever has the file.
 func TestModule(t *testing.T) {
 	if *modulePath == "" {
 		t.Skip("no -module given")
@@ -33,7 +36,89 @@ func TestModule(t *testing.T) {
 			cfg[k] = v
 		}
 	}
-	Run(t, *modulePath, module.Options{Config: cfg})
+	Run(t, modulePathFor(t, *modulePath), module.Options{Config: cfg})
+}
+
+// modulePathFor resolves a relative -module: go test runs the test in the
+// package's directory, but its user named the file from where they typed
+// the command, usually the repository root.
+func modulePathFor(t *testing.T, path string) string {
+	if filepath.IsAbs(path) {
+		return path
+	}
+	if _, err := os.Stat(path); err == nil {
+		return path
+	}
+	root, err := build.Root()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := filepath.Join(root, path); fileExists(p) {
+		return p
+	}
+	t.Fatalf("-module=%s: no such file in the package directory or in the repository root %s", path, root)
+	return ""
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+// TestCheckReports: Check runs on a module that traps in discover and
+// reports each check it fails, with the fault, and the checks that depend
+// on discovery as skipped; a module the host refuses is an error with the
+// host's reasons.
+func TestCheckReports(t *testing.T) {
+	ctx := context.Background()
+	r, err := Check(ctx, build.Testdata(t, "guests/testmodules/wat/trap.wasm"), module.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]Result{}
+	for _, res := range r.Results {
+		byName[res.Name] = res
+	}
+	for _, name := range []string{"discover survives an empty request", "discover returns valid devices", "concurrent calls"} {
+		if err := byName[name].Err; err == nil || !strings.Contains(err.Error(), "trap") {
+			t.Errorf("%s: %v, want a trap", name, err)
+		}
+	}
+	if res := byName["describe is stable"]; res.Err != nil {
+		t.Errorf("describe: %v", res.Err)
+	}
+	if r.Failed() == 0 || r.Kind != "device-source" || r.Serves != "example.com/wat" {
+		t.Errorf("report %+v", r)
+	}
+
+	r, err = Check(ctx, build.Testdata(t, "guests/testmodules/wat/minimal.wasm"), module.Options{})
+	if err != nil || r.Failed() != 0 || len(r.Results) < 5 {
+		t.Fatalf("minimal: %+v, %v", r, err)
+	}
+
+	_, err = Check(ctx, build.Testdata(t, "guests/testmodules/wat/missing_exports.wasm"), module.Options{})
+	var le *module.LoadError
+	if !errors.As(err, &le) || !strings.Contains(err.Error(), "missing required export") {
+		t.Fatalf("a module the host refuses: %v", err)
+	}
+}
+
+// TestRelativeModule runs the go test wrapper as a module author does, from
+// the repository root with a relative -module.
+func TestRelativeModule(t *testing.T) {
+	if *modulePath != "" {
+		t.Skip("checking -module")
+	}
+	root, err := build.Root()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel, err := filepath.Rel(root, build.Testdata(t, "guests/testmodules/wat/minimal.wasm"))
+	if err != nil || strings.HasPrefix(rel, "..") {
+		t.Skipf("the module is not under the repository root: %s", rel)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestModule$", "-test.v", "-module="+rel)
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: TestModule/describe_is_stable") {
+		t.Fatalf("-module=%s: %v\n%s", rel, err, out)
+	}
 }
 
 // TestStartSectionsAreRefused runs the checks, as a module author would
