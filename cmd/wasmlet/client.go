@@ -55,12 +55,13 @@ func (c *cli) call(f func(ctx context.Context, cl *api.Client) error) error {
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
-	return c.apiError(sock, f(ctx, cl))
+	return c.apiError(ctx, sock, f(ctx, cl))
 }
 
 // apiError maps an API failure to an exit code and a message that says what
-// failed and where.
-func (c *cli) apiError(sock string, err error) error {
+// failed and where. The host's own answers carry a reason (api.ReasonOf);
+// a failure without one is the connection's, or this command's --timeout.
+func (c *cli) apiError(ctx context.Context, sock string, err error) error {
 	if err == nil {
 		return nil
 	}
@@ -82,15 +83,30 @@ func (c *cli) apiError(sock string, err error) error {
 		return failf(exitUnreachable, "cannot reach the wasmlet host at %s: %v (%s)", ue.Socket, cause, hint)
 	}
 	st := status.Convert(err)
-	switch st.Code() {
-	case codes.NotFound:
-		return failf(exitNotFound, "%s", st.Message())
-	case codes.DeadlineExceeded:
-		return failf(exitFailed, "the host at %s did not answer within %v (--timeout): %s", sock, c.timeout, st.Message())
-	case codes.Unimplemented:
-		return failf(exitFailed, "the host at %s does not implement this call (an older wasmlet?): %s", sock, st.Message())
+	msg := st.Message()
+	switch api.ReasonOf(err) {
+	case api.ReasonNotFound:
+		return failf(exitNotFound, "%s", msg)
+	case api.ReasonInvalid:
+		return failf(exitUsage, "%s", msg)
+	case api.ReasonBusy:
+		return failf(exitFailed, "the host is busy, nothing was changed: %s (try again)", msg)
+	case api.ReasonTimeout:
+		return failf(exitFailed, "the host gave up, nothing was changed: %s", msg)
+	case api.ReasonProviderUnavailable, api.ReasonNotDurable:
+		return failf(exitFailed, "%s (nothing was changed; try again later)", msg)
+	case "":
+		// Not the host's answer.
+		switch {
+		case st.Code() == codes.DeadlineExceeded && ctx.Err() != nil:
+			return failf(exitFailed, "the host at %s did not answer within %v (--timeout); it may still complete the request", sock, c.timeout)
+		case st.Code() == codes.Unavailable:
+			return failf(exitUnreachable, "lost the connection to the wasmlet host at %s: %s", sock, msg)
+		case st.Code() == codes.Unimplemented:
+			return failf(exitFailed, "the host at %s does not implement this call (an older wasmlet?): %s", sock, msg)
+		}
 	}
-	return failf(exitFailed, "%s", st.Message())
+	return failf(exitFailed, "%s", msg)
 }
 
 func statusCmd() *command {
@@ -138,6 +154,7 @@ func printStatus(w io.Writer, st *adminpb.StatusResponse) {
 	}
 	t.row("Config:", config)
 	t.row("API socket:", st.ApiSocket)
+	t.row("Pod resources:", st.PodResourcesSocket+" (read-only: kubelet pod resources v1, v1alpha1)")
 	metrics := "(disabled)"
 	if st.MetricsAddress != "" {
 		metrics = "http://" + st.MetricsAddress + "/metrics"
@@ -161,8 +178,10 @@ func printStatus(w io.Writer, st *adminpb.StatusResponse) {
 	}
 	fmt.Fprintln(w)
 	t = newTableNoHeader(w)
-	t.row("Modules:", fmt.Sprintf("%d running (%d quarantined), %d refused", n.Modules, n.ModulesQuarantined, n.ModulesRefused))
-	t.row("Plugins:", fmt.Sprintf("%d seen, %d registered, %d failing or waiting", n.Plugins, n.PluginsRegistered, n.PluginsFailing))
+	t.row("Modules:", fmt.Sprintf("%d running, %d loading, %d quarantined, %d in conflict, %d refused",
+		n.ModulesRunning, n.ModulesLoading, n.ModulesQuarantined, n.ModulesConflicting, n.ModulesRefused))
+	t.row("Plugins:", fmt.Sprintf("%d seen: %d registered, %d waiting for a handler, %d failing",
+		n.Plugins, n.PluginsRegistered, n.PluginsWaiting, n.PluginsFailing))
 	t.row("Resources:", fmt.Sprintf("%d, with %s (%d healthy, %d allocated)", n.Resources,
 		plural(int(n.Devices), "device", "devices"), n.DevicesHealthy, n.DevicesAllocated))
 	t.row("Allocations:", strconv.Itoa(int(n.Allocations)))
@@ -247,11 +266,15 @@ func modulesCmd() *command {
 	var verbose bool
 	return &command{
 		name: "modules", group: groupClient, summary: "loaded and refused modules",
-		help: `List the WebAssembly modules the host knows: running, quarantined (calls
-refused after repeated faults, until the module is reloaded or its file
-replaced) and refused (the file did not pass the load-time checks). Every
-refusal and quarantine is explained below the table. With -v, every
-module's declared operations, exports, limits, mounts and counters.
+		help: `List the WebAssembly modules the host knows, each in one state: running;
+loading (its file is being compiled and checked, or waits to stop changing
+while it is still being copied in); quarantined (calls refused after
+repeated faults, until the module is reloaded or its file replaced);
+conflict (it runs but is not used: another module already serves its
+resource or plugin type); refused (the file did not pass the load-time
+checks). Every refusal, quarantine and conflict is explained below the
+table. With -v, every module's declared operations, exports, limits,
+mounts and counters.
 
 Examples:
   wasmlet modules
@@ -285,7 +308,11 @@ Examples:
 				t := newTable(c.stdout, "NAME", "STATE", "KIND", "SERVES", "VERSION", "INSTANCES", "CALLS", "FAULTS", "SHA256", "AGE")
 				for _, m := range resp.Modules {
 					if m.Sha256 == "" { // nothing running
-						t.row(m.Name, m.State, "", "", "", "", "", "", "", ago(m.RefusedAt))
+						age := ago(m.RefusedAt)
+						if m.State == api.ModuleLoading {
+							age = ago(m.LoadingSince)
+						}
+						t.row(m.Name, m.State, "", "", "", "", "", "", "", age)
 						continue
 					}
 					t.row(m.Name, m.State, m.Kind, m.Serves, m.Version,
@@ -302,8 +329,19 @@ Examples:
 	}
 }
 
-// printModuleNotes explains a quarantine or a refusal.
+// printModuleNotes explains a load under way, a conflict, a quarantine or a
+// refusal.
 func printModuleNotes(w io.Writer, m *adminpb.Module) {
+	if m.LoadingPath != "" {
+		what := "loading"
+		if m.Sha256 != "" {
+			what = "loading a new file; the running version serves until it is accepted"
+		}
+		fmt.Fprintf(w, "\n%s: %s for %s: %s\n", m.Name, what, ago(m.LoadingSince), m.LoadingPath)
+	}
+	if m.Conflict != "" {
+		fmt.Fprintf(w, "\n%s: conflict: %s\n", m.Name, m.Conflict)
+	}
 	if m.Quarantined {
 		fmt.Fprintf(w, "\n%s: quarantined %s ago: %s\n  (wasmlet module reload %s, or replace %s)\n",
 			m.Name, ago(m.QuarantinedAt), m.QuarantineReason, m.Name, m.Path)
@@ -637,6 +675,9 @@ Examples:
   wasmlet release default/train/main
   wasmlet release default/train/main example.com/gpu`,
 		run: func(c *cli, args []string) error {
+			if err := api.CheckWorkload(args[0]); err != nil {
+				return usagef("%v (as 'wasmlet allocations' lists it)", err)
+			}
 			req := &adminpb.ReleaseRequest{Workload: args[0]}
 			if len(args) == 2 {
 				req.Resource = args[1]

@@ -171,8 +171,10 @@ func TestClientCommands(t *testing.T) {
 	s := []string{"--socket", h.socket}
 	args := func(a ...string) []string { return append(append([]string{}, s...), a...) }
 
-	expect(t, exitOK, args("status"), "CDI specs:", "example.com/counter", "Version:      dev", "Ready:        yes", "Config:       "+h.config, "  checkpoint      "+filepath.Join(h.dir, "state", "checkpoint"),
-		"Modules:     2 running (0 quarantined), 0 refused",
+	expect(t, exitOK, args("status"), "CDI specs:", "example.com/counter", "Version:       dev", "Ready:         yes", "Config:        "+h.config, "  checkpoint      "+filepath.Join(h.dir, "state", "checkpoint"),
+		"Modules:     2 running, 0 loading, 0 quarantined, 0 in conflict, 0 refused",
+		"Plugins:     0 seen: 0 registered, 0 waiting for a handler, 0 failing",
+		"Pod resources: "+filepath.Join(h.dir, "state", "pod-resources", "wasmlet.sock")+" (read-only",
 		"Resources:   1, with 4 devices (4 healthy, 0 allocated)", "Allocations: 0")
 	// --config finds the socket in the file.
 	r := expect(t, exitOK, []string{"--config", h.config, "status", "-o", "json"})
@@ -239,7 +241,12 @@ func TestClientCommands(t *testing.T) {
 		"stderr:not enough devices: 9 device(s) of example.com/counter requested, 1 free")
 	expect(t, exitFailed, args("allocate", "--pod", "train", "--namespace", "ml", "--container", "main", "example.com/counter", "1"),
 		"stderr:release it first")
-	expect(t, exitFailed, args("release", "ml/train"), "stderr:not of the form namespace/pod/container")
+	expect(t, exitUsage, args("release", "ml/train"), `stderr:wasmlet release: workload "ml/train" is not of the form namespace/pod/container`,
+		"stderr:Run 'wasmlet release --help' for usage.")
+	expect(t, exitUsage, args("release", "nope"), `stderr:workload "nope" is not of the form namespace/pod/container`)
+	// The host's own check of what it is sent is a usage error too.
+	expect(t, exitUsage, args("allocate", "--pod", "a b", "--container", "c", "example.com/counter", "1"),
+		`stderr:pod "a b" contains a space`)
 
 	expect(t, exitOK, args("release", "ml/train/main"), "Released 2 devices of example.com/counter from ml/train/main: dev-0, dev-1")
 	expect(t, exitNotFound, args("release", "ml/train/main"), "stderr:wasmlet release: workload ml/train/main holds no devices")

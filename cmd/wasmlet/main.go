@@ -9,9 +9,9 @@
 //
 // Run `wasmlet --help` for the commands, `wasmlet COMMAND --help` for a
 // command's flags and examples. Exit status: 0 success; 1 the operation
-// failed, was refused, or its input was invalid; 2 usage error; 3 the host
-// cannot be reached at its API socket; 4 not found (no such module,
-// resource, workload or pod).
+// failed, was refused, or its input was invalid; 2 usage error (the host
+// finding a request malformed included); 3 the host cannot be reached at
+// its API socket; 4 not found (no such module, resource, workload or pod).
 package main
 
 import (
@@ -103,7 +103,7 @@ func commands() []*command {
 		runCmd(),
 		statusCmd(), pluginsCmd(), modulesCmd(), moduleReloadCmd(), resourcesCmd(false), resourcesCmd(true),
 		allocationsCmd(), allocateCmd(), releaseCmd(),
-		configValidateCmd(), moduleInspectCmd(), checkpointVerifyCmd(), checkpointShowCmd(),
+		configValidateCmd(), moduleInspectCmd(), moduleCheckCmd(), checkpointVerifyCmd(), checkpointShowCmd(),
 	}
 }
 
@@ -145,6 +145,10 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	cmd, rest := find(cmds, args)
 	if cmd == nil {
 		if sub := subcommands(cmds, args[0]); len(sub) > 0 {
+			if len(args) > 1 && isHelp(args[1]) {
+				groupUsage(stdout, args[0], sub)
+				return exitOK
+			}
 			what := "a subcommand"
 			if len(args) > 1 {
 				what = fmt.Sprintf("a subcommand, not %q", args[1])
@@ -159,6 +163,28 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	return c.runCommand(cmd, rest)
+}
+
+// isHelp reports whether arg asks for help.
+func isHelp(arg string) bool {
+	switch arg {
+	case "-h", "-help", "--help":
+		return true
+	}
+	return false
+}
+
+// groupUsage describes a group of commands such as "module".
+func groupUsage(w io.Writer, group string, sub []*command) {
+	fmt.Fprintf(w, "Usage: wasmlet %s SUBCOMMAND [flags] [arguments]\n\nSubcommands:\n", group)
+	for _, s := range sub {
+		name := s.name
+		if s.args != "" {
+			name += " " + s.args
+		}
+		fmt.Fprintf(w, "  wasmlet %-32s %s\n", name, s.summary)
+	}
+	fmt.Fprintf(w, "\nRun 'wasmlet %s SUBCOMMAND --help' for a subcommand's flags and examples.\n\n%s", group, exitCodesHelp)
 }
 
 // find returns the command args start with, and the arguments after its
@@ -280,8 +306,9 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 const exitCodesHelp = `Exit status:
   0  success
   1  the operation failed or was refused, or its input is invalid
-  2  usage error: unknown command or flag, wrong arguments
-  3  cannot reach the host: no API socket, or nobody listening on it
+  2  usage error: unknown command or flag, wrong or malformed arguments
+  3  cannot reach the host: no API socket, nobody listening on it, or the
+     connection was lost
   4  not found: no such module, resource, workload or pod
 `
 

@@ -141,6 +141,45 @@ func TestUsage(t *testing.T) {
 	expect(t, exitOK, []string{"--version"}, "wasmlet ")
 }
 
+// TestHelpEverywhere: every command and every group of commands prints its
+// help on stdout and exits 0, however help is asked for.
+func TestHelpEverywhere(t *testing.T) {
+	groups := map[string]bool{}
+	for _, cmd := range commands() {
+		words := strings.Fields(cmd.name)
+		for _, h := range []string{"--help", "-h"} {
+			r := expect(t, exitOK, append(append([]string{}, words...), h), "Usage: wasmlet "+cmd.name, "Exit status:")
+			if r.stderr != "" {
+				t.Errorf("wasmlet %s %s wrote to stderr: %v", cmd.name, h, r)
+			}
+		}
+		expect(t, exitOK, append([]string{"help"}, words...), "Usage: wasmlet "+cmd.name)
+		if cmd.alias != "" {
+			expect(t, exitOK, []string{cmd.alias, "--help"}, "Usage: wasmlet "+cmd.name)
+		}
+		if len(words) == 2 {
+			groups[words[0]] = true
+		}
+	}
+	if len(groups) != 3 {
+		t.Errorf("groups %v, want config, module and checkpoint", groups)
+	}
+	for g := range groups {
+		var subs []string
+		for _, cmd := range subcommands(commands(), g) {
+			subs = append(subs, "wasmlet "+cmd.name)
+		}
+		for _, args := range [][]string{{g, "--help"}, {g, "-h"}, {"help", g}} {
+			r := expect(t, exitOK, args, append([]string{"Usage: wasmlet " + g + " SUBCOMMAND", "Exit status:"}, subs...)...)
+			if r.stderr != "" {
+				t.Errorf("wasmlet %v wrote to stderr: %v", args, r)
+			}
+		}
+		// Without a subcommand it is still a usage error.
+		expect(t, exitUsage, []string{g}, "stderr:wasmlet "+g+" needs a subcommand")
+	}
+}
+
 // TestProgressOnATerminal draws the spinner into a buffer as it would on a
 // terminal: redrawn in place, then replaced by the outcome line.
 func TestProgressOnATerminal(t *testing.T) {

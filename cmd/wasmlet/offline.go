@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -12,11 +13,13 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/wasmlet/wasmlet/checkpoint"
 	"github.com/wasmlet/wasmlet/host/config"
 	"github.com/wasmlet/wasmlet/host/module"
+	"github.com/wasmlet/wasmlet/host/module/conformance"
 	"github.com/wasmlet/wasmlet/host/module/wasmbin"
 )
 
@@ -185,14 +188,9 @@ Examples:
 				return failf(exitFailed, "%v", err)
 			}
 			name := module.NameFromPath(path)
-			opts := module.Options{}
-			sandbox := "default"
-			if c.config != "" {
-				cfg, err := config.Load(c.config)
-				if err != nil {
-					return failf(exitFailed, "reading --config %s: %v", c.config, err)
-				}
-				opts, sandbox = cfg.ModuleOptions(name), cfg.File
+			opts, sandbox, err := c.sandboxFor(name)
+			if err != nil {
+				return err
 			}
 			opts.Name = name
 			r := &inspectReport{Name: name, Path: path, Size: fi.Size(), Sandbox: sandbox, Problems: []string{},
@@ -243,6 +241,172 @@ Examples:
 			return nil
 		},
 	}
+}
+
+// checkReport is what module check finds.
+type checkReport struct {
+	Name     string   `json:"name"`
+	Path     string   `json:"path"`
+	Accepted bool     `json:"accepted"`
+	Problems []string `json:"problems"` // why the host refuses it
+	Kind     string   `json:"kind,omitempty"`
+	Serves   string   `json:"serves,omitempty"`
+	Sandbox  string   `json:"sandbox"`
+	Checks   []check  `json:"checks"`
+	Passed   int      `json:"passed"`
+	Failed   int      `json:"failed"`
+	Skipped  int      `json:"skipped"`
+}
+
+type check struct {
+	Name   string `json:"name"`
+	Result string `json:"result"` // pass, fail or skip
+	Detail string `json:"detail,omitempty"`
+}
+
+func moduleCheckCmd() *command {
+	var moduleConfig string
+	return &command{
+		name: "module check", args: "FILE.wasm", nargs: [2]int{1, 1}, group: groupOffline,
+		summary: "run the ABI conformance checks on a module",
+		help: `Load a module file as the host does and run the ABI conformance checks on
+it (host/module/conformance): describe answers the same twice; every
+operation it declares survives an empty request, a malformed one and one
+with fields from a future host, without a fault; a device source's
+discovered devices are valid and it allocates, prefers and prestarts them
+without a fault; a handler validates, registers and deregisters a plugin
+without a fault; 200 concurrent calls fault none. Nothing is registered
+and nothing is written.
+
+The module runs in the default sandbox, or with --config in the one that
+file gives a module of that name (memory limit, mounts, configuration);
+--module-config adds configuration keys to it, as [modules.NAME] config
+in plugins.toml does.
+
+Exit status 1 means a check failed or the host would refuse the module.
+
+Examples:
+  wasmlet module check build/modules/widget.wasm
+  wasmlet module check --module-config count=3,resource=example.com/x counter.wasm
+  wasmlet module check --config plugins.toml -o json build/modules/pcisource.wasm`,
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&moduleConfig, "module-config", "", "configuration for the module: `KEY=VALUE[,KEY=VALUE...]`")
+		},
+		run: func(c *cli, args []string) error {
+			path := args[0]
+			if _, err := os.Stat(path); err != nil {
+				return failf(exitFailed, "%v", err)
+			}
+			name := module.NameFromPath(path)
+			opts, sandbox, err := c.sandboxFor(name)
+			if err != nil {
+				return err
+			}
+			if moduleConfig != "" {
+				if opts.Config == nil {
+					opts.Config = map[string]string{}
+				}
+				for _, kv := range strings.Split(moduleConfig, ",") {
+					k, v, ok := strings.Cut(kv, "=")
+					if !ok || k == "" {
+						return usagef("--module-config %q: %q is not KEY=VALUE", moduleConfig, kv)
+					}
+					opts.Config[k] = v
+				}
+			}
+			opts.Name = name
+			r := &checkReport{Name: name, Path: path, Sandbox: sandbox, Problems: []string{}, Checks: []check{}}
+			p := startProgress(c.stderr, "checking "+filepath.Base(path))
+			rep, err := conformance.Check(context.Background(), path, opts)
+			if err != nil {
+				p.done("refused")
+				var le *module.LoadError
+				if errors.As(err, &le) {
+					r.Problems = le.Problems
+				} else {
+					r.Problems = []string{err.Error()}
+				}
+			} else {
+				r.Accepted, r.Kind, r.Serves = true, rep.Kind, rep.Serves
+				for _, res := range rep.Results {
+					ck := check{Name: res.Name, Result: "pass"}
+					switch {
+					case res.Err != nil:
+						ck.Result, ck.Detail = "fail", res.Err.Error()
+						r.Failed++
+					case res.Skipped != "":
+						ck.Result, ck.Detail = "skip", res.Skipped
+						r.Skipped++
+					default:
+						r.Passed++
+					}
+					r.Checks = append(r.Checks, ck)
+				}
+				p.done(fmt.Sprintf("%d passed, %d failed", r.Passed, r.Failed))
+			}
+			if c.json() {
+				if err := c.printJSON(r); err != nil {
+					return err
+				}
+			} else {
+				printCheck(c.stdout, r)
+			}
+			switch {
+			case !r.Accepted:
+				return failf(exitFailed, "this host would refuse %s: %s", path, plural(len(r.Problems), "problem", "problems"))
+			case r.Failed > 0:
+				return failf(exitFailed, "%s fails %s of %d", path, plural(r.Failed, "check", "checks"), len(r.Checks))
+			}
+			return nil
+		},
+	}
+}
+
+// sandboxFor is the sandbox module name runs in: the default one, or the
+// one --config gives it; and what to call it.
+func (c *cli) sandboxFor(name string) (module.Options, string, error) {
+	if c.config == "" {
+		return module.Options{}, "default", nil
+	}
+	cfg, err := config.Load(c.config)
+	if err != nil {
+		if strings.Contains(c.config, "=") {
+			return module.Options{}, "", usagef("--config %s: %v (--config is a plugins.toml; give module configuration with --module-config KEY=VALUE)", c.config, err)
+		}
+		return module.Options{}, "", failf(exitFailed, "reading --config %s: %v", c.config, err)
+	}
+	return cfg.ModuleOptions(name), cfg.File, nil
+}
+
+func printCheck(w io.Writer, r *checkReport) {
+	t := newTableNoHeader(w)
+	t.row("Module:", r.Name+" ("+r.Path+")")
+	if r.Accepted {
+		t.row("Declares:", r.Kind+" serving "+r.Serves)
+	} else {
+		t.row("Accepted:", "no: this host refuses it")
+	}
+	t.row("Sandbox:", r.Sandbox)
+	t.flush()
+	if !r.Accepted {
+		fmt.Fprintf(w, "\nWhy it is refused:\n")
+		for _, p := range r.Problems {
+			fmt.Fprintf(w, "  - %s\n", p)
+		}
+		return
+	}
+	fmt.Fprintln(w)
+	t = newTable(w, "CHECK", "RESULT")
+	for _, ck := range r.Checks {
+		t.row(ck.Name, ck.Result)
+	}
+	t.flush()
+	for _, ck := range r.Checks {
+		if ck.Result != "pass" {
+			fmt.Fprintf(w, "\n%s: %s:\n  %s\n", ck.Name, ck.Result, strings.ReplaceAll(ck.Detail, "\n", "\n  "))
+		}
+	}
+	fmt.Fprintf(w, "\n%s: %d passed, %d failed, %d skipped.\n", plural(len(r.Checks), "check", "checks"), r.Passed, r.Failed, r.Skipped)
 }
 
 // inspectInterface reads the module's imports and exports from the file.
@@ -351,6 +515,7 @@ Examples:
   wasmlet checkpoint verify -o json build/state/checkpoint`,
 		run: func(c *cli, args []string) error {
 			s, err := checkpoint.Verify(args[0])
+			c.hostCheckpoint(args[0], err)
 			if errors.Is(err, fs.ErrNotExist) {
 				return failf(exitFailed, "%v", err)
 			}
@@ -379,6 +544,28 @@ Examples:
 			return nil
 		},
 	}
+}
+
+// hostCheckpoint marks a *checkpoint.CorruptError for the file at path as
+// the host's own when path is where the configuration (--config, or the
+// defaults) keeps the checkpoint: its message then says how to move the
+// file aside, whatever the file holds. For any other file that does not
+// look like a checkpoint, it does not: the user named the wrong file.
+func (c *cli) hostCheckpoint(path string, err error) {
+	var ce *checkpoint.CorruptError
+	if !errors.As(err, &ce) {
+		return
+	}
+	cfg := config.Default()
+	if c.config != "" {
+		if loaded, err := config.Load(c.config); err == nil {
+			cfg = loaded
+		}
+	}
+	own := filepath.Join(cfg.Host.StateDir, "checkpoint")
+	a, errA := os.Stat(path)
+	b, errB := os.Stat(own)
+	ce.Expected = errA == nil && errB == nil && os.SameFile(a, b)
 }
 
 type verifyReport struct {
@@ -411,6 +598,7 @@ Examples:
 		run: func(c *cli, args []string) error {
 			st, err := checkpoint.Read(args[0])
 			if err != nil {
+				c.hostCheckpoint(args[0], err)
 				return failf(exitFailed, "%v", err)
 			}
 			if c.json() {

@@ -145,6 +145,50 @@ func TestModuleInspectRefused(t *testing.T) {
 	expect(t, exitFailed, []string{"module", "inspect", "/nonexistent/m.wasm"}, "stderr:no such file or directory")
 }
 
+// TestModuleCheck runs the conformance checks as a module author would:
+// on a good module, a relative path; on one that traps, each failed check
+// named with its fault; on one the host refuses, the reasons; with
+// configuration given on the command line.
+func TestModuleCheck(t *testing.T) {
+	wat := func(name string) string { return build.Testdata(t, "guests/testmodules/wat/"+name+".wasm") }
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel, err := filepath.Rel(wd, wat("minimal"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect(t, exitOK, []string{"module", "check", rel}, "Module:   minimal ("+rel+")",
+		"Declares: device-source serving example.com/wat", "row:describe is stable pass",
+		"row:discover returns valid devices pass", "row:concurrent calls pass", "0 failed, 0 skipped.")
+
+	r := expect(t, exitFailed, []string{"module", "check", wat("trap")}, "row:describe is stable pass",
+		"row:discover survives an empty request fail", "discover survives an empty request: fail:",
+		`module "trap": discover: trap: wasm error: unreachable`,
+		"stderr:wasmlet module check: "+wat("trap")+" fails 5 checks of 6")
+	if strings.Contains(r.stdout, "quarantined") {
+		t.Errorf("the checks met a quarantine, not the module's faults:\n%v", r)
+	}
+	r = expect(t, exitFailed, []string{"module", "check", "-o", "json", wat("trap")})
+	var rep checkReport
+	decode(t, r, &rep)
+	if !rep.Accepted || rep.Failed != 5 || rep.Passed != 1 || rep.Checks[0].Result != "pass" || rep.Checks[1].Result != "fail" {
+		t.Fatalf("JSON report %+v", rep)
+	}
+
+	expect(t, exitFailed, []string{"module", "check", wat("missing_exports")}, "Accepted: no: this host refuses it",
+		"  - missing required export wasmlet_alloc(i32) -> i32", "stderr:this host would refuse")
+
+	// The counter's configuration decides its devices; a bad count is its
+	// own error, which it answers without a fault.
+	counter := build.Go(t, "guests/counter")
+	expect(t, exitOK, []string{"module", "check", "--module-config", "count=3,resource=example.com/three", counter},
+		"Declares: device-source serving example.com/three", "row:allocate a discovered device pass")
+	expect(t, exitUsage, []string{"module", "check", "--module-config", "count", counter}, `stderr:"count" is not KEY=VALUE`)
+	expect(t, exitUsage, []string{"module", "check", "--config", "count=3", counter}, "stderr:give module configuration with --module-config KEY=VALUE")
+}
+
 // TestModuleInspectWithConfig checks a module against a host's sandbox: a
 // sha256 pin the file does not match is a refusal.
 func TestModuleInspectWithConfig(t *testing.T) {
@@ -218,6 +262,21 @@ func TestCheckpointVerifyAndShow(t *testing.T) {
 		t.Fatal("verify modified the file")
 	}
 	expect(t, exitFailed, []string{"checkpoint", "verify", filepath.Join(dir, "missing")}, "stderr:no such file or directory")
+
+	// A file that is no checkpoint at all was named by mistake: nothing
+	// says to move it aside. Where the configuration keeps the
+	// checkpoint, whatever is there is in the host's way: it does.
+	passwd := write(t, filepath.Join(dir, "passwd"), "root:x:0:0:root:/root:/bin/bash\n")
+	r = expect(t, exitFailed, []string{"checkpoint", "verify", passwd}, "stderr:"+passwd+" cannot be a checkpoint: it is not a wasmlet checkpoint",
+		"stderr:Is this the right file?")
+	if strings.Contains(r.stderr, "mv ") {
+		t.Errorf("moving a file that is no checkpoint aside was advised:\n%v", r)
+	}
+	cfg := write(t, filepath.Join(dir, "plugins.toml"), "[host]\nstate_dir = \"state\"\n")
+	own := write(t, filepath.Join(dir, "state", "checkpoint"), "root:x:0:0:root:/root:/bin/bash\n")
+	expect(t, exitFailed, []string{"--config", cfg, "checkpoint", "verify", own}, "stderr:is unusable: it is not a wasmlet checkpoint",
+		"stderr:`mv "+own+" "+own+".bad`")
+	expect(t, exitFailed, []string{"--config", cfg, "checkpoint", "show", own}, "stderr:`mv "+own+" "+own+".bad`")
 }
 
 // TestRunRefusesToStart covers what `wasmlet run` does before it starts
@@ -240,5 +299,10 @@ metrics_address = ""
 	expect(t, exitFailed, []string{"run", "--config", good},
 		"stderr:checkpoint "+filepath.Join(dir, "state", "checkpoint")+" is unusable",
 		"stderr:wasmlet checkpoint verify "+filepath.Join(dir, "state", "checkpoint"))
+	// Whatever lies where the checkpoint belongs stops the start, and the
+	// message says how to move it aside.
+	ck := filepath.Join(dir, "state", "checkpoint")
+	write(t, ck, "not a checkpoint at all")
+	expect(t, exitFailed, []string{"run", "--config", good}, "stderr:checkpoint "+ck+" is unusable", "stderr:`mv "+ck+" "+ck+".bad`")
 	expect(t, exitUsage, []string{"run", "--config", good, "--log-level", "loud"}, `stderr:--log-level "loud"`)
 }
