@@ -21,8 +21,12 @@ all: build
 
 build: wasmlet guests
 
+# Go prints nothing while it builds, and a first build (nothing cached yet)
+# takes a minute or more: say what is going on.
 wasmlet:
-	$(GO) build -ldflags "-X github.com/wasmlet/wasmlet/host/node.Version=$(VERSION)" -o $(BUILD)/wasmlet ./cmd/wasmlet
+	@echo "building wasmlet (the first build takes a minute or two; later ones are quick)..."
+	@$(GO) build -ldflags "-X github.com/wasmlet/wasmlet/host/node.Version=$(VERSION)" -o $(BUILD)/wasmlet ./cmd/wasmlet
+	@echo "built $(BUILD)/wasmlet"
 
 # Guest modules for `make run`, in the module directory plugins.toml names.
 guests: $(GO_GUESTS:%=$(BUILD)/modules/%.wasm) $(EXTRA_GO_GUESTS:%=$(BUILD)/modules-extra/%.wasm) \
@@ -32,16 +36,19 @@ guests: $(GO_GUESTS:%=$(BUILD)/modules/%.wasm) $(EXTRA_GO_GUESTS:%=$(BUILD)/modu
 # running wasmlet never sees half a file.
 $(BUILD)/modules/%.wasm $(BUILD)/modules-extra/%.wasm: FORCE
 	@mkdir -p $(dir $@)
-	GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -trimpath -o $(dir $@).$(notdir $@).tmp ./guests/$*
+	@echo "building module $* (Go, wasip1) -> $@..."
+	@GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -trimpath -o $(dir $@).$(notdir $@).tmp ./guests/$*
 	@mv $(dir $@).$(notdir $@).tmp $@
 
 $(BUILD)/modules-extra/c-%.wasm: guests/c/%.c
 	@mkdir -p $(dir $@)
-	clang --target=wasm32-wasi -mexec-model=reactor -O2 -Wall -Werror -o $@ $<
+	@echo "building module c-$* (C, wasm32-wasi) -> $@..."
+	@clang --target=wasm32-wasi -mexec-model=reactor -O2 -Wall -Werror -o $@ $<
 
 FORCE:
 
 run: build
+	@echo "starting wasmlet on plugins.toml (Ctrl-C stops it; the first start compiles the modules)..."
 	$(BUILD)/wasmlet run --config plugins.toml
 
 # Modules of their own inside the repository, which `./...` at the root does
