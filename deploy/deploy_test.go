@@ -90,6 +90,7 @@ func (dc deployConfig) needs() []need {
 		{"device_plugin_dir (wasmlet's own)", h.DevicePluginDir, true, false},
 		{"module_dir", dc.moduleDir, false, true},
 		{"api_socket's directory", filepath.Dir(h.APISocket), true, true},
+		{"pod_resources_socket's directory", filepath.Dir(h.PodResourcesSocket), true, true},
 		{"bridge.cdi_dir", b.CDIDir, true, true},
 	}
 	bridged := false

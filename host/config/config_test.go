@@ -366,12 +366,13 @@ func TestRepoPluginsToml(t *testing.T) {
 	}
 	build := filepath.Join(dir, "build")
 	for what, got := range map[string]string{
-		build + "/state":            c.Host.StateDir,
-		build + "/plugins_registry": c.Host.RegistryDir,
-		build + "/device-plugins":   c.Host.DevicePluginDir,
-		build + "/modules":          c.Host.ModuleDir,
-		build + "/wasmlet.sock":     c.Host.APISocket,
-		"127.0.0.1:9465":            c.Host.MetricsAddress,
+		build + "/state":                      c.Host.StateDir,
+		build + "/plugins_registry":           c.Host.RegistryDir,
+		build + "/device-plugins":             c.Host.DevicePluginDir,
+		build + "/modules":                    c.Host.ModuleDir,
+		build + "/run/wasmlet.sock":           c.Host.APISocket,
+		build + "/pod-resources/wasmlet.sock": c.Host.PodResourcesSocket,
+		"127.0.0.1:9465":                      c.Host.MetricsAddress,
 	} {
 		if got != what {
 			t.Errorf("got %q, want %q", got, what)
