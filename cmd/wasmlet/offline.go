@@ -202,12 +202,7 @@ Examples:
 			r.LoadSeconds = time.Since(p.start).Seconds()
 			if err != nil {
 				p.done("refused")
-				var le *module.LoadError
-				if errors.As(err, &le) {
-					r.Problems = le.Problems
-				} else {
-					r.Problems = []string{err.Error()}
-				}
+				r.Problems = module.Problems(err)
 			} else {
 				p.done("accepted")
 				st := m.Status()
@@ -320,12 +315,7 @@ Examples:
 			rep, err := conformance.Check(context.Background(), path, opts)
 			if err != nil {
 				p.done("refused")
-				var le *module.LoadError
-				if errors.As(err, &le) {
-					r.Problems = le.Problems
-				} else {
-					r.Problems = []string{err.Error()}
-				}
+				r.Problems = module.Problems(err)
 			} else {
 				r.Accepted, r.Kind, r.Serves = true, rep.Kind, rep.Serves
 				for _, res := range rep.Results {

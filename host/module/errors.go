@@ -91,3 +91,13 @@ func (e *LoadError) Error() string {
 	}
 	return msg
 }
+
+// Problems lists what is wrong with a module that failed to load: a
+// *LoadError's problems, or else the error itself.
+func Problems(err error) []string {
+	var le *LoadError
+	if errors.As(err, &le) {
+		return le.Problems
+	}
+	return []string{err.Error()}
+}

@@ -109,36 +109,23 @@ func (b backend) Plugins() []*adminpb.Plugin {
 	if b.p.plugins == nil {
 		return nil
 	}
-	ps := b.p.plugins.Plugins()
-	out := make([]*adminpb.Plugin, len(ps))
-	for i, p := range ps {
-		out[i] = pluginView(p)
-	}
-	return out
+	return views(b.p.plugins.Plugins(), pluginView)
 }
 
 func (b backend) Resources() []*adminpb.Resource {
 	if b.p.devices == nil {
 		return nil
 	}
-	rs := b.p.devices.Resources()
-	out := make([]*adminpb.Resource, len(rs))
-	for i, r := range rs {
-		out[i] = resourceView(r, b.p.grace)
-	}
-	return out
+	return views(b.p.devices.Resources(), func(r devicemanager.ResourceStatus) *adminpb.Resource {
+		return resourceView(r, b.p.grace)
+	})
 }
 
 func (b backend) Allocations() []*adminpb.Allocation {
 	if b.p.devices == nil {
 		return nil
 	}
-	as := b.p.devices.Allocations()
-	out := make([]*adminpb.Allocation, len(as))
-	for i, a := range as {
-		out[i] = allocationView(a)
-	}
-	return out
+	return views(b.p.devices.Allocations(), allocationView)
 }
 
 func (b backend) Allocate(ctx context.Context, req *adminpb.AllocateRequest) (*adminpb.Allocation, error) {
@@ -163,11 +150,7 @@ func (b backend) Release(ctx context.Context, workload, resource string) ([]*adm
 	if err != nil {
 		return nil, b.deviceError(resource, err)
 	}
-	out := make([]*adminpb.Allocation, len(released))
-	for i, a := range released {
-		out[i] = allocationView(a)
-	}
-	return out, nil
+	return views(released, allocationView), nil
 }
 
 // deviceError classifies a device manager error for the API.
@@ -199,6 +182,15 @@ func (b backend) deviceError(resource string, err error) error {
 		return api.Fail(api.ReasonTimeout, err)
 	}
 	return api.Fail(api.ReasonFailed, err)
+}
+
+// views converts each of in with view.
+func views[T, V any](in []T, view func(T) V) []V {
+	out := make([]V, len(in))
+	for i, v := range in {
+		out[i] = view(v)
+	}
+	return out
 }
 
 // ts is t as a Timestamp, or nil for the zero time.
@@ -275,12 +267,7 @@ func moduleView(info module.Info, conflict string) *adminpb.Module {
 	}
 	if info.Err != nil {
 		out.RefusedPath, out.Refused, out.RefusedAt = info.Path, info.Err.Error(), ts(info.Failed)
-		var le *module.LoadError
-		if errors.As(info.Err, &le) {
-			out.RefusedProblems = le.Problems
-		} else {
-			out.RefusedProblems = []string{info.Err.Error()}
-		}
+		out.RefusedProblems = module.Problems(info.Err)
 	}
 	return out
 }
