@@ -74,8 +74,9 @@ Examples:
 			if c.json() {
 				return c.printJSON(configReport{File: cfg.File, Valid: true, Problems: []configProblem{},
 					StateDir: h.StateDir, ModuleDir: h.ModuleDir, RegistryDir: h.RegistryDir,
-					DevicePluginDir: h.DevicePluginDir, APISocket: h.APISocket, MetricsAddress: h.MetricsAddress,
-					Handlers: handlers})
+					DevicePluginDir: h.DevicePluginDir, APISocket: h.APISocket, PodResourcesSocket: h.PodResourcesSocket,
+					MetricsAddress: h.MetricsAddress,
+					Handlers:       handlers})
 			}
 			fmt.Fprintf(c.stdout, "%s is valid.\n", file)
 			t := newTableNoHeader(c.stdout)
@@ -84,6 +85,7 @@ Examples:
 			t.row("  Plugin registry:", h.RegistryDir)
 			t.row("  Device plugins:", h.DevicePluginDir)
 			t.row("  API socket:", h.APISocket)
+			t.row("  Pod resources:", h.PodResourcesSocket)
 			metrics := "(disabled)"
 			if h.MetricsAddress != "" {
 				metrics = h.MetricsAddress
@@ -106,16 +108,17 @@ type configProblem struct {
 }
 
 type configReport struct {
-	File            string            `json:"file"`
-	Valid           bool              `json:"valid"`
-	Problems        []configProblem   `json:"problems"`
-	StateDir        string            `json:"state_dir,omitempty"`
-	ModuleDir       string            `json:"module_dir,omitempty"`
-	RegistryDir     string            `json:"registry_dir,omitempty"`
-	DevicePluginDir string            `json:"device_plugin_dir,omitempty"`
-	APISocket       string            `json:"api_socket,omitempty"`
-	MetricsAddress  string            `json:"metrics_address,omitempty"`
-	Handlers        map[string]string `json:"handlers,omitempty"`
+	File               string            `json:"file"`
+	Valid              bool              `json:"valid"`
+	Problems           []configProblem   `json:"problems"`
+	StateDir           string            `json:"state_dir,omitempty"`
+	ModuleDir          string            `json:"module_dir,omitempty"`
+	RegistryDir        string            `json:"registry_dir,omitempty"`
+	DevicePluginDir    string            `json:"device_plugin_dir,omitempty"`
+	APISocket          string            `json:"api_socket,omitempty"`
+	PodResourcesSocket string            `json:"pod_resources_socket,omitempty"`
+	MetricsAddress     string            `json:"metrics_address,omitempty"`
+	Handlers           map[string]string `json:"handlers,omitempty"`
 }
 
 // inspectReport is what module inspect finds.

@@ -45,7 +45,8 @@ metrics_address = ""
 config = { count = "2" }
 `)
 	expect(t, exitOK, []string{"config", "validate", good}, good+" is valid.",
-		"API socket:       "+filepath.Join(dir, "run", "api.sock"), "Metrics:          (disabled)")
+		"API socket:       "+filepath.Join(dir, "run", "api.sock"),
+		"Pod resources:    "+filepath.Join(dir, "state", "pod-resources", "wasmlet.sock"), "Metrics:          (disabled)")
 	expect(t, exitOK, []string{"config", "validate", "--config", good})
 
 	bad := write(t, filepath.Join(dir, "bad.toml"), `[host]

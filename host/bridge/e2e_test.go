@@ -87,7 +87,7 @@ type proc struct {
 // everything under dir, then extra.
 func newProc(t *testing.T, name, dir, extra string) *proc {
 	t.Helper()
-	p := &proc{t: t, name: name, dir: dir, config: filepath.Join(dir, "plugins.toml"), socket: filepath.Join(dir, "api.sock")}
+	p := &proc{t: t, name: name, dir: dir, config: filepath.Join(dir, "plugins.toml"), socket: filepath.Join(dir, "run", "api.sock")}
 	os.MkdirAll(filepath.Join(dir, "modules"), 0o755)
 	// Compiled modules are shared across tests and runs.
 	shared := filepath.Join(build.CacheDir(), "wazero-bridge-e2e")
@@ -102,7 +102,7 @@ state_dir = "state"
 registry_dir = "reg"
 device_plugin_dir = "dp"
 module_dir = "modules"
-api_socket = "api.sock"
+api_socket = "run/api.sock"
 metrics_address = ""
 grace_period = "1m"
 resync_period = "1h"
