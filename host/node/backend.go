@@ -255,7 +255,7 @@ func moduleView(info module.Info, conflict string) *adminpb.Module {
 		out.Kind, out.Serves, out.Version, out.Summary = d.Kind.String(), m.Serves(), d.Version, d.Summary
 		out.Operations, out.PrestartRequired, out.Exports = d.Operations, d.PreStartRequired, st.Exports
 		out.Limits = &adminpb.Limits{MemoryBytes: st.MemoryLimit, CallTimeout: dur(st.CallTimeout),
-			MaxReplyBytes: st.MaxReply, PoolSize: int32(st.PoolSize)}
+			MaxReplyBytes: st.MaxReply, PoolSize: int32(st.PoolSize), PoolMax: int32(st.PoolMax)}
 		for _, mt := range st.Mounts {
 			out.Mounts = append(out.Mounts, &adminpb.Mount{Host: mt.Host, Guest: mt.Guest, Root: mt.Root})
 		}

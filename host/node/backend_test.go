@@ -67,7 +67,7 @@ func withModules(h *apiHost) {
 	os.MkdirAll(h.modDir, 0o755)
 	h.modules = module.NewRegistry(func(name string) module.Options {
 		if name == "slow" { // one instance, whose allocate takes 3 seconds
-			return module.Options{Cache: testenv.ModuleCache(h.t), CallTimeout: 10 * time.Second, MemoryLimit: 64 << 20, PoolSize: 1,
+			return module.Options{Cache: testenv.ModuleCache(h.t), CallTimeout: 10 * time.Second, MemoryLimit: 64 << 20, PoolSize: 1, PoolMax: 1,
 				Config: map[string]string{"fault": "slow", "on": "allocate", "delay_ms": "3000"}}
 		}
 		return module.Options{Cache: testenv.ModuleCache(h.t), CallTimeout: 5 * time.Second, MemoryLimit: 64 << 20,
