@@ -81,6 +81,7 @@ type Action int32
 const (
 	ActionRecord       Action = 0
 	ActionDevicePlugin Action = 1
+	ActionCSIDriver    Action = 2
 )
 
 func (a Action) String() string {
@@ -89,6 +90,8 @@ func (a Action) String() string {
 		return "record"
 	case ActionDevicePlugin:
 		return "device-plugin"
+	case ActionCSIDriver:
+		return "csi-driver"
 	}
 	return "action(" + itoa(int64(a)) + ")"
 }

@@ -50,6 +50,29 @@ func ValidResourceName(s string) error {
 	return nil
 }
 
+// ValidCSIDriverName checks a CSI driver's name as Kubernetes does before
+// it enters a node's CSINode object, and as the CSI spec defines it: 1 to 63
+// characters, a DNS subdomain once lower-cased (dot-separated labels of
+// [a-z0-9-], each beginning and ending with a letter or digit). Example:
+// hostpath.csi.k8s.io.
+func ValidCSIDriverName(s string) error {
+	if s == "" || len(s) > 63 {
+		return errors.New("CSI driver name " + quote(s) + " must be 1 to 63 characters long (it is " + itoa(int64(len(s))) + ")")
+	}
+	for start := 0; start <= len(s); {
+		end := start
+		for end < len(s) && s[end] != '.' {
+			end++
+		}
+		if label := lower(s[start:end]); !dnsLabel(label) {
+			return errors.New("CSI driver name " + quote(s) + " is not a domain name: label " + quote(s[start:end]) +
+				" must be 1 or more of [A-Za-z0-9-], beginning and ending with a letter or digit")
+		}
+		start = end + 1
+	}
+	return nil
+}
+
 // ValidDeviceID checks a device id: 1 to 63 bytes of [A-Za-z0-9._:-] (a PCI
 // address such as 0000:00:1f.6 is valid), as device plugins and CDI accept.
 func ValidDeviceID(id string) error {
@@ -71,6 +94,22 @@ func ValidDeviceID(id string) error {
 
 func hasSuffix(s, suffix string) bool {
 	return len(s) >= len(suffix) && s[len(s)-len(suffix):] == suffix
+}
+
+// lower is strings.ToLower for ASCII.
+func lower(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 'A' && c <= 'Z' {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if b[j] >= 'A' && b[j] <= 'Z' {
+					b[j] += 'a' - 'A'
+				}
+			}
+			return string(b)
+		}
+	}
+	return s
 }
 
 func dnsLabel(s string) bool {

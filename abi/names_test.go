@@ -57,6 +57,32 @@ func TestValidDeviceID(t *testing.T) {
 	}
 }
 
+func TestValidCSIDriverName(t *testing.T) {
+	for _, ok := range []string{"hostpath.csi.k8s.io", "io.kubernetes.storage.mock", "ebs.csi.aws.com", "A", "Csi-Driver.Example.COM",
+		strings.Repeat("x", 63)} {
+		if err := ValidCSIDriverName(ok); err != nil {
+			t.Errorf("%s: %v", ok, err)
+		}
+	}
+	for bad, want := range map[string]string{
+		"":                      `CSI driver name "" must be 1 to 63 characters long (it is 0)`,
+		strings.Repeat("x", 64): "(it is 64)",
+		"csi_driver.example":    `label "csi_driver" must be`,
+		"-csi.example":          `label "-csi"`,
+		"csi-.example":          `label "csi-"`,
+		"csi..example":          `label ""`,
+		".csi":                  `label ""`,
+		"csi.":                  `label ""`,
+		"example.com/csi":       `label "com/csi"`,
+		"csi\x00x":             `is not a domain name`,
+	} {
+		err := ValidCSIDriverName(bad)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: got %v, want %q", bad, err, want)
+		}
+	}
+}
+
 func TestQuoteMatchesStrconvForPrintableASCII(t *testing.T) {
 	for _, s := range []string{"", "abc", `a"b`, `a\b`, "example.com/gpu"} {
 		if quote(s) != strconv.Quote(s) {
@@ -68,7 +94,7 @@ func TestQuoteMatchesStrconvForPrintableASCII(t *testing.T) {
 // FuzzNames checks the naming rules never panic and accept only names of the
 // documented shape.
 func FuzzNames(f *testing.F) {
-	for _, s := range []string{"example.com/gpu", "a/b", "kubernetes.io/x", "", "/", "0000:00:1f.6", "x.y/" + strings.Repeat("z", 70)} {
+	for _, s := range []string{"example.com/gpu", "a/b", "kubernetes.io/x", "", "/", "0000:00:1f.6", "hostpath.csi.k8s.io", "x.y/" + strings.Repeat("z", 70)} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -78,6 +104,10 @@ func FuzzNames(f *testing.F) {
 				strings.HasSuffix(domain, "kubernetes.io") || len(domain) > 253 {
 				t.Fatalf("resource name %q accepted", s)
 			}
+		}
+		if ValidCSIDriverName(s) == nil && (len(s) == 0 || len(s) > 63 || strings.ContainsAny(s, "/_ \x00") ||
+			strings.HasPrefix(s, ".") || strings.HasSuffix(s, ".") || strings.Contains(s, "..")) {
+			t.Fatalf("CSI driver name %q accepted", s)
 		}
 		if ValidDeviceID(s) == nil && (len(s) == 0 || len(s) > 63 || strings.ContainsAny(s, "/ \x00")) {
 			t.Fatalf("device id %q accepted", s)

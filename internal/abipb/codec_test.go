@@ -68,6 +68,23 @@ func TestSchemaCoversEveryMessage(t *testing.T) {
 	}
 }
 
+// TestEnumsMatchSchema: every Action in wasmlet_abi.proto has a Go name,
+// and the Go constants carry the schema's numbers.
+func TestEnumsMatchSchema(t *testing.T) {
+	for n, name := range Action_name {
+		want := strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(name, "ACTION_")), "_", "-")
+		if got := abi.Action(n).String(); got != want {
+			t.Errorf("Action(%d) is %q; the schema's %s wants %q", n, got, name, want)
+		}
+	}
+	for c, n := range map[abi.Action]Action{abi.ActionRecord: Action_ACTION_RECORD,
+		abi.ActionDevicePlugin: Action_ACTION_DEVICE_PLUGIN, abi.ActionCSIDriver: Action_ACTION_CSI_DRIVER} {
+		if int32(c) != int32(n) {
+			t.Errorf("%v is %d in Go, %d in the schema", c, int32(c), int32(n))
+		}
+	}
+}
+
 // TestAgreesWithProtoc fills each generated message with random values,
 // decodes protoc's encoding with the hand-written codec, checks every field
 // by name, then re-encodes and checks protoc decodes the same message back.

@@ -211,6 +211,12 @@ const (
 	// Connect to the plugin as a device plugin (v1beta1) serving
 	// RegisterResponse.resource_name at RegisterResponse.endpoint.
 	Action_ACTION_DEVICE_PLUGIN Action = 1
+	// Register the plugin as a CSI driver named plugin.name (a CSI driver
+	// name, ABI.md "String formats"), serving the CSI node service at
+	// RegisterResponse.endpoint, spoken in CSI spec RegisterResponse.version:
+	// the host asks it for its node facts (NodeGetInfo, NodeGetCapabilities)
+	// and records them, as the kubelet does for a CSIPlugin.
+	Action_ACTION_CSI_DRIVER Action = 2
 )
 
 // Enum value maps for Action.
@@ -218,10 +224,12 @@ var (
 	Action_name = map[int32]string{
 		0: "ACTION_RECORD",
 		1: "ACTION_DEVICE_PLUGIN",
+		2: "ACTION_CSI_DRIVER",
 	}
 	Action_value = map[string]int32{
 		"ACTION_RECORD":        0,
 		"ACTION_DEVICE_PLUGIN": 1,
+		"ACTION_CSI_DRIVER":    2,
 	}
 )
 
@@ -700,13 +708,16 @@ type RegisterResponse struct {
 	// ACTION_DEVICE_PLUGIN: the extended resource the plugin serves.
 	// Format: ABI.md, "String formats".
 	ResourceName string `protobuf:"bytes,2,opt,name=resource_name,json=resourceName,proto3" json:"resource_name,omitempty"`
-	// ACTION_DEVICE_PLUGIN: the device plugin socket to dial. Relative paths
-	// are resolved against the directory of plugin.socket_path; empty means
+	// ACTION_DEVICE_PLUGIN: the device plugin socket to dial;
+	// ACTION_CSI_DRIVER: the CSI driver's socket. Relative paths are resolved
+	// against the directory of plugin.socket_path; empty means
 	// plugin.endpoint, or plugin.socket_path when that is empty too.
 	Endpoint string `protobuf:"bytes,3,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
 	// Free-form facts the host records and shows with the plugin.
 	Attributes map[string]string `protobuf:"bytes,4,rep,name=attributes,proto3" json:"attributes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	// The API version the host should use with the plugin.
+	// The API version the host should use with the plugin: for
+	// ACTION_CSI_DRIVER, one of plugin.supported_versions, a CSI spec 1.x
+	// version; empty means the highest 1.x the plugin offered.
 	Version       string `protobuf:"bytes,5,opt,name=version,proto3" json:"version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1666,10 +1677,11 @@ const file_wasmlet_abi_proto_rawDesc = "" +
 	"\x12CODE_UNIMPLEMENTED\x10\a*2\n" +
 	"\x06Health\x12\x12\n" +
 	"\x0eHEALTH_HEALTHY\x10\x00\x12\x14\n" +
-	"\x10HEALTH_UNHEALTHY\x10\x01*5\n" +
+	"\x10HEALTH_UNHEALTHY\x10\x01*L\n" +
 	"\x06Action\x12\x11\n" +
 	"\rACTION_RECORD\x10\x00\x12\x18\n" +
-	"\x14ACTION_DEVICE_PLUGIN\x10\x01B+Z)github.com/wasmlet/wasmlet/internal/abipbb\x06proto3"
+	"\x14ACTION_DEVICE_PLUGIN\x10\x01\x12\x15\n" +
+	"\x11ACTION_CSI_DRIVER\x10\x02B+Z)github.com/wasmlet/wasmlet/internal/abipbb\x06proto3"
 
 var (
 	file_wasmlet_abi_proto_rawDescOnce sync.Once
