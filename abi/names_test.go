@@ -74,7 +74,7 @@ func TestValidCSIDriverName(t *testing.T) {
 		".csi":                  `label ""`,
 		"csi.":                  `label ""`,
 		"example.com/csi":       `label "com/csi"`,
-		"csi\x00x":             `is not a domain name`,
+		"csi\x00x":              `is not a domain name`,
 	} {
 		err := ValidCSIDriverName(bad)
 		if err == nil || !strings.Contains(err.Error(), want) {
