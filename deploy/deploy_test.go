@@ -96,6 +96,15 @@ func (dc deployConfig) needs() []need {
 	bridged := false
 	for _, name := range dc.modules {
 		bridged = bridged || dc.Source(name).Bridge
+		// csihandler's endpoint_dirs: wasmlet dials the CSI sockets there
+		// at the paths the drivers' registrars give, which are the node's.
+		if dirs, ok := dc.ModuleOptions(name).Config["endpoint_dirs"]; ok && dc.Handlers()["CSIPlugin"] == name {
+			for _, d := range strings.Split(dirs, ",") {
+				if d = strings.TrimSpace(d); d != "" {
+					ns = append(ns, need{"modules." + name + " endpoint_dirs", d, false, true})
+				}
+			}
+		}
 		for _, m := range dc.ModuleOptions(name).Mounts {
 			ns = append(ns, need{"modules." + name + " mount " + m.Guest, m.Host, false, false})
 			if m.Root != "" {

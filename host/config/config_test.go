@@ -347,8 +347,8 @@ func TestRepoPluginsToml(t *testing.T) {
 		missing = append(missing, e.Key)
 	}
 	wantMissing := []string{
-		"modules.devicepluginhandler", "modules.customhandler", "modules.pcisource", "modules.devsource",
-		"handlers.DevicePlugin", "handlers.ExamplePlugin", "sources.pcisource", "sources.devsource",
+		"modules.devicepluginhandler", "modules.csihandler", "modules.customhandler", "modules.pcisource", "modules.devsource",
+		"handlers.DevicePlugin", "handlers.CSIPlugin", "handlers.ExamplePlugin", "sources.pcisource", "sources.devsource",
 	}
 	if !reflect.DeepEqual(missing, wantMissing) {
 		t.Errorf("missing modules reported for %v, want %v", missing, wantMissing)
@@ -357,7 +357,7 @@ func TestRepoPluginsToml(t *testing.T) {
 	// With placeholder module files, it is valid.
 	modules := filepath.Join(dir, "build", "modules")
 	mustMkdir(t, modules)
-	for _, m := range []string{"devicepluginhandler", "customhandler", "pcisource", "devsource"} {
+	for _, m := range []string{"devicepluginhandler", "csihandler", "customhandler", "pcisource", "devsource"} {
 		mustWrite(t, filepath.Join(modules, m+".wasm"), "")
 	}
 	c, err := Load(file)
@@ -378,7 +378,7 @@ func TestRepoPluginsToml(t *testing.T) {
 			t.Errorf("got %q, want %q", got, what)
 		}
 	}
-	wantHandlers := map[string]string{"DevicePlugin": "devicepluginhandler", "ExamplePlugin": "customhandler"}
+	wantHandlers := map[string]string{"DevicePlugin": "devicepluginhandler", "CSIPlugin": "csihandler", "ExamplePlugin": "customhandler"}
 	if h := c.Handlers(); !reflect.DeepEqual(h, wantHandlers) {
 		t.Errorf("Handlers() = %v, want %v", h, wantHandlers)
 	}

@@ -32,7 +32,7 @@ func FuzzParse(f *testing.F) {
 	if err := os.MkdirAll(modules, 0o755); err != nil {
 		f.Fatal(err)
 	}
-	for _, m := range []string{"x", "devicepluginhandler", "customhandler", "pcisource", "devsource"} {
+	for _, m := range []string{"x", "devicepluginhandler", "csihandler", "customhandler", "pcisource", "devsource"} {
 		if err := os.WriteFile(filepath.Join(modules, m+".wasm"), nil, 0o644); err != nil {
 			f.Fatal(err)
 		}

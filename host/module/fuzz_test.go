@@ -54,12 +54,12 @@ func FuzzModuleReply(f *testing.F) {
 }
 
 // FuzzHandlerInputs sends arbitrary plugin registrations (names, endpoints,
-// versions, types) to the real DevicePlugin and custom handler modules: they
-// may refuse, but never fault.
+// versions, types) to the real DevicePlugin, CSI and custom handler modules:
+// they may refuse, but never fault.
 func FuzzHandlerInputs(f *testing.F) {
 	ctx := context.Background()
 	var mods []*Module
-	for _, g := range []string{"guests/devicepluginhandler", "guests/customhandler"} {
+	for _, g := range []string{"guests/devicepluginhandler", "guests/csihandler", "guests/customhandler"} {
 		m, err := Load(ctx, build.Go(f, g), Options{MemoryLimit: 64 << 20, Cache: testCache(f), QuarantineAfter: 1 << 30})
 		if err != nil {
 			f.Fatal(err)
@@ -69,6 +69,8 @@ func FuzzHandlerInputs(f *testing.F) {
 	}
 	f.Add("DevicePlugin", "example.com/gpu", "gpu.sock", "v1beta1", "/r/gpu.sock")
 	f.Add("ExamplePlugin", "example-one", "", "v1,v2", "")
+	f.Add("CSIPlugin", "hostpath.csi.k8s.io", "/var/lib/kubelet/plugins/hostpath/csi.sock", "1.0.0", "/r/hostpath-reg.sock")
+	f.Add("CSIPlugin", "a.b", "/var/lib/kubelet/plugins/../x", " v01.2,1.99999999999999999999.0", "")
 	f.Add("DevicePlugin", "kubernetes.io/x", "../../etc/passwd", "", "/r/x")
 	f.Add("", "\x00\xff", "/\x00", ",,,", "")
 	f.Fuzz(func(t *testing.T, typ, name, endpoint, versions, socket string) {

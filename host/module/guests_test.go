@@ -1,7 +1,8 @@
 package module
 
 // End-to-end tests of the repository's real guest modules (guests/pcisource,
-// guests/devsource, guests/devicepluginhandler, guests/customhandler), built
+// guests/devsource, guests/devicepluginhandler, guests/csihandler,
+// guests/customhandler), built
 // for wasip1 and run by the real runtime with real mounts. Their logic is
 // unit-tested natively in their own directories; these tests prove it holds
 // inside the sandbox: files reached through read-only mounts, links resolved
@@ -498,6 +499,35 @@ func TestDevicePluginHandlerModule(t *testing.T) {
 		}
 		if r.Action != abi.ActionDevicePlugin || r.ResourceName != c.plugin.Name || r.Endpoint != c.plugin.Endpoint ||
 			r.Version != "v1beta1" || r.Attributes["endpoint"] != endpoint || r.Attributes["resource"] != c.plugin.Name {
+			t.Errorf("register: %+v", r)
+		}
+	})
+}
+
+func TestCSIHandlerModule(t *testing.T) {
+	m := load(t, build.Go(t, "guests/csihandler"), Options{Config: map[string]string{
+		"allowed_domains": "csi.k8s.io", "min_version": "1.1.0", "endpoint_dirs": "/var/lib/kubelet/plugins"}})
+	if d := m.Description(); d.Kind != abi.KindHandler || d.PluginType != "CSIPlugin" ||
+		!d.Implements("validate") || !d.Implements("deregister") {
+		t.Fatalf("description %+v", d)
+	}
+	// What node-driver-registrar announces, but with the versions given.
+	p := func(name string, versions ...string) abi.Plugin {
+		return abi.Plugin{Type: "CSIPlugin", Name: name, Endpoint: "/var/lib/kubelet/plugins/" + name + "/csi.sock",
+			SupportedVersions: versions, SocketPath: "/var/lib/kubelet/plugins_registry/" + name + "-reg.sock"}
+	}
+	checkHandler(t, m, []handlerCase{
+		{"accepted", p("hostpath.csi.k8s.io", "1.0.0", "1.2.0"), 0, ""},
+		{"0.x only", p("hostpath.csi.k8s.io", "0.3.0"), abi.CodeInvalidArgument,
+			`CSI driver "hostpath.csi.k8s.io" at endpoint "/var/lib/kubelet/plugins/hostpath.csi.k8s.io/csi.sock": offered CSI spec versions 0.3.0`},
+		{"below min_version", p("hostpath.csi.k8s.io", "1.0.0"), abi.CodeInvalidArgument, "this node requires at least 1.1.0"},
+		{"domain", p("ebs.csi.aws.com", "1.2.0"), abi.CodeInvalidArgument, `CSI driver "ebs.csi.aws.com" is not allowed on this node`},
+		{"name", p("hostpath_csi.k8s.io", "1.2.0"), abi.CodeInvalidArgument, `label "hostpath_csi"`},
+		{"endpoint", abi.Plugin{Type: "CSIPlugin", Name: "hostpath.csi.k8s.io", Endpoint: "/tmp/csi.sock", SupportedVersions: []string{"1.2.0"}},
+			abi.CodeInvalidArgument, `endpoint "/tmp/csi.sock" is outside the directories this node allows CSI sockets in`},
+	}, func(t *testing.T, c handlerCase, r *abi.RegisterResponse) {
+		if r.Action != abi.ActionCSIDriver || r.Endpoint != c.plugin.Endpoint || r.Version != "1.2.0" ||
+			r.Attributes["driver"] != c.plugin.Name || r.Attributes["csi_version"] != "1.2.0" {
 			t.Errorf("register: %+v", r)
 		}
 	})

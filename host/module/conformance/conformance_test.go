@@ -156,6 +156,10 @@ func TestDevicePluginHandler(t *testing.T) {
 	Run(t, build.Go(t, "guests/devicepluginhandler"), module.Options{})
 }
 
+func TestCSIHandler(t *testing.T) {
+	Run(t, build.Go(t, "guests/csihandler"), module.Options{Config: map[string]string{"min_version": "1.0.0"}})
+}
+
 func TestCustomHandler(t *testing.T) {
 	Run(t, build.Go(t, "guests/customhandler"), module.Options{Config: map[string]string{"type": "ConformancePlugin"}})
 }
