@@ -2,12 +2,11 @@ package module
 
 // End-to-end tests of the repository's real guest modules (guests/pcisource,
 // guests/devsource, guests/devicepluginhandler, guests/csihandler,
-// guests/customhandler), built
-// for wasip1 and run by the real runtime with real mounts. Their logic is
-// unit-tested natively in their own directories; these tests prove it holds
-// inside the sandbox: files reached through read-only mounts, links resolved
-// within a mount's root, configuration through config_get, replies through
-// the ABI.
+// guests/customhandler), built for wasip1 and run by the real runtime with
+// real mounts. Their logic is unit-tested natively in their own directories;
+// these tests prove it holds inside the sandbox: files reached through
+// read-only mounts, links resolved within a mount's root, configuration
+// through config_get, replies through the ABI.
 
 import (
 	"context"
