@@ -2,8 +2,8 @@
 // them with /healthz and /readyz over HTTP.
 //
 // It implements the observer interfaces of the packages that do the work
-// (module.Observer, pluginmanager.Observer, devicemanager.Observer), so those
-// packages do not depend on Prometheus. Every metric is prefixed wasmlet_;
+// (module.Observer, pluginmanager.Observer, devicemanager.Observer, and
+// csi.Config's Observe), so those packages do not depend on Prometheus. Every metric is prefixed wasmlet_;
 // labels are bounded by the node's modules, plugin types and resources.
 package metrics
 
@@ -30,6 +30,7 @@ type Metrics struct {
 	regLatency      *prometheus.HistogramVec
 	deregistrations *prometheus.CounterVec
 	reconcile       prometheus.Histogram
+	csiDrivers      prometheus.Gauge
 
 	calls        *prometheus.CounterVec
 	callDuration *prometheus.HistogramVec
@@ -67,6 +68,8 @@ func New() *Metrics {
 		Help: "Plugins deregistered, by plugin type."}, []string{"type"})
 	m.reconcile = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "wasmlet_reconcile_duration_seconds",
 		Help: "Duration of a reconciler pass (scheduling operations, not running them).", Buckets: fast})
+	m.csiDrivers = prometheus.NewGauge(prometheus.GaugeOpts{Name: "wasmlet_csi_drivers",
+		Help: "CSI drivers registered on the node, with their node facts (wasmlet csi)."})
 
 	micro := []float64{1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 1e-3, 1e-2, 0.1, 1, 10}
 	m.calls = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wasmlet_module_calls_total",
@@ -101,7 +104,7 @@ func New() *Metrics {
 	m.releases = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wasmlet_releases_total",
 		Help: "Allocations released, by resource."}, []string{"resource"})
 
-	for _, c := range []prometheus.Collector{m.registrations, m.regLatency, m.deregistrations, m.reconcile,
+	for _, c := range []prometheus.Collector{m.registrations, m.regLatency, m.deregistrations, m.reconcile, m.csiDrivers,
 		m.calls, m.callDuration, m.faults, m.traps, m.timeouts, m.quarantines, m.quarantined, m.instances,
 		m.logsDropped, m.moduleLoads, m.devices, m.devicesAllocated, m.allocations, m.allocDuration, m.releases} {
 		f(c)
@@ -177,6 +180,9 @@ func (m *Metrics) Deregistered(pluginType string) {
 }
 
 func (m *Metrics) Reconciled(d time.Duration) { m.reconcile.Observe(d.Seconds()) }
+
+// CSIDrivers sets the number of registered CSI drivers (csi.Config.Observe).
+func (m *Metrics) CSIDrivers(n int) { m.csiDrivers.Set(float64(n)) }
 
 // ---- devicemanager.Observer -----------------------------------------------------
 

@@ -128,6 +128,8 @@ func TestObserversShowInScrape(t *testing.T) {
 	m.Registered("DevicePlugin", "refused", time.Second)
 	m.Deregistered("DevicePlugin")
 	m.Reconciled(300 * time.Microsecond)
+	// csi.Config.Observe
+	m.CSIDrivers(2)
 	// devicemanager.Observer
 	m.Devices("example.com/pci", 3, 1, 2)
 	m.Allocated("example.com/pci", "ok", 4*time.Millisecond)
@@ -163,15 +165,16 @@ func TestObserversShowInScrape(t *testing.T) {
 		`wasmlet_plugin_registration_latency_seconds_bucket{type="DevicePlugin",le="0.0025"}`: 1,
 		`wasmlet_plugin_deregistrations_total{type="DevicePlugin"}`:                           1,
 		`wasmlet_reconcile_duration_seconds_count`:                                            1,
-		`wasmlet_reconcile_duration_seconds_bucket{le="0.0005"}`:                              1,
-		`wasmlet_devices{health="healthy",resource="example.com/pci"}`:                        3,
-		`wasmlet_devices{health="unhealthy",resource="example.com/pci"}`:                      1,
-		`wasmlet_devices_allocated{resource="example.com/pci"}`:                               2,
-		`wasmlet_allocations_total{outcome="ok",resource="example.com/pci"}`:                  1,
-		`wasmlet_allocations_total{outcome="unavailable",resource="example.com/pci"}`:         1,
-		`wasmlet_allocation_duration_seconds_count{resource="example.com/pci"}`:               1,
-		`wasmlet_allocation_duration_seconds_sum{resource="example.com/pci"}`:                 0.004,
-		`wasmlet_releases_total{resource="example.com/pci"}`:                                  1,
+		`wasmlet_csi_drivers`: 2,
+		`wasmlet_reconcile_duration_seconds_bucket{le="0.0005"}`:                      1,
+		`wasmlet_devices{health="healthy",resource="example.com/pci"}`:                3,
+		`wasmlet_devices{health="unhealthy",resource="example.com/pci"}`:              1,
+		`wasmlet_devices_allocated{resource="example.com/pci"}`:                       2,
+		`wasmlet_allocations_total{outcome="ok",resource="example.com/pci"}`:          1,
+		`wasmlet_allocations_total{outcome="unavailable",resource="example.com/pci"}`: 1,
+		`wasmlet_allocation_duration_seconds_count{resource="example.com/pci"}`:       1,
+		`wasmlet_allocation_duration_seconds_sum{resource="example.com/pci"}`:         0.004,
+		`wasmlet_releases_total{resource="example.com/pci"}`:                          1,
 	})
 
 	// A replaced module is no longer quarantined; an unloaded one has no

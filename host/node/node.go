@@ -4,6 +4,7 @@
 //
 //	module directory ─ watcher ─► module.Registry ─► handlers and device sources
 //	registry directory ─► pluginmanager (watcher, caches, reconciler, executor) ─► wasmhandler
+//	CSIPlugin handler ─► csi (the node's CSI drivers and their node facts)
 //	kubelet.sock, DevicePlugin handler, devicesource ─► devicemanager ─► checkpoint
 //	devicesource with bridge = true ─► bridge ─► the external kubelet (instead); cdi specs
 //	api (admin; pod resources v1 and v1alpha1 on a read-only socket of their own), metrics (/metrics /healthz /readyz)
@@ -35,6 +36,7 @@ import (
 	"github.com/wasmlet/wasmlet/host/bridge"
 	"github.com/wasmlet/wasmlet/host/cdi"
 	"github.com/wasmlet/wasmlet/host/config"
+	"github.com/wasmlet/wasmlet/host/csi"
 	"github.com/wasmlet/wasmlet/host/devicemanager"
 	"github.com/wasmlet/wasmlet/host/devicesource"
 	"github.com/wasmlet/wasmlet/host/endpoint"
@@ -61,6 +63,7 @@ type Node struct {
 	cache   *module.Cache
 	modules *module.Registry
 	plugins *pluginmanager.Manager
+	csi     *csi.Drivers
 	devices *devicemanager.Manager
 	dmsrv   *devicemanager.Server
 	sources *devicesource.Controller
@@ -152,9 +155,11 @@ func New(cfg *config.Config, log hclog.Logger) (*Node, error) {
 			return endpoint.Dial(ctx, resource, path)
 		}, h.OperationTimeout)
 
+	n.csi = csi.New(csi.Config{Logger: log.Named("csi"), Observe: n.metrics.CSIDrivers})
 	n.plugins, err = pluginmanager.New(pluginmanager.Config{
-		RegistryDir:      h.RegistryDir,
-		Handlers:         wasmhandler.New(wasmhandler.Config{Modules: n.modules, DevicePlugins: devicePlugins{n.dmsrv}}),
+		RegistryDir: h.RegistryDir,
+		Handlers: wasmhandler.New(wasmhandler.Config{Modules: n.modules, DevicePlugins: devicePlugins{n.dmsrv},
+			CSIDrivers: csiDrivers{n.csi}}),
 		ResyncPeriod:     h.ResyncPeriod,
 		OperationTimeout: h.OperationTimeout,
 		BackoffInitial:   h.BackoffInitial,
@@ -243,6 +248,20 @@ func (d devicePlugins) RegisterDevicePlugin(ctx context.Context, p wasmhandler.D
 
 func (d devicePlugins) DeregisterDevicePlugin(ctx context.Context, p wasmhandler.DevicePlugin) error {
 	return d.s.DeregisterDevicePlugin(ctx, devicemanager.DevicePlugin(p))
+}
+
+// csiDrivers adapts the node's CSI driver registry to the handler modules:
+// a CSIPlugin handler's ACTION_CSI_DRIVER registers its driver here.
+type csiDrivers struct{ d *csi.Drivers }
+
+func (c csiDrivers) RegisterCSIDriver(ctx context.Context, d wasmhandler.CSIDriver) (string, error) {
+	reg, err := c.d.Register(ctx, csi.Registration(d))
+	return reg.Version, err
+}
+
+func (c csiDrivers) DeregisterCSIDriver(_ context.Context, d wasmhandler.CSIDriver) error {
+	c.d.Deregister(d.Name, d.SocketPath)
+	return nil
 }
 
 // Run is New then Run: `wasmlet run`.
@@ -432,6 +451,9 @@ func (n *Node) Bridge() *bridge.Bridge { return n.bridge }
 
 // CDI is the node's CDI spec files.
 func (n *Node) CDI() *cdi.Specs { return n.cdi }
+
+// CSI is the node's CSI driver registry.
+func (n *Node) CSI() *csi.Drivers { return n.csi }
 
 // Devices is the node's device manager.
 func (n *Node) Devices() *devicemanager.Manager { return n.devices }

@@ -18,12 +18,13 @@ type action struct {
 	deregister func(ctx context.Context, p pluginmanager.Plugin, r pluginmanager.Registration) error
 }
 
-// newActions is every action the host carries out. A new one (a CSI
-// driver's, say) is an ABI constant and an entry here.
+// newActions is every action the host carries out. A new one is an ABI
+// constant and an entry here.
 func (hs *Handlers) newActions() map[abi.Action]action {
 	return map[abi.Action]action{
 		abi.ActionRecord:       {}, // recorded by the plugin manager; nothing else
 		abi.ActionDevicePlugin: hs.devicePluginAction(),
+		abi.ActionCSIDriver:    hs.csiDriverAction(),
 	}
 }
 
@@ -69,19 +70,27 @@ func (hs *Handlers) devicePluginAction() action {
 	}
 }
 
-// devicePlugin resolves an ACTION_DEVICE_PLUGIN decision: what the handler
-// said, or else what the plugin said. A relative endpoint is in the
-// registration socket's directory; none at all is the registration socket.
-func devicePlugin(p pluginmanager.Plugin, d *abi.RegisterResponse) DevicePlugin {
+// endpoint resolves a decision's endpoint: what the handler said, or else
+// what the plugin said. A relative endpoint is in the registration socket's
+// directory; none at all is the registration socket.
+func endpoint(p pluginmanager.Plugin, d *abi.RegisterResponse) string {
 	ep := d.Endpoint
 	if ep == "" {
 		ep = p.Endpoint
 	}
 	if ep == "" {
-		ep = p.SocketPath
-	} else if !filepath.IsAbs(ep) {
+		return p.SocketPath
+	}
+	if !filepath.IsAbs(ep) {
 		ep = filepath.Join(filepath.Dir(p.SocketPath), ep)
 	}
+	return ep
+}
+
+// devicePlugin resolves an ACTION_DEVICE_PLUGIN decision: what the handler
+// said, or else what the plugin said.
+func devicePlugin(p pluginmanager.Plugin, d *abi.RegisterResponse) DevicePlugin {
+	ep := endpoint(p, d)
 	version := d.Version
 	if version == "" && len(p.Versions) > 0 {
 		version = p.Versions[0]
@@ -91,4 +100,53 @@ func devicePlugin(p pluginmanager.Plugin, d *abi.RegisterResponse) DevicePlugin 
 		resource = p.Name
 	}
 	return DevicePlugin{Resource: resource, Endpoint: ep, Version: version, PluginName: p.Name, SocketPath: p.SocketPath}
+}
+
+// CSIDriver is a CSI driver a handler registered with ACTION_CSI_DRIVER.
+type CSIDriver struct {
+	Name       string   // the plugin's name: the driver's
+	Endpoint   string   // absolute path of the driver's CSI socket
+	Version    string   // the CSI spec version the handler chose; empty: the highest 1.x offered
+	Offered    []string // the versions the plugin offered
+	SocketPath string   // the registration socket it came from
+}
+
+// CSIDrivers is the node's CSI driver registry (host/csi), seen from
+// ACTION_CSI_DRIVER.
+type CSIDrivers interface {
+	// RegisterCSIDriver asks the driver for its node facts and records it;
+	// it returns the CSI spec version used with it. Its error is the
+	// reason the driver is refused.
+	RegisterCSIDriver(ctx context.Context, d CSIDriver) (version string, err error)
+	DeregisterCSIDriver(ctx context.Context, d CSIDriver) error
+}
+
+// csiDriverAction registers the plugin as a CSI driver, which asks the
+// driver for its node facts, as the kubelet's CSI plugin handler does. A
+// driver that does not answer, or answers facts of the wrong shape, is
+// refused with the registry's reason.
+func (hs *Handlers) csiDriverAction() action {
+	drivers := hs.cfg.CSIDrivers
+	return action{
+		register: func(ctx context.Context, p pluginmanager.Plugin, d *abi.RegisterResponse, r *pluginmanager.Registration) error {
+			c := CSIDriver{Name: p.Name, Endpoint: endpoint(p, d), Version: d.Version, Offered: p.Versions, SocketPath: p.SocketPath}
+			r.Endpoint, r.Version = c.Endpoint, c.Version
+			if drivers == nil {
+				return nil
+			}
+			v, err := drivers.RegisterCSIDriver(ctx, c)
+			if err != nil {
+				return &pluginmanager.Refusal{Reason: err.Error()}
+			}
+			r.Version = v
+			return nil
+		},
+		deregister: func(ctx context.Context, p pluginmanager.Plugin, r pluginmanager.Registration) error {
+			if drivers == nil {
+				return nil
+			}
+			return drivers.DeregisterCSIDriver(ctx, CSIDriver{Name: p.Name, Endpoint: r.Endpoint, Version: r.Version,
+				Offered: p.Versions, SocketPath: p.SocketPath})
+		},
+	}
 }

@@ -10,8 +10,9 @@
 //
 // A register decision names an action (actions.go): ACTION_RECORD only
 // records the plugin, ACTION_DEVICE_PLUGIN hands it to the device manager
-// (DevicePlugins). An action the host does not know is refused. If an
-// action fails, the module is told the plugin did not register after all
+// (DevicePlugins), ACTION_CSI_DRIVER to the node's CSI driver registry
+// (CSIDrivers). An action the host does not know is refused. If an action
+// fails, the module is told the plugin did not register after all
 // (deregister).
 //
 // Handlers come and go with their module files: a plugin is registered by
@@ -36,6 +37,9 @@ type Config struct {
 	// DevicePlugins carries out ACTION_DEVICE_PLUGIN; without it such
 	// plugins are only recorded.
 	DevicePlugins DevicePlugins
+	// CSIDrivers carries out ACTION_CSI_DRIVER; without it such plugins
+	// are only recorded.
+	CSIDrivers CSIDrivers
 }
 
 // Handlers finds the handler modules; it is a pluginmanager.HandlerLookup.
