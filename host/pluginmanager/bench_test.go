@@ -7,6 +7,12 @@ package pluginmanager_test
 // milliseconds and, for 200 plugins created at once, the time until the last
 // one is registered. The kubelet needs about a second for one plugin (its
 // reconciler loop period).
+//
+// BenchmarkCSIRegistrationLatency is the same for a CSI driver (issue 16):
+// a registrar announcing it as node-driver-registrar does, the csihandler
+// module deciding, and the host asking the driver (a CSI node service on a
+// real socket) for NodeGetInfo and NodeGetCapabilities before the registrar
+// hears it is registered.
 
 import (
 	"fmt"
@@ -16,7 +22,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
 	"github.com/wasmlet/wasmlet/host/internal/testplugin"
+	"github.com/wasmlet/wasmlet/host/pluginmanager"
 )
 
 func BenchmarkRegistrationLatency(b *testing.B) {
@@ -72,4 +81,38 @@ func BenchmarkRegistrationLatency(b *testing.B) {
 			}
 		})
 	}
+}
+
+func BenchmarkCSIRegistrationLatency(b *testing.B) {
+	e := start(b, map[string]string{"csihandler": "guests/csihandler"}, func(c *pluginmanager.Config) {
+		c.Logger = hclog.New(&hclog.LoggerOptions{Level: hclog.Error})
+	})
+	var lat []time.Duration
+	round := 0
+	for b.Loop() {
+		round++
+		name := fmt.Sprintf("d%d.csi.example.com", round)
+		b.StopTimer()
+		driver := testplugin.StartCSIDriver(b, filepath.Join(e.regDir, "..", "csi", name+".sock"), testplugin.CSINodeInfo{NodeID: "node-1", MaxVolumes: 16,
+			Topology: map[string]string{"topology.example.com/node": "node-1"}})
+		b.StartTimer()
+		reg := testplugin.StartRegistrant(b, filepath.Join(e.regDir, name+"-reg.sock"), testplugin.Info{
+			Type: "CSIPlugin", Name: name, Endpoint: driver.Path, Versions: []string{"1.0.0"}})
+		s := reg.Expect(b, 10*time.Second)
+		if !s.Registered {
+			b.Fatalf("%+v", s)
+		}
+		lat = append(lat, s.At.Sub(reg.Created()))
+		b.StopTimer()
+		reg.Stop()
+		driver.Stop()
+		for e.csi.Len() > 0 {
+			time.Sleep(time.Millisecond)
+		}
+		b.StartTimer()
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	b.ReportMetric(ms(lat[len(lat)/2]), "p50-ms")
+	b.ReportMetric(ms(lat[len(lat)*99/100]), "p99-ms")
 }

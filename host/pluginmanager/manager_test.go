@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/wasmlet/wasmlet/guests/build"
+	hostcsi "github.com/wasmlet/wasmlet/host/csi"
 	"github.com/wasmlet/wasmlet/host/internal/testenv"
 	"github.com/wasmlet/wasmlet/host/internal/testplugin"
 	"github.com/wasmlet/wasmlet/host/module"
@@ -64,6 +65,7 @@ type env struct {
 	modules  *module.Registry
 	pm       *pluginmanager.Manager
 	dm       *recorder
+	csi      *hostcsi.Drivers
 	cancel   context.CancelFunc
 	done     chan struct{}
 	handlers map[string]string
@@ -84,13 +86,17 @@ func start(t testing.TB, modules map[string]string, opts ...func(*pluginmanager.
 			o.Config = map[string]string{"type": "ExamplePlugin", "versions": "v1,v2", "name_pattern": "example-*"}
 		case "foohandler":
 			o.Config = map[string]string{"type": "FooPlugin", "versions": "v1"}
+		case "csihandler":
+			o.Config = map[string]string{"endpoint_dirs": ""} // the tests' directories are anywhere
 		}
 		return o
 	}, func() map[string]string { return e.handlers }, nil)
 	for name, dir := range modules {
 		e.install(name, dir)
 	}
-	cfg := pluginmanager.Config{RegistryDir: e.regDir, Handlers: wasmhandler.New(wasmhandler.Config{Modules: e.modules, DevicePlugins: e.dm}),
+	e.csi = hostcsi.New(hostcsi.Config{})
+	cfg := pluginmanager.Config{RegistryDir: e.regDir, Handlers: wasmhandler.New(wasmhandler.Config{Modules: e.modules, DevicePlugins: e.dm,
+		CSIDrivers: csiDrivers{e.csi}}),
 		ResyncPeriod:     time.Minute,
 		OperationTimeout: 2 * time.Second, BackoffInitial: 50 * time.Millisecond, BackoffMax: 400 * time.Millisecond,
 		Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: testenv.Writer{T: t}})}
@@ -171,6 +177,20 @@ func has(ps []pluginmanager.PluginStatus, socket string) bool {
 		}
 	}
 	return false
+}
+
+// csiDrivers is the node's adapter (host/node) from the CSI action to the
+// CSI driver registry.
+type csiDrivers struct{ d *hostcsi.Drivers }
+
+func (c csiDrivers) RegisterCSIDriver(ctx context.Context, d wasmhandler.CSIDriver) (string, error) {
+	reg, err := c.d.Register(ctx, hostcsi.Registration(d))
+	return reg.Version, err
+}
+
+func (c csiDrivers) DeregisterCSIDriver(_ context.Context, d wasmhandler.CSIDriver) error {
+	c.d.Deregister(d.Name, d.SocketPath)
+	return nil
 }
 
 var example = testplugin.Info{Type: "ExamplePlugin", Name: "example-one", Endpoint: "/run/example.sock", Versions: []string{"v2"}}
