@@ -709,7 +709,8 @@ type RegisterResponse struct {
 	// Format: ABI.md, "String formats".
 	ResourceName string `protobuf:"bytes,2,opt,name=resource_name,json=resourceName,proto3" json:"resource_name,omitempty"`
 	// ACTION_DEVICE_PLUGIN: the device plugin socket to dial;
-	// ACTION_CSI_DRIVER: the CSI driver's socket. Relative paths are resolved
+	// ACTION_CSI_DRIVER: empty, or the CSI socket the plugin announced (the
+	// host dials no other). Relative paths are resolved
 	// against the directory of plugin.socket_path; empty means
 	// plugin.endpoint, or plugin.socket_path when that is empty too.
 	Endpoint string `protobuf:"bytes,3,opt,name=endpoint,proto3" json:"endpoint,omitempty"`

@@ -10,6 +10,8 @@
 //	                         until the host ends the call at its deadline;
 //	                         then the plugin is recorded
 //	a plugin named "ok-*"    register records the plugin at once
+//	a plugin named "csi-*"   register answers ACTION_CSI_DRIVER with the
+//	                         endpoint /run/elsewhere.sock, not the plugin's
 //	any other plugin         register answers with action 7, which no host
 //	                         carries out
 //
@@ -49,6 +51,8 @@ func init() {
 				return &abi.RegisterResponse{Action: abi.ActionRecord}, nil
 			case strings.HasPrefix(p.Name, "ok-"):
 				return &abi.RegisterResponse{Action: abi.ActionRecord}, nil
+			case strings.HasPrefix(p.Name, "csi-"):
+				return &abi.RegisterResponse{Action: abi.ActionCSIDriver, Endpoint: "/run/elsewhere.sock", Version: "1.0.0"}, nil
 			}
 			return &abi.RegisterResponse{Action: 7}, nil
 		},

@@ -125,11 +125,21 @@ type CSIDrivers interface {
 // driver for its node facts, as the kubelet's CSI plugin handler does. A
 // driver that does not answer, or answers facts of the wrong shape, is
 // refused with the registry's reason.
+//
+// The host dials the CSI socket the plugin announced: a handler accepts or
+// refuses it, and may repeat it in its decision, but cannot send the host
+// to another socket.
 func (hs *Handlers) csiDriverAction() action {
 	drivers := hs.cfg.CSIDrivers
 	return action{
 		register: func(ctx context.Context, p pluginmanager.Plugin, d *abi.RegisterResponse, r *pluginmanager.Registration) error {
-			c := CSIDriver{Name: p.Name, Endpoint: endpoint(p, d), Version: d.Version, Offered: p.Versions, SocketPath: p.SocketPath}
+			announced := endpoint(p, &abi.RegisterResponse{})
+			if ep := endpoint(p, d); ep != announced {
+				return &pluginmanager.Refusal{Reason: fmt.Sprintf(
+					"CSI driver %q announced its CSI socket at %s, but its handler answered %s: a handler may not send the host to another socket",
+					p.Name, announced, ep)}
+			}
+			c := CSIDriver{Name: p.Name, Endpoint: announced, Version: d.Version, Offered: p.Versions, SocketPath: p.SocketPath}
 			r.Endpoint, r.Version = c.Endpoint, c.Version
 			if drivers == nil {
 				return nil

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,9 +19,24 @@ import (
 	"github.com/wasmlet/wasmlet/host/pluginmanager/wasmhandler"
 )
 
+// csiDrivers records the CSI drivers it is asked to register.
+type csiDrivers struct{ asked atomic.Int32 }
+
+func (c *csiDrivers) RegisterCSIDriver(context.Context, wasmhandler.CSIDriver) (string, error) {
+	c.asked.Add(1)
+	return "1.0.0", nil
+}
+
+func (c *csiDrivers) DeregisterCSIDriver(context.Context, wasmhandler.CSIDriver) error { return nil }
+
 // start runs a plugin manager whose only handler is the misbehaving module
 // guests/testmodules/badhandler, and returns the registry directory.
 func start(t *testing.T) (*pluginmanager.Manager, string, *testenv.Calls) {
+	pm, dir, c, _ := startWithCSI(t)
+	return pm, dir, c
+}
+
+func startWithCSI(t *testing.T) (*pluginmanager.Manager, string, *testenv.Calls, *csiDrivers) {
 	dir := testenv.ShortDir(t)
 	c := &testenv.Calls{}
 	reg := module.NewRegistry(func(string) module.Options {
@@ -39,7 +55,8 @@ func start(t *testing.T) (*pluginmanager.Manager, string, *testenv.Calls) {
 	if _, err := reg.Load(context.Background(), path); err != nil {
 		t.Fatal(err)
 	}
-	pm, err := pluginmanager.New(pluginmanager.Config{RegistryDir: filepath.Join(dir, "r"), Handlers: wasmhandler.New(wasmhandler.Config{Modules: reg}),
+	drivers := &csiDrivers{}
+	pm, err := pluginmanager.New(pluginmanager.Config{RegistryDir: filepath.Join(dir, "r"), Handlers: wasmhandler.New(wasmhandler.Config{Modules: reg, CSIDrivers: drivers}),
 		OperationTimeout: 5 * time.Second, BackoffInitial: time.Hour, Logger: testenv.Logger(t, hclog.Warn)})
 	if err != nil {
 		t.Fatal(err)
@@ -49,7 +66,7 @@ func start(t *testing.T) (*pluginmanager.Manager, string, *testenv.Calls) {
 	go func() { defer close(done); pm.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 	<-pm.Ready()
-	return pm, filepath.Join(dir, "r"), c
+	return pm, filepath.Join(dir, "r"), c, drivers
 }
 
 func status(t *testing.T, pm *pluginmanager.Manager, socket, state string) pluginmanager.PluginStatus {
@@ -92,4 +109,24 @@ func TestModuleFaultNotToldToThePlugin(t *testing.T) {
 		t.Fatalf("status %+v", st)
 	}
 	p.ExpectNone(t, 100*time.Millisecond)
+}
+
+// A CSI decision that names another socket than the one the driver
+// announced is refused: the host dials no socket a plugin did not announce.
+func TestCSIEndpointIsTheDrivers(t *testing.T) {
+	pm, regDir, c, drivers := startWithCSI(t)
+	p := testplugin.StartRegistrant(t, filepath.Join(regDir, "csi.sock"), testplugin.Info{Type: "BadPlugin", Name: "csi-1",
+		Endpoint: "/var/lib/kubelet/plugins/csi-1/csi.sock", Versions: []string{"1.0.0"}})
+	s := p.Expect(t, 10*time.Second)
+	if s.Registered || s.Error != `CSI driver "csi-1" announced its CSI socket at /var/lib/kubelet/plugins/csi-1/csi.sock, `+
+		`but its handler answered /run/elsewhere.sock: a handler may not send the host to another socket` {
+		t.Fatalf("plugin told %+v", s)
+	}
+	status(t, pm, p.Path, pluginmanager.StateFailing)
+	if n := drivers.asked.Load(); n != 0 {
+		t.Fatalf("the CSI registry was asked %d times", n)
+	}
+	if d := c.Count("deregister"); d != 1 {
+		t.Fatalf("module told of %d deregistrations, want 1", d)
+	}
 }
