@@ -12,6 +12,13 @@
 //     kubelet's own plugin manager (k8s.io/kubernetes/pkg/kubelet/pluginmanager)
 //     against the same 50 processes.
 //
+// It also registers a real CSI driver, Kubernetes' own mock CSI driver
+// (k8s.io/kubernetes/test/e2e/storage/drivers/csi-test), through a registrar
+// that does what node-driver-registrar does, with the bundled csihandler:
+// its node facts recorded, a restart registered again, a driver that is down
+// or offers only CSI 0.3.0 refused with the reason, its registrar's going
+// forgetting it (csi_test.go).
+//
 // It lives in the tests/k8s module, apart from the main module, so that
 // k8s.io/kubernetes never enters wasmlet's own dependency graph.
 package registration

@@ -21,6 +21,7 @@ import (
 // Makefile's GO_GUESTS), by name, with the guest each is built from.
 var bundledModules = map[string]string{
 	"devicepluginhandler": "guests/devicepluginhandler",
+	"csihandler":          "guests/csihandler",
 	"customhandler":       "guests/customhandler",
 	"pcisource":           "guests/pcisource",
 	"devsource":           "guests/devsource",
