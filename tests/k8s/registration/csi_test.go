@@ -48,7 +48,9 @@ func startCSIDriver(tb testing.TB, endpoint string, cfg service.Config) *csiDriv
 	svc := service.New(cfg)
 	drv := mockdriver.NewCSIDriver(&mockdriver.CSIDriverServers{Identity: svc, Node: svc, Controller: svc})
 	// A pass-through interceptor: the default one logs every call as JSON.
-	pass := func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) { return h(ctx, req) }
+	pass := func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		return h(ctx, req)
+	}
 	if err := drv.Start(lis, pass); err != nil {
 		tb.Fatal(err)
 	}
