@@ -185,6 +185,7 @@ func printStatus(w io.Writer, st *adminpb.StatusResponse) {
 	t.row("Resources:", fmt.Sprintf("%d, with %s (%d healthy, %d allocated)", n.Resources,
 		plural(int(n.Devices), "device", "devices"), n.DevicesHealthy, n.DevicesAllocated))
 	t.row("Allocations:", strconv.Itoa(int(n.Allocations)))
+	t.row("CSI drivers:", strconv.Itoa(int(n.CsiDrivers)))
 	t.flush()
 	if len(st.Bridged) > 0 {
 		fmt.Fprintln(w, "\nBridged to the kubelet:")
@@ -507,11 +508,7 @@ func printResources(w io.Writer, rs []*adminpb.Resource, devices bool) {
 			if !d.Healthy {
 				health = "unhealthy"
 			}
-			var attrs []string
-			for _, k := range slices.Sorted(maps.Keys(d.Attributes)) {
-				attrs = append(attrs, k+"="+d.Attributes[k])
-			}
-			t.row(r.Name, d.Id, health, joinInts(d.NumaNodes), d.AllocatedTo, strings.Join(attrs, " "))
+			t.row(r.Name, d.Id, health, joinInts(d.NumaNodes), d.AllocatedTo, strings.Join(keyValues(d.Attributes), " "))
 		}
 	}
 	t.flush()
@@ -694,6 +691,49 @@ Examples:
 					fmt.Fprintf(c.stdout, "Released %s of %s from %s: %s\n", plural(len(a.DeviceIds), "device", "devices"),
 						a.Resource, a.Workload, strings.Join(a.DeviceIds, ", "))
 				}
+				return nil
+			})
+		},
+	}
+}
+
+func csiCmd() *command {
+	return &command{
+		name: "csi", group: groupClient, summary: "CSI drivers and the node facts they reported",
+		help: `List the CSI drivers registered through the plugin registry (plugins of
+type CSIPlugin that the CSI handler module accepted), with what each driver
+reported when it registered: its node id, the most volumes it may publish
+on this node, its accessible topology (NodeGetInfo) and its node service's
+capabilities (NodeGetCapabilities). These are the facts the kubelet
+publishes as the node's CSINode object. A driver that was refused is not
+listed: wasmlet plugins shows why.
+
+Examples:
+  wasmlet csi
+  wasmlet csi -o json`,
+		run: func(c *cli, _ []string) error {
+			return c.call(func(ctx context.Context, cl *api.Client) error {
+				resp, err := cl.ListCSIDrivers(ctx, &adminpb.ListCSIDriversRequest{})
+				if err != nil {
+					return err
+				}
+				if c.json() {
+					return c.printProto(resp)
+				}
+				if len(resp.Drivers) == 0 {
+					fmt.Fprintln(c.stderr, "No CSI drivers registered (wasmlet plugins lists the plugin sockets).")
+					return nil
+				}
+				t := newTable(c.stdout, "DRIVER", "VERSION", "NODE ID", "MAX VOLUMES", "TOPOLOGY", "CAPABILITIES", "AGE", "ENDPOINT")
+				for _, d := range resp.Drivers {
+					max := "-"
+					if d.MaxVolumes > 0 {
+						max = strconv.FormatInt(d.MaxVolumes, 10)
+					}
+					t.row(d.Name, d.Version, d.NodeId, max, strings.Join(keyValues(d.Topology), ","), strings.Join(d.Capabilities, ","),
+						ago(d.Registered), d.Endpoint)
+				}
+				t.flush()
 				return nil
 			})
 		},

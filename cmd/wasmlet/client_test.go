@@ -175,7 +175,9 @@ func TestClientCommands(t *testing.T) {
 		"Modules:     2 running, 0 loading, 0 quarantined, 0 in conflict, 0 refused",
 		"Plugins:     0 seen: 0 registered, 0 waiting for a handler, 0 failing",
 		"Pod resources: "+filepath.Join(h.dir, "state", "pod-resources", "wasmlet.sock")+" (read-only",
-		"Resources:   1, with 4 devices (4 healthy, 0 allocated)", "Allocations: 0")
+		"Resources:   1, with 4 devices (4 healthy, 0 allocated)", "Allocations: 0", "CSI drivers: 0")
+	// tests/k8s lists a real CSI driver.
+	expect(t, exitOK, args("csi"), "stderr:No CSI drivers registered (wasmlet plugins lists the plugin sockets).")
 	// --config finds the socket in the file.
 	r := expect(t, exitOK, []string{"--config", h.config, "status", "-o", "json"})
 	var st struct {

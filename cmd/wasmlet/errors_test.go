@@ -25,6 +25,7 @@ func (f *failing) Modules() []*adminpb.Module         { return nil }
 func (f *failing) Plugins() []*adminpb.Plugin         { return nil }
 func (f *failing) Resources() []*adminpb.Resource     { return nil }
 func (f *failing) Allocations() []*adminpb.Allocation { return nil }
+func (f *failing) CSIDrivers() []*adminpb.CSIDriver   { return nil }
 func (f *failing) ReloadModule(context.Context, string) (*adminpb.Module, error) {
 	return nil, f.err
 }

@@ -102,7 +102,7 @@ func commands() []*command {
 	return []*command{
 		runCmd(),
 		statusCmd(), pluginsCmd(), modulesCmd(), moduleReloadCmd(), resourcesCmd(false), resourcesCmd(true),
-		allocationsCmd(), allocateCmd(), releaseCmd(),
+		allocationsCmd(), allocateCmd(), releaseCmd(), csiCmd(),
 		configValidateCmd(), moduleInspectCmd(), moduleCheckCmd(), checkpointVerifyCmd(), checkpointShowCmd(),
 	}
 }

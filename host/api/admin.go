@@ -65,6 +65,7 @@ func (s *admin) Status(context.Context, *adminpb.StatusRequest) (*adminpb.Status
 		c.DevicesAllocated += r.Allocated
 	}
 	c.Allocations = int32(len(s.b.Allocations()))
+	c.CsiDrivers = int32(len(s.b.CSIDrivers()))
 	return out, nil
 }
 
@@ -140,6 +141,10 @@ func (s *admin) ListAllocations(_ context.Context, req *adminpb.ListAllocationsR
 		}
 	}
 	return out, nil
+}
+
+func (s *admin) ListCSIDrivers(context.Context, *adminpb.ListCSIDriversRequest) (*adminpb.ListCSIDriversResponse, error) {
+	return &adminpb.ListCSIDriversResponse{Drivers: s.b.CSIDrivers()}, nil
 }
 
 func (s *admin) Allocate(ctx context.Context, req *adminpb.AllocateRequest) (*adminpb.AllocateResponse, error) {

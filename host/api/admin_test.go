@@ -52,23 +52,28 @@ func TestStatusCounts(t *testing.T) {
 	}
 	f.resources = []*adminpb.Resource{{Name: "a", Capacity: 4, Healthy: 3, Allocated: 1}, {Name: "b", Capacity: 2, Healthy: 2}}
 	f.allocations = []*adminpb.Allocation{{Workload: "n/p/c"}}
+	f.csiDrivers = []*adminpb.CSIDriver{{Name: "a.csi.example.com"}, {Name: "b.csi.example.com"}}
 	st, err := client(t, f).Status(context.Background(), &adminpb.StatusRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := st.Counts
 	got := fmt.Sprintf("modules %d: %d running, %d loading, %d quarantined, %d conflicting, %d refused; "+
-		"plugins %d: %d registered, %d waiting, %d failing; resources %d, devices %d/%d/%d, allocations %d",
+		"plugins %d: %d registered, %d waiting, %d failing; resources %d, devices %d/%d/%d, allocations %d, CSI drivers %d",
 		c.Modules, c.ModulesRunning, c.ModulesLoading, c.ModulesQuarantined, c.ModulesConflicting, c.ModulesRefused,
 		c.Plugins, c.PluginsRegistered, c.PluginsWaiting, c.PluginsFailing, c.Resources, c.Devices, c.DevicesHealthy,
-		c.DevicesAllocated, c.Allocations)
+		c.DevicesAllocated, c.Allocations, c.CsiDrivers)
 	want := "modules 8: 3 running, 1 loading, 2 quarantined, 1 conflicting, 1 refused; " +
-		"plugins 8: 4 registered, 2 waiting, 1 failing; resources 2, devices 6/5/1, allocations 1"
+		"plugins 8: 4 registered, 2 waiting, 1 failing; resources 2, devices 6/5/1, allocations 1, CSI drivers 2"
 	if got != want {
 		t.Fatalf("counts\n got %s\nwant %s", got, want)
 	}
 	if st.Version != "v" || st.Pid == 0 {
 		t.Fatalf("status %v", st)
+	}
+	drivers, err := client(t, f).ListCSIDrivers(context.Background(), &adminpb.ListCSIDriversRequest{})
+	if err != nil || len(drivers.Drivers) != 2 || drivers.Drivers[1].Name != "b.csi.example.com" {
+		t.Fatalf("ListCSIDrivers: %v, %v", drivers, err)
 	}
 }
 

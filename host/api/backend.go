@@ -34,6 +34,9 @@ type Backend interface {
 	// the change is durable. The API checks the request first.
 	Allocate(ctx context.Context, req *adminpb.AllocateRequest) (*adminpb.Allocation, error)
 	Release(ctx context.Context, workload, resource string) ([]*adminpb.Allocation, error)
+	// CSIDrivers lists the registered CSI drivers, in name order, with
+	// their node facts.
+	CSIDrivers() []*adminpb.CSIDriver
 }
 
 // Module states (adminpb.Module.State).

@@ -3,7 +3,7 @@
 //   - The admin socket (host.api_socket) serves wasmlet's own admin
 //     service, wasmlet.admin.v1.Admin (adminpb/admin.proto): everything the
 //     wasmlet command needs: status, plugins, modules (and reloading one),
-//     resources and devices, allocations, allocate and release.
+//     resources and devices, allocations, allocate and release, CSI drivers.
 //   - The pod resources socket (host.pod_resources_socket) serves the
 //     kubelet's pod resources services, which only read: v1
 //     (k8s.io/kubelet/pkg/apis/podresources/v1: List,

@@ -19,6 +19,7 @@ type fake struct {
 	plugins     []*adminpb.Plugin
 	resources   []*adminpb.Resource
 	allocations []*adminpb.Allocation
+	csiDrivers  []*adminpb.CSIDriver
 	// err is what Allocate, Release and ReloadModule fail with; block, when
 	// not nil, is waited on first (or the call's context).
 	err   error
@@ -45,6 +46,12 @@ func (f *fake) Allocations() []*adminpb.Allocation {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.allocations
+}
+
+func (f *fake) CSIDrivers() []*adminpb.CSIDriver {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.csiDrivers
 }
 
 func (f *fake) fail(ctx context.Context) error {

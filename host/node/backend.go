@@ -16,6 +16,7 @@ import (
 	"github.com/wasmlet/wasmlet/host/api/adminpb"
 	"github.com/wasmlet/wasmlet/host/bridge"
 	"github.com/wasmlet/wasmlet/host/cdi"
+	"github.com/wasmlet/wasmlet/host/csi"
 	"github.com/wasmlet/wasmlet/host/devicemanager"
 	"github.com/wasmlet/wasmlet/host/devicesource"
 	"github.com/wasmlet/wasmlet/host/module"
@@ -33,6 +34,7 @@ type parts struct {
 	sources *devicesource.Controller
 	plugins *pluginmanager.Manager
 	devices *devicemanager.Manager
+	csi     *csi.Drivers
 }
 
 // backend is the host API's view of the node (api.Backend): it asks the
@@ -151,6 +153,18 @@ func (b backend) Release(ctx context.Context, workload, resource string) ([]*adm
 		return nil, b.deviceError(resource, err)
 	}
 	return views(released, allocationView), nil
+}
+
+func (b backend) CSIDrivers() []*adminpb.CSIDriver {
+	if b.p.csi == nil {
+		return nil
+	}
+	return views(b.p.csi.List(), csiDriverView)
+}
+
+func csiDriverView(d csi.Driver) *adminpb.CSIDriver {
+	return &adminpb.CSIDriver{Name: d.Name, Version: d.Version, Endpoint: d.Endpoint, RegistrationSocket: d.SocketPath,
+		NodeId: d.NodeID, MaxVolumes: d.MaxVolumes, Topology: d.Topology, Capabilities: d.Capabilities, Registered: ts(d.Registered)}
 }
 
 // deviceError classifies a device manager error for the API.

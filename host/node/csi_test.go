@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -8,6 +9,8 @@ import (
 
 	csipb "github.com/container-storage-interface/spec/lib/go/csi"
 
+	"github.com/wasmlet/wasmlet/host/api"
+	"github.com/wasmlet/wasmlet/host/api/adminpb"
 	"github.com/wasmlet/wasmlet/host/internal/testplugin"
 	"github.com/wasmlet/wasmlet/host/pluginmanager"
 )
@@ -15,8 +18,9 @@ import (
 // TestCSIDriverThroughHandler follows a CSI driver through a node: its
 // registrar announces it as node-driver-registrar does, the csihandler
 // module approves it, the node asks the driver for its node facts and
-// records them. A driver not up yet is refused with the reason, and
-// registered on a retry; its registration socket's removal forgets it.
+// records them, and the admin API lists them. A driver not up yet is refused
+// with the reason, and registered on a retry; its registration socket's
+// removal forgets it.
 // (tests/k8s/csi runs the scenarios against a real CSI driver.)
 func TestCSIDriverThroughHandler(t *testing.T) {
 	h := start(t, map[string]string{"csihandler": "guests/csihandler"}, `
@@ -57,6 +61,25 @@ CSIPlugin = "csihandler"
 		p.Endpoint != endpoint || p.Attributes["csi_version"] != "1.0.0" {
 		t.Fatalf("plugin %+v", p)
 	}
+	c, err := api.Dial(h.cfg.Host.APISocket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	listed, err := c.ListCSIDrivers(ctx, &adminpb.ListCSIDriversRequest{})
+	if err != nil || len(listed.Drivers) != 1 {
+		t.Fatalf("ListCSIDrivers: %v, %v", listed, err)
+	}
+	if d := listed.Drivers[0]; d.Name != "hostpath.csi.k8s.io" || d.Version != "1.0.0" || d.Endpoint != endpoint ||
+		d.RegistrationSocket != reg.Path || d.NodeId != "node-a" || d.MaxVolumes != 8 ||
+		d.Topology["topology.hostpath.csi/node"] != "node-a" || strings.Join(d.Capabilities, ",") != "STAGE_UNSTAGE_VOLUME" ||
+		!d.Registered.AsTime().Equal(drivers[0].Registered) {
+		t.Fatalf("listed %v", d)
+	}
+	if st, err := c.Status(ctx, &adminpb.StatusRequest{}); err != nil || st.Counts.CsiDrivers != 1 {
+		t.Fatalf("status: %v, %v", st, err)
+	}
 	h.metricsHave("wasmlet_csi_drivers 1", `wasmlet_plugin_registrations_total{outcome="ok",type="CSIPlugin"} 1`,
 		`wasmlet_plugin_registrations_total{outcome="refused",type="CSIPlugin"}`)
 
@@ -65,4 +88,7 @@ CSIPlugin = "csihandler"
 	reg.Stop()
 	h.eventually("the driver forgotten", func() bool { return h.n.CSI().Len() == 0 })
 	h.metricsHave("wasmlet_csi_drivers 0")
+	if listed, err := c.ListCSIDrivers(ctx, &adminpb.ListCSIDriversRequest{}); err != nil || len(listed.Drivers) != 0 {
+		t.Fatalf("after the driver went: %v, %v", listed, err)
+	}
 }

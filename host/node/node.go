@@ -404,7 +404,7 @@ func (n *Node) queueLoad(ch moduleChange) {
 // backend is the node as the host API sees it.
 func (n *Node) backend() api.Backend {
 	return backend{parts{status: n.status, grace: n.cfg.Host.GracePeriod, modules: n.modules, sources: n.sources,
-		plugins: n.plugins, devices: n.devices}}
+		plugins: n.plugins, devices: n.devices, csi: n.csi}}
 }
 
 // status describes the node for the host API.

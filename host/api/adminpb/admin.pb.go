@@ -596,6 +596,7 @@ type Counts struct {
 	ModulesLoading     int32 `protobuf:"varint,13,opt,name=modules_loading,json=modulesLoading,proto3" json:"modules_loading,omitempty"`             // a file is being loaded, nothing runs yet
 	ModulesConflicting int32 `protobuf:"varint,14,opt,name=modules_conflicting,json=modulesConflicting,proto3" json:"modules_conflicting,omitempty"` // running, unused: another module serves the same
 	PluginsWaiting     int32 `protobuf:"varint,15,opt,name=plugins_waiting,json=pluginsWaiting,proto3" json:"plugins_waiting,omitempty"`             // waiting for a handler module for their type
+	CsiDrivers         int32 `protobuf:"varint,16,opt,name=csi_drivers,json=csiDrivers,proto3" json:"csi_drivers,omitempty"`                         // CSI drivers registered (ListCSIDrivers)
 	unknownFields      protoimpl.UnknownFields
 	sizeCache          protoimpl.SizeCache
 }
@@ -731,6 +732,13 @@ func (x *Counts) GetModulesConflicting() int32 {
 func (x *Counts) GetPluginsWaiting() int32 {
 	if x != nil {
 		return x.PluginsWaiting
+	}
+	return 0
+}
+
+func (x *Counts) GetCsiDrivers() int32 {
+	if x != nil {
+		return x.CsiDrivers
 	}
 	return 0
 }
@@ -984,6 +992,203 @@ func (x *Plugin) GetWaitingFor() string {
 	return ""
 }
 
+type ListCSIDriversRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCSIDriversRequest) Reset() {
+	*x = ListCSIDriversRequest{}
+	mi := &file_admin_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCSIDriversRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCSIDriversRequest) ProtoMessage() {}
+
+func (x *ListCSIDriversRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_admin_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCSIDriversRequest.ProtoReflect.Descriptor instead.
+func (*ListCSIDriversRequest) Descriptor() ([]byte, []int) {
+	return file_admin_proto_rawDescGZIP(), []int{9}
+}
+
+type ListCSIDriversResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Drivers       []*CSIDriver           `protobuf:"bytes,1,rep,name=drivers,proto3" json:"drivers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCSIDriversResponse) Reset() {
+	*x = ListCSIDriversResponse{}
+	mi := &file_admin_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCSIDriversResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCSIDriversResponse) ProtoMessage() {}
+
+func (x *ListCSIDriversResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_admin_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCSIDriversResponse.ProtoReflect.Descriptor instead.
+func (*ListCSIDriversResponse) Descriptor() ([]byte, []int) {
+	return file_admin_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ListCSIDriversResponse) GetDrivers() []*CSIDriver {
+	if x != nil {
+		return x.Drivers
+	}
+	return nil
+}
+
+// CSIDriver is a CSI driver registered through the plugin registry, and the
+// node facts it reported when it registered.
+type CSIDriver struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The CSI spec version used with it (the highest 1.x it offered, unless
+	// its handler chose another).
+	Version string `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
+	// Its CSI socket, and the registration socket it was announced on.
+	Endpoint           string `protobuf:"bytes,3,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	RegistrationSocket string `protobuf:"bytes,4,opt,name=registration_socket,json=registrationSocket,proto3" json:"registration_socket,omitempty"`
+	// From NodeGetInfo: the driver's id for this node, the most volumes it
+	// may publish on it (0: no limit reported), its accessible topology.
+	NodeId     string            `protobuf:"bytes,5,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	MaxVolumes int64             `protobuf:"varint,6,opt,name=max_volumes,json=maxVolumes,proto3" json:"max_volumes,omitempty"`
+	Topology   map[string]string `protobuf:"bytes,7,rep,name=topology,proto3" json:"topology,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// From NodeGetCapabilities: the node service's RPC capabilities, by
+	// their CSI names (STAGE_UNSTAGE_VOLUME, GET_VOLUME_STATS...).
+	Capabilities  []string               `protobuf:"bytes,8,rep,name=capabilities,proto3" json:"capabilities,omitempty"`
+	Registered    *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=registered,proto3" json:"registered,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CSIDriver) Reset() {
+	*x = CSIDriver{}
+	mi := &file_admin_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CSIDriver) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CSIDriver) ProtoMessage() {}
+
+func (x *CSIDriver) ProtoReflect() protoreflect.Message {
+	mi := &file_admin_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CSIDriver.ProtoReflect.Descriptor instead.
+func (*CSIDriver) Descriptor() ([]byte, []int) {
+	return file_admin_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *CSIDriver) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CSIDriver) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *CSIDriver) GetEndpoint() string {
+	if x != nil {
+		return x.Endpoint
+	}
+	return ""
+}
+
+func (x *CSIDriver) GetRegistrationSocket() string {
+	if x != nil {
+		return x.RegistrationSocket
+	}
+	return ""
+}
+
+func (x *CSIDriver) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *CSIDriver) GetMaxVolumes() int64 {
+	if x != nil {
+		return x.MaxVolumes
+	}
+	return 0
+}
+
+func (x *CSIDriver) GetTopology() map[string]string {
+	if x != nil {
+		return x.Topology
+	}
+	return nil
+}
+
+func (x *CSIDriver) GetCapabilities() []string {
+	if x != nil {
+		return x.Capabilities
+	}
+	return nil
+}
+
+func (x *CSIDriver) GetRegistered() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Registered
+	}
+	return nil
+}
+
 type ListModulesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -992,7 +1197,7 @@ type ListModulesRequest struct {
 
 func (x *ListModulesRequest) Reset() {
 	*x = ListModulesRequest{}
-	mi := &file_admin_proto_msgTypes[9]
+	mi := &file_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1004,7 +1209,7 @@ func (x *ListModulesRequest) String() string {
 func (*ListModulesRequest) ProtoMessage() {}
 
 func (x *ListModulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[9]
+	mi := &file_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1017,7 +1222,7 @@ func (x *ListModulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModulesRequest.ProtoReflect.Descriptor instead.
 func (*ListModulesRequest) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{9}
+	return file_admin_proto_rawDescGZIP(), []int{12}
 }
 
 type ListModulesResponse struct {
@@ -1029,7 +1234,7 @@ type ListModulesResponse struct {
 
 func (x *ListModulesResponse) Reset() {
 	*x = ListModulesResponse{}
-	mi := &file_admin_proto_msgTypes[10]
+	mi := &file_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1041,7 +1246,7 @@ func (x *ListModulesResponse) String() string {
 func (*ListModulesResponse) ProtoMessage() {}
 
 func (x *ListModulesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[10]
+	mi := &file_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1054,7 +1259,7 @@ func (x *ListModulesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModulesResponse.ProtoReflect.Descriptor instead.
 func (*ListModulesResponse) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{10}
+	return file_admin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListModulesResponse) GetModules() []*Module {
@@ -1120,7 +1325,7 @@ type Module struct {
 
 func (x *Module) Reset() {
 	*x = Module{}
-	mi := &file_admin_proto_msgTypes[11]
+	mi := &file_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1132,7 +1337,7 @@ func (x *Module) String() string {
 func (*Module) ProtoMessage() {}
 
 func (x *Module) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[11]
+	mi := &file_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1145,7 +1350,7 @@ func (x *Module) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Module.ProtoReflect.Descriptor instead.
 func (*Module) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{11}
+	return file_admin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Module) GetName() string {
@@ -1402,7 +1607,7 @@ type Limits struct {
 
 func (x *Limits) Reset() {
 	*x = Limits{}
-	mi := &file_admin_proto_msgTypes[12]
+	mi := &file_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1414,7 +1619,7 @@ func (x *Limits) String() string {
 func (*Limits) ProtoMessage() {}
 
 func (x *Limits) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[12]
+	mi := &file_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1427,7 +1632,7 @@ func (x *Limits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Limits.ProtoReflect.Descriptor instead.
 func (*Limits) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{12}
+	return file_admin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Limits) GetMemoryBytes() uint64 {
@@ -1477,7 +1682,7 @@ type Mount struct {
 
 func (x *Mount) Reset() {
 	*x = Mount{}
-	mi := &file_admin_proto_msgTypes[13]
+	mi := &file_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1489,7 +1694,7 @@ func (x *Mount) String() string {
 func (*Mount) ProtoMessage() {}
 
 func (x *Mount) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[13]
+	mi := &file_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1502,7 +1707,7 @@ func (x *Mount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mount.ProtoReflect.Descriptor instead.
 func (*Mount) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{13}
+	return file_admin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Mount) GetHost() string {
@@ -1535,7 +1740,7 @@ type ReloadModuleRequest struct {
 
 func (x *ReloadModuleRequest) Reset() {
 	*x = ReloadModuleRequest{}
-	mi := &file_admin_proto_msgTypes[14]
+	mi := &file_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1547,7 +1752,7 @@ func (x *ReloadModuleRequest) String() string {
 func (*ReloadModuleRequest) ProtoMessage() {}
 
 func (x *ReloadModuleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[14]
+	mi := &file_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1560,7 +1765,7 @@ func (x *ReloadModuleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadModuleRequest.ProtoReflect.Descriptor instead.
 func (*ReloadModuleRequest) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{14}
+	return file_admin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ReloadModuleRequest) GetName() string {
@@ -1579,7 +1784,7 @@ type ReloadModuleResponse struct {
 
 func (x *ReloadModuleResponse) Reset() {
 	*x = ReloadModuleResponse{}
-	mi := &file_admin_proto_msgTypes[15]
+	mi := &file_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1591,7 +1796,7 @@ func (x *ReloadModuleResponse) String() string {
 func (*ReloadModuleResponse) ProtoMessage() {}
 
 func (x *ReloadModuleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[15]
+	mi := &file_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1604,7 +1809,7 @@ func (x *ReloadModuleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadModuleResponse.ProtoReflect.Descriptor instead.
 func (*ReloadModuleResponse) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{15}
+	return file_admin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ReloadModuleResponse) GetModule() *Module {
@@ -1624,7 +1829,7 @@ type ListResourcesRequest struct {
 
 func (x *ListResourcesRequest) Reset() {
 	*x = ListResourcesRequest{}
-	mi := &file_admin_proto_msgTypes[16]
+	mi := &file_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1636,7 +1841,7 @@ func (x *ListResourcesRequest) String() string {
 func (*ListResourcesRequest) ProtoMessage() {}
 
 func (x *ListResourcesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[16]
+	mi := &file_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1649,7 +1854,7 @@ func (x *ListResourcesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResourcesRequest.ProtoReflect.Descriptor instead.
 func (*ListResourcesRequest) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{16}
+	return file_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListResourcesRequest) GetName() string {
@@ -1668,7 +1873,7 @@ type ListResourcesResponse struct {
 
 func (x *ListResourcesResponse) Reset() {
 	*x = ListResourcesResponse{}
-	mi := &file_admin_proto_msgTypes[17]
+	mi := &file_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1680,7 +1885,7 @@ func (x *ListResourcesResponse) String() string {
 func (*ListResourcesResponse) ProtoMessage() {}
 
 func (x *ListResourcesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[17]
+	mi := &file_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1693,7 +1898,7 @@ func (x *ListResourcesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResourcesResponse.ProtoReflect.Descriptor instead.
 func (*ListResourcesResponse) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{17}
+	return file_admin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListResourcesResponse) GetResources() []*Resource {
@@ -1730,7 +1935,7 @@ type Resource struct {
 
 func (x *Resource) Reset() {
 	*x = Resource{}
-	mi := &file_admin_proto_msgTypes[18]
+	mi := &file_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1742,7 +1947,7 @@ func (x *Resource) String() string {
 func (*Resource) ProtoMessage() {}
 
 func (x *Resource) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[18]
+	mi := &file_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1755,7 +1960,7 @@ func (x *Resource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Resource.ProtoReflect.Descriptor instead.
 func (*Resource) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{18}
+	return file_admin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Resource) GetName() string {
@@ -1877,7 +2082,7 @@ type Device struct {
 
 func (x *Device) Reset() {
 	*x = Device{}
-	mi := &file_admin_proto_msgTypes[19]
+	mi := &file_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1889,7 +2094,7 @@ func (x *Device) String() string {
 func (*Device) ProtoMessage() {}
 
 func (x *Device) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[19]
+	mi := &file_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1902,7 +2107,7 @@ func (x *Device) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Device.ProtoReflect.Descriptor instead.
 func (*Device) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{19}
+	return file_admin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Device) GetId() string {
@@ -1951,7 +2156,7 @@ type ListAllocationsRequest struct {
 
 func (x *ListAllocationsRequest) Reset() {
 	*x = ListAllocationsRequest{}
-	mi := &file_admin_proto_msgTypes[20]
+	mi := &file_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1963,7 +2168,7 @@ func (x *ListAllocationsRequest) String() string {
 func (*ListAllocationsRequest) ProtoMessage() {}
 
 func (x *ListAllocationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[20]
+	mi := &file_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1976,7 +2181,7 @@ func (x *ListAllocationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAllocationsRequest.ProtoReflect.Descriptor instead.
 func (*ListAllocationsRequest) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{20}
+	return file_admin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListAllocationsRequest) GetWorkload() string {
@@ -2002,7 +2207,7 @@ type ListAllocationsResponse struct {
 
 func (x *ListAllocationsResponse) Reset() {
 	*x = ListAllocationsResponse{}
-	mi := &file_admin_proto_msgTypes[21]
+	mi := &file_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2014,7 +2219,7 @@ func (x *ListAllocationsResponse) String() string {
 func (*ListAllocationsResponse) ProtoMessage() {}
 
 func (x *ListAllocationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[21]
+	mi := &file_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2027,7 +2232,7 @@ func (x *ListAllocationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAllocationsResponse.ProtoReflect.Descriptor instead.
 func (*ListAllocationsResponse) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{21}
+	return file_admin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListAllocationsResponse) GetAllocations() []*Allocation {
@@ -2056,7 +2261,7 @@ type Allocation struct {
 
 func (x *Allocation) Reset() {
 	*x = Allocation{}
-	mi := &file_admin_proto_msgTypes[22]
+	mi := &file_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2068,7 +2273,7 @@ func (x *Allocation) String() string {
 func (*Allocation) ProtoMessage() {}
 
 func (x *Allocation) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[22]
+	mi := &file_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2081,7 +2286,7 @@ func (x *Allocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Allocation.ProtoReflect.Descriptor instead.
 func (*Allocation) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{22}
+	return file_admin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Allocation) GetWorkload() string {
@@ -2162,7 +2367,7 @@ type ContainerResponse struct {
 
 func (x *ContainerResponse) Reset() {
 	*x = ContainerResponse{}
-	mi := &file_admin_proto_msgTypes[23]
+	mi := &file_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2174,7 +2379,7 @@ func (x *ContainerResponse) String() string {
 func (*ContainerResponse) ProtoMessage() {}
 
 func (x *ContainerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[23]
+	mi := &file_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2187,7 +2392,7 @@ func (x *ContainerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerResponse.ProtoReflect.Descriptor instead.
 func (*ContainerResponse) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{23}
+	return file_admin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ContainerResponse) GetEnvs() map[string]string {
@@ -2236,7 +2441,7 @@ type ContainerMount struct {
 
 func (x *ContainerMount) Reset() {
 	*x = ContainerMount{}
-	mi := &file_admin_proto_msgTypes[24]
+	mi := &file_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2248,7 +2453,7 @@ func (x *ContainerMount) String() string {
 func (*ContainerMount) ProtoMessage() {}
 
 func (x *ContainerMount) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[24]
+	mi := &file_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2261,7 +2466,7 @@ func (x *ContainerMount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerMount.ProtoReflect.Descriptor instead.
 func (*ContainerMount) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{24}
+	return file_admin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ContainerMount) GetContainerPath() string {
@@ -2296,7 +2501,7 @@ type DeviceSpec struct {
 
 func (x *DeviceSpec) Reset() {
 	*x = DeviceSpec{}
-	mi := &file_admin_proto_msgTypes[25]
+	mi := &file_admin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2308,7 +2513,7 @@ func (x *DeviceSpec) String() string {
 func (*DeviceSpec) ProtoMessage() {}
 
 func (x *DeviceSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[25]
+	mi := &file_admin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2321,7 +2526,7 @@ func (x *DeviceSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeviceSpec.ProtoReflect.Descriptor instead.
 func (*DeviceSpec) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{25}
+	return file_admin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *DeviceSpec) GetContainerPath() string {
@@ -2359,7 +2564,7 @@ type AllocateRequest struct {
 
 func (x *AllocateRequest) Reset() {
 	*x = AllocateRequest{}
-	mi := &file_admin_proto_msgTypes[26]
+	mi := &file_admin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2371,7 +2576,7 @@ func (x *AllocateRequest) String() string {
 func (*AllocateRequest) ProtoMessage() {}
 
 func (x *AllocateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[26]
+	mi := &file_admin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2384,7 +2589,7 @@ func (x *AllocateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocateRequest.ProtoReflect.Descriptor instead.
 func (*AllocateRequest) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{26}
+	return file_admin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *AllocateRequest) GetNamespace() string {
@@ -2438,7 +2643,7 @@ type AllocateResponse struct {
 
 func (x *AllocateResponse) Reset() {
 	*x = AllocateResponse{}
-	mi := &file_admin_proto_msgTypes[27]
+	mi := &file_admin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2450,7 +2655,7 @@ func (x *AllocateResponse) String() string {
 func (*AllocateResponse) ProtoMessage() {}
 
 func (x *AllocateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[27]
+	mi := &file_admin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2463,7 +2668,7 @@ func (x *AllocateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocateResponse.ProtoReflect.Descriptor instead.
 func (*AllocateResponse) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{27}
+	return file_admin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *AllocateResponse) GetAllocation() *Allocation {
@@ -2483,7 +2688,7 @@ type ReleaseRequest struct {
 
 func (x *ReleaseRequest) Reset() {
 	*x = ReleaseRequest{}
-	mi := &file_admin_proto_msgTypes[28]
+	mi := &file_admin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2495,7 +2700,7 @@ func (x *ReleaseRequest) String() string {
 func (*ReleaseRequest) ProtoMessage() {}
 
 func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[28]
+	mi := &file_admin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2508,7 +2713,7 @@ func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseRequest) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{28}
+	return file_admin_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ReleaseRequest) GetWorkload() string {
@@ -2534,7 +2739,7 @@ type ReleaseResponse struct {
 
 func (x *ReleaseResponse) Reset() {
 	*x = ReleaseResponse{}
-	mi := &file_admin_proto_msgTypes[29]
+	mi := &file_admin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2546,7 +2751,7 @@ func (x *ReleaseResponse) String() string {
 func (*ReleaseResponse) ProtoMessage() {}
 
 func (x *ReleaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[29]
+	mi := &file_admin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2559,7 +2764,7 @@ func (x *ReleaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseResponse.ProtoReflect.Descriptor instead.
 func (*ReleaseResponse) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{29}
+	return file_admin_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ReleaseResponse) GetReleased() []*Allocation {
@@ -2630,7 +2835,7 @@ const file_admin_proto_rawDesc = "" +
 	"\amodules\x18\x04 \x01(\tR\amodules\x12\x1e\n" +
 	"\n" +
 	"checkpoint\x18\x05 \x01(\tR\n" +
-	"checkpoint\"\xca\x04\n" +
+	"checkpoint\"\xeb\x04\n" +
 	"\x06Counts\x12\x18\n" +
 	"\amodules\x18\x01 \x01(\x05R\amodules\x12/\n" +
 	"\x13modules_quarantined\x18\x02 \x01(\x05R\x12modulesQuarantined\x12'\n" +
@@ -2647,7 +2852,9 @@ const file_admin_proto_rawDesc = "" +
 	"\x0fmodules_running\x18\f \x01(\x05R\x0emodulesRunning\x12'\n" +
 	"\x0fmodules_loading\x18\r \x01(\x05R\x0emodulesLoading\x12/\n" +
 	"\x13modules_conflicting\x18\x0e \x01(\x05R\x12modulesConflicting\x12'\n" +
-	"\x0fplugins_waiting\x18\x0f \x01(\x05R\x0epluginsWaiting\"\x14\n" +
+	"\x0fplugins_waiting\x18\x0f \x01(\x05R\x0epluginsWaiting\x12\x1f\n" +
+	"\vcsi_drivers\x18\x10 \x01(\x05R\n" +
+	"csiDrivers\"\x14\n" +
 	"\x12ListPluginsRequest\"I\n" +
 	"\x13ListPluginsResponse\x122\n" +
 	"\aplugins\x18\x01 \x03(\v2\x18.wasmlet.admin.v1.PluginR\aplugins\"\xf9\x04\n" +
@@ -2678,6 +2885,25 @@ const file_admin_proto_rawDesc = "" +
 	"\vwaiting_for\x18\x10 \x01(\tR\n" +
 	"waitingFor\x1a=\n" +
 	"\x0fAttributesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x17\n" +
+	"\x15ListCSIDriversRequest\"O\n" +
+	"\x16ListCSIDriversResponse\x125\n" +
+	"\adrivers\x18\x01 \x03(\v2\x1b.wasmlet.admin.v1.CSIDriverR\adrivers\"\xa4\x03\n" +
+	"\tCSIDriver\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\tR\aversion\x12\x1a\n" +
+	"\bendpoint\x18\x03 \x01(\tR\bendpoint\x12/\n" +
+	"\x13registration_socket\x18\x04 \x01(\tR\x12registrationSocket\x12\x17\n" +
+	"\anode_id\x18\x05 \x01(\tR\x06nodeId\x12\x1f\n" +
+	"\vmax_volumes\x18\x06 \x01(\x03R\n" +
+	"maxVolumes\x12E\n" +
+	"\btopology\x18\a \x03(\v2).wasmlet.admin.v1.CSIDriver.TopologyEntryR\btopology\x12\"\n" +
+	"\fcapabilities\x18\b \x03(\tR\fcapabilities\x12:\n" +
+	"\n" +
+	"registered\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"registered\x1a;\n" +
+	"\rTopologyEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x14\n" +
 	"\x12ListModulesRequest\"I\n" +
@@ -2826,7 +3052,7 @@ const file_admin_proto_rawDesc = "" +
 	"\bworkload\x18\x01 \x01(\tR\bworkload\x12\x1a\n" +
 	"\bresource\x18\x02 \x01(\tR\bresource\"K\n" +
 	"\x0fReleaseResponse\x128\n" +
-	"\breleased\x18\x01 \x03(\v2\x1c.wasmlet.admin.v1.AllocationR\breleased2\xd8\x05\n" +
+	"\breleased\x18\x01 \x03(\v2\x1c.wasmlet.admin.v1.AllocationR\breleased2\xbd\x06\n" +
 	"\x05Admin\x12K\n" +
 	"\x06Status\x12\x1f.wasmlet.admin.v1.StatusRequest\x1a .wasmlet.admin.v1.StatusResponse\x12Z\n" +
 	"\vListPlugins\x12$.wasmlet.admin.v1.ListPluginsRequest\x1a%.wasmlet.admin.v1.ListPluginsResponse\x12Z\n" +
@@ -2835,7 +3061,8 @@ const file_admin_proto_rawDesc = "" +
 	"\rListResources\x12&.wasmlet.admin.v1.ListResourcesRequest\x1a'.wasmlet.admin.v1.ListResourcesResponse\x12f\n" +
 	"\x0fListAllocations\x12(.wasmlet.admin.v1.ListAllocationsRequest\x1a).wasmlet.admin.v1.ListAllocationsResponse\x12Q\n" +
 	"\bAllocate\x12!.wasmlet.admin.v1.AllocateRequest\x1a\".wasmlet.admin.v1.AllocateResponse\x12N\n" +
-	"\aRelease\x12 .wasmlet.admin.v1.ReleaseRequest\x1a!.wasmlet.admin.v1.ReleaseResponseB-Z+github.com/wasmlet/wasmlet/host/api/adminpbb\x06proto3"
+	"\aRelease\x12 .wasmlet.admin.v1.ReleaseRequest\x1a!.wasmlet.admin.v1.ReleaseResponse\x12c\n" +
+	"\x0eListCSIDrivers\x12'.wasmlet.admin.v1.ListCSIDriversRequest\x1a(.wasmlet.admin.v1.ListCSIDriversResponseB-Z+github.com/wasmlet/wasmlet/host/api/adminpbb\x06proto3"
 
 var (
 	file_admin_proto_rawDescOnce sync.Once
@@ -2849,7 +3076,7 @@ func file_admin_proto_rawDescGZIP() []byte {
 	return file_admin_proto_rawDescData
 }
 
-var file_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_admin_proto_goTypes = []any{
 	(*StatusRequest)(nil),           // 0: wasmlet.admin.v1.StatusRequest
 	(*StatusResponse)(nil),          // 1: wasmlet.admin.v1.StatusResponse
@@ -2860,100 +3087,109 @@ var file_admin_proto_goTypes = []any{
 	(*ListPluginsRequest)(nil),      // 6: wasmlet.admin.v1.ListPluginsRequest
 	(*ListPluginsResponse)(nil),     // 7: wasmlet.admin.v1.ListPluginsResponse
 	(*Plugin)(nil),                  // 8: wasmlet.admin.v1.Plugin
-	(*ListModulesRequest)(nil),      // 9: wasmlet.admin.v1.ListModulesRequest
-	(*ListModulesResponse)(nil),     // 10: wasmlet.admin.v1.ListModulesResponse
-	(*Module)(nil),                  // 11: wasmlet.admin.v1.Module
-	(*Limits)(nil),                  // 12: wasmlet.admin.v1.Limits
-	(*Mount)(nil),                   // 13: wasmlet.admin.v1.Mount
-	(*ReloadModuleRequest)(nil),     // 14: wasmlet.admin.v1.ReloadModuleRequest
-	(*ReloadModuleResponse)(nil),    // 15: wasmlet.admin.v1.ReloadModuleResponse
-	(*ListResourcesRequest)(nil),    // 16: wasmlet.admin.v1.ListResourcesRequest
-	(*ListResourcesResponse)(nil),   // 17: wasmlet.admin.v1.ListResourcesResponse
-	(*Resource)(nil),                // 18: wasmlet.admin.v1.Resource
-	(*Device)(nil),                  // 19: wasmlet.admin.v1.Device
-	(*ListAllocationsRequest)(nil),  // 20: wasmlet.admin.v1.ListAllocationsRequest
-	(*ListAllocationsResponse)(nil), // 21: wasmlet.admin.v1.ListAllocationsResponse
-	(*Allocation)(nil),              // 22: wasmlet.admin.v1.Allocation
-	(*ContainerResponse)(nil),       // 23: wasmlet.admin.v1.ContainerResponse
-	(*ContainerMount)(nil),          // 24: wasmlet.admin.v1.ContainerMount
-	(*DeviceSpec)(nil),              // 25: wasmlet.admin.v1.DeviceSpec
-	(*AllocateRequest)(nil),         // 26: wasmlet.admin.v1.AllocateRequest
-	(*AllocateResponse)(nil),        // 27: wasmlet.admin.v1.AllocateResponse
-	(*ReleaseRequest)(nil),          // 28: wasmlet.admin.v1.ReleaseRequest
-	(*ReleaseResponse)(nil),         // 29: wasmlet.admin.v1.ReleaseResponse
-	nil,                             // 30: wasmlet.admin.v1.CDISpec.SkippedEntry
-	nil,                             // 31: wasmlet.admin.v1.Plugin.AttributesEntry
-	nil,                             // 32: wasmlet.admin.v1.Device.AttributesEntry
-	nil,                             // 33: wasmlet.admin.v1.ContainerResponse.EnvsEntry
-	nil,                             // 34: wasmlet.admin.v1.ContainerResponse.AnnotationsEntry
-	(*timestamppb.Timestamp)(nil),   // 35: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),     // 36: google.protobuf.Duration
+	(*ListCSIDriversRequest)(nil),   // 9: wasmlet.admin.v1.ListCSIDriversRequest
+	(*ListCSIDriversResponse)(nil),  // 10: wasmlet.admin.v1.ListCSIDriversResponse
+	(*CSIDriver)(nil),               // 11: wasmlet.admin.v1.CSIDriver
+	(*ListModulesRequest)(nil),      // 12: wasmlet.admin.v1.ListModulesRequest
+	(*ListModulesResponse)(nil),     // 13: wasmlet.admin.v1.ListModulesResponse
+	(*Module)(nil),                  // 14: wasmlet.admin.v1.Module
+	(*Limits)(nil),                  // 15: wasmlet.admin.v1.Limits
+	(*Mount)(nil),                   // 16: wasmlet.admin.v1.Mount
+	(*ReloadModuleRequest)(nil),     // 17: wasmlet.admin.v1.ReloadModuleRequest
+	(*ReloadModuleResponse)(nil),    // 18: wasmlet.admin.v1.ReloadModuleResponse
+	(*ListResourcesRequest)(nil),    // 19: wasmlet.admin.v1.ListResourcesRequest
+	(*ListResourcesResponse)(nil),   // 20: wasmlet.admin.v1.ListResourcesResponse
+	(*Resource)(nil),                // 21: wasmlet.admin.v1.Resource
+	(*Device)(nil),                  // 22: wasmlet.admin.v1.Device
+	(*ListAllocationsRequest)(nil),  // 23: wasmlet.admin.v1.ListAllocationsRequest
+	(*ListAllocationsResponse)(nil), // 24: wasmlet.admin.v1.ListAllocationsResponse
+	(*Allocation)(nil),              // 25: wasmlet.admin.v1.Allocation
+	(*ContainerResponse)(nil),       // 26: wasmlet.admin.v1.ContainerResponse
+	(*ContainerMount)(nil),          // 27: wasmlet.admin.v1.ContainerMount
+	(*DeviceSpec)(nil),              // 28: wasmlet.admin.v1.DeviceSpec
+	(*AllocateRequest)(nil),         // 29: wasmlet.admin.v1.AllocateRequest
+	(*AllocateResponse)(nil),        // 30: wasmlet.admin.v1.AllocateResponse
+	(*ReleaseRequest)(nil),          // 31: wasmlet.admin.v1.ReleaseRequest
+	(*ReleaseResponse)(nil),         // 32: wasmlet.admin.v1.ReleaseResponse
+	nil,                             // 33: wasmlet.admin.v1.CDISpec.SkippedEntry
+	nil,                             // 34: wasmlet.admin.v1.Plugin.AttributesEntry
+	nil,                             // 35: wasmlet.admin.v1.CSIDriver.TopologyEntry
+	nil,                             // 36: wasmlet.admin.v1.Device.AttributesEntry
+	nil,                             // 37: wasmlet.admin.v1.ContainerResponse.EnvsEntry
+	nil,                             // 38: wasmlet.admin.v1.ContainerResponse.AnnotationsEntry
+	(*timestamppb.Timestamp)(nil),   // 39: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),     // 40: google.protobuf.Duration
 }
 var file_admin_proto_depIdxs = []int32{
-	35, // 0: wasmlet.admin.v1.StatusResponse.started:type_name -> google.protobuf.Timestamp
-	36, // 1: wasmlet.admin.v1.StatusResponse.uptime:type_name -> google.protobuf.Duration
+	39, // 0: wasmlet.admin.v1.StatusResponse.started:type_name -> google.protobuf.Timestamp
+	40, // 1: wasmlet.admin.v1.StatusResponse.uptime:type_name -> google.protobuf.Duration
 	4,  // 2: wasmlet.admin.v1.StatusResponse.directories:type_name -> wasmlet.admin.v1.Directories
-	36, // 3: wasmlet.admin.v1.StatusResponse.grace_period:type_name -> google.protobuf.Duration
+	40, // 3: wasmlet.admin.v1.StatusResponse.grace_period:type_name -> google.protobuf.Duration
 	5,  // 4: wasmlet.admin.v1.StatusResponse.counts:type_name -> wasmlet.admin.v1.Counts
 	2,  // 5: wasmlet.admin.v1.StatusResponse.bridged:type_name -> wasmlet.admin.v1.BridgedSource
 	3,  // 6: wasmlet.admin.v1.StatusResponse.cdi_specs:type_name -> wasmlet.admin.v1.CDISpec
-	35, // 7: wasmlet.admin.v1.BridgedSource.registered_at:type_name -> google.protobuf.Timestamp
-	35, // 8: wasmlet.admin.v1.BridgedSource.next_attempt:type_name -> google.protobuf.Timestamp
-	30, // 9: wasmlet.admin.v1.CDISpec.skipped:type_name -> wasmlet.admin.v1.CDISpec.SkippedEntry
-	35, // 10: wasmlet.admin.v1.CDISpec.written_at:type_name -> google.protobuf.Timestamp
+	39, // 7: wasmlet.admin.v1.BridgedSource.registered_at:type_name -> google.protobuf.Timestamp
+	39, // 8: wasmlet.admin.v1.BridgedSource.next_attempt:type_name -> google.protobuf.Timestamp
+	33, // 9: wasmlet.admin.v1.CDISpec.skipped:type_name -> wasmlet.admin.v1.CDISpec.SkippedEntry
+	39, // 10: wasmlet.admin.v1.CDISpec.written_at:type_name -> google.protobuf.Timestamp
 	8,  // 11: wasmlet.admin.v1.ListPluginsResponse.plugins:type_name -> wasmlet.admin.v1.Plugin
-	31, // 12: wasmlet.admin.v1.Plugin.attributes:type_name -> wasmlet.admin.v1.Plugin.AttributesEntry
-	35, // 13: wasmlet.admin.v1.Plugin.seen:type_name -> google.protobuf.Timestamp
-	35, // 14: wasmlet.admin.v1.Plugin.registered:type_name -> google.protobuf.Timestamp
-	35, // 15: wasmlet.admin.v1.Plugin.next_retry:type_name -> google.protobuf.Timestamp
-	11, // 16: wasmlet.admin.v1.ListModulesResponse.modules:type_name -> wasmlet.admin.v1.Module
-	12, // 17: wasmlet.admin.v1.Module.limits:type_name -> wasmlet.admin.v1.Limits
-	13, // 18: wasmlet.admin.v1.Module.mounts:type_name -> wasmlet.admin.v1.Mount
-	35, // 19: wasmlet.admin.v1.Module.last_fault_at:type_name -> google.protobuf.Timestamp
-	35, // 20: wasmlet.admin.v1.Module.quarantined_at:type_name -> google.protobuf.Timestamp
-	35, // 21: wasmlet.admin.v1.Module.loaded:type_name -> google.protobuf.Timestamp
-	36, // 22: wasmlet.admin.v1.Module.compile_time:type_name -> google.protobuf.Duration
-	36, // 23: wasmlet.admin.v1.Module.instantiate_time:type_name -> google.protobuf.Duration
-	35, // 24: wasmlet.admin.v1.Module.refused_at:type_name -> google.protobuf.Timestamp
-	35, // 25: wasmlet.admin.v1.Module.loading_since:type_name -> google.protobuf.Timestamp
-	36, // 26: wasmlet.admin.v1.Limits.call_timeout:type_name -> google.protobuf.Duration
-	11, // 27: wasmlet.admin.v1.ReloadModuleResponse.module:type_name -> wasmlet.admin.v1.Module
-	18, // 28: wasmlet.admin.v1.ListResourcesResponse.resources:type_name -> wasmlet.admin.v1.Resource
-	35, // 29: wasmlet.admin.v1.Resource.disconnected_at:type_name -> google.protobuf.Timestamp
-	35, // 30: wasmlet.admin.v1.Resource.grace_deadline:type_name -> google.protobuf.Timestamp
-	19, // 31: wasmlet.admin.v1.Resource.devices:type_name -> wasmlet.admin.v1.Device
-	35, // 32: wasmlet.admin.v1.Resource.last_update:type_name -> google.protobuf.Timestamp
-	32, // 33: wasmlet.admin.v1.Device.attributes:type_name -> wasmlet.admin.v1.Device.AttributesEntry
-	22, // 34: wasmlet.admin.v1.ListAllocationsResponse.allocations:type_name -> wasmlet.admin.v1.Allocation
-	23, // 35: wasmlet.admin.v1.Allocation.response:type_name -> wasmlet.admin.v1.ContainerResponse
-	35, // 36: wasmlet.admin.v1.Allocation.allocated:type_name -> google.protobuf.Timestamp
-	33, // 37: wasmlet.admin.v1.ContainerResponse.envs:type_name -> wasmlet.admin.v1.ContainerResponse.EnvsEntry
-	24, // 38: wasmlet.admin.v1.ContainerResponse.mounts:type_name -> wasmlet.admin.v1.ContainerMount
-	25, // 39: wasmlet.admin.v1.ContainerResponse.devices:type_name -> wasmlet.admin.v1.DeviceSpec
-	34, // 40: wasmlet.admin.v1.ContainerResponse.annotations:type_name -> wasmlet.admin.v1.ContainerResponse.AnnotationsEntry
-	22, // 41: wasmlet.admin.v1.AllocateResponse.allocation:type_name -> wasmlet.admin.v1.Allocation
-	22, // 42: wasmlet.admin.v1.ReleaseResponse.released:type_name -> wasmlet.admin.v1.Allocation
-	0,  // 43: wasmlet.admin.v1.Admin.Status:input_type -> wasmlet.admin.v1.StatusRequest
-	6,  // 44: wasmlet.admin.v1.Admin.ListPlugins:input_type -> wasmlet.admin.v1.ListPluginsRequest
-	9,  // 45: wasmlet.admin.v1.Admin.ListModules:input_type -> wasmlet.admin.v1.ListModulesRequest
-	14, // 46: wasmlet.admin.v1.Admin.ReloadModule:input_type -> wasmlet.admin.v1.ReloadModuleRequest
-	16, // 47: wasmlet.admin.v1.Admin.ListResources:input_type -> wasmlet.admin.v1.ListResourcesRequest
-	20, // 48: wasmlet.admin.v1.Admin.ListAllocations:input_type -> wasmlet.admin.v1.ListAllocationsRequest
-	26, // 49: wasmlet.admin.v1.Admin.Allocate:input_type -> wasmlet.admin.v1.AllocateRequest
-	28, // 50: wasmlet.admin.v1.Admin.Release:input_type -> wasmlet.admin.v1.ReleaseRequest
-	1,  // 51: wasmlet.admin.v1.Admin.Status:output_type -> wasmlet.admin.v1.StatusResponse
-	7,  // 52: wasmlet.admin.v1.Admin.ListPlugins:output_type -> wasmlet.admin.v1.ListPluginsResponse
-	10, // 53: wasmlet.admin.v1.Admin.ListModules:output_type -> wasmlet.admin.v1.ListModulesResponse
-	15, // 54: wasmlet.admin.v1.Admin.ReloadModule:output_type -> wasmlet.admin.v1.ReloadModuleResponse
-	17, // 55: wasmlet.admin.v1.Admin.ListResources:output_type -> wasmlet.admin.v1.ListResourcesResponse
-	21, // 56: wasmlet.admin.v1.Admin.ListAllocations:output_type -> wasmlet.admin.v1.ListAllocationsResponse
-	27, // 57: wasmlet.admin.v1.Admin.Allocate:output_type -> wasmlet.admin.v1.AllocateResponse
-	29, // 58: wasmlet.admin.v1.Admin.Release:output_type -> wasmlet.admin.v1.ReleaseResponse
-	51, // [51:59] is the sub-list for method output_type
-	43, // [43:51] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	34, // 12: wasmlet.admin.v1.Plugin.attributes:type_name -> wasmlet.admin.v1.Plugin.AttributesEntry
+	39, // 13: wasmlet.admin.v1.Plugin.seen:type_name -> google.protobuf.Timestamp
+	39, // 14: wasmlet.admin.v1.Plugin.registered:type_name -> google.protobuf.Timestamp
+	39, // 15: wasmlet.admin.v1.Plugin.next_retry:type_name -> google.protobuf.Timestamp
+	11, // 16: wasmlet.admin.v1.ListCSIDriversResponse.drivers:type_name -> wasmlet.admin.v1.CSIDriver
+	35, // 17: wasmlet.admin.v1.CSIDriver.topology:type_name -> wasmlet.admin.v1.CSIDriver.TopologyEntry
+	39, // 18: wasmlet.admin.v1.CSIDriver.registered:type_name -> google.protobuf.Timestamp
+	14, // 19: wasmlet.admin.v1.ListModulesResponse.modules:type_name -> wasmlet.admin.v1.Module
+	15, // 20: wasmlet.admin.v1.Module.limits:type_name -> wasmlet.admin.v1.Limits
+	16, // 21: wasmlet.admin.v1.Module.mounts:type_name -> wasmlet.admin.v1.Mount
+	39, // 22: wasmlet.admin.v1.Module.last_fault_at:type_name -> google.protobuf.Timestamp
+	39, // 23: wasmlet.admin.v1.Module.quarantined_at:type_name -> google.protobuf.Timestamp
+	39, // 24: wasmlet.admin.v1.Module.loaded:type_name -> google.protobuf.Timestamp
+	40, // 25: wasmlet.admin.v1.Module.compile_time:type_name -> google.protobuf.Duration
+	40, // 26: wasmlet.admin.v1.Module.instantiate_time:type_name -> google.protobuf.Duration
+	39, // 27: wasmlet.admin.v1.Module.refused_at:type_name -> google.protobuf.Timestamp
+	39, // 28: wasmlet.admin.v1.Module.loading_since:type_name -> google.protobuf.Timestamp
+	40, // 29: wasmlet.admin.v1.Limits.call_timeout:type_name -> google.protobuf.Duration
+	14, // 30: wasmlet.admin.v1.ReloadModuleResponse.module:type_name -> wasmlet.admin.v1.Module
+	21, // 31: wasmlet.admin.v1.ListResourcesResponse.resources:type_name -> wasmlet.admin.v1.Resource
+	39, // 32: wasmlet.admin.v1.Resource.disconnected_at:type_name -> google.protobuf.Timestamp
+	39, // 33: wasmlet.admin.v1.Resource.grace_deadline:type_name -> google.protobuf.Timestamp
+	22, // 34: wasmlet.admin.v1.Resource.devices:type_name -> wasmlet.admin.v1.Device
+	39, // 35: wasmlet.admin.v1.Resource.last_update:type_name -> google.protobuf.Timestamp
+	36, // 36: wasmlet.admin.v1.Device.attributes:type_name -> wasmlet.admin.v1.Device.AttributesEntry
+	25, // 37: wasmlet.admin.v1.ListAllocationsResponse.allocations:type_name -> wasmlet.admin.v1.Allocation
+	26, // 38: wasmlet.admin.v1.Allocation.response:type_name -> wasmlet.admin.v1.ContainerResponse
+	39, // 39: wasmlet.admin.v1.Allocation.allocated:type_name -> google.protobuf.Timestamp
+	37, // 40: wasmlet.admin.v1.ContainerResponse.envs:type_name -> wasmlet.admin.v1.ContainerResponse.EnvsEntry
+	27, // 41: wasmlet.admin.v1.ContainerResponse.mounts:type_name -> wasmlet.admin.v1.ContainerMount
+	28, // 42: wasmlet.admin.v1.ContainerResponse.devices:type_name -> wasmlet.admin.v1.DeviceSpec
+	38, // 43: wasmlet.admin.v1.ContainerResponse.annotations:type_name -> wasmlet.admin.v1.ContainerResponse.AnnotationsEntry
+	25, // 44: wasmlet.admin.v1.AllocateResponse.allocation:type_name -> wasmlet.admin.v1.Allocation
+	25, // 45: wasmlet.admin.v1.ReleaseResponse.released:type_name -> wasmlet.admin.v1.Allocation
+	0,  // 46: wasmlet.admin.v1.Admin.Status:input_type -> wasmlet.admin.v1.StatusRequest
+	6,  // 47: wasmlet.admin.v1.Admin.ListPlugins:input_type -> wasmlet.admin.v1.ListPluginsRequest
+	12, // 48: wasmlet.admin.v1.Admin.ListModules:input_type -> wasmlet.admin.v1.ListModulesRequest
+	17, // 49: wasmlet.admin.v1.Admin.ReloadModule:input_type -> wasmlet.admin.v1.ReloadModuleRequest
+	19, // 50: wasmlet.admin.v1.Admin.ListResources:input_type -> wasmlet.admin.v1.ListResourcesRequest
+	23, // 51: wasmlet.admin.v1.Admin.ListAllocations:input_type -> wasmlet.admin.v1.ListAllocationsRequest
+	29, // 52: wasmlet.admin.v1.Admin.Allocate:input_type -> wasmlet.admin.v1.AllocateRequest
+	31, // 53: wasmlet.admin.v1.Admin.Release:input_type -> wasmlet.admin.v1.ReleaseRequest
+	9,  // 54: wasmlet.admin.v1.Admin.ListCSIDrivers:input_type -> wasmlet.admin.v1.ListCSIDriversRequest
+	1,  // 55: wasmlet.admin.v1.Admin.Status:output_type -> wasmlet.admin.v1.StatusResponse
+	7,  // 56: wasmlet.admin.v1.Admin.ListPlugins:output_type -> wasmlet.admin.v1.ListPluginsResponse
+	13, // 57: wasmlet.admin.v1.Admin.ListModules:output_type -> wasmlet.admin.v1.ListModulesResponse
+	18, // 58: wasmlet.admin.v1.Admin.ReloadModule:output_type -> wasmlet.admin.v1.ReloadModuleResponse
+	20, // 59: wasmlet.admin.v1.Admin.ListResources:output_type -> wasmlet.admin.v1.ListResourcesResponse
+	24, // 60: wasmlet.admin.v1.Admin.ListAllocations:output_type -> wasmlet.admin.v1.ListAllocationsResponse
+	30, // 61: wasmlet.admin.v1.Admin.Allocate:output_type -> wasmlet.admin.v1.AllocateResponse
+	32, // 62: wasmlet.admin.v1.Admin.Release:output_type -> wasmlet.admin.v1.ReleaseResponse
+	10, // 63: wasmlet.admin.v1.Admin.ListCSIDrivers:output_type -> wasmlet.admin.v1.ListCSIDriversResponse
+	55, // [55:64] is the sub-list for method output_type
+	46, // [46:55] is the sub-list for method input_type
+	46, // [46:46] is the sub-list for extension type_name
+	46, // [46:46] is the sub-list for extension extendee
+	0,  // [0:46] is the sub-list for field type_name
 }
 
 func init() { file_admin_proto_init() }
@@ -2967,7 +3203,7 @@ func file_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_admin_proto_rawDesc), len(file_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   35,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -61,6 +61,7 @@ const (
 	Admin_ListAllocations_FullMethodName = "/wasmlet.admin.v1.Admin/ListAllocations"
 	Admin_Allocate_FullMethodName        = "/wasmlet.admin.v1.Admin/Allocate"
 	Admin_Release_FullMethodName         = "/wasmlet.admin.v1.Admin/Release"
+	Admin_ListCSIDrivers_FullMethodName  = "/wasmlet.admin.v1.Admin/ListCSIDrivers"
 )
 
 // AdminClient is the client API for Admin service.
@@ -92,6 +93,10 @@ type AdminClient interface {
 	// Release frees what a container holds (of one resource, or of all). It
 	// answers once the release is durable; releasing nothing is NOT_FOUND.
 	Release(ctx context.Context, in *ReleaseRequest, opts ...grpc.CallOption) (*ReleaseResponse, error)
+	// ListCSIDrivers lists the CSI drivers registered through the plugin
+	// registry, with the node facts each reported: what the kubelet
+	// publishes as the node's CSINode object.
+	ListCSIDrivers(ctx context.Context, in *ListCSIDriversRequest, opts ...grpc.CallOption) (*ListCSIDriversResponse, error)
 }
 
 type adminClient struct {
@@ -182,6 +187,16 @@ func (c *adminClient) Release(ctx context.Context, in *ReleaseRequest, opts ...g
 	return out, nil
 }
 
+func (c *adminClient) ListCSIDrivers(ctx context.Context, in *ListCSIDriversRequest, opts ...grpc.CallOption) (*ListCSIDriversResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListCSIDriversResponse)
+	err := c.cc.Invoke(ctx, Admin_ListCSIDrivers_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -211,6 +226,10 @@ type AdminServer interface {
 	// Release frees what a container holds (of one resource, or of all). It
 	// answers once the release is durable; releasing nothing is NOT_FOUND.
 	Release(context.Context, *ReleaseRequest) (*ReleaseResponse, error)
+	// ListCSIDrivers lists the CSI drivers registered through the plugin
+	// registry, with the node facts each reported: what the kubelet
+	// publishes as the node's CSINode object.
+	ListCSIDrivers(context.Context, *ListCSIDriversRequest) (*ListCSIDriversResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -244,6 +263,9 @@ func (UnimplementedAdminServer) Allocate(context.Context, *AllocateRequest) (*Al
 }
 func (UnimplementedAdminServer) Release(context.Context, *ReleaseRequest) (*ReleaseResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Release not implemented")
+}
+func (UnimplementedAdminServer) ListCSIDrivers(context.Context, *ListCSIDriversRequest) (*ListCSIDriversResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListCSIDrivers not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -410,6 +432,24 @@ func _Admin_Release_Handler(srv interface{}, ctx context.Context, dec func(inter
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_ListCSIDrivers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListCSIDriversRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).ListCSIDrivers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_ListCSIDrivers_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).ListCSIDrivers(ctx, req.(*ListCSIDriversRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -448,6 +488,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Release",
 			Handler:    _Admin_Release_Handler,
+		},
+		{
+			MethodName: "ListCSIDrivers",
+			Handler:    _Admin_ListCSIDrivers_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
