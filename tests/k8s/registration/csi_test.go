@@ -2,8 +2,11 @@ package registration
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -18,6 +21,8 @@ import (
 	mockdriver "k8s.io/kubernetes/test/e2e/storage/drivers/csi-test/driver"
 	"k8s.io/kubernetes/test/e2e/storage/drivers/csi-test/mock/service"
 
+	"github.com/wasmlet/wasmlet/host/api"
+	"github.com/wasmlet/wasmlet/host/api/adminpb"
 	"github.com/wasmlet/wasmlet/host/csi"
 	"github.com/wasmlet/wasmlet/host/pluginmanager"
 )
@@ -182,6 +187,51 @@ func TestCSIDriverLifecycle(t *testing.T) {
 	if !ok || p.State != pluginmanager.StateRegistered || p.Handler != "csihandler" || p.Action != "csi-driver" {
 		t.Fatalf("plugin %+v", p)
 	}
+	// What the admin API and the wasmlet command show.
+	sock := w.node.Config().Host.APISocket
+	c, err := api.Dial(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	listed, err := c.ListCSIDrivers(context.Background(), &adminpb.ListCSIDriversRequest{})
+	if err != nil || len(listed.Drivers) != 1 || listed.Drivers[0].NodeId != want.NodeID || listed.Drivers[0].MaxVolumes != 3 {
+		t.Fatalf("ListCSIDrivers: %v, %v", listed, err)
+	}
+	cli := wasmletCommand(t)
+	out := run(t, cli, "--socket", sock, "csi")
+	for _, w := range []string{"DRIVER                      VERSION  NODE ID                     MAX VOLUMES  TOPOLOGY",
+		"io.kubernetes.storage.mock  1.0.0    io.kubernetes.storage.mock  3            io.kubernetes.storage.mock/node=some-mock-node  STAGE_UNSTAGE_VOLUME,GET_VOLUME_STATS,EXPAND_VOLUME",
+		endpoint} {
+		if !strings.Contains(out, w) {
+			t.Fatalf("wasmlet csi: no %q in\n%s", w, out)
+		}
+	}
+	var asJSON struct {
+		Drivers []struct {
+			Name               string            `json:"name"`
+			Version            string            `json:"version"`
+			Endpoint           string            `json:"endpoint"`
+			RegistrationSocket string            `json:"registration_socket"`
+			NodeID             string            `json:"node_id"`
+			MaxVolumes         string            `json:"max_volumes"` // protojson: an int64 is a string
+			Topology           map[string]string `json:"topology"`
+			Capabilities       []string          `json:"capabilities"`
+			Registered         time.Time         `json:"registered"`
+		} `json:"drivers"`
+	}
+	if err := json.Unmarshal([]byte(run(t, cli, "--socket", sock, "csi", "-o", "json")), &asJSON); err != nil {
+		t.Fatal(err)
+	}
+	if d := asJSON.Drivers; len(d) != 1 || d[0].Name != want.Name || d[0].Version != "1.0.0" || d[0].Endpoint != endpoint ||
+		d[0].RegistrationSocket != reg.socket || d[0].NodeID != want.NodeID || d[0].MaxVolumes != "3" ||
+		!reflect.DeepEqual(d[0].Topology, want.Topology) || !reflect.DeepEqual(d[0].Capabilities, want.Capabilities) ||
+		!d[0].Registered.Equal(w.drivers()[0].Registered) {
+		t.Fatalf("wasmlet csi -o json: %+v", asJSON)
+	}
+	if out := run(t, cli, "--socket", sock, "status"); !strings.Contains(out, "CSI drivers: 1") {
+		t.Fatalf("wasmlet status:\n%s", out)
+	}
 
 	// The driver's pod restarts: both sockets go and come back, the driver
 	// with another attach limit.
@@ -256,4 +306,39 @@ func checkDrivers(tb testing.TB, w *wasmlet, want csi.Driver) {
 	if !reflect.DeepEqual(got[0], want) {
 		tb.Fatalf("driver %+v\nwant %+v", got[0], want)
 	}
+}
+
+var (
+	cliOnce sync.Once
+	cliPath string
+	cliErr  error
+)
+
+// wasmletCommand builds the wasmlet command, once.
+func wasmletCommand(tb testing.TB) string {
+	tb.Helper()
+	cliOnce.Do(func() {
+		cliPath = filepath.Join(binDir, "wasmlet")
+		out, err := exec.Command("go", "build", "-o", cliPath, "github.com/wasmlet/wasmlet/cmd/wasmlet").CombinedOutput()
+		if err != nil {
+			cliErr = fmt.Errorf("building the wasmlet command: %v\n%s", err, out)
+		}
+	})
+	if cliErr != nil {
+		tb.Fatal(cliErr)
+	}
+	return cliPath
+}
+
+// run runs the wasmlet command and returns its standard output.
+func run(tb testing.TB, cli string, args ...string) string {
+	tb.Helper()
+	cmd := exec.Command(cli, args...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		tb.Fatalf("wasmlet %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	return string(out)
 }

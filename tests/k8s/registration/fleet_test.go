@@ -15,8 +15,9 @@ import (
 	"time"
 )
 
-// pluginBinary is exampleplugin, built once by TestMain.
-var pluginBinary string
+// pluginBinary is exampleplugin, built once by TestMain into binDir, which
+// holds the package's other binaries too and goes when TestMain ends.
+var pluginBinary, binDir string
 
 // Upstream example plugins, one per process, shared by every test and
 // benchmark of the package (started on first use, stopped by TestMain).
@@ -34,6 +35,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	binDir = dir
 	pluginBinary = filepath.Join(dir, "exampleplugin")
 	// Built with the test binary's own flags, so that it reuses the
 	// packages the test binary was compiled from: only the link is new.
