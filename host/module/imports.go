@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -94,6 +95,10 @@ type logSink struct {
 	tokens  float64
 	last    time.Time
 	dropped int
+	// pending is set while dropped lines wait to be reported, so that the
+	// end of a call can report them without taking the lock when there are
+	// none.
+	pending atomic.Bool
 }
 
 func newLogSink(o Options) *logSink {
@@ -116,12 +121,14 @@ func (s *logSink) line(level hclog.Level, msg string) {
 	s.last = now
 	if s.tokens < 1 {
 		s.dropped++
+		s.pending.Store(true)
 		s.mu.Unlock()
 		return
 	}
 	s.tokens--
 	dropped := s.dropped
 	s.dropped = 0
+	s.pending.Store(false)
 	s.mu.Unlock()
 	if dropped > 0 {
 		s.observer.LogsDropped(s.module, dropped)
@@ -130,11 +137,17 @@ func (s *logSink) line(level hclog.Level, msg string) {
 	s.log.Log(level, msg)
 }
 
-// flushDropped reports lines dropped since the last line got through.
+// flushDropped reports lines dropped since the last line got through. Calls
+// end with it, so that a module that floods its log and then goes quiet has
+// its dropped lines counted at once, not when its next line gets through.
 func (s *logSink) flushDropped() {
+	if !s.pending.Load() {
+		return
+	}
 	s.mu.Lock()
 	dropped := s.dropped
 	s.dropped = 0
+	s.pending.Store(false)
 	s.mu.Unlock()
 	if dropped > 0 {
 		s.observer.LogsDropped(s.module, dropped)

@@ -390,6 +390,7 @@ func (m *Module) Call(ctx context.Context, op abi.Op, req, resp abi.Message) err
 	unwatch := in.watch(ctx)
 	err = in.call(idx, in.scratch, resp, d)
 	in.unwatch(unwatch)
+	m.sink.flushDropped()
 	var ae *abi.Error
 	if err == nil || errors.As(err, &ae) {
 		m.opts.Observer.Call(m.opts.Name, string(op), monotonic()-start, "")
