@@ -13,9 +13,12 @@
 //
 // # Types
 //
-// The state is the protobuf message wasmlet.checkpoint.v2.State, defined in
-// checkpoint.proto. [State], [Allocation] and the other message types of this
-// package are aliases of the generated types in package checkpointpb, so a
+// The state is the protobuf message wasmlet.checkpoint.v3.State, defined in
+// checkpoint.proto. An allocation's response is the kubelet's own
+// v1beta1.ContainerAllocateResponse (k8s.io/kubelet's device plugin API),
+// as the kubelet's checkpoint stores it, not a copy of it. [State],
+// [Allocation] and the other message types of this package are aliases of
+// the generated types in package checkpointpb and of the kubelet's, so a
 // caller needs only this package, and protojson renders a State as JSON.
 // The payload is encoded by protobuf-go with deterministic marshalling (map
 // entries sorted, so the same state always gives the same bytes) and decoded
@@ -27,7 +30,10 @@
 // to encode. Allocations are made as containers start, and concurrent
 // commits share one write (group commit), so that saving was not worth 750
 // lines to mirror by hand at every schema change. testdata/v2.ckpt, written
-// by that codec, checks that the bytes did not change.
+// by that codec, checks that version-2 files still read (and that their
+// upgrade is what protobuf-go makes of them with version 2's schema,
+// testdata/v2.proto), and testdata/v3.ckpt that the bytes of version 3 do
+// not change.
 //
 // # File format
 //
@@ -36,7 +42,7 @@
 //
 //	offset  size  field
 //	0       8     magic: the bytes "WLTCKPT\n" (57 4c 54 43 4b 50 54 0a)
-//	8       4     format version, uint32 (currently 2)
+//	8       4     format version, uint32 (currently 3)
 //	12      8     payload length N, uint64
 //	20      N     payload, encoded as the format version says
 //	20+N    4     CRC-32C (Castagnoli polynomial, as in iSCSI and ext4) of
@@ -60,15 +66,21 @@
 //
 // Payload encodings:
 //
-//   - Version 2 (current): the protobuf encoding of wasmlet.checkpoint.v2.State
-//     (checkpoint.proto). Within version 2 fields are only ever added.
+//   - Version 3 (current): the protobuf encoding of wasmlet.checkpoint.v3.State
+//     (checkpoint.proto). Within version 3 fields are only ever added.
+//   - Version 2: the protobuf encoding of wasmlet.checkpoint.v2.State
+//     (testdata/v2.proto), the same but for an allocation's response: field
+//     8, wasmlet's copy of ContainerAllocateResponse whose CDI device names
+//     were strings. [Decode] rewrites such a payload as version 3 (field 10,
+//     the names as CDIDevice messages; every other byte kept) before it
+//     decodes it; the next write stores version 3.
 //   - Version 1, the first format: UTF-8 JSON holding allocations only, as
 //     {"allocations":[{"workload":"ns/pod/ctr","resource":"example.com/gpu",
 //     "device_ids":["gpu-0"],"envs":{"K":"V"}}]}. No other fields exist; a
 //     version-1 payload with unknown fields is refused. [Decode] upgrades it
-//     to a version-2 State (generation 0, no resources, no plugins, the
+//     to a current State (generation 0, no resources, no plugins, the
 //     namespace, pod and container split out of the workload key); the next
-//     write stores version 2. Nothing writes version 1 any more.
+//     write stores the current version. Nothing writes version 1 any more.
 //
 // # Writing
 //
@@ -83,7 +95,10 @@
 //
 // With protoc and protoc-gen-go (google.golang.org/protobuf/cmd/protoc-gen-go)
 // on PATH, `go generate ./checkpoint` rewrites checkpointpb/checkpoint.pb.go
-// from checkpoint.proto.
+// from checkpoint.proto, which imports the kubelet's api.proto from the
+// module cache under the path its generated code registers it by, and
+// testdata/v2.protoset from testdata/v2.proto.
 package checkpoint
 
-//go:generate protoc --go_out=. --go_opt=module=github.com/wasmlet/wasmlet/checkpoint checkpoint.proto
+//go:generate protoc -I testdata --descriptor_set_out=testdata/v2.protoset testdata/v2.proto
+//go:generate sh -c "protoc -I . -I staging/src/k8s.io/kubelet=$(go list -m -f '{{.Dir}}' k8s.io/kubelet) --go_out=. --go_opt=module=github.com/wasmlet/wasmlet/checkpoint checkpoint.proto"

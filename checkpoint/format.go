@@ -10,27 +10,32 @@ import (
 	"io"
 	"strings"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 
 	"github.com/wasmlet/wasmlet/checkpoint/checkpointpb"
 )
 
 // The message types of the checkpoint, aliases of the generated types in
-// package checkpointpb (see checkpoint.proto for every field).
+// package checkpointpb (see checkpoint.proto for every field), and of the
+// kubelet's device plugin API types an allocation's response is made of.
 type (
-	State             = checkpointpb.State
-	Allocation        = checkpointpb.Allocation
-	ContainerResponse = checkpointpb.ContainerResponse
-	Mount             = checkpointpb.Mount
-	DeviceSpec        = checkpointpb.DeviceSpec
-	Resource          = checkpointpb.Resource
-	Device            = checkpointpb.Device
-	Plugin            = checkpointpb.Plugin
+	State      = checkpointpb.State
+	Allocation = checkpointpb.Allocation
+	Resource   = checkpointpb.Resource
+	Device     = checkpointpb.Device
+	Plugin     = checkpointpb.Plugin
+
+	ContainerResponse = pluginapi.ContainerAllocateResponse
+	Mount             = pluginapi.Mount
+	DeviceSpec        = pluginapi.DeviceSpec
+	CDIDevice         = pluginapi.CDIDevice
 )
 
 // FormatVersion is the format version [Encode] writes. [Decode] reads every
 // version from 1 to FormatVersion.
-const FormatVersion uint32 = 2
+const FormatVersion uint32 = 3
 
 const (
 	magic       = "WLTCKPT\n"
@@ -107,6 +112,12 @@ func decode(data []byte) (*State, frame, error) {
 	case 1:
 		st, err = decodeV1(f.payload)
 	case 2:
+		var up []byte
+		if up, err = upgradeV2(f.payload); err == nil {
+			st = new(State)
+			err = proto.Unmarshal(up, st)
+		}
+	case 3:
 		st = new(State)
 		err = proto.Unmarshal(f.payload, st)
 	}
@@ -197,7 +208,7 @@ func decodeV1(payload []byte) (*State, error) {
 			Workload:  a.Workload,
 			Resource:  a.Resource,
 			DeviceIds: a.DeviceIDs,
-			Response:  &ContainerResponse{Envs: a.Envs},
+			Response:  &pluginapi.ContainerAllocateResponse{Envs: a.Envs},
 		}
 		if parts := strings.Split(a.Workload, "/"); len(parts) == 3 && parts[0] != "" && parts[1] != "" && parts[2] != "" {
 			up.Namespace, up.Pod, up.Container = parts[0], parts[1], parts[2]
@@ -205,4 +216,85 @@ func decodeV1(payload []byte) (*State, error) {
 		st.Allocations = append(st.Allocations, up)
 	}
 	return st, nil
+}
+
+// Field numbers that differ between format versions 2 and 3.
+const (
+	stateAllocations   = 3  // State.allocations, both versions
+	allocationV2Resp   = 8  // Allocation.response in version 2: wasmlet's copy of the message
+	allocationResp     = 10 // Allocation.response in version 3: v1beta1.ContainerAllocateResponse
+	responseCDIDevices = 5  // ContainerResponse.cdi_devices: strings in version 2, CDIDevice messages in 3
+	cdiDeviceName      = 1  // v1beta1.CDIDevice.name
+)
+
+// upgradeV2 rewrites a version-2 payload as version 3. The two differ only
+// in an allocation's response: version 2's ContainerResponse had the same
+// fields, numbers and types as v1beta1.ContainerAllocateResponse, except its
+// cdi_devices, which were strings where the kubelet's are CDIDevice
+// messages. Every other byte, unknown fields included, is kept as it is,
+// except an allocation's field 10, which no version-2 writer had and which
+// version 3 reads as the response: it is dropped.
+func upgradeV2(payload []byte) ([]byte, error) {
+	return rewrite(payload, func(num protowire.Number, typ protowire.Type, v []byte, out []byte) ([]byte, error) {
+		if num != stateAllocations || typ != protowire.BytesType {
+			return nil, nil
+		}
+		alloc, err := rewrite(v, func(num protowire.Number, typ protowire.Type, v []byte, out []byte) ([]byte, error) {
+			if num == allocationResp {
+				return out, nil // dropped
+			}
+			if num != allocationV2Resp || typ != protowire.BytesType {
+				return nil, nil
+			}
+			resp, err := rewrite(v, func(num protowire.Number, typ protowire.Type, v []byte, out []byte) ([]byte, error) {
+				if num != responseCDIDevices || typ != protowire.BytesType {
+					return nil, nil
+				}
+				out = protowire.AppendTag(out, responseCDIDevices, protowire.BytesType)
+				return protowire.AppendBytes(out, protowire.AppendBytes(protowire.AppendTag(nil, cdiDeviceName, protowire.BytesType), v)), nil
+			})
+			if err != nil {
+				return nil, err
+			}
+			return protowire.AppendBytes(protowire.AppendTag(out, allocationResp, protowire.BytesType), resp), nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		return protowire.AppendBytes(protowire.AppendTag(out, stateAllocations, protowire.BytesType), alloc), nil
+	})
+}
+
+// rewrite copies the protobuf message b field by field, asking edit about
+// each: a nil answer keeps the field as it is, anything else replaces it
+// (edit appends its replacement, if any, to out, which is never nil, and
+// returns it). v is a length-delimited field's contents, else nil.
+func rewrite(b []byte, edit func(num protowire.Number, typ protowire.Type, v []byte, out []byte) ([]byte, error)) ([]byte, error) {
+	out := make([]byte, 0, len(b)+len(b)/8)
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, protowire.ParseError(n)
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b[n:])
+		if m < 0 {
+			return nil, protowire.ParseError(m)
+		}
+		field := b[:n+m]
+		var v []byte
+		if typ == protowire.BytesType {
+			v, _ = protowire.ConsumeBytes(b[n:])
+		}
+		b = b[n+m:]
+		replaced, err := edit(num, typ, v, out)
+		if err != nil {
+			return nil, err
+		}
+		if replaced == nil {
+			out = append(out, field...)
+		} else {
+			out = replaced
+		}
+	}
+	return out, nil
 }

@@ -15,14 +15,17 @@ import (
 // payload of a well-formed frame of each format version (a fuzzer would
 // hardly ever get past the checksum otherwise). Decode must never panic; it
 // must accept exactly what the file format in doc.go allows (checked by
-// specFrame, written from that description alone, and, for a version-2
-// payload, by protobuf-go), refuse the rest with a *CorruptError, and what
-// it accepts must encode and decode back to the same state.
+// specFrame, written from that description alone, and by protobuf-go: for
+// a version-3 payload with the current schema, for a version-2 payload with
+// version 2's, upgraded through protojson by decodeV2Reference), refuse the
+// rest with a *CorruptError, and what it accepts must encode and decode back
+// to the same state.
 //
 // The seed corpus is testdata/fuzz/FuzzDecode (rewritten by
 // `go test ./checkpoint -run TestFuzzSeeds -update`); fuzz with
 // `go test ./checkpoint -run '^$' -fuzz FuzzDecode -fuzztime 30s`.
 func FuzzDecode(f *testing.F) {
+	v2 := v2State(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for i, in := range [][]byte{data, frameBytes(1, data), frameBytes(2, data), frameBytes(3, data)} {
 			st, err := Decode(in)
@@ -34,21 +37,35 @@ func FuzzDecode(f *testing.F) {
 				if st != nil {
 					t.Fatalf("input %d: a state and an error", i)
 				}
-				if frameOK && version == 2 && proto.Unmarshal(payload, new(State)) == nil {
+				if frameOK && version == 3 && proto.Unmarshal(payload, new(State)) == nil {
 					t.Fatalf("input %d: refused (%v), but its frame is good and protobuf-go decodes its payload", i, err)
+				}
+				if frameOK && version == 2 {
+					if _, rerr := decodeV2Reference(t, v2, payload); rerr == nil {
+						t.Fatalf("input %d: refused (%v), but its frame is good and protobuf-go decodes its version-2 payload", i, err)
+					}
 				}
 				continue
 			}
 			if !frameOK {
 				t.Fatalf("input %d: accepted, but its frame breaks the format doc.go describes", i)
 			}
-			if version == 2 {
+			switch version {
+			case 3:
 				want := new(State)
 				if err := proto.Unmarshal(payload, want); err != nil {
 					t.Fatalf("input %d: accepted, but protobuf-go refuses its payload: %v", i, err)
 				}
 				if !proto.Equal(st, want) {
 					t.Fatalf("input %d: decoded %v, protobuf-go decodes %v", i, st, want)
+				}
+			case 2:
+				want, err := decodeV2Reference(t, v2, payload)
+				if err != nil {
+					t.Fatalf("input %d: accepted, but protobuf-go refuses its version-2 payload: %v", i, err)
+				}
+				if got := withoutUnknown(st); !proto.Equal(got, want) {
+					t.Fatalf("input %d: upgraded %v, protobuf-go and protojson give %v", i, got, want)
 				}
 			}
 			out, err := Encode(st)
@@ -69,7 +86,7 @@ func FuzzDecode(f *testing.F) {
 // specFrame checks data against the frame described in doc.go, written from
 // that description and not from format.go: the magic, a length that makes
 // the file exactly 24+N bytes, at most 256 MiB, a CRC-32C of everything
-// before it, and a version this wasmlet reads (1 or 2).
+// before it, and a version this wasmlet reads (1 to 3).
 func specFrame(data []byte) (version uint32, payload []byte, ok bool) {
 	if len(data) < 24 || len(data) > 256<<20 || string(data[:8]) != "WLTCKPT\n" {
 		return 0, nil, false
@@ -82,7 +99,7 @@ func specFrame(data []byte) (version uint32, payload []byte, ok bool) {
 		return 0, nil, false
 	}
 	version = binary.BigEndian.Uint32(data[8:12])
-	return version, data[20 : len(data)-4], version == 1 || version == 2
+	return version, data[20 : len(data)-4], version >= 1 && version <= 3
 }
 
 type seed struct {
@@ -100,15 +117,21 @@ func fuzzSeeds(t testing.TB) []seed {
 	if err != nil {
 		t.Fatal(err)
 	}
+	v2, err := os.ReadFile("testdata/v2.ckpt")
+	if err != nil {
+		t.Fatal(err)
+	}
 	huge := bytes.Clone(small)
 	binary.BigEndian.PutUint64(huge[12:], 1<<63)
 	return []seed{
-		{"v2-small", small},
-		{"v2-empty-state", mustEncode(t, &State{})},
-		{"v2-torn", small[:len(small)-5]},
-		{"v2-huge-length", huge},
+		{"v3-small", small},
+		{"v3-empty-state", mustEncode(t, &State{})},
+		{"v3-torn", small[:len(small)-5]},
+		{"v3-huge-length", huge},
 		{"v1-fixture", v1},
-		{"v3", frameBytes(3, []byte("from the future"))},
+		{"v2-fixture", v2},
+		{"v2-payload", v2[headerSize : len(v2)-trailerSize]},
+		{"v4", frameBytes(4, []byte("from the future"))},
 		{"v0", frameBytes(0, nil)},
 		{"empty", nil},
 		{"magic-only", []byte(magic)},

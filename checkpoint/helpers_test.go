@@ -79,7 +79,7 @@ func sampleState(allocs, resources, devices int) *State {
 		for j := range ids {
 			dev := fmt.Sprintf("/dev/accel%d", (i+j)%8)
 			resp.Devices = append(resp.Devices, &DeviceSpec{ContainerPath: dev, HostPath: dev, Permissions: "rw"})
-			resp.CdiDevices = append(resp.CdiDevices, "vendor.example.com/accel="+ids[j])
+			resp.CdiDevices = append(resp.CdiDevices, &CDIDevice{Name: "vendor.example.com/accel=" + ids[j]})
 		}
 		resource := ""
 		if resources > 0 {

@@ -10,7 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// The version-2 payload is protobuf-go's deterministic encoding of State.
+// The version-3 payload is protobuf-go's deterministic encoding of State.
 // These tests check what the checkpoint adds to it: Encode and Decode keep
 // everything (unknown fields from a later minor version included), the same
 // state always gives the same bytes, and Encode refuses what protobuf
@@ -32,7 +32,7 @@ func edgeState() *State {
 				Response: &ContainerResponse{Envs: big, Annotations: map[string]string{"k": ""},
 					Mounts:     []*Mount{{}, {ReadOnly: true}},
 					Devices:    []*DeviceSpec{{Permissions: "mrw"}},
-					CdiDevices: []string{""}}},
+					CdiDevices: []*CDIDevice{{}}}},
 			{Response: &ContainerResponse{}},
 			{},
 		},
@@ -124,7 +124,8 @@ func TestEncodeRefusesInvalidUTF8(t *testing.T) {
 	}
 }
 
-// FuzzPayload puts arbitrary bytes in a well-formed version-2 frame and
+// FuzzPayload puts arbitrary bytes in a well-formed frame of the current
+// version and
 // checks Decode against protobuf-go on the bare payload: both refuse, or
 // both give the same state; and what Decode accepts, Encode writes in a
 // canonical form (encoding the decoded encoding gives the same bytes).
@@ -139,7 +140,7 @@ func FuzzPayload(f *testing.F) {
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		want := new(State)
 		werr := proto.Unmarshal(payload, want)
-		got, gerr := Decode(frameBytes(2, payload))
+		got, gerr := Decode(frameBytes(FormatVersion, payload))
 		if (werr == nil) != (gerr == nil) {
 			t.Fatalf("protobuf-go: %v; Decode: %v", werr, gerr)
 		}

@@ -182,7 +182,7 @@ func Show(w io.Writer, st *State) error {
 			fmt.Fprintf(b, "      annotation  %s=%s\n", q(k), q(r.GetAnnotations()[k]))
 		}
 		for _, c := range r.GetCdiDevices() {
-			fmt.Fprintf(b, "      cdi device  %s\n", q(c))
+			fmt.Fprintf(b, "      cdi device  %s\n", q(c.GetName()))
 		}
 	}
 

@@ -21,7 +21,7 @@ func TestVerify(t *testing.T) {
 	}
 	fi, _ := os.Stat(path)
 	want := Summary{
-		Path: path, Size: fi.Size(), Version: 2, Checksum: sum.Checksum,
+		Path: path, Size: fi.Size(), Version: 3, Checksum: sum.Checksum,
 		Generation: 31, Written: time.Unix(0, when).UTC(),
 		Allocations: 30, Resources: 3, Devices: 24, Plugins: 3,
 	}
@@ -33,7 +33,7 @@ func TestVerify(t *testing.T) {
 		t.Fatalf("checksum %#x is not the file's", sum.Checksum)
 	}
 	line := sum.String()
-	for _, part := range []string{path + ": format version 2, ", " bytes, CRC-32C 0x", "generation 31, written 2026-11-26T06:50:28.123456789Z; 30 allocations, 3 resources with 24 devices, 3 plugins"} {
+	for _, part := range []string{path + ": format version 3, ", " bytes, CRC-32C 0x", "generation 31, written 2026-11-26T06:50:28.123456789Z; 30 allocations, 3 resources with 24 devices, 3 plugins"} {
 		if !strings.Contains(line, part) {
 			t.Errorf("%q does not contain %q", line, part)
 		}
@@ -104,7 +104,7 @@ func TestVerifyInconsistent(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.problem) || !strings.Contains(err.Error(), path+" is intact but") {
 				t.Fatalf("got %v, want an error saying %q", err, tc.problem)
 			}
-			if sum.Version != 2 {
+			if sum.Version != FormatVersion {
 				t.Fatalf("summary not filled: %+v", sum)
 			}
 			// Inconsistent, but readable: Read is about the file, not the state.
@@ -142,7 +142,7 @@ func TestShow(t *testing.T) {
 				Mounts:      []*Mount{{ContainerPath: "/lib/accel", HostPath: "/opt/accel/lib", ReadOnly: true}},
 				Devices:     []*DeviceSpec{{ContainerPath: "/dev/accel0", HostPath: "/dev/accel0", Permissions: "rw"}},
 				Annotations: map[string]string{"k": "v\x1b[31m"},
-				CdiDevices:  []string{"example.com/accel=accel-0"},
+				CdiDevices:  []*CDIDevice{{Name: "example.com/accel=accel-0"}},
 			},
 		}, {
 			Workload: "ns/p/c", Resource: "example.com/nic",

@@ -56,7 +56,7 @@ func loadConfig(t *testing.T) deployConfig {
 	}
 	dc := deployConfig{moduleDir: string(m[1])}
 	stand := t.TempDir()
-	for _, m := range regexp.MustCompile(`(?m)^\[(?:modules|sources)\.([A-Za-z0-9_.-]+)\]`).FindAllSubmatch(data, -1) {
+	for _, m := range regexp.MustCompile(`(?m)^\[(?:modules|sources)\.([A-Za-z0-9_-]+)[.\]]`).FindAllSubmatch(data, -1) {
 		name := string(m[1])
 		if !slices.Contains(dc.modules, name) {
 			dc.modules = append(dc.modules, name)

@@ -583,7 +583,7 @@ func checkpointShowCmd() *command {
 		help: `Print what a checkpoint file holds: every allocation with the response the
 container was given, every resource with its last known devices, every
 registered plugin. -o json prints the state as the protobuf JSON of
-wasmlet.checkpoint.v2.State. The file is only read.
+wasmlet.checkpoint.v3.State. The file is only read.
 
 Examples:
   wasmlet checkpoint show /var/lib/wasmlet/checkpoint

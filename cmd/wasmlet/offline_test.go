@@ -224,7 +224,7 @@ func TestCheckpointVerifyAndShow(t *testing.T) {
 	if err := checkpoint.Write(path, st); err != nil {
 		t.Fatal(err)
 	}
-	expect(t, exitOK, []string{"checkpoint", "verify", path}, path+": format version 2",
+	expect(t, exitOK, []string{"checkpoint", "verify", path}, path+": format version 3",
 		"generation 7", "1 allocations", "OK: the checkpoint is intact and consistent.")
 	expect(t, exitOK, []string{"checkpoint", "show", path}, "generation 7",
 		"default/train/main  example.com/gpu  devices gpu0,gpu2", "env         GPUS=0,2")
@@ -243,7 +243,7 @@ func TestCheckpointVerifyAndShow(t *testing.T) {
 	r = expect(t, exitOK, []string{"checkpoint", "verify", "-o", "json", path})
 	var v verifyReport
 	decode(t, r, &v)
-	if !v.OK || v.Version != 2 || v.Generation != 7 || v.Allocations != 1 {
+	if !v.OK || v.Version != checkpoint.FormatVersion || v.Generation != 7 || v.Allocations != 1 {
 		t.Fatalf("JSON %+v", v)
 	}
 

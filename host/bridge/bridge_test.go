@@ -18,7 +18,6 @@ import (
 
 	"github.com/wasmlet/wasmlet/guests/build"
 	"github.com/wasmlet/wasmlet/host/bridge"
-	"github.com/wasmlet/wasmlet/host/devicemanager"
 	"github.com/wasmlet/wasmlet/host/module"
 	"github.com/wasmlet/wasmlet/host/pluginmanager/registration"
 	"github.com/wasmlet/wasmlet/host/watcher"
@@ -49,7 +48,7 @@ func loadCDI(t *testing.T, dir string) *cdilib.Cache {
 // TestServeCounter: the counter module, bridged, is an ordinary device
 // plugin to the kubelet: registration, options, devices with topology,
 // Allocate with several containers, preferred allocation, pre-start, CDI
-// names and specs — and it is not in wasmlet's own device manager.
+// names and specs.
 func TestServeCounter(t *testing.T) {
 	e := newEnv(t, envConfig{})
 	k := startKubelet(t, e.kubeletDir)
@@ -64,11 +63,6 @@ func TestServeCounter(t *testing.T) {
 	for i, d := range devs {
 		if d.ID != "dev-"+string(rune('0'+i)) || len(d.Topology.GetNodes()) != 1 || d.Topology.Nodes[0].ID != int64(i%2) {
 			t.Errorf("device %d: %v", i, d)
-		}
-	}
-	for _, rs := range e.dm.Resources() {
-		if rs.Name == counter {
-			t.Fatalf("a bridged source is also in the local device manager: %+v", rs)
 		}
 	}
 
@@ -137,7 +131,7 @@ func TestStreamsFollowDiscovery(t *testing.T) {
 	e := newEnv(t, envConfig{})
 	data := t.TempDir()
 	put(t, data, "a", "numa=0\nenv.DIR_A=1\n")
-	e.configure("dir", module.Options{Mounts: []module.Mount{{Host: data, Guest: "/data"}}}, true)
+	e.configure("dir", module.Options{Mounts: []module.Mount{{Host: data, Guest: "/data"}}})
 	k := startKubelet(t, e.kubeletDir)
 	e.load("dir", build.Go(t, "host/devicesource/testdata/dirsource"))
 	k.ExpectRegister()
@@ -200,7 +194,7 @@ func TestSourceGivesUpAndComesBack(t *testing.T) {
 	e := newEnv(t, envConfig{giveUpFast: true})
 	data := t.TempDir()
 	put(t, data, "a", "env.A=1\n")
-	e.configure("dir", module.Options{Mounts: []module.Mount{{Host: data, Guest: "/data"}}}, true)
+	e.configure("dir", module.Options{Mounts: []module.Mount{{Host: data, Guest: "/data"}}})
 	k := startKubelet(t, e.kubeletDir)
 	e.load("dir", build.Go(t, "host/devicesource/testdata/dirsource"))
 	k.ExpectRegister()
@@ -440,37 +434,6 @@ func TestSourceGone(t *testing.T) {
 	})
 	if st := e.br.Status(); len(st) != 0 {
 		t.Fatalf("status %+v", st)
-	}
-}
-
-// TestLocalSourceHasCDINames: a source that is not bridged is served by
-// wasmlet's own device manager, not the bridge, and its allocations name
-// its CDI devices too. A bridge with nothing to bridge leaves the kubelet's
-// directory alone.
-func TestLocalSourceHasCDINames(t *testing.T) {
-	e := newEnv(t, envConfig{})
-	e.configure("counter", module.Options{Config: map[string]string{"resource": counter, "count": "2"}}, false)
-	e.load("counter", build.Go(t, "guests/counter"))
-	eventually(t, "local resource", func() bool {
-		for _, r := range e.dm.Resources() {
-			if r.Name == counter && r.Healthy == 2 {
-				return true
-			}
-		}
-		return false
-	})
-	a, err := e.dm.Allocate(context.Background(), devicemanager.AllocateRequest{Namespace: "ns", Pod: "p", Container: "c", Resource: counter, Count: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := cdiNames(a.Response); !reflect.DeepEqual(got, []string{"example.com/counter=" + a.DeviceIDs[0]}) {
-		t.Fatalf("CDI names %v", got)
-	}
-	if len(e.br.Status()) != 0 {
-		t.Fatal("a local source was bridged too")
-	}
-	if _, err := os.Stat(e.kubeletDir); !os.IsNotExist(err) {
-		t.Fatalf("the kubelet directory was touched: %v", err)
 	}
 }
 

@@ -76,9 +76,9 @@
 //
 // A source with bridge = true in [sources.<name>] is served to the external
 // kubelet and not to wasmlet's own device manager: two allocators handing
-// out the same devices would give one device to two containers. Providers
-// is the router a devicesource.Controller drives: bridged sources to the
-// Bridge, the others to the local device manager, and every source's
-// container edits to its CDI spec either way. A host that bridges no source
-// never touches the kubelet's directories.
+// out the same devices would give one device to two containers. That choice
+// is the node's (host/node routes each source, and gives every source's
+// container edits a CDI spec either way); the Bridge serves what it is
+// given. A host that bridges no source never touches the kubelet's
+// directories.
 package bridge

@@ -269,6 +269,9 @@ config = { resource = "example.com/counter", count = "3" }
 [modules.devsource]
 mounts = [{ host = "/dev", guest = "/dev" }]
 config = { resource = "example.com/dev", globs = "/dev/null,/dev/zero" }
+[modules.devsource.edits]
+device_nodes = ["/dev/null", "/dev/zero"]
+writable = ["/dev/null", "/dev/zero"]
 
 [sources.counter]
 bridge = true

@@ -29,8 +29,9 @@ func testLogger(t testing.TB) hclog.Logger {
 }
 
 // env is what host/node assembles for the bridge: a module registry, a
-// device source controller, the router, the bridge, the CDI specs and the
-// local device manager, with the kubelet's directories in a temporary
+// device source controller serving every source to the bridge with a CDI
+// spec (host/node does so for the sources with bridge = true), the bridge
+// and the CDI specs, with the kubelet's directories in a temporary
 // directory.
 type env struct {
 	t           testing.TB
@@ -39,14 +40,12 @@ type env struct {
 	registryDir string
 	cdiDir      string
 	reg         *module.Registry
-	dm          *devicemanager.Manager
 	br          *bridge.Bridge
 	specs       *cdi.Specs
 	ctrl        *devicesource.Controller
 
 	mu      sync.Mutex
 	modOpts map[string]module.Options
-	bridged map[string]bool
 	done    chan error
 }
 
@@ -65,7 +64,7 @@ func newEnv(t testing.TB, cfg envConfig) *env {
 	}
 	dir := testenv.ShortDir(t)
 	e := &env{t: t, dir: dir, kubeletDir: filepath.Join(dir, "dp"), registryDir: filepath.Join(dir, "reg"),
-		cdiDir: filepath.Join(dir, "cdi"), modOpts: map[string]module.Options{}, bridged: map[string]bool{},
+		cdiDir: filepath.Join(dir, "cdi"), modOpts: map[string]module.Options{},
 		done: make(chan error, 1)}
 	os.MkdirAll(filepath.Join(dir, "mod"), 0o755)
 	log := testLogger(t)
@@ -81,9 +80,6 @@ func newEnv(t testing.TB, cfg envConfig) *env {
 		return o
 	}, nil, log)
 	var err error
-	if e.dm, err = devicemanager.New(devicemanager.Config{GracePeriod: time.Minute, Logger: log.Named("devices")}); err != nil {
-		t.Fatal(err)
-	}
 	if e.specs, err = cdi.New(cdi.Config{Dir: e.cdiDir, Logger: log.Named("cdi")}); err != nil {
 		t.Fatal(err)
 	}
@@ -96,25 +92,19 @@ func newEnv(t testing.TB, cfg envConfig) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	router := bridge.NewProviders(e.dm, e.br, e.specs, func(m string) bool {
-		e.mu.Lock()
-		defer e.mu.Unlock()
-		return e.bridged[m]
-	}, log)
 	srcOpts := devicesource.Options{Debounce: 10 * time.Millisecond}
 	restart := time.Duration(0)
 	if cfg.giveUpFast {
 		srcOpts.RetryBackoff, srcOpts.MaxFailures, restart = 5*time.Millisecond, 2, 100*time.Millisecond
 	}
-	e.ctrl = devicesource.NewController(e.reg, router, devicesource.ControllerConfig{
+	e.ctrl = devicesource.NewController(e.reg, toBridge{e}, devicesource.ControllerConfig{
 		Options:      func(string) devicesource.Options { return srcOpts },
 		RestartDelay: restart,
 		Logger:       log.Named("sources"),
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Add(3)
-	go func() { defer wg.Done(); e.dm.Run(ctx) }()
+	wg.Add(2)
 	go func() { defer wg.Done(); e.ctrl.Run(ctx) }()
 	go func() { defer wg.Done(); e.done <- e.br.Run(ctx) }()
 	t.Cleanup(func() {
@@ -126,11 +116,22 @@ func newEnv(t testing.TB, cfg envConfig) *env {
 	return e
 }
 
-// configure sets module name's sandbox and whether it is bridged, from its
-// next load on.
-func (e *env) configure(name string, mo module.Options, bridged bool) {
+// toBridge serves every device source to the bridge, with a CDI spec.
+type toBridge struct{ e *env }
+
+func (b toBridge) SetProvider(resource string, p devicemanager.Provider) {
+	b.e.br.SetProvider(resource, b.e.specs.Wrap(p.(cdi.Source)))
+}
+
+func (b toBridge) RemoveProvider(resource, providerName string) {
+	b.e.br.RemoveProvider(resource, providerName)
+	b.e.specs.Remove(resource, providerName)
+}
+
+// configure sets module name's sandbox from its next load on.
+func (e *env) configure(name string, mo module.Options) {
 	e.mu.Lock()
-	e.modOpts[name], e.bridged[name] = mo, bridged
+	e.modOpts[name] = mo
 	e.mu.Unlock()
 }
 
@@ -153,7 +154,7 @@ func (e *env) load(name, wasm string) {
 // counter loads the counter module as a bridged source of example.com/counter.
 func (e *env) counter(count string) {
 	e.t.Helper()
-	e.configure("counter", module.Options{Config: map[string]string{"resource": "example.com/counter", "count": count}}, true)
+	e.configure("counter", module.Options{Config: map[string]string{"resource": "example.com/counter", "count": count}})
 	e.load("counter", build.Go(e.t, "guests/counter"))
 }
 

@@ -19,6 +19,8 @@ import (
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 	registerapi "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
 
+	"github.com/wasmlet/wasmlet/host/device"
+	"github.com/wasmlet/wasmlet/host/device/deviceplugin"
 	"github.com/wasmlet/wasmlet/host/devicemanager"
 	"github.com/wasmlet/wasmlet/host/internal/backoff"
 	"github.com/wasmlet/wasmlet/host/internal/unixgrpc"
@@ -204,7 +206,7 @@ func (p *plugin) watchLocked() {
 	p.unwatch = cancel
 	prov, gen := p.prov, p.pgen
 	go func() {
-		err := prov.Watch(ctx, func(devs []devicemanager.Device) { p.update(gen, devs) })
+		err := prov.Watch(ctx, func(devs []device.Device) { p.update(gen, devs) })
 		prov.Close()
 		if ctx.Err() == nil {
 			p.lost(gen, prov, err)
@@ -213,11 +215,11 @@ func (p *plugin) watchLocked() {
 }
 
 // update takes a device set from the provider of generation gen.
-func (p *plugin) update(gen uint64, devs []devicemanager.Device) {
+func (p *plugin) update(gen uint64, devs []device.Device) {
 	out := make([]*pluginapi.Device, len(devs))
 	known := make(map[string]bool, len(devs))
 	for i, d := range devs {
-		out[i] = kubeletDevice(d)
+		out[i] = deviceplugin.Device(d)
 		known[d.ID] = true
 	}
 	p.mu.Lock()
@@ -271,20 +273,6 @@ func sameDevices(a, b []*pluginapi.Device) bool {
 		return x.ID == y.ID && x.Health == y.Health &&
 			slices.EqualFunc(x.Topology.GetNodes(), y.Topology.GetNodes(), func(m, n *pluginapi.NUMANode) bool { return m.ID == n.ID })
 	})
-}
-
-func kubeletDevice(d devicemanager.Device) *pluginapi.Device {
-	out := &pluginapi.Device{ID: d.ID, Health: pluginapi.Unhealthy}
-	if d.Healthy {
-		out.Health = pluginapi.Healthy
-	}
-	if len(d.NUMANodes) > 0 {
-		out.Topology = &pluginapi.TopologyInfo{}
-		for _, n := range d.NUMANodes {
-			out.Topology.Nodes = append(out.Topology.Nodes, &pluginapi.NUMANode{ID: n})
-		}
-	}
-	return out
 }
 
 // sock is a unix socket the plugin serves, recreated when it is deleted.

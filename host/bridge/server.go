@@ -12,6 +12,8 @@ import (
 	registerapi "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
 
 	"github.com/wasmlet/wasmlet/abi"
+	"github.com/wasmlet/wasmlet/host/device"
+	"github.com/wasmlet/wasmlet/host/device/deviceplugin"
 	"github.com/wasmlet/wasmlet/host/devicemanager"
 )
 
@@ -107,15 +109,12 @@ func (d *devicePlugin) Allocate(ctx context.Context, req *pluginapi.AllocateRequ
 		if err := p.checkIDs("Allocate", i, cr.DevicesIds, known); err != nil {
 			return nil, err
 		}
-		r, err := prov.Allocate(ctx, cr.DevicesIds, "")
+		edits, err := prov.Allocate(ctx, cr.DevicesIds, "")
 		if err != nil {
 			p.log.Warn("Allocate failed", "devices", strings.Join(cr.DevicesIds, ","), "error", err)
 			return nil, grpcError(err, "Allocate %s (container request %d, devices %s)", p.resource, i, strings.Join(cr.DevicesIds, ","))
 		}
-		if r == nil {
-			r = &pluginapi.ContainerAllocateResponse{}
-		}
-		resp.ContainerResponses = append(resp.ContainerResponses, r)
+		resp.ContainerResponses = append(resp.ContainerResponses, deviceplugin.Response(edits))
 	}
 	p.log.Debug("Allocate answered", "containers", len(req.ContainerRequests))
 	return resp, nil
@@ -161,11 +160,15 @@ func (d *devicePlugin) PreStartContainer(ctx context.Context, req *pluginapi.Pre
 }
 
 // grpcError is err, prefixed with what failed, with the gRPC code its cause
-// deserves: a module's own error by its ABI code, a fault Internal.
+// deserves: a module's own error by its ABI code, edits the module may not
+// hand out PermissionDenied, a fault Internal.
 func grpcError(err error, format string, args ...any) error {
 	code := codes.Internal
 	var ae *abi.Error
+	var refused *device.Refused
 	switch {
+	case errors.As(err, &refused):
+		code = codes.PermissionDenied
 	case errors.As(err, &ae):
 		code = map[abi.Code]codes.Code{
 			abi.CodeInvalidArgument:    codes.InvalidArgument,

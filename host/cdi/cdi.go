@@ -21,7 +21,7 @@ import (
 	"tags.cncf.io/container-device-interface/pkg/parser"
 	specs "tags.cncf.io/container-device-interface/specs-go"
 
-	"github.com/wasmlet/wasmlet/abi"
+	"github.com/wasmlet/wasmlet/host/device"
 	"github.com/wasmlet/wasmlet/internal/atomicfile"
 )
 
@@ -196,7 +196,7 @@ func (s *Specs) Remove(resource, providerName string) error {
 }
 
 // sync brings p's resource's spec in line with devs, if p still owns it.
-func (s *Specs) sync(p *Provider, devs []abi.Device) {
+func (s *Specs) sync(p *Provider, devs []device.Device) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	sp := s.specs[p.resource]
@@ -306,7 +306,7 @@ func (s *Specs) Status() []Status {
 
 // build makes the spec of resource from devs: the devices whose edits CDI
 // can express, and why the others are left out.
-func build(resource string, devs []abi.Device) (*specs.Spec, map[string]bool, map[string]string) {
+func build(resource string, devs []device.Device) (*specs.Spec, map[string]bool, map[string]string) {
 	raw := &specs.Spec{Kind: resource}
 	names := map[string]bool{}
 	var skipped map[string]string
@@ -340,11 +340,12 @@ func build(resource string, devs []abi.Device) (*specs.Spec, map[string]bool, ma
 }
 
 // containerEdits converts a device's edits to CDI's. Annotations have no
-// CDI equivalent that reaches the container and are left out.
-func containerEdits(e *abi.ContainerEdits) specs.ContainerEdits {
+// CDI equivalent that reaches the container and are left out; so are CDI
+// device names (a discovered device's edits have none).
+func containerEdits(e device.Edits) specs.ContainerEdits {
 	var out specs.ContainerEdits
-	for _, k := range slices.Sorted(maps.Keys(e.Envs)) {
-		out.Env = append(out.Env, k+"="+e.Envs[k])
+	for _, k := range slices.Sorted(maps.Keys(e.Env)) {
+		out.Env = append(out.Env, k+"="+e.Env[k])
 	}
 	for _, n := range e.DeviceNodes {
 		out.DeviceNodes = append(out.DeviceNodes, &specs.DeviceNode{Path: n.ContainerPath, HostPath: n.HostPath, Permissions: n.Permissions})

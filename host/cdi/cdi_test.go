@@ -7,32 +7,27 @@ import (
 	"reflect"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	oci "github.com/opencontainers/runtime-spec/specs-go"
-	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 	testingclock "k8s.io/utils/clock/testing"
 	cdilib "tags.cncf.io/container-device-interface/pkg/cdi"
 
-	"github.com/wasmlet/wasmlet/abi"
 	"github.com/wasmlet/wasmlet/host/cdi"
+	"github.com/wasmlet/wasmlet/host/device"
 	"github.com/wasmlet/wasmlet/host/devicemanager"
 )
 
 // fakeSource is a device source whose device sets the test sends.
 type fakeSource struct {
 	name, resource string
-	sets           chan []abi.Device
-	allocate       func(ids []string) *pluginapi.ContainerAllocateResponse
-
-	mu   sync.Mutex
-	devs []abi.Device
+	sets           chan []device.Device
+	allocate       func(ids []string) device.Edits
 }
 
 func newFake(name, resource string) *fakeSource {
-	return &fakeSource{name: name, resource: resource, sets: make(chan []abi.Device)}
+	return &fakeSource{name: name, resource: resource, sets: make(chan []device.Device)}
 }
 
 func (f *fakeSource) Name() string                           { return "module:" + f.name }
@@ -44,35 +39,22 @@ func (f *fakeSource) PreferredAllocation(context.Context, []string, []string, in
 }
 func (f *fakeSource) PreStart(context.Context, []string, string) error { return nil }
 
-func (f *fakeSource) Devices() []abi.Device {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return slices.Clone(f.devs)
-}
-
-func (f *fakeSource) Watch(ctx context.Context, update func([]devicemanager.Device)) error {
+func (f *fakeSource) Watch(ctx context.Context, update func([]device.Device)) error {
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case devs := <-f.sets:
-			f.mu.Lock()
-			f.devs = devs
-			f.mu.Unlock()
-			conv := make([]devicemanager.Device, len(devs))
-			for i, d := range devs {
-				conv[i] = devicemanager.Device{ID: d.ID, Healthy: d.Health == abi.Healthy}
-			}
-			update(conv)
+			update(devs)
 		}
 	}
 }
 
-func (f *fakeSource) Allocate(_ context.Context, ids []string, _ string) (*pluginapi.ContainerAllocateResponse, error) {
+func (f *fakeSource) Allocate(_ context.Context, ids []string, _ string) (device.Edits, error) {
 	if f.allocate != nil {
 		return f.allocate(ids), nil
 	}
-	return &pluginapi.ContainerAllocateResponse{Envs: map[string]string{"IDS": strings.Join(ids, ",")}}, nil
+	return device.Edits{Env: map[string]string{"IDS": strings.Join(ids, ",")}}, nil
 }
 
 // watching runs p's Watch; send delivers a device set and waits until it
@@ -80,23 +62,23 @@ func (f *fakeSource) Allocate(_ context.Context, ids []string, _ string) (*plugi
 type watching struct {
 	t       *testing.T
 	src     *fakeSource
-	updates chan []devicemanager.Device
+	updates chan []device.Device
 }
 
 func watch(t *testing.T, p *cdi.Provider, src *fakeSource) *watching {
 	t.Helper()
-	w := &watching{t: t, src: src, updates: make(chan []devicemanager.Device, 1)}
+	w := &watching{t: t, src: src, updates: make(chan []device.Device, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		p.Watch(ctx, func(d []devicemanager.Device) { w.updates <- d })
+		p.Watch(ctx, func(d []device.Device) { w.updates <- d })
 	}()
 	t.Cleanup(func() { cancel(); <-done })
 	return w
 }
 
-func (w *watching) send(devs ...abi.Device) {
+func (w *watching) send(devs ...device.Device) {
 	w.t.Helper()
 	w.src.sets <- devs
 	select {
@@ -116,11 +98,11 @@ func newSpecs(t *testing.T, dir string) *cdi.Specs {
 	return s
 }
 
-func nic(id string, vfio string) abi.Device {
-	return abi.Device{ID: id, Edits: &abi.ContainerEdits{
-		Envs:        map[string]string{"NIC_" + strings.NewReplacer(":", "_", ".", "_").Replace(id): id, "NIC_DRIVER": "vfio"},
-		DeviceNodes: []abi.DeviceNode{{ContainerPath: "/dev/vfio/vfio", HostPath: "/dev/vfio/vfio", Permissions: "rw"}, {ContainerPath: "/dev/vfio/" + vfio, HostPath: "/dev/vfio/" + vfio, Permissions: "rw"}},
-		Mounts:      []abi.Mount{{ContainerPath: "/etc/nic/" + id, HostPath: "/etc/hostname", ReadOnly: true}},
+func nic(id string, vfio string) device.Device {
+	return device.Device{ID: id, Edits: device.Edits{
+		Env:         map[string]string{"NIC_" + strings.NewReplacer(":", "_", ".", "_").Replace(id): id, "NIC_DRIVER": "vfio"},
+		DeviceNodes: []device.Node{{ContainerPath: "/dev/vfio/vfio", HostPath: "/dev/vfio/vfio", Permissions: "rw"}, {ContainerPath: "/dev/vfio/" + vfio, HostPath: "/dev/vfio/" + vfio, Permissions: "rw"}},
+		Mounts:      []device.Mount{{ContainerPath: "/etc/nic/" + id, HostPath: "/etc/hostname", ReadOnly: true}},
 		Annotations: map[string]string{"example.com/nic": id},
 	}}
 }
@@ -144,7 +126,7 @@ func TestSpecValidatesAndInjects(t *testing.T) {
 	src := newFake("pci", "example.com/nic")
 	p := s.Wrap(src)
 	w := watch(t, p, src)
-	w.send(nic("0000:00:1f.6", "7"), nic("0000:3b:00.0", "30"), abi.Device{ID: "plain"})
+	w.send(nic("0000:00:1f.6", "7"), nic("0000:3b:00.0", "30"), device.Device{ID: "plain"})
 
 	path := filepath.Join(dir, "cdi", "wasmlet-example.com_nic.yaml")
 	c := loadCache(t, filepath.Join(dir, "cdi"))
@@ -185,12 +167,8 @@ func TestSpecValidatesAndInjects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var names []string
-	for _, d := range resp.CdiDevices {
-		names = append(names, d.Name)
-	}
-	if !reflect.DeepEqual(names, []string{"example.com/nic=0000:3b:00.0", "example.com/nic=0000:00:1f.6"}) ||
-		resp.Envs["IDS"] != "0000:3b:00.0,plain,0000:00:1f.6" {
+	if !reflect.DeepEqual(resp.CDIDevices, []string{"example.com/nic=0000:3b:00.0", "example.com/nic=0000:00:1f.6"}) ||
+		resp.Env["IDS"] != "0000:3b:00.0,plain,0000:00:1f.6" {
 		t.Fatalf("response %v", resp)
 	}
 	st := s.Status()
@@ -218,7 +196,7 @@ func TestRewrittenOnlyOnChange(t *testing.T) {
 		t.Fatalf("rewritten without a change (writes %d)", s.Status()[0].Writes)
 	}
 	changed := nic("a", "1")
-	changed.Edits.Envs["NIC_DRIVER"] = "mlx5"
+	changed.Edits.Env["NIC_DRIVER"] = "mlx5"
 	w.send(changed)
 	after, _ = os.Stat(path)
 	if os.SameFile(before, after) || s.Status()[0].Writes != 2 {
@@ -236,11 +214,11 @@ func TestDevicesLeftOut(t *testing.T) {
 	p := s.Wrap(src)
 	w := watch(t, p, src)
 	w.send(
-		abi.Device{ID: "dev-", Edits: &abi.ContainerEdits{Envs: map[string]string{"A": "1"}}},                                           // not a CDI name
-		abi.Device{ID: "notes", Edits: &abi.ContainerEdits{Annotations: map[string]string{"a": "b"}}},                                   // annotations only
-		abi.Device{ID: "bad", Edits: &abi.ContainerEdits{DeviceNodes: []abi.DeviceNode{{ContainerPath: "/dev/x", Permissions: "rwx"}}}}, // invalid permissions
-		abi.Device{ID: "good", Edits: &abi.ContainerEdits{DeviceNodes: []abi.DeviceNode{{ContainerPath: "/dev/null"}}}},
-		abi.Device{ID: "none"},
+		device.Device{ID: "dev-", Edits: device.Edits{Env: map[string]string{"A": "1"}}},                                         // not a CDI name
+		device.Device{ID: "notes", Edits: device.Edits{Annotations: map[string]string{"a": "b"}}},                                // annotations only
+		device.Device{ID: "bad", Edits: device.Edits{DeviceNodes: []device.Node{{ContainerPath: "/dev/x", Permissions: "rwx"}}}}, // invalid permissions
+		device.Device{ID: "good", Edits: device.Edits{DeviceNodes: []device.Node{{ContainerPath: "/dev/null"}}}},
+		device.Device{ID: "none"},
 	)
 	st := s.Status()[0]
 	if !reflect.DeepEqual(st.Devices, []string{"good"}) || len(st.Skipped) != 3 ||
@@ -255,7 +233,7 @@ func TestDevicesLeftOut(t *testing.T) {
 	loadCache(t, dir)
 
 	// No device left with edits: no spec.
-	w.send(abi.Device{ID: "none"})
+	w.send(device.Device{ID: "none"})
 	if _, err := os.Stat(filepath.Join(dir, "wasmlet-example.com_x.yaml")); !os.IsNotExist(err) {
 		t.Fatalf("spec without devices kept: %v", err)
 	}
@@ -282,7 +260,7 @@ func TestInvalidKind(t *testing.T) {
 		t.Fatalf("status %+v", st)
 	}
 	resp, err := p.Allocate(context.Background(), []string{"a"}, "")
-	if err != nil || len(resp.CdiDevices) != 0 || resp.Envs["IDS"] != "a" {
+	if err != nil || len(resp.CDIDevices) != 0 || resp.Env["IDS"] != "a" {
 		t.Fatalf("%v %v", resp, err)
 	}
 }
@@ -398,8 +376,8 @@ func TestWriteFailureKeepsNames(t *testing.T) {
 func TestAllocateKeepsModuleCDINames(t *testing.T) {
 	s := newSpecs(t, t.TempDir())
 	src := newFake("m", "example.com/r")
-	src.allocate = func(ids []string) *pluginapi.ContainerAllocateResponse {
-		return &pluginapi.ContainerAllocateResponse{CdiDevices: []*pluginapi.CDIDevice{{Name: "vendor.com/other=x"}, {Name: "example.com/r=a"}}}
+	src.allocate = func(ids []string) device.Edits {
+		return device.Edits{CDIDevices: []string{"vendor.com/other=x", "example.com/r=a"}}
 	}
 	p := s.Wrap(src)
 	watch(t, p, src).send(nic("a", "1"), nic("b", "2"))
@@ -407,11 +385,7 @@ func TestAllocateKeepsModuleCDINames(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var names []string
-	for _, d := range resp.CdiDevices {
-		names = append(names, d.Name)
-	}
-	if !reflect.DeepEqual(names, []string{"vendor.com/other=x", "example.com/r=a", "example.com/r=b"}) {
+	if names := resp.CDIDevices; !reflect.DeepEqual(names, []string{"vendor.com/other=x", "example.com/r=a", "example.com/r=b"}) {
 		t.Fatalf("names %v", names)
 	}
 }

@@ -4,22 +4,17 @@ import (
 	"context"
 	"slices"
 
-	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
-
-	"github.com/wasmlet/wasmlet/abi"
+	"github.com/wasmlet/wasmlet/host/device"
 	"github.com/wasmlet/wasmlet/host/devicemanager"
 )
 
 // Source is a device source as Provider needs it (*devicesource.Source is
-// one): a provider that knows its resource and its latest devices with their
-// container edits.
+// one): a provider that knows its resource, and whose device sets carry
+// their container edits.
 type Source interface {
 	devicemanager.Provider
 	// Resource is the extended resource served.
 	Resource() string
-	// Devices returns the latest discovered devices, edits included; the
-	// caller owns the copy.
-	Devices() []abi.Device
 }
 
 // Provider is a device source whose devices have a CDI spec: a
@@ -44,27 +39,24 @@ func (p *Provider) Unwrap() Source { return p.Source }
 
 // Watch follows the source, and brings the spec in line with each device set
 // before passing it on.
-func (p *Provider) Watch(ctx context.Context, update func([]devicemanager.Device)) error {
-	return p.Source.Watch(ctx, func(devs []devicemanager.Device) {
-		p.specs.sync(p, p.Source.Devices())
+func (p *Provider) Watch(ctx context.Context, update func([]device.Device)) error {
+	return p.Source.Watch(ctx, func(devs []device.Device) {
+		p.specs.sync(p, devs)
 		update(devs)
 	})
 }
 
 // Allocate is the source's answer, with the qualified CDI names of the
 // devices of ids that are in the spec on disk added.
-func (p *Provider) Allocate(ctx context.Context, ids []string, workload string) (*pluginapi.ContainerAllocateResponse, error) {
-	resp, err := p.Source.Allocate(ctx, ids, workload)
+func (p *Provider) Allocate(ctx context.Context, ids []string, workload string) (device.Edits, error) {
+	edits, err := p.Source.Allocate(ctx, ids, workload)
 	if err != nil {
-		return nil, err
-	}
-	if resp == nil {
-		resp = &pluginapi.ContainerAllocateResponse{}
+		return device.Edits{}, err
 	}
 	for _, name := range p.specs.Names(p.resource, ids) {
-		if !slices.ContainsFunc(resp.CdiDevices, func(d *pluginapi.CDIDevice) bool { return d.GetName() == name }) {
-			resp.CdiDevices = append(resp.CdiDevices, &pluginapi.CDIDevice{Name: name})
+		if !slices.Contains(edits.CDIDevices, name) {
+			edits.CDIDevices = append(edits.CDIDevices, name)
 		}
 	}
-	return resp, nil
+	return edits, nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/wasmlet/wasmlet/host/device"
 	"github.com/wasmlet/wasmlet/host/module"
 )
 
@@ -172,6 +173,7 @@ type moduleEntry struct {
 	sha256  string
 	config  map[string]string
 	mounts  []module.Mount
+	edits   device.Grant
 }
 
 // Default returns the configuration used when there is no file: the built-in
@@ -303,6 +305,12 @@ func (c *Config) ModuleOptions(name string) module.Options {
 		LogRate:         s.LogRate,
 		LogBurst:        s.LogBurst,
 	}
+}
+
+// EditGrant returns what the named module may hand containers beyond its
+// own mounts: its [modules.<name>.edits], or nothing.
+func (c *Config) EditGrant(name string) device.Grant {
+	return c.modules[name].edits.Clone()
 }
 
 // Handlers returns the [handlers] section: the module name that handles each

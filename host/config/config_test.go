@@ -14,6 +14,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/wasmlet/wasmlet/host/device"
 	"github.com/wasmlet/wasmlet/host/module"
 )
 
@@ -487,5 +488,37 @@ func TestPodResourcesSocket(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: %v, want %q", doc, err, want)
 		}
+	}
+}
+
+// [modules.<name>.edits] becomes the module's grant: patterns as written,
+// host paths resolved against the file's directory; a module without one
+// is granted nothing.
+func TestEditGrant(t *testing.T) {
+	c, err, dir := parseIn(t, withModules+`
+[modules.x.edits]
+device_nodes = ["/dev/vfio/*", "/dev/nvidia[0-9]"]
+host_paths = ["/opt/driver", "lib"]
+writable = ["/dev/vfio"]
+env = ["NVIDIA_*", "LD_LIBRARY_PATH"]
+annotations = ["vendor.com/*"]
+cdi_devices = ["vendor.com/gpu=*"]
+`, "x", "y")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := device.Grant{DeviceNodes: []string{"/dev/vfio/*", "/dev/nvidia[0-9]"}, HostPaths: []string{"/opt/driver", filepath.Join(dir, "lib")},
+		Writable: []string{"/dev/vfio"}, Env: []string{"NVIDIA_*", "LD_LIBRARY_PATH"}, Annotations: []string{"vendor.com/*"},
+		CDIDevices: []string{"vendor.com/gpu=*"}}
+	got := c.EditGrant("x")
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("grant %+v\nwant  %+v", got, want)
+	}
+	got.Env[0] = "LD_*"
+	if c.EditGrant("x").Env[0] != "NVIDIA_*" {
+		t.Fatal("EditGrant returned the configuration's own slice")
+	}
+	if g := c.EditGrant("y"); !reflect.DeepEqual(g, device.Grant{}) {
+		t.Fatalf("a module without edits is granted %+v", g)
 	}
 }

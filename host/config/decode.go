@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/pelletier/go-toml/v2"
 
+	"github.com/wasmlet/wasmlet/host/device"
 	"github.com/wasmlet/wasmlet/host/module"
 )
 
@@ -311,6 +312,7 @@ func (d *decoder) modules(n *node, key string, defaults Sandbox) map[string]modu
 			{"sha256", func(n *node, key string) { d.sha256(n, key, &e.sha256) }},
 			{"config", func(n *node, key string) { e.config = d.moduleConfig(n, key) }},
 			{"mounts", func(n *node, key string) { e.mounts = d.mounts(n, key) }},
+			{"edits", func(n *node, key string) { e.edits = d.edits(n, key) }},
 		})
 		entries[name] = e
 	}
@@ -413,6 +415,69 @@ func (d *decoder) mounts(n *node, key string) []module.Mount {
 		mounts = append(mounts, m)
 	}
 	return mounts
+}
+
+// edits decodes a module's [modules.<name>.edits]: what it may hand
+// containers beyond its own mounts (device.Grant).
+func (d *decoder) edits(n *node, key string) device.Grant {
+	var g device.Grant
+	d.table(n, key, []field{
+		{"device_nodes", func(n *node, key string) {
+			g.DeviceNodes = d.patterns(n, key, `absolute path patterns of host device nodes, such as ["/dev/vfio/*"]`, true)
+		}},
+		{"host_paths", func(n *node, key string) { g.HostPaths = d.paths(n, key) }},
+		{"writable", func(n *node, key string) { g.Writable = d.paths(n, key) }},
+		{"env", func(n *node, key string) {
+			g.Env = d.patterns(n, key, `patterns of environment variable names, such as ["NVIDIA_*"]`, false)
+		}},
+		{"annotations", func(n *node, key string) {
+			g.Annotations = d.patterns(n, key, `patterns of annotation keys, such as ["vendor.com/*"]`, false)
+		}},
+		{"cdi_devices", func(n *node, key string) {
+			g.CDIDevices = d.patterns(n, key, `patterns of qualified CDI device names, such as ["vendor.com/gpu=*"]`, false)
+		}},
+	})
+	return g
+}
+
+// patterns decodes an array of path.Match patterns; abs: of absolute paths.
+func (d *decoder) patterns(n *node, key, expected string, abs bool) []string {
+	if !d.is(n, key, kindArray, "an array of "+expected) {
+		return nil
+	}
+	var out []string
+	for i, v := range n.elems {
+		key := indexPath(key, i)
+		if !d.is(v, key, kindString, "a string: one of "+expected) {
+			continue
+		}
+		switch err := device.ValidPattern(v.str); {
+		case v.str == "":
+			d.errorf(v.at, key, "empty pattern, expected %s", expected)
+		case err != nil:
+			d.errorf(v.at, key, "invalid pattern %s (%v), expected %s", quote(v.str), err, expected)
+		case abs && !strings.HasPrefix(v.str, "/"):
+			d.errorf(v.at, key, "relative pattern %s, expected %s", quote(v.str), expected)
+		default:
+			out = append(out, v.str)
+		}
+	}
+	return out
+}
+
+// paths decodes an array of paths, resolved as d.path does.
+func (d *decoder) paths(n *node, key string) []string {
+	if !d.is(n, key, kindArray, `an array of host paths, such as ["/opt/driver/lib"]`) {
+		return nil
+	}
+	var out []string
+	for i, v := range n.elems {
+		var p string
+		if d.path(v, indexPath(key, i), &p) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // within reports whether dir is root or lies under it. Both are clean and

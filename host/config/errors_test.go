@@ -89,7 +89,7 @@ func TestUnknownKeys(t *testing.T) {
 		name:    "module entry",
 		doc:     withModules + "[modules.x]\nsha = \"\"\n",
 		modules: []string{"x"},
-		want:    []string{`plugins.toml:4:1: modules.x.sha: unknown key, expected memory, timeout, init_timeout, pool_size, pool_max, max_reply, quarantine_after, log_rate, log_burst, sha256, config or mounts`},
+		want:    []string{`plugins.toml:4:1: modules.x.sha: unknown key, expected memory, timeout, init_timeout, pool_size, pool_max, max_reply, quarantine_after, log_rate, log_burst, sha256, config, mounts or edits`},
 	}, {
 		name:    "mount",
 		doc:     withModules + "[modules.x]\nmounts = [{ host = \"/a\", guest = \"/a\", readonly = true }]\n",
@@ -505,4 +505,36 @@ func TestByteOrderMark(t *testing.T) {
 	if err == nil || !strings.HasPrefix(err.Error(), want) || !strings.Contains(err.Error(), "\nplugins.toml:3:2: hosts: ") {
 		t.Errorf("got %v, want it to start with %s", err, want)
 	}
+}
+
+func TestEditGrantErrors(t *testing.T) {
+	runErrorCases(t, []errorCase{{
+		name:    "unknown key",
+		doc:     withModules + "[modules.x.edits]\ndevices = []\n",
+		modules: []string{"x"},
+		want:    []string{`plugins.toml:4:1: modules.x.edits.devices: unknown key, expected device_nodes, host_paths, writable, env, annotations or cdi_devices`},
+	}, {
+		name:    "not an array",
+		doc:     withModules + "[modules.x.edits]\nenv = \"LD_*\"\n",
+		modules: []string{"x"},
+		want:    []string{`plugins.toml:4:7: modules.x.edits.env: got a string, expected an array of patterns of environment variable names, such as ["NVIDIA_*"]`},
+	}, {
+		name:    "bad pattern, relative device pattern, a number",
+		doc:     withModules + "[modules.x.edits]\ndevice_nodes = [\"/dev/[\", \"dev/x*\", 1]\nannotations = [\"\"]\n",
+		modules: []string{"x"},
+		want: []string{
+			`plugins.toml:4:17: modules.x.edits.device_nodes[0]: invalid pattern "/dev/[" (syntax error in pattern), expected absolute path patterns of host device nodes, such as ["/dev/vfio/*"]`,
+			`plugins.toml:4:27: modules.x.edits.device_nodes[1]: relative pattern "dev/x*", expected absolute path patterns of host device nodes, such as ["/dev/vfio/*"]`,
+			`plugins.toml:4:37: modules.x.edits.device_nodes[2]: got an integer, expected a string: one of absolute path patterns of host device nodes, such as ["/dev/vfio/*"]`,
+			`plugins.toml:5:16: modules.x.edits.annotations[0]: empty pattern, expected patterns of annotation keys, such as ["vendor.com/*"]`,
+		},
+	}, {
+		name:    "paths",
+		doc:     withModules + "[modules.x.edits]\nhost_paths = [\"\"]\nwritable = {}\n",
+		modules: []string{"x"},
+		want: []string{
+			`plugins.toml:4:15: modules.x.edits.host_paths[0]: empty path, expected a path`,
+			`plugins.toml:5:12: modules.x.edits.writable: got a table, expected an array of host paths, such as ["/opt/driver/lib"]`,
+		},
+	}})
 }

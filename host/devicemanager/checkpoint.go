@@ -3,9 +3,9 @@ package devicemanager
 import (
 	"time"
 
-	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
-
 	"github.com/wasmlet/wasmlet/checkpoint"
+	"github.com/wasmlet/wasmlet/host/device"
+	"github.com/wasmlet/wasmlet/host/device/deviceplugin"
 )
 
 // snapshot is the checkpoint's view of the manager: every allocation, and
@@ -40,42 +40,21 @@ func (m *Manager) snapshot() (*checkpoint.State, uint64) {
 	return st, m.gen
 }
 
+// allocationRecord is a in the checkpoint's form: its edits as the
+// kubelet's ContainerAllocateResponse, which the kubelet's own checkpoint
+// stores too.
 func allocationRecord(a *Allocation) *checkpoint.Allocation {
-	rec := &checkpoint.Allocation{Workload: a.Workload, Namespace: a.Namespace, Pod: a.Pod, PodUid: a.PodUID,
-		Container: a.Container, Resource: a.Resource, DeviceIds: a.DeviceIDs, AllocatedUnixNano: a.At.UnixNano()}
-	if r := a.Response; r != nil {
-		rec.Response = &checkpoint.ContainerResponse{Envs: r.Envs, Annotations: r.Annotations}
-		for _, mt := range r.Mounts {
-			rec.Response.Mounts = append(rec.Response.Mounts, &checkpoint.Mount{ContainerPath: mt.ContainerPath, HostPath: mt.HostPath, ReadOnly: mt.ReadOnly})
-		}
-		for _, d := range r.Devices {
-			rec.Response.Devices = append(rec.Response.Devices, &checkpoint.DeviceSpec{ContainerPath: d.ContainerPath, HostPath: d.HostPath, Permissions: d.Permissions})
-		}
-		for _, c := range r.CdiDevices {
-			rec.Response.CdiDevices = append(rec.Response.CdiDevices, c.Name)
-		}
-	}
-	return rec
+	return &checkpoint.Allocation{Workload: a.Workload, Namespace: a.Namespace, Pod: a.Pod, PodUid: a.PodUID,
+		Container: a.Container, Resource: a.Resource, DeviceIds: a.DeviceIDs, AllocatedUnixNano: a.At.UnixNano(),
+		Response: deviceplugin.Response(a.Edits)}
 }
 
 func allocationFromRecord(rec *checkpoint.Allocation) *Allocation {
 	a := &Allocation{Workload: rec.Workload, Namespace: rec.Namespace, Pod: rec.Pod, PodUID: rec.PodUid,
 		Container: rec.Container, Resource: rec.Resource, DeviceIDs: rec.DeviceIds,
-		At: time.Unix(0, rec.AllocatedUnixNano), Response: &pluginapi.ContainerAllocateResponse{}, record: rec}
+		At: time.Unix(0, rec.AllocatedUnixNano), Edits: deviceplugin.Edits(rec.Response), record: rec}
 	if a.Workload == "" {
 		a.Workload = WorkloadKey(a.Namespace, a.Pod, a.Container)
-	}
-	if r := rec.Response; r != nil {
-		a.Response.Envs, a.Response.Annotations = r.Envs, r.Annotations
-		for _, mt := range r.Mounts {
-			a.Response.Mounts = append(a.Response.Mounts, &pluginapi.Mount{ContainerPath: mt.ContainerPath, HostPath: mt.HostPath, ReadOnly: mt.ReadOnly})
-		}
-		for _, d := range r.Devices {
-			a.Response.Devices = append(a.Response.Devices, &pluginapi.DeviceSpec{ContainerPath: d.ContainerPath, HostPath: d.HostPath, Permissions: d.Permissions})
-		}
-		for _, c := range r.CdiDevices {
-			a.Response.CdiDevices = append(a.Response.CdiDevices, &pluginapi.CDIDevice{Name: c})
-		}
 	}
 	return a
 }
@@ -92,7 +71,7 @@ func (m *Manager) restore(st *checkpoint.State) {
 		r.lastErr = "restored from the checkpoint; waiting for " + rec.Provider + " to register again"
 		for _, d := range rec.Devices {
 			r.index[d.Id] = len(r.devices)
-			r.devices = append(r.devices, Device{ID: d.Id, Healthy: false, NUMANodes: d.NumaNodes, Attributes: d.Attributes})
+			r.devices = append(r.devices, device.Device{ID: d.Id, Healthy: false, NUMANodes: d.NumaNodes, Attributes: d.Attributes})
 		}
 	}
 	for _, rec := range st.Allocations {

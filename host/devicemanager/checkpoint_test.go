@@ -50,7 +50,7 @@ func TestRestartRestoresAllocations(t *testing.T) {
 	// until the plugin comes back.
 	e2 := start(t, dir, cfg)
 	got := e2.m.Allocations()
-	if len(got) != 1 || fmt.Sprint(got[0].DeviceIDs) != fmt.Sprint(a.DeviceIDs) || got[0].Response.Envs["TEST_DEVICES"] == "" {
+	if len(got) != 1 || fmt.Sprint(got[0].DeviceIDs) != fmt.Sprint(a.DeviceIDs) || got[0].Edits.Env["TEST_DEVICES"] == "" {
 		t.Fatalf("restored %+v", got)
 	}
 	r := e2.resource("example.com/gpu", func(r devicemanager.ResourceStatus) bool { return r.Capacity == 4 })

@@ -36,10 +36,9 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"google.golang.org/protobuf/proto"
-	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 
 	"github.com/wasmlet/wasmlet/checkpoint"
+	"github.com/wasmlet/wasmlet/host/device"
 )
 
 // Config wires a device manager.
@@ -74,8 +73,8 @@ type resource struct {
 	cancel   context.CancelFunc
 	opts     ProviderOptions
 
-	devices []Device       // in the provider's order
-	index   map[string]int // id -> position in devices
+	devices []device.Device // in the provider's order, without their edits
+	index   map[string]int  // id -> position in devices
 	holder  map[string]string
 
 	connected      bool
@@ -218,7 +217,7 @@ func (m *Manager) SetProvider(name string, p Provider) {
 	}
 	go func() {
 		defer m.watchers.Done()
-		err := p.Watch(ctx, func(devs []Device) { m.update(name, gen, p, devs) })
+		err := p.Watch(ctx, func(devs []device.Device) { m.update(name, gen, p, devs) })
 		m.lost(name, gen, p, err)
 		p.Close()
 	}()
@@ -240,7 +239,7 @@ func (m *Manager) RemoveProvider(name string, providerName string) {
 }
 
 // update replaces a resource's device set with what its provider reported.
-func (m *Manager) update(name string, gen uint64, p Provider, devs []Device) {
+func (m *Manager) update(name string, gen uint64, p Provider, devs []device.Device) {
 	if err := ValidDevices(devs); err != nil {
 		m.mu.Lock()
 		if r := m.resources[name]; r != nil && r.pgen == gen {
@@ -256,7 +255,7 @@ func (m *Manager) update(name string, gen uint64, p Provider, devs []Device) {
 		m.mu.Unlock()
 		return // a superseded provider: its word no longer counts
 	}
-	r.devices = make([]Device, len(devs))
+	r.devices = make([]device.Device, len(devs))
 	r.index = make(map[string]int, len(devs))
 	for i, d := range devs {
 		r.devices[i] = cloneDevice(d)
@@ -344,16 +343,11 @@ func (r *resource) counts() (healthy, unhealthy, allocated int) {
 	return
 }
 
-func cloneDevice(d Device) Device {
-	d.NUMANodes = append([]int64(nil), d.NUMANodes...)
-	if d.Attributes != nil {
-		attrs := make(map[string]string, len(d.Attributes))
-		for k, v := range d.Attributes {
-			attrs[k] = v
-		}
-		d.Attributes = attrs
-	}
-	return d
+// cloneDevice is the device manager's copy of d. Edits are left out: a
+// container's edits are the provider's answer to Allocate.
+func cloneDevice(d device.Device) device.Device {
+	d.Edits = device.Edits{}
+	return d.Clone()
 }
 
 // Errors an allocation can meet, for callers that map them to exit codes or
@@ -442,13 +436,10 @@ func (m *Manager) allocate(ctx context.Context, req AllocateRequest) (*Allocatio
 	}
 	cctx, cancel := context.WithTimeout(ctx, m.cfg.CallTimeout)
 	defer cancel()
-	resp, err := p.Allocate(cctx, ids, w)
+	edits, err := p.Allocate(cctx, ids, w)
 	if err != nil {
 		unreserve()
 		return nil, fmt.Errorf("allocate %s for %s: %w", req.Resource, w, err)
-	}
-	if resp == nil {
-		resp = &pluginapi.ContainerAllocateResponse{}
 	}
 	if p.Options().PreStartRequired {
 		if err := p.PreStart(cctx, ids, w); err != nil {
@@ -457,7 +448,7 @@ func (m *Manager) allocate(ctx context.Context, req AllocateRequest) (*Allocatio
 		}
 	}
 	a := &Allocation{Workload: w, Namespace: req.Namespace, Pod: req.Pod, PodUID: req.PodUID, Container: req.Container,
-		Resource: req.Resource, DeviceIDs: ids, Response: resp, At: time.Now(), pending: true}
+		Resource: req.Resource, DeviceIDs: ids, Edits: edits, At: time.Now(), pending: true}
 	a.record = allocationRecord(a)
 	m.mu.Lock()
 	if m.allocs[w] == nil {
@@ -554,8 +545,8 @@ func (m *Manager) choose(ctx context.Context, req AllocateRequest, w string) (*r
 }
 
 // free lists the healthy devices no one holds. Call with m.mu held.
-func (r *resource) free() []Device {
-	var out []Device
+func (r *resource) free() []device.Device {
+	var out []device.Device
 	for _, d := range r.devices {
 		if d.Healthy && r.holder[d.ID] == "" {
 			out = append(out, d)
@@ -589,7 +580,7 @@ func checkChoice(got, avail []string, n int) error {
 // the smallest single node that fits, or else the largest nodes first.
 // Devices with no NUMA information count as one more node. Ties break by
 // node and device id, so the choice is deterministic.
-func ChooseNUMA(free []Device, n int) []string {
+func ChooseNUMA(free []device.Device, n int) []string {
 	byNode := map[int64][]string{}
 	for _, d := range free {
 		node := int64(-1)
@@ -736,8 +727,6 @@ func (m *Manager) Resources() []ResourceStatus {
 func cloneAllocation(a *Allocation) *Allocation {
 	c := *a
 	c.DeviceIDs = append([]string(nil), a.DeviceIDs...)
-	if a.Response != nil {
-		c.Response = proto.Clone(a.Response).(*pluginapi.ContainerAllocateResponse)
-	}
+	c.Edits = a.Edits.Clone()
 	return &c
 }

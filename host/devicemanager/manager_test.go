@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 
+	"github.com/wasmlet/wasmlet/host/device"
 	"github.com/wasmlet/wasmlet/host/devicemanager"
 	"github.com/wasmlet/wasmlet/host/endpoint"
 	"github.com/wasmlet/wasmlet/host/internal/testenv"
@@ -262,7 +263,7 @@ func TestAllocateDefaultPolicyIsNUMAAware(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fmt.Sprint(a.DeviceIDs) != "[gpu0 gpu2 gpu4]" || a.Response.Envs["TEST_DEVICES"] != "gpu0,gpu2,gpu4" {
+	if fmt.Sprint(a.DeviceIDs) != "[gpu0 gpu2 gpu4]" || a.Edits.Env["TEST_DEVICES"] != "gpu0,gpu2,gpu4" {
 		t.Fatalf("allocation %+v", a)
 	}
 	if got := <-p.Allocates; fmt.Sprint(got) != "[gpu0 gpu2 gpu4]" {
@@ -395,10 +396,10 @@ func TestNoDoubleAllocation(t *testing.T) {
 }
 
 func TestChooseNUMA(t *testing.T) {
-	dev := func(id string, node int64) devicemanager.Device {
-		return devicemanager.Device{ID: id, Healthy: true, NUMANodes: []int64{node}}
+	dev := func(id string, node int64) device.Device {
+		return device.Device{ID: id, Healthy: true, NUMANodes: []int64{node}}
 	}
-	free := []devicemanager.Device{dev("a0", 0), dev("a1", 0), dev("b0", 1), dev("b1", 1), dev("b2", 1), {ID: "x", Healthy: true}}
+	free := []device.Device{dev("a0", 0), dev("a1", 0), dev("b0", 1), dev("b1", 1), dev("b2", 1), {ID: "x", Healthy: true}}
 	for _, c := range []struct {
 		n    int
 		want string

@@ -5,19 +5,10 @@ import (
 	"fmt"
 	"time"
 
-	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
-
 	"github.com/wasmlet/wasmlet/abi"
 	"github.com/wasmlet/wasmlet/checkpoint"
+	"github.com/wasmlet/wasmlet/host/device"
 )
-
-// Device is one device of a resource, as its provider reports it.
-type Device struct {
-	ID         string
-	Healthy    bool
-	NUMANodes  []int64
-	Attributes map[string]string
-}
 
 // ProviderOptions are what a provider offers besides devices.
 type ProviderOptions struct {
@@ -40,9 +31,9 @@ type Provider interface {
 	// Watch reports the complete device set every time it changes, starting
 	// with the current one, until ctx is done (it then returns nil) or the
 	// provider is lost (it returns why). update must not be retained.
-	Watch(ctx context.Context, update func([]Device)) error
+	Watch(ctx context.Context, update func([]device.Device)) error
 	// Allocate returns what a container needs to use devices ids.
-	Allocate(ctx context.Context, ids []string, workload string) (*pluginapi.ContainerAllocateResponse, error)
+	Allocate(ctx context.Context, ids []string, workload string) (device.Edits, error)
 	// PreferredAllocation chooses size devices from available, including
 	// mustInclude. Only called when Options().PreferredAllocation.
 	PreferredAllocation(ctx context.Context, available, mustInclude []string, size int) ([]string, error)
@@ -81,8 +72,9 @@ type Allocation struct {
 	Container string
 	Resource  string
 	DeviceIDs []string
-	Response  *pluginapi.ContainerAllocateResponse
-	At        time.Time
+	// Edits are what the provider answered for the devices.
+	Edits device.Edits
+	At    time.Time
 
 	record *checkpoint.Allocation // the checkpoint's form, built before it is published
 	// pending: recorded, but not yet durable. Nobody is told of it (not a
@@ -111,12 +103,12 @@ type ResourceStatus struct {
 
 // DeviceStatus is one device and who holds it.
 type DeviceStatus struct {
-	Device
+	device.Device
 	AllocatedTo string // workload, or ""
 }
 
 // ValidDevices checks a device set: valid and unique ids.
-func ValidDevices(devs []Device) error {
+func ValidDevices(devs []device.Device) error {
 	seen := make(map[string]bool, len(devs))
 	for _, d := range devs {
 		if err := abi.ValidDeviceID(d.ID); err != nil {

@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/wasmlet/wasmlet/guests/build"
-	"github.com/wasmlet/wasmlet/host/devicemanager"
+	"github.com/wasmlet/wasmlet/host/device"
 	"github.com/wasmlet/wasmlet/host/devicesource"
 	"github.com/wasmlet/wasmlet/host/module"
 )
@@ -30,7 +30,7 @@ func BenchmarkRediscover(b *testing.B) {
 			devicesource.AfterRound(src, func(err error) { round <- err })
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error)
-			go func() { done <- src.Watch(ctx, func([]devicemanager.Device) {}) }()
+			go func() { done <- src.Watch(ctx, func([]device.Device) {}) }()
 			if err := <-round; err != nil {
 				b.Fatal(err)
 			}

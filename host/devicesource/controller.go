@@ -233,7 +233,7 @@ func (c *Controller) reconcile(name string) {
 		c.log.Info("replacement module changes its provider options; a new source takes over", "module", name,
 			"resource", d.Resource)
 		c.start(name, m)
-	case m != cur.mod && c.options(name).key() != cur.src.opts.key():
+	case m != cur.mod && !c.options(name).same(cur.src.opts):
 		c.log.Info("source options changed; a new source takes over", "module", name, "resource", d.Resource)
 		c.start(name, m)
 	case m != cur.mod:

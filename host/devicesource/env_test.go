@@ -161,7 +161,7 @@ func ids(r devicemanager.ResourceStatus) []string {
 	return out
 }
 
-func device(r devicemanager.ResourceStatus, id string) devicemanager.DeviceStatus {
+func deviceOf(r devicemanager.ResourceStatus, id string) devicemanager.DeviceStatus {
 	for _, d := range r.Devices {
 		if d.ID == id {
 			return d

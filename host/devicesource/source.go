@@ -4,14 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 
 	"github.com/wasmlet/wasmlet/abi"
+	"github.com/wasmlet/wasmlet/host/device"
 	"github.com/wasmlet/wasmlet/host/devicemanager"
 	"github.com/wasmlet/wasmlet/host/internal/backoff"
 	"github.com/wasmlet/wasmlet/host/module"
@@ -46,14 +47,28 @@ type Options struct {
 	// MaxFailures is how many discoveries in a row may fail before Watch
 	// gives up, so that the device manager marks the devices unhealthy.
 	MaxFailures int
-	Logger      hclog.Logger
+	// Grant is what the module may hand containers beyond its own mounts
+	// (device.Policy): its [modules.<name>.edits].
+	Grant device.Grant
+	// Observer, when set, is told of every container edit the policy
+	// refuses.
+	Observer Observer
+	Logger   hclog.Logger
 }
 
-// key is o with its defaults and without its logger, for comparisons.
-func (o Options) key() Options {
-	o = o.withDefaults()
-	o.Logger = nil
-	return o
+// Observer is told what a source refuses, for metrics.
+type Observer interface {
+	// EditsRefused counts one container edit of module, of a kind of
+	// device.KindMount and the like, that the module may not hand out.
+	EditsRefused(module, kind string)
+}
+
+// same reports whether o and p run a source the same way (defaults
+// applied; logger and observer aside).
+func (o Options) same(p Options) bool {
+	o, p = o.withDefaults(), p.withDefaults()
+	o.Logger, p.Logger, o.Observer, p.Observer = nil, nil, nil, nil
+	return reflect.DeepEqual(o, p)
 }
 
 func (o Options) withDefaults() Options {
@@ -108,9 +123,10 @@ type Source struct {
 	afterRound func(error)
 
 	mu          sync.RWMutex
-	devices     []abi.Device // latest discovery, in the module's order
+	devices     []device.Device // latest discovery, in the module's order, edits included
 	index       map[string]int
-	files       *fileWatch // while watching
+	refused     map[string]error // devices of the latest discovery left out, and why
+	files       *fileWatch       // while watching
 	interval    time.Duration
 	discoveries uint64
 	failures    uint64
@@ -193,12 +209,13 @@ func (s *Source) Rediscover() {
 	}
 }
 
-// Devices returns the devices of the latest successful discovery, with their
-// container edits, in the module's order. The caller owns the copy.
-func (s *Source) Devices() []abi.Device {
+// Devices returns the devices of the latest successful discovery that the
+// module may hand out, with their container edits, in the module's order.
+// The caller owns the copy.
+func (s *Source) Devices() []device.Device {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return cloneDevices(s.devices)
+	return device.Clone(s.devices)
 }
 
 // Status is a snapshot of a source, for the API and the CLI.
@@ -209,6 +226,10 @@ type Status struct {
 	// Interval is the rediscovery period (0: none).
 	Interval time.Duration
 	Devices  int
+	// Refused are the devices of the latest discovery left out because the
+	// module may not hand out their container edits, with the reason, by
+	// device id.
+	Refused map[string]string
 	// Discoveries and Failures count discovery attempts and failed ones.
 	Discoveries, Failures uint64
 	ConsecutiveFailures   int
@@ -225,6 +246,12 @@ func (s *Source) Status() Status {
 	st := Status{Module: s.name, Resource: s.resource, Provider: s.Name(), Interval: s.interval,
 		Devices: len(s.devices), Discoveries: s.discoveries, Failures: s.failures, ConsecutiveFailures: s.consecutive,
 		LastDiscovery: s.lastAt, LastError: s.lastErr, Ended: s.ended}
+	for id, err := range s.refused {
+		if st.Refused == nil {
+			st.Refused = map[string]string{}
+		}
+		st.Refused[id] = err.Error()
+	}
 	if s.files != nil {
 		st.Watching = s.files.watching()
 	}
@@ -281,7 +308,7 @@ func terminal(err error) bool {
 // reported last. It returns nil when ctx is done or the source is closed,
 // and an error naming the module when discovery keeps failing or cannot
 // succeed any more.
-func (s *Source) Watch(ctx context.Context, update func([]devicemanager.Device)) error {
+func (s *Source) Watch(ctx context.Context, update func([]device.Device)) error {
 	if !s.watching.CompareAndSwap(false, true) {
 		return fmt.Errorf("module %q: device source for %s is already being watched", s.name, s.resource)
 	}
@@ -318,13 +345,12 @@ func (s *Source) Watch(ctx context.Context, update func([]devicemanager.Device))
 }
 
 // watch is Watch's loop. It returns why it ended, and whether that was stop.
-func (s *Source) watch(ctx context.Context, files *fileWatch, update func([]devicemanager.Device)) (stopped bool, err error) {
+func (s *Source) watch(ctx context.Context, files *fileWatch, update func([]device.Device)) (stopped bool, err error) {
 	var (
-		changed       <-chan struct{}
-		reported      []devicemanager.Device
-		reportedEdits []abi.Device
-		sent          bool
-		failures      int
+		changed  <-chan struct{}
+		reported []device.Device
+		sent     bool
+		failures int
 	)
 	if files != nil {
 		changed = files.changed
@@ -370,13 +396,10 @@ func (s *Source) watch(ctx context.Context, files *fileWatch, update func([]devi
 			s.log.Info("discover succeeded again", "after_failures", failures)
 		}
 		failures = 0
-		s.mu.RLock()
-		found := s.devices // replaced, never modified, by each discovery
-		s.mu.RUnlock()
 		// Edits are compared too: the CDI spec follows them (host/cdi).
-		if !sent || !sameDevices(devs, reported) || !sameEdits(found, reportedEdits) {
+		if !sent || !device.Equal(devs, reported) {
 			update(devs)
-			reported, reportedEdits, sent = devs, found, true
+			reported, sent = devs, true
 		}
 		interval := s.intervalFor(m)
 		if interval > 0 {
@@ -408,14 +431,18 @@ func (s *Source) intervalFor(m *module.Module) time.Duration {
 	return d
 }
 
-// discover asks the module for its devices, checks them and keeps them. It
-// returns the module that answered (when one did) and the set in the device
-// manager's form. Before it asks, it makes files follow the module's mounts,
-// so that no change after the module has looked goes unseen.
-func (s *Source) discover(ctx context.Context, files *fileWatch) (*module.Module, []devicemanager.Device, error) {
+// discover asks the module for its devices, converts them under the
+// module's policy, checks them and keeps them. It returns the module that
+// answered (when one did) and the set. Devices the policy refuses are left
+// out, logged and counted when they were not refused for the same reason
+// the last time. Before it asks, it makes files follow the module's mounts,
+// so that no change after the module has looked goes unseen. The set
+// returned is the source's own: it is replaced, never modified, by the
+// next discovery.
+func (s *Source) discover(ctx context.Context, files *fileWatch) (*module.Module, []device.Device, error) {
 	var (
 		served *module.Module
-		devs   []abi.Device
+		found  []abi.Device
 	)
 	err := s.call(abi.OpDiscover, func(m *module.Module) error {
 		served = m
@@ -428,14 +455,14 @@ func (s *Source) discover(ctx context.Context, files *fileWatch) (*module.Module
 			files.set(dirs)
 		}
 		var err error
-		devs, err = m.Discover(ctx)
+		found, err = m.Discover(ctx)
 		return err
 	})
 	if err != nil {
 		return served, nil, err
 	}
-	conv := managerDevices(devs)
-	if err := devicemanager.ValidDevices(conv); err != nil {
+	devs, refused := s.fromABI(served).devices(found)
+	if err := devicemanager.ValidDevices(devs); err != nil {
 		return served, nil, fmt.Errorf("module %q: discover: returned an invalid device set: %w", s.name, err)
 	}
 	index := make(map[string]int, len(devs))
@@ -443,11 +470,28 @@ func (s *Source) discover(ctx context.Context, files *fileWatch) (*module.Module
 		index[devs[i].ID] = i
 	}
 	s.mu.Lock()
-	s.devices, s.index = devs, index
+	before := s.refused
+	s.devices, s.index, s.refused = devs, index, refused
 	s.discoveries++
 	s.consecutive, s.lastAt, s.lastErr = 0, time.Now(), ""
 	s.mu.Unlock()
-	return served, conv, nil
+	for id, err := range refused {
+		if old, ok := before[id]; ok && old.Error() == err.Error() {
+			continue
+		}
+		s.log.Warn("device left out: the module may not hand out its container edits", "device", id, "reason", err)
+		s.fromABI(served).count(err)
+	}
+	return served, devs, nil
+}
+
+// fromABI is the converter of m's answers, under m's policy.
+func (s *Source) fromABI(m *module.Module) fromABI {
+	refused := func(string) {}
+	if o := s.opts.Observer; o != nil {
+		refused = func(kind string) { o.EditsRefused(s.name, kind) }
+	}
+	return newFromABI(m, s.resource, s.opts.Grant, refused)
 }
 
 func (s *Source) recordFailure(err error, consecutive int) {
@@ -459,44 +503,57 @@ func (s *Source) recordFailure(err error, consecutive int) {
 }
 
 // Allocate returns what a container needs to use devices ids: the module's
-// answer when it implements allocate, else the devices' container edits from
-// the latest discovery, merged (MergeEdits).
-func (s *Source) Allocate(ctx context.Context, ids []string, workload string) (*pluginapi.ContainerAllocateResponse, error) {
-	var resp *abi.AllocateResponse
+// answer when it implements allocate, converted under the module's policy
+// (an answer with edits the module may not hand out is refused, with a
+// *device.Refused), else the devices' container edits from the latest
+// discovery, merged (device.Merge; they passed the policy when they were
+// discovered).
+func (s *Source) Allocate(ctx context.Context, ids []string, workload string) (device.Edits, error) {
+	var edits device.Edits
 	err := s.call(abi.OpAllocate, func(m *module.Module) error {
 		if !m.Implements(abi.OpAllocate) {
 			var err error
-			resp, err = s.mergeEdits(ids)
+			edits, err = s.mergeEdits(ids)
 			return err
 		}
-		var err error
-		resp, err = m.Allocate(ctx, &abi.AllocateRequest{DeviceIDs: ids, Workload: workload})
-		return err
+		resp, err := m.Allocate(ctx, &abi.AllocateRequest{DeviceIDs: ids, Workload: workload})
+		if err != nil {
+			return err
+		}
+		if edits, err = s.fromABI(m).allocation(resp); err != nil {
+			s.log.Warn("allocation refused: the module may not hand out its container edits", "devices", ids, "reason", err)
+			return fmt.Errorf("module %q: allocate: %w", s.name, err)
+		}
+		return nil
 	})
 	if err != nil {
-		return nil, err
+		return device.Edits{}, err
 	}
-	return ContainerResponse(resp), nil
+	return edits, nil
 }
 
-func (s *Source) mergeEdits(ids []string) (*abi.AllocateResponse, error) {
+func (s *Source) mergeEdits(ids []string) (device.Edits, error) {
 	s.mu.RLock()
-	devs := make([]abi.Device, len(ids))
+	devs := make([]device.Device, len(ids))
 	for i, id := range ids {
 		j, ok := s.index[id]
 		if !ok {
 			n := len(s.devices)
+			why := ""
+			if err := s.refused[id]; err != nil {
+				why = " (it was left out: " + err.Error() + ")"
+			}
 			s.mu.RUnlock()
-			return nil, fmt.Errorf("module %q: allocate: device %q is not among the %d devices last discovered", s.name, id, n)
+			return device.Edits{}, fmt.Errorf("module %q: allocate: device %q is not among the %d devices last discovered%s", s.name, id, n, why)
 		}
 		devs[i] = s.devices[j]
 	}
 	s.mu.RUnlock()
-	resp, err := MergeEdits(devs)
+	edits, err := device.Merge(devs)
 	if err != nil {
-		return nil, fmt.Errorf("module %q: allocate: the module does not implement allocate, and the host cannot merge the devices' edits: %w", s.name, err)
+		return device.Edits{}, fmt.Errorf("module %q: allocate: the module does not implement allocate, and the host cannot merge the devices' edits: %w", s.name, err)
 	}
-	return resp, nil
+	return edits, nil
 }
 
 // PreferredAllocation asks the module which size devices of available to

@@ -13,11 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
-
-	"github.com/wasmlet/wasmlet/abi"
 	"github.com/wasmlet/wasmlet/guests/build"
+	"github.com/wasmlet/wasmlet/host/device"
 	"github.com/wasmlet/wasmlet/host/devicemanager"
 	"github.com/wasmlet/wasmlet/host/devicesource"
 	"github.com/wasmlet/wasmlet/host/internal/testenv"
@@ -33,9 +30,12 @@ var nics = []sysfsDev{
 	{"0000:00:02.0", "0x8086", "0x3e92", "0x030000", "-1", "i915", "1"}, // a GPU: filtered out
 }
 
-func vfioNode(p string) *pluginapi.DeviceSpec {
-	return &pluginapi.DeviceSpec{ContainerPath: p, HostPath: p, Permissions: "rw"}
+func vfioNode(p string) device.Node {
+	return device.Node{ContainerPath: p, HostPath: p, Permissions: "rw"}
 }
+
+// vfioGrant lets pcisource hand out the VFIO device nodes it names.
+var vfioGrant = device.Grant{DeviceNodes: []string{"/dev/vfio/*"}, Writable: []string{"/dev/vfio"}}
 
 // TestPCISource: the PCI source on a fake sysfs tree becomes a resource with
 // NUMA information, allocations go to the module, and a device that appears
@@ -44,7 +44,7 @@ func TestPCISource(t *testing.T) {
 	e := newEnv(t, envConfig{})
 	sys := fakeSysfs(t, nics...)
 	e.configure("pci", module.Options{Mounts: sysfsMounts(sys), Config: map[string]string{"resource": "example.com/nic", "class": "0x02"}},
-		devicesource.Options{})
+		devicesource.Options{Grant: vfioGrant})
 	e.load("pci", build.Go(t, "guests/pcisource"))
 
 	r := e.resource("example.com/nic", healthy(3))
@@ -55,7 +55,7 @@ func TestPCISource(t *testing.T) {
 		t.Fatalf("devices %v", got)
 	}
 	for id, numa := range map[string]int64{"0000:00:1f.6": 0, "0000:3b:00.0": 1, "0000:3b:00.2": 1} {
-		if d := device(r, id); !reflect.DeepEqual(d.NUMANodes, []int64{numa}) || d.Attributes["vendor"] == "" {
+		if d := deviceOf(r, id); !reflect.DeepEqual(d.NUMANodes, []int64{numa}) || d.Attributes["vendor"] == "" {
 			t.Errorf("%s: %+v", id, d)
 		}
 	}
@@ -74,19 +74,19 @@ func TestPCISource(t *testing.T) {
 	if !reflect.DeepEqual(a.DeviceIDs, []string{"0000:3b:00.0", "0000:3b:00.2"}) {
 		t.Fatalf("allocated %v", a.DeviceIDs)
 	}
-	want := &pluginapi.ContainerAllocateResponse{
-		Envs:        map[string]string{"PCIDEVICE_EXAMPLE_COM_NIC": "0000:3b:00.0,0000:3b:00.2"},
+	want := device.Edits{
+		Env:         map[string]string{"PCIDEVICE_EXAMPLE_COM_NIC": "0000:3b:00.0,0000:3b:00.2"},
 		Annotations: map[string]string{"example.com/nic": "0000:3b:00.0,0000:3b:00.2"},
-		Devices:     []*pluginapi.DeviceSpec{vfioNode("/dev/vfio/vfio"), vfioNode("/dev/vfio/31")},
+		DeviceNodes: []device.Node{vfioNode("/dev/vfio/vfio"), vfioNode("/dev/vfio/31")},
 	}
-	if !proto.Equal(a.Response, want) {
-		t.Fatalf("response %v\nwant     %v", a.Response, want)
+	if !a.Edits.Equal(want) {
+		t.Fatalf("edits %+v\nwant  %+v", a.Edits, want)
 	}
 
 	// A device that appears: its link in bus/pci/devices is an inotify event.
 	addSysfsDev(t, sys, sysfsDev{"0000:5e:00.0", "0x15b3", "0x1017", "0x020000", "1", "mlx5_core", "40"})
 	r = e.resource("example.com/nic", healthy(4))
-	if d := device(r, "0000:5e:00.0"); !reflect.DeepEqual(d.NUMANodes, []int64{1}) {
+	if d := deviceOf(r, "0000:5e:00.0"); !reflect.DeepEqual(d.NUMANodes, []int64{1}) {
 		t.Errorf("new device %+v", d)
 	}
 	// One that goes.
@@ -108,7 +108,7 @@ func TestIntervalRediscovery(t *testing.T) {
 	e.configure("pci", module.Options{Mounts: sysfsMounts(sys), Config: map[string]string{"resource": "example.com/nic"}},
 		devicesource.Options{})
 	e.load("pci", build.Go(t, "guests/pcisource"))
-	src, err := devicesource.NewSource(e.reg, "pci", devicesource.Options{NoWatch: true, DiscoverInterval: 50 * time.Millisecond})
+	src, err := devicesource.NewSource(e.reg, "pci", devicesource.Options{NoWatch: true, DiscoverInterval: 50 * time.Millisecond, Grant: vfioGrant})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +131,8 @@ func TestDevSource(t *testing.T) {
 	}
 	e := newEnv(t, envConfig{})
 	e.configure("dev", module.Options{Mounts: []module.Mount{{Host: "/dev", Guest: "/dev"}},
-		Config: map[string]string{"resource": "example.com/null", "globs": "/dev/null,/dev/zero"}}, devicesource.Options{})
+		Config: map[string]string{"resource": "example.com/null", "globs": "/dev/null,/dev/zero"}},
+		devicesource.Options{Grant: device.Grant{DeviceNodes: []string{"/dev/null", "/dev/zero"}, Writable: []string{"/dev/null", "/dev/zero"}}})
 	e.load("dev", build.Go(t, "guests/devsource"))
 	r := e.resource("example.com/null", healthy(2))
 	if got := ids(r); !reflect.DeepEqual(got, []string{"null", "zero"}) {
@@ -142,18 +143,18 @@ func TestDevSource(t *testing.T) {
 		t.Errorf("watching %v", st.Watching)
 	}
 	devs := src.Devices()
-	if len(devs) != 2 || devs[0].Edits == nil || !reflect.DeepEqual(devs[0].Edits.DeviceNodes,
-		[]abi.DeviceNode{{ContainerPath: "/dev/null", HostPath: "/dev/null", Permissions: "rw"}}) {
+	if len(devs) != 2 || !reflect.DeepEqual(devs[0].Edits.DeviceNodes,
+		[]device.Node{{ContainerPath: "/dev/null", HostPath: "/dev/null", Permissions: "rw"}}) {
 		t.Errorf("devices with edits %+v", devs)
 	}
 	a, err := e.m.Allocate(context.Background(), req("p", "example.com/null", 2))
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := a.Response
-	if len(got.Devices) != 2 || got.Devices[0].HostPath != "/dev/null" || got.Devices[1].HostPath != "/dev/zero" ||
-		got.Envs["DEVICES_EXAMPLE_COM_NULL"] != "/dev/null,/dev/zero" {
-		t.Fatalf("response %v", got)
+	got := a.Edits
+	if len(got.DeviceNodes) != 2 || got.DeviceNodes[0].HostPath != "/dev/null" || got.DeviceNodes[1].HostPath != "/dev/zero" ||
+		got.Env["DEVICES_EXAMPLE_COM_NULL"] != "/dev/null,/dev/zero" {
+		t.Fatalf("edits %+v", got)
 	}
 }
 
@@ -168,7 +169,7 @@ func TestFileChanges(t *testing.T) {
 
 	writeFile(t, filepath.Join(data, "a"), "numa=0\nattr.model=x1\n")
 	r := e.resource("example.com/dir", healthy(1))
-	if d := device(r, "a"); !reflect.DeepEqual(d.NUMANodes, []int64{0}) || d.Attributes["model"] != "x1" {
+	if d := deviceOf(r, "a"); !reflect.DeepEqual(d.NUMANodes, []int64{0}) || d.Attributes["model"] != "x1" {
 		t.Errorf("a: %+v", d)
 	}
 	// Renamed into place, as careful writers do.
@@ -180,7 +181,7 @@ func TestFileChanges(t *testing.T) {
 	// Rewritten: health changes.
 	writeFile(t, filepath.Join(data, "a"), "unhealthy\n")
 	r = e.resource("example.com/dir", func(r devicemanager.ResourceStatus) bool { return r.Capacity == 2 && r.Healthy == 1 })
-	if device(r, "a").Healthy {
+	if deviceOf(r, "a").Healthy {
 		t.Errorf("a still healthy: %+v", r)
 	}
 	os.Remove(filepath.Join(data, "b"))
@@ -196,7 +197,8 @@ func TestFileChanges(t *testing.T) {
 func TestAllocateMergesEdits(t *testing.T) {
 	e := newEnv(t, envConfig{})
 	data := t.TempDir()
-	e.configure("dir", module.Options{Mounts: []module.Mount{{Host: data, Guest: "/data"}}}, devicesource.Options{})
+	e.configure("dir", module.Options{Mounts: []module.Mount{{Host: data, Guest: "/data"}}}, devicesource.Options{
+		Grant: device.Grant{DeviceNodes: []string{"/dev/null", "/dev/zero"}, Writable: []string{"/dev/null"}, HostPaths: []string{"/srv/models"}}})
 	writeFile(t, filepath.Join(data, "d0"), "numa=0\nenv.DIR_0=d0\nenv.DIR_SHARED=yes\nannotation.example.com/d0=x\n"+
 		"node=/dev/null:/dev/d0:rw\nmount=/srv/models:/models:ro\n")
 	writeFile(t, filepath.Join(data, "d1"), "numa=0\nenv.DIR_1=d1\nenv.DIR_SHARED=yes\nnode=/dev/zero:/dev/d1:r\nmount=/srv/models:/models:ro\n")
@@ -208,15 +210,15 @@ func TestAllocateMergesEdits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := &pluginapi.ContainerAllocateResponse{
-		Envs:        map[string]string{"DIR_0": "d0", "DIR_1": "d1", "DIR_SHARED": "yes"},
+	want := device.Edits{
+		Env:         map[string]string{"DIR_0": "d0", "DIR_1": "d1", "DIR_SHARED": "yes"},
 		Annotations: map[string]string{"example.com/d0": "x"},
-		Mounts:      []*pluginapi.Mount{{ContainerPath: "/models", HostPath: "/srv/models", ReadOnly: true}},
-		Devices: []*pluginapi.DeviceSpec{{ContainerPath: "/dev/d0", HostPath: "/dev/null", Permissions: "rw"},
+		Mounts:      []device.Mount{{ContainerPath: "/models", HostPath: "/srv/models", ReadOnly: true}},
+		DeviceNodes: []device.Node{{ContainerPath: "/dev/d0", HostPath: "/dev/null", Permissions: "rw"},
 			{ContainerPath: "/dev/d1", HostPath: "/dev/zero", Permissions: "r"}},
 	}
-	if !proto.Equal(a.Response, want) {
-		t.Fatalf("response %v\nwant     %v", a.Response, want)
+	if !a.Edits.Equal(want) {
+		t.Fatalf("edits %+v\nwant  %+v", a.Edits, want)
 	}
 
 	src := e.ctrl.Source("dir")
@@ -249,8 +251,8 @@ func TestModuleAllocateAndPreferred(t *testing.T) {
 	if !reflect.DeepEqual(a.DeviceIDs, []string{"dev-0", "dev-1", "dev-2"}) {
 		t.Errorf("allocated %v", a.DeviceIDs)
 	}
-	if a.Response.Envs["COUNTER_DEVICES"] != "dev-0,dev-1,dev-2" || a.Response.Envs["COUNTER_WORKLOAD"] != "default/p/main" {
-		t.Errorf("response %v", a.Response)
+	if a.Edits.Env["COUNTER_DEVICES"] != "dev-0,dev-1,dev-2" || a.Edits.Env["COUNTER_WORKLOAD"] != "default/p/main" {
+		t.Errorf("edits %+v", a.Edits)
 	}
 	if err := e.ctrl.Source("ctr").PreStart(context.Background(), a.DeviceIDs, a.Workload); err != nil {
 		t.Errorf("prestart: %v", err)
@@ -411,7 +413,7 @@ func TestGiveUp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = src.Watch(context.Background(), func([]devicemanager.Device) { t.Error("update without devices") })
+	err = src.Watch(context.Background(), func([]device.Device) { t.Error("update without devices") })
 	if err == nil || err.Error() != `module "dir": discover failed 3 times in a row; giving up: module "dir": discover: unavailable: no bus` {
 		t.Fatalf("got %v", err)
 	}
@@ -430,7 +432,7 @@ func TestUnchangedNotReported(t *testing.T) {
 	devicesource.AfterRound(src, func(error) { rounds.Add(1) })
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
-	go func() { done <- src.Watch(ctx, func([]devicemanager.Device) { updates.Add(1) }) }()
+	go func() { done <- src.Watch(ctx, func([]device.Device) { updates.Add(1) }) }()
 	eventually(t, "rounds", func() bool { return rounds.Load() >= 5 })
 	src.Rediscover()
 	eventually(t, "rounds", func() bool { return rounds.Load() >= 7 })
@@ -460,7 +462,7 @@ func TestEditsChangeReported(t *testing.T) {
 	var updates atomic.Int32
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
-	go func() { done <- src.Watch(ctx, func([]devicemanager.Device) { updates.Add(1) }) }()
+	go func() { done <- src.Watch(ctx, func([]device.Device) { updates.Add(1) }) }()
 	round := func() {
 		t.Helper()
 		if err := <-rounds; err != nil {
@@ -480,7 +482,7 @@ func TestEditsChangeReported(t *testing.T) {
 	if n := updates.Load(); n != 2 {
 		t.Errorf("%d updates, want 2 (start, edits changed)", n)
 	}
-	if d := src.Devices(); len(d) != 1 || d[0].Edits.Envs["A"] != "2" {
+	if d := src.Devices(); len(d) != 1 || d[0].Edits.Env["A"] != "2" {
 		t.Errorf("devices %+v", d)
 	}
 }
@@ -512,7 +514,7 @@ func TestErrorsNameTheModule(t *testing.T) {
 	if _, err := src.PreferredAllocation(ctx, []string{"dev-0"}, nil, 1); !errors.Is(err, devicesource.ErrNotLoaded) {
 		t.Errorf("preferred allocation: %v", err)
 	}
-	err = src.Watch(ctx, func([]devicemanager.Device) {})
+	err = src.Watch(ctx, func([]device.Device) {})
 	if !errors.Is(err, devicesource.ErrNotLoaded) || !strings.Contains(err.Error(), `module "ctr": discover`) {
 		t.Errorf("watch: %v", err)
 	}

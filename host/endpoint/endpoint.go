@@ -21,6 +21,8 @@ import (
 	"google.golang.org/grpc"
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 
+	"github.com/wasmlet/wasmlet/host/device"
+	"github.com/wasmlet/wasmlet/host/device/deviceplugin"
 	"github.com/wasmlet/wasmlet/host/devicemanager"
 	"github.com/wasmlet/wasmlet/host/internal/unixgrpc"
 )
@@ -56,7 +58,7 @@ func (e *Endpoint) Options() devicemanager.ProviderOptions { return e.opts }
 func (e *Endpoint) Close() error                           { return e.cc.Close() }
 
 // Watch follows the plugin's ListAndWatch stream.
-func (e *Endpoint) Watch(ctx context.Context, update func([]devicemanager.Device)) error {
+func (e *Endpoint) Watch(ctx context.Context, update func([]device.Device)) error {
 	// Not WaitForReady (the connection's default): the plugin has just
 	// answered GetDevicePluginOptions, so a connection that is down now
 	// means the plugin died, and its resource must go unhealthy rather than
@@ -79,30 +81,28 @@ func (e *Endpoint) Watch(ctx context.Context, update func([]devicemanager.Device
 			}
 			return fmt.Errorf("device plugin %s at %s: ListAndWatch: %w", e.resource, e.path, err)
 		}
-		devs := make([]devicemanager.Device, len(resp.Devices))
+		devs := make([]device.Device, len(resp.Devices))
 		for i, d := range resp.Devices {
-			devs[i] = devicemanager.Device{ID: d.ID, Healthy: d.Health == pluginapi.Healthy}
-			if d.Topology != nil {
-				for _, n := range d.Topology.Nodes {
-					devs[i].NUMANodes = append(devs[i].NUMANodes, n.ID)
-				}
-			}
+			devs[i] = deviceplugin.FromDevice(d)
 		}
 		update(devs)
 	}
 }
 
-func (e *Endpoint) Allocate(ctx context.Context, ids []string, _ string) (*pluginapi.ContainerAllocateResponse, error) {
+// Allocate asks the plugin for one container's devices. Its answer is the
+// plugin's to give, as with the kubelet: a device plugin runs with the
+// node's trust, unlike a module (see device.Policy).
+func (e *Endpoint) Allocate(ctx context.Context, ids []string, _ string) (device.Edits, error) {
 	resp, err := e.client.Allocate(ctx, &pluginapi.AllocateRequest{
 		ContainerRequests: []*pluginapi.ContainerAllocateRequest{{DevicesIds: ids}}})
 	if err != nil {
-		return nil, fmt.Errorf("device plugin %s at %s: Allocate: %w", e.resource, e.path, err)
+		return device.Edits{}, fmt.Errorf("device plugin %s at %s: Allocate: %w", e.resource, e.path, err)
 	}
 	if len(resp.ContainerResponses) != 1 {
-		return nil, fmt.Errorf("device plugin %s at %s: Allocate answered %d container responses to one request",
+		return device.Edits{}, fmt.Errorf("device plugin %s at %s: Allocate answered %d container responses to one request",
 			e.resource, e.path, len(resp.ContainerResponses))
 	}
-	return resp.ContainerResponses[0], nil
+	return deviceplugin.Edits(resp.ContainerResponses[0]), nil
 }
 
 func (e *Endpoint) PreferredAllocation(ctx context.Context, available, mustInclude []string, size int) ([]string, error) {

@@ -42,6 +42,7 @@ type Metrics struct {
 	instances    *prometheus.GaugeVec
 	logsDropped  *prometheus.CounterVec
 	moduleLoads  *prometheus.CounterVec
+	editsRefused *prometheus.CounterVec
 
 	devices          *prometheus.GaugeVec
 	devicesAllocated *prometheus.GaugeVec
@@ -92,6 +93,8 @@ func New() *Metrics {
 		Help: "Module log lines dropped by the rate limit."}, []string{"module"})
 	m.moduleLoads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wasmlet_module_loads_total",
 		Help: "Module files loaded, replaced, unloaded or refused."}, []string{"event"})
+	m.editsRefused = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wasmlet_module_edits_refused_total",
+		Help: "Container edits a device source asked for outside its grant, by module and kind (device_node, mount, env, annotation, cdi_device): each refuses a discovered device (counted when first refused) or an allocation."}, []string{"module", "kind"})
 
 	m.devices = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "wasmlet_devices",
 		Help: "Devices of each resource, by health."}, []string{"resource", "health"})
@@ -106,7 +109,7 @@ func New() *Metrics {
 
 	for _, c := range []prometheus.Collector{m.registrations, m.regLatency, m.deregistrations, m.reconcile, m.csiDrivers,
 		m.calls, m.callDuration, m.faults, m.traps, m.timeouts, m.quarantines, m.quarantined, m.instances,
-		m.logsDropped, m.moduleLoads, m.devices, m.devicesAllocated, m.allocations, m.allocDuration, m.releases} {
+		m.logsDropped, m.moduleLoads, m.editsRefused, m.devices, m.devicesAllocated, m.allocations, m.allocDuration, m.releases} {
 		f(c)
 	}
 	return m
@@ -152,6 +155,9 @@ func (m *Metrics) Quarantined(mod string, q bool) {
 }
 
 func (m *Metrics) LogsDropped(mod string, n int) { m.logsDropped.WithLabelValues(mod).Add(float64(n)) }
+
+// EditsRefused counts a container edit a device source may not hand out.
+func (m *Metrics) EditsRefused(mod, kind string) { m.editsRefused.WithLabelValues(mod, kind).Inc() }
 
 // ModuleEvent counts module registry events, and clears a replaced or
 // unloaded module's quarantine.

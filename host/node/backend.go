@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
-	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 
 	"github.com/wasmlet/wasmlet/abi"
 	"github.com/wasmlet/wasmlet/host/api"
@@ -17,6 +17,7 @@ import (
 	"github.com/wasmlet/wasmlet/host/bridge"
 	"github.com/wasmlet/wasmlet/host/cdi"
 	"github.com/wasmlet/wasmlet/host/csi"
+	"github.com/wasmlet/wasmlet/host/device"
 	"github.com/wasmlet/wasmlet/host/devicemanager"
 	"github.com/wasmlet/wasmlet/host/devicesource"
 	"github.com/wasmlet/wasmlet/host/module"
@@ -308,23 +309,18 @@ func resourceView(r devicemanager.ResourceStatus, grace time.Duration) *adminpb.
 func allocationView(a *devicemanager.Allocation) *adminpb.Allocation {
 	return &adminpb.Allocation{
 		Workload: a.Workload, Namespace: a.Namespace, Pod: a.Pod, PodUid: a.PodUID, Container: a.Container,
-		Resource: a.Resource, DeviceIds: a.DeviceIDs, Response: containerResponseView(a.Response), Allocated: ts(a.At),
+		Resource: a.Resource, DeviceIds: a.DeviceIDs, Response: containerResponseView(a.Edits), Allocated: ts(a.At),
 	}
 }
 
-func containerResponseView(r *pluginapi.ContainerAllocateResponse) *adminpb.ContainerResponse {
-	if r == nil {
-		return &adminpb.ContainerResponse{}
-	}
-	out := &adminpb.ContainerResponse{Envs: maps.Clone(r.Envs), Annotations: maps.Clone(r.Annotations)}
-	for _, m := range r.Mounts {
+func containerResponseView(e device.Edits) *adminpb.ContainerResponse {
+	out := &adminpb.ContainerResponse{Envs: maps.Clone(e.Env), Annotations: maps.Clone(e.Annotations),
+		CdiDevices: slices.Clone(e.CDIDevices)}
+	for _, m := range e.Mounts {
 		out.Mounts = append(out.Mounts, &adminpb.ContainerMount{ContainerPath: m.ContainerPath, HostPath: m.HostPath, ReadOnly: m.ReadOnly})
 	}
-	for _, d := range r.Devices {
-		out.Devices = append(out.Devices, &adminpb.DeviceSpec{ContainerPath: d.ContainerPath, HostPath: d.HostPath, Permissions: d.Permissions})
-	}
-	for _, c := range r.CdiDevices {
-		out.CdiDevices = append(out.CdiDevices, c.Name)
+	for _, n := range e.DeviceNodes {
+		out.Devices = append(out.Devices, &adminpb.DeviceSpec{ContainerPath: n.ContainerPath, HostPath: n.HostPath, Permissions: n.Permissions})
 	}
 	return out
 }

@@ -131,9 +131,8 @@ func New(cfg *config.Config, log hclog.Logger) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	// A source with bridge = true is served to the external kubelet instead
-	// of the local device manager, never both: two allocators would hand
-	// out the same devices twice. Every source's edits get a CDI spec.
+	// Device sources go to the local device manager or the bridge, never
+	// both (sourceRoutes); every source's edits get a CDI spec.
 	b := cfg.Bridge
 	if n.cdi, err = cdi.New(cdi.Config{Dir: b.CDIDir, GracePeriod: h.GracePeriod, Logger: log.Named("cdi")}); err != nil {
 		return nil, err
@@ -144,12 +143,12 @@ func New(cfg *config.Config, log hclog.Logger) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	bridged := func(module string) bool { return cfg.Source(module).Bridge }
-	n.sources = devicesource.NewController(n.modules,
-		bridge.NewProviders(n.devices, n.bridge, n.cdi, bridged, log.Named("sources")), devicesource.ControllerConfig{
-			Options: n.sourceOptions,
-			Logger:  log.Named("sources"),
-		})
+	routes := &sourceRoutes{local: n.devices, bridge: n.bridge, specs: n.cdi, log: log.Named("sources"),
+		bridged: func(module string) bool { return cfg.Source(module).Bridge }}
+	n.sources = devicesource.NewController(n.modules, routes, devicesource.ControllerConfig{
+		Options: n.sourceOptions,
+		Logger:  log.Named("sources"),
+	})
 	n.dmsrv = devicemanager.NewServer(n.devices, h.DevicePluginDir,
 		func(ctx context.Context, resource, path string) (devicemanager.Provider, error) {
 			return endpoint.Dial(ctx, resource, path)
@@ -231,10 +230,12 @@ func (n *Node) moduleOptions(name string) module.Options {
 	return o
 }
 
-// sourceOptions runs each device-source module as [sources.<name>] says.
+// sourceOptions runs each device-source module as [sources.<name>] says,
+// with the container edits [modules.<name>.edits] grants it.
 func (n *Node) sourceOptions(name string) devicesource.Options {
 	sc := n.cfg.Source(name)
-	return devicesource.Options{DiscoverInterval: sc.DiscoverInterval, NoWatch: !sc.Watch, Logger: n.log.Named("sources")}
+	return devicesource.Options{DiscoverInterval: sc.DiscoverInterval, NoWatch: !sc.Watch, Grant: n.cfg.EditGrant(name),
+		Observer: n.metrics, Logger: n.log.Named("sources")}
 }
 
 // devicePlugins adapts the device manager's registration service to the

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -299,6 +300,9 @@ func TestDeviceSourceModule(t *testing.T) {
 [modules.devsource]
 mounts = [{ host = "/dev", guest = "/dev" }]
 config = { resource = "example.com/dev", globs = "/dev/null,/dev/zero" }
+[modules.devsource.edits]
+device_nodes = ["/dev/null", "/dev/zero"]
+writable = ["/dev/null", "/dev/zero"]
 `)
 	h.eventually("2 /dev devices", func() bool { r, ok := h.resource("example.com/dev"); return ok && r.Healthy == 2 })
 	a, err := h.n.Devices().Allocate(context.Background(), devicemanager.AllocateRequest{
@@ -306,12 +310,48 @@ config = { resource = "example.com/dev", globs = "/dev/null,/dev/zero" }
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(a.Response.Devices) != 1 || !strings.HasPrefix(a.Response.Devices[0].HostPath, "/dev/") {
-		t.Fatalf("allocation %+v", a.Response)
+	if len(a.Edits.DeviceNodes) != 1 || !strings.HasPrefix(a.Edits.DeviceNodes[0].HostPath, "/dev/") {
+		t.Fatalf("allocation %+v", a.Edits)
 	}
 	// Removing the module takes the resource's provider away.
 	os.Remove(filepath.Join(h.dir, "modules", "devsource.wasm"))
 	h.eventually("devices unhealthy", func() bool { r, ok := h.resource("example.com/dev"); return !ok || r.Healthy == 0 })
+}
+
+// TestSourceRoutes: a device source with bridge = true is served to the
+// external kubelet and not to wasmlet's own device manager; one without is
+// served by the device manager, not the bridge, and its allocations name
+// its CDI devices.
+func TestSourceRoutes(t *testing.T) {
+	h := start(t, map[string]string{"local": "guests/counter", "bridged": "guests/counter"}, `
+[modules.local]
+config = { resource = "example.com/local", count = "2" }
+[modules.bridged]
+config = { resource = "example.com/bridged", count = "2" }
+[sources.bridged]
+bridge = true
+`)
+	h.eventually("local resource", func() bool { r, ok := h.resource("example.com/local"); return ok && r.Healthy == 2 })
+	h.eventually("bridged source", func() bool {
+		st := h.n.Bridge().Status()
+		return len(st) == 1 && st[0].Resource == "example.com/bridged" && st[0].Devices == 2
+	})
+	if r, ok := h.resource("example.com/bridged"); ok {
+		t.Fatalf("a bridged source is also in the local device manager: %+v", r)
+	}
+	a, err := h.n.Devices().Allocate(context.Background(), devicemanager.AllocateRequest{
+		Namespace: "ns", Pod: "p", Container: "c", Resource: "example.com/local", Count: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"example.com/local=" + a.DeviceIDs[0]}; !slices.Equal(a.Edits.CDIDevices, want) {
+		t.Fatalf("CDI names %v, want %v", a.Edits.CDIDevices, want)
+	}
+	for _, st := range h.n.Bridge().Status() {
+		if st.Resource == "example.com/local" {
+			t.Fatal("a local source was bridged too")
+		}
+	}
 }
 
 // TestMetricsAddressInUse: a node whose metrics address is taken stops at

@@ -20,10 +20,16 @@ func TestAsAUserWould(t *testing.T) {
 [modules.pcisource]
 mounts = [{ host = "/sys/bus/pci/devices", guest = "/sys/bus/pci/devices", root = "/sys" }]
 config = { resource = "example.com/pci" }
+[modules.pcisource.edits]
+device_nodes = ["/dev/vfio/*"]
+writable = ["/dev/vfio"]
 
 [modules.devsource]
 mounts = [{ host = "/dev", guest = "/dev" }]
 config = { resource = "example.com/dev", globs = "/dev/null,/dev/zero" }
+[modules.devsource.edits]
+device_nodes = ["/dev/null", "/dev/zero"]
+writable = ["/dev/null", "/dev/zero"]
 `)
 	h.start()
 

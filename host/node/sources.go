@@ -1,0 +1,53 @@
+package node
+
+import (
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/wasmlet/wasmlet/host/bridge"
+	"github.com/wasmlet/wasmlet/host/cdi"
+	"github.com/wasmlet/wasmlet/host/devicemanager"
+	"github.com/wasmlet/wasmlet/host/devicesource"
+)
+
+// sourceRoutes is the node's policy for its device sources: it is what the
+// devicesource.Controller serves them to (a devicesource.Providers). A
+// source whose module has bridge = true in [sources.<name>] goes to the
+// bridge, and only there: two allocators handing out the same devices would
+// give one device to two containers. Every other source goes to the local
+// device manager. Either way its devices get a CDI spec and its
+// allocations their CDI names.
+type sourceRoutes struct {
+	local   *devicemanager.Manager
+	bridge  *bridge.Bridge
+	specs   *cdi.Specs
+	bridged func(module string) bool
+	log     hclog.Logger
+}
+
+var _ devicesource.Providers = (*sourceRoutes)(nil)
+
+// SetProvider serves source p where its configuration says.
+func (r *sourceRoutes) SetProvider(resource string, p devicemanager.Provider) {
+	toBridge := false
+	if m, ok := p.(interface{ Module() string }); ok {
+		toBridge = r.bridged(m.Module())
+	}
+	if src, ok := p.(cdi.Source); ok {
+		p = r.specs.Wrap(src)
+	}
+	if toBridge {
+		r.log.Info("device source served to the external kubelet, not to wasmlet's device manager", "resource", resource,
+			"provider", p.Name())
+		r.bridge.SetProvider(resource, p)
+		return
+	}
+	r.local.SetProvider(resource, p)
+}
+
+// RemoveProvider stops serving resource from providerName, wherever it is
+// served, and removes its CDI spec.
+func (r *sourceRoutes) RemoveProvider(resource, providerName string) {
+	r.local.RemoveProvider(resource, providerName)
+	r.bridge.RemoveProvider(resource, providerName)
+	r.specs.Remove(resource, providerName)
+}
