@@ -29,6 +29,7 @@ type DevicePlugin struct {
 	opts        pluginapi.DevicePluginOptions
 	hangOptions bool
 	preferred   func(available, mustInclude []string, size int) []string
+	allocate    func(*pluginapi.AllocateRequest) (*pluginapi.AllocateResponse, error)
 
 	mu      sync.Mutex
 	devices []*pluginapi.Device
@@ -51,6 +52,12 @@ func WithPreferred(f func(available, mustInclude []string, size int) []string) D
 		p.opts.GetPreferredAllocationAvailable = true
 		p.preferred = f
 	}
+}
+
+// AllocateWith makes f answer Allocate, instead of one response per
+// container request naming its devices.
+func AllocateWith(f func(*pluginapi.AllocateRequest) (*pluginapi.AllocateResponse, error)) DPOption {
+	return func(p *DevicePlugin) { p.allocate = f }
 }
 
 // HangOptions makes GetDevicePluginOptions never answer.
@@ -188,12 +195,17 @@ func (p *DevicePlugin) ListAndWatch(_ *pluginapi.Empty, stream pluginapi.DeviceP
 }
 
 func (p *DevicePlugin) Allocate(_ context.Context, req *pluginapi.AllocateRequest) (*pluginapi.AllocateResponse, error) {
-	resp := &pluginapi.AllocateResponse{}
 	for _, cr := range req.ContainerRequests {
 		select {
 		case p.Allocates <- cr.DevicesIds:
 		default:
 		}
+	}
+	if p.allocate != nil {
+		return p.allocate(req)
+	}
+	resp := &pluginapi.AllocateResponse{}
+	for _, cr := range req.ContainerRequests {
 		ids := ""
 		for i, id := range cr.DevicesIds {
 			if i > 0 {
