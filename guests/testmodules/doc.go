@@ -5,6 +5,9 @@
 //     memory or the stack, exits, floods the log or replies too much, as its
 //     configuration says;
 //   - escape/: a Go device source that tries to leave its sandbox;
+//   - greedy/: a Go device source that asks the host to hand containers
+//     the host's / and docker socket read-write, /dev/sda and /dev/mem
+//     with "rwm", and LD_PRELOAD, in discovery and in allocate;
 //   - badhandler/: a Go handler that traps, or answers register with an
 //     action no host knows, as the plugin's name says;
 //   - wat/: tiny hand-written modules (.wat, with the .wasm built from them by

@@ -451,3 +451,30 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestRefusedEditsNeverReachTheKubelet: a bridged module that asks for the
+// host's /, the docker socket, /dev/sda, /dev/mem and LD_PRELOAD, with
+// nothing granted: the device whose discovered edits need them is not
+// offered to the kubelet nor written in the CDI spec, and its Allocate
+// answers PermissionDenied, naming the edits, instead of handing them out.
+func TestRefusedEditsNeverReachTheKubelet(t *testing.T) {
+	e := newEnv(t, envConfig{})
+	k := startKubelet(t, e.kubeletDir)
+	e.configure("greedy", module.Options{Config: map[string]string{"discover": "hostile", "allocate": "hostile"}})
+	e.load("greedy", build.Go(t, "guests/testmodules/greedy"))
+	k.ExpectRegister()
+	devs := k.WaitDevices("example.com/greedy", healthy(1))
+	if devs[0].ID != "plain-0" {
+		t.Fatalf("the kubelet was offered %v", devs)
+	}
+	if c := loadCDI(t, e.cdiDir); c.GetDevice("example.com/greedy=greedy-0") != nil || c.GetDevice("example.com/greedy=plain-0") == nil {
+		t.Fatalf("CDI devices %v", c.ListDevices())
+	}
+	c := client(t, filepath.Join(e.kubeletDir, "wasmlet-greedy.sock"))
+	resp, err := c.Allocate(context.Background(), &pluginapi.AllocateRequest{ContainerRequests: []*pluginapi.ContainerAllocateRequest{
+		{DevicesIds: []string{"plain-0"}}}})
+	if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "environment variable LD_PRELOAD") ||
+		!strings.Contains(err.Error(), "mount of host / at /host (read-write)") {
+		t.Fatalf("Allocate answered %v, %v; want PermissionDenied naming the edits", resp, err)
+	}
+}

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/wasmlet/wasmlet/guests/build"
 	"github.com/wasmlet/wasmlet/host/config"
+	"github.com/wasmlet/wasmlet/host/device"
 	"github.com/wasmlet/wasmlet/host/devicemanager"
 	"github.com/wasmlet/wasmlet/host/internal/testenv"
 	"github.com/wasmlet/wasmlet/host/internal/testplugin"
@@ -480,4 +482,82 @@ timeout = "5m"
 	case <-time.After(time.Second):
 		t.Fatal("the allocation in flight did not end with the node")
 	}
+}
+
+// TestModuleEditsArePoliced: a device source that asks for the host's /,
+// the docker socket, /dev/sda and /dev/mem read-write and LD_PRELOAD, with
+// nothing granted, has the device that needs them left out (with the
+// reason), out of the CDI spec too, and its allocations refused; each
+// refused edit is counted. The same module, granted those edits, has them.
+func TestModuleEditsArePoliced(t *testing.T) {
+	const module = `
+[modules.greedy]
+config = { discover = "hostile", allocate = "hostile" }
+`
+	hostileParts := []string{"/dev/mem", "/dev/sda", "docker.sock", "LD_PRELOAD", "/host"}
+	t.Run("refused", func(t *testing.T) {
+		h := start(t, map[string]string{"greedy": "guests/testmodules/greedy"}, module)
+		h.eventually("the plain device alone", func() bool {
+			r, ok := h.resource("example.com/greedy")
+			return ok && r.Capacity == 1 && r.Devices[0].ID == "plain-0"
+		})
+		st := h.n.Sources().Source("greedy").Status()
+		if why := st.Refused["greedy-0"]; !strings.Contains(why, "device node /dev/mem (host /dev/mem, permissions \"rwm\")") ||
+			!strings.Contains(why, "environment variable LD_PRELOAD") {
+			t.Fatalf("greedy-0 refused for %q", why)
+		}
+		spec, err := os.ReadFile(filepath.Join(h.dir, "cdi", "wasmlet-example.com_greedy.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, part := range append(hostileParts, "greedy-0") {
+			if strings.Contains(string(spec), part) {
+				t.Errorf("the CDI spec holds %q:\n%s", part, spec)
+			}
+		}
+		_, err = h.n.Devices().Allocate(context.Background(), devicemanager.AllocateRequest{
+			Namespace: "ns", Pod: "p", Container: "c", Resource: "example.com/greedy", Count: 1})
+		var refused *device.Refused
+		if !errors.As(err, &refused) || len(refused.Edits) != 5 || !strings.Contains(err.Error(), `module "greedy": allocate`) {
+			t.Fatalf("allocation: %v, want the 5 edits refused", err)
+		}
+		if a := h.n.Devices().Allocations(); len(a) != 0 {
+			t.Fatalf("allocations %+v", a)
+		}
+		// Discovery refused 2 mounts, 2 device nodes and 1 variable, and so
+		// did the allocation.
+		h.metricsHave(`wasmlet_module_edits_refused_total{kind="device_node",module="greedy"} 4`,
+			`wasmlet_module_edits_refused_total{kind="mount",module="greedy"} 4`,
+			`wasmlet_module_edits_refused_total{kind="env",module="greedy"} 2`)
+	})
+	t.Run("granted", func(t *testing.T) {
+		h := start(t, map[string]string{"greedy": "guests/testmodules/greedy"}, module+`
+[modules.greedy.edits]
+device_nodes = ["/dev/sda", "/dev/mem"]
+host_paths = ["/"]
+writable = ["/"]
+env = ["LD_PRELOAD"]
+`)
+		h.eventually("both devices", func() bool { r, ok := h.resource("example.com/greedy"); return ok && r.Healthy == 2 })
+		spec, err := os.ReadFile(filepath.Join(h.dir, "cdi", "wasmlet-example.com_greedy.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, part := range hostileParts {
+			if !strings.Contains(string(spec), part) {
+				t.Errorf("the CDI spec lacks %q:\n%s", part, spec)
+			}
+		}
+		a, err := h.n.Devices().Allocate(context.Background(), devicemanager.AllocateRequest{
+			Namespace: "ns", Pod: "p", Container: "c", Resource: "example.com/greedy", Count: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.Edits.Env["LD_PRELOAD"] == "" || len(a.Edits.Mounts) != 2 || len(a.Edits.DeviceNodes) != 2 {
+			t.Fatalf("edits %+v", a.Edits)
+		}
+		if st := h.n.Sources().Source("greedy").Status(); len(st.Refused) != 0 {
+			t.Fatalf("refused %v", st.Refused)
+		}
+	})
 }
