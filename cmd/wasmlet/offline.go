@@ -29,10 +29,17 @@ func configValidateCmd() *command {
 		summary: "check a plugins.toml",
 		help: `Check a plugins.toml without starting anything, exactly as 'wasmlet run'
 would read it: unknown keys, wrong types, bad durations, sizes and
-digests, values out of range, and modules the file names that are not in
-the module directory. Every problem is printed on its own line as
-FILE:LINE:COLUMN: KEY: what is wrong, expected what. The file is FILE, or
---config.
+digests, values out of range (memory under one 64KiB page), and modules
+the file names that are not in the module directory. Also what 'wasmlet
+run' would only find when it loads a module, and refuse the module for: a
+mount whose host or root directory does not exist or is not a directory.
+Every problem is printed on its own line as FILE:LINE:COLUMN: KEY: what is
+wrong, expected what. Warnings, printed the same way after "warning:",
+point at grants worth a second look: a mount of the whole of /, /etc,
+/proc or /sys, and devices = true; they do not make the file invalid.
+Modules are not loaded: whether a [handlers] entry names a handler and not
+a device source is the module's own answer when it is loaded ('wasmlet
+module inspect FILE' says). The file is FILE, or --config.
 
 Examples:
   wasmlet config validate plugins.toml
@@ -50,13 +57,17 @@ Examples:
 			}
 			cfg, err := config.Load(file)
 			var errs config.Errors
+			var warnings config.Errors
+			if err == nil {
+				// What run refuses at load is a problem here too.
+				if errs, warnings = cfg.Problems(), cfg.Warnings(); len(errs) > 0 {
+					err = errs
+				}
+			}
 			switch {
 			case errors.As(err, &errs):
 				if c.json() {
-					out := configReport{File: file, Valid: false, Problems: []configProblem{}}
-					for _, e := range errs {
-						out.Problems = append(out.Problems, configProblem{File: e.File, Line: e.Line, Column: e.Column, Key: e.Key, Message: e.Msg})
-					}
+					out := configReport{File: file, Valid: false, Problems: configProblems(errs), Warnings: configProblems(warnings)}
 					if err := c.printJSON(out); err != nil {
 						return err
 					}
@@ -64,6 +75,7 @@ Examples:
 					for _, e := range errs {
 						fmt.Fprintln(c.stderr, e.Error())
 					}
+					printWarnings(c, warnings)
 				}
 				return failf(exitFailed, "%s is not valid: %s", file, plural(len(errs), "problem", "problems"))
 			case err != nil:
@@ -72,12 +84,13 @@ Examples:
 			h := cfg.Host
 			handlers := cfg.Handlers()
 			if c.json() {
-				return c.printJSON(configReport{File: cfg.File, Valid: true, Problems: []configProblem{},
+				return c.printJSON(configReport{File: cfg.File, Valid: true, Problems: []configProblem{}, Warnings: configProblems(warnings),
 					StateDir: h.StateDir, ModuleDir: h.ModuleDir, RegistryDir: h.RegistryDir,
 					DevicePluginDir: h.DevicePluginDir, APISocket: h.APISocket, PodResourcesSocket: h.PodResourcesSocket,
 					MetricsAddress: h.MetricsAddress,
 					Handlers:       handlers})
 			}
+			printWarnings(c, warnings)
 			fmt.Fprintf(c.stdout, "%s is valid.\n", file)
 			t := newTableNoHeader(c.stdout)
 			t.row("  State directory:", h.StateDir)
@@ -107,10 +120,29 @@ type configProblem struct {
 	Message string `json:"message"`
 }
 
+// configProblems is es as the JSON report lists them.
+func configProblems(es config.Errors) []configProblem {
+	out := []configProblem{}
+	for _, e := range es {
+		out = append(out, configProblem{File: e.File, Line: e.Line, Column: e.Column, Key: e.Key, Message: e.Msg})
+	}
+	return out
+}
+
+// printWarnings writes each warning as FILE:LINE:COLUMN: KEY: warning: ...
+func printWarnings(c *cli, warnings config.Errors) {
+	for _, w := range warnings {
+		w := *w
+		w.Msg = "warning: " + w.Msg
+		fmt.Fprintln(c.stderr, w.Error())
+	}
+}
+
 type configReport struct {
 	File               string            `json:"file"`
 	Valid              bool              `json:"valid"`
 	Problems           []configProblem   `json:"problems"`
+	Warnings           []configProblem   `json:"warnings"`
 	StateDir           string            `json:"state_dir,omitempty"`
 	ModuleDir          string            `json:"module_dir,omitempty"`
 	RegistryDir        string            `json:"registry_dir,omitempty"`

@@ -77,6 +77,36 @@ config = { a = "b" }
 		t.Fatalf("JSON report %+v", rep)
 	}
 
+	// What run would refuse at load is a problem; broad mounts and
+	// devices = true are warnings.
+	loadTime := write(t, filepath.Join(dir, "load.toml"), `[host]
+state_dir = "state"
+module_dir = "modules"
+
+[modules.counter]
+mounts = [{ host = "nothere", guest = "/a" }, { host = "/etc", guest = "/etc", devices = true }]
+`)
+	r = expect(t, exitFailed, []string{"config", "validate", loadTime},
+		`stderr:`+loadTime+`:6:20: modules.counter.mounts[0].host: no such file or directory, expected an existing directory (the module is refused at load without it)`,
+		`stderr:`+loadTime+`:6:56: modules.counter.mounts[1].host: warning: the module may read all of /etc`,
+		`stderr:`+loadTime+`:6:90: modules.counter.mounts[1].devices: warning: the module may open the device nodes under /etc`,
+		"stderr:wasmlet config validate: "+loadTime+" is not valid: 1 problem")
+	r = expect(t, exitFailed, []string{"config", "validate", "-o", "json", loadTime})
+	rep = configReport{}
+	decode(t, r, &rep)
+	if rep.Valid || len(rep.Problems) != 1 || len(rep.Warnings) != 2 || rep.Warnings[1].Key != "modules.counter.mounts[1].devices" {
+		t.Fatalf("JSON report %+v", rep)
+	}
+	warned := write(t, filepath.Join(dir, "warned.toml"), `[host]
+state_dir = "state"
+module_dir = "modules"
+
+[modules.counter]
+mounts = [{ host = "/sys", guest = "/sys" }]
+`)
+	expect(t, exitOK, []string{"config", "validate", warned}, warned+" is valid.",
+		`stderr:`+warned+`:6:20: modules.counter.mounts[0].host: warning: the module may read all of /sys`)
+
 	expect(t, exitFailed, []string{"config", "validate", filepath.Join(dir, "missing.toml")}, "stderr:no such file or directory")
 	expect(t, exitUsage, []string{"config", "validate"}, "stderr:which file?")
 }

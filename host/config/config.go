@@ -49,6 +49,8 @@ type Config struct {
 	modules  map[string]moduleEntry  // [modules.<name>], sandbox already merged
 	handlers map[string]string       // [handlers]: plugin type -> module name
 	sources  map[string]SourceConfig // [sources.<name>]
+
+	problems, warnings Errors
 }
 
 // Host is the [host] section: where wasmlet keeps and finds things, and how
@@ -278,8 +280,21 @@ func Parse(data []byte, path string) (*Config, error) {
 		return nil, sortErrors(d.errs)
 	}
 	c.File = file
+	c.problems, c.warnings = sortErrors(d.problems), sortErrors(d.warnings)
 	return c, nil
 }
+
+// Problems are the mistakes that do not stop the host but make it refuse a
+// module when it loads it: a mount whose host or root directory does not
+// exist or is not a directory. `wasmlet config validate` reports them as
+// errors. Whether a [handlers] entry names a handler module (and not a
+// device source) is the module's own answer to describe, known only once
+// it is loaded: `wasmlet module inspect` says.
+func (c *Config) Problems() Errors { return slices.Clone(c.problems) }
+
+// Warnings are grants worth a second look: a mount of the whole of /,
+// /etc, /proc or /sys (as host or root), and devices = true.
+func (c *Config) Warnings() Errors { return slices.Clone(c.warnings) }
 
 // ModuleOptions returns the sandbox of the named module: its [modules.<name>]
 // entry merged over [sandbox], or [sandbox] alone if it has no entry. Logger,

@@ -25,6 +25,7 @@ import (
 // Limits on sizes, from the wasm32 address space and module.Options.
 const (
 	maxMemory = 4 << 30        // 65536 pages of 64 KiB
+	minMemory = 64 << 10       // one page: a module has at least one, or none
 	maxReply  = math.MaxUint32 // module.Options.MaxReply is a uint32
 	// maxSocketPath is the longest unix socket path that works everywhere:
 	// sun_path is 108 bytes on Linux, including the terminating NUL.
@@ -94,6 +95,9 @@ type decoder struct {
 	file string // as named in messages
 	dir  string // relative paths are resolved against it
 	errs Errors
+	// problems are what makes the host refuse a module when it loads it,
+	// not the file; warnings are grants a reviewer should look at twice.
+	problems, warnings Errors
 
 	moduleDir  string   // resolved [host] module_dir, for module references
 	moduleList []string // the modules in moduleDir, once listed
@@ -101,6 +105,14 @@ type decoder struct {
 
 func (d *decoder) errorf(at pos, key, format string, args ...any) {
 	d.errs = append(d.errs, errorf(d.file, at, key, format, args...))
+}
+
+func (d *decoder) problemf(at pos, key, format string, args ...any) {
+	d.problems = append(d.problems, errorf(d.file, at, key, format, args...))
+}
+
+func (d *decoder) warnf(at pos, key, format string, args ...any) {
+	d.warnings = append(d.warnings, errorf(d.file, at, key, format, args...))
 }
 
 // field decodes one key of a table.
@@ -270,7 +282,7 @@ func (d *decoder) socketPath(n *node, key, socket string) {
 // sandboxFields are the keys of [sandbox], also accepted in [modules.<name>].
 func (d *decoder) sandboxFields(s *Sandbox) []field {
 	return []field{
-		{"memory", func(n *node, key string) { d.size(n, key, &s.Memory, maxMemory, "4GiB, the wasm32 address space") }},
+		{"memory", func(n *node, key string) { d.memory(n, key, &s.Memory) }},
 		{"timeout", func(n *node, key string) { d.duration(n, key, &s.Timeout, false) }},
 		{"init_timeout", func(n *node, key string) { d.duration(n, key, &s.InitTimeout, false) }},
 		{"pool_size", func(n *node, key string) { d.integer(n, key, &s.PoolSize, 1) }},
@@ -280,6 +292,24 @@ func (d *decoder) sandboxFields(s *Sandbox) []field {
 		{"log_rate", func(n *node, key string) { d.integer(n, key, &s.LogRate, 1) }},
 		{"log_burst", func(n *node, key string) { d.integer(n, key, &s.LogBurst, 1) }},
 	}
+}
+
+// memory decodes a memory limit: from one WebAssembly page to the wasm32
+// address space. A limit under a page would be rounded up to one.
+func (d *decoder) memory(n *node, key string, dst *uint64) {
+	v := *dst
+	if !d.size(n, key, &v, maxMemory, "4GiB, the wasm32 address space") {
+		return
+	}
+	if v < minMemory {
+		text := n.raw
+		if n.kind == kindString {
+			text = quote(n.str)
+		}
+		d.errorf(n.at, key, "size %s is less than one WebAssembly page, expected at least 65536 (64KiB)", text)
+		return
+	}
+	*dst = v
 }
 
 // sandbox decodes [sandbox], or a [modules.<name>] section when extra holds
@@ -412,6 +442,7 @@ func (d *decoder) mounts(n *node, key string) []module.Mount {
 			d.errorf(v.at, key, "%v, expected a valid mount", err)
 			continue
 		}
+		d.checkMount(m, key, hostAt, rootAt, v.fields["devices"])
 		mounts = append(mounts, m)
 	}
 	return mounts
@@ -478,6 +509,37 @@ func (d *decoder) paths(n *node, key string) []string {
 		}
 	}
 	return out
+}
+
+// broadRoots are the directories whose whole a module is rarely meant to
+// read: a mount of one is worth a warning.
+var broadRoots = []string{"/", "/etc", "/proc", "/sys"}
+
+// checkMount notes what the file system says of a valid mount: a host or
+// root that is not a directory makes the module refused at load (a
+// problem); a mount of a whole broad root, or devices = true, is a warning.
+func (d *decoder) checkMount(m module.Mount, key string, hostAt, rootAt, devicesAt *node) {
+	for _, c := range []struct {
+		name, path string
+		at         *node
+	}{{"host", m.Host, hostAt}, {"root", m.Root, rootAt}} {
+		if c.at == nil {
+			continue
+		}
+		key := keyPath(key, c.name)
+		switch fi, err := os.Stat(c.path); {
+		case err != nil:
+			d.problemf(c.at.at, key, "%v, expected an existing directory (the module is refused at load without it)", unwrapPathError(err))
+		case !fi.IsDir():
+			d.problemf(c.at.at, key, "%s is not a directory, expected a directory (the module is refused at load)", c.path)
+		}
+		if slices.Contains(broadRoots, c.path) {
+			d.warnf(c.at.at, key, "the module may read all of %s", c.path)
+		}
+	}
+	if m.Devices && devicesAt != nil {
+		d.warnf(devicesAt.at, keyPath(key, "devices"), "the module may open the device nodes under %s", m.Host)
+	}
 }
 
 // within reports whether dir is root or lies under it. Both are clean and

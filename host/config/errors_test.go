@@ -538,3 +538,51 @@ func TestEditGrantErrors(t *testing.T) {
 		},
 	}})
 }
+
+func TestMemoryUnderOnePage(t *testing.T) {
+	runErrorCases(t, []errorCase{{
+		name: "sandbox",
+		doc:  "[sandbox]\nmemory = \"1KiB\"\n",
+		want: []string{`plugins.toml:2:10: sandbox.memory: size "1KiB" is less than one WebAssembly page, expected at least 65536 (64KiB)`},
+	}, {
+		name:    "module",
+		doc:     withModules + "[modules.x]\nmemory = 65535\n",
+		modules: []string{"x"},
+		want:    []string{`plugins.toml:4:10: modules.x.memory: size 65535 is less than one WebAssembly page, expected at least 65536 (64KiB)`},
+	}})
+}
+
+// Problems: what makes the host refuse a module at load, with its
+// position; Warnings: broad mounts and devices = true. Neither stops Parse.
+func TestProblemsAndWarnings(t *testing.T) {
+	c, err, dir := parseIn(t, withModules+`[modules.x]
+mounts = [
+  { host = "missing", guest = "/a" },
+  { host = "m/x.wasm", guest = "/b" },
+  { host = "/sys", guest = "/sys" },
+  { host = "/etc/ssl", guest = "/ssl", root = "/etc" },
+  { host = "m", guest = "/m", devices = true },
+  { host = "/proc", guest = "/proc", devices = false },
+]
+`, "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := func(es Errors) string { return strings.ReplaceAll(es.Error(), dir+string(filepath.Separator), "") }
+	wantProblems := strings.Join([]string{
+		`plugins.toml:5:12: modules.x.mounts[0].host: no such file or directory, expected an existing directory (the module is refused at load without it)`,
+		`plugins.toml:6:12: modules.x.mounts[1].host: m/x.wasm is not a directory, expected a directory (the module is refused at load)`,
+	}, "\n")
+	if got := text(c.Problems()); got != wantProblems {
+		t.Errorf("problems:\n%s\nwant:\n%s", got, wantProblems)
+	}
+	wantWarnings := strings.Join([]string{
+		`plugins.toml:7:12: modules.x.mounts[2].host: the module may read all of /sys`,
+		`plugins.toml:8:47: modules.x.mounts[3].root: the module may read all of /etc`,
+		`plugins.toml:9:41: modules.x.mounts[4].devices: the module may open the device nodes under m`,
+		`plugins.toml:10:12: modules.x.mounts[5].host: the module may read all of /proc`,
+	}, "\n")
+	if got := text(c.Warnings()); got != wantWarnings {
+		t.Errorf("warnings:\n%s\nwant:\n%s", got, wantWarnings)
+	}
+}

@@ -280,6 +280,12 @@ func (n *Node) Run(ctx context.Context) error {
 	h := n.cfg.Host
 	n.log.Info("wasmlet starting", "version", Version, "config", n.cfg.File, "state_dir", h.StateDir,
 		"registry_dir", h.RegistryDir, "device_plugin_dir", h.DevicePluginDir, "module_dir", h.ModuleDir)
+	for _, p := range n.cfg.Problems() {
+		n.log.Error("configuration: a module will be refused when it loads", "problem", p.Error())
+	}
+	for _, w := range n.cfg.Warnings() {
+		n.log.Warn("configuration: a grant worth a second look", "warning", w.Error())
+	}
 
 	// Everything below stops when runCtx is canceled: on shutdown, or when a
 	// part fails.
