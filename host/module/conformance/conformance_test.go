@@ -84,7 +84,7 @@ func TestCheckReports(t *testing.T) {
 	if res := byName["describe is stable"]; res.Err != nil {
 		t.Errorf("describe: %v", res.Err)
 	}
-	if r.Failed() == 0 || r.Kind != "device-source" || r.Serves != "example.com/wat" {
+	if r.Failed() == 0 || r.Kind != "device-source" || r.Serves != "example.com/wat-trap" {
 		t.Errorf("report %+v", r)
 	}
 
