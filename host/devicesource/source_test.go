@@ -3,6 +3,7 @@ package devicesource_test
 import (
 	"context"
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -561,5 +562,72 @@ func TestStartsWhatIsLoaded(t *testing.T) {
 	e.resource("example.com/counter", healthy(4))
 	if got := c.Sources(); len(got) != 1 || got[0].Module() != "ctr" || got[0].Name() != "module:ctr" {
 		t.Errorf("sources %v", got)
+	}
+}
+
+// editCounter counts refused edits by kind, as the metrics do.
+type editCounter struct {
+	mu     sync.Mutex
+	counts map[string]int
+}
+
+func (c *editCounter) EditsRefused(module, kind string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.counts[module+"/"+kind]++
+}
+
+func (c *editCounter) get() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.counts)
+}
+
+// TestRefusedDeviceCountedOnce: a discovered device whose edits the module
+// may not hand out is left out at every discovery, with its reason in the
+// status, but its refused edits are counted once, when first refused, not
+// at every rediscovery. Each refused allocation counts again.
+func TestRefusedDeviceCountedOnce(t *testing.T) {
+	e := newEnv(t, envConfig{noController: true})
+	e.configure("greedy", module.Options{Config: map[string]string{"discover": "hostile", "allocate": "hostile"}}, devicesource.Options{})
+	e.load("greedy", build.Go(t, "guests/testmodules/greedy"))
+	counts := &editCounter{counts: map[string]int{}}
+	src, err := devicesource.NewSource(e.reg, "greedy", devicesource.Options{NoWatch: true, DiscoverInterval: -1, Observer: counts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rounds := make(chan error, 10)
+	devicesource.AfterRound(src, func(err error) { rounds <- err })
+	var sets [][]device.Device
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- src.Watch(ctx, func(d []device.Device) { sets = append(sets, d) }) }()
+	for range 3 {
+		if err := <-rounds; err != nil {
+			t.Fatal(err)
+		}
+		src.Rediscover()
+	}
+	<-rounds
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if len(sets) != 1 || len(sets[0]) != 1 || sets[0][0].ID != "plain-0" {
+		t.Fatalf("device sets %+v", sets)
+	}
+	if why := src.Status().Refused["greedy-0"]; !strings.Contains(why, "mount of host /var/run/docker.sock at /var/run/docker.sock (read-write)") {
+		t.Fatalf("refused for %q", why)
+	}
+	want := map[string]int{"greedy/mount": 2, "greedy/device_node": 2, "greedy/env": 1}
+	if got := counts.get(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("counted %v after 4 discoveries, want %v", got, want)
+	}
+	if _, err := src.Allocate(context.Background(), []string{"plain-0"}, "ns/p/c"); err == nil {
+		t.Fatal("a hostile allocation passed")
+	}
+	want = map[string]int{"greedy/mount": 4, "greedy/device_node": 4, "greedy/env": 2}
+	if got := counts.get(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("counted %v after an allocation, want %v", got, want)
 	}
 }
