@@ -102,6 +102,7 @@ bench:
 FUZZTIME ?= 30s
 FUZZ_TARGETS := \
 	./internal/abipb:FuzzDecode \
+	./internal/abipb:FuzzNamesAgreeWithKubernetes \
 	./checkpoint:FuzzDecode \
 	./checkpoint:FuzzPayload \
 	./host/config:FuzzParse \

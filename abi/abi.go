@@ -29,6 +29,8 @@ const (
 	OpAllocate            Op = "allocate"
 	OpPreferredAllocation Op = "preferred_allocation"
 	OpPreStart            Op = "prestart"
+	OpPrepare             Op = "prepare"
+	OpUnprepare           Op = "unprepare"
 )
 
 // Export is the name of the export that implements op.
@@ -41,7 +43,7 @@ func OpsFor(k Kind) (optional []Op, required []Op) {
 	case KindHandler:
 		return []Op{OpValidate, OpRegister, OpDeregister}, []Op{OpRegister}
 	case KindDeviceSource:
-		return []Op{OpDiscover, OpAllocate, OpPreferredAllocation, OpPreStart}, []Op{OpDiscover}
+		return []Op{OpDiscover, OpAllocate, OpPreferredAllocation, OpPreStart, OpPrepare, OpUnprepare}, []Op{OpDiscover}
 	}
 	return nil, nil
 }

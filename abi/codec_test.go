@@ -72,11 +72,42 @@ func TestInvalidUTF8IsRefused(t *testing.T) {
 		&AllocateResponse{Envs: map[string]string{"A": bad}},
 		&AllocateResponse{CDIDevices: []string{bad}},
 		&Error{Message: bad},
+		&Device{ID: "d", TypedAttributes: map[string]Attribute{"k": VersionAttribute(bad)}},
+		&PrepareResponse{Devices: []PreparedDevice{{DeviceID: bad}}},
 	} {
 		fresh := reflect.New(reflect.TypeOf(m).Elem()).Interface().(Message)
 		if err := fresh.Unmarshal(m.AppendTo(nil)); err == nil || !strings.Contains(err.Error(), "not valid UTF-8") {
 			t.Errorf("%T with a non-UTF-8 string: %v", m, err)
 		}
+	}
+}
+
+// TestAttributeValuesArePresent: an attribute holds its type even at its
+// type's zero value (a protobuf oneof member is present or not), and one
+// without a type is the empty message.
+func TestAttributeValuesArePresent(t *testing.T) {
+	for _, a := range []Attribute{IntAttribute(0), BoolAttribute(false), StringAttribute(""), VersionAttribute(""),
+		IntAttribute(-1), BoolAttribute(true), StringAttribute("A100"), VersionAttribute("1.2.3")} {
+		var got Attribute
+		if err := got.Unmarshal(a.AppendTo(nil)); err != nil || got != a {
+			t.Errorf("%+v decoded as %+v, %v", a, got, err)
+		}
+	}
+	if b := (&Attribute{}).AppendTo(nil); len(b) != 0 {
+		t.Errorf("an attribute without a value encodes as %x", b)
+	}
+	if AttributeVersion.String() != "version" || AttributeType(7).String() != "type(7)" {
+		t.Errorf("names: %v %v", AttributeVersion, AttributeType(7))
+	}
+}
+
+// TestParametersAreBytes: a DeviceConfig's parameters are bytes, not a
+// string: they need not be UTF-8, and come back as they went.
+func TestParametersAreBytes(t *testing.T) {
+	in := DeviceConfig{Parameters: []byte{0xff, '{', '}'}}
+	var got DeviceConfig
+	if err := got.Unmarshal(in.AppendTo(nil)); err != nil || !bytes.Equal(got.Parameters, in.Parameters) {
+		t.Fatalf("%+v, %v", got, err)
 	}
 }
 

@@ -172,6 +172,7 @@ type Description struct {
 	PreStartRequired   bool
 	Summary            string
 	DiscoverIntervalMS uint32
+	Driver             string // ValidDriverName, or "" for DefaultDriver(Resource)
 }
 
 func (m *Description) AppendTo(b []byte) []byte {
@@ -183,14 +184,15 @@ func (m *Description) AppendTo(b []byte) []byte {
 	b = appendStrings(b, 6, m.Operations)
 	b = appendBool(b, 7, m.PreStartRequired)
 	b = appendString(b, 8, m.Summary)
-	return appendUint(b, 9, uint64(m.DiscoverIntervalMS))
+	b = appendUint(b, 9, uint64(m.DiscoverIntervalMS))
+	return appendString(b, 10, m.Driver)
 }
 
 func (m *Description) Unmarshal(b []byte) error { return m.unmarshal(own(b)) }
 
 func (m *Description) unmarshal(b []byte) error {
 	*m = Description{}
-	return decode("Description", "vbbbbbvbv", b, func(d *decoder) (err error) {
+	return decode("Description", "vbbbbbvbvb", b, func(d *decoder) (err error) {
 		switch d.num {
 		case 1:
 			var v int32
@@ -216,6 +218,8 @@ func (m *Description) unmarshal(b []byte) error {
 			var v uint64
 			v, err = d.uint()
 			m.DiscoverIntervalMS = uint32(v)
+		case 10:
+			m.Driver, err = d.str()
 		}
 		return err
 	})
@@ -521,13 +525,19 @@ func (e *ContainerEdits) merge(b []byte) error {
 	})
 }
 
-// Device is one device of a device source's resource.
+// Device is one device of a device source's resource. The fields after
+// Edits describe it as resource.k8s.io/v1 does (ABI.md, "Structured
+// devices"); ValidDiscovery checks them.
 type Device struct {
-	ID         string // ValidDeviceID; ABI.md, "String formats"
-	Health     Health
-	NUMANodes  []int64
-	Attributes map[string]string
-	Edits      *ContainerEdits
+	ID                       string // ValidDeviceID; ABI.md, "String formats"
+	Health                   Health
+	NUMANodes                []int64
+	Attributes               map[string]string // free-form
+	Edits                    *ContainerEdits
+	TypedAttributes          map[string]Attribute // by ValidQualifiedName
+	Capacity                 map[string]Capacity  // by ValidQualifiedName
+	ConsumesCounters         []CounterConsumption
+	AllowMultipleAllocations bool
 }
 
 func (m *Device) AppendTo(b []byte) []byte {
@@ -538,14 +548,19 @@ func (m *Device) AppendTo(b []byte) []byte {
 	if m.Edits != nil {
 		b = appendMessage(b, 5, m.Edits.AppendTo)
 	}
-	return b
+	b = appendAttributes(b, 6, m.TypedAttributes)
+	b = appendCapacities(b, 7, m.Capacity)
+	for i := range m.ConsumesCounters {
+		b = appendMessage(b, 8, m.ConsumesCounters[i].AppendTo)
+	}
+	return appendBool(b, 9, m.AllowMultipleAllocations)
 }
 
 func (m *Device) Unmarshal(b []byte) error { return m.unmarshal(own(b)) }
 
 func (m *Device) unmarshal(b []byte) error {
 	*m = Device{}
-	return decode("Device", "bvibb", b, func(d *decoder) (err error) {
+	return decode("Device", "bvibbbbbv", b, func(d *decoder) (err error) {
 		switch d.num {
 		case 1:
 			m.ID, err = d.str()
@@ -566,6 +581,15 @@ func (m *Device) unmarshal(b []byte) error {
 				m.Edits = &ContainerEdits{}
 			}
 			err = m.Edits.merge(body)
+		case 6:
+			m.TypedAttributes, err = d.attributeEntry(m.TypedAttributes)
+		case 7:
+			m.Capacity, err = d.capacityEntry(m.Capacity)
+		case 8:
+			m.ConsumesCounters = append(m.ConsumesCounters, CounterConsumption{})
+			err = m.ConsumesCounters[len(m.ConsumesCounters)-1].unmarshal(d.buf)
+		case 9:
+			m.AllowMultipleAllocations, err = d.bool()
 		}
 		return err
 	})
@@ -578,11 +602,17 @@ func (m *DiscoverRequest) Unmarshal(b []byte) error { return m.unmarshal(own(b))
 
 func (m *DiscoverRequest) unmarshal(b []byte) error { return decode("DiscoverRequest", "", b, skip) }
 
-type DiscoverResponse struct{ Devices []Device }
+type DiscoverResponse struct {
+	Devices        []Device
+	SharedCounters []CounterSet
+}
 
 func (m *DiscoverResponse) AppendTo(b []byte) []byte {
 	for i := range m.Devices {
 		b = appendMessage(b, 1, m.Devices[i].AppendTo)
+	}
+	for i := range m.SharedCounters {
+		b = appendMessage(b, 2, m.SharedCounters[i].AppendTo)
 	}
 	return b
 }
@@ -594,16 +624,13 @@ func (m *DiscoverResponse) unmarshal(b []byte) error {
 	if n := count(b, 1); n > 0 {
 		m.Devices = make([]Device, 0, n)
 	}
-	return decode("DiscoverResponse", "b", b, func(d *decoder) error {
-		if d.num != 1 {
-			return nil
-		}
-		body, err := d.bytes()
-		if err != nil {
-			return err
+	return decode("DiscoverResponse", "bb", b, func(d *decoder) error {
+		if d.num == 2 {
+			m.SharedCounters = append(m.SharedCounters, CounterSet{})
+			return m.SharedCounters[len(m.SharedCounters)-1].unmarshal(d.buf)
 		}
 		m.Devices = append(m.Devices, Device{})
-		return m.Devices[len(m.Devices)-1].unmarshal(body)
+		return m.Devices[len(m.Devices)-1].unmarshal(d.buf)
 	})
 }
 

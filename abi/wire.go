@@ -67,6 +67,16 @@ func appendStringAlways(b []byte, num int, s string) []byte {
 	return append(b, s...)
 }
 
+// appendBytes writes a bytes field; empty ones are omitted, as proto3 does.
+func appendBytes(b []byte, num int, v []byte) []byte {
+	if len(v) == 0 {
+		return b
+	}
+	b = appendTag(b, num, wireBytes)
+	b = appendVarint(b, uint64(len(v)))
+	return append(b, v...)
+}
+
 func appendStrings(b []byte, num int, ss []string) []byte {
 	for _, s := range ss {
 		b = appendStringAlways(b, num, s)
@@ -146,15 +156,7 @@ func appendMessage(b []byte, num int, body func([]byte) []byte) []byte {
 // appendStringMap writes a map<string,string> field with its keys sorted, so
 // that equal maps encode to equal bytes.
 func appendStringMap(b []byte, num int, m map[string]string) []byte {
-	if len(m) == 0 {
-		return b
-	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sortStrings(keys)
-	for _, k := range keys {
+	for _, k := range sortedKeys(m) {
 		v := m[k]
 		b = appendMessage(b, num, func(b []byte) []byte {
 			b = appendStringAlways(b, 1, k)
@@ -162,6 +164,20 @@ func appendStringMap(b []byte, num int, m map[string]string) []byte {
 		})
 	}
 	return b
+}
+
+// sortedKeys returns the keys of m, sorted, so that equal maps encode to
+// equal bytes.
+func sortedKeys[V any](m map[string]V) []string {
+	if len(m) == 0 {
+		return nil
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sortStrings(keys)
+	return keys
 }
 
 // sortStrings is an insertion sort: maps here hold a handful of keys, and it

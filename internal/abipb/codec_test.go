@@ -51,6 +51,20 @@ var pairs = []pair{
 	{func() abi.Message { return &abi.PreferredAllocationResponse{} }, func() proto.Message { return &PreferredAllocationResponse{} }},
 	{func() abi.Message { return &abi.PreStartRequest{} }, func() proto.Message { return &PreStartRequest{} }},
 	{func() abi.Message { return &abi.PreStartResponse{} }, func() proto.Message { return &PreStartResponse{} }},
+	// Appended, never inserted: FuzzDecode's corpus picks messages by index.
+	{func() abi.Message { return &abi.Attribute{} }, func() proto.Message { return &Attribute{} }},
+	{func() abi.Message { return &abi.Capacity{} }, func() proto.Message { return &Capacity{} }},
+	{func() abi.Message { return &abi.CapacityRequestPolicy{} }, func() proto.Message { return &CapacityRequestPolicy{} }},
+	{func() abi.Message { return &abi.CounterSet{} }, func() proto.Message { return &CounterSet{} }},
+	{func() abi.Message { return &abi.CounterConsumption{} }, func() proto.Message { return &CounterConsumption{} }},
+	{func() abi.Message { return &abi.Claim{} }, func() proto.Message { return &Claim{} }},
+	{func() abi.Message { return &abi.AllocatedDevice{} }, func() proto.Message { return &AllocatedDevice{} }},
+	{func() abi.Message { return &abi.DeviceConfig{} }, func() proto.Message { return &DeviceConfig{} }},
+	{func() abi.Message { return &abi.PrepareRequest{} }, func() proto.Message { return &PrepareRequest{} }},
+	{func() abi.Message { return &abi.PreparedDevice{} }, func() proto.Message { return &PreparedDevice{} }},
+	{func() abi.Message { return &abi.PrepareResponse{} }, func() proto.Message { return &PrepareResponse{} }},
+	{func() abi.Message { return &abi.UnprepareRequest{} }, func() proto.Message { return &UnprepareRequest{} }},
+	{func() abi.Message { return &abi.UnprepareResponse{} }, func() proto.Message { return &UnprepareResponse{} }},
 }
 
 // TestSchemaCoversEveryMessage fails when wasmlet_abi.proto gains a message
@@ -148,7 +162,14 @@ func fill(rng *rand.Rand, m protoreflect.Message, depth int) {
 		case fd.IsMap():
 			mp := m.Mutable(fd).Map()
 			for j := rng.Intn(4); j > 0; j-- {
-				mp.Set(protoreflect.ValueOfString(randString(rng)).MapKey(), protoreflect.ValueOfString(randString(rng)))
+				key := protoreflect.ValueOfString(randString(rng)).MapKey()
+				if fd.MapValue().Kind() == protoreflect.MessageKind {
+					v := mp.NewValue()
+					fill(rng, v.Message(), depth+1)
+					mp.Set(key, v)
+				} else {
+					mp.Set(key, protoreflect.ValueOfString(randString(rng)))
+				}
 			}
 		case fd.IsList():
 			l := m.Mutable(fd).List()
@@ -198,6 +219,10 @@ func randScalar(rng *rand.Rand, fd protoreflect.FieldDescriptor) protoreflect.Va
 		return protoreflect.ValueOfInt64(int64(rng.Uint64()))
 	case protoreflect.Uint32Kind:
 		return protoreflect.ValueOfUint32(rng.Uint32())
+	case protoreflect.BytesKind:
+		b := make([]byte, rng.Intn(40))
+		rng.Read(b) // not UTF-8, mostly: bytes are not strings
+		return protoreflect.ValueOfBytes(b)
 	}
 	panic(fmt.Sprintf("randScalar: kind %v not used by the schema; teach the test", fd.Kind()))
 }
@@ -205,6 +230,9 @@ func randScalar(rng *rand.Rand, fd protoreflect.FieldDescriptor) protoreflect.Va
 // sameFields compares a generated message with a hand-written one field by
 // field, matching names case- and underscore-insensitively.
 func sameFields(pm protoreflect.Message, ours reflect.Value) error {
+	if pm.Descriptor().Oneofs().Len() > 0 {
+		return sameOneof(pm, ours)
+	}
 	fields := pm.Descriptor().Fields()
 	byName := map[string]reflect.Value{}
 	for i := 0; i < ours.NumField(); i++ {
@@ -230,7 +258,12 @@ func sameFields(pm protoreflect.Message, ours reflect.Value) error {
 			var err error
 			pv.Map().Range(func(k protoreflect.MapKey, v protoreflect.Value) bool {
 				got := ov.MapIndex(reflect.ValueOf(k.String()))
-				if !got.IsValid() || got.String() != v.String() {
+				switch {
+				case !got.IsValid():
+					err = fmt.Errorf("%s[%q] missing", where, k.String())
+				case fd.MapValue().Kind() == protoreflect.MessageKind:
+					err = sameFields(v.Message(), got)
+				case got.String() != v.String():
 					err = fmt.Errorf("%s[%q] = %v, want %q", where, k.String(), got, v.String())
 				}
 				return err == nil
@@ -284,11 +317,48 @@ func sameValue(where string, fd protoreflect.FieldDescriptor, pv protoreflect.Va
 		same = ov.Int() == pv.Int()
 	case protoreflect.Uint32Kind:
 		same = ov.Uint() == pv.Uint()
+	case protoreflect.BytesKind:
+		same = bytes.Equal(ov.Bytes(), pv.Bytes())
 	default:
 		return fmt.Errorf("%s: kind %v not handled by the test", where, fd.Kind())
 	}
 	if !same {
 		return fmt.Errorf("%s = %v, want %v", where, ov, pv)
+	}
+	return nil
+}
+
+// sameOneof compares a message whose fields are one oneof (Attribute) with
+// its Go form: Type names the member that is set, and its value is in the
+// field of that type (versions in String).
+func sameOneof(pm protoreflect.Message, ours reflect.Value) error {
+	oneof := pm.Descriptor().Oneofs().Get(0)
+	if pm.Descriptor().Oneofs().Len() != 1 || oneof.Fields().Len() != pm.Descriptor().Fields().Len() {
+		return fmt.Errorf("%s: only messages that are one oneof are handled by the test", pm.Descriptor().Name())
+	}
+	typ := ours.FieldByName("Type").Int()
+	fd := pm.WhichOneof(oneof)
+	if fd == nil {
+		if typ != 0 || !ours.FieldByName("Int").IsZero() || !ours.FieldByName("Bool").IsZero() || !ours.FieldByName("String").IsZero() {
+			return fmt.Errorf("%s: no value set, Go has %+v", pm.Descriptor().Name(), ours)
+		}
+		return nil
+	}
+	if typ != int64(fd.Number()) {
+		return fmt.Errorf("%s: %s set, Go type %d", pm.Descriptor().Name(), fd.Name(), typ)
+	}
+	v := pm.Get(fd)
+	var same bool
+	switch fd.Kind() {
+	case protoreflect.Int64Kind:
+		same = ours.FieldByName("Int").Int() == v.Int()
+	case protoreflect.BoolKind:
+		same = ours.FieldByName("Bool").Bool() == v.Bool()
+	case protoreflect.StringKind:
+		same = ours.FieldByName("String").String() == v.String()
+	}
+	if !same {
+		return fmt.Errorf("%s.%s = %v, Go has %+v", pm.Descriptor().Name(), fd.Name(), v, ours)
 	}
 	return nil
 }
@@ -381,6 +451,24 @@ func TestDecodeLikeProtobuf(t *testing.T) {
 		{"int32 from a 64-bit varint", &PreferredAllocationRequest{}, varint(nil, 3, 1<<40+5)},
 		{"enum out of range", &Error{}, varint(nil, 1, 99)},
 		{"uint32 from a 64-bit varint", &DescribeRequest{}, varint(nil, 1, 1<<33+1)},
+		{"oneof: the last member wins", &Attribute{}, varint(str(varint(nil, 1, 5), 3, "x"), 2, 1)},
+		{"oneof: the last member wins, same type", &Attribute{}, str(str(nil, 4, "1.0.0"), 3, "s")},
+		{"oneof member at its zero value", &Attribute{}, varint(nil, 1, 0)},
+		{"oneof member as another wire type", &Attribute{}, str(varint(nil, 2, 1), 1, "x")},
+		{"attribute entry's values merged", &Device{}, msg(nil, 6, msg(msg(str(nil, 1, "a"), 2, varint(nil, 1, 3)), 2, str(nil, 3, "s")))},
+		{"attribute entry without a value", &Device{}, msg(nil, 6, str(nil, 1, "a"))},
+		{"attribute entry without a key", &Device{}, msg(nil, 6, msg(nil, 2, varint(nil, 2, 1)))},
+		{"attribute key twice", &Device{}, msg(msg(nil, 6, msg(str(nil, 1, "a"), 2, varint(nil, 1, 3))), 6, msg(str(nil, 1, "a"), 2, str(nil, 3, "s")))},
+		{"capacity entry's values merged", &Device{}, msg(nil, 7, msg(msg(str(nil, 1, "m"), 2, str(nil, 1, "1Gi")), 2, msg(nil, 2, str(nil, 1, "1"))))},
+		{"request policy merged", &Capacity{}, msg(msg(str(nil, 1, "4"), 2, str(str(nil, 1, "1"), 2, "1")), 2, str(str(nil, 2, "2"), 5, "1"))},
+		{"counters merged", &CounterSet{}, msg(msg(str(nil, 1, "s"), 2, str(str(nil, 1, "a"), 2, "1")), 2, str(str(nil, 1, "a"), 2, "2"))},
+		{"shared counters and devices interleaved", &DiscoverResponse{}, msg(msg(msg(nil, 2, str(nil, 1, "a")), 1, str(nil, 1, "d")), 2, str(nil, 1, "b"))},
+		{"claim merged", &PrepareRequest{}, msg(msg(nil, 1, str(nil, 1, "uid")), 1, str(str(nil, 2, "ns"), 3, "c"))},
+		{"unprepare claim merged", &UnprepareRequest{}, msg(msg(nil, 1, str(nil, 1, "uid")), 1, str(nil, 3, "c"))},
+		{"prepared edits merged", &PreparedDevice{}, msg(msg(nil, 4, msg(nil, 1, entry("A", "1"))), 4, msg(nil, 4, entry("B", "2")))},
+		{"bytes: the last wins", &DeviceConfig{}, str(str(nil, 3, "{}"), 3, `{"a":1}`)},
+		{"bytes need not be UTF-8", &DeviceConfig{}, msg(nil, 3, []byte{0xff, 0xfe})},
+		{"empty bytes", &DeviceConfig{}, msg(str(nil, 3, "x"), 3, nil)},
 	} {
 		if err := proto.Unmarshal(c.in, c.which); err != nil {
 			t.Fatalf("%s: protobuf-go refuses it: %v", c.name, err)
@@ -416,6 +504,14 @@ func TestInvalidUTF8AgreesWithProtoc(t *testing.T) {
 		&abi.AllocateResponse{Envs: map[string]string{"A": bad}},
 		&abi.AllocateResponse{CDIDevices: []string{bad}},
 		&abi.Error{Message: bad},
+		&abi.Description{Driver: bad},
+		&abi.Device{ID: "d", TypedAttributes: map[string]abi.Attribute{"k": abi.StringAttribute(bad)}},
+		&abi.Device{ID: "d", TypedAttributes: map[string]abi.Attribute{bad: abi.IntAttribute(1)}},
+		&abi.Device{ID: "d", Capacity: map[string]abi.Capacity{"m": {Value: "1", RequestPolicy: &abi.CapacityRequestPolicy{ValidValues: []string{bad}}}}},
+		&abi.DiscoverResponse{SharedCounters: []abi.CounterSet{{Name: "s", Counters: map[string]string{"c": bad}}}},
+		&abi.PrepareRequest{Claim: abi.Claim{UID: bad}},
+		&abi.PrepareRequest{Results: []abi.AllocatedDevice{{ConsumedCapacity: map[string]string{"m": bad}}}},
+		&abi.PrepareResponse{Devices: []abi.PreparedDevice{{CDIDeviceIDs: []string{bad}}}},
 	} {
 		wire := m.AppendTo(nil)
 		fresh := reflect.New(reflect.TypeOf(m).Elem()).Interface().(abi.Message)
@@ -443,6 +539,18 @@ func FuzzDecode(f *testing.F) {
 		Edits: &abi.ContainerEdits{DeviceNodes: []abi.DeviceNode{{HostPath: "/dev/null"}}}}).AppendTo(nil))
 	f.Add(uint8(2), (&abi.Description{Kind: abi.KindDeviceSource, Resource: "example.com/x", Operations: []string{"discover"}}).AppendTo(nil))
 	f.Add(uint8(17), (&abi.AllocateResponse{Envs: map[string]string{"A": "1"}, CDIDevices: []string{"a.com/b=c"}}).AppendTo(nil))
+	f.Add(uint8(15), (&abi.DiscoverResponse{
+		SharedCounters: []abi.CounterSet{{Name: "gpu-0", Counters: map[string]string{"memory": "40Gi"}}},
+		Devices: []abi.Device{{ID: "gpu-0", AllowMultipleAllocations: true,
+			TypedAttributes: map[string]abi.Attribute{"model": abi.StringAttribute("A100"), "index": abi.IntAttribute(0)},
+			Capacity: map[string]abi.Capacity{"memory": {Value: "40Gi",
+				RequestPolicy: &abi.CapacityRequestPolicy{Default: "1Gi", Min: "1Gi", Step: "1Gi"}}},
+			ConsumesCounters: []abi.CounterConsumption{{CounterSet: "gpu-0", Counters: map[string]string{"memory": "40Gi"}}}}}}).AppendTo(nil))
+	f.Add(uint8(30), (&abi.PrepareRequest{Claim: abi.Claim{UID: "u", Namespace: "ns", Name: "c"},
+		Results: []abi.AllocatedDevice{{Request: "gpu", DeviceID: "gpu-0", ConsumedCapacity: map[string]string{"memory": "4Gi"}, ShareID: "s"}},
+		Configs: []abi.DeviceConfig{{Requests: []string{"gpu"}, Source: abi.ConfigFromClaim, Parameters: []byte(`{"a":1}`)}}}).AppendTo(nil))
+	f.Add(uint8(32), (&abi.PrepareResponse{Devices: []abi.PreparedDevice{{Request: "gpu", DeviceID: "gpu-0",
+		CDIDeviceIDs: []string{"gpu.example.com/gpu=gpu-0"}, Edits: &abi.ContainerEdits{Envs: map[string]string{"A": "1"}}}}}).AppendTo(nil))
 	f.Fuzz(func(t *testing.T, which uint8, in []byte) {
 		p := pairs[int(which)%len(pairs)]
 		m := p.ours()

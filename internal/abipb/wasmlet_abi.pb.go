@@ -390,7 +390,8 @@ type Description struct {
 	Resource string `protobuf:"bytes,5,opt,name=resource,proto3" json:"resource,omitempty"`
 	// The optional operations this module implements, by name:
 	// handlers: "validate", "register", "deregister";
-	// device sources: "discover", "allocate", "preferred_allocation", "prestart".
+	// device sources: "discover", "allocate", "preferred_allocation", "prestart",
+	// "prepare", "unprepare".
 	// Each listed operation must be exported as wasmlet_<name>.
 	Operations []string `protobuf:"bytes,6,rep,name=operations,proto3" json:"operations,omitempty"`
 	// Device sources: the host must call prestart before a container that
@@ -401,8 +402,12 @@ type Description struct {
 	// Device sources: rediscover at this period, in milliseconds, unless the
 	// node configuration says otherwise (0: only on start and on file change).
 	DiscoverIntervalMs uint32 `protobuf:"varint,9,opt,name=discover_interval_ms,json=discoverIntervalMs,proto3" json:"discover_interval_ms,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// Device sources: the DRA driver the source is (resource.k8s.io/v1
+	// ResourceSlice.spec.driver), e.g. "gpu.example.com"; empty: derived from
+	// resource. Format: ABI.md, "String formats".
+	Driver        string `protobuf:"bytes,10,opt,name=driver,proto3" json:"driver,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Description) Reset() {
@@ -496,6 +501,13 @@ func (x *Description) GetDiscoverIntervalMs() uint32 {
 		return x.DiscoverIntervalMs
 	}
 	return 0
+}
+
+func (x *Description) GetDriver() string {
+	if x != nil {
+		return x.Driver
+	}
+	return ""
 }
 
 // Plugin is what a plugin said about itself in GetInfo, plus where it lives.
@@ -1071,9 +1083,25 @@ type Device struct {
 	// Free-form attributes (vendor, model, PCI address...).
 	Attributes map[string]string `protobuf:"bytes,4,rep,name=attributes,proto3" json:"attributes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// What a container needs to use this device.
-	Edits         *ContainerEdits `protobuf:"bytes,5,opt,name=edits,proto3" json:"edits,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Edits *ContainerEdits `protobuf:"bytes,5,opt,name=edits,proto3" json:"edits,omitempty"`
+	// Typed attributes, by qualified name (resource.k8s.io/v1
+	// Device.attributes), e.g. "model" or "resource.kubernetes.io/pcieRoot".
+	// Selectors and matchAttribute constraints of claims see these.
+	TypedAttributes map[string]*Attribute `protobuf:"bytes,6,rep,name=typed_attributes,json=typedAttributes,proto3" json:"typed_attributes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Capacities, by qualified name (resource.k8s.io/v1 Device.capacity),
+	// e.g. "memory".
+	Capacity map[string]*Capacity `protobuf:"bytes,7,rep,name=capacity,proto3" json:"capacity,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The shared counters this device consumes when allocated
+	// (resource.k8s.io/v1 Device.consumesCounters): partitions of one
+	// physical device. At most 2, each naming a counter set of
+	// DiscoverResponse.shared_counters.
+	ConsumesCounters []*CounterConsumption `protobuf:"bytes,8,rep,name=consumes_counters,json=consumesCounters,proto3" json:"consumes_counters,omitempty"`
+	// The device may be allocated to several requests and claims at once,
+	// each consuming part of its capacity (resource.k8s.io/v1
+	// Device.allowMultipleAllocations).
+	AllowMultipleAllocations bool `protobuf:"varint,9,opt,name=allow_multiple_allocations,json=allowMultipleAllocations,proto3" json:"allow_multiple_allocations,omitempty"`
+	unknownFields            protoimpl.UnknownFields
+	sizeCache                protoimpl.SizeCache
 }
 
 func (x *Device) Reset() {
@@ -1141,6 +1169,405 @@ func (x *Device) GetEdits() *ContainerEdits {
 	return nil
 }
 
+func (x *Device) GetTypedAttributes() map[string]*Attribute {
+	if x != nil {
+		return x.TypedAttributes
+	}
+	return nil
+}
+
+func (x *Device) GetCapacity() map[string]*Capacity {
+	if x != nil {
+		return x.Capacity
+	}
+	return nil
+}
+
+func (x *Device) GetConsumesCounters() []*CounterConsumption {
+	if x != nil {
+		return x.ConsumesCounters
+	}
+	return nil
+}
+
+func (x *Device) GetAllowMultipleAllocations() bool {
+	if x != nil {
+		return x.AllowMultipleAllocations
+	}
+	return false
+}
+
+// Attribute is a typed attribute value (resource.k8s.io/v1
+// DeviceAttribute): exactly one of the fields is set.
+type Attribute struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Value:
+	//
+	//	*Attribute_IntValue
+	//	*Attribute_BoolValue
+	//	*Attribute_StringValue
+	//	*Attribute_VersionValue
+	Value         isAttribute_Value `protobuf_oneof:"value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Attribute) Reset() {
+	*x = Attribute{}
+	mi := &file_wasmlet_abi_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Attribute) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Attribute) ProtoMessage() {}
+
+func (x *Attribute) ProtoReflect() protoreflect.Message {
+	mi := &file_wasmlet_abi_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Attribute.ProtoReflect.Descriptor instead.
+func (*Attribute) Descriptor() ([]byte, []int) {
+	return file_wasmlet_abi_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *Attribute) GetValue() isAttribute_Value {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *Attribute) GetIntValue() int64 {
+	if x != nil {
+		if x, ok := x.Value.(*Attribute_IntValue); ok {
+			return x.IntValue
+		}
+	}
+	return 0
+}
+
+func (x *Attribute) GetBoolValue() bool {
+	if x != nil {
+		if x, ok := x.Value.(*Attribute_BoolValue); ok {
+			return x.BoolValue
+		}
+	}
+	return false
+}
+
+func (x *Attribute) GetStringValue() string {
+	if x != nil {
+		if x, ok := x.Value.(*Attribute_StringValue); ok {
+			return x.StringValue
+		}
+	}
+	return ""
+}
+
+func (x *Attribute) GetVersionValue() string {
+	if x != nil {
+		if x, ok := x.Value.(*Attribute_VersionValue); ok {
+			return x.VersionValue
+		}
+	}
+	return ""
+}
+
+type isAttribute_Value interface {
+	isAttribute_Value()
+}
+
+type Attribute_IntValue struct {
+	IntValue int64 `protobuf:"varint,1,opt,name=int_value,json=intValue,proto3,oneof"`
+}
+
+type Attribute_BoolValue struct {
+	BoolValue bool `protobuf:"varint,2,opt,name=bool_value,json=boolValue,proto3,oneof"`
+}
+
+type Attribute_StringValue struct {
+	// At most 64 bytes.
+	StringValue string `protobuf:"bytes,3,opt,name=string_value,json=stringValue,proto3,oneof"`
+}
+
+type Attribute_VersionValue struct {
+	// A semantic version (semver.org 2.0.0), at most 64 bytes.
+	VersionValue string `protobuf:"bytes,4,opt,name=version_value,json=versionValue,proto3,oneof"`
+}
+
+func (*Attribute_IntValue) isAttribute_Value() {}
+
+func (*Attribute_BoolValue) isAttribute_Value() {}
+
+func (*Attribute_StringValue) isAttribute_Value() {}
+
+func (*Attribute_VersionValue) isAttribute_Value() {}
+
+// Capacity is a quantity a device has (resource.k8s.io/v1 DeviceCapacity).
+type Capacity struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A quantity, e.g. "40Gi". Format: ABI.md, "String formats".
+	Value string `protobuf:"bytes,1,opt,name=value,proto3" json:"value,omitempty"`
+	// Only for a device with allow_multiple_allocations: how requests consume
+	// this capacity.
+	RequestPolicy *CapacityRequestPolicy `protobuf:"bytes,2,opt,name=request_policy,json=requestPolicy,proto3" json:"request_policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Capacity) Reset() {
+	*x = Capacity{}
+	mi := &file_wasmlet_abi_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Capacity) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Capacity) ProtoMessage() {}
+
+func (x *Capacity) ProtoReflect() protoreflect.Message {
+	mi := &file_wasmlet_abi_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Capacity.ProtoReflect.Descriptor instead.
+func (*Capacity) Descriptor() ([]byte, []int) {
+	return file_wasmlet_abi_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *Capacity) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+func (x *Capacity) GetRequestPolicy() *CapacityRequestPolicy {
+	if x != nil {
+		return x.RequestPolicy
+	}
+	return nil
+}
+
+// CapacityRequestPolicy is resource.k8s.io/v1 CapacityRequestPolicy, with
+// its validRange flattened into min, max and step. Every value is a
+// quantity; empty means unset.
+type CapacityRequestPolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What a request that does not name this capacity consumes.
+	Default string `protobuf:"bytes,1,opt,name=default,proto3" json:"default,omitempty"`
+	// The amounts a request may consume, ascending; a request is rounded up
+	// to the next one. At most 10; not together with min, max or step.
+	ValidValues []string `protobuf:"bytes,2,rep,name=valid_values,json=validValues,proto3" json:"valid_values,omitempty"`
+	// validRange: a request consumes at least min (required when max or step
+	// is set), at most max, in steps of step above min.
+	Min           string `protobuf:"bytes,3,opt,name=min,proto3" json:"min,omitempty"`
+	Max           string `protobuf:"bytes,4,opt,name=max,proto3" json:"max,omitempty"`
+	Step          string `protobuf:"bytes,5,opt,name=step,proto3" json:"step,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CapacityRequestPolicy) Reset() {
+	*x = CapacityRequestPolicy{}
+	mi := &file_wasmlet_abi_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CapacityRequestPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CapacityRequestPolicy) ProtoMessage() {}
+
+func (x *CapacityRequestPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_wasmlet_abi_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CapacityRequestPolicy.ProtoReflect.Descriptor instead.
+func (*CapacityRequestPolicy) Descriptor() ([]byte, []int) {
+	return file_wasmlet_abi_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *CapacityRequestPolicy) GetDefault() string {
+	if x != nil {
+		return x.Default
+	}
+	return ""
+}
+
+func (x *CapacityRequestPolicy) GetValidValues() []string {
+	if x != nil {
+		return x.ValidValues
+	}
+	return nil
+}
+
+func (x *CapacityRequestPolicy) GetMin() string {
+	if x != nil {
+		return x.Min
+	}
+	return ""
+}
+
+func (x *CapacityRequestPolicy) GetMax() string {
+	if x != nil {
+		return x.Max
+	}
+	return ""
+}
+
+func (x *CapacityRequestPolicy) GetStep() string {
+	if x != nil {
+		return x.Step
+	}
+	return ""
+}
+
+// CounterSet is a named set of counters that devices consume from
+// (resource.k8s.io/v1 CounterSet): the resources of one partitionable
+// device, say.
+type CounterSet struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A DNS label, unique among the source's counter sets.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Counter name (a DNS label) -> quantity available. At most 32.
+	Counters      map[string]string `protobuf:"bytes,2,rep,name=counters,proto3" json:"counters,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CounterSet) Reset() {
+	*x = CounterSet{}
+	mi := &file_wasmlet_abi_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CounterSet) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CounterSet) ProtoMessage() {}
+
+func (x *CounterSet) ProtoReflect() protoreflect.Message {
+	mi := &file_wasmlet_abi_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CounterSet.ProtoReflect.Descriptor instead.
+func (*CounterSet) Descriptor() ([]byte, []int) {
+	return file_wasmlet_abi_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *CounterSet) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CounterSet) GetCounters() map[string]string {
+	if x != nil {
+		return x.Counters
+	}
+	return nil
+}
+
+// CounterConsumption is what a device consumes from one counter set when
+// allocated (resource.k8s.io/v1 DeviceCounterConsumption).
+type CounterConsumption struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The name of a counter set in DiscoverResponse.shared_counters.
+	CounterSet string `protobuf:"bytes,1,opt,name=counter_set,json=counterSet,proto3" json:"counter_set,omitempty"`
+	// Counter name -> quantity consumed. At most 32.
+	Counters      map[string]string `protobuf:"bytes,2,rep,name=counters,proto3" json:"counters,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CounterConsumption) Reset() {
+	*x = CounterConsumption{}
+	mi := &file_wasmlet_abi_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CounterConsumption) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CounterConsumption) ProtoMessage() {}
+
+func (x *CounterConsumption) ProtoReflect() protoreflect.Message {
+	mi := &file_wasmlet_abi_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CounterConsumption.ProtoReflect.Descriptor instead.
+func (*CounterConsumption) Descriptor() ([]byte, []int) {
+	return file_wasmlet_abi_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *CounterConsumption) GetCounterSet() string {
+	if x != nil {
+		return x.CounterSet
+	}
+	return ""
+}
+
+func (x *CounterConsumption) GetCounters() map[string]string {
+	if x != nil {
+		return x.Counters
+	}
+	return nil
+}
+
 type DiscoverRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1149,7 +1576,7 @@ type DiscoverRequest struct {
 
 func (x *DiscoverRequest) Reset() {
 	*x = DiscoverRequest{}
-	mi := &file_wasmlet_abi_proto_msgTypes[14]
+	mi := &file_wasmlet_abi_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1161,7 +1588,7 @@ func (x *DiscoverRequest) String() string {
 func (*DiscoverRequest) ProtoMessage() {}
 
 func (x *DiscoverRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wasmlet_abi_proto_msgTypes[14]
+	mi := &file_wasmlet_abi_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1174,20 +1601,23 @@ func (x *DiscoverRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DiscoverRequest.ProtoReflect.Descriptor instead.
 func (*DiscoverRequest) Descriptor() ([]byte, []int) {
-	return file_wasmlet_abi_proto_rawDescGZIP(), []int{14}
+	return file_wasmlet_abi_proto_rawDescGZIP(), []int{19}
 }
 
 type DiscoverResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The complete current device set; it replaces the previous one.
-	Devices       []*Device `protobuf:"bytes,1,rep,name=devices,proto3" json:"devices,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Devices []*Device `protobuf:"bytes,1,rep,name=devices,proto3" json:"devices,omitempty"`
+	// The counter sets the devices consume from (resource.k8s.io/v1
+	// ResourceSlice.spec.sharedCounters), with their names unique.
+	SharedCounters []*CounterSet `protobuf:"bytes,2,rep,name=shared_counters,json=sharedCounters,proto3" json:"shared_counters,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *DiscoverResponse) Reset() {
 	*x = DiscoverResponse{}
-	mi := &file_wasmlet_abi_proto_msgTypes[15]
+	mi := &file_wasmlet_abi_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1199,7 +1629,7 @@ func (x *DiscoverResponse) String() string {
 func (*DiscoverResponse) ProtoMessage() {}
 
 func (x *DiscoverResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wasmlet_abi_proto_msgTypes[15]
+	mi := &file_wasmlet_abi_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1212,12 +1642,19 @@ func (x *DiscoverResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DiscoverResponse.ProtoReflect.Descriptor instead.
 func (*DiscoverResponse) Descriptor() ([]byte, []int) {
-	return file_wasmlet_abi_proto_rawDescGZIP(), []int{15}
+	return file_wasmlet_abi_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *DiscoverResponse) GetDevices() []*Device {
 	if x != nil {
 		return x.Devices
+	}
+	return nil
+}
+
+func (x *DiscoverResponse) GetSharedCounters() []*CounterSet {
+	if x != nil {
+		return x.SharedCounters
 	}
 	return nil
 }
@@ -1234,7 +1671,7 @@ type AllocateRequest struct {
 
 func (x *AllocateRequest) Reset() {
 	*x = AllocateRequest{}
-	mi := &file_wasmlet_abi_proto_msgTypes[16]
+	mi := &file_wasmlet_abi_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1246,7 +1683,7 @@ func (x *AllocateRequest) String() string {
 func (*AllocateRequest) ProtoMessage() {}
 
 func (x *AllocateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wasmlet_abi_proto_msgTypes[16]
+	mi := &file_wasmlet_abi_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1259,7 +1696,7 @@ func (x *AllocateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocateRequest.ProtoReflect.Descriptor instead.
 func (*AllocateRequest) Descriptor() ([]byte, []int) {
-	return file_wasmlet_abi_proto_rawDescGZIP(), []int{16}
+	return file_wasmlet_abi_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AllocateRequest) GetDeviceIds() []string {
@@ -1292,7 +1729,7 @@ type AllocateResponse struct {
 
 func (x *AllocateResponse) Reset() {
 	*x = AllocateResponse{}
-	mi := &file_wasmlet_abi_proto_msgTypes[17]
+	mi := &file_wasmlet_abi_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1304,7 +1741,7 @@ func (x *AllocateResponse) String() string {
 func (*AllocateResponse) ProtoMessage() {}
 
 func (x *AllocateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wasmlet_abi_proto_msgTypes[17]
+	mi := &file_wasmlet_abi_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1317,7 +1754,7 @@ func (x *AllocateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocateResponse.ProtoReflect.Descriptor instead.
 func (*AllocateResponse) Descriptor() ([]byte, []int) {
-	return file_wasmlet_abi_proto_rawDescGZIP(), []int{17}
+	return file_wasmlet_abi_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *AllocateResponse) GetEnvs() map[string]string {
@@ -1366,7 +1803,7 @@ type PreferredAllocationRequest struct {
 
 func (x *PreferredAllocationRequest) Reset() {
 	*x = PreferredAllocationRequest{}
-	mi := &file_wasmlet_abi_proto_msgTypes[18]
+	mi := &file_wasmlet_abi_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1378,7 +1815,7 @@ func (x *PreferredAllocationRequest) String() string {
 func (*PreferredAllocationRequest) ProtoMessage() {}
 
 func (x *PreferredAllocationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wasmlet_abi_proto_msgTypes[18]
+	mi := &file_wasmlet_abi_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1391,7 +1828,7 @@ func (x *PreferredAllocationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PreferredAllocationRequest.ProtoReflect.Descriptor instead.
 func (*PreferredAllocationRequest) Descriptor() ([]byte, []int) {
-	return file_wasmlet_abi_proto_rawDescGZIP(), []int{18}
+	return file_wasmlet_abi_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *PreferredAllocationRequest) GetAvailable() []string {
@@ -1424,7 +1861,7 @@ type PreferredAllocationResponse struct {
 
 func (x *PreferredAllocationResponse) Reset() {
 	*x = PreferredAllocationResponse{}
-	mi := &file_wasmlet_abi_proto_msgTypes[19]
+	mi := &file_wasmlet_abi_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1436,7 +1873,7 @@ func (x *PreferredAllocationResponse) String() string {
 func (*PreferredAllocationResponse) ProtoMessage() {}
 
 func (x *PreferredAllocationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wasmlet_abi_proto_msgTypes[19]
+	mi := &file_wasmlet_abi_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1449,7 +1886,7 @@ func (x *PreferredAllocationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PreferredAllocationResponse.ProtoReflect.Descriptor instead.
 func (*PreferredAllocationResponse) Descriptor() ([]byte, []int) {
-	return file_wasmlet_abi_proto_rawDescGZIP(), []int{19}
+	return file_wasmlet_abi_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *PreferredAllocationResponse) GetDeviceIds() []string {
@@ -1469,7 +1906,7 @@ type PreStartRequest struct {
 
 func (x *PreStartRequest) Reset() {
 	*x = PreStartRequest{}
-	mi := &file_wasmlet_abi_proto_msgTypes[20]
+	mi := &file_wasmlet_abi_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1481,7 +1918,7 @@ func (x *PreStartRequest) String() string {
 func (*PreStartRequest) ProtoMessage() {}
 
 func (x *PreStartRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wasmlet_abi_proto_msgTypes[20]
+	mi := &file_wasmlet_abi_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1494,7 +1931,7 @@ func (x *PreStartRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PreStartRequest.ProtoReflect.Descriptor instead.
 func (*PreStartRequest) Descriptor() ([]byte, []int) {
-	return file_wasmlet_abi_proto_rawDescGZIP(), []int{20}
+	return file_wasmlet_abi_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *PreStartRequest) GetDeviceIds() []string {
@@ -1519,7 +1956,7 @@ type PreStartResponse struct {
 
 func (x *PreStartResponse) Reset() {
 	*x = PreStartResponse{}
-	mi := &file_wasmlet_abi_proto_msgTypes[21]
+	mi := &file_wasmlet_abi_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1531,7 +1968,7 @@ func (x *PreStartResponse) String() string {
 func (*PreStartResponse) ProtoMessage() {}
 
 func (x *PreStartResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wasmlet_abi_proto_msgTypes[21]
+	mi := &file_wasmlet_abi_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1544,7 +1981,479 @@ func (x *PreStartResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PreStartResponse.ProtoReflect.Descriptor instead.
 func (*PreStartResponse) Descriptor() ([]byte, []int) {
-	return file_wasmlet_abi_proto_rawDescGZIP(), []int{21}
+	return file_wasmlet_abi_proto_rawDescGZIP(), []int{26}
+}
+
+// Claim names the resource.k8s.io/v1 ResourceClaim devices were allocated to.
+type Claim struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Uid           string                 `protobuf:"bytes,1,opt,name=uid,proto3" json:"uid,omitempty"`
+	Namespace     string                 `protobuf:"bytes,2,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Name          string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Claim) Reset() {
+	*x = Claim{}
+	mi := &file_wasmlet_abi_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Claim) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Claim) ProtoMessage() {}
+
+func (x *Claim) ProtoReflect() protoreflect.Message {
+	mi := &file_wasmlet_abi_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Claim.ProtoReflect.Descriptor instead.
+func (*Claim) Descriptor() ([]byte, []int) {
+	return file_wasmlet_abi_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *Claim) GetUid() string {
+	if x != nil {
+		return x.Uid
+	}
+	return ""
+}
+
+func (x *Claim) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *Claim) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// AllocatedDevice is one device of an allocation (resource.k8s.io/v1
+// DeviceRequestAllocationResult, for this source's driver and pool).
+type AllocatedDevice struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The claim's request this device satisfies: "<request>", or
+	// "<request>/<subrequest>" for a firstAvailable subrequest.
+	Request string `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
+	// The device, by the id discover gave it.
+	DeviceId string `protobuf:"bytes,2,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	// Capacity name -> quantity this allocation consumes of a device with
+	// allow_multiple_allocations.
+	ConsumedCapacity map[string]string `protobuf:"bytes,3,rep,name=consumed_capacity,json=consumedCapacity,proto3" json:"consumed_capacity,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Set when the device allows multiple allocations: identifies this share
+	// of it.
+	ShareId       string `protobuf:"bytes,4,opt,name=share_id,json=shareId,proto3" json:"share_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AllocatedDevice) Reset() {
+	*x = AllocatedDevice{}
+	mi := &file_wasmlet_abi_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AllocatedDevice) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AllocatedDevice) ProtoMessage() {}
+
+func (x *AllocatedDevice) ProtoReflect() protoreflect.Message {
+	mi := &file_wasmlet_abi_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AllocatedDevice.ProtoReflect.Descriptor instead.
+func (*AllocatedDevice) Descriptor() ([]byte, []int) {
+	return file_wasmlet_abi_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *AllocatedDevice) GetRequest() string {
+	if x != nil {
+		return x.Request
+	}
+	return ""
+}
+
+func (x *AllocatedDevice) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+func (x *AllocatedDevice) GetConsumedCapacity() map[string]string {
+	if x != nil {
+		return x.ConsumedCapacity
+	}
+	return nil
+}
+
+func (x *AllocatedDevice) GetShareId() string {
+	if x != nil {
+		return x.ShareId
+	}
+	return ""
+}
+
+// DeviceConfig is one opaque configuration for this source's driver, from
+// the device class or the claim (resource.k8s.io/v1
+// DeviceAllocationConfiguration with an OpaqueDeviceConfiguration).
+type DeviceConfig struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The requests it applies to; empty: all of the claim's requests.
+	Requests []string `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
+	// "class" or "claim": where it came from.
+	Source string `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
+	// OpaqueDeviceConfiguration.parameters, as JSON.
+	Parameters    []byte `protobuf:"bytes,3,opt,name=parameters,proto3" json:"parameters,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeviceConfig) Reset() {
+	*x = DeviceConfig{}
+	mi := &file_wasmlet_abi_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeviceConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeviceConfig) ProtoMessage() {}
+
+func (x *DeviceConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_wasmlet_abi_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeviceConfig.ProtoReflect.Descriptor instead.
+func (*DeviceConfig) Descriptor() ([]byte, []int) {
+	return file_wasmlet_abi_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *DeviceConfig) GetRequests() []string {
+	if x != nil {
+		return x.Requests
+	}
+	return nil
+}
+
+func (x *DeviceConfig) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *DeviceConfig) GetParameters() []byte {
+	if x != nil {
+		return x.Parameters
+	}
+	return nil
+}
+
+type PrepareRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Claim *Claim                 `protobuf:"bytes,1,opt,name=claim,proto3" json:"claim,omitempty"`
+	// The devices of this source allocated to the claim.
+	Results []*AllocatedDevice `protobuf:"bytes,2,rep,name=results,proto3" json:"results,omitempty"`
+	// The opaque configurations for this source's driver, in order of
+	// precedence, lowest first: the class's, then the claim's.
+	Configs []*DeviceConfig `protobuf:"bytes,3,rep,name=configs,proto3" json:"configs,omitempty"`
+	// As in AllocateRequest.
+	Workload      string `protobuf:"bytes,4,opt,name=workload,proto3" json:"workload,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PrepareRequest) Reset() {
+	*x = PrepareRequest{}
+	mi := &file_wasmlet_abi_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PrepareRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PrepareRequest) ProtoMessage() {}
+
+func (x *PrepareRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wasmlet_abi_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PrepareRequest.ProtoReflect.Descriptor instead.
+func (*PrepareRequest) Descriptor() ([]byte, []int) {
+	return file_wasmlet_abi_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *PrepareRequest) GetClaim() *Claim {
+	if x != nil {
+		return x.Claim
+	}
+	return nil
+}
+
+func (x *PrepareRequest) GetResults() []*AllocatedDevice {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+func (x *PrepareRequest) GetConfigs() []*DeviceConfig {
+	if x != nil {
+		return x.Configs
+	}
+	return nil
+}
+
+func (x *PrepareRequest) GetWorkload() string {
+	if x != nil {
+		return x.Workload
+	}
+	return ""
+}
+
+// PreparedDevice says what a container needs to use one allocated device.
+type PreparedDevice struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The AllocatedDevice this answers for.
+	Request  string `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
+	DeviceId string `protobuf:"bytes,2,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	// Fully qualified CDI device names (ABI.md, "String formats").
+	CdiDeviceIds []string `protobuf:"bytes,3,rep,name=cdi_device_ids,json=cdiDeviceIds,proto3" json:"cdi_device_ids,omitempty"`
+	// Container edits for the device, under the module's output policy.
+	Edits         *ContainerEdits `protobuf:"bytes,4,opt,name=edits,proto3" json:"edits,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PreparedDevice) Reset() {
+	*x = PreparedDevice{}
+	mi := &file_wasmlet_abi_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PreparedDevice) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PreparedDevice) ProtoMessage() {}
+
+func (x *PreparedDevice) ProtoReflect() protoreflect.Message {
+	mi := &file_wasmlet_abi_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PreparedDevice.ProtoReflect.Descriptor instead.
+func (*PreparedDevice) Descriptor() ([]byte, []int) {
+	return file_wasmlet_abi_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *PreparedDevice) GetRequest() string {
+	if x != nil {
+		return x.Request
+	}
+	return ""
+}
+
+func (x *PreparedDevice) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+func (x *PreparedDevice) GetCdiDeviceIds() []string {
+	if x != nil {
+		return x.CdiDeviceIds
+	}
+	return nil
+}
+
+func (x *PreparedDevice) GetEdits() *ContainerEdits {
+	if x != nil {
+		return x.Edits
+	}
+	return nil
+}
+
+type PrepareResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Devices       []*PreparedDevice      `protobuf:"bytes,1,rep,name=devices,proto3" json:"devices,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PrepareResponse) Reset() {
+	*x = PrepareResponse{}
+	mi := &file_wasmlet_abi_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PrepareResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PrepareResponse) ProtoMessage() {}
+
+func (x *PrepareResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wasmlet_abi_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PrepareResponse.ProtoReflect.Descriptor instead.
+func (*PrepareResponse) Descriptor() ([]byte, []int) {
+	return file_wasmlet_abi_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *PrepareResponse) GetDevices() []*PreparedDevice {
+	if x != nil {
+		return x.Devices
+	}
+	return nil
+}
+
+type UnprepareRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Claim         *Claim                 `protobuf:"bytes,1,opt,name=claim,proto3" json:"claim,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnprepareRequest) Reset() {
+	*x = UnprepareRequest{}
+	mi := &file_wasmlet_abi_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnprepareRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnprepareRequest) ProtoMessage() {}
+
+func (x *UnprepareRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wasmlet_abi_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnprepareRequest.ProtoReflect.Descriptor instead.
+func (*UnprepareRequest) Descriptor() ([]byte, []int) {
+	return file_wasmlet_abi_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *UnprepareRequest) GetClaim() *Claim {
+	if x != nil {
+		return x.Claim
+	}
+	return nil
+}
+
+type UnprepareResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnprepareResponse) Reset() {
+	*x = UnprepareResponse{}
+	mi := &file_wasmlet_abi_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnprepareResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnprepareResponse) ProtoMessage() {}
+
+func (x *UnprepareResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wasmlet_abi_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnprepareResponse.ProtoReflect.Descriptor instead.
+func (*UnprepareResponse) Descriptor() ([]byte, []int) {
+	return file_wasmlet_abi_proto_rawDescGZIP(), []int{34}
 }
 
 var File_wasmlet_abi_proto protoreflect.FileDescriptor
@@ -1559,7 +2468,7 @@ const file_wasmlet_abi_proto_rawDesc = "" +
 	"\x10host_abi_version\x18\x01 \x01(\rR\x0ehostAbiVersion\x12!\n" +
 	"\fhost_version\x18\x02 \x01(\tR\vhostVersion\x12\x1f\n" +
 	"\vmodule_name\x18\x03 \x01(\tR\n" +
-	"moduleName\"\xbc\x02\n" +
+	"moduleName\"\xd4\x02\n" +
 	"\vDescription\x12(\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x14.wasmlet.abi.v1.KindR\x04kind\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
@@ -1572,7 +2481,9 @@ const file_wasmlet_abi_proto_rawDesc = "" +
 	"operations\x12,\n" +
 	"\x12pre_start_required\x18\a \x01(\bR\x10preStartRequired\x12\x18\n" +
 	"\asummary\x18\b \x01(\tR\asummary\x120\n" +
-	"\x14discover_interval_ms\x18\t \x01(\rR\x12discoverIntervalMs\"\x9c\x01\n" +
+	"\x14discover_interval_ms\x18\t \x01(\rR\x12discoverIntervalMs\x12\x16\n" +
+	"\x06driver\x18\n" +
+	" \x01(\tR\x06driver\"\x9c\x01\n" +
 	"\x06Plugin\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1a\n" +
@@ -1618,7 +2529,7 @@ const file_wasmlet_abi_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a>\n" +
 	"\x10AnnotationsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa4\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x83\x06\n" +
 	"\x06Device\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12.\n" +
 	"\x06health\x18\x02 \x01(\x0e2\x16.wasmlet.abi.v1.HealthR\x06health\x12\x1d\n" +
@@ -1627,13 +2538,54 @@ const file_wasmlet_abi_proto_rawDesc = "" +
 	"\n" +
 	"attributes\x18\x04 \x03(\v2&.wasmlet.abi.v1.Device.AttributesEntryR\n" +
 	"attributes\x124\n" +
-	"\x05edits\x18\x05 \x01(\v2\x1e.wasmlet.abi.v1.ContainerEditsR\x05edits\x1a=\n" +
+	"\x05edits\x18\x05 \x01(\v2\x1e.wasmlet.abi.v1.ContainerEditsR\x05edits\x12V\n" +
+	"\x10typed_attributes\x18\x06 \x03(\v2+.wasmlet.abi.v1.Device.TypedAttributesEntryR\x0ftypedAttributes\x12@\n" +
+	"\bcapacity\x18\a \x03(\v2$.wasmlet.abi.v1.Device.CapacityEntryR\bcapacity\x12O\n" +
+	"\x11consumes_counters\x18\b \x03(\v2\".wasmlet.abi.v1.CounterConsumptionR\x10consumesCounters\x12<\n" +
+	"\x1aallow_multiple_allocations\x18\t \x01(\bR\x18allowMultipleAllocations\x1a=\n" +
 	"\x0fAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a]\n" +
+	"\x14TypedAttributesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12/\n" +
+	"\x05value\x18\x02 \x01(\v2\x19.wasmlet.abi.v1.AttributeR\x05value:\x028\x01\x1aU\n" +
+	"\rCapacityEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12.\n" +
+	"\x05value\x18\x02 \x01(\v2\x18.wasmlet.abi.v1.CapacityR\x05value:\x028\x01\"\xa0\x01\n" +
+	"\tAttribute\x12\x1d\n" +
+	"\tint_value\x18\x01 \x01(\x03H\x00R\bintValue\x12\x1f\n" +
+	"\n" +
+	"bool_value\x18\x02 \x01(\bH\x00R\tboolValue\x12#\n" +
+	"\fstring_value\x18\x03 \x01(\tH\x00R\vstringValue\x12%\n" +
+	"\rversion_value\x18\x04 \x01(\tH\x00R\fversionValueB\a\n" +
+	"\x05value\"n\n" +
+	"\bCapacity\x12\x14\n" +
+	"\x05value\x18\x01 \x01(\tR\x05value\x12L\n" +
+	"\x0erequest_policy\x18\x02 \x01(\v2%.wasmlet.abi.v1.CapacityRequestPolicyR\rrequestPolicy\"\x8c\x01\n" +
+	"\x15CapacityRequestPolicy\x12\x18\n" +
+	"\adefault\x18\x01 \x01(\tR\adefault\x12!\n" +
+	"\fvalid_values\x18\x02 \x03(\tR\vvalidValues\x12\x10\n" +
+	"\x03min\x18\x03 \x01(\tR\x03min\x12\x10\n" +
+	"\x03max\x18\x04 \x01(\tR\x03max\x12\x12\n" +
+	"\x04step\x18\x05 \x01(\tR\x04step\"\xa3\x01\n" +
+	"\n" +
+	"CounterSet\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12D\n" +
+	"\bcounters\x18\x02 \x03(\v2(.wasmlet.abi.v1.CounterSet.CountersEntryR\bcounters\x1a;\n" +
+	"\rCountersEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc0\x01\n" +
+	"\x12CounterConsumption\x12\x1f\n" +
+	"\vcounter_set\x18\x01 \x01(\tR\n" +
+	"counterSet\x12L\n" +
+	"\bcounters\x18\x02 \x03(\v20.wasmlet.abi.v1.CounterConsumption.CountersEntryR\bcounters\x1a;\n" +
+	"\rCountersEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x11\n" +
-	"\x0fDiscoverRequest\"D\n" +
+	"\x0fDiscoverRequest\"\x89\x01\n" +
 	"\x10DiscoverResponse\x120\n" +
-	"\adevices\x18\x01 \x03(\v2\x16.wasmlet.abi.v1.DeviceR\adevices\"L\n" +
+	"\adevices\x18\x01 \x03(\v2\x16.wasmlet.abi.v1.DeviceR\adevices\x12C\n" +
+	"\x0fshared_counters\x18\x02 \x03(\v2\x1a.wasmlet.abi.v1.CounterSetR\x0esharedCounters\"L\n" +
 	"\x0fAllocateRequest\x12\x1d\n" +
 	"\n" +
 	"device_ids\x18\x01 \x03(\tR\tdeviceIds\x12\x1a\n" +
@@ -1662,7 +2614,40 @@ const file_wasmlet_abi_proto_rawDesc = "" +
 	"\n" +
 	"device_ids\x18\x01 \x03(\tR\tdeviceIds\x12\x1a\n" +
 	"\bworkload\x18\x02 \x01(\tR\bworkload\"\x12\n" +
-	"\x10PreStartResponse*F\n" +
+	"\x10PreStartResponse\"K\n" +
+	"\x05Claim\x12\x10\n" +
+	"\x03uid\x18\x01 \x01(\tR\x03uid\x12\x1c\n" +
+	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\"\x8c\x02\n" +
+	"\x0fAllocatedDevice\x12\x18\n" +
+	"\arequest\x18\x01 \x01(\tR\arequest\x12\x1b\n" +
+	"\tdevice_id\x18\x02 \x01(\tR\bdeviceId\x12b\n" +
+	"\x11consumed_capacity\x18\x03 \x03(\v25.wasmlet.abi.v1.AllocatedDevice.ConsumedCapacityEntryR\x10consumedCapacity\x12\x19\n" +
+	"\bshare_id\x18\x04 \x01(\tR\ashareId\x1aC\n" +
+	"\x15ConsumedCapacityEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"b\n" +
+	"\fDeviceConfig\x12\x1a\n" +
+	"\brequests\x18\x01 \x03(\tR\brequests\x12\x16\n" +
+	"\x06source\x18\x02 \x01(\tR\x06source\x12\x1e\n" +
+	"\n" +
+	"parameters\x18\x03 \x01(\fR\n" +
+	"parameters\"\xcc\x01\n" +
+	"\x0ePrepareRequest\x12+\n" +
+	"\x05claim\x18\x01 \x01(\v2\x15.wasmlet.abi.v1.ClaimR\x05claim\x129\n" +
+	"\aresults\x18\x02 \x03(\v2\x1f.wasmlet.abi.v1.AllocatedDeviceR\aresults\x126\n" +
+	"\aconfigs\x18\x03 \x03(\v2\x1c.wasmlet.abi.v1.DeviceConfigR\aconfigs\x12\x1a\n" +
+	"\bworkload\x18\x04 \x01(\tR\bworkload\"\xa3\x01\n" +
+	"\x0ePreparedDevice\x12\x18\n" +
+	"\arequest\x18\x01 \x01(\tR\arequest\x12\x1b\n" +
+	"\tdevice_id\x18\x02 \x01(\tR\bdeviceId\x12$\n" +
+	"\x0ecdi_device_ids\x18\x03 \x03(\tR\fcdiDeviceIds\x124\n" +
+	"\x05edits\x18\x04 \x01(\v2\x1e.wasmlet.abi.v1.ContainerEditsR\x05edits\"K\n" +
+	"\x0fPrepareResponse\x128\n" +
+	"\adevices\x18\x01 \x03(\v2\x1e.wasmlet.abi.v1.PreparedDeviceR\adevices\"?\n" +
+	"\x10UnprepareRequest\x12+\n" +
+	"\x05claim\x18\x01 \x01(\v2\x15.wasmlet.abi.v1.ClaimR\x05claim\"\x13\n" +
+	"\x11UnprepareResponse*F\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fKIND_HANDLER\x10\x01\x12\x16\n" +
@@ -1697,7 +2682,7 @@ func file_wasmlet_abi_proto_rawDescGZIP() []byte {
 }
 
 var file_wasmlet_abi_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_wasmlet_abi_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_wasmlet_abi_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
 var file_wasmlet_abi_proto_goTypes = []any{
 	(Kind)(0),                           // 0: wasmlet.abi.v1.Kind
 	(Code)(0),                           // 1: wasmlet.abi.v1.Code
@@ -1717,20 +2702,38 @@ var file_wasmlet_abi_proto_goTypes = []any{
 	(*DeviceNode)(nil),                  // 15: wasmlet.abi.v1.DeviceNode
 	(*ContainerEdits)(nil),              // 16: wasmlet.abi.v1.ContainerEdits
 	(*Device)(nil),                      // 17: wasmlet.abi.v1.Device
-	(*DiscoverRequest)(nil),             // 18: wasmlet.abi.v1.DiscoverRequest
-	(*DiscoverResponse)(nil),            // 19: wasmlet.abi.v1.DiscoverResponse
-	(*AllocateRequest)(nil),             // 20: wasmlet.abi.v1.AllocateRequest
-	(*AllocateResponse)(nil),            // 21: wasmlet.abi.v1.AllocateResponse
-	(*PreferredAllocationRequest)(nil),  // 22: wasmlet.abi.v1.PreferredAllocationRequest
-	(*PreferredAllocationResponse)(nil), // 23: wasmlet.abi.v1.PreferredAllocationResponse
-	(*PreStartRequest)(nil),             // 24: wasmlet.abi.v1.PreStartRequest
-	(*PreStartResponse)(nil),            // 25: wasmlet.abi.v1.PreStartResponse
-	nil,                                 // 26: wasmlet.abi.v1.RegisterResponse.AttributesEntry
-	nil,                                 // 27: wasmlet.abi.v1.ContainerEdits.EnvsEntry
-	nil,                                 // 28: wasmlet.abi.v1.ContainerEdits.AnnotationsEntry
-	nil,                                 // 29: wasmlet.abi.v1.Device.AttributesEntry
-	nil,                                 // 30: wasmlet.abi.v1.AllocateResponse.EnvsEntry
-	nil,                                 // 31: wasmlet.abi.v1.AllocateResponse.AnnotationsEntry
+	(*Attribute)(nil),                   // 18: wasmlet.abi.v1.Attribute
+	(*Capacity)(nil),                    // 19: wasmlet.abi.v1.Capacity
+	(*CapacityRequestPolicy)(nil),       // 20: wasmlet.abi.v1.CapacityRequestPolicy
+	(*CounterSet)(nil),                  // 21: wasmlet.abi.v1.CounterSet
+	(*CounterConsumption)(nil),          // 22: wasmlet.abi.v1.CounterConsumption
+	(*DiscoverRequest)(nil),             // 23: wasmlet.abi.v1.DiscoverRequest
+	(*DiscoverResponse)(nil),            // 24: wasmlet.abi.v1.DiscoverResponse
+	(*AllocateRequest)(nil),             // 25: wasmlet.abi.v1.AllocateRequest
+	(*AllocateResponse)(nil),            // 26: wasmlet.abi.v1.AllocateResponse
+	(*PreferredAllocationRequest)(nil),  // 27: wasmlet.abi.v1.PreferredAllocationRequest
+	(*PreferredAllocationResponse)(nil), // 28: wasmlet.abi.v1.PreferredAllocationResponse
+	(*PreStartRequest)(nil),             // 29: wasmlet.abi.v1.PreStartRequest
+	(*PreStartResponse)(nil),            // 30: wasmlet.abi.v1.PreStartResponse
+	(*Claim)(nil),                       // 31: wasmlet.abi.v1.Claim
+	(*AllocatedDevice)(nil),             // 32: wasmlet.abi.v1.AllocatedDevice
+	(*DeviceConfig)(nil),                // 33: wasmlet.abi.v1.DeviceConfig
+	(*PrepareRequest)(nil),              // 34: wasmlet.abi.v1.PrepareRequest
+	(*PreparedDevice)(nil),              // 35: wasmlet.abi.v1.PreparedDevice
+	(*PrepareResponse)(nil),             // 36: wasmlet.abi.v1.PrepareResponse
+	(*UnprepareRequest)(nil),            // 37: wasmlet.abi.v1.UnprepareRequest
+	(*UnprepareResponse)(nil),           // 38: wasmlet.abi.v1.UnprepareResponse
+	nil,                                 // 39: wasmlet.abi.v1.RegisterResponse.AttributesEntry
+	nil,                                 // 40: wasmlet.abi.v1.ContainerEdits.EnvsEntry
+	nil,                                 // 41: wasmlet.abi.v1.ContainerEdits.AnnotationsEntry
+	nil,                                 // 42: wasmlet.abi.v1.Device.AttributesEntry
+	nil,                                 // 43: wasmlet.abi.v1.Device.TypedAttributesEntry
+	nil,                                 // 44: wasmlet.abi.v1.Device.CapacityEntry
+	nil,                                 // 45: wasmlet.abi.v1.CounterSet.CountersEntry
+	nil,                                 // 46: wasmlet.abi.v1.CounterConsumption.CountersEntry
+	nil,                                 // 47: wasmlet.abi.v1.AllocateResponse.EnvsEntry
+	nil,                                 // 48: wasmlet.abi.v1.AllocateResponse.AnnotationsEntry
+	nil,                                 // 49: wasmlet.abi.v1.AllocatedDevice.ConsumedCapacityEntry
 }
 var file_wasmlet_abi_proto_depIdxs = []int32{
 	1,  // 0: wasmlet.abi.v1.Error.code:type_name -> wasmlet.abi.v1.Code
@@ -1738,25 +2741,41 @@ var file_wasmlet_abi_proto_depIdxs = []int32{
 	7,  // 2: wasmlet.abi.v1.ValidateRequest.plugin:type_name -> wasmlet.abi.v1.Plugin
 	7,  // 3: wasmlet.abi.v1.RegisterRequest.plugin:type_name -> wasmlet.abi.v1.Plugin
 	3,  // 4: wasmlet.abi.v1.RegisterResponse.action:type_name -> wasmlet.abi.v1.Action
-	26, // 5: wasmlet.abi.v1.RegisterResponse.attributes:type_name -> wasmlet.abi.v1.RegisterResponse.AttributesEntry
+	39, // 5: wasmlet.abi.v1.RegisterResponse.attributes:type_name -> wasmlet.abi.v1.RegisterResponse.AttributesEntry
 	7,  // 6: wasmlet.abi.v1.DeregisterRequest.plugin:type_name -> wasmlet.abi.v1.Plugin
-	27, // 7: wasmlet.abi.v1.ContainerEdits.envs:type_name -> wasmlet.abi.v1.ContainerEdits.EnvsEntry
+	40, // 7: wasmlet.abi.v1.ContainerEdits.envs:type_name -> wasmlet.abi.v1.ContainerEdits.EnvsEntry
 	14, // 8: wasmlet.abi.v1.ContainerEdits.mounts:type_name -> wasmlet.abi.v1.Mount
 	15, // 9: wasmlet.abi.v1.ContainerEdits.device_nodes:type_name -> wasmlet.abi.v1.DeviceNode
-	28, // 10: wasmlet.abi.v1.ContainerEdits.annotations:type_name -> wasmlet.abi.v1.ContainerEdits.AnnotationsEntry
+	41, // 10: wasmlet.abi.v1.ContainerEdits.annotations:type_name -> wasmlet.abi.v1.ContainerEdits.AnnotationsEntry
 	2,  // 11: wasmlet.abi.v1.Device.health:type_name -> wasmlet.abi.v1.Health
-	29, // 12: wasmlet.abi.v1.Device.attributes:type_name -> wasmlet.abi.v1.Device.AttributesEntry
+	42, // 12: wasmlet.abi.v1.Device.attributes:type_name -> wasmlet.abi.v1.Device.AttributesEntry
 	16, // 13: wasmlet.abi.v1.Device.edits:type_name -> wasmlet.abi.v1.ContainerEdits
-	17, // 14: wasmlet.abi.v1.DiscoverResponse.devices:type_name -> wasmlet.abi.v1.Device
-	30, // 15: wasmlet.abi.v1.AllocateResponse.envs:type_name -> wasmlet.abi.v1.AllocateResponse.EnvsEntry
-	14, // 16: wasmlet.abi.v1.AllocateResponse.mounts:type_name -> wasmlet.abi.v1.Mount
-	15, // 17: wasmlet.abi.v1.AllocateResponse.device_nodes:type_name -> wasmlet.abi.v1.DeviceNode
-	31, // 18: wasmlet.abi.v1.AllocateResponse.annotations:type_name -> wasmlet.abi.v1.AllocateResponse.AnnotationsEntry
-	19, // [19:19] is the sub-list for method output_type
-	19, // [19:19] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	43, // 14: wasmlet.abi.v1.Device.typed_attributes:type_name -> wasmlet.abi.v1.Device.TypedAttributesEntry
+	44, // 15: wasmlet.abi.v1.Device.capacity:type_name -> wasmlet.abi.v1.Device.CapacityEntry
+	22, // 16: wasmlet.abi.v1.Device.consumes_counters:type_name -> wasmlet.abi.v1.CounterConsumption
+	20, // 17: wasmlet.abi.v1.Capacity.request_policy:type_name -> wasmlet.abi.v1.CapacityRequestPolicy
+	45, // 18: wasmlet.abi.v1.CounterSet.counters:type_name -> wasmlet.abi.v1.CounterSet.CountersEntry
+	46, // 19: wasmlet.abi.v1.CounterConsumption.counters:type_name -> wasmlet.abi.v1.CounterConsumption.CountersEntry
+	17, // 20: wasmlet.abi.v1.DiscoverResponse.devices:type_name -> wasmlet.abi.v1.Device
+	21, // 21: wasmlet.abi.v1.DiscoverResponse.shared_counters:type_name -> wasmlet.abi.v1.CounterSet
+	47, // 22: wasmlet.abi.v1.AllocateResponse.envs:type_name -> wasmlet.abi.v1.AllocateResponse.EnvsEntry
+	14, // 23: wasmlet.abi.v1.AllocateResponse.mounts:type_name -> wasmlet.abi.v1.Mount
+	15, // 24: wasmlet.abi.v1.AllocateResponse.device_nodes:type_name -> wasmlet.abi.v1.DeviceNode
+	48, // 25: wasmlet.abi.v1.AllocateResponse.annotations:type_name -> wasmlet.abi.v1.AllocateResponse.AnnotationsEntry
+	49, // 26: wasmlet.abi.v1.AllocatedDevice.consumed_capacity:type_name -> wasmlet.abi.v1.AllocatedDevice.ConsumedCapacityEntry
+	31, // 27: wasmlet.abi.v1.PrepareRequest.claim:type_name -> wasmlet.abi.v1.Claim
+	32, // 28: wasmlet.abi.v1.PrepareRequest.results:type_name -> wasmlet.abi.v1.AllocatedDevice
+	33, // 29: wasmlet.abi.v1.PrepareRequest.configs:type_name -> wasmlet.abi.v1.DeviceConfig
+	16, // 30: wasmlet.abi.v1.PreparedDevice.edits:type_name -> wasmlet.abi.v1.ContainerEdits
+	35, // 31: wasmlet.abi.v1.PrepareResponse.devices:type_name -> wasmlet.abi.v1.PreparedDevice
+	31, // 32: wasmlet.abi.v1.UnprepareRequest.claim:type_name -> wasmlet.abi.v1.Claim
+	18, // 33: wasmlet.abi.v1.Device.TypedAttributesEntry.value:type_name -> wasmlet.abi.v1.Attribute
+	19, // 34: wasmlet.abi.v1.Device.CapacityEntry.value:type_name -> wasmlet.abi.v1.Capacity
+	35, // [35:35] is the sub-list for method output_type
+	35, // [35:35] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_wasmlet_abi_proto_init() }
@@ -1764,13 +2783,19 @@ func file_wasmlet_abi_proto_init() {
 	if File_wasmlet_abi_proto != nil {
 		return
 	}
+	file_wasmlet_abi_proto_msgTypes[14].OneofWrappers = []any{
+		(*Attribute_IntValue)(nil),
+		(*Attribute_BoolValue)(nil),
+		(*Attribute_StringValue)(nil),
+		(*Attribute_VersionValue)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wasmlet_abi_proto_rawDesc), len(file_wasmlet_abi_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   28,
+			NumMessages:   46,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
