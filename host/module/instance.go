@@ -29,11 +29,13 @@ const (
 	opAllocate
 	opPreferredAllocation
 	opPreStart
+	opPrepare
+	opUnprepare
 	numOps
 )
 
 var opNames = [numOps]abi.Op{abi.OpDescribe, abi.OpValidate, abi.OpRegister, abi.OpDeregister,
-	abi.OpDiscover, abi.OpAllocate, abi.OpPreferredAllocation, abi.OpPreStart}
+	abi.OpDiscover, abi.OpAllocate, abi.OpPreferredAllocation, abi.OpPreStart, abi.OpPrepare, abi.OpUnprepare}
 
 func opIndex(op abi.Op) (int, bool) {
 	for i, o := range opNames {

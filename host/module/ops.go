@@ -62,3 +62,20 @@ func (m *Module) PreferredAllocation(ctx context.Context, req *abi.PreferredAllo
 func (m *Module) PreStart(ctx context.Context, req *abi.PreStartRequest) error {
 	return m.Call(ctx, abi.OpPreStart, req, &abi.PreStartResponse{})
 }
+
+// Prepare asks a device source what containers need to use the devices
+// allocated to a claim: CDI device names and container edits per device.
+// The host holds the edits to the module's output policy as it does an
+// allocation's.
+func (m *Module) Prepare(ctx context.Context, req *abi.PrepareRequest) (*abi.PrepareResponse, error) {
+	var resp abi.PrepareResponse
+	if err := m.Call(ctx, abi.OpPrepare, req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+// Unprepare tells a device source a claim's devices are no longer used.
+func (m *Module) Unprepare(ctx context.Context, claim *abi.Claim) error {
+	return m.Call(ctx, abi.OpUnprepare, &abi.UnprepareRequest{Claim: *claim}, &abi.UnprepareResponse{})
+}

@@ -146,6 +146,13 @@ func checkDescription(d *abi.Description, exports map[string]api.FunctionDefinit
 			problems = append(problems, "describes itself as a device source but names no resource")
 		} else if err := abi.ValidResourceName(d.Resource); err != nil {
 			problems = append(problems, "resource "+err.Error())
+		} else if d.Driver == "" {
+			if err := abi.ValidDriverName(abi.DefaultDriver(d.Resource)); err != nil {
+				problems = append(problems, "declares no driver, and the one derived from its resource is no driver name ("+
+					err.Error()+"); declare one")
+			}
+		} else if err := abi.ValidDriverName(d.Driver); err != nil {
+			problems = append(problems, err.Error())
 		}
 	default:
 		problems = append(problems, fmt.Sprintf("describes itself as kind %d; want %d (handler) or %d (device source)",

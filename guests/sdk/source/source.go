@@ -20,15 +20,26 @@ import (
 )
 
 // Source discovers the devices of one extended resource and decides how they
-// are handed out. Discover is required; the rest are optional:
+// are handed out. Discover (or DiscoverAll) is required; the rest are
+// optional:
 //   - without Allocate, the host answers allocations with each device's
 //     ContainerEdits merged;
 //   - without PreferredAllocation, the host picks devices itself
 //     (fewest NUMA nodes first);
-//   - PreStart is called before a container starts when PreStartRequired.
+//   - PreStart is called before a container starts when PreStartRequired;
+//   - without Prepare, the host derives a claim's container edits from its
+//     devices, as for an allocation; Unprepare undoes what Prepare did.
+//
+// Devices may describe themselves as Kubernetes DRA devices do
+// (abi.Device's TypedAttributes, Capacity, ConsumesCounters and
+// AllowMultipleAllocations; abi/ABI.md, "Structured devices"): then claims
+// select them by attributes and capacity.
 type Source struct {
 	// Resource is the extended resource name, e.g. "example.com/nic".
 	Resource string
+	// Driver is the DRA driver the source is, a DNS subdomain such as
+	// "gpu.example.com"; empty: abi.DefaultDriver(Resource).
+	Driver string
 	// Name, Version and Summary describe the module in `wasmlet modules`.
 	Name, Version, Summary string
 	// PreStartRequired asks the host to call PreStart before containers start.
@@ -37,10 +48,21 @@ type Source struct {
 	// changes to granted files only). plugins.toml may override it.
 	DiscoverIntervalMS uint32
 
-	Discover            func() ([]abi.Device, error)
+	Discover func() ([]abi.Device, error)
+	// DiscoverAll, instead of Discover, returns the whole discovery: the
+	// devices and the shared counter sets they consume from (partitionable
+	// devices).
+	DiscoverAll         func() (*abi.DiscoverResponse, error)
 	Allocate            func(req *abi.AllocateRequest) (*abi.AllocateResponse, error)
 	PreferredAllocation func(req *abi.PreferredAllocationRequest) ([]string, error)
 	PreStart            func(req *abi.PreStartRequest) error
+	// Prepare answers, for each device allocated to a claim, its CDI device
+	// names and container edits. It must give the same answer to the same
+	// request, as the host may repeat it.
+	Prepare func(req *abi.PrepareRequest) (*abi.PrepareResponse, error)
+	// Unprepare releases what Prepare set up for a claim. A claim it does
+	// not know is no error: the host may repeat it.
+	Unprepare func(req *abi.UnprepareRequest) error
 }
 
 var s Source
@@ -48,8 +70,8 @@ var s Source
 // Serve makes src this module's device source. Call it once, from an init
 // function.
 func Serve(src Source) {
-	if src.Discover == nil {
-		panic("wasmlet sdk: source.Serve: Discover is required")
+	if (src.Discover == nil) == (src.DiscoverAll == nil) {
+		panic("wasmlet sdk: source.Serve: set exactly one of Discover and DiscoverAll")
 	}
 	s = src
 	ops := []string{string(abi.OpDiscover)}
@@ -62,8 +84,14 @@ func Serve(src Source) {
 	if s.PreStart != nil {
 		ops = append(ops, string(abi.OpPreStart))
 	}
+	if s.Prepare != nil {
+		ops = append(ops, string(abi.OpPrepare))
+	}
+	if s.Unprepare != nil {
+		ops = append(ops, string(abi.OpUnprepare))
+	}
 	guest.Describe(abi.Description{Kind: abi.KindDeviceSource, Name: s.Name, Version: s.Version,
-		Summary: s.Summary, Resource: s.Resource, Operations: ops,
+		Summary: s.Summary, Resource: s.Resource, Driver: s.Driver, Operations: ops,
 		PreStartRequired: s.PreStartRequired, DiscoverIntervalMS: s.DiscoverIntervalMS})
 }
 
@@ -73,6 +101,13 @@ var unimplemented = &abi.Error{Code: abi.CodeUnimplemented, Message: "operation 
 func discover(ptr unsafe.Pointer, n int32) uint64 {
 	var req abi.DiscoverRequest
 	return guest.Handle(ptr, n, &req, func() (abi.Message, error) {
+		if s.DiscoverAll != nil {
+			resp, err := s.DiscoverAll()
+			if err == nil && resp == nil {
+				resp = &abi.DiscoverResponse{}
+			}
+			return resp, err
+		}
 		devs, err := s.Discover()
 		if err != nil {
 			return nil, err
@@ -125,5 +160,34 @@ func prestart(ptr unsafe.Pointer, n int32) uint64 {
 			return nil, err
 		}
 		return &abi.PreStartResponse{}, nil
+	})
+}
+
+//go:wasmexport wasmlet_prepare
+func prepare(ptr unsafe.Pointer, n int32) uint64 {
+	var req abi.PrepareRequest
+	return guest.Handle(ptr, n, &req, func() (abi.Message, error) {
+		if s.Prepare == nil {
+			return nil, unimplemented
+		}
+		resp, err := s.Prepare(&req)
+		if err == nil && resp == nil {
+			resp = &abi.PrepareResponse{}
+		}
+		return resp, err
+	})
+}
+
+//go:wasmexport wasmlet_unprepare
+func unprepare(ptr unsafe.Pointer, n int32) uint64 {
+	var req abi.UnprepareRequest
+	return guest.Handle(ptr, n, &req, func() (abi.Message, error) {
+		if s.Unprepare == nil {
+			return nil, unimplemented
+		}
+		if err := s.Unprepare(&req); err != nil {
+			return nil, err
+		}
+		return &abi.UnprepareResponse{}, nil
 	})
 }

@@ -39,19 +39,26 @@ func wantError(t *testing.T, what string, err error, want abi.Error) {
 	}
 }
 
-func TestServeRequiresDiscover(t *testing.T) {
-	defer func() {
-		if r := recover(); r == nil || !strings.Contains(r.(string), "Discover is required") {
-			t.Fatalf("recovered %v", r)
-		}
-	}()
-	Serve(Source{Resource: "example.com/x"})
+func TestServeRequiresOneDiscover(t *testing.T) {
+	all := func() (*abi.DiscoverResponse, error) { return nil, nil }
+	for _, src := range []Source{{Resource: "example.com/x"}, {Discover: discoverDevices, DiscoverAll: all}} {
+		func() {
+			defer func() {
+				if r := recover(); r == nil || !strings.Contains(r.(string), "set exactly one of Discover and DiscoverAll") {
+					t.Fatalf("recovered %v", r)
+				}
+			}()
+			Serve(src)
+		}()
+	}
 }
 
 func TestDescribe(t *testing.T) {
 	alloc := func(*abi.AllocateRequest) (*abi.AllocateResponse, error) { return nil, nil }
 	pref := func(*abi.PreferredAllocationRequest) ([]string, error) { return nil, nil }
 	pre := func(*abi.PreStartRequest) error { return nil }
+	prep := func(*abi.PrepareRequest) (*abi.PrepareResponse, error) { return nil, nil }
+	unprep := func(*abi.UnprepareRequest) error { return nil }
 	for _, c := range []struct {
 		src Source
 		ops []string
@@ -60,13 +67,15 @@ func TestDescribe(t *testing.T) {
 		{Source{Allocate: alloc}, []string{"discover", "allocate"}},
 		{Source{PreStart: pre, PreStartRequired: true, DiscoverIntervalMS: 1500}, []string{"discover", "prestart"}},
 		{Source{Allocate: alloc, PreferredAllocation: pref, PreStart: pre}, []string{"discover", "allocate", "preferred_allocation", "prestart"}},
+		{Source{Driver: "nic.example.com", Prepare: prep}, []string{"discover", "prepare"}},
+		{Source{Prepare: prep, Unprepare: unprep}, []string{"discover", "prepare", "unprepare"}},
 	} {
 		c.src.Resource, c.src.Name, c.src.Version, c.src.Summary = "example.com/nic", "nic", "0.1.0", "NICs"
 		c.src.Discover = discoverDevices
 		serve(t, c.src)
 		d, err := guest.Description()
 		want := abi.Description{Kind: abi.KindDeviceSource, Name: "nic", Version: "0.1.0", Summary: "NICs",
-			Resource: "example.com/nic", Operations: c.ops, PreStartRequired: c.src.PreStartRequired,
+			Resource: "example.com/nic", Driver: c.src.Driver, Operations: c.ops, PreStartRequired: c.src.PreStartRequired,
 			DiscoverIntervalMS: c.src.DiscoverIntervalMS}
 		if err != nil || !reflect.DeepEqual(d, want) {
 			t.Errorf("describe = %+v, %v\nwant %+v", d, err, want)
@@ -89,6 +98,92 @@ func TestDiscover(t *testing.T) {
 	fail = true
 	wantError(t, "failed discover", guest.CallMessage(discover, &abi.DiscoverRequest{}, &got),
 		abi.Error{Code: abi.CodeUnknown, Message: "sysfs unreadable"})
+}
+
+// TestDiscoverAll: a source that returns the whole discovery, shared
+// counters included, answers discover with it as it is.
+func TestDiscoverAll(t *testing.T) {
+	want := abi.DiscoverResponse{
+		SharedCounters: []abi.CounterSet{{Name: "gpu-0", Counters: map[string]string{"memory": "40Gi", "slices": "7"}}},
+		Devices: []abi.Device{{ID: "gpu-0-1g-5gb-0",
+			TypedAttributes:  map[string]abi.Attribute{"model": abi.StringAttribute("A100"), "index": abi.IntAttribute(0)},
+			Capacity:         map[string]abi.Capacity{"memory": {Value: "5Gi"}},
+			ConsumesCounters: []abi.CounterConsumption{{CounterSet: "gpu-0", Counters: map[string]string{"memory": "5Gi", "slices": "1"}}}}},
+	}
+	var fail, empty bool
+	serve(t, Source{Resource: "gpu.example.com/gpu", DiscoverAll: func() (*abi.DiscoverResponse, error) {
+		switch {
+		case fail:
+			return nil, errors.New("no GPUs")
+		case empty:
+			return nil, nil
+		}
+		return &want, nil
+	}})
+	var got abi.DiscoverResponse
+	if err := guest.CallMessage(discover, &abi.DiscoverRequest{}, &got); err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("discover = %+v, %v\nwant %+v", got, err, want)
+	}
+	empty = true
+	if err := guest.CallMessage(discover, &abi.DiscoverRequest{}, &got); err != nil || len(got.Devices)+len(got.SharedCounters) != 0 {
+		t.Errorf("a nil discovery: %+v, %v; want an empty one", got, err)
+	}
+	fail = true
+	wantError(t, "failed discover", guest.CallMessage(discover, &abi.DiscoverRequest{}, &got),
+		abi.Error{Code: abi.CodeUnknown, Message: "no GPUs"})
+}
+
+func TestPrepareAndUnprepare(t *testing.T) {
+	var seen abi.PrepareRequest
+	var unprepared []abi.Claim
+	serve(t, Source{Resource: "gpu.example.com/gpu", Discover: discoverDevices,
+		Prepare: func(req *abi.PrepareRequest) (*abi.PrepareResponse, error) {
+			seen = *req
+			if len(req.Results) == 0 {
+				return nil, nil
+			}
+			if req.Claim.Name == "refused" {
+				return nil, &abi.Error{Code: abi.CodeInvalidArgument, Message: "bad config"}
+			}
+			resp := &abi.PrepareResponse{}
+			for _, r := range req.Results {
+				resp.Devices = append(resp.Devices, abi.PreparedDevice{Request: r.Request, DeviceID: r.DeviceID,
+					CDIDeviceIDs: []string{"gpu.example.com/gpu=" + r.DeviceID},
+					Edits:        &abi.ContainerEdits{Envs: map[string]string{"GPU": r.DeviceID}}})
+			}
+			return resp, nil
+		},
+		Unprepare: func(req *abi.UnprepareRequest) error {
+			unprepared = append(unprepared, req.Claim)
+			if req.Claim.UID == "" {
+				return errors.New("which claim?")
+			}
+			return nil
+		}})
+	req := abi.PrepareRequest{Claim: abi.Claim{UID: "u1", Namespace: "ns", Name: "c"}, Workload: "ns/pod/ctr",
+		Results: []abi.AllocatedDevice{{Request: "gpu", DeviceID: "gpu-0", ConsumedCapacity: map[string]string{"memory": "4Gi"}, ShareID: "s1"}},
+		Configs: []abi.DeviceConfig{{Source: abi.ConfigFromClass, Parameters: []byte(`{"mode":"fast"}`)}}}
+	var got abi.PrepareResponse
+	if err := guest.CallMessage(prepare, &req, &got); err != nil || len(got.Devices) != 1 ||
+		got.Devices[0].CDIDeviceIDs[0] != "gpu.example.com/gpu=gpu-0" || got.Devices[0].Edits.Envs["GPU"] != "gpu-0" {
+		t.Errorf("prepare = %+v, %v", got, err)
+	}
+	if !reflect.DeepEqual(seen, req) {
+		t.Errorf("Prepare saw %+v\nwant %+v", seen, req)
+	}
+	if err := guest.CallMessage(prepare, &abi.PrepareRequest{}, &got); err != nil || len(got.Devices) != 0 {
+		t.Errorf("a nil response: %+v, %v; want an empty one", got, err)
+	}
+	wantError(t, "refused prepare", guest.CallMessage(prepare, &abi.PrepareRequest{Claim: abi.Claim{Name: "refused"},
+		Results: req.Results}, &got), abi.Error{Code: abi.CodeInvalidArgument, Message: "bad config"})
+	if err := guest.CallMessage(unprepare, &abi.UnprepareRequest{Claim: req.Claim}, &abi.UnprepareResponse{}); err != nil {
+		t.Fatal(err)
+	}
+	wantError(t, "failed unprepare", guest.CallMessage(unprepare, &abi.UnprepareRequest{}, &abi.UnprepareResponse{}),
+		abi.Error{Code: abi.CodeUnknown, Message: "which claim?"})
+	if len(unprepared) != 2 || unprepared[0] != req.Claim {
+		t.Errorf("Unprepare saw %+v", unprepared)
+	}
 }
 
 func TestAllocate(t *testing.T) {
@@ -177,6 +272,12 @@ func TestUndeclaredOperations(t *testing.T) {
 		"prestart": func() error {
 			return guest.CallMessage(prestart, &abi.PreStartRequest{}, &abi.PreStartResponse{})
 		},
+		"prepare": func() error {
+			return guest.CallMessage(prepare, &abi.PrepareRequest{}, &abi.PrepareResponse{})
+		},
+		"unprepare": func() error {
+			return guest.CallMessage(unprepare, &abi.UnprepareRequest{}, &abi.UnprepareResponse{})
+		},
 	} {
 		wantError(t, name, call(), *unimplemented)
 	}
@@ -191,10 +292,13 @@ func TestMalformedRequests(t *testing.T) {
 		Allocate:            func(*abi.AllocateRequest) (*abi.AllocateResponse, error) { ran = true; return nil, nil },
 		PreferredAllocation: func(*abi.PreferredAllocationRequest) ([]string, error) { ran = true; return nil, nil },
 		PreStart:            func(*abi.PreStartRequest) error { ran = true; return nil },
+		Prepare:             func(*abi.PrepareRequest) (*abi.PrepareResponse, error) { ran = true; return nil, nil },
+		Unprepare:           func(*abi.UnprepareRequest) error { ran = true; return nil },
 	})
 	for name, export := range map[string]func(unsafe.Pointer, int32) uint64{
 		"DiscoverRequest": discover, "AllocateRequest": allocate,
 		"PreferredAllocationRequest": preferredAllocation, "PreStartRequest": prestart,
+		"PrepareRequest": prepare, "UnprepareRequest": unprepare,
 	} {
 		// Field 1 as a string that is not UTF-8: every request has one
 		// (DiscoverRequest skips it as unknown, so give it garbage instead).
