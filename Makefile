@@ -9,7 +9,7 @@ BENCHSTAT  = $(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c
 VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
 # Loaded by `make run` (plugins.toml configures them).
-GO_GUESTS := devicepluginhandler csihandler customhandler pcisource devsource
+GO_GUESTS := devicepluginhandler csihandler customhandler pcisource devsource gpusim
 # Built alongside, not loaded: copy one into build/modules while wasmlet runs
 # to watch it load.
 EXTRA_GO_GUESTS := counter

@@ -31,7 +31,7 @@ func TestSDKGuestSize(t *testing.T) {
 		t.Errorf("guests/counter is %d bytes larger than an empty reactor; the budget is %d: "+
 			"has the SDK pulled in fmt, reflection or the protobuf runtime?", counter-empty, sdkBudget)
 	}
-	for _, g := range []string{"guests/devicepluginhandler", "guests/csihandler", "guests/customhandler", "guests/pcisource", "guests/devsource"} {
+	for _, g := range []string{"guests/devicepluginhandler", "guests/csihandler", "guests/customhandler", "guests/pcisource", "guests/devsource", "guests/gpusim"} {
 		n := size(t, g)
 		t.Logf("%s: %d bytes (+%d)", g, n, n-empty)
 	}
