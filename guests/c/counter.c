@@ -95,6 +95,41 @@ static void put_map_entry(uint32_t field, const char *k, const char *v) {
   end(m);
 }
 
+// Typed attributes: Device.typed_attributes (field 6) is a map<string,
+// Attribute>, so each is an entry with the name in field 1 and an Attribute
+// message in field 2, which sets exactly one of int_value (1, varint),
+// bool_value (2, varint), string_value (3) and version_value (4), even when
+// the value is 0 or false.
+static uint32_t begin_attribute(const char *name) {
+  uint32_t entry = begin(6);
+  put_bytes(1, name, (uint32_t)strlen(name));
+  return entry;
+}
+
+static void put_attribute_int(const char *name, int64_t v) {
+  uint32_t entry = begin_attribute(name), value = begin(2);
+  put_tag(1, 0);
+  put_varint((uint64_t)v);
+  end(value);
+  end(entry);
+}
+
+static void put_attribute_bool(const char *name, int v) {
+  uint32_t entry = begin_attribute(name), value = begin(2);
+  put_tag(2, 0);
+  put_varint(v ? 1 : 0);
+  end(value);
+  end(entry);
+}
+
+// field: 3 for a string, 4 for a version.
+static void put_attribute_string(const char *name, uint32_t field, const char *v) {
+  uint32_t entry = begin_attribute(name), value = begin(2);
+  put_bytes(field, v, (uint32_t)strlen(v));
+  end(value);
+  end(entry);
+}
+
 // Result: reply address in bits 0-31, length in bits 32-62, error flag in 63.
 static uint64_t result(int is_error) {
   if (out_failed) return 0;
@@ -239,6 +274,10 @@ EXPORT("wasmlet_discover") uint64_t discover(uint8_t *p, int32_t n) {
     uint32_t edits = begin(5);
     put_map_entry(1, env, id);
     end(edits);
+    put_attribute_bool("even", i % 2 == 0);
+    put_attribute_string("firmware", 4, "1.0.0");
+    put_attribute_int("index", i);
+    put_attribute_string("model", 3, "counter");
     end(dev);
   }
   return result(0);

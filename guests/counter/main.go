@@ -1,6 +1,8 @@
 // Command counter is the smallest useful device source: it offers `count`
 // identical devices (default 4) of resource `resource` (default
-// example.com/counter), spread over two NUMA nodes. It has a twin written in
+// example.com/counter), spread over two NUMA nodes, each with a typed
+// attribute of every type (index, even, model, firmware; abi/ABI.md,
+// "Structured devices"). It has a twin written in
 // C (guests/c/counter.c) that answers every request with the same bytes; the
 // conformance tests hold both to that.
 //
@@ -49,7 +51,13 @@ func discover() ([]abi.Device, error) {
 			ID:         id,
 			NUMANodes:  []int64{int64(i % 2)},
 			Attributes: map[string]string{"index": strconv.Itoa(i)},
-			Edits:      &abi.ContainerEdits{Envs: map[string]string{"COUNTER_" + strconv.Itoa(i): id}},
+			TypedAttributes: map[string]abi.Attribute{
+				"index":    abi.IntAttribute(int64(i)),
+				"even":     abi.BoolAttribute(i%2 == 0),
+				"model":    abi.StringAttribute("counter"),
+				"firmware": abi.VersionAttribute("1.0.0"),
+			},
+			Edits: &abi.ContainerEdits{Envs: map[string]string{"COUNTER_" + strconv.Itoa(i): id}},
 		}
 	}
 	return devs, nil

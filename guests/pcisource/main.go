@@ -10,9 +10,15 @@
 // reads the vendor, device and class files and the driver link only when
 // uevent lacks them. For the devices that pass the filters it then reads
 // numa_node (reported as the device's NUMA node when the kernel knows it; it
-// writes -1 when it does not) and the IOMMU group. Attributes: address,
-// vendor, device, class (hex without 0x, as lspci -n prints them), numa_node,
-// driver and iommu_group when known.
+// writes -1 when it does not), the IOMMU group, and the PCIe root complex
+// the device is under (the first pci<domain>:<bus> directory of the path its
+// sysfs entry links to). Attributes: address, vendor, device, class (hex
+// without 0x, as lspci -n prints them), numa_node, driver and iommu_group
+// when known. The same as typed attributes, for claims' selectors (abi/ABI.md,
+// "Structured devices"): address, vendor, device, class and driver as
+// strings, numa as an int, and the PCIe root as Kubernetes' standard
+// resource.kubernetes.io/pcieRoot (e.g. "pci0000:00"), which lets a claim
+// align a NIC with a GPU of another driver on one root.
 //
 // The IOMMU group (like the driver) is the name of a symbolic link,
 // iommu_group, which the module reads. Where links cannot be read (wasmlet
@@ -156,6 +162,7 @@ type pciDevice struct {
 	addr, vendor, device, class string // hex without 0x
 	numa                        int64  // -1: unknown
 	driver, iommuGroup          string // "" when unbound / unknown
+	pcieRoot                    string // "pci0000:00"; "" when unknown
 }
 
 func (c *config) matches(d *pciDevice) bool {
@@ -243,9 +250,12 @@ func readIdentity(cfg *config, addr string) (pciDevice, error) {
 }
 
 // readDetails reads the rest, for a device that passed the filters: its NUMA
-// node and IOMMU group.
+// node, IOMMU group and PCIe root.
 func readDetails(cfg *config, d *pciDevice, g *groups) {
 	dir := cfg.sysfs + "/" + d.addr
+	if target, err := os.Readlink(dir); err == nil {
+		d.pcieRoot = pcieRoot(target)
+	}
 	if b, err := os.ReadFile(dir + "/numa_node"); err == nil {
 		if n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil && n >= 0 {
 			d.numa = n
@@ -256,6 +266,24 @@ func readDetails(cfg *config, d *pciDevice, g *groups) {
 	} else {
 		d.iommuGroup = g.lookup(d.addr)
 	}
+}
+
+// pcieRoot finds the root complex in the target of a device's link under
+// /sys/bus/pci/devices, such as ../../../devices/pci0000:3a/0000:3a:02.0/0000:3b:00.0:
+// the element after "devices" that names one, as Kubernetes'
+// deviceattribute package does.
+func pcieRoot(target string) string {
+	parts := strings.Split(target, "/")
+	for i := 0; i+1 < len(parts); i++ {
+		if parts[i] == "devices" {
+			dom, bus, ok := strings.Cut(strings.TrimPrefix(parts[i+1], "pci"), ":")
+			if ok && strings.HasPrefix(parts[i+1], "pci") && isHex(dom, 4, 8) && isHex(bus, 2, 2) {
+				return parts[i+1]
+			}
+			return ""
+		}
+	}
+	return ""
 }
 
 // readHex reads a sysfs attribute such as "0x8086\n" as width hex digits.
@@ -344,14 +372,21 @@ func discover(cfg config) ([]abi.Device, error) {
 
 func (d *pciDevice) abiDevice(resource string) abi.Device {
 	attrs := map[string]string{"address": d.addr, "vendor": d.vendor, "device": d.device, "class": d.class}
-	dev := abi.Device{ID: d.addr, Attributes: attrs,
+	typed := map[string]abi.Attribute{"address": abi.StringAttribute(d.addr), "vendor": abi.StringAttribute(d.vendor),
+		"device": abi.StringAttribute(d.device), "class": abi.StringAttribute(d.class)}
+	dev := abi.Device{ID: d.addr, Attributes: attrs, TypedAttributes: typed,
 		Edits: &abi.ContainerEdits{Envs: map[string]string{"PCI_DEVICE_" + sdk.EnvName(d.addr): d.addr}}}
 	if d.numa >= 0 {
 		dev.NUMANodes = []int64{d.numa}
 		attrs["numa_node"] = strconv.FormatInt(d.numa, 10)
+		typed["numa"] = abi.IntAttribute(d.numa)
 	}
 	if d.driver != "" {
 		attrs["driver"] = d.driver
+		typed["driver"] = abi.StringAttribute(d.driver)
+	}
+	if d.pcieRoot != "" {
+		typed["resource.kubernetes.io/pcieRoot"] = abi.StringAttribute(d.pcieRoot)
 	}
 	if d.iommuGroup != "" {
 		attrs["iommu_group"] = d.iommuGroup

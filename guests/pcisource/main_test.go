@@ -17,8 +17,9 @@ import (
 type fakeDev struct {
 	addr, vendor, device, class, numa string
 	driver, group                     string
-	noUevent                          bool // no uevent: read the vendor, device and class files and the driver link
-	groupOnlyInDir                    bool // no iommu_group link, only kernel/iommu_groups/<g>/devices/<addr>
+	noUevent                          bool   // no uevent: read the vendor, device and class files and the driver link
+	groupOnlyInDir                    bool   // no iommu_group link, only kernel/iommu_groups/<g>/devices/<addr>
+	under                             string // the path under devices/, as the kernel nests bridges; default pci0000:00
 }
 
 // fakeSysfs lays out a tree like the kernel's: devices under
@@ -45,7 +46,10 @@ func fakeSysfs(t *testing.T, devs []fakeDev) string {
 	mkdir("bus/pci/devices")
 	mkdir("kernel/iommu_groups")
 	for _, d := range devs {
-		dir := "devices/pci0000:00/" + d.addr
+		if d.under == "" {
+			d.under = "pci0000:00"
+		}
+		dir := "devices/" + d.under + "/" + d.addr
 		mkdir(dir)
 		write(dir+"/vendor", d.vendor+"\n")
 		write(dir+"/device", d.device+"\n")
@@ -64,12 +68,12 @@ func fakeSysfs(t *testing.T, devs []fakeDev) string {
 		}
 		if d.group != "" {
 			mkdir("kernel/iommu_groups/" + d.group + "/devices")
-			link("../../../../devices/pci0000:00/"+d.addr, "kernel/iommu_groups/"+d.group+"/devices/"+d.addr)
+			link("../../../../"+dir, "kernel/iommu_groups/"+d.group+"/devices/"+d.addr)
 			if !d.groupOnlyInDir {
 				link("../../../kernel/iommu_groups/"+d.group, dir+"/iommu_group")
 			}
 		}
-		link("../../../devices/pci0000:00/"+d.addr, "bus/pci/devices/"+d.addr)
+		link("../../../"+dir, "bus/pci/devices/"+d.addr)
 	}
 	// Not a device: ignored.
 	write("bus/pci/devices/README", "not a device")
@@ -78,7 +82,8 @@ func fakeSysfs(t *testing.T, devs []fakeDev) string {
 
 var machine = []fakeDev{
 	{addr: "0000:00:1f.6", vendor: "0x8086", device: "0x15bc", class: "0x020000", numa: "0", driver: "e1000e", group: "7"},
-	{addr: "0000:3b:00.0", vendor: "0x15b3", device: "0x1017", class: "0x020000", numa: "1", driver: "mlx5_core", group: "30", noUevent: true},
+	{addr: "0000:3b:00.0", vendor: "0x15b3", device: "0x1017", class: "0x020000", numa: "1", driver: "mlx5_core", group: "30", noUevent: true,
+		under: "pci0000:3a/0000:3a:02.0"},
 	{addr: "0000:3b:00.2", vendor: "0x15b3", device: "0x1018", class: "0x020000", numa: "1", driver: "vfio-pci", group: "31"},
 	{addr: "0000:3b:00.3", vendor: "0x15b3", device: "0x1018", class: "0x020000", numa: "1", driver: "vfio-pci", group: "32", groupOnlyInDir: true},
 	{addr: "0000:00:02.0", vendor: "0x8086", device: "0x3e92", class: "0x030000", numa: "-1", driver: "i915", group: "1"},
@@ -154,6 +159,20 @@ func TestDiscoverReadsEverything(t *testing.T) {
 	if !reflect.DeepEqual(nic.Edits, &abi.ContainerEdits{Envs: map[string]string{"PCI_DEVICE_0000_00_1F_6": "0000:00:1f.6"}}) {
 		t.Errorf("nic edits: %+v", nic.Edits)
 	}
+	typed := map[string]abi.Attribute{"address": abi.StringAttribute("0000:00:1f.6"), "vendor": abi.StringAttribute("8086"),
+		"device": abi.StringAttribute("15bc"), "class": abi.StringAttribute("020000"), "numa": abi.IntAttribute(0),
+		"driver": abi.StringAttribute("e1000e"), "resource.kubernetes.io/pcieRoot": abi.StringAttribute("pci0000:00")}
+	if !reflect.DeepEqual(nic.TypedAttributes, typed) {
+		t.Errorf("nic typed attributes: %+v\nwant %+v", nic.TypedAttributes, typed)
+	}
+	if err := abi.ValidDiscovery(&abi.DiscoverResponse{Devices: devs}); err != nil {
+		t.Error(err)
+	}
+	// Behind a bridge: the root is the first directory under devices/.
+	if a := byID["0000:3b:00.0"].TypedAttributes; a["resource.kubernetes.io/pcieRoot"] != abi.StringAttribute("pci0000:3a") ||
+		a["numa"] != abi.IntAttribute(1) {
+		t.Errorf("behind a bridge: %+v", a)
+	}
 	// Without uevent: the vendor, device and class files and the driver link.
 	want = map[string]string{"address": "0000:3b:00.0", "vendor": "15b3", "device": "1017", "class": "020000",
 		"numa_node": "1", "driver": "mlx5_core", "iommu_group": "30"}
@@ -173,6 +192,9 @@ func TestDiscoverReadsEverything(t *testing.T) {
 	host := byID["0000:00:00.0"]
 	if len(host.NUMANodes) != 0 || host.Attributes["numa_node"] != "" || len(host.Attributes) != 4 {
 		t.Errorf("host bridge: %+v", host)
+	}
+	if _, ok := host.TypedAttributes["numa"]; ok || len(host.TypedAttributes) != 5 {
+		t.Errorf("host bridge: %+v", host.TypedAttributes)
 	}
 }
 
@@ -286,7 +308,13 @@ func TestThisMachine(t *testing.T) {
 		t.Errorf("discovered %d devices, sysfs lists %d", len(devs), len(entries))
 	}
 	for _, d := range devs {
-		t.Logf("%s %v numa=%v", d.ID, d.Attributes, d.NUMANodes)
+		t.Logf("%s %v numa=%v pcieRoot=%q", d.ID, d.Attributes, d.NUMANodes, d.TypedAttributes["resource.kubernetes.io/pcieRoot"].String)
+		if d.TypedAttributes["resource.kubernetes.io/pcieRoot"].Type != abi.AttributeString {
+			t.Errorf("%s: no PCIe root found", d.ID)
+		}
+	}
+	if err := abi.ValidDiscovery(&abi.DiscoverResponse{Devices: devs}); err != nil {
+		t.Error(err)
 	}
 }
 
@@ -298,7 +326,7 @@ func TestIdentitySources(t *testing.T) {
 	for _, f := range []string{"vendor", "device", "class"} {
 		os.Remove(filepath.Join(dev0, f))
 	}
-	os.WriteFile(filepath.Join(sys, "devices/pci0000:00/0000:3b:00.0/uevent"), []byte("DRIVER=other\n"), 0o644)
+	os.WriteFile(filepath.Join(sys, "devices/pci0000:3a/0000:3a:02.0/0000:3b:00.0/uevent"), []byte("DRIVER=other\n"), 0o644)
 	devs, err := discover(configure(t, sys, nil))
 	if err != nil || len(devs) != 2 {
 		t.Fatal(devs, err)
@@ -308,5 +336,22 @@ func TestIdentitySources(t *testing.T) {
 	}
 	if a := devs[1].Attributes; a["vendor"] != "15b3" || a["device"] != "1017" || a["class"] != "020000" || a["driver"] != "other" {
 		t.Errorf("from files: %v", a)
+	}
+}
+
+func TestPCIeRoot(t *testing.T) {
+	for target, want := range map[string]string{
+		"../../../devices/pci0000:00/0000:00:1f.6":              "pci0000:00",
+		"../../../devices/pci0000:3a/0000:3a:02.0/0000:3b:00.0": "pci0000:3a",
+		"/sys/devices/pci10000:e0/10000:e0:06.0/10000:e1:00.0":  "pci10000:e0",
+		"../../../devices/platform/soc/0000:00:00.0":            "",
+		"../../../devices/pcix/0000:00:00.0":                    "",
+		"0000:00:1f.6":                                          "",
+		"../../../devices/pci0000:00":                           "pci0000:00",
+		"../../../devices/pci0000:0g/0000:00:1f.6":              "",
+	} {
+		if got := pcieRoot(target); got != want {
+			t.Errorf("pcieRoot(%q) = %q, want %q", target, got, want)
+		}
 	}
 }

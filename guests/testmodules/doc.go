@@ -8,6 +8,10 @@
 //   - greedy/: a Go device source that asks the host to hand containers
 //     the host's / and docker socket read-write, /dev/sda and /dev/mem
 //     with "rwm", and LD_PRELOAD, in discovery and in allocate;
+//   - badsource/: a Go device source that breaks the rules of structured
+//     devices and of prepare (a bad attribute name, counters of an
+//     undeclared set, a prepare that answers differently each time...), as
+//     its configuration says, for the conformance checks' own tests;
 //   - badhandler/: a Go handler that traps, or answers register with an
 //     action no host knows, as the plugin's name says;
 //   - wat/: tiny hand-written modules (.wat, with the .wasm built from them by

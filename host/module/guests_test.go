@@ -152,6 +152,14 @@ func TestPCISourceFakeSysfs(t *testing.T) {
 		if e := nic.Edits; e == nil || e.Envs["PCI_DEVICE_0000_00_1F_6"] != "0000:00:1f.6" || len(e.DeviceNodes) != 0 {
 			t.Errorf("0000:00:1f.6 edits: %+v", e)
 		}
+		// The typed attributes, the PCIe root read from the device's link
+		// inside the sandbox.
+		typed := map[string]abi.Attribute{"address": abi.StringAttribute("0000:00:1f.6"), "vendor": abi.StringAttribute("8086"),
+			"device": abi.StringAttribute("15bc"), "class": abi.StringAttribute("020000"), "numa": abi.IntAttribute(0),
+			"driver": abi.StringAttribute("e1000e"), "resource.kubernetes.io/pcieRoot": abi.StringAttribute("pci0000:00")}
+		if !reflect.DeepEqual(nic.TypedAttributes, typed) {
+			t.Errorf("0000:00:1f.6 typed attributes: %+v", nic.TypedAttributes)
+		}
 		vf := byID["0000:3b:00.2"]
 		if !reflect.DeepEqual(vf.NUMANodes, []int64{1}) || vf.Attributes["driver"] != "vfio-pci" || vf.Attributes["iommu_group"] != "31" ||
 			!reflect.DeepEqual(vf.Edits.DeviceNodes, []abi.DeviceNode{vfioNode("/dev/vfio/vfio"), vfioNode("/dev/vfio/31")}) {
@@ -287,6 +295,13 @@ func TestPCISourceThisMachine(t *testing.T) {
 		}
 		if a["driver"] != wantDriver || a["iommu_group"] != wantGroup {
 			t.Errorf("%s: driver %q, iommu group %q; the links say %q and %q", d.ID, a["driver"], a["iommu_group"], wantDriver, wantGroup)
+		}
+		// The PCIe root as Kubernetes' deviceattribute package finds it:
+		// the directory under /sys/devices the device's link leads into.
+		target, _ := filepath.EvalSymlinks(filepath.Join(dir, d.ID))
+		wantRoot, _, _ := strings.Cut(strings.TrimPrefix(target, "/sys/devices/"), "/")
+		if root := d.TypedAttributes["resource.kubernetes.io/pcieRoot"]; root != abi.StringAttribute(wantRoot) {
+			t.Errorf("%s: PCIe root %+v; its link leads to %s", d.ID, root, target)
 		}
 		n, _ := strconv.Atoi(hex(d.ID, "numa_node"))
 		if n >= 0 {
@@ -558,6 +573,105 @@ func TestCustomHandlerModule(t *testing.T) {
 		if r.Action != abi.ActionRecord || r.Version != want || r.Attributes["version"] != want ||
 			r.Attributes["endpoint"] != "/run/acme.sock" || len(r.Attributes["registered_at"]) != len("2006-01-02T15:04:05Z") {
 			t.Errorf("register: %+v", r)
+		}
+	})
+}
+
+// ---- gpusim --------------------------------------------------------------------
+
+// TestGPUSim runs the simulated GPUs through the host: the structured
+// fields of its discovery (typed attributes, capacity, shared counters,
+// multiple allocations) and its prepare cross the ABI intact, its driver is
+// in its description, and its configuration comes through config_get.
+func TestGPUSim(t *testing.T) {
+	ctx := context.Background()
+	wasm := build.Go(t, "guests/gpusim")
+
+	t.Run("partitions", func(t *testing.T) {
+		m := load(t, wasm, Options{Config: map[string]string{"gpus": "2", "partitions": "3g.20gb", "model": "H100",
+			"memory": "80Gi", "driver_version": "535.104.5"}})
+		if d := m.Description(); d.Driver != "gpu.example.com" || d.Resource != "gpu.example.com/gpu" ||
+			!d.Implements("prepare") || !d.Implements("unprepare") {
+			t.Fatalf("description %+v", d)
+		}
+		r, err := m.Discovery(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := abi.ValidDiscovery(r); err != nil {
+			t.Fatal(err)
+		}
+		if got := deviceIDs(r.Devices); !reflect.DeepEqual(got, []string{"gpu-0", "gpu-0-3g-20gb-0", "gpu-0-3g-20gb-1",
+			"gpu-1", "gpu-1-3g-20gb-0", "gpu-1-3g-20gb-1"}) {
+			t.Fatalf("devices %v", got)
+		}
+		if !reflect.DeepEqual(r.SharedCounters[1], abi.CounterSet{Name: "gpu-1", Counters: map[string]string{"memory": "80Gi", "slices": "7"}}) {
+			t.Errorf("counters %+v", r.SharedCounters)
+		}
+		part := r.Devices[5]
+		if part.TypedAttributes["model"] != abi.StringAttribute("H100") || part.TypedAttributes["index"] != abi.IntAttribute(1) ||
+			part.TypedAttributes["driverVersion"] != abi.VersionAttribute("535.104.5") ||
+			part.Capacity["memory"].Value != "20Gi" ||
+			!reflect.DeepEqual(part.ConsumesCounters, []abi.CounterConsumption{{CounterSet: "gpu-1",
+				Counters: map[string]string{"memory": "20Gi", "slices": "3"}}}) {
+			t.Errorf("partition %+v", part)
+		}
+		req := &abi.PrepareRequest{Claim: abi.Claim{UID: "u", Namespace: "ns", Name: "c"},
+			Results: []abi.AllocatedDevice{{Request: "mig", DeviceID: "gpu-1-3g-20gb-1"}},
+			Configs: []abi.DeviceConfig{{Source: abi.ConfigFromClaim, Parameters: []byte(`{"computeMode":"Exclusive"}`)}}}
+		resp, err := m.Prepare(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		uuid := part.TypedAttributes["uuid"].String
+		want := &abi.PrepareResponse{Devices: []abi.PreparedDevice{{Request: "mig", DeviceID: "gpu-1-3g-20gb-1",
+			CDIDeviceIDs: []string{"gpu.example.com/gpu=gpu-1-3g-20gb-1"},
+			Edits: &abi.ContainerEdits{Envs: map[string]string{"GPUSIM_VISIBLE_DEVICES": uuid, "GPUSIM_GPU_1_3G_20GB_1_UUID": uuid,
+				"GPUSIM_GPU_1_3G_20GB_1_MIG_MEMORY": "20Gi", "GPUSIM_GPU_1_3G_20GB_1_MIG_COMPUTE_MODE": "Exclusive"}}}}}
+		if !reflect.DeepEqual(resp, want) {
+			t.Errorf("prepare = %+v\nwant %+v", resp, want)
+		}
+		if err := m.Unprepare(ctx, &req.Claim); err != nil {
+			t.Error(err)
+		}
+		_, err = m.Prepare(ctx, &abi.PrepareRequest{Results: []abi.AllocatedDevice{{Request: "r", DeviceID: "gpu-9"}}})
+		if e, ok := ModuleError(err); IsFault(err) || !ok || e.Code != abi.CodeNotFound {
+			t.Errorf("prepare of no such device: %v", err)
+		}
+	})
+
+	t.Run("shared", func(t *testing.T) {
+		m := load(t, wasm, Options{Config: map[string]string{"gpus": "1", "shared": "true", "resource": "sim.example.org/gpu",
+			"driver": "sim.example.org"}})
+		if d := m.Description(); d.Driver != "sim.example.org" {
+			t.Fatalf("driver %q", d.Driver)
+		}
+		r, err := m.Discovery(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := r.Devices[0]
+		if !d.AllowMultipleAllocations || !reflect.DeepEqual(d.Capacity["memory"], abi.Capacity{Value: "40Gi",
+			RequestPolicy: &abi.CapacityRequestPolicy{Default: "4Gi", Min: "1Gi", Step: "1Gi"}}) {
+			t.Errorf("device %+v", d)
+		}
+		resp, err := m.Prepare(ctx, &abi.PrepareRequest{Results: []abi.AllocatedDevice{
+			{Request: "r", DeviceID: "gpu-0", ConsumedCapacity: map[string]string{"memory": "6Gi"}, ShareID: "share-1"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e := resp.Devices[0].Edits.Envs; e["GPUSIM_GPU_0_R_MEMORY"] != "6Gi" || e["GPUSIM_GPU_0_R_SHARE"] != "share-1" ||
+			resp.Devices[0].CDIDeviceIDs[0] != "sim.example.org/gpu=gpu-0" {
+			t.Errorf("prepare %+v", resp.Devices[0])
+		}
+	})
+
+	t.Run("a bad configuration", func(t *testing.T) {
+		m := load(t, wasm, Options{Config: map[string]string{"partitions": "9g.1gb"}})
+		_, err := m.Discovery(ctx)
+		if e, ok := ModuleError(err); IsFault(err) || !ok || e.Code != abi.CodeFailedPrecondition ||
+			!strings.Contains(e.Message, "configuration partitions: profile 9g.1gb is larger than a GPU") {
+			t.Errorf("got %v", err)
 		}
 	})
 }

@@ -137,6 +137,22 @@ func TestRefusedAtLoad(t *testing.T) {
 			t.Fatalf("got %v", err)
 		}
 	})
+	t.Run("an invalid driver", func(t *testing.T) {
+		_, err := Load(context.Background(), build.Go(t, "guests/gpusim"),
+			Options{MemoryLimit: 64 << 20, Config: map[string]string{"driver": "gpu_sim.example.com"}})
+		if err == nil || !strings.Contains(err.Error(), `driver name "gpu_sim.example.com" is not a domain name: label "gpu_sim"`) {
+			t.Fatalf("got %v", err)
+		}
+	})
+	t.Run("no driver, and none derived from the resource", func(t *testing.T) {
+		long := strings.Repeat("d", 60) + ".example.com/counter"
+		_, err := Load(context.Background(), build.Go(t, "guests/counter"),
+			Options{MemoryLimit: 64 << 20, Config: map[string]string{"resource": long}})
+		if err == nil || !strings.Contains(err.Error(), "declares no driver, and the one derived from its resource is no driver name") ||
+			!strings.Contains(err.Error(), "must be 1 to 63 characters long (it is 80)") {
+			t.Fatalf("got %v", err)
+		}
+	})
 	t.Run("initialisation that never ends", func(t *testing.T) {
 		_, err := Load(context.Background(), build.Go(t, "guests/testmodules/faulty"),
 			Options{MemoryLimit: 32 << 20, Cache: testCache(t), InitTimeout: 300 * time.Millisecond, Config: map[string]string{"fault": "initloop"}})

@@ -33,11 +33,21 @@ func (m *Module) Deregister(ctx context.Context, p *abi.Plugin) error {
 
 // Discover asks a device source for its current devices.
 func (m *Module) Discover(ctx context.Context) ([]abi.Device, error) {
+	resp, err := m.Discovery(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return resp.Devices, nil
+}
+
+// Discovery asks a device source for its whole discovery: its current
+// devices and the counter sets they consume from.
+func (m *Module) Discovery(ctx context.Context) (*abi.DiscoverResponse, error) {
 	var resp abi.DiscoverResponse
 	if err := m.Call(ctx, abi.OpDiscover, &abi.DiscoverRequest{}, &resp); err != nil {
 		return nil, err
 	}
-	return resp.Devices, nil
+	return &resp, nil
 }
 
 // Allocate asks a device source what a container needs to use devices.

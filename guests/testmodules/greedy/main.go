@@ -8,7 +8,8 @@
 // "plain-0", whose only edit is an ordinary environment variable, and
 // "greedy-0", whose discovered edits are the hostile ones when `discover` is
 // "hostile". Its allocate answers the hostile edits when `allocate` is
-// "hostile", else the plain ones of the devices asked for.
+// "hostile", else the plain ones of the devices asked for; so does its
+// prepare, for each device of a claim, when `prepare` is "hostile".
 package main
 
 import (
@@ -27,6 +28,7 @@ func init() {
 		Summary:  "asks for the host's /, the docker socket, /dev/sda, /dev/mem and LD_PRELOAD",
 		Discover: discover,
 		Allocate: allocate,
+		Prepare:  prepare,
 	})
 }
 
@@ -62,4 +64,16 @@ func allocate(req *abi.AllocateRequest) (*abi.AllocateResponse, error) {
 		return &abi.AllocateResponse{Envs: e.Envs, Mounts: e.Mounts, DeviceNodes: e.DeviceNodes}, nil
 	}
 	return &abi.AllocateResponse{Envs: map[string]string{"GREEDY_DEVICES": strings.Join(req.DeviceIDs, ",")}}, nil
+}
+
+func prepare(req *abi.PrepareRequest) (*abi.PrepareResponse, error) {
+	resp := &abi.PrepareResponse{}
+	for _, r := range req.Results {
+		e := &abi.ContainerEdits{Envs: map[string]string{"GREEDY_DEVICE": r.DeviceID}}
+		if sdk.ConfigOr("prepare", "") == "hostile" {
+			e = hostile()
+		}
+		resp.Devices = append(resp.Devices, abi.PreparedDevice{Request: r.Request, DeviceID: r.DeviceID, Edits: e})
+	}
+	return resp, nil
 }

@@ -18,8 +18,11 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
 	"sync"
 	"testing"
+
+	"tags.cncf.io/container-device-interface/pkg/parser"
 
 	"github.com/wasmlet/wasmlet/abi"
 	"github.com/wasmlet/wasmlet/host/module"
@@ -199,11 +202,12 @@ func (c *checker) deviceSource() {
 	ctx, m := c.ctx, c.m
 	var devs []abi.Device
 	ok := c.check("discover returns valid devices", func() error {
-		var err error
-		if devs, err = m.Discover(ctx); err != nil {
+		d, err := m.Discovery(ctx)
+		if err != nil {
 			return err
 		}
-		return ValidDevices(devs)
+		devs = d.Devices
+		return ValidDiscovery(d)
 	})
 	ops := []struct {
 		op   abi.Op
@@ -212,6 +216,8 @@ func (c *checker) deviceSource() {
 		{abi.OpAllocate, "allocate a discovered device"},
 		{abi.OpPreferredAllocation, "preferred allocation honours size and must-include"},
 		{abi.OpPreStart, "prestart a discovered device"},
+		{abi.OpPrepare, "prepare a discovered device twice, with the same answer"},
+		{abi.OpUnprepare, "unprepare a prepared claim, twice"},
 	}
 	for _, o := range ops {
 		switch {
@@ -240,8 +246,84 @@ func (c *checker) deviceSource() {
 			c.check(o.name, func() error {
 				return noFault(m.PreStart(ctx, &abi.PreStartRequest{DeviceIDs: ids[:1], Workload: "conformance/0"}))
 			})
+		case abi.OpPrepare:
+			c.check(o.name, func() error { return prepareTwice(ctx, m, &devs[0]) })
+		case abi.OpUnprepare:
+			c.check(o.name, func() error {
+				claim := conformanceClaim()
+				if err := m.Unprepare(ctx, &claim); err != nil {
+					return err
+				}
+				return m.Unprepare(ctx, &claim)
+			})
 		}
 	}
+	if m.Implements(abi.OpUnprepare) {
+		c.check("unprepare a claim never prepared", func() error {
+			return m.Unprepare(ctx, &abi.Claim{UID: "conformance-unknown-claim", Namespace: "conformance", Name: "unknown"})
+		})
+	}
+	if m.Implements(abi.OpPrepare) {
+		c.check("prepare a device that does not exist", func() error {
+			req := prepareRequest(&abi.Device{ID: "conformance-no-such-device"})
+			return noFault(errOf(m.Prepare(ctx, req)))
+		})
+	}
+}
+
+func errOf(_ any, err error) error { return err }
+
+func conformanceClaim() abi.Claim {
+	return abi.Claim{UID: "conformance-claim-uid", Namespace: "conformance", Name: "claim"}
+}
+
+// prepareRequest allocates dev to a claim as the host would: a device that
+// allows multiple allocations gets a share of it, consuming each capacity's
+// default (or all of a capacity without a policy).
+func prepareRequest(dev *abi.Device) *abi.PrepareRequest {
+	res := abi.AllocatedDevice{Request: "conformance", DeviceID: dev.ID}
+	if dev.AllowMultipleAllocations {
+		res.ShareID = "conformance-share"
+		res.ConsumedCapacity = map[string]string{}
+		for name, c := range dev.Capacity {
+			res.ConsumedCapacity[name] = c.Value
+			if c.RequestPolicy != nil && c.RequestPolicy.Default != "" {
+				res.ConsumedCapacity[name] = c.RequestPolicy.Default
+			}
+		}
+	}
+	return &abi.PrepareRequest{Claim: conformanceClaim(), Results: []abi.AllocatedDevice{res}, Workload: "conformance/pod/container"}
+}
+
+// prepareTwice prepares dev for a claim twice: the answer must be the same
+// (the host repeats prepare after a restart, as the kubelet repeats
+// NodePrepareResources), answer only for the device asked, and name CDI
+// devices as CDI does.
+func prepareTwice(ctx context.Context, m *module.Module, dev *abi.Device) error {
+	req := prepareRequest(dev)
+	first, err := m.Prepare(ctx, req)
+	if err != nil {
+		return err
+	}
+	again, err := m.Prepare(ctx, req)
+	if err != nil {
+		return fmt.Errorf("the second prepare of the same claim failed: %w", err)
+	}
+	if !reflect.DeepEqual(first, again) {
+		return fmt.Errorf("the same prepare answered differently:\nfirst  %+v\nsecond %+v", first, again)
+	}
+	for _, p := range first.Devices {
+		if p.Request != req.Results[0].Request || p.DeviceID != dev.ID {
+			return fmt.Errorf("prepare answered for request %q, device %q; it was asked for request %q, device %q",
+				p.Request, p.DeviceID, req.Results[0].Request, dev.ID)
+		}
+		for _, id := range p.CDIDeviceIDs {
+			if _, _, _, err := parser.ParseQualifiedName(id); err != nil {
+				return fmt.Errorf("device %q: CDI device %q: %w", dev.ID, id, err)
+			}
+		}
+	}
+	return nil
 }
 
 func preferred(ctx context.Context, m *module.Module, ids []string) error {
@@ -287,15 +369,18 @@ func (c *checker) handler() {
 
 // ValidDevices checks a device set the way the host does before accepting it.
 func ValidDevices(devs []abi.Device) error {
-	seen := map[string]bool{}
-	for i, d := range devs {
-		if err := abi.ValidDeviceID(d.ID); err != nil {
-			return fmt.Errorf("device %d: %w", i, err)
-		}
-		if seen[d.ID] {
-			return fmt.Errorf("device id %q appears twice", d.ID)
-		}
-		seen[d.ID] = true
+	return ValidDiscovery(&abi.DiscoverResponse{Devices: devs})
+}
+
+// ValidDiscovery checks a discover reply the way the host does before
+// accepting it (abi.ValidDiscovery: ids, and the structured fields as
+// Kubernetes checks a ResourceSlice), and that every health is one the
+// ABI defines.
+func ValidDiscovery(r *abi.DiscoverResponse) error {
+	if err := abi.ValidDiscovery(r); err != nil {
+		return err
+	}
+	for _, d := range r.Devices {
 		if d.Health != abi.Healthy && d.Health != abi.Unhealthy {
 			return fmt.Errorf("device %q: health %d is neither healthy (0) nor unhealthy (1)", d.ID, d.Health)
 		}
@@ -342,6 +427,10 @@ func responseFor(op abi.Op) abi.Message {
 		return &abi.PreferredAllocationResponse{}
 	case abi.OpPreStart:
 		return &abi.PreStartResponse{}
+	case abi.OpPrepare:
+		return &abi.PrepareResponse{}
+	case abi.OpUnprepare:
+		return &abi.UnprepareResponse{}
 	}
 	panic("conformance: no response type for operation " + string(op))
 }

@@ -195,6 +195,57 @@ func TestPCISource(t *testing.T) {
 	})
 }
 
+// TestGPUSim checks the simulated GPUs in each of their modes: whole,
+// partitioned (shared counters) and shared (consumable capacity), each with
+// prepare and unprepare.
+func TestGPUSim(t *testing.T) {
+	wasm := build.Go(t, "guests/gpusim")
+	for name, cfg := range map[string]map[string]string{
+		"whole":       {"gpus": "4"},
+		"partitioned": {"gpus": "2", "partitions": "1g.5gb,3g.20gb"},
+		"shared":      {"gpus": "2", "shared": "true"},
+	} {
+		t.Run(name, func(t *testing.T) { Run(t, wasm, module.Options{Config: cfg}) })
+	}
+}
+
+// TestBadSource: each way the badsource module breaks the rules of
+// structured devices and of prepare fails the check that holds that rule,
+// naming what is wrong, and only that one; the module without a fault
+// passes every check.
+func TestBadSource(t *testing.T) {
+	ctx := context.Background()
+	wasm := build.Go(t, "guests/testmodules/badsource")
+	const (
+		discovery = "discover returns valid devices"
+		prepare   = "prepare a discovered device twice, with the same answer"
+		unknown   = "unprepare a claim never prepared"
+	)
+	for bad, want := range map[string]struct{ check, says string }{
+		"":          {},
+		"attribute": {discovery, `device "bad-0": typed attribute "pcie-root": qualified name "pcie-root"`},
+		"counters":  {discovery, `device "bad-1": consumes_counters of "undeclared": no shared counter set has that name`},
+		"policy":    {discovery, `capacity "memory": a request policy needs allow_multiple_allocations on the device`},
+		"prepare":   {prepare, "the same prepare answered differently"},
+		"stranger":  {prepare, `prepare answered for request "conformance", device "bad-1"; it was asked for request "conformance", device "bad-0"`},
+		"cdi":       {prepare, `device "bad-0": CDI device "gpu-0"`},
+		"unprepare": {unknown, "claim conformance-unknown-claim was never prepared"},
+	} {
+		r, err := Check(ctx, wasm, module.Options{Config: map[string]string{"bad": bad}})
+		if err != nil {
+			t.Fatalf("%q: %v", bad, err)
+		}
+		for _, res := range r.Results {
+			switch {
+			case res.Name == want.check && (res.Err == nil || !strings.Contains(res.Err.Error(), want.says)):
+				t.Errorf("%q: %s: %v, want an error saying %q", bad, res.Name, res.Err, want.says)
+			case res.Name != want.check && res.Err != nil:
+				t.Errorf("%q: %s: %v", bad, res.Name, res.Err)
+			}
+		}
+	}
+}
+
 // TestDevSource checks the /dev source on this machine's /dev.
 func TestDevSource(t *testing.T) {
 	if _, err := os.Stat("/dev/null"); err != nil {
