@@ -12,7 +12,11 @@
 // The package must build for GOOS=wasip1 and stay small: it imports only
 // errors, unicode/utf8 and unsafe (no fmt, strconv or reflect), which
 // TestImports checks. ABI.md's "String formats" table defines the names and
-// ids that ValidResourceName and ValidDeviceID check.
+// ids that ValidResourceName, ValidDeviceID, ValidCSIDriverName,
+// ValidDriverName, ValidQualifiedName, ValidCounterName, ValidQuantity and
+// ValidVersion check; ValidDiscovery checks a whole discover reply,
+// structured devices included (ABI.md, "Structured devices"), as the host
+// does.
 //
 // # Modules
 //
