@@ -243,44 +243,10 @@ func appendCapacities(b []byte, num int, m map[string]Capacity) []byte {
 	return b
 }
 
-// messageEntry reads one entry of a map<string, message> field: its key,
-// and its value merged from every value field in the entry (absent: the
-// empty message), as protobuf-go decodes map entries.
-func (d *decoder) messageEntry(merge func(b []byte) error) (string, error) {
-	var k string
-	err := decode("map entry", "bb", d.buf, func(e *decoder) (err error) {
-		if e.num == 1 {
-			k, err = e.str()
-		} else {
-			err = merge(e.buf)
-		}
-		return err
-	})
-	return k, err
-}
-
 func (d *decoder) attributeEntry(m map[string]Attribute) (map[string]Attribute, error) {
-	var a Attribute
-	k, err := d.messageEntry(a.merge)
-	if err != nil {
-		return m, err
-	}
-	if m == nil {
-		m = make(map[string]Attribute)
-	}
-	m[k] = a
-	return m, nil
+	return entry(d, m, func(a *Attribute, e *decoder) error { return a.merge(e.buf) })
 }
 
 func (d *decoder) capacityEntry(m map[string]Capacity) (map[string]Capacity, error) {
-	var c Capacity
-	k, err := d.messageEntry(c.merge)
-	if err != nil {
-		return m, err
-	}
-	if m == nil {
-		m = make(map[string]Capacity)
-	}
-	m[k] = c
-	return m, nil
+	return entry(d, m, func(c *Capacity, e *decoder) error { return c.merge(e.buf) })
 }

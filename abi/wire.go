@@ -372,16 +372,24 @@ func (d *decoder) ints(dst []int64) ([]int64, error) {
 
 // mapEntry reads one map<string,string> entry into m, creating m if needed.
 func (d *decoder) mapEntry(m map[string]string) (map[string]string, error) {
-	b, err := d.bytes()
-	if err != nil {
-		return m, err
-	}
-	var k, v string
-	err = decode("map entry", "bb", b, func(e *decoder) (err error) {
+	return entry(d, m, func(v *string, e *decoder) (err error) {
+		*v, err = e.str()
+		return err
+	})
+}
+
+// entry reads one entry of a map<string,V> field into m, creating m if
+// needed: its key, and its value from every value field in the entry, which
+// value decodes over v (the last string wins; messages merge), as
+// protobuf-go decodes map entries. An absent key or value is the empty one.
+func entry[V any](d *decoder, m map[string]V, value func(v *V, e *decoder) error) (map[string]V, error) {
+	var k string
+	var v V
+	err := decode("map entry", "bb", d.buf, func(e *decoder) (err error) {
 		if e.num == 1 {
 			k, err = e.str()
 		} else {
-			v, err = e.str()
+			err = value(&v, e)
 		}
 		return err
 	})
@@ -389,7 +397,7 @@ func (d *decoder) mapEntry(m map[string]string) (map[string]string, error) {
 		return m, err
 	}
 	if m == nil {
-		m = make(map[string]string)
+		m = make(map[string]V)
 	}
 	m[k] = v
 	return m, nil

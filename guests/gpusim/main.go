@@ -77,6 +77,7 @@ import (
 	"encoding/json"
 	"errors"
 	"hash/fnv"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -352,7 +353,7 @@ func prepare(cfg *config, req *abi.PrepareRequest) (*abi.PrepareResponse, error)
 			return nil, sdk.Fail(abi.CodeNotFound, "device "+strconv.Quote(r.DeviceID)+" (request "+r.Request+
 				") is not one of this node's simulated GPUs")
 		}
-		if !contains(visible, d.uuid) {
+		if !slices.Contains(visible, d.uuid) {
 			visible = append(visible, d.uuid)
 		}
 	}
@@ -383,15 +384,6 @@ func prepare(cfg *config, req *abi.PrepareRequest) (*abi.PrepareResponse, error)
 			CDIDeviceIDs: []string{cfg.resource + "=" + d.ID}, Edits: &abi.ContainerEdits{Envs: envs}})
 	}
 	return resp, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 func gi(n int64) string { return strconv.FormatInt(n, 10) + "Gi" }
