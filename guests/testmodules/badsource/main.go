@@ -6,6 +6,8 @@
 //	attribute  a typed attribute named "pcie-root", which is no qualified name
 //	counters   a device consuming a counter set that no one declares
 //	policy     a request policy on a device that does not allow multiple allocations
+//	quantity   a capacity of "1.5e-2147483648", which Kubernetes' parser would
+//	           take a day of CPU to read
 //	prepare    prepare answers differently every time
 //	stranger   prepare answers for a device it was not asked about
 //	cdi        prepare names a CDI device "gpu-0", which is no qualified CDI name
@@ -59,6 +61,8 @@ func discover() (*abi.DiscoverResponse, error) {
 		r.Devices[0].TypedAttributes["pcie-root"] = abi.StringAttribute("pci0000:00")
 	case "counters":
 		r.Devices[1].ConsumesCounters[0].CounterSet = "undeclared"
+	case "quantity":
+		r.Devices[0].Capacity["memory"] = abi.Capacity{Value: "1.5e-2147483648"}
 	case "policy":
 		r.Devices[0].Capacity["memory"] = abi.Capacity{Value: "1Gi", RequestPolicy: &abi.CapacityRequestPolicy{Default: "1Gi"}}
 	}
