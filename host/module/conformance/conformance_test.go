@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/wasmlet/wasmlet/abi"
@@ -195,6 +196,22 @@ func TestPCISource(t *testing.T) {
 	})
 }
 
+var (
+	cacheOnce sync.Once
+	cache     *module.Cache
+	cacheErr  error
+)
+
+// testCache is the compilation cache the module tests share: a test that
+// loads one module many times compiles it once.
+func testCache(t *testing.T) *module.Cache {
+	cacheOnce.Do(func() { cache, cacheErr = module.NewCache(filepath.Join(build.CacheDir(), "wazero")) })
+	if cacheErr != nil {
+		t.Fatal(cacheErr)
+	}
+	return cache
+}
+
 // TestGPUSim checks the simulated GPUs in each of their modes: whole,
 // partitioned (shared counters) and shared (consumable capacity), each with
 // prepare and unprepare.
@@ -205,7 +222,7 @@ func TestGPUSim(t *testing.T) {
 		"partitioned": {"gpus": "2", "partitions": "1g.5gb,3g.20gb"},
 		"shared":      {"gpus": "2", "shared": "true"},
 	} {
-		t.Run(name, func(t *testing.T) { Run(t, wasm, module.Options{Config: cfg}) })
+		t.Run(name, func(t *testing.T) { Run(t, wasm, module.Options{Config: cfg, Cache: testCache(t)}) })
 	}
 }
 
@@ -232,7 +249,7 @@ func TestBadSource(t *testing.T) {
 		"cdi":       {prepare, `device "bad-0": CDI device "gpu-0"`},
 		"unprepare": {unknown, "claim conformance-unknown-claim was never prepared"},
 	} {
-		r, err := Check(ctx, wasm, module.Options{Config: map[string]string{"bad": bad}})
+		r, err := Check(ctx, wasm, module.Options{Config: map[string]string{"bad": bad}, Cache: testCache(t)})
 		if err != nil {
 			t.Fatalf("%q: %v", bad, err)
 		}
