@@ -81,15 +81,21 @@ type Node struct {
 	linksMu sync.Mutex
 	badLink map[string]string // module file links warned about, and why
 
+	// lock is the state directory's, held from New until Run ends.
+	lock *stateLock
+
 	started time.Time
 	// metricsAddr is the address /metrics is served on, once it is.
 	metricsAddr atomic.Value // string
 	ready       atomic.Bool
 }
 
-// New builds a node from its configuration. It creates the directories it
-// needs and restores the checkpoint; it starts nothing.
-func New(cfg *config.Config, log hclog.Logger) (*Node, error) {
+// New builds a node from its configuration. First it takes the lock on the
+// state directory (LockFile): a second host on the same state refuses to
+// start (ErrLocked) before it changes anything. Then it creates the
+// directories it needs and restores the checkpoint; it starts nothing. The
+// lock is held until Run returns.
+func New(cfg *config.Config, log hclog.Logger) (_ *Node, err error) {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
@@ -102,6 +108,14 @@ func New(cfg *config.Config, log hclog.Logger) (*Node, error) {
 	if err := os.MkdirAll(h.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
+	if n.lock, err = lockState(h.StateDir); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			n.lock.release()
+		}
+	}()
 	if err := os.Chmod(h.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
@@ -274,8 +288,10 @@ func Run(ctx context.Context, cfg *config.Config, log hclog.Logger) error {
 	return n.Run(ctx)
 }
 
-// Run serves until ctx is done, then shuts down in order.
+// Run serves until ctx is done, then shuts down in order, and releases the
+// state directory.
 func (n *Node) Run(ctx context.Context) error {
+	defer n.lock.release()
 	n.started = time.Now()
 	h := n.cfg.Host
 	n.log.Info("wasmlet starting", "version", Version, "config", n.cfg.File, "state_dir", h.StateDir,
