@@ -18,6 +18,7 @@ import (
 	podresourcesv1alpha1 "k8s.io/kubelet/pkg/apis/podresources/v1alpha1"
 
 	"github.com/wasmlet/wasmlet/host/api/adminpb"
+	"github.com/wasmlet/wasmlet/host/internal/sockfile"
 )
 
 // maxSocketPath is the longest path a unix socket can be bound at on Linux
@@ -168,7 +169,10 @@ func listen(k socketKind, path string, log hclog.Logger) (*net.UnixListener, err
 	if err := secureDir(k, dir, log); err != nil {
 		return nil, fmt.Errorf("%s %s: %w", k.what, path, err)
 	}
-	if err := checkStale(path); err != nil {
+	if err := sockfile.CheckStale(path); err != nil {
+		if errors.Is(err, sockfile.ErrLive) {
+			err = fmt.Errorf("%w (is another wasmlet running?)", err)
+		}
 		return nil, fmt.Errorf("%s %s: %w", k.what, path, err)
 	}
 	// A short temporary name in the same directory: the rename is atomic,
@@ -272,26 +276,4 @@ func notSocket(dir string) string {
 		}
 	}
 	return ""
-}
-
-// checkStale accepts a missing path or a stale socket (one nobody listens
-// on: a crashed host's), which the new socket replaces. A socket someone
-// listens on, or a file that is not a socket, is an error.
-func checkStale(path string) error {
-	fi, err := os.Lstat(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if fi.Mode().Type() != fs.ModeSocket {
-		return fmt.Errorf("%s exists and is not a socket (%s); not replacing it", path, fi.Mode().Type())
-	}
-	c, err := net.DialTimeout("unix", path, time.Second)
-	if err == nil {
-		c.Close()
-		return fmt.Errorf("another process is serving on %s (is another wasmlet running?)", path)
-	}
-	return nil
 }
