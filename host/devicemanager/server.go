@@ -11,12 +11,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fsnotify/fsnotify"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 
 	"github.com/wasmlet/wasmlet/abi"
+	"github.com/wasmlet/wasmlet/host/internal/sockfile"
 )
 
 // Dialer connects to a device plugin's socket and asks for its options: it
@@ -38,8 +40,12 @@ type Server struct {
 	dial    Dialer
 	timeout time.Duration
 	srv     *grpc.Server
+
 	mu      sync.Mutex
-	lis     net.Listener
+	lis     *net.UnixListener
+	sock    os.FileInfo // the kubelet.sock served, nil when none is
+	missing string      // why kubelet.sock is not served, "" when it is
+	created int         // kubelet.sock creations: the first, and each after it went
 }
 
 // NewServer prepares the registration service for the device plugin
@@ -49,7 +55,8 @@ func NewServer(m *Manager, dir string, dial Dialer, timeout time.Duration) *Serv
 	if timeout <= 0 {
 		timeout = 5 * time.Second
 	}
-	s := &Server{m: m, dir: dir, dial: dial, timeout: timeout, srv: grpc.NewServer()}
+	s := &Server{m: m, dir: dir, dial: dial, timeout: timeout, srv: grpc.NewServer(),
+		missing: "not served yet: wasmlet is starting"}
 	pluginapi.RegisterRegistrationServer(s.srv, s)
 	return s
 }
@@ -57,33 +64,187 @@ func NewServer(m *Manager, dir string, dial Dialer, timeout time.Duration) *Serv
 // Path is the registration socket's path.
 func (s *Server) Path() string { return filepath.Join(s.dir, KubeletSocket) }
 
-// Serve creates kubelet.sock and serves until ctx is done; then it removes
-// the socket.
+// CheckDir refuses a device plugin directory where another process serves
+// kubelet.sock: a kubelet, or another wasmlet. wasmlet would otherwise
+// replace its socket and clear its plugins' sockets.
+func CheckDir(dir string) error {
+	path := filepath.Join(dir, KubeletSocket)
+	if err := sockfile.CheckStale(path); err != nil {
+		if errors.Is(err, sockfile.ErrLive) {
+			return fmt.Errorf("device plugin directory %s: %w (a kubelet, or another wasmlet?): not replacing it; "+
+				"give wasmlet a host.device_plugin_dir of its own", dir, err)
+		}
+		return fmt.Errorf("device plugin directory %s: %w", dir, err)
+	}
+	return nil
+}
+
+// checkEvery is how often Serve looks at kubelet.sock without an event: a
+// safety net for lost events, and the retry of a socket it could not create.
+const checkEvery = time.Second
+
+// Serve serves kubelet.sock until ctx is done; then it removes the socket.
+// It first refuses a directory where another process serves kubelet.sock
+// (CheckDir), then, as the kubelet does when it starts, removes every socket
+// in the directory (device plugins that watch their socket take that as the
+// sign to register again; a stale kubelet.sock goes too) and creates
+// kubelet.sock. It watches the directory: a kubelet.sock that is deleted, or
+// replaced by a file nobody serves, is created again at once; Missing says
+// why while there is none.
 func (s *Server) Serve(ctx context.Context) error {
 	if err := os.MkdirAll(s.dir, 0o750); err != nil {
 		return fmt.Errorf("device plugin directory: %w", err)
 	}
-	path := s.Path()
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("remove stale %s: %w", path, err)
+	if err := CheckDir(s.dir); err != nil {
+		return err
 	}
-	lis, err := net.Listen("unix", path)
+	removed, err := sockfile.Clear(s.dir)
+	if len(removed) > 0 {
+		s.m.log.Info("removed the sockets left in the device plugin directory, as the kubelet does when it starts; "+
+			"device plugins that watch their socket register again", "dir", s.dir, "sockets", strings.Join(removed, ","))
+	}
 	if err != nil {
-		return fmt.Errorf("serve %s: %w", path, err)
+		return fmt.Errorf("device plugin directory %s: remove the sockets left in it: %w", s.dir, err)
 	}
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("device plugin directory %s: watch: %w", s.dir, err)
+	}
+	defer w.Close()
+	// Watched before kubelet.sock is created: no deletion can slip between.
+	if err := w.Add(s.dir); err != nil {
+		return fmt.Errorf("device plugin directory %s: watch: %w", s.dir, err)
+	}
+	if err := s.listen(); err != nil {
+		return err
+	}
+	tick := time.NewTicker(checkEvery)
+	defer tick.Stop()
+	for done := false; !done; {
+		select {
+		case <-ctx.Done():
+			done = true
+		case ev, ok := <-w.Events:
+			if !ok {
+				done = true
+				break
+			}
+			switch {
+			case ev.Name == s.Path():
+				// Removed, or another file renamed over it.
+				s.ensure()
+			case ev.Name == s.dir && ev.Has(fsnotify.Remove|fsnotify.Rename):
+				// The directory itself went: make it again, watch it, serve.
+				if err := os.MkdirAll(s.dir, 0o750); err == nil {
+					w.Add(s.dir)
+				}
+				s.ensure()
+			}
+		case err, ok := <-w.Errors:
+			if !ok {
+				done = true
+				break
+			}
+			s.m.log.Warn("watching the device plugin directory; checking kubelet.sock", "dir", s.dir, "error", err)
+			s.ensure()
+		case <-tick.C:
+			s.ensure()
+		}
+	}
+	s.srv.GracefulStop() // closes the listeners, which leave their files
 	s.mu.Lock()
-	s.lis = lis
-	s.mu.Unlock()
-	go func() {
-		<-ctx.Done()
-		s.srv.GracefulStop()
-	}()
-	err = s.srv.Serve(lis)
-	os.Remove(path)
+	defer s.mu.Unlock()
+	if fi, err := os.Lstat(s.Path()); err == nil && s.sock != nil && os.SameFile(fi, s.sock) {
+		os.Remove(s.Path())
+	}
+	s.sock, s.lis, s.missing = nil, nil, "stopped"
 	if ctx.Err() != nil {
 		return nil
 	}
-	return err
+	return fmt.Errorf("device plugin directory %s: the watch ended", s.dir)
+}
+
+// listen creates kubelet.sock and serves it. The previous listener, if any,
+// is closed without removing its file: the path may be another's by now.
+func (s *Server) listen() error {
+	path := s.Path()
+	lis, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return fmt.Errorf("serve %s: %w", path, err)
+	}
+	lis.SetUnlinkOnClose(false)
+	fi, err := os.Lstat(path)
+	if err != nil {
+		lis.Close()
+		return fmt.Errorf("serve %s: %w", path, err)
+	}
+	s.mu.Lock()
+	old := s.lis
+	s.lis, s.sock, s.missing = lis, fi, ""
+	s.created++
+	s.mu.Unlock()
+	if old != nil {
+		old.Close()
+	}
+	go s.srv.Serve(lis) // returns when lis is closed, or at GracefulStop
+	return nil
+}
+
+// ensure makes sure kubelet.sock is the socket this server listens on: when
+// it was deleted, or replaced by a file nobody serves, it is created again.
+// A socket another process serves there is left alone, and reported.
+func (s *Server) ensure() {
+	path := s.Path()
+	fi, err := os.Lstat(path)
+	s.mu.Lock()
+	ours := err == nil && s.sock != nil && os.SameFile(fi, s.sock)
+	wasMissing := s.missing
+	s.mu.Unlock()
+	if ours {
+		return
+	}
+	if err == nil {
+		if cerr := sockfile.CheckStale(path); cerr != nil {
+			s.setMissing(fmt.Sprintf("%s is not wasmlet's: %v", path, cerr))
+			return
+		}
+		os.Remove(path)
+	}
+	if err := s.listen(); err != nil {
+		s.setMissing(fmt.Sprintf("%s was deleted, and creating it again failed (retried every %s): %v", path, checkEvery, err))
+		return
+	}
+	if wasMissing == "" {
+		s.m.log.Warn("kubelet.sock was deleted; created it again", "socket", path)
+	} else {
+		s.m.log.Info("kubelet.sock is served again", "socket", path, "was", wasMissing)
+	}
+}
+
+func (s *Server) setMissing(why string) {
+	s.mu.Lock()
+	changed := s.missing != why
+	s.missing = why
+	s.mu.Unlock()
+	if changed {
+		s.m.log.Error("kubelet.sock is not served: device plugins cannot register", "reason", why)
+	}
+}
+
+// Missing says why kubelet.sock is not served now, or "" when it is: the
+// node is not ready while it is missing.
+func (s *Server) Missing() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.missing
+}
+
+// Created counts the times kubelet.sock was created: once at start, and
+// once more each time it had to be created again.
+func (s *Server) Created() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.created
 }
 
 // Register is called by device plugins on kubelet.sock.

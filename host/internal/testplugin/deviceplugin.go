@@ -2,6 +2,7 @@ package testplugin
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fsnotify/fsnotify"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
@@ -32,6 +34,7 @@ type DevicePlugin struct {
 	allocate    func(*pluginapi.AllocateRequest) (*pluginapi.AllocateResponse, error)
 
 	mu      sync.Mutex
+	stopped bool
 	devices []*pluginapi.Device
 	version int
 	changed chan struct{} // closed and replaced on every SetDevices
@@ -142,12 +145,100 @@ func (p *DevicePlugin) Streams() int {
 func (p *DevicePlugin) Stop() {
 	p.mu.Lock()
 	srv := p.srv
-	p.srv, p.lis, p.devices = nil, nil, nil
+	p.srv, p.lis, p.devices, p.stopped = nil, nil, nil, true
 	p.mu.Unlock()
 	if srv != nil {
 		srv.Stop()
 		os.Remove(p.Path)
 	}
+}
+
+// ReregisterWhenRemoved makes the plugin do what the Kubernetes
+// documentation recommends device plugins do, and Intel's and KubeVirt's
+// do: watch its own socket, and when it is removed (a kubelet that starts
+// removes every socket in its device plugin directory), serve a new one at
+// the same path and register again on kubeletSock, retrying until it is
+// accepted. It returns a count of the registrations since; the watch ends
+// with the test or with Stop.
+func (p *DevicePlugin) ReregisterWhenRemoved(t testing.TB, kubeletSock string) (registrations func() int) {
+	t.Helper()
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Add(filepath.Dir(p.Path)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var (
+		mu sync.Mutex
+		n  int
+	)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case err := <-w.Errors:
+				t.Logf("plugin %s: watch: %v", p.Resource, err)
+			case ev := <-w.Events:
+				if ev.Name != p.Path || !ev.Has(fsnotify.Remove|fsnotify.Rename) {
+					continue
+				}
+				if err := p.restart(); err != nil {
+					if !errors.Is(err, errStopped) {
+						t.Logf("plugin %s: serve again: %v", p.Resource, err)
+					}
+					continue
+				}
+				for ctx.Err() == nil {
+					rctx, rcancel := context.WithTimeout(ctx, 2*time.Second)
+					err := p.Register(rctx, kubeletSock)
+					rcancel()
+					if err == nil {
+						mu.Lock()
+						n++
+						mu.Unlock()
+						break
+					}
+					time.Sleep(10 * time.Millisecond)
+				}
+			}
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done; w.Close() })
+	return func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return n
+	}
+}
+
+var errStopped = errors.New("the plugin was stopped")
+
+// restart serves the plugin on a new socket at its path, unless it was
+// stopped.
+func (p *DevicePlugin) restart() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stopped {
+		return errStopped
+	}
+	if p.srv != nil {
+		p.lis.(*net.UnixListener).SetUnlinkOnClose(false)
+		p.srv.Stop()
+	}
+	lis, err := net.Listen("unix", p.Path)
+	if err != nil {
+		return err
+	}
+	p.lis = lis
+	p.srv = grpc.NewServer()
+	pluginapi.RegisterDevicePluginServer(p.srv, p)
+	go p.srv.Serve(lis)
+	return nil
 }
 
 // Detach removes the socket file but keeps serving the connections already
