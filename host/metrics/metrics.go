@@ -50,7 +50,7 @@ type Metrics struct {
 	allocDuration    *prometheus.HistogramVec
 	releases         *prometheus.CounterVec
 
-	ready atomic.Bool
+	notReady atomic.Pointer[func() string]
 }
 
 // New creates the metrics, with Go runtime and process collectors.
@@ -118,8 +118,18 @@ func New() *Metrics {
 // Registry is the Prometheus registry holding the metrics.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
-// SetReady marks the node ready (or not) for /readyz.
-func (m *Metrics) SetReady(ok bool) { m.ready.Store(ok) }
+// SetReadiness makes notReady the judge of /readyz: it says why the node is
+// not ready, or "" when it is. Until it is set, the node is starting.
+func (m *Metrics) SetReadiness(notReady func() string) { m.notReady.Store(&notReady) }
+
+// why is /readyz's answer: "" when ready.
+func (m *Metrics) why() string {
+	f := m.notReady.Load()
+	if f == nil {
+		return "still starting"
+	}
+	return (*f)()
+}
 
 // ---- module.Observer ----------------------------------------------------------
 
@@ -210,7 +220,7 @@ func (m *Metrics) Released(resource string) { m.releases.WithLabelValues(resourc
 // ---- HTTP ---------------------------------------------------------------------
 
 // Handler serves /metrics, /healthz (the process answers) and /readyz (the
-// node finished starting: directories scanned, API serving).
+// node is ready, as SetReadiness judges: 503 with the reason when not).
 func (m *Metrics) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg}))
@@ -218,8 +228,8 @@ func (m *Metrics) Handler() http.Handler {
 		w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !m.ready.Load() {
-			http.Error(w, "not ready: still starting\n", http.StatusServiceUnavailable)
+		if why := m.why(); why != "" {
+			http.Error(w, "not ready: "+why, http.StatusServiceUnavailable)
 			return
 		}
 		w.Write([]byte("ok\n"))

@@ -231,13 +231,14 @@ func TestHealthAndReadiness(t *testing.T) {
 	if code, body := get(t, base+"/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "still starting") {
 		t.Fatalf("/readyz before ready: %d %q", code, body)
 	}
-	m.SetReady(true)
+	why := ""
+	m.SetReadiness(func() string { return why })
 	if code, body := get(t, base+"/readyz"); code != http.StatusOK || body != "ok\n" {
 		t.Fatalf("/readyz when ready: %d %q", code, body)
 	}
-	m.SetReady(false)
-	if code, _ := get(t, base+"/readyz"); code != http.StatusServiceUnavailable {
-		t.Fatalf("/readyz after SetReady(false): %d", code)
+	why = "kubelet.sock is missing"
+	if code, body := get(t, base+"/readyz"); code != http.StatusServiceUnavailable || body != "not ready: kubelet.sock is missing\n" {
+		t.Fatalf("/readyz when not ready: %d %q", code, body)
 	}
 	// /healthz says only that the process answers.
 	if code, _ := get(t, base+"/healthz"); code != http.StatusOK {

@@ -84,10 +84,12 @@ type Node struct {
 	// lock is the state directory's, held from New until Run ends.
 	lock *stateLock
 
-	started time.Time
+	startedAt time.Time
 	// metricsAddr is the address /metrics is served on, once it is.
 	metricsAddr atomic.Value // string
-	ready       atomic.Bool
+	// started: the modules present at start are loaded and the registry
+	// scanned; stopped: shutting down. Ready says more.
+	started, stopped atomic.Bool
 }
 
 // New builds a node from its configuration. First it takes the lock on the
@@ -116,6 +118,11 @@ func New(cfg *config.Config, log hclog.Logger) (_ *Node, err error) {
 			n.lock.release()
 		}
 	}()
+	// Another process serving kubelet.sock (a kubelet, another wasmlet on
+	// another state directory) is refused before its directory is touched.
+	if err := devicemanager.CheckDir(h.DevicePluginDir); err != nil {
+		return nil, err
+	}
 	if err := os.Chmod(h.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
@@ -292,7 +299,8 @@ func Run(ctx context.Context, cfg *config.Config, log hclog.Logger) error {
 // state directory.
 func (n *Node) Run(ctx context.Context) error {
 	defer n.lock.release()
-	n.started = time.Now()
+	n.startedAt = time.Now()
+	n.metrics.SetReadiness(n.NotReady)
 	h := n.cfg.Host
 	n.log.Info("wasmlet starting", "version", Version, "config", n.cfg.File, "state_dir", h.StateDir,
 		"registry_dir", h.RegistryDir, "device_plugin_dir", h.DevicePluginDir, "module_dir", h.ModuleDir)
@@ -348,7 +356,6 @@ func (n *Node) Run(ctx context.Context) error {
 			errs <- fmt.Errorf("device manager: %w", err)
 		}
 	}()
-	goRun("device plugin registration", n.dmsrv.Serve)
 	goRun("device sources", n.sources.Run)
 	goRun("kubernetes bridge", n.bridge.Run)
 	// The API answers from the start (status says the node is starting).
@@ -371,20 +378,22 @@ func (n *Node) Run(ctx context.Context) error {
 	case <-runCtx.Done():
 	}
 
+	// kubelet.sock once the modules are loaded, as the registry below: a
+	// device plugin registering finds the device sources that claim their
+	// resources.
+	goRun("device plugin registration", n.dmsrv.Serve)
 	goRun("plugin manager", n.plugins.Run)
 
 	select {
 	case <-n.plugins.Ready():
 		waitForSocket(runCtx, h.APISocket)
-		n.ready.Store(true)
-		n.metrics.SetReady(true)
-		n.log.Info("wasmlet ready", "modules", len(n.modules.List()), "startup", time.Since(n.started).Round(time.Millisecond))
+		n.started.Store(true)
+		n.log.Info("wasmlet started", "modules", len(n.modules.List()), "startup", time.Since(n.startedAt).Round(time.Millisecond))
 	case <-runCtx.Done():
 	}
 
 	<-runCtx.Done()
-	n.ready.Store(false)
-	n.metrics.SetReady(false)
+	n.stopped.Store(true)
 	n.log.Info("wasmlet shutting down")
 	// The parts stop on runCtx, and module calls made under it stop with it.
 	// Calls made for a request the node serves (an allocation through the
@@ -433,14 +442,13 @@ func (n *Node) backend() api.Backend {
 // status describes the node for the host API.
 func (n *Node) status() *adminpb.StatusResponse {
 	h := n.cfg.Host
-	st := &adminpb.StatusResponse{Version: Version, Started: ts(n.started), ConfigFile: n.cfg.File,
+	st := &adminpb.StatusResponse{Version: Version, Started: ts(n.startedAt), ConfigFile: n.cfg.File,
 		Directories: &adminpb.Directories{State: h.StateDir, PluginRegistry: h.RegistryDir,
 			DevicePlugins: h.DevicePluginDir, Modules: h.ModuleDir, Checkpoint: filepath.Join(h.StateDir, "checkpoint")},
 		ApiSocket: h.APISocket, PodResourcesSocket: h.PodResourcesSocket, MetricsAddress: n.MetricsAddress(),
-		GracePeriod: dur(h.GracePeriod), Ready: n.Ready()}
-	if !st.Ready {
-		st.NotReady = "starting: loading modules and scanning the plugin registry"
-	}
+		GracePeriod: dur(h.GracePeriod)}
+	st.NotReady = n.NotReady()
+	st.Ready = st.NotReady == ""
 	for _, b := range n.bridge.Status() {
 		st.Bridged = append(st.Bridged, bridgedView(b))
 	}
@@ -495,8 +503,26 @@ func (n *Node) Metrics() *metrics.Metrics { return n.metrics }
 // Config is the node's configuration.
 func (n *Node) Config() *config.Config { return n.cfg }
 
-// Ready reports whether the node finished starting.
-func (n *Node) Ready() bool { return n.ready.Load() }
+// Ready reports whether the node is ready: NotReady has nothing to say.
+func (n *Node) Ready() bool { return n.NotReady() == "" }
+
+// NotReady says why the node is not ready, or "" when it is: it is starting
+// (loading the modules present at start, scanning the plugin registry), or
+// stopping, or kubelet.sock is not served (device plugins could not
+// register), or it waits for the providers of resources restored from the
+// checkpoint to come back. /readyz and status answer with it.
+func (n *Node) NotReady() string {
+	switch {
+	case n.stopped.Load():
+		return "stopping"
+	case !n.started.Load():
+		return "starting: loading modules and scanning the plugin registry"
+	}
+	if why := n.dmsrv.Missing(); why != "" {
+		return "kubelet.sock: " + why
+	}
+	return ""
+}
 
 // Started is when Run began.
-func (n *Node) Started() time.Time { return n.started }
+func (n *Node) Started() time.Time { return n.startedAt }

@@ -28,6 +28,7 @@ type harness struct {
 	t       *testing.T
 	dir     string
 	cfg     *config.Config
+	log     hclog.Logger
 	n       *Node
 	metrics string
 	cancel  context.CancelFunc
@@ -122,22 +123,38 @@ func startTOML(t *testing.T, modules map[string]string, toml string, options ...
 		t.Fatal(err)
 	}
 	h.cfg = cfg
-	log := hclog.New(&hclog.LoggerOptions{Level: hclog.Info, Output: testenv.Writer{T: t}})
+	h.log = hclog.New(&hclog.LoggerOptions{Level: hclog.Info, Output: testenv.Writer{T: t}})
 	if o.log != nil {
-		log = hclog.New(&hclog.LoggerOptions{Level: hclog.Debug, Output: io.MultiWriter(testenv.Writer{T: t}, o.log)})
+		h.log = hclog.New(&hclog.LoggerOptions{Level: hclog.Debug, Output: io.MultiWriter(testenv.Writer{T: t}, o.log)})
 	}
-	n, err := New(cfg, log)
+	t.Cleanup(func() { h.stop() })
+	h.run()
+	return h
+}
+
+// run starts a node on h's configuration and waits until it is ready.
+func (h *harness) run() {
+	h.t.Helper()
+	n, err := New(h.cfg, h.log)
 	if err != nil {
-		t.Fatal(err)
+		h.t.Fatal(err)
 	}
 	h.n = n
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
 	go func() { h.done <- n.Run(ctx) }()
-	t.Cleanup(func() { h.stop() })
 	h.eventually("ready", func() bool { return n.Ready() })
 	h.metrics = n.MetricsAddress() // port 0: the node picked one
-	return h
+}
+
+// restart stops the node and starts another on the same configuration,
+// directories and state, as a restarted wasmlet.
+func (h *harness) restart() {
+	h.t.Helper()
+	if err := h.stop(); err != nil {
+		h.t.Fatalf("stop before the restart: %v", err)
+	}
+	h.run()
 }
 
 func (h *harness) stop() error {
