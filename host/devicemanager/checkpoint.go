@@ -19,6 +19,9 @@ func (m *Manager) snapshot() (*checkpoint.State, uint64) {
 	st := &checkpoint.State{Generation: m.gen}
 	for _, byRes := range m.allocs {
 		for _, a := range byRes {
+			if a.releasing {
+				continue // what the release will make durable
+			}
 			if a.record == nil {
 				a.record = allocationRecord(a)
 			}

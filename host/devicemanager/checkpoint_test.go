@@ -93,8 +93,9 @@ func TestCorruptCheckpointRefusesToStart(t *testing.T) {
 // TestNothingUndurableIsAcknowledged: while the checkpoint cannot be written,
 // no Allocate succeeds — not even one repeating a request in progress, which
 // used to be handed the unsaved allocation — and nothing unsaved is listed.
-// A Release that could not be made durable fails again when repeated, until
-// the state on disk agrees.
+// A Release that could not be made durable is undone: the allocation is
+// still listed, and a repeated Release fails again until the checkpoint can
+// be written.
 func TestNothingUndurableIsAcknowledged(t *testing.T) {
 	dir := testenv.ShortDir(t)
 	state := filepath.Join(dir, "state")
@@ -146,6 +147,9 @@ func TestNothingUndurableIsAcknowledged(t *testing.T) {
 		if _, err := e.m.Release(ctx, held.Workload, ""); !errors.Is(err, devicemanager.ErrNotDurable) {
 			t.Fatalf("release %d with the checkpoint unwritable: %v", i+1, err)
 		}
+		if got := e.m.Allocations(); len(got) != 1 || got[0].Workload != held.Workload {
+			t.Fatalf("after release %d with the checkpoint unwritable: %+v", i+1, got)
+		}
 	}
 	os.MkdirAll(state, 0o700)
 	if _, err := e.m.Release(ctx, held.Workload, ""); err != nil {
@@ -160,5 +164,60 @@ func TestNothingUndurableIsAcknowledged(t *testing.T) {
 	}
 	if st, err := checkpoint.Read(ck); err != nil || len(st.Allocations) != 1 {
 		t.Fatalf("after a new allocation: %v %v", st, err)
+	}
+}
+
+// TestReleaseOnAFullDiskIsUndone: on a real file system that is full (a
+// tmpfs, in a child process of its own), a release cannot be made durable;
+// it fails, saying why, and is undone as a failed allocation is: the
+// workload keeps its devices, listed and on disk, and they are not handed
+// to anyone else. Once there is space, the release succeeds and another
+// workload gets the devices.
+func TestReleaseOnAFullDiskIsUndone(t *testing.T) {
+	state := testenv.InTmpfs(t, "256k")
+	if state == "" {
+		return // the test ran in a child process
+	}
+	ck := filepath.Join(state, "checkpoint")
+	e := start(t, "", devicemanager.Config{CheckpointPath: ck, GracePeriod: time.Hour})
+	e.plugin("gpu.sock", "example.com/gpu", testplugin.Devices("gpu", 2))
+	e.resource("example.com/gpu", healthyCount(2))
+	ctx := context.Background()
+	held, err := e.m.Allocate(ctx, req("held", "example.com/gpu", 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	filler := testenv.Fill(t, state)
+	_, err = e.m.Release(ctx, held.Workload, "")
+	if !errors.Is(err, devicemanager.ErrNotDurable) || !strings.Contains(err.Error(), "no space left on device") ||
+		!strings.Contains(err.Error(), "nothing was released") {
+		t.Fatalf("release on a full disk: %v", err)
+	}
+	if got := e.m.Allocations(); len(got) != 1 || got[0].Workload != held.Workload || len(got[0].DeviceIDs) != 2 {
+		t.Fatalf("after the failed release: allocations %+v", got)
+	}
+	r := e.resource("example.com/gpu", func(r devicemanager.ResourceStatus) bool { return r.Connected })
+	if r.Allocated != 2 || r.Allocatable != 0 {
+		t.Fatalf("after the failed release: %d allocated, %d allocatable", r.Allocated, r.Allocatable)
+	}
+	if _, err := e.m.Allocate(ctx, req("other", "example.com/gpu", 1)); !errors.Is(err, devicemanager.ErrUnavailable) {
+		t.Fatalf("a device of the failed release was handed to another workload: %v", err)
+	}
+	if st, err := checkpoint.Read(ck); err != nil || len(st.Allocations) != 1 || st.Allocations[0].Workload != held.Workload {
+		t.Fatalf("the checkpoint after the failed release: %v %v", st, err)
+	}
+
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.m.Release(ctx, held.Workload, ""); err != nil {
+		t.Fatalf("release once there is space: %v", err)
+	}
+	if _, err := e.m.Allocate(ctx, req("other", "example.com/gpu", 2)); err != nil {
+		t.Fatalf("allocate after the release: %v", err)
+	}
+	if st, err := checkpoint.Read(ck); err != nil || len(st.Allocations) != 1 || st.Allocations[0].Pod != "other" {
+		t.Fatalf("the checkpoint after the release: %v %v", st, err)
 	}
 }

@@ -620,36 +620,23 @@ func ChooseNUMA(free []device.Device, n int) []string {
 
 // Release frees every device the workload holds (of one resource, or of all
 // when resource is empty) and returns what was released, once durable.
-// Releasing nothing is not an error. A release that could not be made
-// durable is done in memory (its devices may be handed out again, and the
-// next durable write records both); asked again, it succeeds only once the
-// state on disk agrees.
+// Releasing nothing is not an error. A release is undone when it cannot be
+// made durable, exactly as an allocation is: the workload keeps its
+// devices, and nobody else can be given them meanwhile — until the release
+// is durable, the devices stay held and a repeated Allocate of the same
+// workload and resource waits for its outcome.
 func (m *Manager) Release(ctx context.Context, workload, resource string) ([]*Allocation, error) {
 	m.mu.Lock()
-	var released []*Allocation
+	var releasing []*Allocation
 	for res, a := range m.allocs[workload] {
-		if (resource != "" && res != resource) || a.pending {
+		if (resource != "" && res != resource) || a.pending || a.releasing {
 			continue // (an allocation still being made is released after it, if asked again)
 		}
-		released = append(released, a)
-		delete(m.allocs[workload], res)
-		if r := m.resources[res]; r != nil {
-			for _, id := range a.DeviceIDs {
-				if r.holder[id] == workload {
-					delete(r.holder, id)
-				}
-			}
-			if r.provider == nil && len(r.devices) == 0 && !m.holdsAny(res) {
-				delete(m.resources, res)
-			}
-		}
+		releasing = append(releasing, a)
 	}
-	if len(m.allocs[workload]) == 0 {
-		delete(m.allocs, workload)
-	}
-	if len(released) == 0 {
-		// Nothing held; but a release asked again after one that could not
-		// be made durable is only done once the state on disk agrees.
+	if len(releasing) == 0 {
+		// Nothing held; but a release asked again while one is being made
+		// durable is only done once the state on disk agrees.
 		gen := m.gen
 		m.mu.Unlock()
 		if err := m.sync(ctx, gen); err != nil {
@@ -657,18 +644,54 @@ func (m *Manager) Release(ctx context.Context, workload, resource string) ([]*Al
 		}
 		return nil, nil
 	}
+	done := make(chan struct{})
+	for _, a := range releasing {
+		a.releasing = true // left out of the checkpoint, still held
+		m.pending[workload+"\x00"+a.Resource] = done
+	}
 	m.gen++
 	gen := m.gen
 	m.mu.Unlock()
-	if err := m.sync(ctx, gen); err != nil {
-		return nil, fmt.Errorf("%w: release of %s: %v", ErrNotDurable, workload, err)
+	err := m.sync(ctx, gen)
+
+	m.mu.Lock()
+	for _, a := range releasing {
+		delete(m.pending, workload+"\x00"+a.Resource)
+		if err != nil {
+			a.releasing = false // and back in the next write
+			continue
+		}
+		delete(m.allocs[workload], a.Resource)
+		if r := m.resources[a.Resource]; r != nil {
+			for _, id := range a.DeviceIDs {
+				if r.holder[id] == workload {
+					delete(r.holder, id)
+				}
+			}
+			if r.provider == nil && len(r.devices) == 0 && !m.holdsAny(a.Resource) {
+				delete(m.resources, a.Resource)
+			}
+		}
 	}
-	for _, a := range released {
+	if len(m.allocs[workload]) == 0 {
+		delete(m.allocs, workload)
+	}
+	m.gen++
+	close(done)
+	m.mu.Unlock()
+	if err != nil {
+		return nil, fmt.Errorf("%w: release of %s: %v; nothing was released, the workload keeps its devices", ErrNotDurable, workload, err)
+	}
+	for _, a := range releasing {
 		m.obs.Released(a.Resource)
 		m.log.Info("devices released", "workload", workload, "resource", a.Resource, "devices", strings.Join(a.DeviceIDs, ","))
 	}
-	sort.Slice(released, func(i, j int) bool { return released[i].Resource < released[j].Resource })
-	return released, nil
+	sort.Slice(releasing, func(i, j int) bool { return releasing[i].Resource < releasing[j].Resource })
+	out := make([]*Allocation, len(releasing))
+	for i, a := range releasing {
+		out[i] = cloneAllocation(a)
+	}
+	return out, nil
 }
 
 func (m *Manager) sync(ctx context.Context, gen uint64) error {

@@ -80,6 +80,10 @@ type Allocation struct {
 	// pending: recorded, but not yet durable. Nobody is told of it (not a
 	// repeated Allocate, not Allocations) until it is.
 	pending bool
+	// releasing: its release is being made durable. It is left out of the
+	// checkpoint, but its devices stay held until the release is durable;
+	// if it cannot be, the allocation stays.
+	releasing bool
 }
 
 // ResourceStatus is a snapshot of one resource.
