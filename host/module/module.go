@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/tetratelabs/wazero"
@@ -258,16 +259,32 @@ func (m *Module) compileError(err error) error {
 }
 
 // compile sets up the module's own runtime (memory limit, interruption,
-// compilation cache), the host modules, and compiles the binary.
+// compilation cache), the host modules, and compiles the binary. A cache
+// that cannot be written (a full or read-only state directory: compiling
+// itself does no I/O, so an error from the system is the cache's) is only a
+// warning: the module is compiled again without it.
 func (m *Module) compile(ctx context.Context, bin []byte) error {
+	err := m.compileWith(ctx, bin, m.opts.Cache)
+	var errno syscall.Errno
+	if err == nil || m.opts.Cache == nil || !errors.As(err, &errno) {
+		return err
+	}
+	m.opts.Logger.Warn("the compilation cache cannot be written; the module is loaded without it, and compiled again on every load until it can be",
+		"cache", m.opts.Cache.dir, "error", err)
+	m.rt.Close(ctx)
+	m.rt, m.cm = nil, nil
+	return m.compileWith(ctx, bin, nil)
+}
+
+func (m *Module) compileWith(ctx context.Context, bin []byte, cache *Cache) error {
 	// Interruption comes from the instrumentation (package interrupt), not
 	// from close-on-context-done, whose check at every loop head costs a Go
 	// guest microseconds per call.
 	cfg := wazero.NewRuntimeConfigCompiler().
 		WithCloseOnContextDone(false).
 		WithMemoryLimitPages(m.opts.memoryPages())
-	if m.opts.Cache != nil {
-		cfg = cfg.WithCompilationCache(m.opts.Cache.cache)
+	if cache != nil {
+		cfg = cfg.WithCompilationCache(cache.cache)
 	}
 	m.rt = wazero.NewRuntimeWithConfig(ctx, cfg)
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, m.rt); err != nil {
@@ -772,5 +789,11 @@ func (c *Cache) store(key string, b []byte) {
 	atomicfile.Write(path, b, 0o600)
 }
 
-// Close releases the cache (the files stay).
-func (c *Cache) Close(ctx context.Context) error { return c.cache.Close(ctx) }
+// Close releases the cache (the files stay). A nil Cache has nothing to
+// release.
+func (c *Cache) Close(ctx context.Context) error {
+	if c == nil {
+		return nil
+	}
+	return c.cache.Close(ctx)
+}

@@ -131,11 +131,11 @@ func New(cfg *config.Config, log hclog.Logger) (_ *Node, err error) {
 			return nil, err
 		}
 	}
-	cache, err := module.NewCache(filepath.Join(h.StateDir, "compilation-cache"))
-	if err != nil {
-		return nil, err
+	// Without a compilation cache modules load all the same, only slower.
+	if n.cache, err = module.NewCache(filepath.Join(h.StateDir, "compilation-cache")); err != nil {
+		log.Warn("no compilation cache: every module is compiled on every load", "error", err)
+		n.cache = nil
 	}
-	n.cache = cache
 	n.modules = module.NewRegistry(n.moduleOptions, cfg.Handlers, log)
 	n.modules.Subscribe(n.metrics.ModuleEvent)
 

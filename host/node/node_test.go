@@ -35,14 +35,17 @@ type harness struct {
 	done    chan error
 }
 
-// copyModule copies a guest into place: a Go guest's directory, or a
-// committed .wasm file.
+// copyModule copies a guest into place: a Go guest's directory, a C
+// guest's file, or a committed .wasm file.
 func copyModule(t *testing.T, guest, dst string) {
 	t.Helper()
 	src := ""
-	if strings.HasSuffix(guest, ".wasm") {
+	switch {
+	case strings.HasSuffix(guest, ".wasm"):
 		src = build.Testdata(t, guest)
-	} else {
+	case strings.HasSuffix(guest, ".c"):
+		src = build.C(t, guest)
+	default:
 		src = build.Go(t, guest)
 	}
 	b, err := os.ReadFile(src)
