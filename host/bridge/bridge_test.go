@@ -18,6 +18,7 @@ import (
 
 	"github.com/wasmlet/wasmlet/guests/build"
 	"github.com/wasmlet/wasmlet/host/bridge"
+	"github.com/wasmlet/wasmlet/host/devicesource"
 	"github.com/wasmlet/wasmlet/host/module"
 	"github.com/wasmlet/wasmlet/host/pluginmanager/registration"
 	"github.com/wasmlet/wasmlet/host/watcher"
@@ -187,11 +188,12 @@ func TestStreamsFollowDiscovery(t *testing.T) {
 	}
 }
 
-// TestSourceGivesUpAndComesBack: a source whose discovery keeps failing is
-// lost: the kubelet sees its devices unhealthy. The source started again
-// takes over the same socket and streams, without a new registration.
-func TestSourceGivesUpAndComesBack(t *testing.T) {
-	e := newEnv(t, envConfig{giveUpFast: true})
+// TestFailingSourceGoesUnhealthyAndComesBack: a source whose discovery
+// keeps failing reports its devices unhealthy, and the kubelet sees them
+// so; the source keeps trying, and when it succeeds again the kubelet sees
+// them healthy, on the same socket and stream, without a new registration.
+func TestFailingSourceGoesUnhealthyAndComesBack(t *testing.T) {
+	e := newEnv(t, envConfig{failFast: true})
 	data := t.TempDir()
 	put(t, data, "a", "env.A=1\n")
 	e.configure("dir", module.Options{Mounts: []module.Mount{{Host: data, Guest: "/data"}}})
@@ -204,9 +206,9 @@ func TestSourceGivesUpAndComesBack(t *testing.T) {
 	k.WaitDevices("example.com/dir", func(d []*pluginapi.Device) bool {
 		return len(d) == 1 && d[0].Health == pluginapi.Unhealthy
 	})
-	st := e.waitStatus("example.com/dir", "lost", func(st bridge.Status) bool { return st.Healthy == 0 })
-	if !strings.Contains(st.LastError, "bus error") {
-		t.Errorf("status %+v", st)
+	e.waitStatus("example.com/dir", "unhealthy", func(st bridge.Status) bool { return st.Healthy == 0 })
+	if st := e.ctrl.Source("dir").Status(); st.State != devicesource.StateFailing || !strings.Contains(st.LastError, "bus error") {
+		t.Errorf("source status %+v", st)
 	}
 	os.Remove(filepath.Join(data, "fail"))
 	k.WaitDevices("example.com/dir", healthy(1))

@@ -52,9 +52,9 @@ type env struct {
 type envConfig struct {
 	mode    string        // registration mode; default kubelet-socket
 	backoff time.Duration // initial registration backoff; default 50ms
-	// giveUpFast: sources give up after two failed discoveries, and are
-	// started again 100ms later.
-	giveUpFast bool
+	// failFast: sources report their devices unhealthy after two failed
+	// discoveries in a row, and retry every 5 ms.
+	failFast bool
 }
 
 func newEnv(t testing.TB, cfg envConfig) *env {
@@ -93,14 +93,12 @@ func newEnv(t testing.TB, cfg envConfig) *env {
 		t.Fatal(err)
 	}
 	srcOpts := devicesource.Options{Debounce: 10 * time.Millisecond}
-	restart := time.Duration(0)
-	if cfg.giveUpFast {
-		srcOpts.RetryBackoff, srcOpts.MaxFailures, restart = 5*time.Millisecond, 2, 100*time.Millisecond
+	if cfg.failFast {
+		srcOpts.RetryBackoff, srcOpts.MaxBackoff, srcOpts.MaxFailures = 5*time.Millisecond, 5*time.Millisecond, 2
 	}
 	e.ctrl = devicesource.NewController(e.reg, toBridge{e}, devicesource.ControllerConfig{
-		Options:      func(string) devicesource.Options { return srcOpts },
-		RestartDelay: restart,
-		Logger:       log.Named("sources"),
+		Options: func(string) devicesource.Options { return srcOpts },
+		Logger:  log.Named("sources"),
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup

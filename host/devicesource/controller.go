@@ -23,8 +23,8 @@ type Providers interface {
 	RemoveProvider(resource, providerName string)
 }
 
-// DefaultRestartDelay is how long a source that gave up waits before it is
-// started again.
+// DefaultRestartDelay is how long a source whose Watch ended waits before it
+// is started again.
 const DefaultRestartDelay = time.Minute
 
 // ControllerConfig wires a Controller.
@@ -33,7 +33,7 @@ type ControllerConfig struct {
 	// It is asked when a source starts and when its module is replaced: if
 	// the answer changed, a new source takes over.
 	Options func(moduleName string) Options
-	// RestartDelay is how long after a source gave up it is started again,
+	// RestartDelay is how long after a source's Watch ended it is started again,
 	// if its module is still loaded and not quarantined.
 	RestartDelay time.Duration
 	Logger       hclog.Logger
@@ -60,7 +60,7 @@ type Controller struct {
 type served struct {
 	src     *Source
 	mod     *module.Module // the module last seen serving
-	ended   error          // why its Watch gave up, if it did
+	ended   error          // why its Watch ended, if it did
 	endedAt time.Time
 }
 
@@ -227,7 +227,7 @@ func (c *Controller) reconcile(name string) {
 			c.after(name, wait)
 			return
 		}
-		c.log.Info("starting a device source that gave up", "module", name, "resource", d.Resource, "ended", ended)
+		c.log.Info("starting a device source that stopped", "module", name, "resource", d.Resource, "ended", ended)
 		c.start(name, m)
 	case m != cur.mod && providerOptions(m) != cur.src.popts:
 		c.log.Info("replacement module changes its provider options; a new source takes over", "module", name,
@@ -311,7 +311,7 @@ func (c *Controller) drop(name string, s *served, cause error) {
 	}
 }
 
-// ended is told that a source's Watch gave up.
+// ended is told that a source's Watch ended.
 func (c *Controller) ended(name string, s *served, err error) {
 	c.mu.Lock()
 	if c.served[name] != s {

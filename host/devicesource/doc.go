@@ -28,11 +28,18 @@
 // as the set reported last, container edits included (the CDI spec of
 // host/cdi follows them). A discovery that fails — the module faulted, or
 // answered with an error of its own, or returned an invalid set — is logged
-// with the module's name and retried with exponential backoff; after
-// Options.MaxFailures failures in a row Watch gives up with the last error,
-// and the device manager marks the devices unhealthy and starts its grace
-// period. A quarantined module, an unloaded one, or one that now serves
-// another resource ends Watch at once: retrying cannot help.
+// with the module's name and retried with exponential backoff
+// (Options.RetryBackoff, doubling up to Options.MaxBackoff, or up to the
+// rediscovery interval when that is shorter), for as long as it takes: a
+// source never gives up. A change under the module's mounts, or
+// Rediscover, tries again at once. After Options.MaxFailures failures in a
+// row the devices last reported are reported again, unhealthy, so that
+// nothing is allocated from them, until a discovery succeeds. Status says
+// how it goes: failing, the failures in a row, the last error, and when
+// the next attempt is due. A quarantined module, an unloaded one, or one
+// that now serves another resource ends Watch at once: retrying cannot
+// help; the device manager marks the devices unhealthy and starts its
+// grace period.
 //
 // Allocate calls the module's allocate when it implements it. Otherwise the
 // host answers with the container edits (environment, mounts, device nodes,
@@ -54,9 +61,9 @@
 // it), or different provider options, or the source's options changed
 // (then a new Source takes over the resource);
 // when the module is unloaded, the resource loses its provider, so its
-// devices go unhealthy and, after the grace period, away. A source that gave
-// up is started again after ControllerConfig.RestartDelay, except when its
-// module is quarantined: then it waits for the module to be replaced or
-// reloaded. When two modules declare the same resource, the first one keeps
+// devices go unhealthy and, after the grace period, away. A source whose
+// Watch ended is started again after ControllerConfig.RestartDelay, except
+// when its module is quarantined: then it waits for the module to be
+// replaced or reloaded. When two modules declare the same resource, the first one keeps
 // it; the second waits, and takes over only when the first goes.
 package devicesource

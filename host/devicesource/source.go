@@ -42,10 +42,12 @@ type Options struct {
 	// Debounce is how long file events must settle before a rediscovery.
 	Debounce time.Duration
 	// RetryBackoff is the wait after the first failed discovery; it doubles
-	// after every further failure, up to MaxBackoff.
+	// after every further failure, up to MaxBackoff, or up to the
+	// rediscovery interval when that is shorter. A source never stops
+	// trying; a change under its mounts tries again at once.
 	RetryBackoff, MaxBackoff time.Duration
-	// MaxFailures is how many discoveries in a row may fail before Watch
-	// gives up, so that the device manager marks the devices unhealthy.
+	// MaxFailures is how many discoveries in a row may fail before the
+	// source reports its devices unhealthy (until a discovery succeeds).
 	MaxFailures int
 	// Grant is what the module may hand containers beyond its own mounts
 	// (device.Policy): its [modules.<name>.edits].
@@ -133,6 +135,7 @@ type Source struct {
 	consecutive int
 	lastAt      time.Time
 	lastErr     string
+	next        time.Time // the next discovery, if one is due
 	ended       string
 }
 
@@ -218,9 +221,25 @@ func (s *Source) Devices() []device.Device {
 	return device.Clone(s.devices)
 }
 
+// Source states (Status.State).
+const (
+	// StateDiscovering: no discovery has finished yet.
+	StateDiscovering = "discovering"
+	// StateOK: the last discovery succeeded.
+	StateOK = "ok"
+	// StateFailing: the last discovery failed; the source tries again at
+	// NextDiscovery, and after MaxFailures in a row its devices are
+	// reported unhealthy until one succeeds.
+	StateFailing = "failing"
+	// StateStopped: Watch ended (Ended says why).
+	StateStopped = "stopped"
+)
+
 // Status is a snapshot of a source, for the API and the CLI.
 type Status struct {
 	Module, Resource, Provider string
+	// State is one of the State* constants.
+	State string
 	// Watching lists the directories followed for changes.
 	Watching []string
 	// Interval is the rediscovery period (0: none).
@@ -235,7 +254,11 @@ type Status struct {
 	ConsecutiveFailures   int
 	LastDiscovery         time.Time
 	LastError             string
-	// Ended says why Watch gave up, if it did.
+	// NextDiscovery is when the next discovery is due: the retry of a
+	// failed one, or the next interval; zero when none is.
+	NextDiscovery time.Time
+	// Ended says why Watch ended, if it did: the module was quarantined,
+	// unloaded, or serves another resource now.
 	Ended string
 }
 
@@ -245,7 +268,17 @@ func (s *Source) Status() Status {
 	defer s.mu.RUnlock()
 	st := Status{Module: s.name, Resource: s.resource, Provider: s.Name(), Interval: s.interval,
 		Devices: len(s.devices), Discoveries: s.discoveries, Failures: s.failures, ConsecutiveFailures: s.consecutive,
-		LastDiscovery: s.lastAt, LastError: s.lastErr, Ended: s.ended}
+		LastDiscovery: s.lastAt, LastError: s.lastErr, NextDiscovery: s.next, Ended: s.ended}
+	switch {
+	case s.ended != "":
+		st.State, st.NextDiscovery = StateStopped, time.Time{}
+	case s.consecutive > 0:
+		st.State = StateFailing
+	case s.discoveries == 0:
+		st.State = StateDiscovering
+	default:
+		st.State = StateOK
+	}
 	for id, err := range s.refused {
 		if st.Refused == nil {
 			st.Refused = map[string]string{}
@@ -305,9 +338,12 @@ func terminal(err error) bool {
 // Watch reports the module's devices to update: discovered now, and again
 // on the interval, on changes under the module's mounts, and on Rediscover,
 // each time the set, or a device's container edits, differs from the one
-// reported last. It returns nil when ctx is done or the source is closed,
-// and an error naming the module when discovery keeps failing or cannot
-// succeed any more.
+// reported last. A failed discovery is retried with backoff, for as long
+// as it takes; after MaxFailures in a row the devices last reported are
+// reported again, unhealthy, until a discovery succeeds. It returns nil
+// when ctx is done or the source is closed, and an error naming the module
+// when discovery cannot succeed any more (the module is quarantined,
+// unloaded, or serves another resource).
 func (s *Source) Watch(ctx context.Context, update func([]device.Device)) error {
 	if !s.watching.CompareAndSwap(false, true) {
 		return fmt.Errorf("module %q: device source for %s is already being watched", s.name, s.resource)
@@ -337,7 +373,7 @@ func (s *Source) Watch(ctx context.Context, update func([]device.Device)) error 
 		s.log.Info("device source stopped", "reason", err)
 		return err
 	}
-	s.log.Error("device source gave up; its devices are unhealthy until it recovers", "error", err)
+	s.log.Error("device source stopped; its devices are unhealthy until its module is reloaded or replaced", "error", err)
 	if s.onEnd != nil {
 		s.onEnd(err)
 	}
@@ -367,9 +403,8 @@ func (s *Source) watch(ctx context.Context, files *fileWatch, update func([]devi
 		case <-s.kick:
 			failures = 0
 		case <-changed:
-			if failures > 0 {
-				continue // backing off: the timer decides
-			}
+			// Even while backing off: what failed may be what changed. The
+			// count is kept, so a failure again waits longer.
 		}
 		m, devs, err := s.discover(ctx, files)
 		if err != nil && ctx.Err() != nil {
@@ -377,19 +412,25 @@ func (s *Source) watch(ctx context.Context, files *fileWatch, update func([]devi
 		}
 		if err != nil {
 			failures++
-			s.recordFailure(err, failures)
-			if s.afterRound != nil {
-				s.afterRound(err)
-			}
 			if terminal(err) {
+				s.recordFailure(err, failures, time.Time{})
+				s.round(err)
 				return false, err
 			}
-			if failures >= s.opts.MaxFailures {
-				return false, fmt.Errorf("module %q: discover failed %d times in a row; giving up: %w", s.name, failures, err)
+			wait := s.retryDelay(m, failures)
+			s.recordFailure(err, failures, time.Now().Add(wait))
+			switch {
+			case failures == s.opts.MaxFailures && sent:
+				// The devices cannot be vouched for any more.
+				reported = unhealthy(reported)
+				update(reported)
+				s.log.Error("discover keeps failing; the devices are reported unhealthy until it succeeds",
+					"failures", failures, "retry_in", wait, "error", err)
+			case failures <= s.opts.MaxFailures || failures%10 == 0:
+				s.log.Warn("discover failed; retrying", "failures", failures, "retry_in", wait, "error", err)
 			}
-			wait := backoff.Delay(s.opts.RetryBackoff, s.opts.MaxBackoff, failures)
-			s.log.Warn("discover failed; retrying", "attempt", failures, "of", s.opts.MaxFailures, "retry_in", wait, "error", err)
 			timer.Reset(wait)
+			s.round(err)
 			continue
 		}
 		if failures > 0 {
@@ -402,15 +443,46 @@ func (s *Source) watch(ctx context.Context, files *fileWatch, update func([]devi
 			reported, sent = devs, true
 		}
 		interval := s.intervalFor(m)
+		next := time.Time{}
 		if interval > 0 {
 			timer.Reset(interval)
+			next = time.Now().Add(interval)
 		} else {
 			timer.Stop()
 		}
-		if s.afterRound != nil {
-			s.afterRound(nil)
+		s.mu.Lock()
+		s.next = next
+		s.mu.Unlock()
+		s.round(nil)
+	}
+}
+
+// round tells the test hook of a discovery attempt.
+func (s *Source) round(err error) {
+	if s.afterRound != nil {
+		s.afterRound(err)
+	}
+}
+
+// retryDelay is the wait after the n-th failed discovery in a row: the
+// backoff, but never longer than the rediscovery interval.
+func (s *Source) retryDelay(m *module.Module, n int) time.Duration {
+	wait := backoff.Delay(s.opts.RetryBackoff, s.opts.MaxBackoff, n)
+	if m != nil {
+		if interval := s.intervalFor(m); interval > 0 && interval < wait {
+			wait = interval
 		}
 	}
+	return wait
+}
+
+// unhealthy is devs, every one unhealthy.
+func unhealthy(devs []device.Device) []device.Device {
+	out := device.Clone(devs)
+	for i := range out {
+		out[i].Healthy = false
+	}
+	return out
 }
 
 // intervalFor is the rediscovery period with module m serving.
@@ -494,11 +566,11 @@ func (s *Source) fromABI(m *module.Module) fromABI {
 	return newFromABI(m, s.resource, s.opts.Grant, refused)
 }
 
-func (s *Source) recordFailure(err error, consecutive int) {
+func (s *Source) recordFailure(err error, consecutive int, next time.Time) {
 	s.mu.Lock()
 	s.discoveries++
 	s.failures++
-	s.consecutive, s.lastAt, s.lastErr = consecutive, time.Now(), err.Error()
+	s.consecutive, s.lastAt, s.lastErr, s.next = consecutive, time.Now(), err.Error(), next
 	s.mu.Unlock()
 }
 

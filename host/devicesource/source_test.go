@@ -355,10 +355,11 @@ func TestQuarantine(t *testing.T) {
 }
 
 // TestDiscoverErrors: a module that answers discover with errors is retried
-// with backoff; it recovers if the trouble goes, and gives up after
-// MaxFailures — then the controller starts it again after the restart delay.
+// with backoff; it recovers if the trouble goes. After MaxFailures in a row
+// its devices are reported unhealthy — the provider stays, and the source
+// keeps trying — and it recovers when the trouble goes.
 func TestDiscoverErrors(t *testing.T) {
-	e := newEnv(t, envConfig{restartDelay: 300 * time.Millisecond})
+	e := newEnv(t, envConfig{})
 	data := t.TempDir()
 	mount := module.Options{Mounts: []module.Mount{{Host: data, Guest: "/data"}}}
 	writeFile(t, filepath.Join(data, "d0"), "")
@@ -370,8 +371,8 @@ func TestDiscoverErrors(t *testing.T) {
 	writeFile(t, filepath.Join(data, "fail"), "the widget bus is resetting")
 	eventually(t, "failures", func() bool { return src.Status().ConsecutiveFailures >= 3 })
 	st := src.Status()
-	if !strings.Contains(st.LastError, `module "dir": discover: unavailable: the widget bus is resetting`) {
-		t.Errorf("last error %q", st.LastError)
+	if !strings.Contains(st.LastError, `module "dir": discover: unavailable: the widget bus is resetting`) || st.State != devicesource.StateFailing {
+		t.Errorf("status %+v", st)
 	}
 	os.Remove(filepath.Join(data, "fail"))
 	eventually(t, "recovery", func() bool { return src.Status().ConsecutiveFailures == 0 })
@@ -379,44 +380,88 @@ func TestDiscoverErrors(t *testing.T) {
 		t.Errorf("%+v", r)
 	}
 
-	// New options, with few retries allowed, come with the module's
-	// replacement: a new source takes over.
-	e.configure("dir", mount, devicesource.Options{RetryBackoff: 10 * time.Millisecond, MaxFailures: 3})
+	// New options, with few failures allowed before the devices go
+	// unhealthy, come with the module's replacement: a new source takes
+	// over.
+	e.configure("dir", mount, devicesource.Options{RetryBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, MaxFailures: 3})
 	e.load("dir", dirsource(t))
-	r := e.resource("example.com/dir", func(r devicemanager.ResourceStatus) bool { return r.ProviderSwitches == 1 && r.Healthy == 1 })
+	e.resource("example.com/dir", func(r devicemanager.ResourceStatus) bool { return r.ProviderSwitches == 1 && r.Healthy == 1 })
 	src = e.ctrl.Source("dir")
 	writeFile(t, filepath.Join(data, "fail"), "the widget bus is resetting")
-	r = e.resource("example.com/dir", func(r devicemanager.ResourceStatus) bool { return !r.Connected })
-	want := `module "dir": discover failed 3 times in a row; giving up: module "dir": discover: unavailable: the widget bus is resetting`
-	if r.Healthy != 0 || r.Capacity != 1 || r.LastError != want {
-		t.Errorf("%+v", r)
+	r := e.resource("example.com/dir", func(r devicemanager.ResourceStatus) bool { return r.Healthy == 0 })
+	if !r.Connected || r.Capacity != 1 || r.Provider != "module:dir" {
+		t.Errorf("the devices of a failing source: %+v", r)
 	}
-	if st := src.Status(); st.Ended != want || st.ConsecutiveFailures != 3 {
-		t.Errorf("%+v", st)
+	eventually(t, "the source to keep trying past MaxFailures", func() bool { return src.Status().ConsecutiveFailures >= 6 })
+	if st := src.Status(); st.State != devicesource.StateFailing || st.Ended != "" || st.NextDiscovery.IsZero() {
+		t.Errorf("status of a failing source: %+v", st)
 	}
-	// The controller starts it again after the restart delay.
 	os.Remove(filepath.Join(data, "fail"))
 	r = e.resource("example.com/dir", healthy(1))
-	if e.ctrl.Source("dir") == src || r.Provider != "module:dir" {
-		t.Error("the source that gave up was not started again")
+	if e.ctrl.Source("dir") != src || r.ProviderSwitches != 1 {
+		t.Errorf("the same source should have recovered: %+v", r)
 	}
 }
 
-// TestGiveUp: MaxFailures failed discoveries end Watch with an error naming
-// the module and the count.
-func TestGiveUp(t *testing.T) {
+// TestDiscoveryNeverGivesUp: a source whose discovery keeps failing keeps
+// trying, however many failures: at the backoff, capped by the rediscovery
+// interval when that is shorter; and at once when a file under its mounts
+// changes, even in the middle of a long backoff. Its status says it is
+// failing, with the last error and when it tries next.
+func TestDiscoveryNeverGivesUp(t *testing.T) {
 	e := newEnv(t, envConfig{noController: true})
 	data := t.TempDir()
 	writeFile(t, filepath.Join(data, "fail"), "no bus")
-	e.configure("dir", module.Options{Mounts: []module.Mount{{Host: data, Guest: "/data"}}}, devicesource.Options{})
+	mount := module.Options{Mounts: []module.Mount{{Host: data, Guest: "/data"}}}
+	e.configure("dir", mount, devicesource.Options{})
 	e.load("dir", dirsource(t))
-	src, err := devicesource.NewSource(e.reg, "dir", devicesource.Options{RetryBackoff: time.Millisecond, MaxFailures: 3})
-	if err != nil {
-		t.Fatal(err)
+	watch := func(opts devicesource.Options) (*devicesource.Source, chan []device.Device) {
+		src, err := devicesource.NewSource(e.reg, "dir", opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		updates := make(chan []device.Device, 100)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- src.Watch(ctx, func(d []device.Device) { updates <- d }) }()
+		t.Cleanup(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Watch: %v", err)
+			}
+		})
+		return src, updates
 	}
-	err = src.Watch(context.Background(), func([]device.Device) { t.Error("update without devices") })
-	if err == nil || err.Error() != `module "dir": discover failed 3 times in a row; giving up: module "dir": discover: unavailable: no bus` {
-		t.Fatalf("got %v", err)
+
+	// The backoff is an hour, the interval 20ms: the interval caps it.
+	src, _ := watch(devicesource.Options{DiscoverInterval: 20 * time.Millisecond, RetryBackoff: time.Hour, MaxBackoff: time.Hour,
+		MaxFailures: 3, NoWatch: true})
+	eventually(t, "ten failures in a row", func() bool { return src.Status().ConsecutiveFailures >= 10 })
+	st := src.Status()
+	if st.State != devicesource.StateFailing || st.Ended != "" || st.LastError != `module "dir": discover: unavailable: no bus` ||
+		st.NextDiscovery.IsZero() || time.Until(st.NextDiscovery) > time.Second {
+		t.Errorf("status %+v", st)
+	}
+
+	// No interval, an hour's backoff: a file change tries at once.
+	src, updates := watch(devicesource.Options{RetryBackoff: time.Hour, MaxBackoff: time.Hour, MaxFailures: 3,
+		Debounce: 10 * time.Millisecond})
+	eventually(t, "a failure", func() bool { return src.Status().ConsecutiveFailures == 1 })
+	if next := src.Status().NextDiscovery; time.Until(next) < 59*time.Minute {
+		t.Errorf("next discovery %v, want an hour away", next)
+	}
+	writeFile(t, filepath.Join(data, "d0"), "")
+	os.Remove(filepath.Join(data, "fail"))
+	select {
+	case devs := <-updates:
+		if len(devs) != 1 || devs[0].ID != "d0" || !devs[0].Healthy {
+			t.Fatalf("first update %+v", devs)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("a file change did not cut the backoff short")
+	}
+	if st := src.Status(); st.State != devicesource.StateOK || st.ConsecutiveFailures != 0 {
+		t.Errorf("status after recovery %+v", st)
 	}
 }
 
