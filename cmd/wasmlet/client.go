@@ -178,12 +178,16 @@ func printStatus(w io.Writer, st *adminpb.StatusResponse) {
 	}
 	fmt.Fprintln(w)
 	t = newTableNoHeader(w)
-	t.row("Modules:", fmt.Sprintf("%d running, %d loading, %d quarantined, %d in conflict, %d refused",
-		n.ModulesRunning, n.ModulesLoading, n.ModulesQuarantined, n.ModulesConflicting, n.ModulesRefused))
+	t.row("Modules:", fmt.Sprintf("%d running, %d loading, %d quarantined, %d in conflict, %d failing, %d refused",
+		n.ModulesRunning, n.ModulesLoading, n.ModulesQuarantined, n.ModulesConflicting, n.ModulesFailing, n.ModulesRefused))
 	t.row("Plugins:", fmt.Sprintf("%d seen: %d registered, %d waiting for a handler, %d failing",
 		n.Plugins, n.PluginsRegistered, n.PluginsWaiting, n.PluginsFailing))
-	t.row("Resources:", fmt.Sprintf("%d, with %s (%d healthy, %d allocated)", n.Resources,
-		plural(int(n.Devices), "device", "devices"), n.DevicesHealthy, n.DevicesAllocated))
+	resources := fmt.Sprintf("%d, with %s (%d healthy, %d allocated)", n.Resources,
+		plural(int(n.Devices), "device", "devices"), n.DevicesHealthy, n.DevicesAllocated)
+	if n.ResourcesConflicting > 0 {
+		resources += fmt.Sprintf("; %d refused to a device plugin (wasmlet resources)", n.ResourcesConflicting)
+	}
+	t.row("Resources:", resources)
 	t.row("Allocations:", strconv.Itoa(int(n.Allocations)))
 	t.row("CSI drivers:", strconv.Itoa(int(n.CsiDrivers)))
 	t.flush()
@@ -272,9 +276,11 @@ loading (its file is being compiled and checked, or waits to stop changing
 while it is still being copied in); quarantined (calls refused after
 repeated faults, until the module is reloaded or its file replaced);
 conflict (it runs but is not used: another module already serves its
-resource or plugin type); refused (the file did not pass the load-time
-checks). Every refusal, quarantine and conflict is explained below the
-table. With -v, every module's declared operations, exports, limits,
+resource or plugin type); failing (a device source whose discovery
+fails: it keeps trying, and its devices are unhealthy after a few
+failures in a row); refused (the file did not pass the load-time
+checks). Every refusal, quarantine, conflict and failure is explained
+below the table. With -v, every module's declared operations, exports, limits,
 mounts and counters.
 
 Examples:
@@ -342,6 +348,16 @@ func printModuleNotes(w io.Writer, m *adminpb.Module) {
 	}
 	if m.Conflict != "" {
 		fmt.Fprintf(w, "\n%s: conflict: %s\n", m.Name, m.Conflict)
+	}
+	if m.PluginConflict != "" {
+		fmt.Fprintf(w, "\n%s: conflict: %s\n", m.Name, m.PluginConflict)
+	}
+	switch m.DiscoveryState {
+	case "failing":
+		fmt.Fprintf(w, "\n%s: discovery failing (%s in a row), next try in %s: %s\n", m.Name,
+			plural(int(m.DiscoveryFailures), "failure", "failures"), until(m.NextDiscovery), m.DiscoveryError)
+	case "stopped":
+		fmt.Fprintf(w, "\n%s: discovery stopped: %s\n", m.Name, m.DiscoveryError)
 	}
 	if m.Quarantined {
 		fmt.Fprintf(w, "\n%s: quarantined %s ago: %s\n  (wasmlet module reload %s, or replace %s)\n",
@@ -495,6 +511,9 @@ func printResources(w io.Writer, rs []*adminpb.Resource, devices bool) {
 	for _, r := range rs {
 		if r.LastError != "" {
 			fmt.Fprintf(w, "\n%s: %s\n", r.Name, r.LastError)
+		}
+		if r.Conflict != "" {
+			fmt.Fprintf(w, "\n%s: conflict: %s\n", r.Name, r.Conflict)
 		}
 	}
 	if !devices {

@@ -172,7 +172,7 @@ func TestClientCommands(t *testing.T) {
 	args := func(a ...string) []string { return append(append([]string{}, s...), a...) }
 
 	expect(t, exitOK, args("status"), "CDI specs:", "example.com/counter", "Version:       dev", "Ready:         yes", "Config:        "+h.config, "  checkpoint      "+filepath.Join(h.dir, "state", "checkpoint"),
-		"Modules:     2 running, 0 loading, 0 quarantined, 0 in conflict, 0 refused",
+		"Modules:     2 running, 0 loading, 0 quarantined, 0 in conflict, 0 failing, 0 refused",
 		"Plugins:     0 seen: 0 registered, 0 waiting for a handler, 0 failing",
 		"Pod resources: "+filepath.Join(h.dir, "state", "pod-resources", "wasmlet.sock")+" (read-only",
 		"Resources:   1, with 4 devices (4 healthy, 0 allocated)", "Allocations: 0", "CSI drivers: 0")

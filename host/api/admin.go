@@ -43,6 +43,8 @@ func (s *admin) Status(context.Context, *adminpb.StatusRequest) (*adminpb.Status
 			c.ModulesQuarantined++
 		case ModuleConflict:
 			c.ModulesConflicting++
+		case ModuleFailing:
+			c.ModulesFailing++
 		case ModuleRefused:
 			c.ModulesRefused++
 		}
@@ -63,6 +65,9 @@ func (s *admin) Status(context.Context, *adminpb.StatusRequest) (*adminpb.Status
 		c.Devices += r.Capacity
 		c.DevicesHealthy += r.Healthy
 		c.DevicesAllocated += r.Allocated
+		if r.Conflict != "" {
+			c.ResourcesConflicting++
+		}
 	}
 	c.Allocations = int32(len(s.b.Allocations()))
 	c.CsiDrivers = int32(len(s.b.CSIDrivers()))

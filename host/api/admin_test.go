@@ -39,7 +39,7 @@ func client(t *testing.T, b api.Backend) *api.Client {
 func TestStatusCounts(t *testing.T) {
 	f := &fake{status: &adminpb.StatusResponse{Version: "v"}}
 	for state, n := range map[string]int{api.ModuleRunning: 3, api.ModuleLoading: 1, api.ModuleQuarantined: 2,
-		api.ModuleConflict: 1, api.ModuleRefused: 1} {
+		api.ModuleConflict: 1, api.ModuleFailing: 2, api.ModuleRefused: 1} {
 		for i := range n {
 			f.modules = append(f.modules, &adminpb.Module{Name: fmt.Sprintf("%s-%d", state, i), State: state})
 		}
@@ -50,7 +50,8 @@ func TestStatusCounts(t *testing.T) {
 			f.plugins = append(f.plugins, &adminpb.Plugin{State: state})
 		}
 	}
-	f.resources = []*adminpb.Resource{{Name: "a", Capacity: 4, Healthy: 3, Allocated: 1}, {Name: "b", Capacity: 2, Healthy: 2}}
+	f.resources = []*adminpb.Resource{{Name: "a", Capacity: 4, Healthy: 3, Allocated: 1},
+		{Name: "b", Capacity: 2, Healthy: 2, Conflict: "a device plugin was refused"}}
 	f.allocations = []*adminpb.Allocation{{Workload: "n/p/c"}}
 	f.csiDrivers = []*adminpb.CSIDriver{{Name: "a.csi.example.com"}, {Name: "b.csi.example.com"}}
 	st, err := client(t, f).Status(context.Background(), &adminpb.StatusRequest{})
@@ -58,13 +59,13 @@ func TestStatusCounts(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := st.Counts
-	got := fmt.Sprintf("modules %d: %d running, %d loading, %d quarantined, %d conflicting, %d refused; "+
-		"plugins %d: %d registered, %d waiting, %d failing; resources %d, devices %d/%d/%d, allocations %d, CSI drivers %d",
-		c.Modules, c.ModulesRunning, c.ModulesLoading, c.ModulesQuarantined, c.ModulesConflicting, c.ModulesRefused,
-		c.Plugins, c.PluginsRegistered, c.PluginsWaiting, c.PluginsFailing, c.Resources, c.Devices, c.DevicesHealthy,
+	got := fmt.Sprintf("modules %d: %d running, %d loading, %d quarantined, %d conflicting, %d failing, %d refused; "+
+		"plugins %d: %d registered, %d waiting, %d failing; resources %d (%d conflicting), devices %d/%d/%d, allocations %d, CSI drivers %d",
+		c.Modules, c.ModulesRunning, c.ModulesLoading, c.ModulesQuarantined, c.ModulesConflicting, c.ModulesFailing, c.ModulesRefused,
+		c.Plugins, c.PluginsRegistered, c.PluginsWaiting, c.PluginsFailing, c.Resources, c.ResourcesConflicting, c.Devices, c.DevicesHealthy,
 		c.DevicesAllocated, c.Allocations, c.CsiDrivers)
-	want := "modules 8: 3 running, 1 loading, 2 quarantined, 1 conflicting, 1 refused; " +
-		"plugins 8: 4 registered, 2 waiting, 1 failing; resources 2, devices 6/5/1, allocations 1, CSI drivers 2"
+	want := "modules 10: 3 running, 1 loading, 2 quarantined, 1 conflicting, 2 failing, 1 refused; " +
+		"plugins 8: 4 registered, 2 waiting, 1 failing; resources 2 (1 conflicting), devices 6/5/1, allocations 1, CSI drivers 2"
 	if got != want {
 		t.Fatalf("counts\n got %s\nwant %s", got, want)
 	}

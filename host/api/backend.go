@@ -45,6 +45,7 @@ const (
 	ModuleLoading     = "loading"
 	ModuleQuarantined = "quarantined"
 	ModuleConflict    = "conflict"
+	ModuleFailing     = "failing"
 	ModuleRefused     = "refused"
 )
 

@@ -223,6 +223,17 @@ func (m *Manager) SetProvider(name string, p Provider) {
 	}()
 }
 
+// ProviderName is the name of the provider serving resource name now, or
+// "".
+func (m *Manager) ProviderName(name string) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if r := m.resources[name]; r != nil && r.provider != nil {
+		return r.provider.Name()
+	}
+	return ""
+}
+
 // RemoveProvider stops p if it still serves resource name (its plugin went
 // away); the devices go unhealthy and the grace period starts.
 func (m *Manager) RemoveProvider(name string, providerName string) {

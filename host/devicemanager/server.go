@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -40,12 +41,14 @@ type Server struct {
 	dial    Dialer
 	timeout time.Duration
 	srv     *grpc.Server
+	owner   func(resource string) string // set before Serve
 
-	mu      sync.Mutex
-	lis     *net.UnixListener
-	sock    os.FileInfo // the kubelet.sock served, nil when none is
-	missing string      // why kubelet.sock is not served, "" when it is
-	created int         // kubelet.sock creations: the first, and each after it went
+	mu        sync.Mutex
+	conflicts map[string]Conflict // by resource
+	lis       *net.UnixListener
+	sock      os.FileInfo // the kubelet.sock served, nil when none is
+	missing   string      // why kubelet.sock is not served, "" when it is
+	created   int         // kubelet.sock creations: the first, and each after it went
 }
 
 // NewServer prepares the registration service for the device plugin
@@ -56,9 +59,92 @@ func NewServer(m *Manager, dir string, dial Dialer, timeout time.Duration) *Serv
 		timeout = 5 * time.Second
 	}
 	s := &Server{m: m, dir: dir, dial: dial, timeout: timeout, srv: grpc.NewServer(),
-		missing: "not served yet: wasmlet is starting"}
+		missing: "not served yet: wasmlet is starting", conflicts: map[string]Conflict{}}
 	pluginapi.RegisterRegistrationServer(s.srv, s)
 	return s
+}
+
+// SetOwner tells the server which resources are not for device plugins:
+// owner names the device-source module a resource belongs to, or "". A
+// device plugin registering such a resource is refused, with a reason that
+// names the module, and the refusal is kept (Conflicts). Call it before
+// Serve.
+func (s *Server) SetOwner(owner func(resource string) (module string)) { s.owner = owner }
+
+// Conflict is a device plugin that asked to serve a resource a
+// device-source module owns: it was refused, or, when it served the
+// resource before the module was loaded, replaced.
+type Conflict struct {
+	Resource string
+	// Plugin is the plugin's provider name, "plugin:<socket path>".
+	Plugin string
+	Module string
+	At     time.Time
+	// Replaced: the module took the resource over from the plugin.
+	Replaced bool
+}
+
+// String says what happened, for status.
+func (c Conflict) String() string {
+	if c.Replaced {
+		return fmt.Sprintf("device plugin %s served %s until the device source module %q, which declares it, took it over at %s",
+			strings.TrimPrefix(c.Plugin, "plugin:"), c.Resource, c.Module, c.At.Format(time.RFC3339))
+	}
+	return fmt.Sprintf("device plugin %s asked to serve %s at %s and was refused: the device source module %q serves it",
+		strings.TrimPrefix(c.Plugin, "plugin:"), c.Resource, c.At.Format(time.RFC3339), c.Module)
+}
+
+// NoteReplaced records that the device-source module took resource over
+// from the device plugin provider.
+func (s *Server) NoteReplaced(resource, provider, module string) {
+	s.mu.Lock()
+	s.conflicts[resource] = Conflict{Resource: resource, Plugin: provider, Module: module, At: time.Now(), Replaced: true}
+	s.mu.Unlock()
+	s.m.log.Warn("a device source module took its resource over from a device plugin: the resource is the module's",
+		"resource", resource, "plugin", provider, "module", module)
+}
+
+// Conflicts lists the last device plugin refused or replaced for each
+// resource, by resource, while the module still owns it (until a device
+// plugin is accepted for the resource).
+func (s *Server) Conflicts() []Conflict {
+	s.mu.Lock()
+	all := make([]Conflict, 0, len(s.conflicts))
+	for _, c := range s.conflicts {
+		all = append(all, c)
+	}
+	s.mu.Unlock()
+	var out []Conflict
+	for _, c := range all {
+		if s.owner != nil && s.owner(c.Resource) == c.Module {
+			out = append(out, c)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Resource < out[j].Resource })
+	return out
+}
+
+// claimed refuses a device plugin for a resource a module owns.
+func (s *Server) claimed(who, resource, endpoint string) error {
+	if s.owner == nil {
+		return nil
+	}
+	module := s.owner(resource)
+	if module == "" {
+		return nil
+	}
+	s.mu.Lock()
+	s.conflicts[resource] = Conflict{Resource: resource, Plugin: "plugin:" + endpoint, Module: module, At: time.Now()}
+	s.mu.Unlock()
+	return fmt.Errorf("%s: refused: %s is served by the device source module %q, and a resource a device source declares is "+
+		"the module's (unload the module, or give it another resource, for a device plugin to serve %s)", who, resource, module, resource)
+}
+
+// accepted forgets the conflict of a resource a device plugin now serves.
+func (s *Server) accepted(resource string) {
+	s.mu.Lock()
+	delete(s.conflicts, resource)
+	s.mu.Unlock()
 }
 
 // Path is the registration socket's path.
@@ -254,6 +340,10 @@ func (s *Server) Register(ctx context.Context, req *pluginapi.RegisterRequest) (
 		s.m.log.Warn("device plugin registration refused", "resource", req.ResourceName, "endpoint", req.Endpoint, "error", err)
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
+	if err := s.claimed(fmt.Sprintf("device plugin %q (endpoint %q)", req.ResourceName, req.Endpoint), req.ResourceName, path); err != nil {
+		s.m.log.Warn("device plugin registration refused", "resource", req.ResourceName, "endpoint", path, "error", err)
+		return nil, status.Error(codes.AlreadyExists, err.Error())
+	}
 	dctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	p, err := s.dial(dctx, req.ResourceName, path)
@@ -261,6 +351,7 @@ func (s *Server) Register(ctx context.Context, req *pluginapi.RegisterRequest) (
 		s.m.log.Warn("device plugin registration refused", "resource", req.ResourceName, "endpoint", path, "error", err)
 		return nil, status.Error(codes.Unavailable, err.Error())
 	}
+	s.accepted(req.ResourceName)
 	s.m.SetProvider(req.ResourceName, p)
 	return &pluginapi.Empty{}, nil
 }
@@ -319,12 +410,16 @@ func (s *Server) RegisterDevicePlugin(ctx context.Context, p DevicePlugin) error
 	if !filepath.IsAbs(p.Endpoint) {
 		return fmt.Errorf("%s: the endpoint must be an absolute socket path", who)
 	}
+	if err := s.claimed(who, p.Resource, p.Endpoint); err != nil {
+		return err
+	}
 	dctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	prov, err := s.dial(dctx, p.Resource, p.Endpoint)
 	if err != nil {
 		return err
 	}
+	s.accepted(p.Resource)
 	s.m.SetProvider(p.Resource, prov)
 	return nil
 }

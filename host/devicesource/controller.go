@@ -168,6 +168,27 @@ func (c *Controller) Conflicts() map[string]string {
 	return maps.Clone(c.waiting)
 }
 
+// Owner is the device-source module a resource belongs to: the one serving
+// it, or else a loaded one declaring it (waiting, quarantined, or not
+// started yet); "" when no loaded module declares it. A device plugin is
+// not let serve such a resource (devicemanager.Server.SetOwner).
+func (c *Controller) Owner(resource string) string {
+	c.mu.Lock()
+	for name, s := range c.served {
+		if s.src.resource == resource {
+			c.mu.Unlock()
+			return name
+		}
+	}
+	c.mu.Unlock()
+	for _, m := range c.reg.Sources() {
+		if m.Description().Resource == resource {
+			return m.Name()
+		}
+	}
+	return ""
+}
+
 // Source returns the source serving module name, or nil.
 func (c *Controller) Source(moduleName string) *Source {
 	c.mu.Lock()

@@ -35,6 +35,9 @@ type parts struct {
 	sources *devicesource.Controller
 	plugins *pluginmanager.Manager
 	devices *devicemanager.Manager
+	// kubelet is the device plugin registration service: the device
+	// plugins refused a resource a device source owns.
+	kubelet *devicemanager.Server
 	csi     *csi.Drivers
 }
 
@@ -60,12 +63,30 @@ func (b backend) Modules() []*adminpb.Module {
 	if b.p.sources != nil {
 		conflicts = b.p.sources.Conflicts()
 	}
+	plugins := map[string]string{} // module -> the device plugin refused its resource
+	for _, c := range b.pluginConflicts() {
+		plugins[c.Module] = c.String()
+	}
 	infos := b.p.modules.List()
 	out := make([]*adminpb.Module, len(infos))
 	for i, info := range infos {
-		out[i] = moduleView(info, b.conflict(info, conflicts))
+		n := moduleNotes{conflict: b.conflict(info, conflicts), plugin: plugins[info.Name]}
+		if b.p.sources != nil {
+			if src := b.p.sources.Source(info.Name); src != nil {
+				st := src.Status()
+				n.source = &st
+			}
+		}
+		out[i] = moduleView(info, n)
 	}
 	return out
+}
+
+func (b backend) pluginConflicts() []devicemanager.Conflict {
+	if b.p.kubelet == nil {
+		return nil
+	}
+	return b.p.kubelet.Conflicts()
 }
 
 // conflict says why a running module is not used, or "": it serves a
@@ -119,8 +140,14 @@ func (b backend) Resources() []*adminpb.Resource {
 	if b.p.devices == nil {
 		return nil
 	}
+	conflicts := map[string]string{}
+	for _, c := range b.pluginConflicts() {
+		conflicts[c.Resource] = c.String()
+	}
 	return views(b.p.devices.Resources(), func(r devicemanager.ResourceStatus) *adminpb.Resource {
-		return resourceView(r, b.p.grace)
+		v := resourceView(r, b.p.grace)
+		v.Conflict = conflicts[r.Name]
+		return v
 	})
 }
 
@@ -246,10 +273,19 @@ func pluginView(s pluginmanager.PluginStatus) *adminpb.Plugin {
 	}
 }
 
+// moduleNotes are what the host knows of a module besides the module
+// itself.
+type moduleNotes struct {
+	conflict string               // why it runs unused, or ""
+	source   *devicesource.Status // its device source, if it serves one
+	plugin   string               // a device plugin refused its resource, or ""
+}
+
 // moduleView is one module name as the API shows it. Its state is, first
 // that applies: refused (nothing runs), loading (nothing runs yet),
-// quarantined, conflict (it runs, unused), running.
-func moduleView(info module.Info, conflict string) *adminpb.Module {
+// quarantined, conflict (it runs, unused), failing (its device source's
+// discovery fails), running.
+func moduleView(info module.Info, notes moduleNotes) *adminpb.Module {
 	out := &adminpb.Module{Name: info.Name, State: api.ModuleRefused, Path: info.Path,
 		LoadingPath: info.Loading, LoadingSince: ts(info.LoadingSince)}
 	if info.Module == nil && info.Loading != "" {
@@ -261,8 +297,10 @@ func moduleView(info module.Info, conflict string) *adminpb.Module {
 		switch {
 		case st.Quarantined:
 			out.State = api.ModuleQuarantined
-		case conflict != "":
-			out.State, out.Conflict = api.ModuleConflict, conflict
+		case notes.conflict != "":
+			out.State, out.Conflict = api.ModuleConflict, notes.conflict
+		case notes.source != nil && notes.source.State == devicesource.StateFailing:
+			out.State = api.ModuleFailing
 		default:
 			out.State = api.ModuleRunning
 		}
@@ -280,6 +318,17 @@ func moduleView(info module.Info, conflict string) *adminpb.Module {
 		out.Quarantined, out.QuarantineReason, out.QuarantinedAt = st.Quarantined, st.QuarantineReason, ts(st.QuarantinedAt)
 		out.Loaded, out.CompileTime, out.InstantiateTime = ts(st.Loaded), dur(st.Timing.Compile), dur(st.Timing.Instantiate)
 	}
+	if src := notes.source; src != nil {
+		out.DiscoveryState, out.DiscoveryFailures = src.State, int32(src.ConsecutiveFailures)
+		out.NextDiscovery = ts(src.NextDiscovery)
+		if src.State == devicesource.StateFailing {
+			out.DiscoveryError = src.LastError
+		}
+		if src.State == devicesource.StateStopped {
+			out.DiscoveryError = src.Ended
+		}
+	}
+	out.PluginConflict = notes.plugin
 	if info.Err != nil {
 		out.RefusedPath, out.Refused, out.RefusedAt = info.Path, info.Err.Error(), ts(info.Failed)
 		out.RefusedProblems = module.Problems(info.Err)

@@ -164,16 +164,18 @@ func New(cfg *config.Config, log hclog.Logger) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	routes := &sourceRoutes{local: n.devices, bridge: n.bridge, specs: n.cdi, log: log.Named("sources"),
+	n.dmsrv = devicemanager.NewServer(n.devices, h.DevicePluginDir,
+		func(ctx context.Context, resource, path string) (devicemanager.Provider, error) {
+			return endpoint.Dial(ctx, resource, path)
+		}, h.OperationTimeout)
+	routes := &sourceRoutes{local: n.devices, plugins: n.dmsrv, bridge: n.bridge, specs: n.cdi, log: log.Named("sources"),
 		bridged: func(module string) bool { return cfg.Source(module).Bridge }}
 	n.sources = devicesource.NewController(n.modules, routes, devicesource.ControllerConfig{
 		Options: n.sourceOptions,
 		Logger:  log.Named("sources"),
 	})
-	n.dmsrv = devicemanager.NewServer(n.devices, h.DevicePluginDir,
-		func(ctx context.Context, resource, path string) (devicemanager.Provider, error) {
-			return endpoint.Dial(ctx, resource, path)
-		}, h.OperationTimeout)
+	// A resource a device source declares is the module's, not a plugin's.
+	n.dmsrv.SetOwner(n.sources.Owner)
 
 	n.csi = csi.New(csi.Config{Logger: log.Named("csi"), Observe: n.metrics.CSIDrivers})
 	n.plugins, err = pluginmanager.New(pluginmanager.Config{
@@ -436,7 +438,7 @@ func (n *Node) queueLoad(ch moduleChange) {
 // backend is the node as the host API sees it.
 func (n *Node) backend() api.Backend {
 	return backend{parts{status: n.status, grace: n.cfg.Host.GracePeriod, modules: n.modules, sources: n.sources,
-		plugins: n.plugins, devices: n.devices, csi: n.csi}}
+		plugins: n.plugins, devices: n.devices, kubelet: n.dmsrv, csi: n.csi}}
 }
 
 // status describes the node for the host API.

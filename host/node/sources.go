@@ -1,6 +1,8 @@
 package node
 
 import (
+	"strings"
+
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/wasmlet/wasmlet/host/bridge"
@@ -18,6 +20,7 @@ import (
 // allocations their CDI names.
 type sourceRoutes struct {
 	local   *devicemanager.Manager
+	plugins *devicemanager.Server // where device plugins register
 	bridge  *bridge.Bridge
 	specs   *cdi.Specs
 	bridged func(module string) bool
@@ -26,11 +29,20 @@ type sourceRoutes struct {
 
 var _ devicesource.Providers = (*sourceRoutes)(nil)
 
-// SetProvider serves source p where its configuration says.
+// SetProvider serves source p where its configuration says. A resource a
+// device source declares is the module's: a device plugin serving it
+// locally is replaced (and the replacement noted, for status).
 func (r *sourceRoutes) SetProvider(resource string, p devicemanager.Provider) {
-	toBridge := false
+	toBridge, module := false, ""
 	if m, ok := p.(interface{ Module() string }); ok {
-		toBridge = r.bridged(m.Module())
+		module = m.Module()
+		toBridge = r.bridged(module)
+	}
+	if cur := r.local.ProviderName(resource); strings.HasPrefix(cur, "plugin:") {
+		r.plugins.NoteReplaced(resource, cur, module)
+		if toBridge {
+			r.local.RemoveProvider(resource, cur)
+		}
 	}
 	if src, ok := p.(cdi.Source); ok {
 		p = r.specs.Wrap(src)

@@ -597,8 +597,12 @@ type Counts struct {
 	ModulesConflicting int32 `protobuf:"varint,14,opt,name=modules_conflicting,json=modulesConflicting,proto3" json:"modules_conflicting,omitempty"` // running, unused: another module serves the same
 	PluginsWaiting     int32 `protobuf:"varint,15,opt,name=plugins_waiting,json=pluginsWaiting,proto3" json:"plugins_waiting,omitempty"`             // waiting for a handler module for their type
 	CsiDrivers         int32 `protobuf:"varint,16,opt,name=csi_drivers,json=csiDrivers,proto3" json:"csi_drivers,omitempty"`                         // CSI drivers registered (ListCSIDrivers)
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	ModulesFailing     int32 `protobuf:"varint,17,opt,name=modules_failing,json=modulesFailing,proto3" json:"modules_failing,omitempty"`             // device sources whose discovery fails
+	// Resources a device plugin asked to serve and was refused, because a
+	// device-source module serves them (Resource.conflict).
+	ResourcesConflicting int32 `protobuf:"varint,18,opt,name=resources_conflicting,json=resourcesConflicting,proto3" json:"resources_conflicting,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *Counts) Reset() {
@@ -739,6 +743,20 @@ func (x *Counts) GetPluginsWaiting() int32 {
 func (x *Counts) GetCsiDrivers() int32 {
 	if x != nil {
 		return x.CsiDrivers
+	}
+	return 0
+}
+
+func (x *Counts) GetModulesFailing() int32 {
+	if x != nil {
+		return x.ModulesFailing
+	}
+	return 0
+}
+
+func (x *Counts) GetResourcesConflicting() int32 {
+	if x != nil {
+		return x.ResourcesConflicting
 	}
 	return 0
 }
@@ -1276,8 +1294,9 @@ type Module struct {
 	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// running; loading (a file is being loaded and no version runs yet);
 	// quarantined; conflict (it runs, but serves what another module serves
-	// already, and is not used: see conflict); refused (nothing runs under
-	// this name).
+	// already, and is not used: see conflict); failing (a device source
+	// whose last discovery failed: see discovery_*); refused (nothing runs
+	// under this name).
 	State string `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
 	// The file running, or else the file last tried.
 	Path   string `protobuf:"bytes,3,opt,name=path,proto3" json:"path,omitempty"`
@@ -1318,9 +1337,20 @@ type Module struct {
 	LoadingSince *timestamppb.Timestamp `protobuf:"bytes,33,opt,name=loading_since,json=loadingSince,proto3" json:"loading_since,omitempty"`
 	// Why the module is not used although it runs, e.g.
 	// "example.com/x is served by other": state conflict.
-	Conflict      string `protobuf:"bytes,34,opt,name=conflict,proto3" json:"conflict,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Conflict string `protobuf:"bytes,34,opt,name=conflict,proto3" json:"conflict,omitempty"`
+	// A device source's discovery: ok, failing (the last one failed; it is
+	// tried again at next_discovery, and after a few failures in a row the
+	// devices are reported unhealthy until one succeeds), discovering (none
+	// finished yet) or stopped (the module is quarantined, say).
+	DiscoveryState    string                 `protobuf:"bytes,35,opt,name=discovery_state,json=discoveryState,proto3" json:"discovery_state,omitempty"`
+	DiscoveryFailures int32                  `protobuf:"varint,36,opt,name=discovery_failures,json=discoveryFailures,proto3" json:"discovery_failures,omitempty"` // failed in a row
+	DiscoveryError    string                 `protobuf:"bytes,37,opt,name=discovery_error,json=discoveryError,proto3" json:"discovery_error,omitempty"`           // the last failure's
+	NextDiscovery     *timestamppb.Timestamp `protobuf:"bytes,38,opt,name=next_discovery,json=nextDiscovery,proto3" json:"next_discovery,omitempty"`
+	// A device plugin that asked to serve this device source's resource,
+	// and was refused (or replaced): the resource is the module's.
+	PluginConflict string `protobuf:"bytes,39,opt,name=plugin_conflict,json=pluginConflict,proto3" json:"plugin_conflict,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Module) Reset() {
@@ -1587,6 +1617,41 @@ func (x *Module) GetLoadingSince() *timestamppb.Timestamp {
 func (x *Module) GetConflict() string {
 	if x != nil {
 		return x.Conflict
+	}
+	return ""
+}
+
+func (x *Module) GetDiscoveryState() string {
+	if x != nil {
+		return x.DiscoveryState
+	}
+	return ""
+}
+
+func (x *Module) GetDiscoveryFailures() int32 {
+	if x != nil {
+		return x.DiscoveryFailures
+	}
+	return 0
+}
+
+func (x *Module) GetDiscoveryError() string {
+	if x != nil {
+		return x.DiscoveryError
+	}
+	return ""
+}
+
+func (x *Module) GetNextDiscovery() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextDiscovery
+	}
+	return nil
+}
+
+func (x *Module) GetPluginConflict() string {
+	if x != nil {
+		return x.PluginConflict
 	}
 	return ""
 }
@@ -1929,8 +1994,11 @@ type Resource struct {
 	LastUpdate          *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=last_update,json=lastUpdate,proto3" json:"last_update,omitempty"`
 	LastError           string                 `protobuf:"bytes,14,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
 	ProviderSwitches    int32                  `protobuf:"varint,15,opt,name=provider_switches,json=providerSwitches,proto3" json:"provider_switches,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// A device plugin that asked to serve this resource and was refused (or
+	// was replaced), because a device-source module serves it.
+	Conflict      string `protobuf:"bytes,16,opt,name=conflict,proto3" json:"conflict,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Resource) Reset() {
@@ -2066,6 +2134,13 @@ func (x *Resource) GetProviderSwitches() int32 {
 		return x.ProviderSwitches
 	}
 	return 0
+}
+
+func (x *Resource) GetConflict() string {
+	if x != nil {
+		return x.Conflict
+	}
+	return ""
 }
 
 type Device struct {
@@ -2835,7 +2910,7 @@ const file_admin_proto_rawDesc = "" +
 	"\amodules\x18\x04 \x01(\tR\amodules\x12\x1e\n" +
 	"\n" +
 	"checkpoint\x18\x05 \x01(\tR\n" +
-	"checkpoint\"\xeb\x04\n" +
+	"checkpoint\"\xc9\x05\n" +
 	"\x06Counts\x12\x18\n" +
 	"\amodules\x18\x01 \x01(\x05R\amodules\x12/\n" +
 	"\x13modules_quarantined\x18\x02 \x01(\x05R\x12modulesQuarantined\x12'\n" +
@@ -2854,7 +2929,9 @@ const file_admin_proto_rawDesc = "" +
 	"\x13modules_conflicting\x18\x0e \x01(\x05R\x12modulesConflicting\x12'\n" +
 	"\x0fplugins_waiting\x18\x0f \x01(\x05R\x0epluginsWaiting\x12\x1f\n" +
 	"\vcsi_drivers\x18\x10 \x01(\x05R\n" +
-	"csiDrivers\"\x14\n" +
+	"csiDrivers\x12'\n" +
+	"\x0fmodules_failing\x18\x11 \x01(\x05R\x0emodulesFailing\x123\n" +
+	"\x15resources_conflicting\x18\x12 \x01(\x05R\x14resourcesConflicting\"\x14\n" +
 	"\x12ListPluginsRequest\"I\n" +
 	"\x13ListPluginsResponse\x122\n" +
 	"\aplugins\x18\x01 \x03(\v2\x18.wasmlet.admin.v1.PluginR\aplugins\"\xf9\x04\n" +
@@ -2908,7 +2985,7 @@ const file_admin_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x14\n" +
 	"\x12ListModulesRequest\"I\n" +
 	"\x13ListModulesResponse\x122\n" +
-	"\amodules\x18\x01 \x03(\v2\x18.wasmlet.admin.v1.ModuleR\amodules\"\xf7\t\n" +
+	"\amodules\x18\x01 \x03(\v2\x18.wasmlet.admin.v1.ModuleR\amodules\"\xe4\v\n" +
 	"\x06Module\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x12\n" +
@@ -2948,7 +3025,12 @@ const file_admin_proto_rawDesc = "" +
 	"refused_at\x18\x1f \x01(\v2\x1a.google.protobuf.TimestampR\trefusedAt\x12!\n" +
 	"\floading_path\x18  \x01(\tR\vloadingPath\x12?\n" +
 	"\rloading_since\x18! \x01(\v2\x1a.google.protobuf.TimestampR\floadingSince\x12\x1a\n" +
-	"\bconflict\x18\" \x01(\tR\bconflict\"\xc9\x01\n" +
+	"\bconflict\x18\" \x01(\tR\bconflict\x12'\n" +
+	"\x0fdiscovery_state\x18# \x01(\tR\x0ediscoveryState\x12-\n" +
+	"\x12discovery_failures\x18$ \x01(\x05R\x11discoveryFailures\x12'\n" +
+	"\x0fdiscovery_error\x18% \x01(\tR\x0ediscoveryError\x12A\n" +
+	"\x0enext_discovery\x18& \x01(\v2\x1a.google.protobuf.TimestampR\rnextDiscovery\x12'\n" +
+	"\x0fplugin_conflict\x18' \x01(\tR\x0epluginConflict\"\xc9\x01\n" +
 	"\x06Limits\x12!\n" +
 	"\fmemory_bytes\x18\x01 \x01(\x04R\vmemoryBytes\x12<\n" +
 	"\fcall_timeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\vcallTimeout\x12&\n" +
@@ -2966,7 +3048,7 @@ const file_admin_proto_rawDesc = "" +
 	"\x14ListResourcesRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"Q\n" +
 	"\x15ListResourcesResponse\x128\n" +
-	"\tresources\x18\x01 \x03(\v2\x1a.wasmlet.admin.v1.ResourceR\tresources\"\xf3\x04\n" +
+	"\tresources\x18\x01 \x03(\v2\x1a.wasmlet.admin.v1.ResourceR\tresources\"\x8f\x05\n" +
 	"\bResource\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bprovider\x18\x02 \x01(\tR\bprovider\x12\x1c\n" +
@@ -2985,7 +3067,8 @@ const file_admin_proto_rawDesc = "" +
 	"lastUpdate\x12\x1d\n" +
 	"\n" +
 	"last_error\x18\x0e \x01(\tR\tlastError\x12+\n" +
-	"\x11provider_switches\x18\x0f \x01(\x05R\x10providerSwitches\"\xfd\x01\n" +
+	"\x11provider_switches\x18\x0f \x01(\x05R\x10providerSwitches\x12\x1a\n" +
+	"\bconflict\x18\x10 \x01(\tR\bconflict\"\xfd\x01\n" +
 	"\x06Device\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\ahealthy\x18\x02 \x01(\bR\ahealthy\x12\x1d\n" +
@@ -3150,46 +3233,47 @@ var file_admin_proto_depIdxs = []int32{
 	40, // 26: wasmlet.admin.v1.Module.instantiate_time:type_name -> google.protobuf.Duration
 	39, // 27: wasmlet.admin.v1.Module.refused_at:type_name -> google.protobuf.Timestamp
 	39, // 28: wasmlet.admin.v1.Module.loading_since:type_name -> google.protobuf.Timestamp
-	40, // 29: wasmlet.admin.v1.Limits.call_timeout:type_name -> google.protobuf.Duration
-	14, // 30: wasmlet.admin.v1.ReloadModuleResponse.module:type_name -> wasmlet.admin.v1.Module
-	21, // 31: wasmlet.admin.v1.ListResourcesResponse.resources:type_name -> wasmlet.admin.v1.Resource
-	39, // 32: wasmlet.admin.v1.Resource.disconnected_at:type_name -> google.protobuf.Timestamp
-	39, // 33: wasmlet.admin.v1.Resource.grace_deadline:type_name -> google.protobuf.Timestamp
-	22, // 34: wasmlet.admin.v1.Resource.devices:type_name -> wasmlet.admin.v1.Device
-	39, // 35: wasmlet.admin.v1.Resource.last_update:type_name -> google.protobuf.Timestamp
-	36, // 36: wasmlet.admin.v1.Device.attributes:type_name -> wasmlet.admin.v1.Device.AttributesEntry
-	25, // 37: wasmlet.admin.v1.ListAllocationsResponse.allocations:type_name -> wasmlet.admin.v1.Allocation
-	26, // 38: wasmlet.admin.v1.Allocation.response:type_name -> wasmlet.admin.v1.ContainerResponse
-	39, // 39: wasmlet.admin.v1.Allocation.allocated:type_name -> google.protobuf.Timestamp
-	37, // 40: wasmlet.admin.v1.ContainerResponse.envs:type_name -> wasmlet.admin.v1.ContainerResponse.EnvsEntry
-	27, // 41: wasmlet.admin.v1.ContainerResponse.mounts:type_name -> wasmlet.admin.v1.ContainerMount
-	28, // 42: wasmlet.admin.v1.ContainerResponse.devices:type_name -> wasmlet.admin.v1.DeviceSpec
-	38, // 43: wasmlet.admin.v1.ContainerResponse.annotations:type_name -> wasmlet.admin.v1.ContainerResponse.AnnotationsEntry
-	25, // 44: wasmlet.admin.v1.AllocateResponse.allocation:type_name -> wasmlet.admin.v1.Allocation
-	25, // 45: wasmlet.admin.v1.ReleaseResponse.released:type_name -> wasmlet.admin.v1.Allocation
-	0,  // 46: wasmlet.admin.v1.Admin.Status:input_type -> wasmlet.admin.v1.StatusRequest
-	6,  // 47: wasmlet.admin.v1.Admin.ListPlugins:input_type -> wasmlet.admin.v1.ListPluginsRequest
-	12, // 48: wasmlet.admin.v1.Admin.ListModules:input_type -> wasmlet.admin.v1.ListModulesRequest
-	17, // 49: wasmlet.admin.v1.Admin.ReloadModule:input_type -> wasmlet.admin.v1.ReloadModuleRequest
-	19, // 50: wasmlet.admin.v1.Admin.ListResources:input_type -> wasmlet.admin.v1.ListResourcesRequest
-	23, // 51: wasmlet.admin.v1.Admin.ListAllocations:input_type -> wasmlet.admin.v1.ListAllocationsRequest
-	29, // 52: wasmlet.admin.v1.Admin.Allocate:input_type -> wasmlet.admin.v1.AllocateRequest
-	31, // 53: wasmlet.admin.v1.Admin.Release:input_type -> wasmlet.admin.v1.ReleaseRequest
-	9,  // 54: wasmlet.admin.v1.Admin.ListCSIDrivers:input_type -> wasmlet.admin.v1.ListCSIDriversRequest
-	1,  // 55: wasmlet.admin.v1.Admin.Status:output_type -> wasmlet.admin.v1.StatusResponse
-	7,  // 56: wasmlet.admin.v1.Admin.ListPlugins:output_type -> wasmlet.admin.v1.ListPluginsResponse
-	13, // 57: wasmlet.admin.v1.Admin.ListModules:output_type -> wasmlet.admin.v1.ListModulesResponse
-	18, // 58: wasmlet.admin.v1.Admin.ReloadModule:output_type -> wasmlet.admin.v1.ReloadModuleResponse
-	20, // 59: wasmlet.admin.v1.Admin.ListResources:output_type -> wasmlet.admin.v1.ListResourcesResponse
-	24, // 60: wasmlet.admin.v1.Admin.ListAllocations:output_type -> wasmlet.admin.v1.ListAllocationsResponse
-	30, // 61: wasmlet.admin.v1.Admin.Allocate:output_type -> wasmlet.admin.v1.AllocateResponse
-	32, // 62: wasmlet.admin.v1.Admin.Release:output_type -> wasmlet.admin.v1.ReleaseResponse
-	10, // 63: wasmlet.admin.v1.Admin.ListCSIDrivers:output_type -> wasmlet.admin.v1.ListCSIDriversResponse
-	55, // [55:64] is the sub-list for method output_type
-	46, // [46:55] is the sub-list for method input_type
-	46, // [46:46] is the sub-list for extension type_name
-	46, // [46:46] is the sub-list for extension extendee
-	0,  // [0:46] is the sub-list for field type_name
+	39, // 29: wasmlet.admin.v1.Module.next_discovery:type_name -> google.protobuf.Timestamp
+	40, // 30: wasmlet.admin.v1.Limits.call_timeout:type_name -> google.protobuf.Duration
+	14, // 31: wasmlet.admin.v1.ReloadModuleResponse.module:type_name -> wasmlet.admin.v1.Module
+	21, // 32: wasmlet.admin.v1.ListResourcesResponse.resources:type_name -> wasmlet.admin.v1.Resource
+	39, // 33: wasmlet.admin.v1.Resource.disconnected_at:type_name -> google.protobuf.Timestamp
+	39, // 34: wasmlet.admin.v1.Resource.grace_deadline:type_name -> google.protobuf.Timestamp
+	22, // 35: wasmlet.admin.v1.Resource.devices:type_name -> wasmlet.admin.v1.Device
+	39, // 36: wasmlet.admin.v1.Resource.last_update:type_name -> google.protobuf.Timestamp
+	36, // 37: wasmlet.admin.v1.Device.attributes:type_name -> wasmlet.admin.v1.Device.AttributesEntry
+	25, // 38: wasmlet.admin.v1.ListAllocationsResponse.allocations:type_name -> wasmlet.admin.v1.Allocation
+	26, // 39: wasmlet.admin.v1.Allocation.response:type_name -> wasmlet.admin.v1.ContainerResponse
+	39, // 40: wasmlet.admin.v1.Allocation.allocated:type_name -> google.protobuf.Timestamp
+	37, // 41: wasmlet.admin.v1.ContainerResponse.envs:type_name -> wasmlet.admin.v1.ContainerResponse.EnvsEntry
+	27, // 42: wasmlet.admin.v1.ContainerResponse.mounts:type_name -> wasmlet.admin.v1.ContainerMount
+	28, // 43: wasmlet.admin.v1.ContainerResponse.devices:type_name -> wasmlet.admin.v1.DeviceSpec
+	38, // 44: wasmlet.admin.v1.ContainerResponse.annotations:type_name -> wasmlet.admin.v1.ContainerResponse.AnnotationsEntry
+	25, // 45: wasmlet.admin.v1.AllocateResponse.allocation:type_name -> wasmlet.admin.v1.Allocation
+	25, // 46: wasmlet.admin.v1.ReleaseResponse.released:type_name -> wasmlet.admin.v1.Allocation
+	0,  // 47: wasmlet.admin.v1.Admin.Status:input_type -> wasmlet.admin.v1.StatusRequest
+	6,  // 48: wasmlet.admin.v1.Admin.ListPlugins:input_type -> wasmlet.admin.v1.ListPluginsRequest
+	12, // 49: wasmlet.admin.v1.Admin.ListModules:input_type -> wasmlet.admin.v1.ListModulesRequest
+	17, // 50: wasmlet.admin.v1.Admin.ReloadModule:input_type -> wasmlet.admin.v1.ReloadModuleRequest
+	19, // 51: wasmlet.admin.v1.Admin.ListResources:input_type -> wasmlet.admin.v1.ListResourcesRequest
+	23, // 52: wasmlet.admin.v1.Admin.ListAllocations:input_type -> wasmlet.admin.v1.ListAllocationsRequest
+	29, // 53: wasmlet.admin.v1.Admin.Allocate:input_type -> wasmlet.admin.v1.AllocateRequest
+	31, // 54: wasmlet.admin.v1.Admin.Release:input_type -> wasmlet.admin.v1.ReleaseRequest
+	9,  // 55: wasmlet.admin.v1.Admin.ListCSIDrivers:input_type -> wasmlet.admin.v1.ListCSIDriversRequest
+	1,  // 56: wasmlet.admin.v1.Admin.Status:output_type -> wasmlet.admin.v1.StatusResponse
+	7,  // 57: wasmlet.admin.v1.Admin.ListPlugins:output_type -> wasmlet.admin.v1.ListPluginsResponse
+	13, // 58: wasmlet.admin.v1.Admin.ListModules:output_type -> wasmlet.admin.v1.ListModulesResponse
+	18, // 59: wasmlet.admin.v1.Admin.ReloadModule:output_type -> wasmlet.admin.v1.ReloadModuleResponse
+	20, // 60: wasmlet.admin.v1.Admin.ListResources:output_type -> wasmlet.admin.v1.ListResourcesResponse
+	24, // 61: wasmlet.admin.v1.Admin.ListAllocations:output_type -> wasmlet.admin.v1.ListAllocationsResponse
+	30, // 62: wasmlet.admin.v1.Admin.Allocate:output_type -> wasmlet.admin.v1.AllocateResponse
+	32, // 63: wasmlet.admin.v1.Admin.Release:output_type -> wasmlet.admin.v1.ReleaseResponse
+	10, // 64: wasmlet.admin.v1.Admin.ListCSIDrivers:output_type -> wasmlet.admin.v1.ListCSIDriversResponse
+	56, // [56:65] is the sub-list for method output_type
+	47, // [47:56] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_admin_proto_init() }
