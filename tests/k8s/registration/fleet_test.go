@@ -15,9 +15,9 @@ import (
 	"time"
 )
 
-// pluginBinary is exampleplugin, built once by TestMain into binDir, which
-// holds the package's other binaries too and goes when TestMain ends.
-var pluginBinary, binDir string
+// pluginBinary is exampleplugin and stubBinary stubplugin, built once by
+// TestMain into binDir, which goes when TestMain ends.
+var pluginBinary, stubBinary, binDir string
 
 // Upstream example plugins, one per process, shared by every test and
 // benchmark of the package (started on first use, stopped by TestMain).
@@ -37,16 +37,19 @@ func TestMain(m *testing.M) {
 	}
 	binDir = dir
 	pluginBinary = filepath.Join(dir, "exampleplugin")
-	// Built with the test binary's own flags, so that it reuses the
-	// packages the test binary was compiled from: only the link is new.
-	args := []string{"build", "-o", pluginBinary}
-	if raceEnabled {
-		args = append(args, "-race")
-	}
-	cmd := exec.Command("go", append(args, "./exampleplugin")...)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "building exampleplugin: %v\n%s", err, out)
-		os.Exit(1)
+	stubBinary = filepath.Join(dir, "stubplugin")
+	for _, bin := range []string{pluginBinary, stubBinary} {
+		// Built with the test binary's own flags, so that it reuses the
+		// packages the test binary was compiled from: only the link is new.
+		args := []string{"build", "-o", bin}
+		if raceEnabled {
+			args = append(args, "-race")
+		}
+		cmd := exec.Command("go", append(args, "./"+filepath.Base(bin))...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "building %s: %v\n%s", filepath.Base(bin), err, out)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	if sharedFleet != nil {

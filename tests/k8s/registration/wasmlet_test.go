@@ -33,6 +33,7 @@ var bundledModules = map[string]string{
 // build/plugins_registry.
 type wasmlet struct {
 	node     *node.Node
+	cfg      *config.Config
 	dir      string
 	registry string
 	cancel   context.CancelFunc
@@ -96,14 +97,22 @@ func startWasmlet(tb testing.TB, toml string, modules map[string]string, setup f
 		tb.Fatal(err)
 	}
 	cfg.Host.MetricsAddress = ""
-	n, err := node.New(cfg, logger(tb))
+	w := &wasmlet{cfg: cfg, dir: dir, registry: cfg.Host.RegistryDir}
+	w.run(tb)
+	tb.Cleanup(w.stop)
+	return w
+}
+
+// run starts a node on w's configuration and waits until it is ready.
+func (w *wasmlet) run(tb testing.TB) {
+	tb.Helper()
+	n, err := node.New(w.cfg, logger(tb))
 	if err != nil {
 		tb.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	w := &wasmlet{node: n, dir: dir, registry: cfg.Host.RegistryDir, cancel: cancel, done: make(chan error, 1)}
+	w.node, w.cancel, w.done = n, cancel, make(chan error, 1)
 	go func() { w.done <- n.Run(ctx) }()
-	tb.Cleanup(w.stop)
 	eventually(tb, "wasmlet to be ready", func() bool {
 		select {
 		case err := <-w.done:
@@ -113,7 +122,14 @@ func startWasmlet(tb testing.TB, toml string, modules map[string]string, setup f
 		}
 		return n.Ready()
 	})
-	return w
+}
+
+// restart stops the node and starts another on the same configuration,
+// directories and state: a wasmlet restarted.
+func (w *wasmlet) restart(tb testing.TB) {
+	tb.Helper()
+	w.stop()
+	w.run(tb)
 }
 
 // heldConfig runs badhandler as the ExamplePlugin handler; its "hold-*"
