@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wasmlet/wasmlet/host/api"
+	"github.com/wasmlet/wasmlet/host/api/adminpb"
 	"github.com/wasmlet/wasmlet/host/devicemanager"
 	"github.com/wasmlet/wasmlet/host/internal/testplugin"
 )
@@ -89,4 +91,35 @@ DevicePlugin = "devicepluginhandler"
 			t.Errorf("a conflict is still shown once the plugin serves: %q", r.Conflict)
 		}
 	}
+}
+
+// TestFailingSourceIsVisible: a device source whose discovery fails is
+// shown as failing, with the error and when it tries next; it keeps trying,
+// and once the trouble goes it is running again.
+func TestFailingSourceIsVisible(t *testing.T) {
+	data := t.TempDir()
+	os.WriteFile(filepath.Join(data, "d0"), nil, 0o644)
+	h := start(t, map[string]string{"dir": "host/devicesource/testdata/dirsource"}, `
+[modules.dir]
+mounts = [{ host = "`+data+`", guest = "/data" }]
+`)
+	h.eventually("1 device", func() bool { r, ok := h.resource("example.com/dir"); return ok && r.Healthy == 1 })
+	os.WriteFile(filepath.Join(data, "fail"), []byte("the widget bus is resetting"), 0o644)
+	module := func() *adminpb.Module {
+		for _, m := range h.n.backend().Modules() {
+			if m.Name == "dir" {
+				return m
+			}
+		}
+		t.Fatal("module dir is not listed")
+		return nil
+	}
+	h.eventually("dir to be failing", func() bool { return module().State == api.ModuleFailing })
+	m := module()
+	if m.DiscoveryState != "failing" || m.DiscoveryFailures < 1 || m.NextDiscovery == nil ||
+		m.DiscoveryError != `module "dir": discover: unavailable: the widget bus is resetting` {
+		t.Errorf("a failing source: %+v", m)
+	}
+	os.Remove(filepath.Join(data, "fail"))
+	h.eventually("dir to run again", func() bool { return module().State == api.ModuleRunning })
 }
