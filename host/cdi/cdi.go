@@ -37,8 +37,9 @@ type Config struct {
 	// Dir is the CDI spec directory (the bridge's cdi_dir, /var/run/cdi by
 	// default). It is created when the first spec is written.
 	Dir string
-	// GracePeriod is how long spec files found in Dir at start wait to be
-	// claimed by a source before they are removed.
+	// GracePeriod is how long a spec whose source went away, or a spec file
+	// found in Dir at start, waits to be claimed by a source of its
+	// resource before it is removed.
 	GracePeriod time.Duration
 	// Clock times the grace period and the status's times; the real clock
 	// if nil.
@@ -52,11 +53,21 @@ type Specs struct {
 	dir   string
 	log   hclog.Logger
 	clock clock.WithDelayedExecution
-	grace clock.Timer
+	grace time.Duration
 
 	mu    sync.Mutex
-	specs map[string]*spec     // by resource
-	stale map[string]time.Time // spec files found at start and not claimed yet, by path
+	specs map[string]*spec      // by resource
+	stale map[string]*staleSpec // spec files no source owns, by path
+}
+
+// staleSpec is a spec file no source owns: found at start, or left by a
+// source that went away. It is removed at deadline unless a source of its
+// resource claims it first.
+type staleSpec struct {
+	resource string
+	devices  []string // the device ids in it, when known
+	deadline time.Time
+	timer    clock.Timer
 }
 
 // spec is one resource's spec file.
@@ -91,45 +102,68 @@ func New(cfg Config) (*Specs, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.RealClock{}
 	}
-	s := &Specs{dir: filepath.Clean(cfg.Dir), log: cfg.Logger, clock: cfg.Clock, specs: map[string]*spec{}, stale: map[string]time.Time{}}
+	s := &Specs{dir: filepath.Clean(cfg.Dir), log: cfg.Logger, clock: cfg.Clock, grace: cfg.GracePeriod,
+		specs: map[string]*spec{}, stale: map[string]*staleSpec{}}
 	entries, err := os.ReadDir(s.dir)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("CDI spec directory %s: %w", s.dir, err)
 	}
-	now := s.clock.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	for _, e := range entries {
 		if n := e.Name(); strings.HasPrefix(n, FilePrefix) && strings.HasSuffix(n, ".yaml") && e.Type().IsRegular() {
-			s.stale[filepath.Join(s.dir, n)] = now
+			s.staleLocked(filepath.Join(s.dir, n), resourceOf(n), nil)
 		}
 	}
-	if len(s.stale) > 0 {
-		s.grace = s.clock.AfterFunc(cfg.GracePeriod, s.prune)
-	}
 	return s, nil
+}
+
+// resourceOf is the resource of a spec file name, wasmlet-<domain>_<name>.yaml
+// ('_' is not allowed in a domain).
+func resourceOf(file string) string {
+	vc := strings.TrimSuffix(strings.TrimPrefix(file, FilePrefix), ".yaml")
+	vendor, class, _ := strings.Cut(vc, "_")
+	return vendor + "/" + class
+}
+
+// staleLocked makes the file at path a stale spec, removed after the grace
+// period unless a source of resource claims it first. Call with s.mu held.
+func (s *Specs) staleLocked(path, resource string, devices []string) *staleSpec {
+	st := &staleSpec{resource: resource, devices: devices, deadline: s.clock.Now().Add(s.grace)}
+	// The timer's function must not use the clock: a fake one runs it with
+	// its own lock held.
+	st.timer = s.clock.AfterFunc(s.grace, func() { s.prune(path, st) })
+	s.stale[path] = st
+	return st
 }
 
 // Dir is the spec directory.
 func (s *Specs) Dir() string { return s.dir }
 
-// Close stops the removal of unclaimed spec files found at start.
+// Close stops the removal of unclaimed spec files: they stay, for the next
+// wasmlet to adopt or remove.
 func (s *Specs) Close() {
-	if s.grace != nil {
-		s.grace.Stop()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, st := range s.stale {
+		st.timer.Stop()
 	}
 }
 
-// prune removes the spec files found at start that no source claimed.
-func (s *Specs) prune() {
+// prune removes the stale spec file at path, if it is still st: its grace
+// period is over and no source claimed it.
+func (s *Specs) prune(path string, st *staleSpec) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, path := range slices.Sorted(maps.Keys(s.stale)) {
-		delete(s.stale, path)
-		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			s.log.Error("cannot remove a CDI spec no device source claimed", "path", path, "error", err)
-			continue
-		}
-		s.log.Info("CDI spec removed: no device source claimed it since wasmlet started", "path", path)
+	if s.stale[path] != st {
+		return
 	}
+	delete(s.stale, path)
+	if err := atomicfile.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		s.log.Error("cannot remove a CDI spec no device source claimed", "path", path, "error", err)
+		return
+	}
+	s.log.Info("CDI spec removed: no device source of its resource came within the grace period", "path", path)
 }
 
 // SpecPath is the file a resource's spec is written to, or an error saying
@@ -164,7 +198,8 @@ func (s *Specs) claim(p *Provider) {
 	}
 	sp.owner = p
 	if sp.path != "" {
-		if _, ok := s.stale[sp.path]; ok {
+		if st, ok := s.stale[sp.path]; ok {
+			st.timer.Stop()
 			delete(s.stale, sp.path)
 			if data, err := os.ReadFile(sp.path); err == nil {
 				sp.data = data // adopted: rewritten only if it differs
@@ -173,26 +208,26 @@ func (s *Specs) claim(p *Provider) {
 	}
 }
 
-// Remove deletes the spec of resource if the provider called providerName
+// Remove lets the spec of resource go, if the provider called providerName
 // still owns it: the source went away. Later device sets from that provider
-// are ignored.
-func (s *Specs) Remove(resource, providerName string) error {
+// are ignored. The file stays for the grace period, as the devices of a lost
+// provider do (a container holding its CDI names may restart meanwhile),
+// and is adopted by a source of the resource that comes within it;
+// otherwise it is removed then.
+func (s *Specs) Remove(resource, providerName string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	sp := s.specs[resource]
 	if sp == nil || sp.owner == nil || sp.owner.Name() != providerName {
-		return nil
+		return
 	}
 	delete(s.specs, resource)
 	if sp.path == "" || sp.data == nil {
-		return nil
+		return
 	}
-	if err := atomicfile.Remove(sp.path); err != nil {
-		s.log.Error("cannot remove the CDI spec of a device source that went away", "resource", resource, "path", sp.path, "error", err)
-		return fmt.Errorf("CDI spec of %s: %w", resource, err)
-	}
-	s.log.Info("CDI spec removed: its device source went away", "resource", resource, "provider", providerName, "path", sp.path)
-	return nil
+	st := s.staleLocked(sp.path, resource, slices.Sorted(maps.Keys(sp.names)))
+	s.log.Info("device source went away; its CDI spec stays for the grace period, unless a source of the resource comes back",
+		"resource", resource, "provider", providerName, "path", sp.path, "until", st.deadline)
 }
 
 // sync brings p's resource's spec in line with devs, if p still owns it.
@@ -282,6 +317,10 @@ type Status struct {
 	Error     string
 	Writes    int
 	WrittenAt time.Time
+	// RemoveAt is set when no source owns the spec (its source went away,
+	// or it was there when wasmlet started): the file is removed then,
+	// unless a source of the resource comes first.
+	RemoveAt time.Time
 }
 
 // Status returns a snapshot of every spec, by resource.
@@ -299,6 +338,9 @@ func (s *Specs) Status() []Status {
 			st.Error = sp.kindErr.Error()
 		}
 		out = append(out, st)
+	}
+	for path, st := range s.stale {
+		out = append(out, Status{Resource: st.resource, Path: path, Devices: st.devices, RemoveAt: st.deadline})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Resource < out[j].Resource })
 	return out

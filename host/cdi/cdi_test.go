@@ -266,10 +266,19 @@ func TestInvalidKind(t *testing.T) {
 }
 
 // TestOwnership: a provider that took over a resource decides its spec; the
-// one it replaced no longer does, and cannot remove it.
+// one it replaced no longer does, and cannot remove it. When the owner goes,
+// the spec stays for the grace period (a container holding its CDI names
+// may restart meanwhile), unchanged by the provider that went, and is
+// removed at its end; a source of the resource that comes back within it
+// adopts it.
 func TestOwnership(t *testing.T) {
 	dir := t.TempDir()
-	s := newSpecs(t, dir)
+	clock := testingclock.NewFakeClock(time.Now())
+	s, err := cdi.New(cdi.Config{Dir: dir, GracePeriod: time.Minute, Clock: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
 	oldSrc := newFake("a", "example.com/r")
 	oldW := watch(t, s.Wrap(oldSrc), oldSrc)
 	oldW.send(nic("x", "1"))
@@ -281,25 +290,42 @@ func TestOwnership(t *testing.T) {
 	if got := loadCache(t, dir).ListDevices(); !reflect.DeepEqual(got, []string{"example.com/r=y"}) {
 		t.Fatalf("devices %v", got)
 	}
-	if err := s.Remove("example.com/r", "module:a"); err != nil {
-		t.Fatal(err)
-	}
 	path := filepath.Join(dir, "wasmlet-example.com_r.yaml")
-	if _, err := os.Stat(path); err != nil {
-		t.Fatal("removed by a provider that no longer owned it")
+	s.Remove("example.com/r", "module:a")
+	if st := s.Status(); len(st) != 1 || st[0].Provider != "module:b" || !st[0].RemoveAt.IsZero() {
+		t.Fatalf("removed by a provider that no longer owned it: %+v", st)
 	}
-	if err := s.Remove("example.com/r", "module:b"); err != nil {
-		t.Fatal(err)
+
+	s.Remove("example.com/r", "module:b")
+	newW.send(nic("y", "2"), nic("w", "4")) // after removal: ignored
+	clock.Step(time.Minute - time.Nanosecond)
+	if got := loadCache(t, dir).ListDevices(); !reflect.DeepEqual(got, []string{"example.com/r=y"}) {
+		t.Fatalf("within the grace period the spec should be as it was: %v", got)
 	}
+	st := s.Status()
+	if len(st) != 1 || st[0].Path != path || st[0].Provider != "" || !reflect.DeepEqual(st[0].Devices, []string{"y"}) ||
+		!st[0].RemoveAt.Equal(clock.Now().Add(time.Nanosecond)) {
+		t.Fatalf("status within the grace period %+v", st)
+	}
+	clock.Step(time.Nanosecond)
 	if _, err := os.Stat(path); !os.IsNotExist(err) {
-		t.Fatal("not removed when its source went away")
-	}
-	newW.send(nic("y", "2")) // after removal: ignored
-	if _, err := os.Stat(path); !os.IsNotExist(err) {
-		t.Fatal("written again after removal")
+		t.Fatal("not removed at the end of the grace period")
 	}
 	if len(s.Status()) != 0 {
 		t.Fatalf("status %+v", s.Status())
+	}
+
+	// Back within the grace period: the spec is the new source's.
+	again := newFake("c", "example.com/r")
+	w := watch(t, s.Wrap(again), again)
+	w.send(nic("v", "5"))
+	s.Remove("example.com/r", "module:c")
+	clock.Step(time.Second)
+	back := newFake("c", "example.com/r")
+	watch(t, s.Wrap(back), back).send(nic("v", "5"), nic("u", "6"))
+	clock.Step(time.Hour)
+	if got := loadCache(t, dir).ListDevices(); !reflect.DeepEqual(got, []string{"example.com/r=u", "example.com/r=v"}) {
+		t.Fatalf("a source back within the grace period: devices %v", got)
 	}
 }
 

@@ -66,12 +66,16 @@
 //
 // # Lifetime
 //
-// A spec is removed when its source goes away (Remove: the module is
-// unloaded, or now serves another resource), not when a source's discovery
-// gives up (its devices are then unhealthy, but containers holding them may
-// still need the spec to restart), and not when wasmlet stops: a container
-// restarting while wasmlet restarts still finds its devices. Specs of this
-// host found at start that no source claims within the grace period (the
-// source was removed while wasmlet was down) are removed then, as the device
-// manager forgets the devices of a provider that does not come back.
+// A spec outlives its source by the grace period ([host] grace_period), as
+// the devices of a lost device plugin do: when its source goes away (Remove:
+// the module is unloaded, or now serves another resource) the file stays,
+// unchanged, so that a container holding its CDI names can still restart,
+// and a source of the same resource that comes within the grace period
+// adopts it; at its end the file is removed. Status shows such a spec with
+// no provider and the time it goes (RemoveAt). A spec is not removed when a
+// source's discovery fails (its devices are then unhealthy), nor when
+// wasmlet stops: a container restarting while wasmlet restarts still finds
+// its devices. Specs of this host found at start wait the grace period for
+// a source to claim them in the same way (the source was removed while
+// wasmlet was down).
 package cdi
