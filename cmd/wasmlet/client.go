@@ -204,7 +204,11 @@ func printStatus(w io.Writer, st *adminpb.StatusResponse) {
 		fmt.Fprintln(w, "\nCDI specs:")
 		t = newTable(w, "  RESOURCE", "DEVICES", "FILE", "ERROR")
 		for _, sp := range st.CdiSpecs {
-			t.row("  "+sp.Resource, strconv.Itoa(len(sp.Devices)), sp.Path, sp.Error)
+			note := sp.Error
+			if sp.RemoveAt != nil {
+				note = "no source: removed in " + until(sp.RemoveAt) + " unless one comes back"
+			}
+			t.row("  "+sp.Resource, strconv.Itoa(len(sp.Devices)), sp.Path, note)
 		}
 		t.flush()
 	}

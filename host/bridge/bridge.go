@@ -13,6 +13,7 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 	"github.com/hashicorp/go-hclog"
+	"k8s.io/utils/clock"
 
 	"github.com/wasmlet/wasmlet/host/devicemanager"
 	"github.com/wasmlet/wasmlet/host/watcher"
@@ -37,6 +38,7 @@ const (
 	DefaultBackoffInitial  = 500 * time.Millisecond
 	DefaultBackoffMax      = 2 * time.Minute
 	DefaultResyncPeriod    = 30 * time.Second
+	DefaultGracePeriod     = 5 * time.Minute
 )
 
 // Config wires a Bridge.
@@ -58,7 +60,13 @@ type Config struct {
 	// ResyncPeriod is how often the sockets are checked without an event:
 	// a safety net, not how changes are noticed.
 	ResyncPeriod time.Duration
-	Logger       hclog.Logger
+	// GracePeriod is how long a source that went away stays served to the
+	// kubelet, its devices unhealthy, before its socket goes: the grace a
+	// lost device plugin's devices get ([host] grace_period).
+	GracePeriod time.Duration
+	// Clock times the grace period; the real clock if nil.
+	Clock  clock.WithDelayedExecution
+	Logger hclog.Logger
 }
 
 // Bridge serves device sources to an external kubelet. See the package
@@ -115,6 +123,12 @@ func New(cfg Config) (*Bridge, error) {
 	if cfg.ResyncPeriod <= 0 {
 		cfg.ResyncPeriod = DefaultResyncPeriod
 	}
+	if cfg.GracePeriod <= 0 {
+		cfg.GracePeriod = DefaultGracePeriod
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.RealClock{}
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
 	}
@@ -147,6 +161,7 @@ func (b *Bridge) SetProvider(resource string, p devicemanager.Provider) {
 	if pl != nil && pl.name != name {
 		b.log.Info("another source takes over the resource; it gets its own socket", "resource", resource,
 			"old", pl.providerName(), "new", p.Name())
+		pl.setGraceTimer(nil)
 		pl.stop(false)
 		pl = nil
 	}
@@ -162,8 +177,11 @@ func (b *Bridge) SetProvider(resource string, p devicemanager.Provider) {
 }
 
 // RemoveProvider stops serving resource if provider providerName still
-// serves it: the source went away. The kubelet is sent an empty device set,
-// the streams end and the sockets go.
+// serves it: the source went away. As the kubelet keeps a lost device
+// plugin's devices, the socket stays for the grace period, the devices
+// reported unhealthy, and a source of the same module that comes back
+// within it takes over the socket and the streams; at its end the kubelet
+// is sent an empty device set, the streams end and the sockets go.
 func (b *Bridge) RemoveProvider(resource, providerName string) {
 	b.mu.Lock()
 	pl := b.plugins[resource]
@@ -171,18 +189,38 @@ func (b *Bridge) RemoveProvider(resource, providerName string) {
 		b.mu.Unlock()
 		return
 	}
-	delete(b.plugins, resource)
-	started := b.ctx != nil
-	b.mu.Unlock()
-	b.log.Info("device source removed from the kubelet", "resource", resource, "provider", providerName)
-	pl.stop(true)
-	if !started { // never watched: nothing else will close it
+	if b.ctx == nil { // never served: nothing to keep
+		delete(b.plugins, resource)
+		b.mu.Unlock()
+		pl.stop(true)
 		pl.mu.Lock()
 		prov := pl.prov
 		pl.prov = nil
 		pl.mu.Unlock()
-		prov.Close()
+		prov.Close() // never watched: nothing else will close it
+		return
 	}
+	b.mu.Unlock()
+	deadline := pl.orphan(b.cfg.GracePeriod, b.cfg.Clock.Now())
+	b.log.Info("device source went away; its devices stay with the kubelet, unhealthy, for the grace period",
+		"resource", resource, "provider", providerName, "until", deadline)
+	// The timer's function must not use the clock: a fake one runs it with
+	// its own lock held.
+	pl.setGraceTimer(b.cfg.Clock.AfterFunc(b.cfg.GracePeriod, func() { b.expire(resource, pl) }))
+}
+
+// expire removes pl, which served resource, if it is still there with no
+// source: the grace period is over.
+func (b *Bridge) expire(resource string, pl *plugin) {
+	b.mu.Lock()
+	if b.plugins[resource] != pl || !pl.orphaned() {
+		b.mu.Unlock()
+		return
+	}
+	delete(b.plugins, resource)
+	b.mu.Unlock()
+	b.log.Info("grace period over: device source removed from the kubelet", "resource", resource)
+	pl.stop(true)
 }
 
 func (b *Bridge) startLocked(pl *plugin) {
@@ -295,6 +333,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 	}
 	b.mu.Unlock()
 	for _, pl := range all {
+		pl.setGraceTimer(nil)
 		pl.stop(false)
 	}
 	b.wg.Wait()

@@ -414,8 +414,13 @@ func TestPluginRegistry(t *testing.T) {
 	})
 }
 
-// TestSourceGone: when its module goes, the kubelet is sent an empty device
-// set, the stream ends, and the sockets and the CDI spec are removed.
+// TestSourceGone: when its module goes, its devices stay with the kubelet,
+// unhealthy, on the same socket and stream, and its CDI spec stays, for
+// the grace period, as a lost device plugin's do (a container holding its
+// CDI names may restart meanwhile); a source of the module back within it
+// takes them over without a new registration. At its end the kubelet is
+// sent an empty device set, the stream ends, and the socket and the CDI
+// spec are removed.
 func TestSourceGone(t *testing.T) {
 	e := newEnv(t, envConfig{})
 	k := startKubelet(t, e.kubeletDir)
@@ -423,17 +428,42 @@ func TestSourceGone(t *testing.T) {
 	k.ExpectRegister()
 	k.WaitDevices(counter, healthy(2))
 	spec := filepath.Join(e.cdiDir, "wasmlet-example.com_counter.yaml")
-	if _, err := os.Stat(spec); err != nil {
-		t.Fatal(err)
+	sock := filepath.Join(e.kubeletDir, "wasmlet-counter.sock")
+	exists := func(path string) bool { _, err := os.Stat(path); return err == nil }
+	if !exists(spec) {
+		t.Fatal("no CDI spec")
 	}
+	unhealthy := func(d []*pluginapi.Device) bool {
+		return len(d) == 2 && d[0].Health == pluginapi.Unhealthy && d[1].Health == pluginapi.Unhealthy
+	}
+
 	e.reg.Unload("counter")
+	k.WaitDevices(counter, unhealthy)
+	st := e.waitStatus(counter, "the grace period", func(st bridge.Status) bool { return !st.GraceDeadline.IsZero() })
+	if st.Provider != "" || st.Streams != 1 || !st.GraceDeadline.Equal(e.clock.Now().Add(time.Minute)) || !strings.Contains(st.LastError, "went away") {
+		t.Fatalf("status in the grace period %+v", st)
+	}
+	e.clock.Step(time.Minute - time.Nanosecond)
+	if !exists(sock) || !exists(spec) || k.Streams(counter) != 1 {
+		t.Fatal("the socket, the stream or the CDI spec went within the grace period")
+	}
+	// Back within the grace period: the same socket and stream.
+	e.counter("2")
+	k.WaitDevices(counter, healthy(2))
+	if st := e.status(counter); st.Registrations != 1 || st.SocketsCreated != 1 || !st.GraceDeadline.IsZero() || st.LastError != "" {
+		t.Fatalf("status after the source came back %+v", st)
+	}
+	if len(k.Registers) != 0 {
+		t.Error("registered again for a source back within the grace period")
+	}
+
+	e.reg.Unload("counter")
+	k.WaitDevices(counter, unhealthy)
+	e.waitStatus(counter, "the grace period", func(st bridge.Status) bool { return !st.GraceDeadline.IsZero() })
+	e.clock.Step(time.Minute)
 	k.WaitDevices(counter, func(d []*pluginapi.Device) bool { return d != nil && len(d) == 0 })
 	eventually(t, "stream ended", func() bool { return k.Streams(counter) == 0 })
-	eventually(t, "socket and spec removed", func() bool {
-		_, err1 := os.Stat(filepath.Join(e.kubeletDir, "wasmlet-counter.sock"))
-		_, err2 := os.Stat(spec)
-		return os.IsNotExist(err1) && os.IsNotExist(err2)
-	})
+	eventually(t, "socket and spec removed", func() bool { return !exists(sock) && !exists(spec) })
 	if st := e.br.Status(); len(st) != 0 {
 		t.Fatalf("status %+v", st)
 	}

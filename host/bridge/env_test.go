@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	testingclock "k8s.io/utils/clock/testing"
 
 	"github.com/wasmlet/wasmlet/guests/build"
 	"github.com/wasmlet/wasmlet/host/bridge"
@@ -43,6 +44,9 @@ type env struct {
 	br          *bridge.Bridge
 	specs       *cdi.Specs
 	ctrl        *devicesource.Controller
+	// clock times the grace period of a source that went away (a minute),
+	// for the bridge and the CDI specs alike.
+	clock *testingclock.FakeClock
 
 	mu      sync.Mutex
 	modOpts map[string]module.Options
@@ -65,7 +69,7 @@ func newEnv(t testing.TB, cfg envConfig) *env {
 	dir := testenv.ShortDir(t)
 	e := &env{t: t, dir: dir, kubeletDir: filepath.Join(dir, "dp"), registryDir: filepath.Join(dir, "reg"),
 		cdiDir: filepath.Join(dir, "cdi"), modOpts: map[string]module.Options{},
-		done: make(chan error, 1)}
+		done: make(chan error, 1), clock: testingclock.NewFakeClock(time.Now())}
 	os.MkdirAll(filepath.Join(dir, "mod"), 0o755)
 	log := testLogger(t)
 	e.reg = module.NewRegistry(func(name string) module.Options {
@@ -80,7 +84,7 @@ func newEnv(t testing.TB, cfg envConfig) *env {
 		return o
 	}, nil, log)
 	var err error
-	if e.specs, err = cdi.New(cdi.Config{Dir: e.cdiDir, Logger: log.Named("cdi")}); err != nil {
+	if e.specs, err = cdi.New(cdi.Config{Dir: e.cdiDir, GracePeriod: time.Minute, Clock: e.clock, Logger: log.Named("cdi")}); err != nil {
 		t.Fatal(err)
 	}
 	// No resync within a test: whatever the bridge does, an event made it
@@ -88,7 +92,7 @@ func newEnv(t testing.TB, cfg envConfig) *env {
 	// reacts to the event (how fast is BenchmarkKubeletRestart's to say).
 	e.br, err = bridge.New(bridge.Config{KubeletDir: e.kubeletDir, Registration: cfg.mode, PluginRegistryDir: e.registryDir,
 		RegisterTimeout: 2 * time.Second, BackoffInitial: cfg.backoff, BackoffMax: 8 * cfg.backoff,
-		ResyncPeriod: time.Hour, Logger: log.Named("bridge")})
+		ResyncPeriod: time.Hour, GracePeriod: time.Minute, Clock: e.clock, Logger: log.Named("bridge")})
 	if err != nil {
 		t.Fatal(err)
 	}

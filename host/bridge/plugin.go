@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 	registerapi "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
+	"k8s.io/utils/clock"
 
 	"github.com/wasmlet/wasmlet/host/device"
 	"github.com/wasmlet/wasmlet/host/device/deviceplugin"
@@ -69,6 +70,10 @@ type Status struct {
 	RegisteredAt  time.Time
 	// NextAttempt is when a refused or failed registration is retried.
 	NextAttempt time.Time
+	// GraceDeadline is set when the source went away: its devices stay,
+	// unhealthy, and the socket is served until then, unless a source of
+	// the module comes back first.
+	GraceDeadline time.Time
 	// KubeletPresent and KubeletSince: whether kubelet.sock exists, and
 	// since when (as noticed).
 	KubeletPresent bool
@@ -123,6 +128,8 @@ type plugin struct {
 	cancelAttempt  context.CancelFunc
 	socketsCreated int
 	regRefresh     time.Time // plugin-registry: recreate the registration socket then
+	graceUntil     time.Time // the source went away: the plugin goes then
+	graceTimer     clock.Timer
 }
 
 func newPlugin(b *Bridge, resource, name string) *plugin {
@@ -173,11 +180,61 @@ func (p *plugin) providerName() string {
 	return p.prov.Name()
 }
 
+// orphan is told that the source went away: its devices are unhealthy, and
+// the plugin stays until the grace period from now is over. It returns
+// when that is.
+func (p *plugin) orphan(grace time.Duration, now time.Time) time.Time {
+	p.mu.Lock()
+	prov, unwatch := p.prov, p.unwatch
+	p.prov, p.unwatch = nil, nil
+	p.pgen++ // what the old source still says is ignored
+	devs := make([]*pluginapi.Device, len(p.devices))
+	for i, d := range p.devices {
+		devs[i] = &pluginapi.Device{ID: d.ID, Health: pluginapi.Unhealthy, Topology: d.Topology}
+	}
+	p.setDevicesLocked(devs, p.known)
+	p.graceUntil = now.Add(grace)
+	p.lastErr = fmt.Sprintf("the device source %s went away: its devices stay, unhealthy, until %s, unless it comes back",
+		prov.Name(), p.graceUntil.Format(time.RFC3339))
+	deadline := p.graceUntil
+	p.mu.Unlock()
+	if unwatch != nil {
+		unwatch() // its goroutine closes it
+	} else {
+		prov.Close()
+	}
+	return deadline
+}
+
+// orphaned reports whether the source went away and none came back.
+func (p *plugin) orphaned() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.prov == nil && !p.graceUntil.IsZero()
+}
+
+// setGraceTimer replaces the timer of the grace period (nil: none).
+func (p *plugin) setGraceTimer(t clock.Timer) {
+	p.mu.Lock()
+	old := p.graceTimer
+	p.graceTimer = t
+	p.mu.Unlock()
+	if old != nil {
+		old.Stop()
+	}
+}
+
 // setProvider makes prov the source of the plugin's devices.
 func (p *plugin) setProvider(prov devicemanager.Provider) {
+	p.setGraceTimer(nil) // back within the grace period, if it went
 	p.mu.Lock()
+	back := !p.graceUntil.IsZero()
+	if back {
+		p.graceUntil, p.lastErr = time.Time{}, ""
+		p.log.Info("device source back within the grace period; the kubelet keeps its socket and streams", "provider", prov.Name())
+	}
 	old, oldUnwatch := p.prov, p.unwatch
-	if old != nil && prov.Options() != p.opts && p.regPath != "" {
+	if (old != nil || back) && prov.Options() != p.opts && p.regPath != "" {
 		// The kubelet reads the options when it registers the plugin:
 		// offer the registration socket anew.
 		p.regRefresh = time.Now()
@@ -624,7 +681,7 @@ func (p *plugin) status() Status {
 	st := Status{Resource: p.resource, Socket: p.path, RegistrationSocket: p.regPath, Mode: p.b.cfg.Registration,
 		State: p.state, LastError: p.lastErr, Attempts: p.attempts, Registrations: p.registrations,
 		RegisteredAt: p.registeredAt, NextAttempt: p.nextAttempt, SocketsCreated: p.socketsCreated,
-		Streams: p.streams, Devices: len(p.devices), Options: p.opts}
+		Streams: p.streams, Devices: len(p.devices), Options: p.opts, GraceDeadline: p.graceUntil}
 	if p.prov != nil {
 		st.Provider = p.prov.Name()
 	}

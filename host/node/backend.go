@@ -380,10 +380,11 @@ func bridgedView(b bridge.Status) *adminpb.BridgedSource {
 		Socket: b.Socket, RegistrationSocket: b.RegistrationSocket, Mode: b.Mode, State: string(b.State),
 		LastError: b.LastError, Registrations: int32(b.Registrations), RegisteredAt: ts(b.RegisteredAt),
 		NextAttempt: ts(b.NextAttempt), KubeletPresent: b.KubeletPresent, Streams: int32(b.Streams),
-		Devices: int32(b.Devices), Healthy: int32(b.Healthy)}
+		Devices: int32(b.Devices), Healthy: int32(b.Healthy), GraceDeadline: ts(b.GraceDeadline)}
 }
 
 func cdiView(sp cdi.Status) *adminpb.CDISpec {
 	return &adminpb.CDISpec{Resource: sp.Resource, Provider: sp.Provider,
-		Path: sp.Path, Devices: sp.Devices, Skipped: sp.Skipped, Error: sp.Error, WrittenAt: ts(sp.WrittenAt)}
+		Path: sp.Path, Devices: sp.Devices, Skipped: sp.Skipped, Error: sp.Error, WrittenAt: ts(sp.WrittenAt),
+		RemoveAt: ts(sp.RemoveAt)}
 }

@@ -160,7 +160,7 @@ func New(cfg *config.Config, log hclog.Logger) (_ *Node, err error) {
 	}
 	n.bridge, err = bridge.New(bridge.Config{KubeletDir: b.KubeletDir, Registration: string(b.Registration),
 		PluginRegistryDir: b.PluginRegistryDir, RegisterTimeout: h.OperationTimeout, BackoffInitial: h.BackoffInitial,
-		BackoffMax: h.BackoffMax, ResyncPeriod: h.ResyncPeriod, Logger: log.Named("bridge")})
+		BackoffMax: h.BackoffMax, ResyncPeriod: h.ResyncPeriod, GracePeriod: h.GracePeriod, Logger: log.Named("bridge")})
 	if err != nil {
 		return nil, err
 	}

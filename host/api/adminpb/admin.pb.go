@@ -277,8 +277,11 @@ type BridgedSource struct {
 	Streams        int32                  `protobuf:"varint,12,opt,name=streams,proto3" json:"streams,omitempty"` // open ListAndWatch streams
 	Devices        int32                  `protobuf:"varint,13,opt,name=devices,proto3" json:"devices,omitempty"`
 	Healthy        int32                  `protobuf:"varint,14,opt,name=healthy,proto3" json:"healthy,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Set when the source went away: its devices stay with the kubelet,
+	// unhealthy, until then, unless a source of its module comes back.
+	GraceDeadline *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=grace_deadline,json=graceDeadline,proto3" json:"grace_deadline,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *BridgedSource) Reset() {
@@ -409,16 +412,27 @@ func (x *BridgedSource) GetHealthy() int32 {
 	return 0
 }
 
+func (x *BridgedSource) GetGraceDeadline() *timestamppb.Timestamp {
+	if x != nil {
+		return x.GraceDeadline
+	}
+	return nil
+}
+
 // CDISpec is one CDI spec file (or why a resource has none).
 type CDISpec struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Resource      string                 `protobuf:"bytes,1,opt,name=resource,proto3" json:"resource,omitempty"`
-	Provider      string                 `protobuf:"bytes,2,opt,name=provider,proto3" json:"provider,omitempty"`
-	Path          string                 `protobuf:"bytes,3,opt,name=path,proto3" json:"path,omitempty"` // empty: no spec (error says why)
-	Devices       []string               `protobuf:"bytes,4,rep,name=devices,proto3" json:"devices,omitempty"`
-	Skipped       map[string]string      `protobuf:"bytes,5,rep,name=skipped,proto3" json:"skipped,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"` // device id -> why it is left out
-	Error         string                 `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
-	WrittenAt     *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=written_at,json=writtenAt,proto3" json:"written_at,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Resource  string                 `protobuf:"bytes,1,opt,name=resource,proto3" json:"resource,omitempty"`
+	Provider  string                 `protobuf:"bytes,2,opt,name=provider,proto3" json:"provider,omitempty"`
+	Path      string                 `protobuf:"bytes,3,opt,name=path,proto3" json:"path,omitempty"` // empty: no spec (error says why)
+	Devices   []string               `protobuf:"bytes,4,rep,name=devices,proto3" json:"devices,omitempty"`
+	Skipped   map[string]string      `protobuf:"bytes,5,rep,name=skipped,proto3" json:"skipped,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"` // device id -> why it is left out
+	Error     string                 `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
+	WrittenAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=written_at,json=writtenAt,proto3" json:"written_at,omitempty"`
+	// Set when no source owns the spec (its source went away, or it was
+	// there when wasmlet started): the file is removed then, unless a source
+	// of the resource comes first.
+	RemoveAt      *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=remove_at,json=removeAt,proto3" json:"remove_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -498,6 +512,13 @@ func (x *CDISpec) GetError() string {
 func (x *CDISpec) GetWrittenAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.WrittenAt
+	}
+	return nil
+}
+
+func (x *CDISpec) GetRemoveAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RemoveAt
 	}
 	return nil
 }
@@ -2873,7 +2894,7 @@ const file_admin_proto_rawDesc = "" +
 	"\x03pid\x18\f \x01(\x05R\x03pid\x129\n" +
 	"\abridged\x18\r \x03(\v2\x1f.wasmlet.admin.v1.BridgedSourceR\abridged\x126\n" +
 	"\tcdi_specs\x18\x0e \x03(\v2\x19.wasmlet.admin.v1.CDISpecR\bcdiSpecs\x120\n" +
-	"\x14pod_resources_socket\x18\x0f \x01(\tR\x12podResourcesSocket\"\xf6\x03\n" +
+	"\x14pod_resources_socket\x18\x0f \x01(\tR\x12podResourcesSocket\"\xb9\x04\n" +
 	"\rBridgedSource\x12\x1a\n" +
 	"\bresource\x18\x01 \x01(\tR\bresource\x12\x1a\n" +
 	"\bprovider\x18\x02 \x01(\tR\bprovider\x12\x16\n" +
@@ -2890,7 +2911,8 @@ const file_admin_proto_rawDesc = "" +
 	"\x0fkubelet_present\x18\v \x01(\bR\x0ekubeletPresent\x12\x18\n" +
 	"\astreams\x18\f \x01(\x05R\astreams\x12\x18\n" +
 	"\adevices\x18\r \x01(\x05R\adevices\x12\x18\n" +
-	"\ahealthy\x18\x0e \x01(\x05R\ahealthy\"\xbe\x02\n" +
+	"\ahealthy\x18\x0e \x01(\x05R\ahealthy\x12A\n" +
+	"\x0egrace_deadline\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\rgraceDeadline\"\xf7\x02\n" +
 	"\aCDISpec\x12\x1a\n" +
 	"\bresource\x18\x01 \x01(\tR\bresource\x12\x1a\n" +
 	"\bprovider\x18\x02 \x01(\tR\bprovider\x12\x12\n" +
@@ -2899,7 +2921,8 @@ const file_admin_proto_rawDesc = "" +
 	"\askipped\x18\x05 \x03(\v2&.wasmlet.admin.v1.CDISpec.SkippedEntryR\askipped\x12\x14\n" +
 	"\x05error\x18\x06 \x01(\tR\x05error\x129\n" +
 	"\n" +
-	"written_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\twrittenAt\x1a:\n" +
+	"written_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\twrittenAt\x127\n" +
+	"\tremove_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\bremoveAt\x1a:\n" +
 	"\fSkippedEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xad\x01\n" +
@@ -3213,67 +3236,69 @@ var file_admin_proto_depIdxs = []int32{
 	3,  // 6: wasmlet.admin.v1.StatusResponse.cdi_specs:type_name -> wasmlet.admin.v1.CDISpec
 	39, // 7: wasmlet.admin.v1.BridgedSource.registered_at:type_name -> google.protobuf.Timestamp
 	39, // 8: wasmlet.admin.v1.BridgedSource.next_attempt:type_name -> google.protobuf.Timestamp
-	33, // 9: wasmlet.admin.v1.CDISpec.skipped:type_name -> wasmlet.admin.v1.CDISpec.SkippedEntry
-	39, // 10: wasmlet.admin.v1.CDISpec.written_at:type_name -> google.protobuf.Timestamp
-	8,  // 11: wasmlet.admin.v1.ListPluginsResponse.plugins:type_name -> wasmlet.admin.v1.Plugin
-	34, // 12: wasmlet.admin.v1.Plugin.attributes:type_name -> wasmlet.admin.v1.Plugin.AttributesEntry
-	39, // 13: wasmlet.admin.v1.Plugin.seen:type_name -> google.protobuf.Timestamp
-	39, // 14: wasmlet.admin.v1.Plugin.registered:type_name -> google.protobuf.Timestamp
-	39, // 15: wasmlet.admin.v1.Plugin.next_retry:type_name -> google.protobuf.Timestamp
-	11, // 16: wasmlet.admin.v1.ListCSIDriversResponse.drivers:type_name -> wasmlet.admin.v1.CSIDriver
-	35, // 17: wasmlet.admin.v1.CSIDriver.topology:type_name -> wasmlet.admin.v1.CSIDriver.TopologyEntry
-	39, // 18: wasmlet.admin.v1.CSIDriver.registered:type_name -> google.protobuf.Timestamp
-	14, // 19: wasmlet.admin.v1.ListModulesResponse.modules:type_name -> wasmlet.admin.v1.Module
-	15, // 20: wasmlet.admin.v1.Module.limits:type_name -> wasmlet.admin.v1.Limits
-	16, // 21: wasmlet.admin.v1.Module.mounts:type_name -> wasmlet.admin.v1.Mount
-	39, // 22: wasmlet.admin.v1.Module.last_fault_at:type_name -> google.protobuf.Timestamp
-	39, // 23: wasmlet.admin.v1.Module.quarantined_at:type_name -> google.protobuf.Timestamp
-	39, // 24: wasmlet.admin.v1.Module.loaded:type_name -> google.protobuf.Timestamp
-	40, // 25: wasmlet.admin.v1.Module.compile_time:type_name -> google.protobuf.Duration
-	40, // 26: wasmlet.admin.v1.Module.instantiate_time:type_name -> google.protobuf.Duration
-	39, // 27: wasmlet.admin.v1.Module.refused_at:type_name -> google.protobuf.Timestamp
-	39, // 28: wasmlet.admin.v1.Module.loading_since:type_name -> google.protobuf.Timestamp
-	39, // 29: wasmlet.admin.v1.Module.next_discovery:type_name -> google.protobuf.Timestamp
-	40, // 30: wasmlet.admin.v1.Limits.call_timeout:type_name -> google.protobuf.Duration
-	14, // 31: wasmlet.admin.v1.ReloadModuleResponse.module:type_name -> wasmlet.admin.v1.Module
-	21, // 32: wasmlet.admin.v1.ListResourcesResponse.resources:type_name -> wasmlet.admin.v1.Resource
-	39, // 33: wasmlet.admin.v1.Resource.disconnected_at:type_name -> google.protobuf.Timestamp
-	39, // 34: wasmlet.admin.v1.Resource.grace_deadline:type_name -> google.protobuf.Timestamp
-	22, // 35: wasmlet.admin.v1.Resource.devices:type_name -> wasmlet.admin.v1.Device
-	39, // 36: wasmlet.admin.v1.Resource.last_update:type_name -> google.protobuf.Timestamp
-	36, // 37: wasmlet.admin.v1.Device.attributes:type_name -> wasmlet.admin.v1.Device.AttributesEntry
-	25, // 38: wasmlet.admin.v1.ListAllocationsResponse.allocations:type_name -> wasmlet.admin.v1.Allocation
-	26, // 39: wasmlet.admin.v1.Allocation.response:type_name -> wasmlet.admin.v1.ContainerResponse
-	39, // 40: wasmlet.admin.v1.Allocation.allocated:type_name -> google.protobuf.Timestamp
-	37, // 41: wasmlet.admin.v1.ContainerResponse.envs:type_name -> wasmlet.admin.v1.ContainerResponse.EnvsEntry
-	27, // 42: wasmlet.admin.v1.ContainerResponse.mounts:type_name -> wasmlet.admin.v1.ContainerMount
-	28, // 43: wasmlet.admin.v1.ContainerResponse.devices:type_name -> wasmlet.admin.v1.DeviceSpec
-	38, // 44: wasmlet.admin.v1.ContainerResponse.annotations:type_name -> wasmlet.admin.v1.ContainerResponse.AnnotationsEntry
-	25, // 45: wasmlet.admin.v1.AllocateResponse.allocation:type_name -> wasmlet.admin.v1.Allocation
-	25, // 46: wasmlet.admin.v1.ReleaseResponse.released:type_name -> wasmlet.admin.v1.Allocation
-	0,  // 47: wasmlet.admin.v1.Admin.Status:input_type -> wasmlet.admin.v1.StatusRequest
-	6,  // 48: wasmlet.admin.v1.Admin.ListPlugins:input_type -> wasmlet.admin.v1.ListPluginsRequest
-	12, // 49: wasmlet.admin.v1.Admin.ListModules:input_type -> wasmlet.admin.v1.ListModulesRequest
-	17, // 50: wasmlet.admin.v1.Admin.ReloadModule:input_type -> wasmlet.admin.v1.ReloadModuleRequest
-	19, // 51: wasmlet.admin.v1.Admin.ListResources:input_type -> wasmlet.admin.v1.ListResourcesRequest
-	23, // 52: wasmlet.admin.v1.Admin.ListAllocations:input_type -> wasmlet.admin.v1.ListAllocationsRequest
-	29, // 53: wasmlet.admin.v1.Admin.Allocate:input_type -> wasmlet.admin.v1.AllocateRequest
-	31, // 54: wasmlet.admin.v1.Admin.Release:input_type -> wasmlet.admin.v1.ReleaseRequest
-	9,  // 55: wasmlet.admin.v1.Admin.ListCSIDrivers:input_type -> wasmlet.admin.v1.ListCSIDriversRequest
-	1,  // 56: wasmlet.admin.v1.Admin.Status:output_type -> wasmlet.admin.v1.StatusResponse
-	7,  // 57: wasmlet.admin.v1.Admin.ListPlugins:output_type -> wasmlet.admin.v1.ListPluginsResponse
-	13, // 58: wasmlet.admin.v1.Admin.ListModules:output_type -> wasmlet.admin.v1.ListModulesResponse
-	18, // 59: wasmlet.admin.v1.Admin.ReloadModule:output_type -> wasmlet.admin.v1.ReloadModuleResponse
-	20, // 60: wasmlet.admin.v1.Admin.ListResources:output_type -> wasmlet.admin.v1.ListResourcesResponse
-	24, // 61: wasmlet.admin.v1.Admin.ListAllocations:output_type -> wasmlet.admin.v1.ListAllocationsResponse
-	30, // 62: wasmlet.admin.v1.Admin.Allocate:output_type -> wasmlet.admin.v1.AllocateResponse
-	32, // 63: wasmlet.admin.v1.Admin.Release:output_type -> wasmlet.admin.v1.ReleaseResponse
-	10, // 64: wasmlet.admin.v1.Admin.ListCSIDrivers:output_type -> wasmlet.admin.v1.ListCSIDriversResponse
-	56, // [56:65] is the sub-list for method output_type
-	47, // [47:56] is the sub-list for method input_type
-	47, // [47:47] is the sub-list for extension type_name
-	47, // [47:47] is the sub-list for extension extendee
-	0,  // [0:47] is the sub-list for field type_name
+	39, // 9: wasmlet.admin.v1.BridgedSource.grace_deadline:type_name -> google.protobuf.Timestamp
+	33, // 10: wasmlet.admin.v1.CDISpec.skipped:type_name -> wasmlet.admin.v1.CDISpec.SkippedEntry
+	39, // 11: wasmlet.admin.v1.CDISpec.written_at:type_name -> google.protobuf.Timestamp
+	39, // 12: wasmlet.admin.v1.CDISpec.remove_at:type_name -> google.protobuf.Timestamp
+	8,  // 13: wasmlet.admin.v1.ListPluginsResponse.plugins:type_name -> wasmlet.admin.v1.Plugin
+	34, // 14: wasmlet.admin.v1.Plugin.attributes:type_name -> wasmlet.admin.v1.Plugin.AttributesEntry
+	39, // 15: wasmlet.admin.v1.Plugin.seen:type_name -> google.protobuf.Timestamp
+	39, // 16: wasmlet.admin.v1.Plugin.registered:type_name -> google.protobuf.Timestamp
+	39, // 17: wasmlet.admin.v1.Plugin.next_retry:type_name -> google.protobuf.Timestamp
+	11, // 18: wasmlet.admin.v1.ListCSIDriversResponse.drivers:type_name -> wasmlet.admin.v1.CSIDriver
+	35, // 19: wasmlet.admin.v1.CSIDriver.topology:type_name -> wasmlet.admin.v1.CSIDriver.TopologyEntry
+	39, // 20: wasmlet.admin.v1.CSIDriver.registered:type_name -> google.protobuf.Timestamp
+	14, // 21: wasmlet.admin.v1.ListModulesResponse.modules:type_name -> wasmlet.admin.v1.Module
+	15, // 22: wasmlet.admin.v1.Module.limits:type_name -> wasmlet.admin.v1.Limits
+	16, // 23: wasmlet.admin.v1.Module.mounts:type_name -> wasmlet.admin.v1.Mount
+	39, // 24: wasmlet.admin.v1.Module.last_fault_at:type_name -> google.protobuf.Timestamp
+	39, // 25: wasmlet.admin.v1.Module.quarantined_at:type_name -> google.protobuf.Timestamp
+	39, // 26: wasmlet.admin.v1.Module.loaded:type_name -> google.protobuf.Timestamp
+	40, // 27: wasmlet.admin.v1.Module.compile_time:type_name -> google.protobuf.Duration
+	40, // 28: wasmlet.admin.v1.Module.instantiate_time:type_name -> google.protobuf.Duration
+	39, // 29: wasmlet.admin.v1.Module.refused_at:type_name -> google.protobuf.Timestamp
+	39, // 30: wasmlet.admin.v1.Module.loading_since:type_name -> google.protobuf.Timestamp
+	39, // 31: wasmlet.admin.v1.Module.next_discovery:type_name -> google.protobuf.Timestamp
+	40, // 32: wasmlet.admin.v1.Limits.call_timeout:type_name -> google.protobuf.Duration
+	14, // 33: wasmlet.admin.v1.ReloadModuleResponse.module:type_name -> wasmlet.admin.v1.Module
+	21, // 34: wasmlet.admin.v1.ListResourcesResponse.resources:type_name -> wasmlet.admin.v1.Resource
+	39, // 35: wasmlet.admin.v1.Resource.disconnected_at:type_name -> google.protobuf.Timestamp
+	39, // 36: wasmlet.admin.v1.Resource.grace_deadline:type_name -> google.protobuf.Timestamp
+	22, // 37: wasmlet.admin.v1.Resource.devices:type_name -> wasmlet.admin.v1.Device
+	39, // 38: wasmlet.admin.v1.Resource.last_update:type_name -> google.protobuf.Timestamp
+	36, // 39: wasmlet.admin.v1.Device.attributes:type_name -> wasmlet.admin.v1.Device.AttributesEntry
+	25, // 40: wasmlet.admin.v1.ListAllocationsResponse.allocations:type_name -> wasmlet.admin.v1.Allocation
+	26, // 41: wasmlet.admin.v1.Allocation.response:type_name -> wasmlet.admin.v1.ContainerResponse
+	39, // 42: wasmlet.admin.v1.Allocation.allocated:type_name -> google.protobuf.Timestamp
+	37, // 43: wasmlet.admin.v1.ContainerResponse.envs:type_name -> wasmlet.admin.v1.ContainerResponse.EnvsEntry
+	27, // 44: wasmlet.admin.v1.ContainerResponse.mounts:type_name -> wasmlet.admin.v1.ContainerMount
+	28, // 45: wasmlet.admin.v1.ContainerResponse.devices:type_name -> wasmlet.admin.v1.DeviceSpec
+	38, // 46: wasmlet.admin.v1.ContainerResponse.annotations:type_name -> wasmlet.admin.v1.ContainerResponse.AnnotationsEntry
+	25, // 47: wasmlet.admin.v1.AllocateResponse.allocation:type_name -> wasmlet.admin.v1.Allocation
+	25, // 48: wasmlet.admin.v1.ReleaseResponse.released:type_name -> wasmlet.admin.v1.Allocation
+	0,  // 49: wasmlet.admin.v1.Admin.Status:input_type -> wasmlet.admin.v1.StatusRequest
+	6,  // 50: wasmlet.admin.v1.Admin.ListPlugins:input_type -> wasmlet.admin.v1.ListPluginsRequest
+	12, // 51: wasmlet.admin.v1.Admin.ListModules:input_type -> wasmlet.admin.v1.ListModulesRequest
+	17, // 52: wasmlet.admin.v1.Admin.ReloadModule:input_type -> wasmlet.admin.v1.ReloadModuleRequest
+	19, // 53: wasmlet.admin.v1.Admin.ListResources:input_type -> wasmlet.admin.v1.ListResourcesRequest
+	23, // 54: wasmlet.admin.v1.Admin.ListAllocations:input_type -> wasmlet.admin.v1.ListAllocationsRequest
+	29, // 55: wasmlet.admin.v1.Admin.Allocate:input_type -> wasmlet.admin.v1.AllocateRequest
+	31, // 56: wasmlet.admin.v1.Admin.Release:input_type -> wasmlet.admin.v1.ReleaseRequest
+	9,  // 57: wasmlet.admin.v1.Admin.ListCSIDrivers:input_type -> wasmlet.admin.v1.ListCSIDriversRequest
+	1,  // 58: wasmlet.admin.v1.Admin.Status:output_type -> wasmlet.admin.v1.StatusResponse
+	7,  // 59: wasmlet.admin.v1.Admin.ListPlugins:output_type -> wasmlet.admin.v1.ListPluginsResponse
+	13, // 60: wasmlet.admin.v1.Admin.ListModules:output_type -> wasmlet.admin.v1.ListModulesResponse
+	18, // 61: wasmlet.admin.v1.Admin.ReloadModule:output_type -> wasmlet.admin.v1.ReloadModuleResponse
+	20, // 62: wasmlet.admin.v1.Admin.ListResources:output_type -> wasmlet.admin.v1.ListResourcesResponse
+	24, // 63: wasmlet.admin.v1.Admin.ListAllocations:output_type -> wasmlet.admin.v1.ListAllocationsResponse
+	30, // 64: wasmlet.admin.v1.Admin.Allocate:output_type -> wasmlet.admin.v1.AllocateResponse
+	32, // 65: wasmlet.admin.v1.Admin.Release:output_type -> wasmlet.admin.v1.ReleaseResponse
+	10, // 66: wasmlet.admin.v1.Admin.ListCSIDrivers:output_type -> wasmlet.admin.v1.ListCSIDriversResponse
+	58, // [58:67] is the sub-list for method output_type
+	49, // [49:58] is the sub-list for method input_type
+	49, // [49:49] is the sub-list for extension type_name
+	49, // [49:49] is the sub-list for extension extendee
+	0,  // [0:49] is the sub-list for field type_name
 }
 
 func init() { file_admin_proto_init() }
