@@ -67,7 +67,9 @@ func allocationFromRecord(rec *checkpoint.Allocation) *Allocation {
 // provider until one registers (the grace period starts when Run does).
 func (m *Manager) restore(st *checkpoint.State) {
 	now := time.Now()
+	m.restored = make(map[string]string, len(st.Resources))
 	for _, rec := range st.Resources {
+		m.restored[rec.Name] = rec.Provider
 		r := m.get(rec.Name)
 		r.opts = ProviderOptions{PreStartRequired: rec.PreStartRequired, PreferredAllocation: rec.PreferredAllocation}
 		r.connected, r.disconnectedAt = false, now

@@ -30,6 +30,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"sort"
 	"strings"
 	"sync"
@@ -103,6 +104,7 @@ type Manager struct {
 	stopping  bool // Run is shutting down: no new provider is followed
 
 	committer *checkpoint.Committer
+	restored  map[string]string // resource -> the provider the checkpoint named
 }
 
 // New creates a device manager and restores the checkpoint, if any. A
@@ -137,6 +139,14 @@ func New(cfg Config) (*Manager, error) {
 		m.committer = checkpoint.NewCommitter(cfg.CheckpointPath, m.snapshot)
 	}
 	return m, nil
+}
+
+// Restored lists the resources restored from the checkpoint, each with the
+// name of the provider that served it then.
+func (m *Manager) Restored() map[string]string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return maps.Clone(m.restored)
 }
 
 // Run starts the grace timers of restored resources and keeps the manager

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/wasmlet/wasmlet/host/devicemanager"
+	"github.com/wasmlet/wasmlet/host/internal/testenv"
 	"github.com/wasmlet/wasmlet/host/internal/testplugin"
 )
 
@@ -40,9 +41,7 @@ func TestPluginsRegisterAgainAfterARestart(t *testing.T) {
 		r, ok := h.resource("example.com/gpu")
 		return ok && r.Connected && r.Healthy == 2 && r.Allocatable == 1
 	})
-	if n := registrations(); n != 1 {
-		t.Errorf("the plugin registered %d times after the restart, want 1", n)
-	}
+	h.eventually("the plugin to hear its registration answered", func() bool { return registrations() == 1 })
 	got := h.n.Devices().Allocations()
 	if len(got) != 1 || got[0].Workload != a.Workload || got[0].DeviceIDs[0] != a.DeviceIDs[0] {
 		t.Errorf("after the restart: allocations %+v, want %+v", got, a)
@@ -105,4 +104,66 @@ func TestKubeletSocketIsInReadiness(t *testing.T) {
 	if code, _ := get("/readyz"); code != http.StatusOK {
 		t.Errorf("/readyz once kubelet.sock is back: %d", code)
 	}
+}
+
+// TestReadyWaitsForRestoredProviders: right after a restart, the node is not
+// ready until the providers of the resources restored from the checkpoint
+// are back (its status and /readyz name those it waits for) — allocating
+// from them could only fail meanwhile; it waits operation_timeout at most,
+// then is ready without them, and says so in its log.
+func TestReadyWaitsForRestoredProviders(t *testing.T) {
+	var log testenv.Buffer
+	h := startTOML(t, nil, strings.Replace(nodeTOML("127.0.0.1:0", ""), `grace_period = "200ms"`,
+		"grace_period = \"1h\"\noperation_timeout = \"1s\"", 1), withLog(&log))
+	kubelet := filepath.Join(h.dir, "dp", devicemanager.KubeletSocket)
+	sock := filepath.Join(h.dir, "dp", "gpu.sock")
+	p := testplugin.StartDevicePlugin(t, sock, "example.com/gpu", testplugin.Devices("gpu", 2))
+	if err := p.Register(context.Background(), kubelet); err != nil {
+		t.Fatal(err)
+	}
+	h.eventually("2 healthy gpus", func() bool { r, ok := h.resource("example.com/gpu"); return ok && r.Healthy == 2 })
+
+	// Restarted while the plugin is down: not ready, saying why.
+	if err := h.stop(); err != nil {
+		t.Fatal(err)
+	}
+	p.Stop()
+	h.runNoWait()
+	want := "for the providers of resources restored from the checkpoint to come back: example.com/gpu (plugin:" + sock + ")"
+	h.eventually("the node to say what it waits for", func() bool { return strings.Contains(h.n.NotReady(), want) })
+	if st := h.n.status(); st.Ready || !strings.Contains(st.NotReady, want) {
+		t.Errorf("status: ready %v, %q", st.Ready, st.NotReady)
+	}
+	resp, err := http.Get("http://" + h.metrics + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), want) {
+		t.Errorf("/readyz: %d %q", resp.StatusCode, body)
+	}
+	// The plugin comes back: ready.
+	p = testplugin.StartDevicePlugin(t, sock, "example.com/gpu", testplugin.Devices("gpu", 2))
+	if err := p.Register(context.Background(), kubelet); err != nil {
+		t.Fatal(err)
+	}
+	h.eventually("ready once the plugin is back", func() bool { return h.n.Ready() })
+	if r, _ := h.resource("example.com/gpu"); r.Healthy != 2 {
+		t.Errorf("ready with %d healthy gpus", r.Healthy)
+	}
+
+	// Restarted, and the plugin does not come back: ready after
+	// operation_timeout, saying without what.
+	if err := h.stop(); err != nil {
+		t.Fatal(err)
+	}
+	p.Stop()
+	h.runNoWait()
+	h.eventually("the node to wait", func() bool { return strings.Contains(h.n.NotReady(), want) })
+	h.eventually("ready after operation_timeout", func() bool { return h.n.Ready() })
+	h.eventually("the log to say so", func() bool {
+		return strings.Contains(log.String(), "ready without these resources restored from the checkpoint") &&
+			strings.Contains(log.String(), "example.com/gpu (plugin:"+sock+")")
+	})
 }

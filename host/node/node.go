@@ -20,9 +20,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -90,6 +92,11 @@ type Node struct {
 	// started: the modules present at start are loaded and the registry
 	// scanned; stopped: shutting down. Ready says more.
 	started, stopped atomic.Bool
+	// restored are the resources of the checkpoint, with the provider that
+	// served each; the node is not ready until they are back, or until
+	// restoreBy (operation_timeout after it started).
+	restored  map[string]string
+	restoreBy atomic.Value // time.Time
 }
 
 // New builds a node from its configuration. First it takes the lock on the
@@ -152,6 +159,7 @@ func New(cfg *config.Config, log hclog.Logger) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
+	n.restored = n.devices.Restored()
 	// Device sources go to the local device manager or the bridge, never
 	// both (sourceRoutes); every source's edits get a CDI spec.
 	b := cfg.Bridge
@@ -389,8 +397,10 @@ func (n *Node) Run(ctx context.Context) error {
 	select {
 	case <-n.plugins.Ready():
 		waitForSocket(runCtx, h.APISocket)
+		n.restoreBy.Store(time.Now().Add(h.OperationTimeout))
 		n.started.Store(true)
 		n.log.Info("wasmlet started", "modules", len(n.modules.List()), "startup", time.Since(n.startedAt).Round(time.Millisecond))
+		go n.logReady(runCtx)
 	case <-runCtx.Done():
 	}
 
@@ -523,7 +533,61 @@ func (n *Node) NotReady() string {
 	if why := n.dmsrv.Missing(); why != "" {
 		return "kubelet.sock: " + why
 	}
+	if waiting, left := n.waitingForRestored(); len(waiting) > 0 {
+		return fmt.Sprintf("waiting up to %s more for the providers of resources restored from the checkpoint to come back: %s",
+			left.Round(time.Millisecond), strings.Join(waiting, ", "))
+	}
 	return ""
+}
+
+// waitingForRestored lists the resources restored from the checkpoint whose
+// provider has not reported devices since the start ("resource (provider)"),
+// and how long the node still waits for them; none once it waited
+// operation_timeout. A resource whose devices went meanwhile is not waited
+// for.
+func (n *Node) waitingForRestored() ([]string, time.Duration) {
+	by, _ := n.restoreBy.Load().(time.Time)
+	left := time.Until(by)
+	if len(n.restored) == 0 || left <= 0 {
+		return nil, 0
+	}
+	back := map[string]bool{}
+	for _, r := range n.devices.Resources() {
+		back[r.Name] = r.Connected && !r.LastUpdate.IsZero() || r.Capacity == 0 && r.Provider == ""
+	}
+	var waiting []string
+	for _, name := range slices.Sorted(maps.Keys(n.restored)) {
+		if ok, known := back[name]; known && !ok {
+			waiting = append(waiting, fmt.Sprintf("%s (%s)", name, n.restored[name]))
+		}
+	}
+	return waiting, left
+}
+
+// logReady says when the node becomes ready after it started, and which
+// restored resources it stopped waiting for.
+func (n *Node) logReady(ctx context.Context) {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	var last []string
+	for ctx.Err() == nil {
+		waiting, _ := n.waitingForRestored()
+		if len(waiting) > 0 {
+			last = waiting
+		}
+		if n.NotReady() == "" {
+			if len(waiting) == 0 && len(last) > 0 && time.Now().After(n.restoreBy.Load().(time.Time)) {
+				n.log.Warn("ready without these resources restored from the checkpoint: their providers did not come back within operation_timeout",
+					"resources", strings.Join(last, ", "))
+			}
+			n.log.Info("wasmlet ready", "since_start", time.Since(n.startedAt).Round(time.Millisecond))
+			return
+		}
+		select {
+		case <-ctx.Done():
+		case <-tick.C:
+		}
+	}
 }
 
 // Started is when Run began.

@@ -138,6 +138,14 @@ func startTOML(t *testing.T, modules map[string]string, toml string, options ...
 // run starts a node on h's configuration and waits until it is ready.
 func (h *harness) run() {
 	h.t.Helper()
+	h.runNoWait()
+	h.eventually("ready", func() bool { return h.n.Ready() })
+}
+
+// runNoWait starts a node on h's configuration and waits until it serves
+// its metrics, not until it is ready.
+func (h *harness) runNoWait() {
+	h.t.Helper()
 	n, err := New(h.cfg, h.log)
 	if err != nil {
 		h.t.Fatal(err)
@@ -146,7 +154,9 @@ func (h *harness) run() {
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
 	go func() { h.done <- n.Run(ctx) }()
-	h.eventually("ready", func() bool { return n.Ready() })
+	if h.cfg.Host.MetricsAddress != "" {
+		h.eventually("metrics", func() bool { return n.MetricsAddress() != "" })
+	}
 	h.metrics = n.MetricsAddress() // port 0: the node picked one
 }
 
