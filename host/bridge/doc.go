@@ -57,6 +57,17 @@
 //   - when the kubelet goes mid-stream, its streams end with its
 //     connections; the bridge and its sources carry on.
 //
+// # A source that goes
+//
+// When a bridged source goes (its module is unloaded, or now serves another
+// resource), its devices stay with the kubelet, reported unhealthy, on the
+// same socket and streams, for the grace period (Config.GracePeriod, [host]
+// grace_period), as the kubelet keeps a lost device plugin's; its CDI spec
+// stays as long (package host/cdi). A source of the same module that comes
+// back within it takes the socket and streams over, without registering
+// again; at its end the kubelet is sent an empty device set, the streams
+// end and the sockets go. Status shows the deadline.
+//
 // Nothing is lost across a kubelet restart: the sources keep discovering,
 // and the next kubelet's first ListAndWatch gets the current device set.
 // Re-registration takes milliseconds (TestKubeletRestart and the

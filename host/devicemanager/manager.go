@@ -9,7 +9,12 @@
 // on kubelet.sock in the device plugin directory (Server), or by registering
 // through the plugin registry with a DevicePlugin handler
 // (RegisterDevicePlugin, called through host/pluginmanager/wasmhandler).
-// Both end in SetProvider.
+// Both end in SetProvider. The registration service (Server) keeps the
+// device plugin directory as the kubelet does: it refuses a directory where
+// another process serves kubelet.sock, removes every socket in it when it
+// starts, and creates kubelet.sock again when it goes. A resource a
+// device-source module owns (Server.SetOwner) is refused to device
+// plugins, with a reason naming the module.
 //
 // Resources: capacity is every device, allocatable the healthy ones not
 // allocated. When a provider is lost its devices turn unhealthy at once and
@@ -22,7 +27,8 @@
 // or else from a NUMA-aware default that uses as few NUMA nodes as it can;
 // then Allocate and, when required, PreStart; then the checkpoint. Devices are
 // reserved while that happens, so concurrent allocations never share one.
-// Allocation is idempotent per workload and resource.
+// Allocation is idempotent per workload and resource. An allocation or a
+// release that cannot be made durable is undone.
 package devicemanager
 
 import (
