@@ -290,28 +290,14 @@ func (b *Bridge) Run(ctx context.Context) error {
 	b.log.Info("serving device sources to the kubelet", "kubelet_dir", b.cfg.KubeletDir, "registration", b.cfg.Registration,
 		"kubelet", b.kubeletNow().present)
 
-	resync := time.NewTicker(b.cfg.ResyncPeriod)
-	defer resync.Stop()
-	for done := false; !done; {
-		select {
-		case <-ctx.Done():
-			done = true
-		case ev, ok := <-w.Events:
-			if !ok {
-				done = true
-				break
-			}
-			b.event(w, ev)
-		case err, ok := <-w.Errors:
-			if !ok {
-				done = true
-				break
-			}
+	watcher.Follow(ctx, w, b.cfg.ResyncPeriod, func(ev fsnotify.Event) { b.event(w, ev) },
+		func(err error) {
 			// An overflow loses events: look at everything again.
 			b.log.Warn("watching the kubelet's directories; checking every socket", "error", err)
 			b.checkKubelet()
 			b.kickAll()
-		case <-resync.C:
+		},
+		func() {
 			for _, d := range dirs {
 				if _, err := os.Stat(d); err != nil {
 					unwatched[d] = true // removed without an event we saw
@@ -322,8 +308,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 			}
 			b.checkKubelet()
 			b.kickAll()
-		}
-	}
+		})
 
 	b.mu.Lock()
 	b.stopped = true

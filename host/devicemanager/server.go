@@ -20,6 +20,7 @@ import (
 
 	"github.com/wasmlet/wasmlet/abi"
 	"github.com/wasmlet/wasmlet/host/internal/sockfile"
+	"github.com/wasmlet/wasmlet/host/watcher"
 )
 
 // Dialer connects to a device plugin's socket and asks for its options: it
@@ -204,39 +205,22 @@ func (s *Server) Serve(ctx context.Context) error {
 	if err := s.listen(); err != nil {
 		return err
 	}
-	tick := time.NewTicker(checkEvery)
-	defer tick.Stop()
-	for done := false; !done; {
-		select {
-		case <-ctx.Done():
-			done = true
-		case ev, ok := <-w.Events:
-			if !ok {
-				done = true
-				break
-			}
-			switch {
-			case ev.Name == s.Path():
-				// Removed, or another file renamed over it.
-				s.ensure()
-			case ev.Name == s.dir && ev.Has(fsnotify.Remove|fsnotify.Rename):
-				// The directory itself went: make it again, watch it, serve.
-				if err := os.MkdirAll(s.dir, 0o750); err == nil {
-					w.Add(s.dir)
-				}
-				s.ensure()
-			}
-		case err, ok := <-w.Errors:
-			if !ok {
-				done = true
-				break
-			}
-			s.m.log.Warn("watching the device plugin directory; checking kubelet.sock", "dir", s.dir, "error", err)
+	watcher.Follow(ctx, w, checkEvery, func(ev fsnotify.Event) {
+		switch {
+		case ev.Name == s.Path():
+			// Removed, or another file renamed over it.
 			s.ensure()
-		case <-tick.C:
+		case ev.Name == s.dir && ev.Has(fsnotify.Remove|fsnotify.Rename):
+			// The directory itself went: make it again, watch it, serve.
+			if err := os.MkdirAll(s.dir, 0o750); err == nil {
+				w.Add(s.dir)
+			}
 			s.ensure()
 		}
-	}
+	}, func(err error) {
+		s.m.log.Warn("watching the device plugin directory; checking kubelet.sock", "dir", s.dir, "error", err)
+		s.ensure()
+	}, s.ensure)
 	s.srv.GracefulStop() // closes the listeners, which leave their files
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -56,16 +55,7 @@ func TestPluginsRegisterAgainAfterARestart(t *testing.T) {
 func TestKubeletSocketIsInReadiness(t *testing.T) {
 	h := start(t, nil, "")
 	kubelet := filepath.Join(h.dir, "dp", devicemanager.KubeletSocket)
-	get := func(path string) (int, string) {
-		t.Helper()
-		resp, err := http.Get("http://" + h.metrics + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
+	get := h.get
 
 	if err := os.Remove(kubelet); err != nil {
 		t.Fatal(err)
@@ -134,14 +124,8 @@ func TestReadyWaitsForRestoredProviders(t *testing.T) {
 	if st := h.n.status(); st.Ready || !strings.Contains(st.NotReady, want) {
 		t.Errorf("status: ready %v, %q", st.Ready, st.NotReady)
 	}
-	resp, err := http.Get("http://" + h.metrics + "/readyz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), want) {
-		t.Errorf("/readyz: %d %q", resp.StatusCode, body)
+	if code, body := h.get("/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, want) {
+		t.Errorf("/readyz: %d %q", code, body)
 	}
 	// The plugin comes back: ready.
 	p = testplugin.StartDevicePlugin(t, sock, "example.com/gpu", testplugin.Devices("gpu", 2))

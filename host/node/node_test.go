@@ -185,6 +185,19 @@ func (h *harness) stop() error {
 	}
 }
 
+// get fetches path from the node's metrics listener: its status code and
+// body.
+func (h *harness) get(path string) (int, string) {
+	h.t.Helper()
+	resp, err := http.Get("http://" + h.metrics + path)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
 func (h *harness) eventually(what string, cond func() bool) {
 	h.t.Helper()
 	testenv.Eventually(h.t, what, cond)
@@ -285,15 +298,7 @@ config = { type = "ExamplePlugin", versions = "v1" }
 	reg := testplugin.StartRegistrant(t, filepath.Join(h.dir, "reg", "ex.sock"), testplugin.Info{
 		Type: "ExamplePlugin", Name: "ex", Versions: []string{"v1"}})
 	reg.Expect(t, 10*time.Second)
-	get := func(path string) (int, string) {
-		resp, err := http.Get("http://" + h.metrics + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
+	get := h.get
 	if code, _ := get("/healthz"); code != 200 {
 		t.Fatalf("/healthz %d", code)
 	}

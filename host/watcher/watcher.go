@@ -336,3 +336,32 @@ func (w *Watcher) remove(path string) {
 	delete(w.known, path)
 	w.cfg.OnRemove(path)
 }
+
+// Follow passes what the fsnotify watcher w reports to its handlers until
+// ctx is done or w is closed: onEvent each event, onError each error (an
+// overflow of the kernel's queue: events were lost, so look at everything
+// again), and onTick every period, a safety net. It is the loop of the
+// parts that watch a directory of their own without a Watcher: the device
+// plugin directory, the kubelet's directories.
+func Follow(ctx context.Context, w *fsnotify.Watcher, every time.Duration, onEvent func(fsnotify.Event), onError func(error), onTick func()) {
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev, ok := <-w.Events:
+			if !ok {
+				return
+			}
+			onEvent(ev)
+		case err, ok := <-w.Errors:
+			if !ok {
+				return
+			}
+			onError(err)
+		case <-tick.C:
+			onTick()
+		}
+	}
+}
