@@ -89,7 +89,10 @@ func TestKubeletSocketIsInReadiness(t *testing.T) {
 		t.Errorf("/healthz: %d", code)
 	}
 
-	lis.Close() // removes its file
+	// It goes, its socket file first.
+	os.Remove(kubelet)
+	lis.SetUnlinkOnClose(false)
+	lis.Close()
 	h.eventually("the node to be ready again", func() bool { return h.n.Ready() })
 	if code, _ := get("/readyz"); code != http.StatusOK {
 		t.Errorf("/readyz once kubelet.sock is back: %d", code)
