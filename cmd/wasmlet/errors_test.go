@@ -84,12 +84,14 @@ func TestFailuresAndExitCodes(t *testing.T) {
 		expect(t, c.code, []string{"--socket", sock, "release", "n/p/c"}, "stderr:wasmlet release: "+c.want)
 	}
 
-	// The command's own --timeout: the host has not answered yet.
+	// The command's own --timeout: the host has not answered yet. Long
+	// enough that a loaded machine has dialled the host by then, so that
+	// the deadline falls while the answer is awaited.
 	f := &failing{err: errors.New("too late"), block: make(chan struct{})}
 	sock := serveFailing(t, f)
 	defer close(f.block)
-	expect(t, exitFailed, []string{"--socket", sock, "--timeout", "300ms", "release", "n/p/c"},
-		"stderr:wasmlet release: the host at "+sock+" did not answer within 300ms (--timeout); it may still complete the request")
+	expect(t, exitFailed, []string{"--socket", sock, "--timeout", "2s", "release", "n/p/c"},
+		"stderr:wasmlet release: the host at "+sock+" did not answer within 2s (--timeout); it may still complete the request")
 }
 
 func listening(sock string) bool {
