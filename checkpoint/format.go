@@ -27,6 +27,16 @@ type (
 	Device     = checkpointpb.Device
 	Plugin     = checkpointpb.Plugin
 
+	Attribute          = checkpointpb.Attribute
+	AttributeInt       = checkpointpb.Attribute_Int
+	AttributeBool      = checkpointpb.Attribute_Bool
+	AttributeString    = checkpointpb.Attribute_String_
+	AttributeVersion   = checkpointpb.Attribute_Version
+	Capacity           = checkpointpb.Capacity
+	CapacityPolicy     = checkpointpb.CapacityPolicy
+	CounterSet         = checkpointpb.CounterSet
+	CounterConsumption = checkpointpb.CounterConsumption
+
 	ContainerResponse = pluginapi.ContainerAllocateResponse
 	Mount             = pluginapi.Mount
 	DeviceSpec        = pluginapi.DeviceSpec

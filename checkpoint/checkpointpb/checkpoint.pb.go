@@ -263,8 +263,14 @@ type Resource struct {
 	// v1beta1.DevicePluginOptions.
 	PreStartRequired    bool `protobuf:"varint,5,opt,name=pre_start_required,json=preStartRequired,proto3" json:"pre_start_required,omitempty"`
 	PreferredAllocation bool `protobuf:"varint,6,opt,name=preferred_allocation,json=preferredAllocation,proto3" json:"preferred_allocation,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// driver is the resource.k8s.io driver name of a structured provider (a
+	// Wasm device source): its devices are that driver's pool on this node.
+	// Empty for a device plugin.
+	Driver string `protobuf:"bytes,7,opt,name=driver,proto3" json:"driver,omitempty"`
+	// shared_counters are the counter sets the pool's devices consume from.
+	SharedCounters []*CounterSet `protobuf:"bytes,8,rep,name=shared_counters,json=sharedCounters,proto3" json:"shared_counters,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Resource) Reset() {
@@ -339,6 +345,20 @@ func (x *Resource) GetPreferredAllocation() bool {
 	return false
 }
 
+func (x *Resource) GetDriver() string {
+	if x != nil {
+		return x.Driver
+	}
+	return ""
+}
+
+func (x *Resource) GetSharedCounters() []*CounterSet {
+	if x != nil {
+		return x.SharedCounters
+	}
+	return nil
+}
+
 // Device is one device of a resource.
 type Device struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -349,10 +369,21 @@ type Device struct {
 	// numa_nodes are the NUMA nodes the device is attached to.
 	NumaNodes []int64 `protobuf:"varint,3,rep,packed,name=numa_nodes,json=numaNodes,proto3" json:"numa_nodes,omitempty"`
 	// attributes describe the device for a device source's allocation logic
-	// (model, memory, link topology...).
-	Attributes    map[string]string `protobuf:"bytes,4,rep,name=attributes,proto3" json:"attributes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// (model, memory, link topology...): their values as text. A writer that
+	// knows their types writes typed_attributes too.
+	Attributes map[string]string `protobuf:"bytes,4,rep,name=attributes,proto3" json:"attributes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// typed_attributes are the attributes with their types
+	// (resource.k8s.io/v1 DeviceAttribute), by qualified name.
+	TypedAttributes map[string]*Attribute `protobuf:"bytes,5,rep,name=typed_attributes,json=typedAttributes,proto3" json:"typed_attributes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// capacity is the device's capacities, by qualified name.
+	Capacity map[string]*Capacity `protobuf:"bytes,6,rep,name=capacity,proto3" json:"capacity,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// consumes_counters is what the device takes from its pool's shared
+	// counters while allocated.
+	ConsumesCounters []*CounterConsumption `protobuf:"bytes,7,rep,name=consumes_counters,json=consumesCounters,proto3" json:"consumes_counters,omitempty"`
+	// allow_multiple_allocations: several claims may share the device.
+	AllowMultipleAllocations bool `protobuf:"varint,8,opt,name=allow_multiple_allocations,json=allowMultipleAllocations,proto3" json:"allow_multiple_allocations,omitempty"`
+	unknownFields            protoimpl.UnknownFields
+	sizeCache                protoimpl.SizeCache
 }
 
 func (x *Device) Reset() {
@@ -413,6 +444,388 @@ func (x *Device) GetAttributes() map[string]string {
 	return nil
 }
 
+func (x *Device) GetTypedAttributes() map[string]*Attribute {
+	if x != nil {
+		return x.TypedAttributes
+	}
+	return nil
+}
+
+func (x *Device) GetCapacity() map[string]*Capacity {
+	if x != nil {
+		return x.Capacity
+	}
+	return nil
+}
+
+func (x *Device) GetConsumesCounters() []*CounterConsumption {
+	if x != nil {
+		return x.ConsumesCounters
+	}
+	return nil
+}
+
+func (x *Device) GetAllowMultipleAllocations() bool {
+	if x != nil {
+		return x.AllowMultipleAllocations
+	}
+	return false
+}
+
+// Attribute is a typed attribute value: resource.k8s.io/v1
+// DeviceAttribute.
+type Attribute struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Value:
+	//
+	//	*Attribute_Int
+	//	*Attribute_Bool
+	//	*Attribute_String_
+	//	*Attribute_Version
+	Value         isAttribute_Value `protobuf_oneof:"value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Attribute) Reset() {
+	*x = Attribute{}
+	mi := &file_checkpoint_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Attribute) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Attribute) ProtoMessage() {}
+
+func (x *Attribute) ProtoReflect() protoreflect.Message {
+	mi := &file_checkpoint_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Attribute.ProtoReflect.Descriptor instead.
+func (*Attribute) Descriptor() ([]byte, []int) {
+	return file_checkpoint_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Attribute) GetValue() isAttribute_Value {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *Attribute) GetInt() int64 {
+	if x != nil {
+		if x, ok := x.Value.(*Attribute_Int); ok {
+			return x.Int
+		}
+	}
+	return 0
+}
+
+func (x *Attribute) GetBool() bool {
+	if x != nil {
+		if x, ok := x.Value.(*Attribute_Bool); ok {
+			return x.Bool
+		}
+	}
+	return false
+}
+
+func (x *Attribute) GetString_() string {
+	if x != nil {
+		if x, ok := x.Value.(*Attribute_String_); ok {
+			return x.String_
+		}
+	}
+	return ""
+}
+
+func (x *Attribute) GetVersion() string {
+	if x != nil {
+		if x, ok := x.Value.(*Attribute_Version); ok {
+			return x.Version
+		}
+	}
+	return ""
+}
+
+type isAttribute_Value interface {
+	isAttribute_Value()
+}
+
+type Attribute_Int struct {
+	Int int64 `protobuf:"varint,1,opt,name=int,proto3,oneof"`
+}
+
+type Attribute_Bool struct {
+	Bool bool `protobuf:"varint,2,opt,name=bool,proto3,oneof"`
+}
+
+type Attribute_String_ struct {
+	String_ string `protobuf:"bytes,3,opt,name=string,proto3,oneof"`
+}
+
+type Attribute_Version struct {
+	Version string `protobuf:"bytes,4,opt,name=version,proto3,oneof"`
+}
+
+func (*Attribute_Int) isAttribute_Value() {}
+
+func (*Attribute_Bool) isAttribute_Value() {}
+
+func (*Attribute_String_) isAttribute_Value() {}
+
+func (*Attribute_Version) isAttribute_Value() {}
+
+// Capacity is a quantity a device has, and how requests may consume it.
+// Quantities are in resource.Quantity's canonical text form ("40Gi").
+type Capacity struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Value         string                 `protobuf:"bytes,1,opt,name=value,proto3" json:"value,omitempty"`
+	Policy        *CapacityPolicy        `protobuf:"bytes,2,opt,name=policy,proto3" json:"policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Capacity) Reset() {
+	*x = Capacity{}
+	mi := &file_checkpoint_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Capacity) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Capacity) ProtoMessage() {}
+
+func (x *Capacity) ProtoReflect() protoreflect.Message {
+	mi := &file_checkpoint_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Capacity.ProtoReflect.Descriptor instead.
+func (*Capacity) Descriptor() ([]byte, []int) {
+	return file_checkpoint_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Capacity) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+func (x *Capacity) GetPolicy() *CapacityPolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+// CapacityPolicy is resource.k8s.io/v1 CapacityRequestPolicy, its valid
+// range flattened; "" is unset.
+type CapacityPolicy struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Default       string                 `protobuf:"bytes,1,opt,name=default,proto3" json:"default,omitempty"`
+	ValidValues   []string               `protobuf:"bytes,2,rep,name=valid_values,json=validValues,proto3" json:"valid_values,omitempty"`
+	Min           string                 `protobuf:"bytes,3,opt,name=min,proto3" json:"min,omitempty"`
+	Max           string                 `protobuf:"bytes,4,opt,name=max,proto3" json:"max,omitempty"`
+	Step          string                 `protobuf:"bytes,5,opt,name=step,proto3" json:"step,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CapacityPolicy) Reset() {
+	*x = CapacityPolicy{}
+	mi := &file_checkpoint_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CapacityPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CapacityPolicy) ProtoMessage() {}
+
+func (x *CapacityPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_checkpoint_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CapacityPolicy.ProtoReflect.Descriptor instead.
+func (*CapacityPolicy) Descriptor() ([]byte, []int) {
+	return file_checkpoint_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *CapacityPolicy) GetDefault() string {
+	if x != nil {
+		return x.Default
+	}
+	return ""
+}
+
+func (x *CapacityPolicy) GetValidValues() []string {
+	if x != nil {
+		return x.ValidValues
+	}
+	return nil
+}
+
+func (x *CapacityPolicy) GetMin() string {
+	if x != nil {
+		return x.Min
+	}
+	return ""
+}
+
+func (x *CapacityPolicy) GetMax() string {
+	if x != nil {
+		return x.Max
+	}
+	return ""
+}
+
+func (x *CapacityPolicy) GetStep() string {
+	if x != nil {
+		return x.Step
+	}
+	return ""
+}
+
+// CounterSet is a named set of counters (name -> quantity).
+type CounterSet struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Counters      map[string]string      `protobuf:"bytes,2,rep,name=counters,proto3" json:"counters,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CounterSet) Reset() {
+	*x = CounterSet{}
+	mi := &file_checkpoint_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CounterSet) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CounterSet) ProtoMessage() {}
+
+func (x *CounterSet) ProtoReflect() protoreflect.Message {
+	mi := &file_checkpoint_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CounterSet.ProtoReflect.Descriptor instead.
+func (*CounterSet) Descriptor() ([]byte, []int) {
+	return file_checkpoint_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *CounterSet) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CounterSet) GetCounters() map[string]string {
+	if x != nil {
+		return x.Counters
+	}
+	return nil
+}
+
+// CounterConsumption is what a device consumes from one counter set.
+type CounterConsumption struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CounterSet    string                 `protobuf:"bytes,1,opt,name=counter_set,json=counterSet,proto3" json:"counter_set,omitempty"`
+	Counters      map[string]string      `protobuf:"bytes,2,rep,name=counters,proto3" json:"counters,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CounterConsumption) Reset() {
+	*x = CounterConsumption{}
+	mi := &file_checkpoint_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CounterConsumption) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CounterConsumption) ProtoMessage() {}
+
+func (x *CounterConsumption) ProtoReflect() protoreflect.Message {
+	mi := &file_checkpoint_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CounterConsumption.ProtoReflect.Descriptor instead.
+func (*CounterConsumption) Descriptor() ([]byte, []int) {
+	return file_checkpoint_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *CounterConsumption) GetCounterSet() string {
+	if x != nil {
+		return x.CounterSet
+	}
+	return ""
+}
+
+func (x *CounterConsumption) GetCounters() map[string]string {
+	if x != nil {
+		return x.Counters
+	}
+	return nil
+}
+
 // Plugin is a plugin that was registered, for information.
 type Plugin struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -432,7 +845,7 @@ type Plugin struct {
 
 func (x *Plugin) Reset() {
 	*x = Plugin{}
-	mi := &file_checkpoint_proto_msgTypes[4]
+	mi := &file_checkpoint_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -444,7 +857,7 @@ func (x *Plugin) String() string {
 func (*Plugin) ProtoMessage() {}
 
 func (x *Plugin) ProtoReflect() protoreflect.Message {
-	mi := &file_checkpoint_proto_msgTypes[4]
+	mi := &file_checkpoint_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -457,7 +870,7 @@ func (x *Plugin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Plugin.ProtoReflect.Descriptor instead.
 func (*Plugin) Descriptor() ([]byte, []int) {
-	return file_checkpoint_proto_rawDescGZIP(), []int{4}
+	return file_checkpoint_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Plugin) GetName() string {
@@ -527,14 +940,16 @@ const file_checkpoint_proto_rawDesc = "" +
 	"device_ids\x18\a \x03(\tR\tdeviceIds\x12.\n" +
 	"\x13allocated_unix_nano\x18\t \x01(\x03R\x11allocatedUnixNano\x12>\n" +
 	"\bresponse\x18\n" +
-	" \x01(\v2\".v1beta1.ContainerAllocateResponseR\bresponseJ\x04\b\b\x10\t\"\x83\x02\n" +
+	" \x01(\v2\".v1beta1.ContainerAllocateResponseR\bresponseJ\x04\b\b\x10\t\"\xe7\x02\n" +
 	"\bResource\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bprovider\x18\x02 \x01(\tR\bprovider\x127\n" +
 	"\adevices\x18\x03 \x03(\v2\x1d.wasmlet.checkpoint.v3.DeviceR\adevices\x12-\n" +
 	"\x13last_seen_unix_nano\x18\x04 \x01(\x03R\x10lastSeenUnixNano\x12,\n" +
 	"\x12pre_start_required\x18\x05 \x01(\bR\x10preStartRequired\x121\n" +
-	"\x14preferred_allocation\x18\x06 \x01(\bR\x13preferredAllocation\"\xdf\x01\n" +
+	"\x14preferred_allocation\x18\x06 \x01(\bR\x13preferredAllocation\x12\x16\n" +
+	"\x06driver\x18\a \x01(\tR\x06driver\x12J\n" +
+	"\x0fshared_counters\x18\b \x03(\v2!.wasmlet.checkpoint.v3.CounterSetR\x0esharedCounters\"\xe1\x05\n" +
 	"\x06Device\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\ahealthy\x18\x02 \x01(\bR\ahealthy\x12\x1d\n" +
@@ -542,8 +957,47 @@ const file_checkpoint_proto_rawDesc = "" +
 	"numa_nodes\x18\x03 \x03(\x03R\tnumaNodes\x12M\n" +
 	"\n" +
 	"attributes\x18\x04 \x03(\v2-.wasmlet.checkpoint.v3.Device.AttributesEntryR\n" +
-	"attributes\x1a=\n" +
+	"attributes\x12]\n" +
+	"\x10typed_attributes\x18\x05 \x03(\v22.wasmlet.checkpoint.v3.Device.TypedAttributesEntryR\x0ftypedAttributes\x12G\n" +
+	"\bcapacity\x18\x06 \x03(\v2+.wasmlet.checkpoint.v3.Device.CapacityEntryR\bcapacity\x12V\n" +
+	"\x11consumes_counters\x18\a \x03(\v2).wasmlet.checkpoint.v3.CounterConsumptionR\x10consumesCounters\x12<\n" +
+	"\x1aallow_multiple_allocations\x18\b \x01(\bR\x18allowMultipleAllocations\x1a=\n" +
 	"\x0fAttributesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1ad\n" +
+	"\x14TypedAttributesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x126\n" +
+	"\x05value\x18\x02 \x01(\v2 .wasmlet.checkpoint.v3.AttributeR\x05value:\x028\x01\x1a\\\n" +
+	"\rCapacityEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x125\n" +
+	"\x05value\x18\x02 \x01(\v2\x1f.wasmlet.checkpoint.v3.CapacityR\x05value:\x028\x01\"t\n" +
+	"\tAttribute\x12\x12\n" +
+	"\x03int\x18\x01 \x01(\x03H\x00R\x03int\x12\x14\n" +
+	"\x04bool\x18\x02 \x01(\bH\x00R\x04bool\x12\x18\n" +
+	"\x06string\x18\x03 \x01(\tH\x00R\x06string\x12\x1a\n" +
+	"\aversion\x18\x04 \x01(\tH\x00R\aversionB\a\n" +
+	"\x05value\"_\n" +
+	"\bCapacity\x12\x14\n" +
+	"\x05value\x18\x01 \x01(\tR\x05value\x12=\n" +
+	"\x06policy\x18\x02 \x01(\v2%.wasmlet.checkpoint.v3.CapacityPolicyR\x06policy\"\x85\x01\n" +
+	"\x0eCapacityPolicy\x12\x18\n" +
+	"\adefault\x18\x01 \x01(\tR\adefault\x12!\n" +
+	"\fvalid_values\x18\x02 \x03(\tR\vvalidValues\x12\x10\n" +
+	"\x03min\x18\x03 \x01(\tR\x03min\x12\x10\n" +
+	"\x03max\x18\x04 \x01(\tR\x03max\x12\x12\n" +
+	"\x04step\x18\x05 \x01(\tR\x04step\"\xaa\x01\n" +
+	"\n" +
+	"CounterSet\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12K\n" +
+	"\bcounters\x18\x02 \x03(\v2/.wasmlet.checkpoint.v3.CounterSet.CountersEntryR\bcounters\x1a;\n" +
+	"\rCountersEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc7\x01\n" +
+	"\x12CounterConsumption\x12\x1f\n" +
+	"\vcounter_set\x18\x01 \x01(\tR\n" +
+	"counterSet\x12S\n" +
+	"\bcounters\x18\x02 \x03(\v27.wasmlet.checkpoint.v3.CounterConsumption.CountersEntryR\bcounters\x1a;\n" +
+	"\rCountersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa3\x01\n" +
 	"\x06Plugin\x12\x12\n" +
@@ -567,28 +1021,46 @@ func file_checkpoint_proto_rawDescGZIP() []byte {
 	return file_checkpoint_proto_rawDescData
 }
 
-var file_checkpoint_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_checkpoint_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_checkpoint_proto_goTypes = []any{
-	(*State)(nil),      // 0: wasmlet.checkpoint.v3.State
-	(*Allocation)(nil), // 1: wasmlet.checkpoint.v3.Allocation
-	(*Resource)(nil),   // 2: wasmlet.checkpoint.v3.Resource
-	(*Device)(nil),     // 3: wasmlet.checkpoint.v3.Device
-	(*Plugin)(nil),     // 4: wasmlet.checkpoint.v3.Plugin
-	nil,                // 5: wasmlet.checkpoint.v3.Device.AttributesEntry
-	(*v1beta1.ContainerAllocateResponse)(nil), // 6: v1beta1.ContainerAllocateResponse
+	(*State)(nil),              // 0: wasmlet.checkpoint.v3.State
+	(*Allocation)(nil),         // 1: wasmlet.checkpoint.v3.Allocation
+	(*Resource)(nil),           // 2: wasmlet.checkpoint.v3.Resource
+	(*Device)(nil),             // 3: wasmlet.checkpoint.v3.Device
+	(*Attribute)(nil),          // 4: wasmlet.checkpoint.v3.Attribute
+	(*Capacity)(nil),           // 5: wasmlet.checkpoint.v3.Capacity
+	(*CapacityPolicy)(nil),     // 6: wasmlet.checkpoint.v3.CapacityPolicy
+	(*CounterSet)(nil),         // 7: wasmlet.checkpoint.v3.CounterSet
+	(*CounterConsumption)(nil), // 8: wasmlet.checkpoint.v3.CounterConsumption
+	(*Plugin)(nil),             // 9: wasmlet.checkpoint.v3.Plugin
+	nil,                        // 10: wasmlet.checkpoint.v3.Device.AttributesEntry
+	nil,                        // 11: wasmlet.checkpoint.v3.Device.TypedAttributesEntry
+	nil,                        // 12: wasmlet.checkpoint.v3.Device.CapacityEntry
+	nil,                        // 13: wasmlet.checkpoint.v3.CounterSet.CountersEntry
+	nil,                        // 14: wasmlet.checkpoint.v3.CounterConsumption.CountersEntry
+	(*v1beta1.ContainerAllocateResponse)(nil), // 15: v1beta1.ContainerAllocateResponse
 }
 var file_checkpoint_proto_depIdxs = []int32{
-	1, // 0: wasmlet.checkpoint.v3.State.allocations:type_name -> wasmlet.checkpoint.v3.Allocation
-	2, // 1: wasmlet.checkpoint.v3.State.resources:type_name -> wasmlet.checkpoint.v3.Resource
-	4, // 2: wasmlet.checkpoint.v3.State.plugins:type_name -> wasmlet.checkpoint.v3.Plugin
-	6, // 3: wasmlet.checkpoint.v3.Allocation.response:type_name -> v1beta1.ContainerAllocateResponse
-	3, // 4: wasmlet.checkpoint.v3.Resource.devices:type_name -> wasmlet.checkpoint.v3.Device
-	5, // 5: wasmlet.checkpoint.v3.Device.attributes:type_name -> wasmlet.checkpoint.v3.Device.AttributesEntry
-	6, // [6:6] is the sub-list for method output_type
-	6, // [6:6] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	1,  // 0: wasmlet.checkpoint.v3.State.allocations:type_name -> wasmlet.checkpoint.v3.Allocation
+	2,  // 1: wasmlet.checkpoint.v3.State.resources:type_name -> wasmlet.checkpoint.v3.Resource
+	9,  // 2: wasmlet.checkpoint.v3.State.plugins:type_name -> wasmlet.checkpoint.v3.Plugin
+	15, // 3: wasmlet.checkpoint.v3.Allocation.response:type_name -> v1beta1.ContainerAllocateResponse
+	3,  // 4: wasmlet.checkpoint.v3.Resource.devices:type_name -> wasmlet.checkpoint.v3.Device
+	7,  // 5: wasmlet.checkpoint.v3.Resource.shared_counters:type_name -> wasmlet.checkpoint.v3.CounterSet
+	10, // 6: wasmlet.checkpoint.v3.Device.attributes:type_name -> wasmlet.checkpoint.v3.Device.AttributesEntry
+	11, // 7: wasmlet.checkpoint.v3.Device.typed_attributes:type_name -> wasmlet.checkpoint.v3.Device.TypedAttributesEntry
+	12, // 8: wasmlet.checkpoint.v3.Device.capacity:type_name -> wasmlet.checkpoint.v3.Device.CapacityEntry
+	8,  // 9: wasmlet.checkpoint.v3.Device.consumes_counters:type_name -> wasmlet.checkpoint.v3.CounterConsumption
+	6,  // 10: wasmlet.checkpoint.v3.Capacity.policy:type_name -> wasmlet.checkpoint.v3.CapacityPolicy
+	13, // 11: wasmlet.checkpoint.v3.CounterSet.counters:type_name -> wasmlet.checkpoint.v3.CounterSet.CountersEntry
+	14, // 12: wasmlet.checkpoint.v3.CounterConsumption.counters:type_name -> wasmlet.checkpoint.v3.CounterConsumption.CountersEntry
+	4,  // 13: wasmlet.checkpoint.v3.Device.TypedAttributesEntry.value:type_name -> wasmlet.checkpoint.v3.Attribute
+	5,  // 14: wasmlet.checkpoint.v3.Device.CapacityEntry.value:type_name -> wasmlet.checkpoint.v3.Capacity
+	15, // [15:15] is the sub-list for method output_type
+	15, // [15:15] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_checkpoint_proto_init() }
@@ -596,13 +1068,19 @@ func file_checkpoint_proto_init() {
 	if File_checkpoint_proto != nil {
 		return
 	}
+	file_checkpoint_proto_msgTypes[4].OneofWrappers = []any{
+		(*Attribute_Int)(nil),
+		(*Attribute_Bool)(nil),
+		(*Attribute_String_)(nil),
+		(*Attribute_Version)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_checkpoint_proto_rawDesc), len(file_checkpoint_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -12,8 +12,19 @@ type Device struct {
 	Healthy bool
 	// NUMANodes are the NUMA nodes the device is attached to.
 	NUMANodes []int64
-	// Attributes describe the device to allocation logic and to people.
-	Attributes map[string]string
+	// Attributes describe the device to allocation logic, to claims'
+	// selectors and to people, by qualified name (resource.k8s.io/v1
+	// semantics: see structured.go).
+	Attributes map[string]Attribute
+	// Capacity is what the device has of each capacity, by qualified name.
+	Capacity map[string]Capacity
+	// ConsumesCounters is what the device takes from its pool's shared
+	// counter sets while it is allocated (a partition of a partitionable
+	// device).
+	ConsumesCounters []CounterConsumption
+	// AllowMultipleAllocations lets several claims share the device, each
+	// consuming part of its capacity.
+	AllowMultipleAllocations bool
 	// Edits are what a container needs to use the device, when its
 	// provider says so at discovery (device sources do; device plugins
 	// answer them only in Allocate).
@@ -23,7 +34,9 @@ type Device struct {
 // Clone returns a deep copy of d.
 func (d Device) Clone() Device {
 	d.NUMANodes = slices.Clone(d.NUMANodes)
-	d.Attributes = maps.Clone(d.Attributes)
+	d.Attributes = cloneAttributes(d.Attributes)
+	d.Capacity = cloneCapacities(d.Capacity)
+	d.ConsumesCounters = cloneConsumption(d.ConsumesCounters)
 	d.Edits = d.Edits.Clone()
 	return d
 }
@@ -32,7 +45,9 @@ func (d Device) Clone() Device {
 // included. A nil and an empty map or slice are equal.
 func (d Device) Equal(o Device) bool {
 	return d.ID == o.ID && d.Healthy == o.Healthy && slices.Equal(d.NUMANodes, o.NUMANodes) &&
-		maps.Equal(d.Attributes, o.Attributes) && d.Edits.Equal(o.Edits)
+		maps.EqualFunc(d.Attributes, o.Attributes, Attribute.Equal) && maps.EqualFunc(d.Capacity, o.Capacity, Capacity.Equal) &&
+		equalConsumption(d.ConsumesCounters, o.ConsumesCounters) && d.AllowMultipleAllocations == o.AllowMultipleAllocations &&
+		d.Edits.Equal(o.Edits)
 }
 
 // Clone deep-copies a device set.

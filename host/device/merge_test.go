@@ -3,6 +3,8 @@ package device_test
 import (
 	"testing"
 
+	"k8s.io/apimachinery/pkg/api/resource"
+
 	"github.com/wasmlet/wasmlet/host/device"
 )
 
@@ -61,19 +63,28 @@ func TestMerge(t *testing.T) {
 // Clone copies deeply: changing the copy leaves the original alone, and
 // Equal sees the change.
 func TestCloneAndEqual(t *testing.T) {
-	d := device.Device{ID: "a", Healthy: true, NUMANodes: []int64{0}, Attributes: map[string]string{"k": "v"},
+	d := device.Device{ID: "a", Healthy: true, NUMANodes: []int64{0}, Attributes: map[string]device.Attribute{"k": device.StringAttribute("v"), "n": device.IntAttribute(1)},
+		Capacity: map[string]device.Capacity{"memory": {Value: resource.MustParse("40Gi"), Policy: &device.CapacityPolicy{
+			Default: ptr(resource.MustParse("1Gi")), ValidValues: []resource.Quantity{resource.MustParse("1Gi")}}}},
+		ConsumesCounters:         []device.CounterConsumption{{CounterSet: "gpu-0", Counters: map[string]resource.Quantity{"memory": resource.MustParse("5Gi")}}},
+		AllowMultipleAllocations: true,
 		Edits: device.Edits{Env: map[string]string{"E": "1"}, Mounts: []device.Mount{{ContainerPath: "/c", HostPath: "/h"}},
 			DeviceNodes: []device.Node{{ContainerPath: "/dev/x", HostPath: "/dev/x", Permissions: "r"}},
 			Annotations: map[string]string{"a": "b"}, CDIDevices: []string{"v.com/c=a"}}}
 	for name, change := range map[string]func(*device.Device){
-		"numa":       func(c *device.Device) { c.NUMANodes[0] = 1 },
-		"attribute":  func(c *device.Device) { c.Attributes["k"] = "w" },
-		"env":        func(c *device.Device) { c.Edits.Env["E"] = "2" },
-		"mount":      func(c *device.Device) { c.Edits.Mounts[0].ReadOnly = true },
-		"node":       func(c *device.Device) { c.Edits.DeviceNodes[0].Permissions = "rw" },
-		"annotation": func(c *device.Device) { c.Edits.Annotations["a"] = "c" },
-		"cdi":        func(c *device.Device) { c.Edits.CDIDevices[0] = "v.com/c=b" },
-		"health":     func(c *device.Device) { c.Healthy = false },
+		"numa":             func(c *device.Device) { c.NUMANodes[0] = 1 },
+		"attribute":        func(c *device.Device) { *c.Attributes["k"].String = "w" },
+		"attribute type":   func(c *device.Device) { c.Attributes["n"] = device.StringAttribute("1") },
+		"capacity":         func(c *device.Device) { c.Capacity["memory"].Policy.ValidValues[0] = resource.MustParse("2Gi") },
+		"capacity default": func(c *device.Device) { *c.Capacity["memory"].Policy.Default = resource.MustParse("2Gi") },
+		"counters":         func(c *device.Device) { c.ConsumesCounters[0].Counters["memory"] = resource.MustParse("6Gi") },
+		"shared":           func(c *device.Device) { c.AllowMultipleAllocations = false },
+		"env":              func(c *device.Device) { c.Edits.Env["E"] = "2" },
+		"mount":            func(c *device.Device) { c.Edits.Mounts[0].ReadOnly = true },
+		"node":             func(c *device.Device) { c.Edits.DeviceNodes[0].Permissions = "rw" },
+		"annotation":       func(c *device.Device) { c.Edits.Annotations["a"] = "c" },
+		"cdi":              func(c *device.Device) { c.Edits.CDIDevices[0] = "v.com/c=b" },
+		"health":           func(c *device.Device) { c.Healthy = false },
 	} {
 		c := d.Clone()
 		if !c.Equal(d) {
@@ -89,5 +100,21 @@ func TestCloneAndEqual(t *testing.T) {
 	}
 	if !(device.Edits{Env: map[string]string{}}).Equal(device.Edits{}) || !(device.Edits{}).Empty() {
 		t.Error("an empty map is not the same as none")
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func TestDefaultDriver(t *testing.T) {
+	for in, want := range map[string]string{
+		"example.com/gpu":     "gpu.example.com",
+		"example.com/Big_GPU": "big-gpu.example.com",
+		"nodomain":            "nodomain",
+		"vendor.io/-x-":       "x.vendor.io",
+		"/":                   "driver.wasmlet.dev",
+	} {
+		if got := device.DefaultDriver(in); got != want {
+			t.Errorf("DefaultDriver(%q) = %q, want %q", in, got, want)
+		}
 	}
 }

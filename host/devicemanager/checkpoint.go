@@ -4,7 +4,6 @@ import (
 	"time"
 
 	"github.com/wasmlet/wasmlet/checkpoint"
-	"github.com/wasmlet/wasmlet/host/device"
 	"github.com/wasmlet/wasmlet/host/device/deviceplugin"
 )
 
@@ -35,8 +34,7 @@ func (m *Manager) snapshot() (*checkpoint.State, uint64) {
 			rec.Provider = r.provider.Name()
 		}
 		for _, d := range r.devices {
-			rec.Devices = append(rec.Devices, &checkpoint.Device{Id: d.ID, Healthy: d.Healthy,
-				NumaNodes: d.NUMANodes, Attributes: d.Attributes})
+			rec.Devices = append(rec.Devices, deviceRecord(d))
 		}
 		st.Resources = append(st.Resources, rec)
 	}
@@ -76,7 +74,9 @@ func (m *Manager) restore(st *checkpoint.State) {
 		r.lastErr = "restored from the checkpoint; waiting for " + rec.Provider + " to register again"
 		for _, d := range rec.Devices {
 			r.index[d.Id] = len(r.devices)
-			r.devices = append(r.devices, device.Device{ID: d.Id, Healthy: false, NUMANodes: d.NumaNodes, Attributes: d.Attributes})
+			dev := deviceFromRecord(d)
+			dev.Healthy = false
+			r.devices = append(r.devices, dev)
 		}
 	}
 	for _, rec := range st.Allocations {

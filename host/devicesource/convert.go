@@ -39,7 +39,7 @@ func (c fromABI) devices(devs []abi.Device) (kept []device.Device, refused map[s
 	kept = make([]device.Device, 0, len(devs))
 	for i := range devs {
 		d := &devs[i]
-		out := device.Device{ID: d.ID, Healthy: d.Health == abi.Healthy, NUMANodes: d.NUMANodes, Attributes: d.Attributes}
+		out := device.Device{ID: d.ID, Healthy: d.Health == abi.Healthy, NUMANodes: d.NUMANodes, Attributes: attributes(d)}
 		if e := d.Edits; e != nil {
 			out.Edits = device.Edits{Env: e.Envs, Mounts: mounts(e.Mounts), DeviceNodes: nodes(e.DeviceNodes), Annotations: e.Annotations}
 		}
@@ -87,6 +87,25 @@ func (c fromABI) count(err error) {
 			c.refused(e.Kind)
 		}
 	}
+}
+
+// attributes are a device's attributes in the structured model: each string
+// attribute k=v a string attribute k, and its NUMA node an int attribute
+// "numa" when it has exactly one.
+func attributes(d *abi.Device) map[string]device.Attribute {
+	if len(d.Attributes) == 0 && len(d.NUMANodes) != 1 {
+		return nil
+	}
+	out := make(map[string]device.Attribute, len(d.Attributes)+1)
+	for k, v := range d.Attributes {
+		out[k] = device.StringAttribute(v)
+	}
+	if len(d.NUMANodes) == 1 {
+		if _, ok := out["numa"]; !ok {
+			out["numa"] = device.IntAttribute(d.NUMANodes[0])
+		}
+	}
+	return out
 }
 
 func mounts(ms []abi.Mount) []device.Mount {

@@ -124,8 +124,13 @@ type Source struct {
 	// afterRound, when set, is called after every discovery attempt (tests).
 	afterRound func(error)
 
+	// driver is the resource.k8s.io driver the source's devices are a pool
+	// of: the module's, or device.DefaultDriver of its resource.
+	driver string
+
 	mu          sync.RWMutex
-	devices     []device.Device // latest discovery, in the module's order, edits included
+	devices     []device.Device     // latest discovery, in the module's order, edits included
+	counters    []device.CounterSet // the shared counters of the latest discovery
 	index       map[string]int
 	refused     map[string]error // devices of the latest discovery left out, and why
 	files       *fileWatch       // while watching
@@ -158,6 +163,7 @@ func NewSource(reg *module.Registry, name string, opts Options) (*Source, error)
 		reg:      reg,
 		name:     name,
 		resource: d.Resource,
+		driver:   device.DefaultDriver(d.Resource),
 		popts:    providerOptions(m),
 		opts:     opts,
 		log:      opts.Logger.With("module", name, "resource", d.Resource),
@@ -181,6 +187,19 @@ func (s *Source) Module() string { return s.name }
 
 // Resource is the extended resource the source serves.
 func (s *Source) Resource() string { return s.resource }
+
+// Driver is the resource.k8s.io driver whose pool on this node the
+// source's devices are.
+func (s *Source) Driver() string { return s.driver }
+
+// SharedCounters are the counter sets of the latest discovery, which its
+// devices' ConsumesCounters refer to. Called from within Watch's update, they
+// are those of the device set being reported.
+func (s *Source) SharedCounters() []device.CounterSet {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return device.CloneCounterSets(s.counters)
+}
 
 // Options are the module's: pre-start when it requires it, preferred
 // allocation when it implements it.
@@ -383,10 +402,11 @@ func (s *Source) Watch(ctx context.Context, update func([]device.Device)) error 
 // watch is Watch's loop. It returns why it ended, and whether that was stop.
 func (s *Source) watch(ctx context.Context, files *fileWatch, update func([]device.Device)) (stopped bool, err error) {
 	var (
-		changed  <-chan struct{}
-		reported []device.Device
-		sent     bool
-		failures int
+		changed          <-chan struct{}
+		reported         []device.Device
+		reportedCounters []device.CounterSet
+		sent             bool
+		failures         int
 	)
 	if files != nil {
 		changed = files.changed
@@ -406,7 +426,7 @@ func (s *Source) watch(ctx context.Context, files *fileWatch, update func([]devi
 			// Even while backing off: what failed may be what changed. The
 			// count is kept, so a failure again waits longer.
 		}
-		m, devs, err := s.discover(ctx, files)
+		m, devs, counters, err := s.discover(ctx, files)
 		if err != nil && ctx.Err() != nil {
 			return false, nil
 		}
@@ -437,10 +457,11 @@ func (s *Source) watch(ctx context.Context, files *fileWatch, update func([]devi
 			s.log.Info("discover succeeded again", "after_failures", failures)
 		}
 		failures = 0
-		// Edits are compared too: the CDI spec follows them (host/cdi).
-		if !sent || !device.Equal(devs, reported) {
+		// Edits are compared too: the CDI spec follows them (host/cdi); and
+		// the shared counters, which the devices are allocated against.
+		if !sent || !device.Equal(devs, reported) || !device.EqualCounterSets(counters, reportedCounters) {
 			update(devs)
-			reported, sent = devs, true
+			reported, reportedCounters, sent = devs, counters, true
 		}
 		interval := s.intervalFor(m)
 		next := time.Time{}
@@ -511,7 +532,7 @@ func (s *Source) intervalFor(m *module.Module) time.Duration {
 // so that no change after the module has looked goes unseen. The set
 // returned is the source's own: it is replaced, never modified, by the
 // next discovery.
-func (s *Source) discover(ctx context.Context, files *fileWatch) (*module.Module, []device.Device, error) {
+func (s *Source) discover(ctx context.Context, files *fileWatch) (*module.Module, []device.Device, []device.CounterSet, error) {
 	var (
 		served *module.Module
 		found  []abi.Device
@@ -531,11 +552,12 @@ func (s *Source) discover(ctx context.Context, files *fileWatch) (*module.Module
 		return err
 	})
 	if err != nil {
-		return served, nil, err
+		return served, nil, nil, err
 	}
 	devs, refused := s.fromABI(served).devices(found)
+	var counters []device.CounterSet // (the ABI's shared counters: converted by fromABI once the ABI has them)
 	if err := devicemanager.ValidDevices(devs); err != nil {
-		return served, nil, fmt.Errorf("module %q: discover: returned an invalid device set: %w", s.name, err)
+		return served, nil, nil, fmt.Errorf("module %q: discover: returned an invalid device set: %w", s.name, err)
 	}
 	index := make(map[string]int, len(devs))
 	for i := range devs {
@@ -543,7 +565,7 @@ func (s *Source) discover(ctx context.Context, files *fileWatch) (*module.Module
 	}
 	s.mu.Lock()
 	before := s.refused
-	s.devices, s.index, s.refused = devs, index, refused
+	s.devices, s.index, s.refused, s.counters = devs, index, refused, counters
 	s.discoveries++
 	s.consecutive, s.lastAt, s.lastErr = 0, time.Now(), ""
 	s.mu.Unlock()
@@ -554,7 +576,7 @@ func (s *Source) discover(ctx context.Context, files *fileWatch) (*module.Module
 		s.log.Warn("device left out: the module may not hand out its container edits", "device", id, "reason", err)
 		s.fromABI(served).count(err)
 	}
-	return served, devs, nil
+	return served, devs, counters, nil
 }
 
 // fromABI is the converter of m's answers, under m's policy.

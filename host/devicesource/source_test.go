@@ -56,7 +56,7 @@ func TestPCISource(t *testing.T) {
 		t.Fatalf("devices %v", got)
 	}
 	for id, numa := range map[string]int64{"0000:00:1f.6": 0, "0000:3b:00.0": 1, "0000:3b:00.2": 1} {
-		if d := deviceOf(r, id); !reflect.DeepEqual(d.NUMANodes, []int64{numa}) || d.Attributes["vendor"] == "" {
+		if d := deviceOf(r, id); !reflect.DeepEqual(d.NUMANodes, []int64{numa}) || d.Attributes["vendor"].Value() == "" {
 			t.Errorf("%s: %+v", id, d)
 		}
 	}
@@ -170,7 +170,7 @@ func TestFileChanges(t *testing.T) {
 
 	writeFile(t, filepath.Join(data, "a"), "numa=0\nattr.model=x1\n")
 	r := e.resource("example.com/dir", healthy(1))
-	if d := deviceOf(r, "a"); !reflect.DeepEqual(d.NUMANodes, []int64{0}) || d.Attributes["model"] != "x1" {
+	if d := deviceOf(r, "a"); !reflect.DeepEqual(d.NUMANodes, []int64{0}) || d.Attributes["model"].Value() != "x1" {
 		t.Errorf("a: %+v", d)
 	}
 	// Renamed into place, as careful writers do.

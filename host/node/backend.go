@@ -350,7 +350,7 @@ func resourceView(r devicemanager.ResourceStatus, grace time.Duration) *adminpb.
 	out.Devices = make([]*adminpb.Device, len(r.Devices))
 	for i, d := range r.Devices {
 		out.Devices[i] = &adminpb.Device{Id: d.ID, Healthy: d.Healthy, NumaNodes: d.NUMANodes,
-			Attributes: maps.Clone(d.Attributes), AllocatedTo: d.AllocatedTo}
+			Attributes: attributeValues(d.Attributes), AllocatedTo: d.AllocatedTo}
 	}
 	return out
 }
@@ -387,4 +387,16 @@ func cdiView(sp cdi.Status) *adminpb.CDISpec {
 	return &adminpb.CDISpec{Resource: sp.Resource, Provider: sp.Provider,
 		Path: sp.Path, Devices: sp.Devices, Skipped: sp.Skipped, Error: sp.Error, WrittenAt: ts(sp.WrittenAt),
 		RemoveAt: ts(sp.RemoveAt)}
+}
+
+// attributeValues are a device's attributes as text.
+func attributeValues(attrs map[string]device.Attribute) map[string]string {
+	if len(attrs) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(attrs))
+	for k, a := range attrs {
+		out[k] = a.Value()
+	}
+	return out
 }
