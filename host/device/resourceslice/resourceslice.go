@@ -1,0 +1,131 @@
+// Package resourceslice converts the host's structured device model
+// (host/device) to resource.k8s.io/v1: a device source's devices and shared
+// counters become its driver's pool on this node, as the ResourceSlices a DRA
+// driver would publish for it. The allocator (host/allocator) allocates
+// from these slices; a DRA kubelet plugin would publish the same ones.
+//
+// A pool is one slice of shared counters (when the source has any) and then
+// its devices, at most 64 to a slice, in the source's order; the upstream
+// allocator tries slices by name and devices in order, so the source's order
+// is its preference. A device that is not healthy carries the taint
+// UnhealthyTaint (NoSchedule): no new claim gets it unless the claim
+// tolerates the taint, while the claims that hold it keep it, and its
+// counters stay counted.
+package resourceslice
+
+import (
+	"fmt"
+
+	resourceapi "k8s.io/api/resource/v1"
+	apiresource "k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/wasmlet/wasmlet/host/device"
+)
+
+// UnhealthyTaint is the key of the taint an unhealthy device carries.
+const UnhealthyTaint = "wasmlet.dev/unhealthy"
+
+// MaxDevices is how many devices one slice holds: resource.k8s.io/v1's
+// limit for slices whose devices may have taints or consume counters.
+const MaxDevices = resourceapi.ResourceSliceMaxDevicesWithAdvancedFeatures
+
+// Pool names a driver's pool on a node.
+type Pool struct {
+	Driver string
+	// Name is the pool's name: the node's name.
+	Name string
+	// Node is the node the devices are on.
+	Node string
+	// Generation grows with every change of the pool's devices.
+	Generation int64
+}
+
+// Slices returns the pool's ResourceSlices holding devs and counters, named
+// "<driver>-<pool>-<index>", the index zero-padded: the upstream allocator
+// tries slices in the order of their names.
+func (p Pool) Slices(devs []device.Device, counters []device.CounterSet) []*resourceapi.ResourceSlice {
+	var specs []resourceapi.ResourceSliceSpec
+	if len(counters) > 0 {
+		specs = append(specs, resourceapi.ResourceSliceSpec{SharedCounters: CounterSets(counters)})
+	}
+	for start := 0; start < len(devs); start += MaxDevices {
+		chunk := devs[start:min(start+MaxDevices, len(devs))]
+		spec := resourceapi.ResourceSliceSpec{Devices: make([]resourceapi.Device, len(chunk))}
+		for i := range chunk {
+			spec.Devices[i] = Device(chunk[i])
+		}
+		specs = append(specs, spec)
+	}
+	if len(specs) == 0 { // an empty pool is one empty slice, as a driver publishes it
+		specs = append(specs, resourceapi.ResourceSliceSpec{})
+	}
+	out := make([]*resourceapi.ResourceSlice, len(specs))
+	for i, spec := range specs {
+		spec.Driver = p.Driver
+		spec.Pool = resourceapi.ResourcePool{Name: p.Name, Generation: p.Generation, ResourceSliceCount: int64(len(specs))}
+		spec.NodeName = ptr.To(p.Node)
+		out[i] = &resourceapi.ResourceSlice{
+			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-%s-%05d", p.Driver, p.Name, i)},
+			Spec:       spec,
+		}
+	}
+	return out
+}
+
+// Device is d in resource.k8s.io/v1.
+func Device(d device.Device) resourceapi.Device {
+	out := resourceapi.Device{Name: d.ID}
+	if len(d.Attributes) > 0 {
+		out.Attributes = make(map[resourceapi.QualifiedName]resourceapi.DeviceAttribute, len(d.Attributes))
+		for k, a := range d.Attributes {
+			out.Attributes[resourceapi.QualifiedName(k)] = resourceapi.DeviceAttribute{IntValue: a.Int, BoolValue: a.Bool,
+				StringValue: a.String, VersionValue: a.Version}
+		}
+	}
+	if len(d.Capacity) > 0 {
+		out.Capacity = make(map[resourceapi.QualifiedName]resourceapi.DeviceCapacity, len(d.Capacity))
+		for k, c := range d.Capacity {
+			dc := resourceapi.DeviceCapacity{Value: c.Value}
+			if p := c.Policy; p != nil {
+				dc.RequestPolicy = &resourceapi.CapacityRequestPolicy{Default: p.Default, ValidValues: p.ValidValues}
+				if p.Min != nil || p.Max != nil || p.Step != nil {
+					dc.RequestPolicy.ValidRange = &resourceapi.CapacityRequestPolicyRange{Min: p.Min, Max: p.Max, Step: p.Step}
+				}
+			}
+			out.Capacity[resourceapi.QualifiedName(k)] = dc
+		}
+	}
+	for _, c := range d.ConsumesCounters {
+		out.ConsumesCounters = append(out.ConsumesCounters, resourceapi.DeviceCounterConsumption{
+			CounterSet: c.CounterSet, Counters: counters(c.Counters)})
+	}
+	if d.AllowMultipleAllocations {
+		out.AllowMultipleAllocations = ptr.To(true)
+	}
+	if !d.Healthy {
+		out.Taints = []resourceapi.DeviceTaint{{Key: UnhealthyTaint, Effect: resourceapi.DeviceTaintEffectNoSchedule}}
+	}
+	return out
+}
+
+// CounterSets are sets in resource.k8s.io/v1.
+func CounterSets(sets []device.CounterSet) []resourceapi.CounterSet {
+	out := make([]resourceapi.CounterSet, len(sets))
+	for i, s := range sets {
+		out[i] = resourceapi.CounterSet{Name: s.Name, Counters: counters(s.Counters)}
+	}
+	return out
+}
+
+func counters(m map[string]apiresource.Quantity) map[string]resourceapi.Counter {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make(map[string]resourceapi.Counter, len(m))
+	for k, v := range m {
+		out[k] = resourceapi.Counter{Value: v.DeepCopy()}
+	}
+	return out
+}
