@@ -36,6 +36,8 @@ type (
 	CapacityPolicy     = checkpointpb.CapacityPolicy
 	CounterSet         = checkpointpb.CounterSet
 	CounterConsumption = checkpointpb.CounterConsumption
+	Claim              = checkpointpb.Claim
+	PreparedDevice     = checkpointpb.PreparedDevice
 
 	ContainerResponse = pluginapi.ContainerAllocateResponse
 	Mount             = pluginapi.Mount

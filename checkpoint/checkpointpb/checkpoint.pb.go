@@ -60,7 +60,10 @@ type State struct {
 	Resources []*Resource `protobuf:"bytes,4,rep,name=resources,proto3" json:"resources,omitempty"`
 	// plugins are the plugins registered when the file was written. For
 	// information only: a plugin must register again after a restart.
-	Plugins       []*Plugin `protobuf:"bytes,5,rep,name=plugins,proto3" json:"plugins,omitempty"`
+	Plugins []*Plugin `protobuf:"bytes,5,rep,name=plugins,proto3" json:"plugins,omitempty"`
+	// claims are the ResourceClaims applied on the node, with their
+	// allocations and what their devices were prepared as.
+	Claims        []*Claim `protobuf:"bytes,6,rep,name=claims,proto3" json:"claims,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -130,6 +133,215 @@ func (x *State) GetPlugins() []*Plugin {
 	return nil
 }
 
+func (x *State) GetClaims() []*Claim {
+	if x != nil {
+		return x.Claims
+	}
+	return nil
+}
+
+// Claim is a resource.k8s.io/v1 ResourceClaim applied on this node: its
+// devices, allocated by the structured allocator, and what a container
+// needs to use them.
+type Claim struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Namespace string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Name      string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Uid       string                 `protobuf:"bytes,3,opt,name=uid,proto3" json:"uid,omitempty"`
+	// pod, pod_uid and container name the container the claim was applied
+	// for, if any.
+	Pod       string `protobuf:"bytes,4,opt,name=pod,proto3" json:"pod,omitempty"`
+	PodUid    string `protobuf:"bytes,5,opt,name=pod_uid,json=podUid,proto3" json:"pod_uid,omitempty"`
+	Container string `protobuf:"bytes,6,opt,name=container,proto3" json:"container,omitempty"`
+	// resource_claim is the claim as applied, with status.allocation (the
+	// devices, their consumed capacity and share ids, and the configuration
+	// that applies to them): a k8s.io/api/resource/v1 ResourceClaim in the
+	// protobuf encoding the API server stores it in.
+	ResourceClaim []byte `protobuf:"bytes,7,opt,name=resource_claim,json=resourceClaim,proto3" json:"resource_claim,omitempty"`
+	// prepared are the claim's devices as their device sources prepared
+	// them.
+	Prepared []*PreparedDevice `protobuf:"bytes,8,rep,name=prepared,proto3" json:"prepared,omitempty"`
+	// allocated_unix_nano is when the claim was allocated.
+	AllocatedUnixNano int64 `protobuf:"varint,9,opt,name=allocated_unix_nano,json=allocatedUnixNano,proto3" json:"allocated_unix_nano,omitempty"`
+	// cdi_devices are the qualified CDI device names a container of the
+	// claim gets (the claim's own CDI spec's, and those its sources named).
+	CdiDevices    []string `protobuf:"bytes,10,rep,name=cdi_devices,json=cdiDevices,proto3" json:"cdi_devices,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Claim) Reset() {
+	*x = Claim{}
+	mi := &file_checkpoint_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Claim) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Claim) ProtoMessage() {}
+
+func (x *Claim) ProtoReflect() protoreflect.Message {
+	mi := &file_checkpoint_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Claim.ProtoReflect.Descriptor instead.
+func (*Claim) Descriptor() ([]byte, []int) {
+	return file_checkpoint_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Claim) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *Claim) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Claim) GetUid() string {
+	if x != nil {
+		return x.Uid
+	}
+	return ""
+}
+
+func (x *Claim) GetPod() string {
+	if x != nil {
+		return x.Pod
+	}
+	return ""
+}
+
+func (x *Claim) GetPodUid() string {
+	if x != nil {
+		return x.PodUid
+	}
+	return ""
+}
+
+func (x *Claim) GetContainer() string {
+	if x != nil {
+		return x.Container
+	}
+	return ""
+}
+
+func (x *Claim) GetResourceClaim() []byte {
+	if x != nil {
+		return x.ResourceClaim
+	}
+	return nil
+}
+
+func (x *Claim) GetPrepared() []*PreparedDevice {
+	if x != nil {
+		return x.Prepared
+	}
+	return nil
+}
+
+func (x *Claim) GetAllocatedUnixNano() int64 {
+	if x != nil {
+		return x.AllocatedUnixNano
+	}
+	return 0
+}
+
+func (x *Claim) GetCdiDevices() []string {
+	if x != nil {
+		return x.CdiDevices
+	}
+	return nil
+}
+
+// PreparedDevice is one device of a claim, as its source prepared it.
+type PreparedDevice struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// request is the claim's request (or "request/subrequest").
+	Request string `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
+	Driver  string `protobuf:"bytes,2,opt,name=driver,proto3" json:"driver,omitempty"`
+	Device  string `protobuf:"bytes,3,opt,name=device,proto3" json:"device,omitempty"`
+	// edits are what a container needs to use the device, in the device
+	// plugin API's form.
+	Edits         *v1beta1.ContainerAllocateResponse `protobuf:"bytes,4,opt,name=edits,proto3" json:"edits,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PreparedDevice) Reset() {
+	*x = PreparedDevice{}
+	mi := &file_checkpoint_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PreparedDevice) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PreparedDevice) ProtoMessage() {}
+
+func (x *PreparedDevice) ProtoReflect() protoreflect.Message {
+	mi := &file_checkpoint_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PreparedDevice.ProtoReflect.Descriptor instead.
+func (*PreparedDevice) Descriptor() ([]byte, []int) {
+	return file_checkpoint_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *PreparedDevice) GetRequest() string {
+	if x != nil {
+		return x.Request
+	}
+	return ""
+}
+
+func (x *PreparedDevice) GetDriver() string {
+	if x != nil {
+		return x.Driver
+	}
+	return ""
+}
+
+func (x *PreparedDevice) GetDevice() string {
+	if x != nil {
+		return x.Device
+	}
+	return ""
+}
+
+func (x *PreparedDevice) GetEdits() *v1beta1.ContainerAllocateResponse {
+	if x != nil {
+		return x.Edits
+	}
+	return nil
+}
+
 // Allocation is the devices of one resource handed to one container, and the
 // response that was returned for them.
 type Allocation struct {
@@ -157,7 +369,7 @@ type Allocation struct {
 
 func (x *Allocation) Reset() {
 	*x = Allocation{}
-	mi := &file_checkpoint_proto_msgTypes[1]
+	mi := &file_checkpoint_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -169,7 +381,7 @@ func (x *Allocation) String() string {
 func (*Allocation) ProtoMessage() {}
 
 func (x *Allocation) ProtoReflect() protoreflect.Message {
-	mi := &file_checkpoint_proto_msgTypes[1]
+	mi := &file_checkpoint_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -182,7 +394,7 @@ func (x *Allocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Allocation.ProtoReflect.Descriptor instead.
 func (*Allocation) Descriptor() ([]byte, []int) {
-	return file_checkpoint_proto_rawDescGZIP(), []int{1}
+	return file_checkpoint_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Allocation) GetWorkload() string {
@@ -275,7 +487,7 @@ type Resource struct {
 
 func (x *Resource) Reset() {
 	*x = Resource{}
-	mi := &file_checkpoint_proto_msgTypes[2]
+	mi := &file_checkpoint_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -287,7 +499,7 @@ func (x *Resource) String() string {
 func (*Resource) ProtoMessage() {}
 
 func (x *Resource) ProtoReflect() protoreflect.Message {
-	mi := &file_checkpoint_proto_msgTypes[2]
+	mi := &file_checkpoint_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -300,7 +512,7 @@ func (x *Resource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Resource.ProtoReflect.Descriptor instead.
 func (*Resource) Descriptor() ([]byte, []int) {
-	return file_checkpoint_proto_rawDescGZIP(), []int{2}
+	return file_checkpoint_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Resource) GetName() string {
@@ -388,7 +600,7 @@ type Device struct {
 
 func (x *Device) Reset() {
 	*x = Device{}
-	mi := &file_checkpoint_proto_msgTypes[3]
+	mi := &file_checkpoint_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -400,7 +612,7 @@ func (x *Device) String() string {
 func (*Device) ProtoMessage() {}
 
 func (x *Device) ProtoReflect() protoreflect.Message {
-	mi := &file_checkpoint_proto_msgTypes[3]
+	mi := &file_checkpoint_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -413,7 +625,7 @@ func (x *Device) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Device.ProtoReflect.Descriptor instead.
 func (*Device) Descriptor() ([]byte, []int) {
-	return file_checkpoint_proto_rawDescGZIP(), []int{3}
+	return file_checkpoint_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Device) GetId() string {
@@ -489,7 +701,7 @@ type Attribute struct {
 
 func (x *Attribute) Reset() {
 	*x = Attribute{}
-	mi := &file_checkpoint_proto_msgTypes[4]
+	mi := &file_checkpoint_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -501,7 +713,7 @@ func (x *Attribute) String() string {
 func (*Attribute) ProtoMessage() {}
 
 func (x *Attribute) ProtoReflect() protoreflect.Message {
-	mi := &file_checkpoint_proto_msgTypes[4]
+	mi := &file_checkpoint_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -514,7 +726,7 @@ func (x *Attribute) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Attribute.ProtoReflect.Descriptor instead.
 func (*Attribute) Descriptor() ([]byte, []int) {
-	return file_checkpoint_proto_rawDescGZIP(), []int{4}
+	return file_checkpoint_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Attribute) GetValue() isAttribute_Value {
@@ -600,7 +812,7 @@ type Capacity struct {
 
 func (x *Capacity) Reset() {
 	*x = Capacity{}
-	mi := &file_checkpoint_proto_msgTypes[5]
+	mi := &file_checkpoint_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -612,7 +824,7 @@ func (x *Capacity) String() string {
 func (*Capacity) ProtoMessage() {}
 
 func (x *Capacity) ProtoReflect() protoreflect.Message {
-	mi := &file_checkpoint_proto_msgTypes[5]
+	mi := &file_checkpoint_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -625,7 +837,7 @@ func (x *Capacity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Capacity.ProtoReflect.Descriptor instead.
 func (*Capacity) Descriptor() ([]byte, []int) {
-	return file_checkpoint_proto_rawDescGZIP(), []int{5}
+	return file_checkpoint_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Capacity) GetValue() string {
@@ -657,7 +869,7 @@ type CapacityPolicy struct {
 
 func (x *CapacityPolicy) Reset() {
 	*x = CapacityPolicy{}
-	mi := &file_checkpoint_proto_msgTypes[6]
+	mi := &file_checkpoint_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -669,7 +881,7 @@ func (x *CapacityPolicy) String() string {
 func (*CapacityPolicy) ProtoMessage() {}
 
 func (x *CapacityPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_checkpoint_proto_msgTypes[6]
+	mi := &file_checkpoint_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -682,7 +894,7 @@ func (x *CapacityPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CapacityPolicy.ProtoReflect.Descriptor instead.
 func (*CapacityPolicy) Descriptor() ([]byte, []int) {
-	return file_checkpoint_proto_rawDescGZIP(), []int{6}
+	return file_checkpoint_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CapacityPolicy) GetDefault() string {
@@ -731,7 +943,7 @@ type CounterSet struct {
 
 func (x *CounterSet) Reset() {
 	*x = CounterSet{}
-	mi := &file_checkpoint_proto_msgTypes[7]
+	mi := &file_checkpoint_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -743,7 +955,7 @@ func (x *CounterSet) String() string {
 func (*CounterSet) ProtoMessage() {}
 
 func (x *CounterSet) ProtoReflect() protoreflect.Message {
-	mi := &file_checkpoint_proto_msgTypes[7]
+	mi := &file_checkpoint_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -756,7 +968,7 @@ func (x *CounterSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CounterSet.ProtoReflect.Descriptor instead.
 func (*CounterSet) Descriptor() ([]byte, []int) {
-	return file_checkpoint_proto_rawDescGZIP(), []int{7}
+	return file_checkpoint_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CounterSet) GetName() string {
@@ -784,7 +996,7 @@ type CounterConsumption struct {
 
 func (x *CounterConsumption) Reset() {
 	*x = CounterConsumption{}
-	mi := &file_checkpoint_proto_msgTypes[8]
+	mi := &file_checkpoint_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -796,7 +1008,7 @@ func (x *CounterConsumption) String() string {
 func (*CounterConsumption) ProtoMessage() {}
 
 func (x *CounterConsumption) ProtoReflect() protoreflect.Message {
-	mi := &file_checkpoint_proto_msgTypes[8]
+	mi := &file_checkpoint_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -809,7 +1021,7 @@ func (x *CounterConsumption) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CounterConsumption.ProtoReflect.Descriptor instead.
 func (*CounterConsumption) Descriptor() ([]byte, []int) {
-	return file_checkpoint_proto_rawDescGZIP(), []int{8}
+	return file_checkpoint_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CounterConsumption) GetCounterSet() string {
@@ -845,7 +1057,7 @@ type Plugin struct {
 
 func (x *Plugin) Reset() {
 	*x = Plugin{}
-	mi := &file_checkpoint_proto_msgTypes[9]
+	mi := &file_checkpoint_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -857,7 +1069,7 @@ func (x *Plugin) String() string {
 func (*Plugin) ProtoMessage() {}
 
 func (x *Plugin) ProtoReflect() protoreflect.Message {
-	mi := &file_checkpoint_proto_msgTypes[9]
+	mi := &file_checkpoint_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -870,7 +1082,7 @@ func (x *Plugin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Plugin.ProtoReflect.Descriptor instead.
 func (*Plugin) Descriptor() ([]byte, []int) {
-	return file_checkpoint_proto_rawDescGZIP(), []int{9}
+	return file_checkpoint_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Plugin) GetName() string {
@@ -919,7 +1131,7 @@ var File_checkpoint_proto protoreflect.FileDescriptor
 
 const file_checkpoint_proto_rawDesc = "" +
 	"\n" +
-	"\x10checkpoint.proto\x12\x15wasmlet.checkpoint.v3\x1aBstaging/src/k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1/api.proto\"\x90\x02\n" +
+	"\x10checkpoint.proto\x12\x15wasmlet.checkpoint.v3\x1aBstaging/src/k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1/api.proto\"\xc6\x02\n" +
 	"\x05State\x12\x1e\n" +
 	"\n" +
 	"generation\x18\x01 \x01(\x04R\n" +
@@ -927,7 +1139,26 @@ const file_checkpoint_proto_rawDesc = "" +
 	"\x11written_unix_nano\x18\x02 \x01(\x03R\x0fwrittenUnixNano\x12C\n" +
 	"\vallocations\x18\x03 \x03(\v2!.wasmlet.checkpoint.v3.AllocationR\vallocations\x12=\n" +
 	"\tresources\x18\x04 \x03(\v2\x1f.wasmlet.checkpoint.v3.ResourceR\tresources\x127\n" +
-	"\aplugins\x18\x05 \x03(\v2\x1d.wasmlet.checkpoint.v3.PluginR\aplugins\"\xc0\x02\n" +
+	"\aplugins\x18\x05 \x03(\v2\x1d.wasmlet.checkpoint.v3.PluginR\aplugins\x124\n" +
+	"\x06claims\x18\x06 \x03(\v2\x1c.wasmlet.checkpoint.v3.ClaimR\x06claims\"\xcf\x02\n" +
+	"\x05Claim\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x10\n" +
+	"\x03uid\x18\x03 \x01(\tR\x03uid\x12\x10\n" +
+	"\x03pod\x18\x04 \x01(\tR\x03pod\x12\x17\n" +
+	"\apod_uid\x18\x05 \x01(\tR\x06podUid\x12\x1c\n" +
+	"\tcontainer\x18\x06 \x01(\tR\tcontainer\x12%\n" +
+	"\x0eresource_claim\x18\a \x01(\fR\rresourceClaim\x12A\n" +
+	"\bprepared\x18\b \x03(\v2%.wasmlet.checkpoint.v3.PreparedDeviceR\bprepared\x12.\n" +
+	"\x13allocated_unix_nano\x18\t \x01(\x03R\x11allocatedUnixNano\x12\x1f\n" +
+	"\vcdi_devices\x18\n" +
+	" \x03(\tR\n" +
+	"cdiDevices\"\x94\x01\n" +
+	"\x0ePreparedDevice\x12\x18\n" +
+	"\arequest\x18\x01 \x01(\tR\arequest\x12\x16\n" +
+	"\x06driver\x18\x02 \x01(\tR\x06driver\x12\x16\n" +
+	"\x06device\x18\x03 \x01(\tR\x06device\x128\n" +
+	"\x05edits\x18\x04 \x01(\v2\".v1beta1.ContainerAllocateResponseR\x05edits\"\xc0\x02\n" +
 	"\n" +
 	"Allocation\x12\x1a\n" +
 	"\bworkload\x18\x01 \x01(\tR\bworkload\x12\x1c\n" +
@@ -1021,46 +1252,51 @@ func file_checkpoint_proto_rawDescGZIP() []byte {
 	return file_checkpoint_proto_rawDescData
 }
 
-var file_checkpoint_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_checkpoint_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_checkpoint_proto_goTypes = []any{
 	(*State)(nil),              // 0: wasmlet.checkpoint.v3.State
-	(*Allocation)(nil),         // 1: wasmlet.checkpoint.v3.Allocation
-	(*Resource)(nil),           // 2: wasmlet.checkpoint.v3.Resource
-	(*Device)(nil),             // 3: wasmlet.checkpoint.v3.Device
-	(*Attribute)(nil),          // 4: wasmlet.checkpoint.v3.Attribute
-	(*Capacity)(nil),           // 5: wasmlet.checkpoint.v3.Capacity
-	(*CapacityPolicy)(nil),     // 6: wasmlet.checkpoint.v3.CapacityPolicy
-	(*CounterSet)(nil),         // 7: wasmlet.checkpoint.v3.CounterSet
-	(*CounterConsumption)(nil), // 8: wasmlet.checkpoint.v3.CounterConsumption
-	(*Plugin)(nil),             // 9: wasmlet.checkpoint.v3.Plugin
-	nil,                        // 10: wasmlet.checkpoint.v3.Device.AttributesEntry
-	nil,                        // 11: wasmlet.checkpoint.v3.Device.TypedAttributesEntry
-	nil,                        // 12: wasmlet.checkpoint.v3.Device.CapacityEntry
-	nil,                        // 13: wasmlet.checkpoint.v3.CounterSet.CountersEntry
-	nil,                        // 14: wasmlet.checkpoint.v3.CounterConsumption.CountersEntry
-	(*v1beta1.ContainerAllocateResponse)(nil), // 15: v1beta1.ContainerAllocateResponse
+	(*Claim)(nil),              // 1: wasmlet.checkpoint.v3.Claim
+	(*PreparedDevice)(nil),     // 2: wasmlet.checkpoint.v3.PreparedDevice
+	(*Allocation)(nil),         // 3: wasmlet.checkpoint.v3.Allocation
+	(*Resource)(nil),           // 4: wasmlet.checkpoint.v3.Resource
+	(*Device)(nil),             // 5: wasmlet.checkpoint.v3.Device
+	(*Attribute)(nil),          // 6: wasmlet.checkpoint.v3.Attribute
+	(*Capacity)(nil),           // 7: wasmlet.checkpoint.v3.Capacity
+	(*CapacityPolicy)(nil),     // 8: wasmlet.checkpoint.v3.CapacityPolicy
+	(*CounterSet)(nil),         // 9: wasmlet.checkpoint.v3.CounterSet
+	(*CounterConsumption)(nil), // 10: wasmlet.checkpoint.v3.CounterConsumption
+	(*Plugin)(nil),             // 11: wasmlet.checkpoint.v3.Plugin
+	nil,                        // 12: wasmlet.checkpoint.v3.Device.AttributesEntry
+	nil,                        // 13: wasmlet.checkpoint.v3.Device.TypedAttributesEntry
+	nil,                        // 14: wasmlet.checkpoint.v3.Device.CapacityEntry
+	nil,                        // 15: wasmlet.checkpoint.v3.CounterSet.CountersEntry
+	nil,                        // 16: wasmlet.checkpoint.v3.CounterConsumption.CountersEntry
+	(*v1beta1.ContainerAllocateResponse)(nil), // 17: v1beta1.ContainerAllocateResponse
 }
 var file_checkpoint_proto_depIdxs = []int32{
-	1,  // 0: wasmlet.checkpoint.v3.State.allocations:type_name -> wasmlet.checkpoint.v3.Allocation
-	2,  // 1: wasmlet.checkpoint.v3.State.resources:type_name -> wasmlet.checkpoint.v3.Resource
-	9,  // 2: wasmlet.checkpoint.v3.State.plugins:type_name -> wasmlet.checkpoint.v3.Plugin
-	15, // 3: wasmlet.checkpoint.v3.Allocation.response:type_name -> v1beta1.ContainerAllocateResponse
-	3,  // 4: wasmlet.checkpoint.v3.Resource.devices:type_name -> wasmlet.checkpoint.v3.Device
-	7,  // 5: wasmlet.checkpoint.v3.Resource.shared_counters:type_name -> wasmlet.checkpoint.v3.CounterSet
-	10, // 6: wasmlet.checkpoint.v3.Device.attributes:type_name -> wasmlet.checkpoint.v3.Device.AttributesEntry
-	11, // 7: wasmlet.checkpoint.v3.Device.typed_attributes:type_name -> wasmlet.checkpoint.v3.Device.TypedAttributesEntry
-	12, // 8: wasmlet.checkpoint.v3.Device.capacity:type_name -> wasmlet.checkpoint.v3.Device.CapacityEntry
-	8,  // 9: wasmlet.checkpoint.v3.Device.consumes_counters:type_name -> wasmlet.checkpoint.v3.CounterConsumption
-	6,  // 10: wasmlet.checkpoint.v3.Capacity.policy:type_name -> wasmlet.checkpoint.v3.CapacityPolicy
-	13, // 11: wasmlet.checkpoint.v3.CounterSet.counters:type_name -> wasmlet.checkpoint.v3.CounterSet.CountersEntry
-	14, // 12: wasmlet.checkpoint.v3.CounterConsumption.counters:type_name -> wasmlet.checkpoint.v3.CounterConsumption.CountersEntry
-	4,  // 13: wasmlet.checkpoint.v3.Device.TypedAttributesEntry.value:type_name -> wasmlet.checkpoint.v3.Attribute
-	5,  // 14: wasmlet.checkpoint.v3.Device.CapacityEntry.value:type_name -> wasmlet.checkpoint.v3.Capacity
-	15, // [15:15] is the sub-list for method output_type
-	15, // [15:15] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	3,  // 0: wasmlet.checkpoint.v3.State.allocations:type_name -> wasmlet.checkpoint.v3.Allocation
+	4,  // 1: wasmlet.checkpoint.v3.State.resources:type_name -> wasmlet.checkpoint.v3.Resource
+	11, // 2: wasmlet.checkpoint.v3.State.plugins:type_name -> wasmlet.checkpoint.v3.Plugin
+	1,  // 3: wasmlet.checkpoint.v3.State.claims:type_name -> wasmlet.checkpoint.v3.Claim
+	2,  // 4: wasmlet.checkpoint.v3.Claim.prepared:type_name -> wasmlet.checkpoint.v3.PreparedDevice
+	17, // 5: wasmlet.checkpoint.v3.PreparedDevice.edits:type_name -> v1beta1.ContainerAllocateResponse
+	17, // 6: wasmlet.checkpoint.v3.Allocation.response:type_name -> v1beta1.ContainerAllocateResponse
+	5,  // 7: wasmlet.checkpoint.v3.Resource.devices:type_name -> wasmlet.checkpoint.v3.Device
+	9,  // 8: wasmlet.checkpoint.v3.Resource.shared_counters:type_name -> wasmlet.checkpoint.v3.CounterSet
+	12, // 9: wasmlet.checkpoint.v3.Device.attributes:type_name -> wasmlet.checkpoint.v3.Device.AttributesEntry
+	13, // 10: wasmlet.checkpoint.v3.Device.typed_attributes:type_name -> wasmlet.checkpoint.v3.Device.TypedAttributesEntry
+	14, // 11: wasmlet.checkpoint.v3.Device.capacity:type_name -> wasmlet.checkpoint.v3.Device.CapacityEntry
+	10, // 12: wasmlet.checkpoint.v3.Device.consumes_counters:type_name -> wasmlet.checkpoint.v3.CounterConsumption
+	8,  // 13: wasmlet.checkpoint.v3.Capacity.policy:type_name -> wasmlet.checkpoint.v3.CapacityPolicy
+	15, // 14: wasmlet.checkpoint.v3.CounterSet.counters:type_name -> wasmlet.checkpoint.v3.CounterSet.CountersEntry
+	16, // 15: wasmlet.checkpoint.v3.CounterConsumption.counters:type_name -> wasmlet.checkpoint.v3.CounterConsumption.CountersEntry
+	6,  // 16: wasmlet.checkpoint.v3.Device.TypedAttributesEntry.value:type_name -> wasmlet.checkpoint.v3.Attribute
+	7,  // 17: wasmlet.checkpoint.v3.Device.CapacityEntry.value:type_name -> wasmlet.checkpoint.v3.Capacity
+	18, // [18:18] is the sub-list for method output_type
+	18, // [18:18] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_checkpoint_proto_init() }
@@ -1068,7 +1304,7 @@ func file_checkpoint_proto_init() {
 	if File_checkpoint_proto != nil {
 		return
 	}
-	file_checkpoint_proto_msgTypes[4].OneofWrappers = []any{
+	file_checkpoint_proto_msgTypes[6].OneofWrappers = []any{
 		(*Attribute_Int)(nil),
 		(*Attribute_Bool)(nil),
 		(*Attribute_String_)(nil),
@@ -1080,7 +1316,7 @@ func file_checkpoint_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_checkpoint_proto_rawDesc), len(file_checkpoint_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -153,6 +153,55 @@ func (a *Allocator) rebuild() {
 	}
 }
 
+// preferring is every pool's slices, p's with the devices of prefer first.
+// Call with a.mu held.
+func (a *Allocator) preferring(p *pool, prefer []string) []*resourceapi.ResourceSlice {
+	first := make(map[string]int, len(prefer))
+	for i, id := range prefer {
+		first[id] = i
+	}
+	devs := slices.Clone(p.devices)
+	sort.SliceStable(devs, func(i, j int) bool {
+		pi, iok := first[devs[i].Name]
+		pj, jok := first[devs[j].Name]
+		if iok != jok {
+			return iok
+		}
+		return iok && pi < pj
+	})
+	var counters []resourceapi.CounterSet
+	for _, s := range p.slices {
+		counters = append(counters, s.Spec.SharedCounters...)
+	}
+	mine := resourceslice.Pool{Driver: p.driver, Name: a.node.Name, Node: a.node.Name, Generation: p.generation}.
+		Of(devs, counters)
+	out := make([]*resourceapi.ResourceSlice, 0, len(a.slices))
+	for _, s := range a.slices {
+		if s.Spec.Driver != p.driver {
+			out = append(out, s)
+		}
+	}
+	return append(out, mine...)
+}
+
+// Available lists the devices of driver's pool that a count request could
+// have now, in the pool's order: healthy, not held outright, with their
+// shared counters and default capacity free.
+func (a *Allocator) Available(ctx context.Context, driver string) []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.pools[driver] == nil {
+		return nil
+	}
+	t := a.newDiagnosis(ctx).tally(requestView{name: CountRequest, class: driver, count: 1,
+		mode: resourceapi.DeviceAllocationModeExactCount})
+	var ids []string
+	for _, d := range t.free {
+		ids = append(ids, d.dev.Name)
+	}
+	return ids
+}
+
 // Slices returns the ResourceSlices of every pool (shared: do not modify).
 func (a *Allocator) Slices() []*resourceapi.ResourceSlice {
 	a.mu.Lock()
@@ -166,6 +215,12 @@ func (a *Allocator) Slices() []*resourceapi.ResourceSlice {
 // applied) and is not modified; its UID, name and namespace only label the
 // result.
 func (a *Allocator) Allocate(ctx context.Context, owner string, claim *resourceapi.ResourceClaim) (*resourceapi.AllocationResult, error) {
+	return a.allocate(ctx, owner, claim, "", nil)
+}
+
+// allocate is Allocate, with driver's pool listing prefer first when
+// prefer is not empty.
+func (a *Allocator) allocate(ctx context.Context, owner string, claim *resourceapi.ResourceClaim, driver string, prefer []string) (*resourceapi.AllocationResult, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if _, ok := a.held[owner]; ok {
@@ -175,7 +230,11 @@ func (a *Allocator) Allocate(ctx context.Context, owner string, claim *resourcea
 	if reasons := a.missingClasses(claim); len(reasons) > 0 {
 		return nil, &Unsatisfiable{Reasons: reasons}
 	}
-	alloc, err := structured.NewAllocator(ctx, Features, a.state(), classLister{a}, a.slices, a.cel)
+	all := a.slices
+	if p := a.pools[driver]; p != nil && len(prefer) > 0 {
+		all = a.preferring(p, prefer)
+	}
+	alloc, err := structured.NewAllocator(ctx, Features, a.state(), classLister{a}, all, a.cel)
 	if err != nil {
 		return nil, err
 	}
@@ -200,7 +259,10 @@ const CountRequest = "devices"
 
 // AllocateCount allocates n devices of driver's default class to owner: a
 // count request for the driver's extended resource. It returns their ids.
-func (a *Allocator) AllocateCount(ctx context.Context, owner, driver string, n int) ([]string, error) {
+// The devices of prefer, when they can be had, are taken first: the upstream
+// allocator takes the first devices that fit, in the order of the pool's
+// slices, and for this allocation the pool lists prefer first.
+func (a *Allocator) AllocateCount(ctx context.Context, owner, driver string, n int, prefer []string) ([]string, error) {
 	claim := &resourceapi.ResourceClaim{
 		ObjectMeta: metav1.ObjectMeta{Name: owner},
 		Spec: resourceapi.ResourceClaimSpec{Devices: resourceapi.DeviceClaim{Requests: []resourceapi.DeviceRequest{{
@@ -209,7 +271,7 @@ func (a *Allocator) AllocateCount(ctx context.Context, owner, driver string, n i
 				AllocationMode: resourceapi.DeviceAllocationModeExactCount, Count: int64(n)},
 		}}}},
 	}
-	r, err := a.Allocate(ctx, owner, claim)
+	r, err := a.allocate(ctx, owner, claim, driver, prefer)
 	if err != nil {
 		return nil, err
 	}
@@ -364,4 +426,26 @@ func (a *Allocator) missingClasses(claim *resourceapi.ResourceClaim) []string {
 		}
 	}
 	return out
+}
+
+// Health says what became of the device id of driver's pool: "healthy",
+// "unhealthy" (tainted), or "gone" (not in the pool, or no pool).
+func (a *Allocator) Health(driver, id string) string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	p := a.pools[driver]
+	if p == nil {
+		return "gone"
+	}
+	for i := range p.devices {
+		if p.devices[i].Name == id {
+			for _, t := range p.devices[i].Taints {
+				if t.Key == resourceslice.UnhealthyTaint {
+					return "unhealthy"
+				}
+			}
+			return "healthy"
+		}
+	}
+	return "gone"
 }

@@ -60,3 +60,12 @@ func (p *Provider) Allocate(ctx context.Context, ids []string, workload string) 
 	}
 	return edits, nil
 }
+
+// SharedCounters are the source's shared counters, when it has any
+// (devicemanager.SharedCounters).
+func (p *Provider) SharedCounters() []device.CounterSet {
+	if sc, ok := p.Source.(devicemanager.SharedCounters); ok {
+		return sc.SharedCounters()
+	}
+	return nil
+}

@@ -29,7 +29,8 @@ func (m *Manager) snapshot() (*checkpoint.State, uint64) {
 	}
 	for _, r := range m.resources {
 		rec := &checkpoint.Resource{Name: r.name, LastSeenUnixNano: r.lastUpdate.UnixNano(),
-			PreStartRequired: r.opts.PreStartRequired, PreferredAllocation: r.opts.PreferredAllocation}
+			PreStartRequired: r.opts.PreStartRequired, PreferredAllocation: r.opts.PreferredAllocation,
+			Driver: r.driver, SharedCounters: counterSetRecords(r.counters)}
 		if r.provider != nil {
 			rec.Provider = r.provider.Name()
 		}
@@ -37,6 +38,9 @@ func (m *Manager) snapshot() (*checkpoint.State, uint64) {
 			rec.Devices = append(rec.Devices, deviceRecord(d))
 		}
 		st.Resources = append(st.Resources, rec)
+	}
+	for _, p := range m.cfg.Parts {
+		p.Snapshot(st)
 	}
 	return st, m.gen
 }
@@ -69,7 +73,9 @@ func (m *Manager) restore(st *checkpoint.State) {
 	for _, rec := range st.Resources {
 		m.restored[rec.Name] = rec.Provider
 		r := m.get(rec.Name)
-		r.opts = ProviderOptions{PreStartRequired: rec.PreStartRequired, PreferredAllocation: rec.PreferredAllocation}
+		r.opts = ProviderOptions{PreStartRequired: rec.PreStartRequired, PreferredAllocation: rec.PreferredAllocation,
+			Driver: rec.Driver}
+		r.driver, r.counters = rec.Driver, counterSetsFromRecords(rec.SharedCounters)
 		r.connected, r.disconnectedAt = false, now
 		r.lastErr = "restored from the checkpoint; waiting for " + rec.Provider + " to register again"
 		for _, d := range rec.Devices {
@@ -89,9 +95,15 @@ func (m *Manager) restore(st *checkpoint.State) {
 		for _, id := range a.DeviceIDs {
 			r.holder[id] = a.Workload
 		}
+		if m.structured(r) {
+			m.cfg.Allocator.HoldDevices(countOwner(a.Workload, a.Resource), r.driver, a.DeviceIDs)
+		}
 		if r.disconnectedAt.IsZero() {
 			r.disconnectedAt = now
 		}
+	}
+	for _, r := range m.resources {
+		m.syncPool(r) // its devices, unhealthy until its provider is back, and what holds them
 	}
 	m.gen = st.Generation
 	m.log.Info("restored from the checkpoint", "allocations", len(st.Allocations), "resources", len(st.Resources))

@@ -45,6 +45,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/wasmlet/wasmlet/checkpoint"
+	"github.com/wasmlet/wasmlet/host/allocator"
 	"github.com/wasmlet/wasmlet/host/device"
 )
 
@@ -58,6 +59,26 @@ type Config struct {
 	CallTimeout time.Duration
 	Logger      hclog.Logger
 	Observer    Observer
+	// Allocator, when set, allocates the devices of every provider that
+	// names a Driver (ProviderOptions.Driver): the one allocated state that
+	// count requests and claims share. Without it such providers' devices
+	// are allocated as any other's.
+	Allocator *allocator.Allocator
+	// Parts are more state kept in the manager's checkpoint, under its
+	// generation, so that every change to any of it is group-committed
+	// with the rest (host/claim's claims).
+	Parts []Part
+}
+
+// A Part is state kept in the manager's checkpoint besides its own.
+type Part interface {
+	// Restore is given the checkpoint read at start, after the manager's
+	// own state is restored.
+	Restore(st *checkpoint.State)
+	// Snapshot adds the part's records to st. It is called with the
+	// manager's lock held, so it sees no change made through Commit half
+	// done; it must not call the manager.
+	Snapshot(st *checkpoint.State)
 }
 
 // Observer is told about resources and allocations, for metrics.
@@ -79,6 +100,11 @@ type resource struct {
 	pgen     uint64 // provider generation: bumped on every takeover
 	cancel   context.CancelFunc
 	opts     ProviderOptions
+	// driver names the resource's pool in the structured allocator ("": the
+	// classic path).
+	driver string
+	// counters are the shared counters of the devices, for a driver's pool.
+	counters []device.CounterSet
 
 	devices []device.Device // in the provider's order, without their edits
 	index   map[string]int  // id -> position in devices
@@ -141,6 +167,9 @@ func New(cfg Config) (*Manager, error) {
 			return nil, err
 		default:
 			m.restore(st)
+			for _, p := range cfg.Parts {
+				p.Restore(st)
+			}
 		}
 		m.committer = checkpoint.NewCommitter(cfg.CheckpointPath, m.snapshot)
 	}
@@ -212,6 +241,7 @@ func (m *Manager) SetProvider(name string, p Provider) {
 	r.pgen++
 	gen := r.pgen
 	r.provider, r.opts = p, p.Options()
+	m.setDriver(r, r.opts.Driver)
 	r.connected, r.disconnectedAt, r.lastErr = true, time.Time{}, ""
 	if r.grace != nil {
 		r.grace.Stop()
@@ -289,6 +319,10 @@ func (m *Manager) update(name string, gen uint64, p Provider, devs []device.Devi
 		r.index[d.ID] = i
 	}
 	r.connected, r.lastUpdate, r.lastErr = true, time.Now(), ""
+	if sc, ok := p.(SharedCounters); ok && r.driver != "" {
+		r.counters = sc.SharedCounters()
+	}
+	m.syncPool(r)
 	m.gen++
 	healthy, unhealthy, allocated := r.counts()
 	m.mu.Unlock()
@@ -313,6 +347,7 @@ func (m *Manager) lost(name string, gen uint64, p Provider, cause error) {
 	for i := range r.devices {
 		r.devices[i].Healthy = false
 	}
+	m.syncPool(r)
 	m.gen++
 	m.startGrace(r, gen)
 	healthy, unhealthy, allocated := r.counts()
@@ -335,7 +370,10 @@ func (m *Manager) startGrace(r *resource, gen uint64) {
 			return
 		}
 		m.log.Info("grace period over; devices removed", "resource", r.name, "devices", len(r.devices))
-		r.devices, r.index = nil, map[string]int{}
+		r.devices, r.index, r.counters = nil, map[string]int{}, nil
+		if r.driver != "" && m.cfg.Allocator != nil {
+			m.cfg.Allocator.RemovePool(r.driver)
+		}
 		r.grace = nil
 		// Kept while anything holds its devices, including an allocation
 		// still being made: a new resource would think them free.
@@ -460,6 +498,7 @@ func (m *Manager) allocate(ctx context.Context, req AllocateRequest) (*Allocatio
 			}
 		}
 		m.mu.Unlock()
+		m.releaseStructured(w, req.Resource)
 	}
 	cctx, cancel := context.WithTimeout(ctx, m.cfg.CallTimeout)
 	defer cancel()
@@ -520,6 +559,24 @@ func (m *Manager) choose(ctx context.Context, req AllocateRequest, w string) (*r
 	if p == nil || !r.connected {
 		m.mu.Unlock()
 		return nil, nil, nil, fmt.Errorf("%w: resource %q has no provider right now (%s)", ErrUnavailable, req.Resource, r.lastErr)
+	}
+	if m.structured(r) {
+		driver := r.driver
+		m.mu.Unlock()
+		ids, err := m.chooseStructured(ctx, req, w, r, p, driver)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if r.pgen != gen || !r.connected {
+			m.releaseStructured(w, req.Resource)
+			return nil, nil, nil, fmt.Errorf("%w: the provider of %s changed during the allocation; try again", ErrUnavailable, req.Resource)
+		}
+		for _, id := range ids {
+			r.holder[id] = w
+		}
+		return r, p, ids, nil
 	}
 	free := r.free()
 	capacity, healthy := len(r.devices), 0
@@ -689,6 +746,7 @@ func (m *Manager) Release(ctx context.Context, workload, resource string) ([]*Al
 			continue
 		}
 		delete(m.allocs[workload], a.Resource)
+		m.releaseStructured(workload, a.Resource)
 		if r := m.resources[a.Resource]; r != nil {
 			for _, id := range a.DeviceIDs {
 				if r.holder[id] == workload {
@@ -719,6 +777,33 @@ func (m *Manager) Release(ctx context.Context, workload, resource string) ([]*Al
 		out[i] = cloneAllocation(a)
 	}
 	return out, nil
+}
+
+// Commit makes change, a change to a Part's state, one change of the
+// checkpointed state: change runs under the manager's lock (it must not
+// call the manager), and Commit returns once the change is durable, or
+// why it could not be made so (ErrNotDurable). Without a checkpoint it
+// returns at once.
+func (m *Manager) Commit(ctx context.Context, change func()) error {
+	m.mu.Lock()
+	change()
+	m.gen++
+	gen := m.gen
+	m.mu.Unlock()
+	if err := m.sync(ctx, gen); err != nil {
+		return fmt.Errorf("%w: %v", ErrNotDurable, err)
+	}
+	return nil
+}
+
+// Change makes change, under the manager's lock, a change of the
+// checkpointed state without waiting for it to be durable: the undoing of a
+// change that Commit could not make durable.
+func (m *Manager) Change(change func()) {
+	m.mu.Lock()
+	change()
+	m.gen++
+	m.mu.Unlock()
 }
 
 func (m *Manager) sync(ctx context.Context, gen uint64) error {
@@ -768,6 +853,7 @@ func (m *Manager) Resources() []ResourceStatus {
 			}
 			st.Devices = append(st.Devices, DeviceStatus{Device: cloneDevice(d), AllocatedTo: holder})
 		}
+		m.claimHolders(r, &st)
 		out = append(out, st)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })

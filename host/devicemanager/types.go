@@ -16,6 +16,18 @@ type ProviderOptions struct {
 	PreStartRequired bool
 	// PreferredAllocation: the provider chooses devices itself.
 	PreferredAllocation bool
+	// Driver, when set, makes the provider's devices the pool of this
+	// resource.k8s.io driver on the node (a Wasm device source): they are
+	// allocated by the node's structured allocator (Config.Allocator), for
+	// counts and claims alike.
+	Driver string
+}
+
+// SharedCounters is implemented by a provider with a Driver whose devices
+// consume shared counters (a Wasm device source): the counter sets of the
+// device set it reports, called from within Watch's update.
+type SharedCounters interface {
+	SharedCounters() []device.CounterSet
 }
 
 // Provider is where a resource's devices come from and who decides what a

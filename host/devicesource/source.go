@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	resourceapi "k8s.io/api/resource/v1"
 
 	"github.com/wasmlet/wasmlet/abi"
 	"github.com/wasmlet/wasmlet/host/device"
@@ -163,7 +164,7 @@ func NewSource(reg *module.Registry, name string, opts Options) (*Source, error)
 		reg:      reg,
 		name:     name,
 		resource: d.Resource,
-		driver:   device.DefaultDriver(d.Resource),
+		driver:   driverOf(m),
 		popts:    providerOptions(m),
 		opts:     opts,
 		log:      opts.Logger.With("module", name, "resource", d.Resource),
@@ -176,7 +177,14 @@ func providerOptions(m *module.Module) devicemanager.ProviderOptions {
 	return devicemanager.ProviderOptions{
 		PreStartRequired:    m.Description().PreStartRequired,
 		PreferredAllocation: m.Implements(abi.OpPreferredAllocation),
+		Driver:              driverOf(m),
 	}
+}
+
+// driverOf is the driver a device-source module's devices are a pool of:
+// device.DefaultDriver of its resource.
+func driverOf(m *module.Module) string {
+	return device.DefaultDriver(m.Description().Resource)
 }
 
 // Name is "module:<module name>".
@@ -675,4 +683,43 @@ func (s *Source) PreStart(ctx context.Context, ids []string, workload string) er
 		}
 		return m.PreStart(ctx, &abi.PreStartRequest{DeviceIDs: ids, Workload: workload})
 	})
+}
+
+// Prepare returns what a container needs for each of claim's allocated
+// devices of the source's driver (claim.Status.Allocation), in the order of
+// the allocation: each device's container edits from the latest discovery
+// (they passed the policy when they were discovered).
+func (s *Source) Prepare(ctx context.Context, claim *resourceapi.ResourceClaim, workload string) ([]device.Prepared, error) {
+	var results []resourceapi.DeviceRequestAllocationResult
+	if a := claim.Status.Allocation; a != nil {
+		for _, r := range a.Devices.Results {
+			if r.Driver == s.driver {
+				results = append(results, r)
+			}
+		}
+	}
+	return s.derivePrepared(claim, results)
+}
+
+// derivePrepared is what a source without prepare answers: each device's
+// edits from the latest discovery.
+func (s *Source) derivePrepared(claim *resourceapi.ResourceClaim, results []resourceapi.DeviceRequestAllocationResult) ([]device.Prepared, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]device.Prepared, 0, len(results))
+	for _, r := range results {
+		i, ok := s.index[r.Device]
+		if !ok {
+			return nil, fmt.Errorf("module %q: prepare: device %q of claim %s/%s is not among the %d devices last discovered",
+				s.name, r.Device, claim.Namespace, claim.Name, len(s.devices))
+		}
+		out = append(out, device.Prepared{Request: r.Request, Device: r.Device, Edits: s.devices[i].Edits.Clone()})
+	}
+	return out, nil
+}
+
+// Unprepare tells the source a claim's devices are no longer used. A
+// module without unprepare has nothing to do.
+func (s *Source) Unprepare(ctx context.Context, claim *resourceapi.ResourceClaim) error {
+	return nil
 }

@@ -49,7 +49,7 @@ func TestPCISource(t *testing.T) {
 	e.load("pci", build.Go(t, "guests/pcisource"))
 
 	r := e.resource("example.com/nic", healthy(3))
-	if r.Provider != "module:pci" || r.Options != (devicemanager.ProviderOptions{}) {
+	if r.Provider != "module:pci" || r.Options != (devicemanager.ProviderOptions{Driver: "nic.example.com"}) {
 		t.Errorf("provider %q, options %+v", r.Provider, r.Options)
 	}
 	if got := ids(r); !reflect.DeepEqual(got, []string{"0000:00:1f.6", "0000:3b:00.0", "0000:3b:00.2"}) {

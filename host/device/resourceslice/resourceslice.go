@@ -46,17 +46,22 @@ type Pool struct {
 // "<driver>-<pool>-<index>", the index zero-padded: the upstream allocator
 // tries slices in the order of their names.
 func (p Pool) Slices(devs []device.Device, counters []device.CounterSet) []*resourceapi.ResourceSlice {
+	api := make([]resourceapi.Device, len(devs))
+	for i := range devs {
+		api[i] = Device(devs[i])
+	}
+	return p.Of(api, CounterSets(counters))
+}
+
+// Of is Slices for devices and counter sets already in resource.k8s.io/v1
+// (shared, not copied).
+func (p Pool) Of(devs []resourceapi.Device, counters []resourceapi.CounterSet) []*resourceapi.ResourceSlice {
 	var specs []resourceapi.ResourceSliceSpec
 	if len(counters) > 0 {
-		specs = append(specs, resourceapi.ResourceSliceSpec{SharedCounters: CounterSets(counters)})
+		specs = append(specs, resourceapi.ResourceSliceSpec{SharedCounters: counters})
 	}
 	for start := 0; start < len(devs); start += MaxDevices {
-		chunk := devs[start:min(start+MaxDevices, len(devs))]
-		spec := resourceapi.ResourceSliceSpec{Devices: make([]resourceapi.Device, len(chunk))}
-		for i := range chunk {
-			spec.Devices[i] = Device(chunk[i])
-		}
-		specs = append(specs, spec)
+		specs = append(specs, resourceapi.ResourceSliceSpec{Devices: devs[start:min(start+MaxDevices, len(devs)):min(start+MaxDevices, len(devs))]})
 	}
 	if len(specs) == 0 { // an empty pool is one empty slice, as a driver publishes it
 		specs = append(specs, resourceapi.ResourceSliceSpec{})
