@@ -48,7 +48,7 @@ func newGPUSource(n int) *gpuSource {
 				Env: map[string]string{"GPU_" + strings.ReplaceAll(id, "-", "_"): "1"}}
 		}
 		s.devs = append(s.devs, device.Device{ID: set, Healthy: true, NUMANodes: []int64{int64(i % 2)},
-			Attributes: map[string]device.Attribute{"type": device.StringAttribute("gpu"), "index": device.IntAttribute(int64(i))},
+			Attributes:       map[string]device.Attribute{"type": device.StringAttribute("gpu"), "index": device.IntAttribute(int64(i))},
 			ConsumesCounters: []device.CounterConsumption{{CounterSet: set, Counters: map[string]apiresource.Quantity{"memory": q("40Gi")}}},
 			Edits:            node(set)})
 		for j := range 2 {
@@ -99,7 +99,7 @@ func (s *gpuSource) PreferredAllocation(context.Context, []string, []string, int
 	return nil, errors.New("not offered")
 }
 func (s *gpuSource) PreStart(context.Context, []string, string) error { return nil }
-func (s *gpuSource) Close() error                                    { return nil }
+func (s *gpuSource) Close() error                                     { return nil }
 func (s *gpuSource) Prepare(_ context.Context, c *resourceapi.ResourceClaim, _ string) ([]device.Prepared, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
