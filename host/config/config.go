@@ -6,9 +6,11 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/wasmlet/wasmlet/host/device"
 	"github.com/wasmlet/wasmlet/host/module"
@@ -94,6 +96,24 @@ type Host struct {
 	// failed registration: the first retry waits BackoffInitial, each next
 	// one twice as long, up to BackoffMax.
 	BackoffInitial, BackoffMax time.Duration
+	// NodeName names the node: the pool of every device source's driver,
+	// as a DRA driver names its node's pool. Default: the host name, in
+	// lower case.
+	NodeName string
+	// DeviceClassDir holds resource.k8s.io/v1 DeviceClass files (*.yaml,
+	// *.yml, *.json), read when wasmlet starts; "" is none.
+	DeviceClassDir string
+}
+
+// DefaultNodeName is the host name, lower case, or "localhost" when it
+// cannot be had or is not a DNS subdomain.
+func DefaultNodeName() string {
+	h, err := os.Hostname()
+	h = strings.ToLower(h)
+	if err != nil || len(validation.IsDNS1123Subdomain(h)) > 0 {
+		return "localhost"
+	}
+	return h
 }
 
 // LogFormat is how log lines are written.
@@ -193,6 +213,7 @@ func Default() *Config {
 			OperationTimeout: defaultOperationTimeout,
 			BackoffInitial:   defaultBackoffInitial,
 			BackoffMax:       defaultBackoffMax,
+			NodeName:         DefaultNodeName(),
 		},
 		Sandbox: Sandbox{
 			Memory:          module.DefaultMemoryLimit,

@@ -35,6 +35,7 @@ func TestDefault(t *testing.T) {
 		OperationTimeout:   10 * time.Second,
 		BackoffInitial:     500 * time.Millisecond,
 		BackoffMax:         2 * time.Minute,
+		NodeName:           DefaultNodeName(),
 	}
 	if c.Host != wantHost {
 		t.Errorf("Host:\n got %+v\nwant %+v", c.Host, wantHost)
@@ -301,7 +302,7 @@ plugin_registry_dir = "/k/plugins_registry"
 		APISocket: "/run/wasmlet/wasmlet.sock", PodResourcesSocket: "/srv/wasmlet/pod-resources/wasmlet.sock", MetricsAddress: "",
 		LogLevel: hclog.Debug, LogFormat: LogJSON,
 		ResyncPeriod: time.Minute, GracePeriod: 0, OperationTimeout: 3 * time.Second,
-		BackoffInitial: time.Second, BackoffMax: time.Second,
+		BackoffInitial: time.Second, BackoffMax: time.Second, NodeName: DefaultNodeName(),
 	}
 	if c.Host != want {
 		t.Errorf("Host:\n got %+v\nwant %+v", c.Host, want)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/pelletier/go-toml/v2"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/wasmlet/wasmlet/host/device"
 	"github.com/wasmlet/wasmlet/host/module"
@@ -233,6 +234,17 @@ func (d *decoder) host(n *node, key string, h *Host) {
 				backoffMax = n
 			}
 		}},
+		{"node_name", func(n *node, key string) {
+			if !d.is(n, key, kindString, "a node name (a DNS subdomain)") {
+				return
+			}
+			if msgs := validation.IsDNS1123Subdomain(n.str); len(msgs) > 0 {
+				d.errorf(n.at, key, "invalid node name %s: %s, expected a DNS subdomain, as Kubernetes names nodes", quote(n.str), strings.Join(msgs, "; "))
+				return
+			}
+			h.NodeName = n.str
+		}},
+		{"device_class_dir", func(n *node, key string) { d.path(n, key, &h.DeviceClassDir) }},
 	})
 	h.deriveDirs()
 	d.moduleDir = h.ModuleDir

@@ -107,7 +107,7 @@ func TestUnknownKeys(t *testing.T) {
 	}, {
 		name: "quoted",
 		doc:  "[host]\n\"log level\" = \"info\"\n",
-		want: []string{`plugins.toml:2:1: host."log level": unknown key, expected state_dir, registry_dir, device_plugin_dir, module_dir, api_socket, pod_resources_socket, metrics_address, log_level, log_format, resync_period, grace_period, operation_timeout, backoff_initial or backoff_max (did you mean log_level?)`},
+		want: []string{`plugins.toml:2:1: host."log level": unknown key, expected state_dir, registry_dir, device_plugin_dir, module_dir, api_socket, pod_resources_socket, metrics_address, log_level, log_format, resync_period, grace_period, operation_timeout, backoff_initial, backoff_max, node_name or device_class_dir (did you mean log_level?)`},
 	}})
 }
 
@@ -478,7 +478,7 @@ pool_size = 0
 			`plugins.toml:4:10: modules.x.memory: invalid size "lots", expected a size in bytes, such as 67108864 or "64MiB" (units B, KiB, MiB, GiB, KB, MB, GB)`,
 			`plugins.toml:6:16: handlers.DevicePlugin: module "nope" not found, expected a file m/nope.wasm`,
 			`plugins.toml:8:13: sandbox.pool_size: 0 is out of range, expected an integer from 1 to 2147483647`,
-			`plugins.toml:9:7: host.extra: unknown key, expected state_dir, registry_dir, device_plugin_dir, module_dir, api_socket, pod_resources_socket, metrics_address, log_level, log_format, resync_period, grace_period, operation_timeout, backoff_initial or backoff_max`,
+			`plugins.toml:9:7: host.extra: unknown key, expected state_dir, registry_dir, device_plugin_dir, module_dir, api_socket, pod_resources_socket, metrics_address, log_level, log_format, resync_period, grace_period, operation_timeout, backoff_initial, backoff_max, node_name or device_class_dir`,
 		},
 	}})
 }
@@ -584,5 +584,22 @@ mounts = [
 	}, "\n")
 	if got := text(c.Warnings()); got != wantWarnings {
 		t.Errorf("warnings:\n%s\nwant:\n%s", got, wantWarnings)
+	}
+}
+
+func TestNodeNameAndClassDir(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "plugins.toml")
+	os.WriteFile(path, []byte("[host]\nnode_name = \"Node_A\"\n"), 0o644)
+	if _, err := Load(path); err == nil || !strings.Contains(err.Error(), `plugins.toml:2:13: host.node_name: invalid node name "Node_A"`) {
+		t.Errorf("a node name Kubernetes refuses: %v", err)
+	}
+	os.WriteFile(path, []byte("[host]\nnode_name = \"node-a\"\ndevice_class_dir = \"classes\"\n"), 0o644)
+	c, err := Load(path)
+	if err != nil || c.Host.NodeName != "node-a" || c.Host.DeviceClassDir != filepath.Join(dir, "classes") {
+		t.Errorf("%+v %v", c, err)
+	}
+	if d := Default().Host.NodeName; d == "" || d != strings.ToLower(d) {
+		t.Errorf("default node name %q", d)
 	}
 }
