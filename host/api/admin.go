@@ -70,6 +70,7 @@ func (s *admin) Status(context.Context, *adminpb.StatusRequest) (*adminpb.Status
 		}
 	}
 	c.Allocations = int32(len(s.b.Allocations()))
+	c.Claims = int32(len(s.b.Claims()))
 	c.CsiDrivers = int32(len(s.b.CSIDrivers()))
 	return out, nil
 }
@@ -195,6 +196,93 @@ func (s *admin) Release(ctx context.Context, req *adminpb.ReleaseRequest) (*admi
 		return nil, failf(ReasonNotFound, "workload %s holds no devices", w)
 	}
 	return &adminpb.ReleaseResponse{Released: released}, nil
+}
+
+// MaxClaimSize bounds the claim an ApplyClaim carries.
+const MaxClaimSize = 1 << 20
+
+func (s *admin) ApplyClaim(ctx context.Context, req *adminpb.ApplyClaimRequest) (*adminpb.ApplyClaimResponse, error) {
+	var problems []string
+	switch n := len(req.GetClaim()); {
+	case n == 0:
+		problems = append(problems, "a claim is required")
+	case n > MaxClaimSize:
+		problems = append(problems, fmt.Sprintf("the claim is %d bytes, at most %d are allowed", n, MaxClaimSize))
+	}
+	if req.GetPod() != "" || req.GetContainer() != "" || req.GetPodUid() != "" {
+		for _, f := range []struct{ what, v string }{{"pod", req.GetPod()}, {"container", req.GetContainer()}} {
+			if err := checkName(f.what, f.v, true); err != nil {
+				problems = append(problems, err.Error()+" (pod and container go together)")
+			}
+		}
+		if req.GetPodUid() != "" {
+			if err := checkName("pod uid", req.GetPodUid(), true); err != nil {
+				problems = append(problems, err.Error())
+			}
+		}
+	}
+	if len(problems) > 0 {
+		return nil, failf(ReasonInvalid, "invalid claim request: %s", strings.Join(problems, "; "))
+	}
+	c, err := s.b.ApplyClaim(ctx, req)
+	if err != nil {
+		return nil, statusOf(ctx, err)
+	}
+	return &adminpb.ApplyClaimResponse{Claim: c}, nil
+}
+
+func (s *admin) ListClaims(_ context.Context, req *adminpb.ListClaimsRequest) (*adminpb.ListClaimsResponse, error) {
+	out := &adminpb.ListClaimsResponse{}
+	for _, c := range s.b.Claims() {
+		if req.GetNamespace() == "" || c.Namespace == req.GetNamespace() {
+			out.Claims = append(out.Claims, c)
+		}
+	}
+	return out, nil
+}
+
+func claimKey(namespace, name string) (string, string, error) {
+	if namespace == "" {
+		namespace = "default"
+	}
+	if err := checkName("claim name", name, true); err != nil {
+		return "", "", failf(ReasonInvalid, "%v", err)
+	}
+	if err := checkName("namespace", namespace, true); err != nil {
+		return "", "", failf(ReasonInvalid, "%v", err)
+	}
+	return namespace, name, nil
+}
+
+func (s *admin) GetClaim(_ context.Context, req *adminpb.GetClaimRequest) (*adminpb.GetClaimResponse, error) {
+	ns, name, err := claimKey(req.GetNamespace(), req.GetName())
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, c := range s.b.Claims() {
+		if c.Namespace == ns && c.Name == name {
+			return &adminpb.GetClaimResponse{Claim: c}, nil
+		}
+		names = append(names, c.Namespace+"/"+c.Name)
+	}
+	list := "none"
+	if len(names) > 0 {
+		list = strings.Join(names, ", ")
+	}
+	return nil, failf(ReasonNotFound, "no claim %s/%s on this node (claims: %s)", ns, name, list)
+}
+
+func (s *admin) DeleteClaim(ctx context.Context, req *adminpb.DeleteClaimRequest) (*adminpb.DeleteClaimResponse, error) {
+	ns, name, err := claimKey(req.GetNamespace(), req.GetName())
+	if err != nil {
+		return nil, err
+	}
+	c, err := s.b.DeleteClaim(ctx, ns, name)
+	if err != nil {
+		return nil, statusOf(ctx, err)
+	}
+	return &adminpb.DeleteClaimResponse{Claim: c}, nil
 }
 
 // CheckWorkload checks that w is of the form namespace/pod/container, as

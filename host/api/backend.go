@@ -37,6 +37,14 @@ type Backend interface {
 	// CSIDrivers lists the registered CSI drivers, in name order, with
 	// their node facts.
 	CSIDrivers() []*adminpb.CSIDriver
+	// Claims lists the applied ResourceClaims, by namespace and name, each
+	// device with its health now.
+	Claims() []*adminpb.Claim
+	// ApplyClaim decodes, allocates and prepares a claim; DeleteClaim
+	// undoes it. Each answers once the change is durable. The API checks
+	// the request's sizes and names first; the backend decodes the claim.
+	ApplyClaim(ctx context.Context, req *adminpb.ApplyClaimRequest) (*adminpb.Claim, error)
+	DeleteClaim(ctx context.Context, namespace, name string) (*adminpb.Claim, error)
 }
 
 // Module states (adminpb.Module.State).

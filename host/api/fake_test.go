@@ -20,6 +20,7 @@ type fake struct {
 	resources   []*adminpb.Resource
 	allocations []*adminpb.Allocation
 	csiDrivers  []*adminpb.CSIDriver
+	claims      []*adminpb.Claim
 	// err is what Allocate, Release and ReloadModule fail with; block, when
 	// not nil, is waited on first (or the call's context).
 	err   error
@@ -90,4 +91,20 @@ func (f *fake) Release(ctx context.Context, workload, resource string) ([]*admin
 		return nil, err
 	}
 	return []*adminpb.Allocation{{Workload: workload, Resource: resource}}, nil
+}
+
+func (f *fake) Claims() []*adminpb.Claim { f.mu.Lock(); defer f.mu.Unlock(); return f.claims }
+
+func (f *fake) ApplyClaim(ctx context.Context, req *adminpb.ApplyClaimRequest) (*adminpb.Claim, error) {
+	if err := f.fail(ctx); err != nil {
+		return nil, err
+	}
+	return &adminpb.Claim{Namespace: "default", Name: string(req.Claim), Pod: req.Pod, Container: req.Container}, nil
+}
+
+func (f *fake) DeleteClaim(ctx context.Context, namespace, name string) (*adminpb.Claim, error) {
+	if err := f.fail(ctx); err != nil {
+		return nil, err
+	}
+	return &adminpb.Claim{Namespace: namespace, Name: name}, nil
 }

@@ -65,15 +65,16 @@ func (t topology) devices(out []*podresourcesv1.ContainerDevices, resource strin
 	return out
 }
 
-// pods groups allocations by pod, then container, in name order.
-func (t topology) pods(allocs []*adminpb.Allocation, keep func(namespace, pod string) bool) []*podresourcesv1.PodResources {
+// pods groups allocations and claims by pod, then container, in name
+// order.
+func (t topology) pods(allocs []*adminpb.Allocation, claims []*adminpb.Claim, keep func(namespace, pod string) bool) []*podresourcesv1.PodResources {
 	type key struct{ namespace, pod string }
 	byPod := map[key]map[string]*podresourcesv1.ContainerResources{}
 	var order []key
-	for _, a := range allocs {
-		k := key{a.Namespace, a.Pod}
+	container := func(namespace, pod, name string) *podresourcesv1.ContainerResources {
+		k := key{namespace, pod}
 		if !keep(k.namespace, k.pod) {
-			continue
+			return nil
 		}
 		cs := byPod[k]
 		if cs == nil {
@@ -81,12 +82,39 @@ func (t topology) pods(allocs []*adminpb.Allocation, keep func(namespace, pod st
 			byPod[k] = cs
 			order = append(order, k)
 		}
-		c := cs[a.Container]
+		c := cs[name]
 		if c == nil {
-			c = &podresourcesv1.ContainerResources{Name: a.Container}
-			cs[a.Container] = c
+			c = &podresourcesv1.ContainerResources{Name: name}
+			cs[name] = c
 		}
-		c.Devices = t.devices(c.Devices, a.Resource, a.DeviceIds)
+		return c
+	}
+	for _, a := range allocs {
+		if c := container(a.Namespace, a.Pod, a.Container); c != nil {
+			c.Devices = t.devices(c.Devices, a.Resource, a.DeviceIds)
+		}
+	}
+	for _, cl := range claims {
+		if cl.Pod == "" {
+			continue
+		}
+		c := container(cl.Namespace, cl.Pod, cl.Container)
+		if c == nil {
+			continue
+		}
+		dr := &podresourcesv1.DynamicResource{ClaimName: cl.Name, ClaimNamespace: cl.Namespace}
+		for _, d := range cl.Devices {
+			cr := &podresourcesv1.ClaimResource{DriverName: d.Driver, PoolName: d.Pool, DeviceName: d.Device}
+			if d.ShareId != "" {
+				id := d.ShareId
+				cr.ShareId = &id
+			}
+			for _, n := range d.CdiDevices {
+				cr.CdiDevices = append(cr.CdiDevices, &podresourcesv1.CDIDevice{Name: n})
+			}
+			dr.ClaimResources = append(dr.ClaimResources, cr)
+		}
+		c.DynamicResources = append(c.DynamicResources, dr)
 	}
 	sort.Slice(order, func(i, j int) bool {
 		if order[i].namespace != order[j].namespace {
@@ -110,7 +138,7 @@ func all(string, string) bool { return true }
 
 // list is every pod holding devices, as v1's List reports them.
 func list(b Backend) []*podresourcesv1.PodResources {
-	return topologyOf(b.Resources()).pods(b.Allocations(), all)
+	return topologyOf(b.Resources()).pods(b.Allocations(), b.Claims(), all)
 }
 
 // List reports every pod holding devices, with the devices of each container.
@@ -143,7 +171,7 @@ func (s *podResources) Get(_ context.Context, req *podresourcesv1.GetPodResource
 		return nil, status.Errorf(codes.InvalidArgument, "pod name and namespace are required (got %q in %q)",
 			req.GetPodName(), req.GetPodNamespace())
 	}
-	pods := topologyOf(s.b.Resources()).pods(s.b.Allocations(), func(namespace, pod string) bool {
+	pods := topologyOf(s.b.Resources()).pods(s.b.Allocations(), s.b.Claims(), func(namespace, pod string) bool {
 		return namespace == req.GetPodNamespace() && pod == req.GetPodName()
 	})
 	if len(pods) == 0 {

@@ -622,6 +622,7 @@ type Counts struct {
 	// Resources a device plugin asked to serve and was refused, because a
 	// device-source module serves them (Resource.conflict).
 	ResourcesConflicting int32 `protobuf:"varint,18,opt,name=resources_conflicting,json=resourcesConflicting,proto3" json:"resources_conflicting,omitempty"`
+	Claims               int32 `protobuf:"varint,19,opt,name=claims,proto3" json:"claims,omitempty"` // ResourceClaims applied (ListClaims)
 	unknownFields        protoimpl.UnknownFields
 	sizeCache            protoimpl.SizeCache
 }
@@ -778,6 +779,13 @@ func (x *Counts) GetModulesFailing() int32 {
 func (x *Counts) GetResourcesConflicting() int32 {
 	if x != nil {
 		return x.ResourcesConflicting
+	}
+	return 0
+}
+
+func (x *Counts) GetClaims() int32 {
+	if x != nil {
+		return x.Claims
 	}
 	return 0
 }
@@ -2017,9 +2025,14 @@ type Resource struct {
 	ProviderSwitches    int32                  `protobuf:"varint,15,opt,name=provider_switches,json=providerSwitches,proto3" json:"provider_switches,omitempty"`
 	// A device plugin that asked to serve this resource and was refused (or
 	// was replaced), because a device-source module serves it.
-	Conflict      string `protobuf:"bytes,16,opt,name=conflict,proto3" json:"conflict,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Conflict string `protobuf:"bytes,16,opt,name=conflict,proto3" json:"conflict,omitempty"`
+	// The resource.k8s.io driver whose pool on the node the devices are (a
+	// Wasm device source); empty for a device plugin.
+	Driver string `protobuf:"bytes,17,opt,name=driver,proto3" json:"driver,omitempty"`
+	// The pool's shared counter sets, as "set: counter=quantity, ...".
+	SharedCounters []string `protobuf:"bytes,18,rep,name=shared_counters,json=sharedCounters,proto3" json:"shared_counters,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Resource) Reset() {
@@ -2164,14 +2177,37 @@ func (x *Resource) GetConflict() string {
 	return ""
 }
 
+func (x *Resource) GetDriver() string {
+	if x != nil {
+		return x.Driver
+	}
+	return ""
+}
+
+func (x *Resource) GetSharedCounters() []string {
+	if x != nil {
+		return x.SharedCounters
+	}
+	return nil
+}
+
 type Device struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	Id         string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	Healthy    bool                   `protobuf:"varint,2,opt,name=healthy,proto3" json:"healthy,omitempty"`
 	NumaNodes  []int64                `protobuf:"varint,3,rep,packed,name=numa_nodes,json=numaNodes,proto3" json:"numa_nodes,omitempty"`
 	Attributes map[string]string      `protobuf:"bytes,4,rep,name=attributes,proto3" json:"attributes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	// The workload (namespace/pod/container) holding it, or empty.
-	AllocatedTo   string `protobuf:"bytes,5,opt,name=allocated_to,json=allocatedTo,proto3" json:"allocated_to,omitempty"`
+	// What holds it: a workload (namespace/pod/container) or claims
+	// ("claim:namespace/name", comma-separated), or empty.
+	AllocatedTo string `protobuf:"bytes,5,opt,name=allocated_to,json=allocatedTo,proto3" json:"allocated_to,omitempty"`
+	// The attributes' types ("int", "bool", "string", "version"), by name.
+	AttributeTypes map[string]string `protobuf:"bytes,6,rep,name=attribute_types,json=attributeTypes,proto3" json:"attribute_types,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The device's capacities, as quantities ("40Gi"), by name.
+	Capacity map[string]string `protobuf:"bytes,7,rep,name=capacity,proto3" json:"capacity,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// What it consumes of its pool's shared counters, as "set: counter=quantity, ...".
+	ConsumesCounters []string `protobuf:"bytes,8,rep,name=consumes_counters,json=consumesCounters,proto3" json:"consumes_counters,omitempty"`
+	// Several claims may share it (allowMultipleAllocations).
+	Shared        bool `protobuf:"varint,9,opt,name=shared,proto3" json:"shared,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2239,6 +2275,34 @@ func (x *Device) GetAllocatedTo() string {
 		return x.AllocatedTo
 	}
 	return ""
+}
+
+func (x *Device) GetAttributeTypes() map[string]string {
+	if x != nil {
+		return x.AttributeTypes
+	}
+	return nil
+}
+
+func (x *Device) GetCapacity() map[string]string {
+	if x != nil {
+		return x.Capacity
+	}
+	return nil
+}
+
+func (x *Device) GetConsumesCounters() []string {
+	if x != nil {
+		return x.ConsumesCounters
+	}
+	return nil
+}
+
+func (x *Device) GetShared() bool {
+	if x != nil {
+		return x.Shared
+	}
+	return false
 }
 
 type ListAllocationsRequest struct {
@@ -2870,6 +2934,632 @@ func (x *ReleaseResponse) GetReleased() []*Allocation {
 	return nil
 }
 
+type ApplyClaimRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The ResourceClaim, YAML or JSON (at most 1 MiB).
+	Claim []byte `protobuf:"bytes,1,opt,name=claim,proto3" json:"claim,omitempty"`
+	// The container it is for; optional (pod and container together).
+	Pod           string `protobuf:"bytes,2,opt,name=pod,proto3" json:"pod,omitempty"`
+	PodUid        string `protobuf:"bytes,3,opt,name=pod_uid,json=podUid,proto3" json:"pod_uid,omitempty"`
+	Container     string `protobuf:"bytes,4,opt,name=container,proto3" json:"container,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApplyClaimRequest) Reset() {
+	*x = ApplyClaimRequest{}
+	mi := &file_admin_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApplyClaimRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApplyClaimRequest) ProtoMessage() {}
+
+func (x *ApplyClaimRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_admin_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApplyClaimRequest.ProtoReflect.Descriptor instead.
+func (*ApplyClaimRequest) Descriptor() ([]byte, []int) {
+	return file_admin_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *ApplyClaimRequest) GetClaim() []byte {
+	if x != nil {
+		return x.Claim
+	}
+	return nil
+}
+
+func (x *ApplyClaimRequest) GetPod() string {
+	if x != nil {
+		return x.Pod
+	}
+	return ""
+}
+
+func (x *ApplyClaimRequest) GetPodUid() string {
+	if x != nil {
+		return x.PodUid
+	}
+	return ""
+}
+
+func (x *ApplyClaimRequest) GetContainer() string {
+	if x != nil {
+		return x.Container
+	}
+	return ""
+}
+
+type ApplyClaimResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Claim         *Claim                 `protobuf:"bytes,1,opt,name=claim,proto3" json:"claim,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApplyClaimResponse) Reset() {
+	*x = ApplyClaimResponse{}
+	mi := &file_admin_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApplyClaimResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApplyClaimResponse) ProtoMessage() {}
+
+func (x *ApplyClaimResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_admin_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApplyClaimResponse.ProtoReflect.Descriptor instead.
+func (*ApplyClaimResponse) Descriptor() ([]byte, []int) {
+	return file_admin_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *ApplyClaimResponse) GetClaim() *Claim {
+	if x != nil {
+		return x.Claim
+	}
+	return nil
+}
+
+type ListClaimsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only this namespace; all when empty.
+	Namespace     string `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListClaimsRequest) Reset() {
+	*x = ListClaimsRequest{}
+	mi := &file_admin_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListClaimsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListClaimsRequest) ProtoMessage() {}
+
+func (x *ListClaimsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_admin_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListClaimsRequest.ProtoReflect.Descriptor instead.
+func (*ListClaimsRequest) Descriptor() ([]byte, []int) {
+	return file_admin_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *ListClaimsRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+type ListClaimsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Claims        []*Claim               `protobuf:"bytes,1,rep,name=claims,proto3" json:"claims,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListClaimsResponse) Reset() {
+	*x = ListClaimsResponse{}
+	mi := &file_admin_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListClaimsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListClaimsResponse) ProtoMessage() {}
+
+func (x *ListClaimsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_admin_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListClaimsResponse.ProtoReflect.Descriptor instead.
+func (*ListClaimsResponse) Descriptor() ([]byte, []int) {
+	return file_admin_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *ListClaimsResponse) GetClaims() []*Claim {
+	if x != nil {
+		return x.Claims
+	}
+	return nil
+}
+
+type GetClaimRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Namespace     string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"` // "default" when empty
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetClaimRequest) Reset() {
+	*x = GetClaimRequest{}
+	mi := &file_admin_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetClaimRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetClaimRequest) ProtoMessage() {}
+
+func (x *GetClaimRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_admin_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetClaimRequest.ProtoReflect.Descriptor instead.
+func (*GetClaimRequest) Descriptor() ([]byte, []int) {
+	return file_admin_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *GetClaimRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *GetClaimRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type GetClaimResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Claim         *Claim                 `protobuf:"bytes,1,opt,name=claim,proto3" json:"claim,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetClaimResponse) Reset() {
+	*x = GetClaimResponse{}
+	mi := &file_admin_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetClaimResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetClaimResponse) ProtoMessage() {}
+
+func (x *GetClaimResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_admin_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetClaimResponse.ProtoReflect.Descriptor instead.
+func (*GetClaimResponse) Descriptor() ([]byte, []int) {
+	return file_admin_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *GetClaimResponse) GetClaim() *Claim {
+	if x != nil {
+		return x.Claim
+	}
+	return nil
+}
+
+type DeleteClaimRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Namespace     string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"` // "default" when empty
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteClaimRequest) Reset() {
+	*x = DeleteClaimRequest{}
+	mi := &file_admin_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteClaimRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteClaimRequest) ProtoMessage() {}
+
+func (x *DeleteClaimRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_admin_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteClaimRequest.ProtoReflect.Descriptor instead.
+func (*DeleteClaimRequest) Descriptor() ([]byte, []int) {
+	return file_admin_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *DeleteClaimRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *DeleteClaimRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type DeleteClaimResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Claim         *Claim                 `protobuf:"bytes,1,opt,name=claim,proto3" json:"claim,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteClaimResponse) Reset() {
+	*x = DeleteClaimResponse{}
+	mi := &file_admin_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteClaimResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteClaimResponse) ProtoMessage() {}
+
+func (x *DeleteClaimResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_admin_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteClaimResponse.ProtoReflect.Descriptor instead.
+func (*DeleteClaimResponse) Descriptor() ([]byte, []int) {
+	return file_admin_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *DeleteClaimResponse) GetClaim() *Claim {
+	if x != nil {
+		return x.Claim
+	}
+	return nil
+}
+
+// Claim is a ResourceClaim applied on the node.
+type Claim struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Namespace string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Name      string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Uid       string                 `protobuf:"bytes,3,opt,name=uid,proto3" json:"uid,omitempty"`
+	Pod       string                 `protobuf:"bytes,4,opt,name=pod,proto3" json:"pod,omitempty"`
+	PodUid    string                 `protobuf:"bytes,5,opt,name=pod_uid,json=podUid,proto3" json:"pod_uid,omitempty"`
+	Container string                 `protobuf:"bytes,6,opt,name=container,proto3" json:"container,omitempty"`
+	Devices   []*ClaimDevice         `protobuf:"bytes,7,rep,name=devices,proto3" json:"devices,omitempty"`
+	// What a container of the claim gets.
+	Response  *ContainerResponse     `protobuf:"bytes,8,opt,name=response,proto3" json:"response,omitempty"`
+	Allocated *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=allocated,proto3" json:"allocated,omitempty"`
+	// The claim as applied, with status.allocation: resource.k8s.io/v1 JSON.
+	Object        string `protobuf:"bytes,10,opt,name=object,proto3" json:"object,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Claim) Reset() {
+	*x = Claim{}
+	mi := &file_admin_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Claim) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Claim) ProtoMessage() {}
+
+func (x *Claim) ProtoReflect() protoreflect.Message {
+	mi := &file_admin_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Claim.ProtoReflect.Descriptor instead.
+func (*Claim) Descriptor() ([]byte, []int) {
+	return file_admin_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *Claim) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *Claim) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Claim) GetUid() string {
+	if x != nil {
+		return x.Uid
+	}
+	return ""
+}
+
+func (x *Claim) GetPod() string {
+	if x != nil {
+		return x.Pod
+	}
+	return ""
+}
+
+func (x *Claim) GetPodUid() string {
+	if x != nil {
+		return x.PodUid
+	}
+	return ""
+}
+
+func (x *Claim) GetContainer() string {
+	if x != nil {
+		return x.Container
+	}
+	return ""
+}
+
+func (x *Claim) GetDevices() []*ClaimDevice {
+	if x != nil {
+		return x.Devices
+	}
+	return nil
+}
+
+func (x *Claim) GetResponse() *ContainerResponse {
+	if x != nil {
+		return x.Response
+	}
+	return nil
+}
+
+func (x *Claim) GetAllocated() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Allocated
+	}
+	return nil
+}
+
+func (x *Claim) GetObject() string {
+	if x != nil {
+		return x.Object
+	}
+	return ""
+}
+
+// ClaimDevice is one allocated device of a claim.
+type ClaimDevice struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Request     string                 `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"` // "request" or "request/subrequest"
+	Driver      string                 `protobuf:"bytes,2,opt,name=driver,proto3" json:"driver,omitempty"`
+	Pool        string                 `protobuf:"bytes,3,opt,name=pool,proto3" json:"pool,omitempty"`
+	Device      string                 `protobuf:"bytes,4,opt,name=device,proto3" json:"device,omitempty"`
+	DeviceClass string                 `protobuf:"bytes,5,opt,name=device_class,json=deviceClass,proto3" json:"device_class,omitempty"`
+	// "healthy", "unhealthy" or "gone" (no longer discovered).
+	Health string `protobuf:"bytes,6,opt,name=health,proto3" json:"health,omitempty"`
+	// What the claim consumes of the device's capacities.
+	ConsumedCapacity map[string]string `protobuf:"bytes,7,rep,name=consumed_capacity,json=consumedCapacity,proto3" json:"consumed_capacity,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	ShareId          string            `protobuf:"bytes,8,opt,name=share_id,json=shareId,proto3" json:"share_id,omitempty"`
+	// The qualified CDI device names a container gets for the device.
+	CdiDevices    []string `protobuf:"bytes,9,rep,name=cdi_devices,json=cdiDevices,proto3" json:"cdi_devices,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClaimDevice) Reset() {
+	*x = ClaimDevice{}
+	mi := &file_admin_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClaimDevice) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClaimDevice) ProtoMessage() {}
+
+func (x *ClaimDevice) ProtoReflect() protoreflect.Message {
+	mi := &file_admin_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClaimDevice.ProtoReflect.Descriptor instead.
+func (*ClaimDevice) Descriptor() ([]byte, []int) {
+	return file_admin_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *ClaimDevice) GetRequest() string {
+	if x != nil {
+		return x.Request
+	}
+	return ""
+}
+
+func (x *ClaimDevice) GetDriver() string {
+	if x != nil {
+		return x.Driver
+	}
+	return ""
+}
+
+func (x *ClaimDevice) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
+}
+
+func (x *ClaimDevice) GetDevice() string {
+	if x != nil {
+		return x.Device
+	}
+	return ""
+}
+
+func (x *ClaimDevice) GetDeviceClass() string {
+	if x != nil {
+		return x.DeviceClass
+	}
+	return ""
+}
+
+func (x *ClaimDevice) GetHealth() string {
+	if x != nil {
+		return x.Health
+	}
+	return ""
+}
+
+func (x *ClaimDevice) GetConsumedCapacity() map[string]string {
+	if x != nil {
+		return x.ConsumedCapacity
+	}
+	return nil
+}
+
+func (x *ClaimDevice) GetShareId() string {
+	if x != nil {
+		return x.ShareId
+	}
+	return ""
+}
+
+func (x *ClaimDevice) GetCdiDevices() []string {
+	if x != nil {
+		return x.CdiDevices
+	}
+	return nil
+}
+
 var File_admin_proto protoreflect.FileDescriptor
 
 const file_admin_proto_rawDesc = "" +
@@ -2933,7 +3623,7 @@ const file_admin_proto_rawDesc = "" +
 	"\amodules\x18\x04 \x01(\tR\amodules\x12\x1e\n" +
 	"\n" +
 	"checkpoint\x18\x05 \x01(\tR\n" +
-	"checkpoint\"\xc9\x05\n" +
+	"checkpoint\"\xe1\x05\n" +
 	"\x06Counts\x12\x18\n" +
 	"\amodules\x18\x01 \x01(\x05R\amodules\x12/\n" +
 	"\x13modules_quarantined\x18\x02 \x01(\x05R\x12modulesQuarantined\x12'\n" +
@@ -2954,7 +3644,8 @@ const file_admin_proto_rawDesc = "" +
 	"\vcsi_drivers\x18\x10 \x01(\x05R\n" +
 	"csiDrivers\x12'\n" +
 	"\x0fmodules_failing\x18\x11 \x01(\x05R\x0emodulesFailing\x123\n" +
-	"\x15resources_conflicting\x18\x12 \x01(\x05R\x14resourcesConflicting\"\x14\n" +
+	"\x15resources_conflicting\x18\x12 \x01(\x05R\x14resourcesConflicting\x12\x16\n" +
+	"\x06claims\x18\x13 \x01(\x05R\x06claims\"\x14\n" +
 	"\x12ListPluginsRequest\"I\n" +
 	"\x13ListPluginsResponse\x122\n" +
 	"\aplugins\x18\x01 \x03(\v2\x18.wasmlet.admin.v1.PluginR\aplugins\"\xf9\x04\n" +
@@ -3071,7 +3762,7 @@ const file_admin_proto_rawDesc = "" +
 	"\x14ListResourcesRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"Q\n" +
 	"\x15ListResourcesResponse\x128\n" +
-	"\tresources\x18\x01 \x03(\v2\x1a.wasmlet.admin.v1.ResourceR\tresources\"\x8f\x05\n" +
+	"\tresources\x18\x01 \x03(\v2\x1a.wasmlet.admin.v1.ResourceR\tresources\"\xd0\x05\n" +
 	"\bResource\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bprovider\x18\x02 \x01(\tR\bprovider\x12\x1c\n" +
@@ -3091,7 +3782,9 @@ const file_admin_proto_rawDesc = "" +
 	"\n" +
 	"last_error\x18\x0e \x01(\tR\tlastError\x12+\n" +
 	"\x11provider_switches\x18\x0f \x01(\x05R\x10providerSwitches\x12\x1a\n" +
-	"\bconflict\x18\x10 \x01(\tR\bconflict\"\xfd\x01\n" +
+	"\bconflict\x18\x10 \x01(\tR\bconflict\x12\x16\n" +
+	"\x06driver\x18\x11 \x01(\tR\x06driver\x12'\n" +
+	"\x0fshared_counters\x18\x12 \x03(\tR\x0esharedCounters\"\xdd\x04\n" +
 	"\x06Device\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\ahealthy\x18\x02 \x01(\bR\ahealthy\x12\x1d\n" +
@@ -3100,8 +3793,18 @@ const file_admin_proto_rawDesc = "" +
 	"\n" +
 	"attributes\x18\x04 \x03(\v2(.wasmlet.admin.v1.Device.AttributesEntryR\n" +
 	"attributes\x12!\n" +
-	"\fallocated_to\x18\x05 \x01(\tR\vallocatedTo\x1a=\n" +
+	"\fallocated_to\x18\x05 \x01(\tR\vallocatedTo\x12U\n" +
+	"\x0fattribute_types\x18\x06 \x03(\v2,.wasmlet.admin.v1.Device.AttributeTypesEntryR\x0eattributeTypes\x12B\n" +
+	"\bcapacity\x18\a \x03(\v2&.wasmlet.admin.v1.Device.CapacityEntryR\bcapacity\x12+\n" +
+	"\x11consumes_counters\x18\b \x03(\tR\x10consumesCounters\x12\x16\n" +
+	"\x06shared\x18\t \x01(\bR\x06shared\x1a=\n" +
 	"\x0fAttributesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1aA\n" +
+	"\x13AttributeTypesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a;\n" +
+	"\rCapacityEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"P\n" +
 	"\x16ListAllocationsRequest\x12\x1a\n" +
@@ -3158,7 +3861,54 @@ const file_admin_proto_rawDesc = "" +
 	"\bworkload\x18\x01 \x01(\tR\bworkload\x12\x1a\n" +
 	"\bresource\x18\x02 \x01(\tR\bresource\"K\n" +
 	"\x0fReleaseResponse\x128\n" +
-	"\breleased\x18\x01 \x03(\v2\x1c.wasmlet.admin.v1.AllocationR\breleased2\xbd\x06\n" +
+	"\breleased\x18\x01 \x03(\v2\x1c.wasmlet.admin.v1.AllocationR\breleased\"r\n" +
+	"\x11ApplyClaimRequest\x12\x14\n" +
+	"\x05claim\x18\x01 \x01(\fR\x05claim\x12\x10\n" +
+	"\x03pod\x18\x02 \x01(\tR\x03pod\x12\x17\n" +
+	"\apod_uid\x18\x03 \x01(\tR\x06podUid\x12\x1c\n" +
+	"\tcontainer\x18\x04 \x01(\tR\tcontainer\"C\n" +
+	"\x12ApplyClaimResponse\x12-\n" +
+	"\x05claim\x18\x01 \x01(\v2\x17.wasmlet.admin.v1.ClaimR\x05claim\"1\n" +
+	"\x11ListClaimsRequest\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\"E\n" +
+	"\x12ListClaimsResponse\x12/\n" +
+	"\x06claims\x18\x01 \x03(\v2\x17.wasmlet.admin.v1.ClaimR\x06claims\"C\n" +
+	"\x0fGetClaimRequest\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"A\n" +
+	"\x10GetClaimResponse\x12-\n" +
+	"\x05claim\x18\x01 \x01(\v2\x17.wasmlet.admin.v1.ClaimR\x05claim\"F\n" +
+	"\x12DeleteClaimRequest\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"D\n" +
+	"\x13DeleteClaimResponse\x12-\n" +
+	"\x05claim\x18\x01 \x01(\v2\x17.wasmlet.admin.v1.ClaimR\x05claim\"\xe0\x02\n" +
+	"\x05Claim\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x10\n" +
+	"\x03uid\x18\x03 \x01(\tR\x03uid\x12\x10\n" +
+	"\x03pod\x18\x04 \x01(\tR\x03pod\x12\x17\n" +
+	"\apod_uid\x18\x05 \x01(\tR\x06podUid\x12\x1c\n" +
+	"\tcontainer\x18\x06 \x01(\tR\tcontainer\x127\n" +
+	"\adevices\x18\a \x03(\v2\x1d.wasmlet.admin.v1.ClaimDeviceR\adevices\x12?\n" +
+	"\bresponse\x18\b \x01(\v2#.wasmlet.admin.v1.ContainerResponseR\bresponse\x128\n" +
+	"\tallocated\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tallocated\x12\x16\n" +
+	"\x06object\x18\n" +
+	" \x01(\tR\x06object\"\x89\x03\n" +
+	"\vClaimDevice\x12\x18\n" +
+	"\arequest\x18\x01 \x01(\tR\arequest\x12\x16\n" +
+	"\x06driver\x18\x02 \x01(\tR\x06driver\x12\x12\n" +
+	"\x04pool\x18\x03 \x01(\tR\x04pool\x12\x16\n" +
+	"\x06device\x18\x04 \x01(\tR\x06device\x12!\n" +
+	"\fdevice_class\x18\x05 \x01(\tR\vdeviceClass\x12\x16\n" +
+	"\x06health\x18\x06 \x01(\tR\x06health\x12`\n" +
+	"\x11consumed_capacity\x18\a \x03(\v23.wasmlet.admin.v1.ClaimDevice.ConsumedCapacityEntryR\x10consumedCapacity\x12\x19\n" +
+	"\bshare_id\x18\b \x01(\tR\ashareId\x12\x1f\n" +
+	"\vcdi_devices\x18\t \x03(\tR\n" +
+	"cdiDevices\x1aC\n" +
+	"\x15ConsumedCapacityEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012\x9e\t\n" +
 	"\x05Admin\x12K\n" +
 	"\x06Status\x12\x1f.wasmlet.admin.v1.StatusRequest\x1a .wasmlet.admin.v1.StatusResponse\x12Z\n" +
 	"\vListPlugins\x12$.wasmlet.admin.v1.ListPluginsRequest\x1a%.wasmlet.admin.v1.ListPluginsResponse\x12Z\n" +
@@ -3168,7 +3918,13 @@ const file_admin_proto_rawDesc = "" +
 	"\x0fListAllocations\x12(.wasmlet.admin.v1.ListAllocationsRequest\x1a).wasmlet.admin.v1.ListAllocationsResponse\x12Q\n" +
 	"\bAllocate\x12!.wasmlet.admin.v1.AllocateRequest\x1a\".wasmlet.admin.v1.AllocateResponse\x12N\n" +
 	"\aRelease\x12 .wasmlet.admin.v1.ReleaseRequest\x1a!.wasmlet.admin.v1.ReleaseResponse\x12c\n" +
-	"\x0eListCSIDrivers\x12'.wasmlet.admin.v1.ListCSIDriversRequest\x1a(.wasmlet.admin.v1.ListCSIDriversResponseB-Z+github.com/wasmlet/wasmlet/host/api/adminpbb\x06proto3"
+	"\x0eListCSIDrivers\x12'.wasmlet.admin.v1.ListCSIDriversRequest\x1a(.wasmlet.admin.v1.ListCSIDriversResponse\x12W\n" +
+	"\n" +
+	"ApplyClaim\x12#.wasmlet.admin.v1.ApplyClaimRequest\x1a$.wasmlet.admin.v1.ApplyClaimResponse\x12W\n" +
+	"\n" +
+	"ListClaims\x12#.wasmlet.admin.v1.ListClaimsRequest\x1a$.wasmlet.admin.v1.ListClaimsResponse\x12Q\n" +
+	"\bGetClaim\x12!.wasmlet.admin.v1.GetClaimRequest\x1a\".wasmlet.admin.v1.GetClaimResponse\x12Z\n" +
+	"\vDeleteClaim\x12$.wasmlet.admin.v1.DeleteClaimRequest\x1a%.wasmlet.admin.v1.DeleteClaimResponseB-Z+github.com/wasmlet/wasmlet/host/api/adminpbb\x06proto3"
 
 var (
 	file_admin_proto_rawDescOnce sync.Once
@@ -3182,7 +3938,7 @@ func file_admin_proto_rawDescGZIP() []byte {
 	return file_admin_proto_rawDescData
 }
 
-var file_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
 var file_admin_proto_goTypes = []any{
 	(*StatusRequest)(nil),           // 0: wasmlet.admin.v1.StatusRequest
 	(*StatusResponse)(nil),          // 1: wasmlet.admin.v1.StatusResponse
@@ -3217,88 +3973,119 @@ var file_admin_proto_goTypes = []any{
 	(*AllocateResponse)(nil),        // 30: wasmlet.admin.v1.AllocateResponse
 	(*ReleaseRequest)(nil),          // 31: wasmlet.admin.v1.ReleaseRequest
 	(*ReleaseResponse)(nil),         // 32: wasmlet.admin.v1.ReleaseResponse
-	nil,                             // 33: wasmlet.admin.v1.CDISpec.SkippedEntry
-	nil,                             // 34: wasmlet.admin.v1.Plugin.AttributesEntry
-	nil,                             // 35: wasmlet.admin.v1.CSIDriver.TopologyEntry
-	nil,                             // 36: wasmlet.admin.v1.Device.AttributesEntry
-	nil,                             // 37: wasmlet.admin.v1.ContainerResponse.EnvsEntry
-	nil,                             // 38: wasmlet.admin.v1.ContainerResponse.AnnotationsEntry
-	(*timestamppb.Timestamp)(nil),   // 39: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),     // 40: google.protobuf.Duration
+	(*ApplyClaimRequest)(nil),       // 33: wasmlet.admin.v1.ApplyClaimRequest
+	(*ApplyClaimResponse)(nil),      // 34: wasmlet.admin.v1.ApplyClaimResponse
+	(*ListClaimsRequest)(nil),       // 35: wasmlet.admin.v1.ListClaimsRequest
+	(*ListClaimsResponse)(nil),      // 36: wasmlet.admin.v1.ListClaimsResponse
+	(*GetClaimRequest)(nil),         // 37: wasmlet.admin.v1.GetClaimRequest
+	(*GetClaimResponse)(nil),        // 38: wasmlet.admin.v1.GetClaimResponse
+	(*DeleteClaimRequest)(nil),      // 39: wasmlet.admin.v1.DeleteClaimRequest
+	(*DeleteClaimResponse)(nil),     // 40: wasmlet.admin.v1.DeleteClaimResponse
+	(*Claim)(nil),                   // 41: wasmlet.admin.v1.Claim
+	(*ClaimDevice)(nil),             // 42: wasmlet.admin.v1.ClaimDevice
+	nil,                             // 43: wasmlet.admin.v1.CDISpec.SkippedEntry
+	nil,                             // 44: wasmlet.admin.v1.Plugin.AttributesEntry
+	nil,                             // 45: wasmlet.admin.v1.CSIDriver.TopologyEntry
+	nil,                             // 46: wasmlet.admin.v1.Device.AttributesEntry
+	nil,                             // 47: wasmlet.admin.v1.Device.AttributeTypesEntry
+	nil,                             // 48: wasmlet.admin.v1.Device.CapacityEntry
+	nil,                             // 49: wasmlet.admin.v1.ContainerResponse.EnvsEntry
+	nil,                             // 50: wasmlet.admin.v1.ContainerResponse.AnnotationsEntry
+	nil,                             // 51: wasmlet.admin.v1.ClaimDevice.ConsumedCapacityEntry
+	(*timestamppb.Timestamp)(nil),   // 52: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),     // 53: google.protobuf.Duration
 }
 var file_admin_proto_depIdxs = []int32{
-	39, // 0: wasmlet.admin.v1.StatusResponse.started:type_name -> google.protobuf.Timestamp
-	40, // 1: wasmlet.admin.v1.StatusResponse.uptime:type_name -> google.protobuf.Duration
+	52, // 0: wasmlet.admin.v1.StatusResponse.started:type_name -> google.protobuf.Timestamp
+	53, // 1: wasmlet.admin.v1.StatusResponse.uptime:type_name -> google.protobuf.Duration
 	4,  // 2: wasmlet.admin.v1.StatusResponse.directories:type_name -> wasmlet.admin.v1.Directories
-	40, // 3: wasmlet.admin.v1.StatusResponse.grace_period:type_name -> google.protobuf.Duration
+	53, // 3: wasmlet.admin.v1.StatusResponse.grace_period:type_name -> google.protobuf.Duration
 	5,  // 4: wasmlet.admin.v1.StatusResponse.counts:type_name -> wasmlet.admin.v1.Counts
 	2,  // 5: wasmlet.admin.v1.StatusResponse.bridged:type_name -> wasmlet.admin.v1.BridgedSource
 	3,  // 6: wasmlet.admin.v1.StatusResponse.cdi_specs:type_name -> wasmlet.admin.v1.CDISpec
-	39, // 7: wasmlet.admin.v1.BridgedSource.registered_at:type_name -> google.protobuf.Timestamp
-	39, // 8: wasmlet.admin.v1.BridgedSource.next_attempt:type_name -> google.protobuf.Timestamp
-	39, // 9: wasmlet.admin.v1.BridgedSource.grace_deadline:type_name -> google.protobuf.Timestamp
-	33, // 10: wasmlet.admin.v1.CDISpec.skipped:type_name -> wasmlet.admin.v1.CDISpec.SkippedEntry
-	39, // 11: wasmlet.admin.v1.CDISpec.written_at:type_name -> google.protobuf.Timestamp
-	39, // 12: wasmlet.admin.v1.CDISpec.remove_at:type_name -> google.protobuf.Timestamp
+	52, // 7: wasmlet.admin.v1.BridgedSource.registered_at:type_name -> google.protobuf.Timestamp
+	52, // 8: wasmlet.admin.v1.BridgedSource.next_attempt:type_name -> google.protobuf.Timestamp
+	52, // 9: wasmlet.admin.v1.BridgedSource.grace_deadline:type_name -> google.protobuf.Timestamp
+	43, // 10: wasmlet.admin.v1.CDISpec.skipped:type_name -> wasmlet.admin.v1.CDISpec.SkippedEntry
+	52, // 11: wasmlet.admin.v1.CDISpec.written_at:type_name -> google.protobuf.Timestamp
+	52, // 12: wasmlet.admin.v1.CDISpec.remove_at:type_name -> google.protobuf.Timestamp
 	8,  // 13: wasmlet.admin.v1.ListPluginsResponse.plugins:type_name -> wasmlet.admin.v1.Plugin
-	34, // 14: wasmlet.admin.v1.Plugin.attributes:type_name -> wasmlet.admin.v1.Plugin.AttributesEntry
-	39, // 15: wasmlet.admin.v1.Plugin.seen:type_name -> google.protobuf.Timestamp
-	39, // 16: wasmlet.admin.v1.Plugin.registered:type_name -> google.protobuf.Timestamp
-	39, // 17: wasmlet.admin.v1.Plugin.next_retry:type_name -> google.protobuf.Timestamp
+	44, // 14: wasmlet.admin.v1.Plugin.attributes:type_name -> wasmlet.admin.v1.Plugin.AttributesEntry
+	52, // 15: wasmlet.admin.v1.Plugin.seen:type_name -> google.protobuf.Timestamp
+	52, // 16: wasmlet.admin.v1.Plugin.registered:type_name -> google.protobuf.Timestamp
+	52, // 17: wasmlet.admin.v1.Plugin.next_retry:type_name -> google.protobuf.Timestamp
 	11, // 18: wasmlet.admin.v1.ListCSIDriversResponse.drivers:type_name -> wasmlet.admin.v1.CSIDriver
-	35, // 19: wasmlet.admin.v1.CSIDriver.topology:type_name -> wasmlet.admin.v1.CSIDriver.TopologyEntry
-	39, // 20: wasmlet.admin.v1.CSIDriver.registered:type_name -> google.protobuf.Timestamp
+	45, // 19: wasmlet.admin.v1.CSIDriver.topology:type_name -> wasmlet.admin.v1.CSIDriver.TopologyEntry
+	52, // 20: wasmlet.admin.v1.CSIDriver.registered:type_name -> google.protobuf.Timestamp
 	14, // 21: wasmlet.admin.v1.ListModulesResponse.modules:type_name -> wasmlet.admin.v1.Module
 	15, // 22: wasmlet.admin.v1.Module.limits:type_name -> wasmlet.admin.v1.Limits
 	16, // 23: wasmlet.admin.v1.Module.mounts:type_name -> wasmlet.admin.v1.Mount
-	39, // 24: wasmlet.admin.v1.Module.last_fault_at:type_name -> google.protobuf.Timestamp
-	39, // 25: wasmlet.admin.v1.Module.quarantined_at:type_name -> google.protobuf.Timestamp
-	39, // 26: wasmlet.admin.v1.Module.loaded:type_name -> google.protobuf.Timestamp
-	40, // 27: wasmlet.admin.v1.Module.compile_time:type_name -> google.protobuf.Duration
-	40, // 28: wasmlet.admin.v1.Module.instantiate_time:type_name -> google.protobuf.Duration
-	39, // 29: wasmlet.admin.v1.Module.refused_at:type_name -> google.protobuf.Timestamp
-	39, // 30: wasmlet.admin.v1.Module.loading_since:type_name -> google.protobuf.Timestamp
-	39, // 31: wasmlet.admin.v1.Module.next_discovery:type_name -> google.protobuf.Timestamp
-	40, // 32: wasmlet.admin.v1.Limits.call_timeout:type_name -> google.protobuf.Duration
+	52, // 24: wasmlet.admin.v1.Module.last_fault_at:type_name -> google.protobuf.Timestamp
+	52, // 25: wasmlet.admin.v1.Module.quarantined_at:type_name -> google.protobuf.Timestamp
+	52, // 26: wasmlet.admin.v1.Module.loaded:type_name -> google.protobuf.Timestamp
+	53, // 27: wasmlet.admin.v1.Module.compile_time:type_name -> google.protobuf.Duration
+	53, // 28: wasmlet.admin.v1.Module.instantiate_time:type_name -> google.protobuf.Duration
+	52, // 29: wasmlet.admin.v1.Module.refused_at:type_name -> google.protobuf.Timestamp
+	52, // 30: wasmlet.admin.v1.Module.loading_since:type_name -> google.protobuf.Timestamp
+	52, // 31: wasmlet.admin.v1.Module.next_discovery:type_name -> google.protobuf.Timestamp
+	53, // 32: wasmlet.admin.v1.Limits.call_timeout:type_name -> google.protobuf.Duration
 	14, // 33: wasmlet.admin.v1.ReloadModuleResponse.module:type_name -> wasmlet.admin.v1.Module
 	21, // 34: wasmlet.admin.v1.ListResourcesResponse.resources:type_name -> wasmlet.admin.v1.Resource
-	39, // 35: wasmlet.admin.v1.Resource.disconnected_at:type_name -> google.protobuf.Timestamp
-	39, // 36: wasmlet.admin.v1.Resource.grace_deadline:type_name -> google.protobuf.Timestamp
+	52, // 35: wasmlet.admin.v1.Resource.disconnected_at:type_name -> google.protobuf.Timestamp
+	52, // 36: wasmlet.admin.v1.Resource.grace_deadline:type_name -> google.protobuf.Timestamp
 	22, // 37: wasmlet.admin.v1.Resource.devices:type_name -> wasmlet.admin.v1.Device
-	39, // 38: wasmlet.admin.v1.Resource.last_update:type_name -> google.protobuf.Timestamp
-	36, // 39: wasmlet.admin.v1.Device.attributes:type_name -> wasmlet.admin.v1.Device.AttributesEntry
-	25, // 40: wasmlet.admin.v1.ListAllocationsResponse.allocations:type_name -> wasmlet.admin.v1.Allocation
-	26, // 41: wasmlet.admin.v1.Allocation.response:type_name -> wasmlet.admin.v1.ContainerResponse
-	39, // 42: wasmlet.admin.v1.Allocation.allocated:type_name -> google.protobuf.Timestamp
-	37, // 43: wasmlet.admin.v1.ContainerResponse.envs:type_name -> wasmlet.admin.v1.ContainerResponse.EnvsEntry
-	27, // 44: wasmlet.admin.v1.ContainerResponse.mounts:type_name -> wasmlet.admin.v1.ContainerMount
-	28, // 45: wasmlet.admin.v1.ContainerResponse.devices:type_name -> wasmlet.admin.v1.DeviceSpec
-	38, // 46: wasmlet.admin.v1.ContainerResponse.annotations:type_name -> wasmlet.admin.v1.ContainerResponse.AnnotationsEntry
-	25, // 47: wasmlet.admin.v1.AllocateResponse.allocation:type_name -> wasmlet.admin.v1.Allocation
-	25, // 48: wasmlet.admin.v1.ReleaseResponse.released:type_name -> wasmlet.admin.v1.Allocation
-	0,  // 49: wasmlet.admin.v1.Admin.Status:input_type -> wasmlet.admin.v1.StatusRequest
-	6,  // 50: wasmlet.admin.v1.Admin.ListPlugins:input_type -> wasmlet.admin.v1.ListPluginsRequest
-	12, // 51: wasmlet.admin.v1.Admin.ListModules:input_type -> wasmlet.admin.v1.ListModulesRequest
-	17, // 52: wasmlet.admin.v1.Admin.ReloadModule:input_type -> wasmlet.admin.v1.ReloadModuleRequest
-	19, // 53: wasmlet.admin.v1.Admin.ListResources:input_type -> wasmlet.admin.v1.ListResourcesRequest
-	23, // 54: wasmlet.admin.v1.Admin.ListAllocations:input_type -> wasmlet.admin.v1.ListAllocationsRequest
-	29, // 55: wasmlet.admin.v1.Admin.Allocate:input_type -> wasmlet.admin.v1.AllocateRequest
-	31, // 56: wasmlet.admin.v1.Admin.Release:input_type -> wasmlet.admin.v1.ReleaseRequest
-	9,  // 57: wasmlet.admin.v1.Admin.ListCSIDrivers:input_type -> wasmlet.admin.v1.ListCSIDriversRequest
-	1,  // 58: wasmlet.admin.v1.Admin.Status:output_type -> wasmlet.admin.v1.StatusResponse
-	7,  // 59: wasmlet.admin.v1.Admin.ListPlugins:output_type -> wasmlet.admin.v1.ListPluginsResponse
-	13, // 60: wasmlet.admin.v1.Admin.ListModules:output_type -> wasmlet.admin.v1.ListModulesResponse
-	18, // 61: wasmlet.admin.v1.Admin.ReloadModule:output_type -> wasmlet.admin.v1.ReloadModuleResponse
-	20, // 62: wasmlet.admin.v1.Admin.ListResources:output_type -> wasmlet.admin.v1.ListResourcesResponse
-	24, // 63: wasmlet.admin.v1.Admin.ListAllocations:output_type -> wasmlet.admin.v1.ListAllocationsResponse
-	30, // 64: wasmlet.admin.v1.Admin.Allocate:output_type -> wasmlet.admin.v1.AllocateResponse
-	32, // 65: wasmlet.admin.v1.Admin.Release:output_type -> wasmlet.admin.v1.ReleaseResponse
-	10, // 66: wasmlet.admin.v1.Admin.ListCSIDrivers:output_type -> wasmlet.admin.v1.ListCSIDriversResponse
-	58, // [58:67] is the sub-list for method output_type
-	49, // [49:58] is the sub-list for method input_type
-	49, // [49:49] is the sub-list for extension type_name
-	49, // [49:49] is the sub-list for extension extendee
-	0,  // [0:49] is the sub-list for field type_name
+	52, // 38: wasmlet.admin.v1.Resource.last_update:type_name -> google.protobuf.Timestamp
+	46, // 39: wasmlet.admin.v1.Device.attributes:type_name -> wasmlet.admin.v1.Device.AttributesEntry
+	47, // 40: wasmlet.admin.v1.Device.attribute_types:type_name -> wasmlet.admin.v1.Device.AttributeTypesEntry
+	48, // 41: wasmlet.admin.v1.Device.capacity:type_name -> wasmlet.admin.v1.Device.CapacityEntry
+	25, // 42: wasmlet.admin.v1.ListAllocationsResponse.allocations:type_name -> wasmlet.admin.v1.Allocation
+	26, // 43: wasmlet.admin.v1.Allocation.response:type_name -> wasmlet.admin.v1.ContainerResponse
+	52, // 44: wasmlet.admin.v1.Allocation.allocated:type_name -> google.protobuf.Timestamp
+	49, // 45: wasmlet.admin.v1.ContainerResponse.envs:type_name -> wasmlet.admin.v1.ContainerResponse.EnvsEntry
+	27, // 46: wasmlet.admin.v1.ContainerResponse.mounts:type_name -> wasmlet.admin.v1.ContainerMount
+	28, // 47: wasmlet.admin.v1.ContainerResponse.devices:type_name -> wasmlet.admin.v1.DeviceSpec
+	50, // 48: wasmlet.admin.v1.ContainerResponse.annotations:type_name -> wasmlet.admin.v1.ContainerResponse.AnnotationsEntry
+	25, // 49: wasmlet.admin.v1.AllocateResponse.allocation:type_name -> wasmlet.admin.v1.Allocation
+	25, // 50: wasmlet.admin.v1.ReleaseResponse.released:type_name -> wasmlet.admin.v1.Allocation
+	41, // 51: wasmlet.admin.v1.ApplyClaimResponse.claim:type_name -> wasmlet.admin.v1.Claim
+	41, // 52: wasmlet.admin.v1.ListClaimsResponse.claims:type_name -> wasmlet.admin.v1.Claim
+	41, // 53: wasmlet.admin.v1.GetClaimResponse.claim:type_name -> wasmlet.admin.v1.Claim
+	41, // 54: wasmlet.admin.v1.DeleteClaimResponse.claim:type_name -> wasmlet.admin.v1.Claim
+	42, // 55: wasmlet.admin.v1.Claim.devices:type_name -> wasmlet.admin.v1.ClaimDevice
+	26, // 56: wasmlet.admin.v1.Claim.response:type_name -> wasmlet.admin.v1.ContainerResponse
+	52, // 57: wasmlet.admin.v1.Claim.allocated:type_name -> google.protobuf.Timestamp
+	51, // 58: wasmlet.admin.v1.ClaimDevice.consumed_capacity:type_name -> wasmlet.admin.v1.ClaimDevice.ConsumedCapacityEntry
+	0,  // 59: wasmlet.admin.v1.Admin.Status:input_type -> wasmlet.admin.v1.StatusRequest
+	6,  // 60: wasmlet.admin.v1.Admin.ListPlugins:input_type -> wasmlet.admin.v1.ListPluginsRequest
+	12, // 61: wasmlet.admin.v1.Admin.ListModules:input_type -> wasmlet.admin.v1.ListModulesRequest
+	17, // 62: wasmlet.admin.v1.Admin.ReloadModule:input_type -> wasmlet.admin.v1.ReloadModuleRequest
+	19, // 63: wasmlet.admin.v1.Admin.ListResources:input_type -> wasmlet.admin.v1.ListResourcesRequest
+	23, // 64: wasmlet.admin.v1.Admin.ListAllocations:input_type -> wasmlet.admin.v1.ListAllocationsRequest
+	29, // 65: wasmlet.admin.v1.Admin.Allocate:input_type -> wasmlet.admin.v1.AllocateRequest
+	31, // 66: wasmlet.admin.v1.Admin.Release:input_type -> wasmlet.admin.v1.ReleaseRequest
+	9,  // 67: wasmlet.admin.v1.Admin.ListCSIDrivers:input_type -> wasmlet.admin.v1.ListCSIDriversRequest
+	33, // 68: wasmlet.admin.v1.Admin.ApplyClaim:input_type -> wasmlet.admin.v1.ApplyClaimRequest
+	35, // 69: wasmlet.admin.v1.Admin.ListClaims:input_type -> wasmlet.admin.v1.ListClaimsRequest
+	37, // 70: wasmlet.admin.v1.Admin.GetClaim:input_type -> wasmlet.admin.v1.GetClaimRequest
+	39, // 71: wasmlet.admin.v1.Admin.DeleteClaim:input_type -> wasmlet.admin.v1.DeleteClaimRequest
+	1,  // 72: wasmlet.admin.v1.Admin.Status:output_type -> wasmlet.admin.v1.StatusResponse
+	7,  // 73: wasmlet.admin.v1.Admin.ListPlugins:output_type -> wasmlet.admin.v1.ListPluginsResponse
+	13, // 74: wasmlet.admin.v1.Admin.ListModules:output_type -> wasmlet.admin.v1.ListModulesResponse
+	18, // 75: wasmlet.admin.v1.Admin.ReloadModule:output_type -> wasmlet.admin.v1.ReloadModuleResponse
+	20, // 76: wasmlet.admin.v1.Admin.ListResources:output_type -> wasmlet.admin.v1.ListResourcesResponse
+	24, // 77: wasmlet.admin.v1.Admin.ListAllocations:output_type -> wasmlet.admin.v1.ListAllocationsResponse
+	30, // 78: wasmlet.admin.v1.Admin.Allocate:output_type -> wasmlet.admin.v1.AllocateResponse
+	32, // 79: wasmlet.admin.v1.Admin.Release:output_type -> wasmlet.admin.v1.ReleaseResponse
+	10, // 80: wasmlet.admin.v1.Admin.ListCSIDrivers:output_type -> wasmlet.admin.v1.ListCSIDriversResponse
+	34, // 81: wasmlet.admin.v1.Admin.ApplyClaim:output_type -> wasmlet.admin.v1.ApplyClaimResponse
+	36, // 82: wasmlet.admin.v1.Admin.ListClaims:output_type -> wasmlet.admin.v1.ListClaimsResponse
+	38, // 83: wasmlet.admin.v1.Admin.GetClaim:output_type -> wasmlet.admin.v1.GetClaimResponse
+	40, // 84: wasmlet.admin.v1.Admin.DeleteClaim:output_type -> wasmlet.admin.v1.DeleteClaimResponse
+	72, // [72:85] is the sub-list for method output_type
+	59, // [59:72] is the sub-list for method input_type
+	59, // [59:59] is the sub-list for extension type_name
+	59, // [59:59] is the sub-list for extension extendee
+	0,  // [0:59] is the sub-list for field type_name
 }
 
 func init() { file_admin_proto_init() }
@@ -3312,7 +4099,7 @@ func file_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_admin_proto_rawDesc), len(file_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   39,
+			NumMessages:   52,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

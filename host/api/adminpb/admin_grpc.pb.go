@@ -62,6 +62,10 @@ const (
 	Admin_Allocate_FullMethodName        = "/wasmlet.admin.v1.Admin/Allocate"
 	Admin_Release_FullMethodName         = "/wasmlet.admin.v1.Admin/Release"
 	Admin_ListCSIDrivers_FullMethodName  = "/wasmlet.admin.v1.Admin/ListCSIDrivers"
+	Admin_ApplyClaim_FullMethodName      = "/wasmlet.admin.v1.Admin/ApplyClaim"
+	Admin_ListClaims_FullMethodName      = "/wasmlet.admin.v1.Admin/ListClaims"
+	Admin_GetClaim_FullMethodName        = "/wasmlet.admin.v1.Admin/GetClaim"
+	Admin_DeleteClaim_FullMethodName     = "/wasmlet.admin.v1.Admin/DeleteClaim"
 )
 
 // AdminClient is the client API for Admin service.
@@ -97,6 +101,23 @@ type AdminClient interface {
 	// registry, with the node facts each reported: what the kubelet
 	// publishes as the node's CSINode object.
 	ListCSIDrivers(ctx context.Context, in *ListCSIDriversRequest, opts ...grpc.CallOption) (*ListCSIDriversResponse, error)
+	// ApplyClaim allocates a resource.k8s.io/v1 ResourceClaim, written as for
+	// a cluster (YAML or JSON), from the node's structured devices, has its
+	// devices' sources prepare them, optionally for a container, and answers
+	// once it is durable. Applying the same claim again returns it; another
+	// claim of the same name is ALREADY_EXISTS (CONFLICT); a malformed claim
+	// is INVALID_ARGUMENT; one that cannot be allocated is RESOURCE_EXHAUSTED
+	// (NOT_ENOUGH_DEVICES) with the reason: which request, selector or
+	// constraint left too few devices.
+	ApplyClaim(ctx context.Context, in *ApplyClaimRequest, opts ...grpc.CallOption) (*ApplyClaimResponse, error)
+	// ListClaims lists the claims applied on the node, with what became of
+	// their devices.
+	ListClaims(ctx context.Context, in *ListClaimsRequest, opts ...grpc.CallOption) (*ListClaimsResponse, error)
+	// GetClaim is one claim (NOT_FOUND if there is none).
+	GetClaim(ctx context.Context, in *GetClaimRequest, opts ...grpc.CallOption) (*GetClaimResponse, error)
+	// DeleteClaim unprepares a claim, removes its CDI specs and frees its
+	// devices; it answers once that is durable.
+	DeleteClaim(ctx context.Context, in *DeleteClaimRequest, opts ...grpc.CallOption) (*DeleteClaimResponse, error)
 }
 
 type adminClient struct {
@@ -197,6 +218,46 @@ func (c *adminClient) ListCSIDrivers(ctx context.Context, in *ListCSIDriversRequ
 	return out, nil
 }
 
+func (c *adminClient) ApplyClaim(ctx context.Context, in *ApplyClaimRequest, opts ...grpc.CallOption) (*ApplyClaimResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ApplyClaimResponse)
+	err := c.cc.Invoke(ctx, Admin_ApplyClaim_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) ListClaims(ctx context.Context, in *ListClaimsRequest, opts ...grpc.CallOption) (*ListClaimsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListClaimsResponse)
+	err := c.cc.Invoke(ctx, Admin_ListClaims_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) GetClaim(ctx context.Context, in *GetClaimRequest, opts ...grpc.CallOption) (*GetClaimResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetClaimResponse)
+	err := c.cc.Invoke(ctx, Admin_GetClaim_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) DeleteClaim(ctx context.Context, in *DeleteClaimRequest, opts ...grpc.CallOption) (*DeleteClaimResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteClaimResponse)
+	err := c.cc.Invoke(ctx, Admin_DeleteClaim_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -230,6 +291,23 @@ type AdminServer interface {
 	// registry, with the node facts each reported: what the kubelet
 	// publishes as the node's CSINode object.
 	ListCSIDrivers(context.Context, *ListCSIDriversRequest) (*ListCSIDriversResponse, error)
+	// ApplyClaim allocates a resource.k8s.io/v1 ResourceClaim, written as for
+	// a cluster (YAML or JSON), from the node's structured devices, has its
+	// devices' sources prepare them, optionally for a container, and answers
+	// once it is durable. Applying the same claim again returns it; another
+	// claim of the same name is ALREADY_EXISTS (CONFLICT); a malformed claim
+	// is INVALID_ARGUMENT; one that cannot be allocated is RESOURCE_EXHAUSTED
+	// (NOT_ENOUGH_DEVICES) with the reason: which request, selector or
+	// constraint left too few devices.
+	ApplyClaim(context.Context, *ApplyClaimRequest) (*ApplyClaimResponse, error)
+	// ListClaims lists the claims applied on the node, with what became of
+	// their devices.
+	ListClaims(context.Context, *ListClaimsRequest) (*ListClaimsResponse, error)
+	// GetClaim is one claim (NOT_FOUND if there is none).
+	GetClaim(context.Context, *GetClaimRequest) (*GetClaimResponse, error)
+	// DeleteClaim unprepares a claim, removes its CDI specs and frees its
+	// devices; it answers once that is durable.
+	DeleteClaim(context.Context, *DeleteClaimRequest) (*DeleteClaimResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -266,6 +344,18 @@ func (UnimplementedAdminServer) Release(context.Context, *ReleaseRequest) (*Rele
 }
 func (UnimplementedAdminServer) ListCSIDrivers(context.Context, *ListCSIDriversRequest) (*ListCSIDriversResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListCSIDrivers not implemented")
+}
+func (UnimplementedAdminServer) ApplyClaim(context.Context, *ApplyClaimRequest) (*ApplyClaimResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ApplyClaim not implemented")
+}
+func (UnimplementedAdminServer) ListClaims(context.Context, *ListClaimsRequest) (*ListClaimsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListClaims not implemented")
+}
+func (UnimplementedAdminServer) GetClaim(context.Context, *GetClaimRequest) (*GetClaimResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetClaim not implemented")
+}
+func (UnimplementedAdminServer) DeleteClaim(context.Context, *DeleteClaimRequest) (*DeleteClaimResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteClaim not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -450,6 +540,78 @@ func _Admin_ListCSIDrivers_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_ApplyClaim_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ApplyClaimRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).ApplyClaim(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_ApplyClaim_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).ApplyClaim(ctx, req.(*ApplyClaimRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_ListClaims_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListClaimsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).ListClaims(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_ListClaims_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).ListClaims(ctx, req.(*ListClaimsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_GetClaim_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetClaimRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).GetClaim(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_GetClaim_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).GetClaim(ctx, req.(*GetClaimRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_DeleteClaim_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteClaimRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).DeleteClaim(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_DeleteClaim_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).DeleteClaim(ctx, req.(*DeleteClaimRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -492,6 +654,22 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListCSIDrivers",
 			Handler:    _Admin_ListCSIDrivers_Handler,
+		},
+		{
+			MethodName: "ApplyClaim",
+			Handler:    _Admin_ApplyClaim_Handler,
+		},
+		{
+			MethodName: "ListClaims",
+			Handler:    _Admin_ListClaims_Handler,
+		},
+		{
+			MethodName: "GetClaim",
+			Handler:    _Admin_GetClaim_Handler,
+		},
+		{
+			MethodName: "DeleteClaim",
+			Handler:    _Admin_DeleteClaim_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
