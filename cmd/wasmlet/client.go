@@ -524,17 +524,49 @@ func printResources(w io.Writer, rs []*adminpb.Resource, devices bool) {
 		return
 	}
 	fmt.Fprintln(w)
-	t = newTable(w, "RESOURCE", "DEVICE", "HEALTH", "NUMA", "ALLOCATED TO", "ATTRIBUTES")
+	t = newTable(w, "RESOURCE", "DEVICE", "HEALTH", "NUMA", "ALLOCATED TO", "ATTRIBUTES", "CAPACITY")
 	for _, r := range rs {
 		for _, d := range r.Devices {
 			health := "healthy"
 			if !d.Healthy {
 				health = "unhealthy"
 			}
-			t.row(r.Name, d.Id, health, joinInts(d.NumaNodes), d.AllocatedTo, strings.Join(keyValues(d.Attributes), " "))
+			if d.Shared {
+				health += ", shared"
+			}
+			t.row(r.Name, d.Id, health, joinInts(d.NumaNodes), d.AllocatedTo, strings.Join(typedKeyValues(d.Attributes, d.AttributeTypes), " "),
+				strings.Join(keyValues(d.Capacity), " "))
 		}
 	}
 	t.flush()
+	for _, r := range rs {
+		if r.Driver == "" {
+			continue
+		}
+		fmt.Fprintf(w, "\n%s: driver %s", r.Name, r.Driver)
+		if len(r.SharedCounters) > 0 {
+			fmt.Fprintf(w, "; shared counters: %s", strings.Join(r.SharedCounters, "; "))
+		}
+		fmt.Fprintln(w)
+		for _, d := range r.Devices {
+			if len(d.ConsumesCounters) > 0 {
+				fmt.Fprintf(w, "  %s consumes %s\n", d.Id, strings.Join(d.ConsumesCounters, "; "))
+			}
+		}
+	}
+}
+
+// typedKeyValues is keyValues with each non-string value's type:
+// "index=0 (int)".
+func typedKeyValues(m, types map[string]string) []string {
+	out := keyValues(m)
+	for i, kv := range out {
+		k, _, _ := strings.Cut(kv, "=")
+		if t := types[k]; t != "" && t != "string" {
+			out[i] = kv + "(" + t + ")"
+		}
+	}
+	return out
 }
 
 func allocationsCmd() *command {

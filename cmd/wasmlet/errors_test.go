@@ -32,6 +32,13 @@ func (f *failing) ReloadModule(context.Context, string) (*adminpb.Module, error)
 func (f *failing) Allocate(context.Context, *adminpb.AllocateRequest) (*adminpb.Allocation, error) {
 	return nil, f.err
 }
+func (f *failing) Claims() []*adminpb.Claim { return nil }
+func (f *failing) ApplyClaim(context.Context, *adminpb.ApplyClaimRequest) (*adminpb.Claim, error) {
+	return nil, f.err
+}
+func (f *failing) DeleteClaim(context.Context, string, string) (*adminpb.Claim, error) {
+	return nil, f.err
+}
 func (f *failing) Release(ctx context.Context, _, _ string) ([]*adminpb.Allocation, error) {
 	if f.block != nil {
 		select {

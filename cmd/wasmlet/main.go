@@ -103,6 +103,7 @@ func commands() []*command {
 		runCmd(),
 		statusCmd(), pluginsCmd(), modulesCmd(), moduleReloadCmd(), resourcesCmd(false), resourcesCmd(true),
 		allocationsCmd(), allocateCmd(), releaseCmd(), csiCmd(),
+		claimsCmd(), claimApplyCmd(), claimShowCmd(), claimDeleteCmd(),
 		configValidateCmd(), moduleInspectCmd(), moduleCheckCmd(), checkpointVerifyCmd(), checkpointShowCmd(),
 	}
 }

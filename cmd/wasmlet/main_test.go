@@ -161,8 +161,8 @@ func TestHelpEverywhere(t *testing.T) {
 			groups[words[0]] = true
 		}
 	}
-	if len(groups) != 3 {
-		t.Errorf("groups %v, want config, module and checkpoint", groups)
+	if len(groups) != 4 {
+		t.Errorf("groups %v, want config, module, checkpoint and claim", groups)
 	}
 	for g := range groups {
 		var subs []string

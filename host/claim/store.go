@@ -460,8 +460,12 @@ func (s *Store) List() []*Claim {
 // DeviceStatus is one device of a claim, and what became of it.
 type DeviceStatus struct {
 	resourceapi.DeviceRequestAllocationResult
+	// Class is the device class of its request.
+	Class string
 	// Health is "healthy", "unhealthy" or "gone".
 	Health string
+	// CDIDevices are the qualified CDI names a container gets for it.
+	CDIDevices []string
 }
 
 // Devices returns c's devices with their health now.
@@ -471,7 +475,14 @@ func (s *Store) Devices(c *Claim) []DeviceStatus {
 		return nil
 	}
 	for _, r := range c.Object.Status.Allocation.Devices.Results {
-		out = append(out, DeviceStatus{DeviceRequestAllocationResult: r, Health: s.cfg.Allocator.Health(r.Driver, r.Device)})
+		st := DeviceStatus{DeviceRequestAllocationResult: r, Class: classOf(c.Object, r.Request),
+			Health: s.cfg.Allocator.Health(r.Driver, r.Device)}
+		for _, p := range c.Prepared {
+			if p.Driver == r.Driver && p.Device == r.Device && p.Request == r.Request {
+				st.CDIDevices = p.Edits.CDIDevices
+			}
+		}
+		out = append(out, st)
 	}
 	return out
 }

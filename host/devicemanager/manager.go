@@ -841,7 +841,8 @@ func (m *Manager) Resources() []ResourceStatus {
 	out := make([]ResourceStatus, 0, len(m.resources))
 	for _, r := range m.resources {
 		st := ResourceStatus{Name: r.name, Connected: r.connected, DisconnectedAt: r.disconnectedAt, Options: r.opts,
-			Capacity: len(r.devices), LastUpdate: r.lastUpdate, LastError: r.lastErr, ProviderSwitches: r.switches}
+			Capacity: len(r.devices), LastUpdate: r.lastUpdate, LastError: r.lastErr, ProviderSwitches: r.switches,
+			SharedCounters: device.CloneCounterSets(r.counters)}
 		if r.provider != nil {
 			st.Provider = r.provider.Name()
 		}

@@ -115,6 +115,8 @@ type ResourceStatus struct {
 	LastUpdate       time.Time
 	LastError        string
 	ProviderSwitches int // how many times another provider took over
+	// SharedCounters are the counter sets of a driver's pool.
+	SharedCounters []device.CounterSet
 }
 
 // DeviceStatus is one device and who holds it.

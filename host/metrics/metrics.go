@@ -51,6 +51,10 @@ type Metrics struct {
 	releases         *prometheus.CounterVec
 
 	notReady atomic.Pointer[func() string]
+
+	claimsApplied *prometheus.CounterVec
+	claimDuration prometheus.Histogram
+	claimDevices  *prometheus.GaugeVec
 }
 
 // New creates the metrics, with Go runtime and process collectors.
@@ -107,7 +111,14 @@ func New() *Metrics {
 	m.releases = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wasmlet_releases_total",
 		Help: "Allocations released, by resource."}, []string{"resource"})
 
-	for _, c := range []prometheus.Collector{m.registrations, m.regLatency, m.deregistrations, m.reconcile, m.csiDrivers,
+	m.claimsApplied = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wasmlet_claims_applied_total",
+		Help: "ResourceClaims applied, by outcome (ok, unsatisfiable, invalid, error)."}, []string{"outcome"})
+	m.claimDuration = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "wasmlet_claim_apply_duration_seconds",
+		Help: "Duration of successful claim applies: allocation, prepare, CDI spec, durable on disk.", Buckets: fast})
+	m.claimDevices = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "wasmlet_claim_devices",
+		Help: "Devices held by ResourceClaims, by driver and device class."}, []string{"driver", "class"})
+
+	for _, c := range []prometheus.Collector{m.claimsApplied, m.claimDuration, m.claimDevices, m.registrations, m.regLatency, m.deregistrations, m.reconcile, m.csiDrivers,
 		m.calls, m.callDuration, m.faults, m.traps, m.timeouts, m.quarantines, m.quarantined, m.instances,
 		m.logsDropped, m.moduleLoads, m.editsRefused, m.devices, m.devicesAllocated, m.allocations, m.allocDuration, m.releases} {
 		f(c)
@@ -216,6 +227,19 @@ func (m *Metrics) Allocated(resource, outcome string, d time.Duration) {
 }
 
 func (m *Metrics) Released(resource string) { m.releases.WithLabelValues(resource).Inc() }
+
+// ---- claim.Observer ----------------------------------------------------------
+
+func (m *Metrics) ClaimApplied(outcome string, d time.Duration) {
+	m.claimsApplied.WithLabelValues(outcome).Inc()
+	if outcome == "ok" {
+		m.claimDuration.Observe(d.Seconds())
+	}
+}
+
+func (m *Metrics) ClaimDevices(driver, class string, n int) {
+	m.claimDevices.WithLabelValues(driver, class).Set(float64(n))
+}
 
 // ---- HTTP ---------------------------------------------------------------------
 

@@ -2,20 +2,25 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
+	resourceapi "k8s.io/api/resource/v1"
+	apiresource "k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/wasmlet/wasmlet/abi"
 	"github.com/wasmlet/wasmlet/host/api"
 	"github.com/wasmlet/wasmlet/host/api/adminpb"
 	"github.com/wasmlet/wasmlet/host/bridge"
 	"github.com/wasmlet/wasmlet/host/cdi"
+	"github.com/wasmlet/wasmlet/host/claim"
 	"github.com/wasmlet/wasmlet/host/csi"
 	"github.com/wasmlet/wasmlet/host/device"
 	"github.com/wasmlet/wasmlet/host/devicemanager"
@@ -38,6 +43,7 @@ type parts struct {
 	// kubelet is the device plugin registration service: the device
 	// plugins refused a resource a device source owns.
 	kubelet *devicemanager.Server
+	claims  *claim.Store
 	csi     *csi.Drivers
 }
 
@@ -347,10 +353,120 @@ func resourceView(r devicemanager.ResourceStatus, grace time.Duration) *adminpb.
 	if !r.Connected && !r.DisconnectedAt.IsZero() && grace > 0 {
 		out.GraceDeadline = ts(r.DisconnectedAt.Add(grace))
 	}
+	out.Driver = r.Options.Driver
+	out.SharedCounters = counterSetViews(r.SharedCounters)
 	out.Devices = make([]*adminpb.Device, len(r.Devices))
 	for i, d := range r.Devices {
-		out.Devices[i] = &adminpb.Device{Id: d.ID, Healthy: d.Healthy, NumaNodes: d.NUMANodes,
-			Attributes: attributeValues(d.Attributes), AllocatedTo: d.AllocatedTo}
+		v := &adminpb.Device{Id: d.ID, Healthy: d.Healthy, NumaNodes: d.NUMANodes,
+			Attributes: attributeValues(d.Attributes), AllocatedTo: d.AllocatedTo, Shared: d.AllowMultipleAllocations}
+		for k, a := range d.Attributes {
+			if v.AttributeTypes == nil {
+				v.AttributeTypes = map[string]string{}
+			}
+			v.AttributeTypes[k] = a.Type()
+		}
+		for k, c := range d.Capacity {
+			if v.Capacity == nil {
+				v.Capacity = map[string]string{}
+			}
+			v.Capacity[k] = c.Value.String()
+		}
+		for _, c := range d.ConsumesCounters {
+			v.ConsumesCounters = append(v.ConsumesCounters, counters(c.CounterSet, c.Counters))
+		}
+		out.Devices[i] = v
+	}
+	return out
+}
+
+func counterSetViews(sets []device.CounterSet) []string {
+	var out []string
+	for _, s := range sets {
+		out = append(out, counters(s.Name, s.Counters))
+	}
+	return out
+}
+
+// counters is "set: name=quantity, ...", names sorted.
+func counters(set string, m map[string]apiresource.Quantity) string {
+	parts := make([]string, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		q := m[k]
+		parts = append(parts, k+"="+q.String())
+	}
+	return set + ": " + strings.Join(parts, ", ")
+}
+
+func (b backend) Claims() []*adminpb.Claim {
+	if b.p.claims == nil {
+		return nil
+	}
+	return views(b.p.claims.List(), b.claimView)
+}
+
+func (b backend) ApplyClaim(ctx context.Context, req *adminpb.ApplyClaimRequest) (*adminpb.Claim, error) {
+	if b.p.claims == nil {
+		return nil, api.Failf(api.ReasonNotRunning, "the claim store is not running")
+	}
+	rc, err := claim.Decode(req.GetClaim())
+	if err != nil {
+		return nil, api.Fail(api.ReasonInvalid, err)
+	}
+	c, err := b.p.claims.Apply(ctx, rc, claim.Workload{Pod: req.GetPod(), PodUID: req.GetPodUid(), Container: req.GetContainer()})
+	if err != nil {
+		return nil, claimError(err)
+	}
+	return b.claimView(c), nil
+}
+
+func (b backend) DeleteClaim(ctx context.Context, namespace, name string) (*adminpb.Claim, error) {
+	if b.p.claims == nil {
+		return nil, api.Failf(api.ReasonNotRunning, "the claim store is not running")
+	}
+	c, err := b.p.claims.Delete(ctx, namespace, name)
+	if err != nil {
+		return nil, claimError(err)
+	}
+	return b.claimView(c), nil
+}
+
+// claimError classifies the claim store's errors.
+func claimError(err error) error {
+	switch {
+	case errors.Is(err, claim.ErrInvalid):
+		return api.Fail(api.ReasonInvalid, err)
+	case errors.Is(err, claim.ErrUnsatisfiable):
+		return api.Fail(api.ReasonNotEnoughDevices, err)
+	case errors.Is(err, claim.ErrConflict):
+		return api.Fail(api.ReasonConflict, err)
+	case errors.Is(err, claim.ErrNotFound):
+		return api.Fail(api.ReasonNotFound, err)
+	case errors.Is(err, claim.ErrNotDurable):
+		return api.Fail(api.ReasonNotDurable, err)
+	}
+	return err
+}
+
+func (b backend) claimView(c *claim.Claim) *adminpb.Claim {
+	o := c.Object.DeepCopy()
+	o.APIVersion, o.Kind = resourceapi.SchemeGroupVersion.String(), "ResourceClaim"
+	raw, _ := json.Marshal(o)
+	out := &adminpb.Claim{Namespace: o.Namespace, Name: o.Name, Uid: string(o.UID), Pod: c.Workload.Pod,
+		PodUid: c.Workload.PodUID, Container: c.Workload.Container, Response: containerResponseView(c.Edits),
+		Allocated: ts(c.At), Object: string(raw)}
+	for _, d := range b.p.claims.Devices(c) {
+		v := &adminpb.ClaimDevice{Request: d.Request, Driver: d.Driver, Pool: d.Pool, Device: d.Device,
+			DeviceClass: d.Class, Health: d.Health, CdiDevices: d.CDIDevices}
+		if d.ShareID != nil {
+			v.ShareId = string(*d.ShareID)
+		}
+		for k, q := range d.ConsumedCapacity {
+			if v.ConsumedCapacity == nil {
+				v.ConsumedCapacity = map[string]string{}
+			}
+			v.ConsumedCapacity[string(k)] = q.String()
+		}
+		out.Devices = append(out.Devices, v)
 	}
 	return out
 }

@@ -33,12 +33,15 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/wasmlet/wasmlet/checkpoint"
+	"github.com/wasmlet/wasmlet/host/allocator"
 	"github.com/wasmlet/wasmlet/host/api"
 	"github.com/wasmlet/wasmlet/host/api/adminpb"
 	"github.com/wasmlet/wasmlet/host/bridge"
 	"github.com/wasmlet/wasmlet/host/cdi"
+	"github.com/wasmlet/wasmlet/host/claim"
 	"github.com/wasmlet/wasmlet/host/config"
 	"github.com/wasmlet/wasmlet/host/csi"
+	"github.com/wasmlet/wasmlet/host/deviceclass"
 	"github.com/wasmlet/wasmlet/host/devicemanager"
 	"github.com/wasmlet/wasmlet/host/devicesource"
 	"github.com/wasmlet/wasmlet/host/endpoint"
@@ -67,6 +70,8 @@ type Node struct {
 	plugins *pluginmanager.Manager
 	csi     *csi.Drivers
 	devices *devicemanager.Manager
+	alloc   *allocator.Allocator
+	claims  *claim.Store
 	dmsrv   *devicemanager.Server
 	sources *devicesource.Controller
 	bridge  *bridge.Bridge
@@ -146,11 +151,28 @@ func New(cfg *config.Config, log hclog.Logger) (_ *Node, err error) {
 	n.modules = module.NewRegistry(n.moduleOptions, cfg.Handlers, log)
 	n.modules.Subscribe(n.metrics.ModuleEvent)
 
+	// Device sources go to the local device manager or the bridge, never
+	// both (sourceRoutes); every source's edits get a CDI spec, and every
+	// claim one of its own.
+	b := cfg.Bridge
+	if n.cdi, err = cdi.New(cdi.Config{Dir: b.CDIDir, GracePeriod: h.GracePeriod, Logger: log.Named("cdi")}); err != nil {
+		return nil, err
+	}
+	// The one allocator of the sources' structured devices, for counts and
+	// claims; the claims are a part of the device manager's checkpoint.
+	classes, err := deviceclass.Load(h.DeviceClassDir, allocator.NewCELCache())
+	if err != nil {
+		return nil, fmt.Errorf("device classes (host.device_class_dir in %s): %w", cfg.File, err)
+	}
+	n.alloc = allocator.New(allocator.Config{NodeName: h.NodeName, Classes: classes, Logger: log.Named("allocator")})
+	n.claims = claim.New(claim.Config{Allocator: n.alloc, Specs: n.cdi, Logger: log.Named("claims"), Observer: n.metrics})
 	n.devices, err = devicemanager.New(devicemanager.Config{
 		CheckpointPath: filepath.Join(h.StateDir, "checkpoint"),
 		GracePeriod:    h.GracePeriod,
 		Logger:         log.Named("devices"),
 		Observer:       n.metrics,
+		Allocator:      n.alloc,
+		Parts:          []devicemanager.Part{n.claims},
 	})
 	var ce *checkpoint.CorruptError
 	if errors.As(err, &ce) {
@@ -160,12 +182,8 @@ func New(cfg *config.Config, log hclog.Logger) (_ *Node, err error) {
 		return nil, err
 	}
 	n.restored = n.devices.Restored()
-	// Device sources go to the local device manager or the bridge, never
-	// both (sourceRoutes); every source's edits get a CDI spec.
-	b := cfg.Bridge
-	if n.cdi, err = cdi.New(cdi.Config{Dir: b.CDIDir, GracePeriod: h.GracePeriod, Logger: log.Named("cdi")}); err != nil {
-		return nil, err
-	}
+	n.claims.Attach(n.devices)
+	n.claims.Resume()
 	n.bridge, err = bridge.New(bridge.Config{KubeletDir: b.KubeletDir, Registration: string(b.Registration),
 		PluginRegistryDir: b.PluginRegistryDir, RegisterTimeout: h.OperationTimeout, BackoffInitial: h.BackoffInitial,
 		BackoffMax: h.BackoffMax, ResyncPeriod: h.ResyncPeriod, GracePeriod: h.GracePeriod, Logger: log.Named("bridge")})
@@ -176,7 +194,7 @@ func New(cfg *config.Config, log hclog.Logger) (_ *Node, err error) {
 		func(ctx context.Context, resource, path string) (devicemanager.Provider, error) {
 			return endpoint.Dial(ctx, resource, path)
 		}, h.OperationTimeout)
-	routes := &sourceRoutes{local: n.devices, plugins: n.dmsrv, bridge: n.bridge, specs: n.cdi, log: log.Named("sources"),
+	routes := &sourceRoutes{local: n.devices, plugins: n.dmsrv, bridge: n.bridge, specs: n.cdi, claims: n.claims, log: log.Named("sources"),
 		bridged: func(module string) bool { return cfg.Source(module).Bridge }}
 	n.sources = devicesource.NewController(n.modules, routes, devicesource.ControllerConfig{
 		Options: n.sourceOptions,
@@ -448,7 +466,7 @@ func (n *Node) queueLoad(ch moduleChange) {
 // backend is the node as the host API sees it.
 func (n *Node) backend() api.Backend {
 	return backend{parts{status: n.status, grace: n.cfg.Host.GracePeriod, modules: n.modules, sources: n.sources,
-		plugins: n.plugins, devices: n.devices, kubelet: n.dmsrv, csi: n.csi}}
+		plugins: n.plugins, devices: n.devices, kubelet: n.dmsrv, claims: n.claims, csi: n.csi}}
 }
 
 // status describes the node for the host API.

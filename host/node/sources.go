@@ -2,11 +2,13 @@ package node
 
 import (
 	"strings"
+	"sync"
 
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/wasmlet/wasmlet/host/bridge"
 	"github.com/wasmlet/wasmlet/host/cdi"
+	"github.com/wasmlet/wasmlet/host/claim"
 	"github.com/wasmlet/wasmlet/host/devicemanager"
 	"github.com/wasmlet/wasmlet/host/devicesource"
 )
@@ -23,8 +25,12 @@ type sourceRoutes struct {
 	plugins *devicemanager.Server // where device plugins register
 	bridge  *bridge.Bridge
 	specs   *cdi.Specs
+	claims  *claim.Store
 	bridged func(module string) bool
 	log     hclog.Logger
+
+	mu      sync.Mutex
+	drivers map[string]*devicesource.Source // the local sources' drivers, by provider name
 }
 
 var _ devicesource.Providers = (*sourceRoutes)(nil)
@@ -44,14 +50,25 @@ func (r *sourceRoutes) SetProvider(resource string, p devicemanager.Provider) {
 			r.local.RemoveProvider(resource, cur)
 		}
 	}
-	if src, ok := p.(cdi.Source); ok {
-		p = r.specs.Wrap(src)
+	src, _ := p.(*devicesource.Source)
+	if cs, ok := p.(cdi.Source); ok {
+		p = r.specs.Wrap(cs)
 	}
 	if toBridge {
 		r.log.Info("device source served to the external kubelet, not to wasmlet's device manager", "resource", resource,
 			"provider", p.Name())
 		r.bridge.SetProvider(resource, p)
 		return
+	}
+	if src != nil && r.claims != nil {
+		// Its driver prepares the claims of its devices.
+		r.mu.Lock()
+		if r.drivers == nil {
+			r.drivers = map[string]*devicesource.Source{}
+		}
+		r.drivers[src.Name()] = src
+		r.mu.Unlock()
+		r.claims.SetDriver(src.Driver(), src)
 	}
 	r.local.SetProvider(resource, p)
 }
@@ -61,5 +78,11 @@ func (r *sourceRoutes) SetProvider(resource string, p devicemanager.Provider) {
 func (r *sourceRoutes) RemoveProvider(resource, providerName string) {
 	r.local.RemoveProvider(resource, providerName)
 	r.bridge.RemoveProvider(resource, providerName)
+	r.mu.Lock()
+	if src := r.drivers[providerName]; src != nil && src.Resource() == resource {
+		delete(r.drivers, providerName)
+		r.claims.RemoveDriver(src.Driver(), src)
+	}
+	r.mu.Unlock()
 	r.specs.Remove(resource, providerName)
 }
