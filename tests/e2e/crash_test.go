@@ -23,20 +23,23 @@ var kills = flag.Int("kills", 25, "how many times the crash test kills wasmlet")
 
 // ledger is what clients were told. An operation whose answer was lost in a
 // crash is "unsure": after the restart it may or may not have happened.
+// Allocations are by workload, claims by "claim:namespace/name".
 type ledger struct {
 	mu       sync.Mutex
-	held     map[string][]string // workload -> devices, acknowledged and not released
+	driver   string              // the counter source's driver, for claims
+	held     map[string][]string // workload or claim -> devices, acknowledged and not released
 	released map[string]bool     // workloads whose release was acknowledged
 	unsure   map[string]bool     // workloads with an operation in flight at the crash
 	acks     int
 }
 
 // TestCrashKeepsEveryAcknowledgement runs the real wasmlet binary, drives
-// concurrent allocations and releases through its API, kills it with
-// SIGKILL at random moments (25 times by default, -kills N for more), restarts
-// it, and checks that every acknowledged allocation is there with the same
-// devices, every acknowledged release stays released, and no device is held
-// twice.
+// concurrent allocations, releases, ResourceClaims and their deletions
+// through its API, kills it with SIGKILL at random moments (25 times by
+// default, -kills N for more), restarts it, and checks that every
+// acknowledged allocation and claim is there with the same devices, every
+// acknowledged release and deletion stays done, and no device is held twice,
+// by allocations and claims together.
 func TestCrashKeepsEveryAcknowledgement(t *testing.T) {
 	h := newHost(t, map[string]string{"counter": "guests/counter"}, `
 [modules.counter]
@@ -50,6 +53,9 @@ config = { resource = "example.com/counter", count = "48" }
 		c := h.client()
 		h.eventually("48 healthy counters", func() bool {
 			r, err := c.ListResources(context.Background(), &adminpb.ListResourcesRequest{Name: "example.com/counter"})
+			if err == nil && len(r.Resources) == 1 {
+				l.driver = r.Resources[0].Driver
+			}
 			return err == nil && len(r.Resources) == 1 && r.Resources[0].Healthy == 48
 		})
 		check(t, c, l, k)
@@ -90,7 +96,16 @@ config = { resource = "example.com/counter", count = "48" }
 	}
 	h.start()
 	check(t, h.client(), l, *kills)
-	t.Logf("%d kills; %d acknowledged operations checked; %d allocations held at the end", *kills, l.acks, len(l.held))
+	claims := 0
+	for w := range l.held {
+		if strings.HasPrefix(w, "claim:") {
+			claims++
+		}
+	}
+	if claims == 0 {
+		t.Error("no claim held at the end: the claim traffic did not get through")
+	}
+	t.Logf("%d kills; %d acknowledged operations checked; %d allocations and %d claims held at the end", *kills, l.acks, len(l.held)-claims, claims)
 }
 
 // load allocates and releases until ctx is done, recording every answer;
@@ -104,7 +119,12 @@ func load(ctx context.Context, c adminpb.AdminClient, l *ledger, rng *rand.Rand,
 			l.mu.Lock()
 			l.unsure[w] = true
 			l.mu.Unlock()
-			_, err := c.Release(ctx, &adminpb.ReleaseRequest{Workload: w})
+			var err error
+			if name, ok := strings.CutPrefix(w, "claim:crash/"); ok {
+				_, err = c.DeleteClaim(ctx, &adminpb.DeleteClaimRequest{Namespace: "crash", Name: name})
+			} else {
+				_, err = c.Release(ctx, &adminpb.ReleaseRequest{Workload: w})
+			}
 			l.mu.Lock()
 			if err == nil {
 				delete(l.held, w)
@@ -117,14 +137,37 @@ func load(ctx context.Context, c adminpb.AdminClient, l *ledger, rng *rand.Rand,
 		}
 		pod := fmt.Sprintf("p%d", base+i)
 		w := "crash/" + pod + "/main"
+		asClaim := rng.Intn(2) == 0
+		if asClaim {
+			w = "claim:crash/" + pod
+		}
 		l.mu.Lock()
 		l.unsure[w] = true
+		driver := l.driver
 		l.mu.Unlock()
-		resp, err := c.Allocate(ctx, &adminpb.AllocateRequest{Namespace: "crash", Pod: pod, Container: "main",
-			Resource: "example.com/counter", Count: int32(1 + rng.Intn(3))})
+		var ids []string
+		var err error
+		if asClaim {
+			var resp *adminpb.ApplyClaimResponse
+			resp, err = c.ApplyClaim(ctx, &adminpb.ApplyClaimRequest{Claim: []byte(fmt.Sprintf(`{"apiVersion": "resource.k8s.io/v1",
+				"kind": "ResourceClaim", "metadata": {"name": %q, "namespace": "crash"}, "spec": {"devices": {"requests": [
+				{"name": "counters", "exactly": {"deviceClassName": %q, "count": %d}}]}}}`, pod, driver, 1+rng.Intn(3)))})
+			if err == nil {
+				for _, d := range resp.Claim.Devices {
+					ids = append(ids, d.Device)
+				}
+			}
+		} else {
+			var resp *adminpb.AllocateResponse
+			resp, err = c.Allocate(ctx, &adminpb.AllocateRequest{Namespace: "crash", Pod: pod, Container: "main",
+				Resource: "example.com/counter", Count: int32(1 + rng.Intn(3))})
+			if err == nil {
+				ids = resp.Allocation.DeviceIds
+			}
+		}
 		l.mu.Lock()
 		if err == nil {
-			l.held[w] = resp.Allocation.DeviceIds
+			l.held[w] = ids
 			delete(l.unsure, w)
 			l.acks++
 			mine = append(mine, w)
@@ -147,16 +190,30 @@ func check(t *testing.T, c adminpb.AdminClient, l *ledger, round int) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	claims, err := c.ListClaims(ctx, &adminpb.ListClaimsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	have := map[string][]string{}
 	owner := map[string]string{}
-	for _, a := range r.Allocations {
-		have[a.Workload] = a.DeviceIds
-		for _, id := range a.DeviceIds {
+	hold := func(who string, ids []string) {
+		have[who] = ids
+		for _, id := range ids {
 			if o, ok := owner[id]; ok {
-				t.Fatalf("after kill %d: device %s held by both %s and %s", round, id, o, a.Workload)
+				t.Fatalf("after kill %d: device %s held by both %s and %s", round, id, o, who)
 			}
-			owner[id] = a.Workload
+			owner[id] = who
 		}
+	}
+	for _, a := range r.Allocations {
+		hold(a.Workload, a.DeviceIds)
+	}
+	for _, cl := range claims.Claims {
+		var ids []string
+		for _, d := range cl.Devices {
+			ids = append(ids, d.Device)
+		}
+		hold("claim:"+cl.Namespace+"/"+cl.Name, ids)
 	}
 	for w, ids := range l.held {
 		if l.unsure[w] {
@@ -164,7 +221,7 @@ func check(t *testing.T, c adminpb.AdminClient, l *ledger, round int) {
 		}
 		got, ok := have[w]
 		if !ok {
-			t.Fatalf("after kill %d: acknowledged allocation %s (%v) is lost", round, w, ids)
+			t.Fatalf("after kill %d: acknowledged allocation or claim %s (%v) is lost", round, w, ids)
 		}
 		if strings.Join(sorted(got), ",") != strings.Join(sorted(ids), ",") {
 			t.Fatalf("after kill %d: %s holds %v, was acknowledged %v", round, w, got, ids)
@@ -172,7 +229,7 @@ func check(t *testing.T, c adminpb.AdminClient, l *ledger, round int) {
 	}
 	for w := range l.released {
 		if _, ok := have[w]; ok && !l.unsure[w] {
-			t.Fatalf("after kill %d: acknowledged release of %s undone", round, w)
+			t.Fatalf("after kill %d: acknowledged release or deletion of %s undone", round, w)
 		}
 	}
 	for w := range have {
