@@ -110,6 +110,7 @@ FUZZ_TARGETS := \
 	./host/module:FuzzHandlerInputs \
 	./abi:FuzzNames \
 	./host/devicemanager:FuzzRegisterRequest \
+	./host/claim:FuzzDecode \
 	./host/module/wasmbin:FuzzParse \
 	./host/module/internal/interrupt:FuzzInstrument
 fuzz:

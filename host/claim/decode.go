@@ -9,6 +9,7 @@ import (
 
 	resourceapi "k8s.io/api/resource/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
+	sigsjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 )
 
@@ -39,7 +40,7 @@ func Decode(data []byte) (*resourceapi.ResourceClaim, error) {
 		return nil, fmt.Errorf("%w: empty", ErrInvalid)
 	}
 	var c resourceapi.ResourceClaim
-	if err := yaml.UnmarshalStrict(data, &c); err != nil {
+	if err := Strict(data, &c); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	if err := Validate(&c); err != nil {
@@ -50,6 +51,28 @@ func Decode(data []byte) (*resourceapi.ResourceClaim, error) {
 	}
 	c.Status = resourceapi.ResourceClaimStatus{}
 	return &c, nil
+}
+
+// Strict decodes YAML or JSON into v, as the API server does: an unknown
+// or duplicate field is an error that names its path
+// ("spec.devices.requests[0].exactly.selector").
+func Strict(data []byte, v any) error {
+	j, err := yaml.YAMLToJSON(data)
+	if err != nil {
+		return err
+	}
+	strict, err := sigsjson.UnmarshalStrict(j, v)
+	if err != nil {
+		return err
+	}
+	if len(strict) > 0 {
+		msgs := make([]string, len(strict))
+		for i, e := range strict {
+			msgs[i] = e.Error()
+		}
+		return errors.New(strings.Join(msgs, "; "))
+	}
+	return nil
 }
 
 // Validate checks c as Decode does.
