@@ -8,6 +8,8 @@ import (
 	"os"
 	"strings"
 
+	"sigs.k8s.io/yaml"
+
 	"github.com/wasmlet/wasmlet/host/api"
 	"github.com/wasmlet/wasmlet/host/api/adminpb"
 )
@@ -51,6 +53,10 @@ Examples:
 			}
 			if err != nil {
 				return failf(exitFailed, "reading the claim: %v", err)
+			}
+			// Sent as JSON: the host reads JSON faster than YAML.
+			if data, err = yaml.YAMLToJSON(data); err != nil {
+				return usagef("%s is not YAML or JSON: %v", file, err)
 			}
 			req := &adminpb.ApplyClaimRequest{Claim: data, Pod: pod, PodUid: podUID, Container: container}
 			return c.call(func(ctx context.Context, cl *api.Client) error {

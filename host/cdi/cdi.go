@@ -111,8 +111,13 @@ func New(cfg Config) (*Specs, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, e := range entries {
-		if n := e.Name(); strings.HasPrefix(n, FilePrefix) && strings.HasSuffix(n, ".yaml") && e.Type().IsRegular() {
+		n := e.Name()
+		switch {
+		case !strings.HasPrefix(n, FilePrefix) || !e.Type().IsRegular():
+		case strings.HasSuffix(n, ".yaml"):
 			s.staleLocked(filepath.Join(s.dir, n), resourceOf(n), nil)
+		case strings.HasSuffix(n, ".json"): // a claim's (claims.go), unless the claim store writes it again
+			s.staleLocked(filepath.Join(s.dir, n), "", nil)
 		}
 	}
 	return s, nil
@@ -428,15 +433,31 @@ func render(raw *specs.Spec, provider string) ([]byte, error) {
 // by the CDI library as a runtime will read it, renamed into place, the
 // directory synced.
 func writeSpec(path string, data []byte) error {
+	return writeSpecFile(path, data, true, true)
+}
+
+// writeSpecFile is writeSpec, without its fsyncs unless durable, and
+// without reading the file back unless validate (the caller validated
+// every device's edits, and built the rest).
+func writeSpecFile(path string, data []byte, durable, validate bool) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("CDI spec directory: %w", err)
 	}
-	err := atomicfile.Copy(path, bytes.NewReader(data), 0o644, func(tmp string) error {
-		if _, err := cdilib.ReadSpec(tmp, 0); err != nil {
-			return fmt.Errorf("it does not validate: %w", err)
+	var check func(string) error
+	if validate {
+		check = func(tmp string) error {
+			if _, err := cdilib.ReadSpec(tmp, 0); err != nil {
+				return fmt.Errorf("it does not validate: %w", err)
+			}
+			return nil
 		}
-		return nil
-	})
+	}
+	var err error
+	if durable {
+		err = atomicfile.Copy(path, bytes.NewReader(data), 0o644, check)
+	} else {
+		err = atomicfile.Replace(path, data, 0o644, check)
+	}
 	if err != nil {
 		return fmt.Errorf("CDI spec %s: %w", path, err)
 	}

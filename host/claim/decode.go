@@ -57,9 +57,12 @@ func Decode(data []byte) (*resourceapi.ResourceClaim, error) {
 // or duplicate field is an error that names its path
 // ("spec.devices.requests[0].exactly.selector").
 func Strict(data []byte, v any) error {
-	j, err := yaml.YAMLToJSON(data)
-	if err != nil {
-		return err
+	j := data
+	if t := bytes.TrimSpace(data); len(t) == 0 || t[0] != '{' { // JSON is YAML, but much faster read as JSON
+		var err error
+		if j, err = yaml.YAMLToJSON(data); err != nil {
+			return err
+		}
 	}
 	strict, err := sigsjson.UnmarshalStrict(j, v)
 	if err != nil {

@@ -2,6 +2,7 @@ package claim_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"sigs.k8s.io/yaml"
@@ -61,21 +62,8 @@ func TestDecodeRefusals(t *testing.T) {
 			`metadata.name "A_b"`},
 	} {
 		_, err := claim.Decode([]byte(c.text))
-		if err == nil || !errors.Is(err, claim.ErrInvalid) || !contains(err.Error(), c.want) {
+		if err == nil || !errors.Is(err, claim.ErrInvalid) || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s\ngot %v\nwant %s", c.text, err, c.want)
 		}
 	}
-}
-
-func contains(s, sub string) bool {
-	return len(sub) == 0 || len(s) >= len(sub) && (s == sub || indexOf(s, sub) >= 0)
-}
-
-func indexOf(s, sub string) int {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if s[i:i+len(sub)] == sub {
-			return i
-		}
-	}
-	return -1
 }

@@ -116,7 +116,7 @@ func (s *gpuSource) Prepare(_ context.Context, c *resourceapi.ResourceClaim, _ s
 func (s *gpuSource) Unprepare(context.Context, *resourceapi.ResourceClaim) error { return nil }
 
 type node struct {
-	t      *testing.T
+	t      testing.TB
 	dir    string
 	ck     string
 	m      *devicemanager.Manager
@@ -127,7 +127,7 @@ type node struct {
 	stop   func()
 }
 
-func start(t *testing.T, dir string, src *gpuSource) *node {
+func start(t testing.TB, dir string, src *gpuSource) *node {
 	t.Helper()
 	log := hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: testenv.Writer{T: t}})
 	n := &node{t: t, dir: dir, ck: filepath.Join(dir, "checkpoint"), src: src, cdi: filepath.Join(dir, "cdi")}
@@ -155,7 +155,7 @@ func start(t *testing.T, dir string, src *gpuSource) *node {
 	return n
 }
 
-func decode(t *testing.T, text string) *resourceapi.ResourceClaim {
+func decode(t testing.TB, text string) *resourceapi.ResourceClaim {
 	t.Helper()
 	c, err := claim.Decode([]byte(text))
 	if err != nil {

@@ -34,9 +34,13 @@ func (m *Manager) snapshot() (*checkpoint.State, uint64) {
 		if r.provider != nil {
 			rec.Provider = r.provider.Name()
 		}
-		for _, d := range r.devices {
-			rec.Devices = append(rec.Devices, deviceRecord(d))
+		if r.records == nil && len(r.devices) > 0 {
+			r.records = make([]*checkpoint.Device, len(r.devices))
+			for i, d := range r.devices {
+				r.records[i] = deviceRecord(d)
+			}
 		}
+		rec.Devices = r.records
 		st.Resources = append(st.Resources, rec)
 	}
 	for _, p := range m.cfg.Parts {

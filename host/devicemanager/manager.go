@@ -107,7 +107,11 @@ type resource struct {
 	counters []device.CounterSet
 
 	devices []device.Device // in the provider's order, without their edits
-	index   map[string]int  // id -> position in devices
+	// records are devices in the checkpoint's form, built by the first
+	// snapshot after they change (nil: to build) and then shared by every
+	// snapshot, never modified.
+	records []*checkpoint.Device
+	index   map[string]int // id -> position in devices
 	holder  map[string]string
 
 	connected      bool
@@ -312,7 +316,7 @@ func (m *Manager) update(name string, gen uint64, p Provider, devs []device.Devi
 		m.mu.Unlock()
 		return // a superseded provider: its word no longer counts
 	}
-	r.devices = make([]device.Device, len(devs))
+	r.devices, r.records = make([]device.Device, len(devs)), nil
 	r.index = make(map[string]int, len(devs))
 	for i, d := range devs {
 		r.devices[i] = cloneDevice(d)
@@ -347,6 +351,7 @@ func (m *Manager) lost(name string, gen uint64, p Provider, cause error) {
 	for i := range r.devices {
 		r.devices[i].Healthy = false
 	}
+	r.records = nil
 	m.syncPool(r)
 	m.gen++
 	m.startGrace(r, gen)
@@ -370,7 +375,7 @@ func (m *Manager) startGrace(r *resource, gen uint64) {
 			return
 		}
 		m.log.Info("grace period over; devices removed", "resource", r.name, "devices", len(r.devices))
-		r.devices, r.index, r.counters = nil, map[string]int{}, nil
+		r.devices, r.index, r.counters, r.records = nil, map[string]int{}, nil, nil
 		if r.driver != "" && m.cfg.Allocator != nil {
 			m.cfg.Allocator.RemovePool(r.driver)
 		}

@@ -43,6 +43,19 @@ func Write(path string, data []byte, perm os.FileMode) error {
 // is as it was — except when only the final directory fsync failed: then
 // path holds the new content, but may lose it in a crash.
 func Copy(path string, r io.Reader, perm os.FileMode, check func(tmp string) error) (err error) {
+	return replace(path, r, perm, check, true)
+}
+
+// Replace is Copy without the fsyncs: a reader or a watcher still sees the
+// old content or the new one, never a part, but a crash may leave the old
+// one, or none. It is for files wasmlet writes again from durable state
+// when it starts (the CDI specs of claims), where a crash costs nothing
+// and an fsync per write would.
+func Replace(path string, data []byte, perm os.FileMode, check func(tmp string) error) error {
+	return replace(path, bytes.NewReader(data), perm, check, false)
+}
+
+func replace(path string, r io.Reader, perm os.FileMode, check func(tmp string) error, durable bool) (err error) {
 	fail := func(step string, err error) error { return &StepError{Step: step, Err: err} }
 	if path == "" || os.IsPathSeparator(path[len(path)-1]) {
 		return fail("check the path", errors.New("it does not name a file"))
@@ -73,7 +86,8 @@ func Copy(path string, r io.Reader, perm os.FileMode, check func(tmp string) err
 			return fail("set the temporary file's permissions", unwrapPath(err))
 		}
 	}
-	if err := f.Sync(); err != nil {
+	if !durable {
+	} else if err := f.Sync(); err != nil {
 		// After a failed fsync the kernel may have dropped the dirty pages:
 		// this file is discarded, and a retry writes a new one rather than
 		// fsyncing it again.
@@ -90,6 +104,9 @@ func Copy(path string, r io.Reader, perm os.FileMode, check func(tmp string) err
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		return fail("rename the temporary file over it", unwrapRename(err))
+	}
+	if !durable {
+		return nil
 	}
 	if err := syncDir(dir); err != nil {
 		return fail("fsync directory "+dir+" (the new file is in place but may not survive a crash)", unwrapPath(err))
