@@ -30,6 +30,7 @@ type Summary struct {
 	Resources   int
 	Devices     int // the devices of all resources
 	Plugins     int
+	Claims      int
 }
 
 // String returns the summary on one line.
@@ -41,6 +42,9 @@ func (s Summary) String() string {
 	}
 	fmt.Fprintf(&b, ", %d bytes, CRC-32C %#08x; generation %d, written %s; %d allocations, %d resources with %d devices, %d plugins",
 		s.Size, s.Checksum, s.Generation, formatTime(s.Written), s.Allocations, s.Resources, s.Devices, s.Plugins)
+	if s.Claims > 0 {
+		fmt.Fprintf(&b, ", %d claims", s.Claims)
+	}
 	return b.String()
 }
 
@@ -66,6 +70,7 @@ func Verify(path string) (Summary, error) {
 		s.Written = time.Unix(0, ns).UTC()
 	}
 	s.Allocations = len(st.GetAllocations())
+	s.Claims = len(st.GetClaims())
 	s.Resources = len(st.GetResources())
 	for _, r := range st.GetResources() {
 		s.Devices += len(r.GetDevices())
@@ -216,6 +221,23 @@ func Show(w io.Writer, st *State) error {
 				fmt.Fprintf(b, "  %s=%s", q(k), q(d.GetAttributes()[k]))
 			}
 			b.WriteByte('\n')
+		}
+	}
+
+	if len(st.GetClaims()) > 0 {
+		fmt.Fprintf(b, "\nclaims: %d\n", len(st.GetClaims()))
+		for _, c := range st.GetClaims() {
+			fmt.Fprintf(b, "  %s/%s  uid %s", q(c.GetNamespace()), q(c.GetName()), q(c.GetUid()))
+			if c.GetPod() != "" {
+				fmt.Fprintf(b, "  for %s/%s", q(c.GetPod()), q(c.GetContainer()))
+			}
+			b.WriteByte('\n')
+			for _, p := range c.GetPrepared() {
+				fmt.Fprintf(b, "      %s  %s/%s\n", q(p.GetRequest()), q(p.GetDriver()), q(p.GetDevice()))
+			}
+			for _, n := range c.GetCdiDevices() {
+				fmt.Fprintf(b, "      cdi device  %s\n", q(n))
+			}
 		}
 	}
 
