@@ -397,14 +397,7 @@ func (s *Store) Delete(ctx context.Context, namespace, name string) (*Claim, err
 
 // durably runs change under the store's lock as a durable change.
 func (s *Store) durably(ctx context.Context, change func()) error {
-	s.mu.Lock()
-	c := s.commit
-	s.mu.Unlock()
-	locked := func() {
-		s.mu.Lock()
-		change()
-		s.mu.Unlock()
-	}
+	c, locked := s.locked(change)
 	if c == nil {
 		locked()
 		return nil
@@ -414,19 +407,24 @@ func (s *Store) durably(ctx context.Context, change func()) error {
 
 // undo runs change under the store's lock, without waiting.
 func (s *Store) undo(change func()) {
-	s.mu.Lock()
-	c := s.commit
-	s.mu.Unlock()
-	locked := func() {
-		s.mu.Lock()
-		change()
-		s.mu.Unlock()
-	}
+	c, locked := s.locked(change)
 	if c == nil {
 		locked()
 		return
 	}
 	c.Change(locked)
+}
+
+// locked is the committer, and change made to run under the store's lock.
+func (s *Store) locked(change func()) (Committer, func()) {
+	s.mu.Lock()
+	c := s.commit
+	s.mu.Unlock()
+	return c, func() {
+		s.mu.Lock()
+		change()
+		s.mu.Unlock()
+	}
 }
 
 // Get returns the claim namespace/name, or nil.

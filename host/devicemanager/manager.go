@@ -29,6 +29,15 @@
 // reserved while that happens, so concurrent allocations never share one.
 // Allocation is idempotent per workload and resource. An allocation or a
 // release that cannot be made durable is undone.
+//
+// A provider that names a driver (ProviderOptions.Driver: a Wasm device
+// source) is that driver's pool in the node's structured allocator
+// (Config.Allocator, host/allocator): the manager keeps the pool in step
+// with the provider's devices, and a count request becomes one exact-count
+// request on the driver's default class, with the choice above listed
+// first, in the one allocated state claims (host/claim) share (pool.go).
+// The claims are a Part of the manager's checkpoint, committed with it
+// (Commit).
 package devicemanager
 
 import (
@@ -596,24 +605,9 @@ func (m *Manager) choose(ctx context.Context, req AllocateRequest, w string) (*r
 			ErrUnavailable, req.Count, req.Resource, len(free), capacity, healthy)
 	}
 
-	var ids []string
-	if p.Options().PreferredAllocation {
-		avail := make([]string, len(free))
-		for i, d := range free {
-			avail[i] = d.ID
-		}
-		cctx, cancel := context.WithTimeout(ctx, m.cfg.CallTimeout)
-		got, err := p.PreferredAllocation(cctx, avail, nil, req.Count)
-		cancel()
-		if err != nil {
-			return nil, nil, nil, fmt.Errorf("allocate %s for %s: %w", req.Resource, w, err)
-		}
-		if err := checkChoice(got, avail, req.Count); err != nil {
-			return nil, nil, nil, fmt.Errorf("allocate %s for %s: %s's preferred allocation %w", req.Resource, w, p.Name(), err)
-		}
-		ids = got
-	} else {
-		ids = ChooseNUMA(free, req.Count)
+	ids, err := m.pick(ctx, p, free, req, w)
+	if err != nil {
+		return nil, nil, nil, err
 	}
 
 	m.mu.Lock()
@@ -631,6 +625,28 @@ func (m *Manager) choose(ctx context.Context, req AllocateRequest, w string) (*r
 		r.holder[id] = w
 	}
 	return r, p, ids, nil
+}
+
+// pick chooses req.Count devices of free: the provider's preferred
+// allocation when it offers one, else the NUMA-aware default.
+func (m *Manager) pick(ctx context.Context, p Provider, free []device.Device, req AllocateRequest, w string) ([]string, error) {
+	if !p.Options().PreferredAllocation {
+		return ChooseNUMA(free, req.Count), nil
+	}
+	avail := make([]string, len(free))
+	for i, d := range free {
+		avail[i] = d.ID
+	}
+	cctx, cancel := context.WithTimeout(ctx, m.cfg.CallTimeout)
+	got, err := p.PreferredAllocation(cctx, avail, nil, req.Count)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("allocate %s for %s: %w", req.Resource, w, err)
+	}
+	if err := checkChoice(got, avail, req.Count); err != nil {
+		return nil, fmt.Errorf("allocate %s for %s: %s's preferred allocation %w", req.Resource, w, p.Name(), err)
+	}
+	return got, nil
 }
 
 // free lists the healthy devices no one holds. Call with m.mu held.

@@ -66,23 +66,9 @@ func (m *Manager) chooseStructured(ctx context.Context, req AllocateRequest, w s
 	m.mu.Unlock()
 	var prefer []string
 	if len(free) >= req.Count {
-		if p.Options().PreferredAllocation {
-			ids := make([]string, len(free))
-			for i, d := range free {
-				ids[i] = d.ID
-			}
-			cctx, cancel := context.WithTimeout(ctx, m.cfg.CallTimeout)
-			got, err := p.PreferredAllocation(cctx, ids, nil, req.Count)
-			cancel()
-			if err != nil {
-				return nil, fmt.Errorf("allocate %s for %s: %w", req.Resource, w, err)
-			}
-			if err := checkChoice(got, ids, req.Count); err != nil {
-				return nil, fmt.Errorf("allocate %s for %s: %s's preferred allocation %w", req.Resource, w, p.Name(), err)
-			}
-			prefer = got
-		} else {
-			prefer = ChooseNUMA(free, req.Count)
+		var err error
+		if prefer, err = m.pick(ctx, p, free, req, w); err != nil {
+			return nil, err
 		}
 	}
 	ids, err := a.AllocateCount(ctx, countOwner(w, req.Resource), driver, req.Count, prefer)
