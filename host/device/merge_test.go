@@ -104,17 +104,3 @@ func TestCloneAndEqual(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
-
-func TestDefaultDriver(t *testing.T) {
-	for in, want := range map[string]string{
-		"example.com/gpu":     "gpu.example.com",
-		"example.com/Big_GPU": "big-gpu.example.com",
-		"nodomain":            "nodomain",
-		"vendor.io/-x-":       "x.vendor.io",
-		"/":                   "driver.wasmlet.dev",
-	} {
-		if got := device.DefaultDriver(in); got != want {
-			t.Errorf("DefaultDriver(%q) = %q, want %q", in, got, want)
-		}
-	}
-}

@@ -126,7 +126,7 @@ type Source struct {
 	afterRound func(error)
 
 	// driver is the resource.k8s.io driver the source's devices are a pool
-	// of: the module's, or device.DefaultDriver of its resource.
+	// of: the module's, or abi.DefaultDriver of its resource.
 	driver string
 
 	mu          sync.RWMutex
@@ -182,9 +182,13 @@ func providerOptions(m *module.Module) devicemanager.ProviderOptions {
 }
 
 // driverOf is the driver a device-source module's devices are a pool of:
-// device.DefaultDriver of its resource.
+// the one it declares, else abi.DefaultDriver of its resource.
 func driverOf(m *module.Module) string {
-	return device.DefaultDriver(m.Description().Resource)
+	d := m.Description()
+	if d.Driver != "" {
+		return d.Driver
+	}
+	return abi.DefaultDriver(d.Resource)
 }
 
 // Name is "module:<module name>".
@@ -544,6 +548,7 @@ func (s *Source) discover(ctx context.Context, files *fileWatch) (*module.Module
 	var (
 		served *module.Module
 		found  []abi.Device
+		sets   []abi.CounterSet
 	)
 	err := s.call(abi.OpDiscover, func(m *module.Module) error {
 		served = m
@@ -555,15 +560,24 @@ func (s *Source) discover(ctx context.Context, files *fileWatch) (*module.Module
 			}
 			files.set(dirs)
 		}
-		var err error
-		found, err = m.Discover(ctx)
-		return err
+		resp, err := m.Discovery(ctx)
+		if err != nil {
+			return err
+		}
+		if err := abi.ValidDiscovery(resp); err != nil {
+			return fmt.Errorf("module %q: discover: %w", s.name, err)
+		}
+		found, sets = resp.Devices, resp.SharedCounters
+		return nil
 	})
 	if err != nil {
 		return served, nil, nil, err
 	}
 	devs, refused := s.fromABI(served).devices(found)
-	var counters []device.CounterSet // (the ABI's shared counters: converted by fromABI once the ABI has them)
+	counters, err := counterSets(sets)
+	if err != nil {
+		return served, nil, nil, fmt.Errorf("module %q: discover: %w", s.name, err)
+	}
 	if err := devicemanager.ValidDevices(devs); err != nil {
 		return served, nil, nil, fmt.Errorf("module %q: discover: returned an invalid device set: %w", s.name, err)
 	}
@@ -686,9 +700,11 @@ func (s *Source) PreStart(ctx context.Context, ids []string, workload string) er
 }
 
 // Prepare returns what a container needs for each of claim's allocated
-// devices of the source's driver (claim.Status.Allocation), in the order of
-// the allocation: each device's container edits from the latest discovery
-// (they passed the policy when they were discovered).
+// devices of the source's driver (claim.Status.Allocation): the module's
+// prepare answer (CDI device names and container edits), under the
+// module's policy, or, for a module without prepare, each device's
+// container edits from the latest discovery (they passed the policy when
+// they were discovered).
 func (s *Source) Prepare(ctx context.Context, claim *resourceapi.ResourceClaim, workload string) ([]device.Prepared, error) {
 	var results []resourceapi.DeviceRequestAllocationResult
 	if a := claim.Status.Allocation; a != nil {
@@ -698,7 +714,57 @@ func (s *Source) Prepare(ctx context.Context, claim *resourceapi.ResourceClaim, 
 			}
 		}
 	}
-	return s.derivePrepared(claim, results)
+	var out []device.Prepared
+	err := s.call(abi.OpPrepare, func(m *module.Module) error {
+		if !m.Implements(abi.OpPrepare) {
+			var err error
+			out, err = s.derivePrepared(claim, results)
+			return err
+		}
+		req := prepareRequest(claim, results, s.driver, workload)
+		resp, err := m.Prepare(ctx, req)
+		if err != nil {
+			return err
+		}
+		if out, err = s.fromABI(m).prepared(resp, req.Results); err != nil {
+			s.log.Warn("prepare refused", "claim", claim.Namespace+"/"+claim.Name, "reason", err)
+			return fmt.Errorf("module %q: prepare: %w", s.name, err)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// prepareRequest is the prepare request of claim's results of driver: the
+// devices, and the opaque configuration for the driver, from the class
+// first and then the claim, as the allocation lists them.
+func prepareRequest(claim *resourceapi.ResourceClaim, results []resourceapi.DeviceRequestAllocationResult, driver, workload string) *abi.PrepareRequest {
+	req := &abi.PrepareRequest{Claim: abi.Claim{UID: string(claim.UID), Namespace: claim.Namespace, Name: claim.Name},
+		Workload: workload}
+	for _, r := range results {
+		a := abi.AllocatedDevice{Request: r.Request, DeviceID: r.Device}
+		if r.ShareID != nil {
+			a.ShareID = string(*r.ShareID)
+		}
+		for k, q := range r.ConsumedCapacity {
+			if a.ConsumedCapacity == nil {
+				a.ConsumedCapacity = map[string]string{}
+			}
+			a.ConsumedCapacity[string(k)] = q.String()
+		}
+		req.Results = append(req.Results, a)
+	}
+	if a := claim.Status.Allocation; a != nil {
+		for _, src := range []resourceapi.AllocationConfigSource{resourceapi.AllocationConfigSourceClass, resourceapi.AllocationConfigSourceClaim} {
+			for _, c := range a.Devices.Config {
+				if c.Source == src && c.Opaque != nil && c.Opaque.Driver == driver {
+					req.Configs = append(req.Configs, abi.DeviceConfig{Requests: c.Requests, Source: string(src),
+						Parameters: c.Opaque.Parameters.Raw})
+				}
+			}
+		}
+	}
+	return req
 }
 
 // derivePrepared is what a source without prepare answers: each device's
@@ -721,5 +787,10 @@ func (s *Source) derivePrepared(claim *resourceapi.ResourceClaim, results []reso
 // Unprepare tells the source a claim's devices are no longer used. A
 // module without unprepare has nothing to do.
 func (s *Source) Unprepare(ctx context.Context, claim *resourceapi.ResourceClaim) error {
-	return nil
+	return s.call(abi.OpUnprepare, func(m *module.Module) error {
+		if !m.Implements(abi.OpUnprepare) {
+			return nil
+		}
+		return m.Unprepare(ctx, &abi.Claim{UID: string(claim.UID), Namespace: claim.Namespace, Name: claim.Name})
+	})
 }
