@@ -30,7 +30,12 @@ wasmlet:
 
 # Guest modules for `make run`, in the module directory plugins.toml names.
 guests: $(GO_GUESTS:%=$(BUILD)/modules/%.wasm) $(EXTRA_GO_GUESTS:%=$(BUILD)/modules-extra/%.wasm) \
-	$(C_GUESTS:%=$(BUILD)/modules-extra/c-%.wasm)
+	$(C_GUESTS:%=$(BUILD)/modules-extra/c-%.wasm) $(BUILD)/modules/gpusim-shared.wasm
+
+# gpusim-shared is gpusim once more, under another name and configuration
+# (plugins.toml): a link, which wasmlet loads as the file it points to.
+$(BUILD)/modules/gpusim-shared.wasm: $(BUILD)/modules/gpusim.wasm
+	@ln -sfn gpusim.wasm $@
 
 # Modules are built next to their destination and renamed into place, so a
 # running wasmlet never sees half a file.

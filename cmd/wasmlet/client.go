@@ -189,6 +189,7 @@ func printStatus(w io.Writer, st *adminpb.StatusResponse) {
 	}
 	t.row("Resources:", resources)
 	t.row("Allocations:", strconv.Itoa(int(n.Allocations)))
+	t.row("Claims:", strconv.Itoa(int(n.Claims)))
 	t.row("CSI drivers:", strconv.Itoa(int(n.CsiDrivers)))
 	t.flush()
 	if len(st.Bridged) > 0 {

@@ -25,6 +25,8 @@ var bundledModules = map[string]string{
 	"customhandler":       "guests/customhandler",
 	"pcisource":           "guests/pcisource",
 	"devsource":           "guests/devsource",
+	"gpusim":              "guests/gpusim",
+	"gpusim-shared":       "guests/gpusim",
 }
 
 // wasmlet is a whole wasmlet node (what `wasmlet run` runs), started from a
