@@ -350,7 +350,7 @@ func TestRepoPluginsToml(t *testing.T) {
 	}
 	wantMissing := []string{
 		"modules.devicepluginhandler", "modules.csihandler", "modules.customhandler", "modules.pcisource", "modules.devsource",
-		"handlers.DevicePlugin", "handlers.CSIPlugin", "handlers.ExamplePlugin", "sources.pcisource", "sources.devsource",
+		"modules.gpusim", "modules.gpusim-shared", "handlers.DevicePlugin", "handlers.CSIPlugin", "handlers.ExamplePlugin", "sources.pcisource", "sources.devsource",
 	}
 	if !reflect.DeepEqual(missing, wantMissing) {
 		t.Errorf("missing modules reported for %v, want %v", missing, wantMissing)
@@ -359,7 +359,7 @@ func TestRepoPluginsToml(t *testing.T) {
 	// With placeholder module files, it is valid.
 	modules := filepath.Join(dir, "build", "modules")
 	mustMkdir(t, modules)
-	for _, m := range []string{"devicepluginhandler", "csihandler", "customhandler", "pcisource", "devsource"} {
+	for _, m := range []string{"devicepluginhandler", "csihandler", "customhandler", "pcisource", "devsource", "gpusim", "gpusim-shared"} {
 		mustWrite(t, filepath.Join(modules, m+".wasm"), "")
 	}
 	c, err := Load(file)
