@@ -293,7 +293,7 @@ func (s *Store) prepare(ctx context.Context, c *Claim) error {
 		prepared, err := drv.Prepare(cctx, c.Object, workloadKey(c.Object.Namespace, c.Workload))
 		cancel()
 		if err != nil {
-			return fail(fmt.Errorf("claim %s: %w: driver %s: %v", key, ErrPrepare, d, err))
+			return fail(fmt.Errorf("claim %s: %w: driver %s: %w", key, ErrPrepare, d, err))
 		}
 		done = append(done, d)
 		if s.cfg.Specs != nil {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/wasmlet/wasmlet/guests/build"
 	"github.com/wasmlet/wasmlet/host/config"
+	"github.com/wasmlet/wasmlet/host/claim"
 	"github.com/wasmlet/wasmlet/host/device"
 	"github.com/wasmlet/wasmlet/host/devicemanager"
 	"github.com/wasmlet/wasmlet/host/internal/testenv"
@@ -564,6 +565,37 @@ config = { discover = "hostile", allocate = "hostile" }
 		h.metricsHave(`wasmlet_module_edits_refused_total{kind="device_node",module="greedy"} 4`,
 			`wasmlet_module_edits_refused_total{kind="mount",module="greedy"} 4`,
 			`wasmlet_module_edits_refused_total{kind="env",module="greedy"} 2`)
+	})
+	t.Run("prepare", func(t *testing.T) {
+		// A claim of the module's devices: its prepare answers the hostile
+		// edits, which are refused as an allocation's are; the claim is not
+		// applied, its devices are free again, no CDI spec of it is left.
+		h := start(t, map[string]string{"greedy": "guests/testmodules/greedy"}, "\n[modules.greedy]\nconfig = { prepare = \"hostile\" }\n")
+		h.eventually("both devices", func() bool { r, ok := h.resource("example.com/greedy"); return ok && r.Healthy == 2 })
+		rc, err := claim.Decode([]byte(`{"apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaim", "metadata": {"name": "greedy"},
+			"spec": {"devices": {"requests": [{"name": "all", "exactly": {"deviceClassName": "greedy.example.com", "allocationMode": "All"}}]}}}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = h.n.claims.Apply(context.Background(), rc, claim.Workload{})
+		var refused *device.Refused
+		if !errors.Is(err, claim.ErrPrepare) || !errors.As(err, &refused) || len(refused.Edits) != 5 ||
+			!strings.Contains(err.Error(), `module "greedy": prepare: device "plain-0": container edits outside the module's grant`) {
+			t.Fatalf("apply: %v, want the 5 edits refused", err)
+		}
+		if got := h.n.claims.List(); len(got) != 0 {
+			t.Errorf("claims %v", got)
+		}
+		if ids := h.n.alloc.Available(context.Background(), "greedy.example.com"); len(ids) != 2 {
+			t.Errorf("devices free after the refusal: %v", ids)
+		}
+		if specs, _ := filepath.Glob(filepath.Join(h.dir, "cdi", "wasmlet-claim-*")); len(specs) != 0 {
+			t.Errorf("CDI specs of the refused claim: %v", specs)
+		}
+		h.metricsHave(`wasmlet_module_edits_refused_total{kind="device_node",module="greedy"} 2`,
+			`wasmlet_module_edits_refused_total{kind="mount",module="greedy"} 2`,
+			`wasmlet_module_edits_refused_total{kind="env",module="greedy"} 1`,
+			`wasmlet_claims_applied_total{outcome="error"} 1`)
 	})
 	t.Run("granted", func(t *testing.T) {
 		h := start(t, map[string]string{"greedy": "guests/testmodules/greedy"}, module+`
