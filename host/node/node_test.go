@@ -17,8 +17,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/wasmlet/wasmlet/guests/build"
-	"github.com/wasmlet/wasmlet/host/config"
 	"github.com/wasmlet/wasmlet/host/claim"
+	"github.com/wasmlet/wasmlet/host/config"
 	"github.com/wasmlet/wasmlet/host/device"
 	"github.com/wasmlet/wasmlet/host/devicemanager"
 	"github.com/wasmlet/wasmlet/host/internal/testenv"
