@@ -350,8 +350,9 @@ func (s *Store) unprepareDriver(c *Claim, d string) {
 }
 
 // Delete unprepares the claim, removes its CDI specs, frees its devices and
-// returns it once that is durable. A delete that could not be made durable is
-// done in memory, and the next durable change records it.
+// returns it once that is durable. A delete that cannot be made durable is
+// undone: the claim keeps its devices (unprepared), and a repeated Delete
+// unprepares it again and deletes it once the disk agrees.
 func (s *Store) Delete(ctx context.Context, namespace, name string) (*Claim, error) {
 	if namespace == "" {
 		namespace = DefaultNamespace
@@ -382,14 +383,17 @@ func (s *Store) Delete(ctx context.Context, namespace, name string) (*Claim, err
 			s.mu.Unlock()
 		}()
 		s.unprepare(existing)
-		err = s.durably(ctx, func() { delete(s.claims, key) })
+		if err := s.durably(ctx, func() { delete(s.claims, key) }); err != nil {
+			// Undone, as a release the device manager cannot make durable
+			// is: the claim keeps its devices until its deletion is durable.
+			s.undo(func() { s.claims[key] = existing })
+			return nil, fmt.Errorf("%w: delete of claim %s: %v; nothing was deleted, the claim keeps its devices "+
+				"(its sources were told to unprepare it; delete it again)", ErrNotDurable, key, err)
+		}
 		s.cfg.Allocator.Release(owner(key))
 		s.mu.Lock()
 		s.count()
 		s.mu.Unlock()
-		if err != nil {
-			return nil, fmt.Errorf("%w: delete of claim %s: %v", ErrNotDurable, key, err)
-		}
 		s.log.Info("claim deleted", "claim", key)
 		return existing, nil
 	}

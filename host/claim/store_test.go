@@ -130,7 +130,10 @@ type node struct {
 func start(t testing.TB, dir string, src *gpuSource) *node {
 	t.Helper()
 	log := hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: testenv.Writer{T: t}})
-	n := &node{t: t, dir: dir, ck: filepath.Join(dir, "checkpoint"), src: src, cdi: filepath.Join(dir, "cdi")}
+	n := &node{t: t, dir: dir, ck: filepath.Join(dir, "state", "checkpoint"), src: src, cdi: filepath.Join(dir, "cdi")}
+	if err := os.MkdirAll(filepath.Dir(n.ck), 0o700); err != nil {
+		t.Fatal(err)
+	}
 	specs, err := cdi.New(cdi.Config{Dir: n.cdi, Logger: log})
 	if err != nil {
 		t.Fatal(err)
@@ -343,5 +346,46 @@ func TestApplyRestoreDelete(t *testing.T) {
 	n = start(t, dir, newGPUSource(2))
 	if got := n.claims.List(); len(got) != 0 {
 		t.Errorf("deleted claim restored: %v", got)
+	}
+}
+
+// Nothing that is not durable is acknowledged: with the checkpoint's
+// directory gone, a claim is refused and leaves its devices free, and a
+// deletion is undone, the claim keeping its devices; once the directory is
+// back, the deletion succeeds.
+func TestNothingUndurableIsAcknowledged(t *testing.T) {
+	ctx := context.Background()
+	n := start(t, testenv.ShortDir(t), newGPUSource(2))
+	if _, err := n.claims.Apply(ctx, decode(t, claimOf("kept", whole, 1)), claim.Workload{}); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Dir(n.ck)
+	if err := os.RemoveAll(state); err != nil {
+		t.Fatal(err)
+	}
+	_, err := n.claims.Apply(ctx, decode(t, claimOf("lost", half, 1)), claim.Workload{})
+	if !errors.Is(err, claim.ErrNotDurable) || n.claims.Get("default", "lost") != nil {
+		t.Fatalf("applied without a checkpoint: %v", err)
+	}
+	if _, err := n.claims.Delete(ctx, "default", "kept"); !errors.Is(err, claim.ErrNotDurable) ||
+		!strings.Contains(err.Error(), "nothing was deleted, the claim keeps its devices") {
+		t.Fatalf("deleted without a checkpoint: %v", err)
+	}
+	if n.claims.Get("default", "kept") == nil {
+		t.Fatal("the claim whose deletion failed is gone")
+	}
+	// Its GPU is still held, and so its halves; the refused claim's half
+	// is free again.
+	if got := n.alloc.Available(ctx, driver); fmt.Sprint(got) != "[gpu-1 gpu-1-half-0 gpu-1-half-1]" {
+		t.Fatalf("available: %v", got)
+	}
+	if err := os.MkdirAll(state, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.claims.Delete(ctx, "default", "kept"); err != nil {
+		t.Fatal(err)
+	}
+	if got := n.alloc.Available(ctx, driver); len(got) != 6 {
+		t.Errorf("available after the deletion: %v", got)
 	}
 }
