@@ -15,6 +15,7 @@ import (
 	csipb "github.com/container-storage-interface/spec/lib/go/csi"
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -302,6 +303,11 @@ func checkTopology(segs map[string]string) error {
 func callError(ctx context.Context, err error) string {
 	if ctx.Err() != nil {
 		return fmt.Sprintf("no answer within the registration's time (%v)", ctx.Err())
+	}
+	// gRPC runs its own timer for the context's deadline, which can fire
+	// before the context's: the same event, said the same way.
+	if status.Code(err) == codes.DeadlineExceeded {
+		return fmt.Sprintf("no answer within the registration's time (%v)", context.DeadlineExceeded)
 	}
 	if s, ok := status.FromError(err); ok {
 		return fmt.Sprintf("%s: %s", s.Code(), s.Message())
