@@ -11,13 +11,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pelletier/go-toml/v2"
 	podresourcesv1 "k8s.io/kubelet/pkg/apis/podresources/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/wasmlet/wasmlet/guests/build"
 	"github.com/wasmlet/wasmlet/host/api"
 	"github.com/wasmlet/wasmlet/host/api/adminpb"
-	"github.com/wasmlet/wasmlet/host/config"
 	"github.com/wasmlet/wasmlet/host/internal/testenv"
 )
 
@@ -29,13 +29,24 @@ func bundledGPUs(t *testing.T) (*harness, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bundled, err := config.Load(filepath.Join(root, "plugins.toml"))
+	// The bundled file names modules a clean checkout has not built: its
+	// gpusim entries are read, not the whole file validated.
+	data, err := os.ReadFile(filepath.Join(root, "plugins.toml"))
 	if err != nil {
+		t.Fatal(err)
+	}
+	var bundled struct {
+		Modules map[string]struct{ Config map[string]string }
+	}
+	if err := toml.Unmarshal(data, &bundled); err != nil {
 		t.Fatal(err)
 	}
 	var extra strings.Builder
 	for _, name := range []string{"gpusim", "gpusim-shared"} {
-		cfg := bundled.ModuleOptions(name).Config
+		cfg := bundled.Modules[name].Config
+		if len(cfg) == 0 {
+			t.Fatalf("plugins.toml: [modules.%s] has no config", name)
+		}
 		var kv []string
 		for _, k := range slices.Sorted(maps.Keys(cfg)) {
 			kv = append(kv, fmt.Sprintf("%s = %q", k, cfg[k]))
