@@ -7,10 +7,9 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/wasmlet/wasmlet/host/allocator"
 	resourceapi "k8s.io/api/resource/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
-	sigsjson "sigs.k8s.io/json"
-	"sigs.k8s.io/yaml"
 )
 
 // MaxSize bounds a claim's encoding.
@@ -40,7 +39,7 @@ func Decode(data []byte) (*resourceapi.ResourceClaim, error) {
 		return nil, fmt.Errorf("%w: empty", ErrInvalid)
 	}
 	var c resourceapi.ResourceClaim
-	if err := Strict(data, &c); err != nil {
+	if err := allocator.DecodeStrict(data, &c); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	if err := Validate(&c); err != nil {
@@ -51,31 +50,6 @@ func Decode(data []byte) (*resourceapi.ResourceClaim, error) {
 	}
 	c.Status = resourceapi.ResourceClaimStatus{}
 	return &c, nil
-}
-
-// Strict decodes YAML or JSON into v, as the API server does: an unknown
-// or duplicate field is an error that names its path
-// ("spec.devices.requests[0].exactly.selector").
-func Strict(data []byte, v any) error {
-	j := data
-	if t := bytes.TrimSpace(data); len(t) == 0 || t[0] != '{' { // JSON is YAML, but much faster read as JSON
-		var err error
-		if j, err = yaml.YAMLToJSON(data); err != nil {
-			return err
-		}
-	}
-	strict, err := sigsjson.UnmarshalStrict(j, v)
-	if err != nil {
-		return err
-	}
-	if len(strict) > 0 {
-		msgs := make([]string, len(strict))
-		for i, e := range strict {
-			msgs[i] = e.Error()
-		}
-		return errors.New(strings.Join(msgs, "; "))
-	}
-	return nil
 }
 
 // Validate checks c as Decode does.

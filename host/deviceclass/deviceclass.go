@@ -18,11 +18,12 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/wasmlet/wasmlet/host/allocator"
+
 	resourceapi "k8s.io/api/resource/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/dynamic-resource-allocation/cel"
-	"sigs.k8s.io/yaml"
 )
 
 // MaxFileSize bounds a class file.
@@ -120,7 +121,7 @@ func isComment(doc []byte) bool {
 // with a driver and JSON parameters.
 func Decode(data []byte, cache *cel.Cache) (*resourceapi.DeviceClass, error) {
 	var c resourceapi.DeviceClass
-	if err := yaml.UnmarshalStrict(data, &c); err != nil {
+	if err := allocator.DecodeStrict(data, &c); err != nil {
 		return nil, err
 	}
 	var problems []string

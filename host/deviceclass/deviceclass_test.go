@@ -34,7 +34,7 @@ func TestLoad(t *testing.T) {
 	_, err = deviceclass.Load(dir, allocator.NewCELCache())
 	for _, want := range []string{
 		filepath.Join(dir, "bad.yaml") + `: document 1: device class "gpu.example.com": spec.selectors[0].cel.expression: compilation failed`,
-		filepath.Join(dir, "bad.yaml") + `: document 2: error unmarshaling JSON: while decoding JSON: json: unknown field "foo"`,
+		filepath.Join(dir, "bad.yaml") + `: document 2: unknown field "foo"`,
 		filepath.Join(dir, "gpu.yaml") + `: device class "gpu.example.com" is defined in ` + filepath.Join(dir, "dup.json") + ` too`,
 	} {
 		if err == nil || !strings.Contains(err.Error(), want) {
