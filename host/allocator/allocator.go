@@ -234,12 +234,10 @@ func (a *Allocator) allocate(ctx context.Context, owner string, claim *resourcea
 	if p := a.pools[driver]; p != nil && len(prefer) > 0 {
 		all = a.preferring(p, prefer)
 	}
-	alloc, err := structured.NewAllocator(ctx, Features, a.state(), classLister{a}, all, a.cel)
-	if err != nil {
-		return nil, err
-	}
-	results, err := alloc.Allocate(ctx, a.node, []*resourceapi.ResourceClaim{claim})
+	results, err := a.upstream(ctx, all, claim)
 	switch {
+	case errors.Is(err, errPanicked):
+		return nil, err
 	case errors.Is(err, structured.ErrFailedAllocationOnNode):
 		return nil, &Unsatisfiable{Reasons: []string{strings.TrimSpace(err.Error())}}
 	case err != nil && ctx.Err() != nil:
@@ -252,6 +250,27 @@ func (a *Allocator) allocate(ctx context.Context, owner string, claim *resourcea
 	r := results[0].DeepCopy()
 	a.held[owner] = r
 	return r.DeepCopy(), nil
+}
+
+// errPanicked is the upstream allocator failing on input it did not expect.
+var errPanicked = errors.New("the upstream allocator failed")
+
+// upstream runs the upstream allocator on claim over slices. It trusts its
+// input as the API server would have validated it, and wasmlet's comes
+// from modules: their discoveries are checked to the same rules where they
+// enter (devicesource), and a panic the checks missed is this claim's
+// error, not the node's end.
+func (a *Allocator) upstream(ctx context.Context, slices []*resourceapi.ResourceSlice, claim *resourceapi.ResourceClaim) (_ []resourceapi.AllocationResult, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%w on claim %s/%s (please report it, with the devices of the claim's classes): %v", errPanicked, claim.Namespace, claim.Name, p)
+		}
+	}()
+	alloc, err := structured.NewAllocator(ctx, Features, a.state(), classLister{a}, slices, a.cel)
+	if err != nil {
+		return nil, err
+	}
+	return alloc.Allocate(ctx, a.node, []*resourceapi.ResourceClaim{claim})
 }
 
 // CountRequest is the name of the one request of a count request's claim.

@@ -4,12 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 
 	apiresource "k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/wasmlet/wasmlet/abi"
 	"github.com/wasmlet/wasmlet/host/device"
+	"github.com/wasmlet/wasmlet/host/devicemanager"
 	"github.com/wasmlet/wasmlet/host/module"
 )
 
@@ -32,6 +34,32 @@ func newFromABI(m *module.Module, resource string, grant device.Grant, refused f
 		p.Roots = append(p.Roots, device.Root{Path: mt.Host, Within: mt.Root, Devices: mt.Devices})
 	}
 	return fromABI{policy: p, refused: refused}
+}
+
+// CheckDiscovery checks a discover reply as a source does before taking
+// it: the ABI's rules (abi.ValidDiscovery), then each device as it is
+// converted (quantities, request policies as Kubernetes validates them,
+// counter sets), then the set as a device manager takes it. Where a source
+// leaves out a device that fails the conversion, and says why, this fails
+// on it: it is for `wasmlet module check` and the conformance checks, which
+// judge the module. Container edits are not judged: they depend on the
+// operator's grant.
+func CheckDiscovery(r *abi.DiscoverResponse) error {
+	if err := abi.ValidDiscovery(r); err != nil {
+		return err
+	}
+	devs := make([]device.Device, 0, len(r.Devices))
+	for i := range r.Devices {
+		d := device.Device{ID: r.Devices[i].ID}
+		if err := structured(&d, &r.Devices[i]); err != nil {
+			return fmt.Errorf("device %q: %w", d.ID, err)
+		}
+		devs = append(devs, d)
+	}
+	if _, err := counterSets(r.SharedCounters); err != nil {
+		return err
+	}
+	return devicemanager.ValidDevices(devs)
 }
 
 // devices converts a discovered set. A device whose edits the policy
@@ -171,6 +199,9 @@ func structured(d *device.Device, a *abi.Device) error {
 				}
 				capy.Policy.ValidValues = append(capy.Policy.ValidValues, q)
 			}
+			if err := checkPolicy(v, capy.Policy); err != nil {
+				return fmt.Errorf("capacity %q: request policy: %w", k, err)
+			}
 		}
 		if d.Capacity == nil {
 			d.Capacity = map[string]device.Capacity{}
@@ -199,6 +230,110 @@ func counterSets(sets []abi.CounterSet) ([]device.CounterSet, error) {
 		out = append(out, device.CounterSet{Name: s.Name, Counters: q})
 	}
 	return out, nil
+}
+
+// checkPolicy checks a request policy as Kubernetes' API validation does
+// (validateRequestPolicy in resource.k8s.io, fractional ranges counted in
+// thousandths): valid values ascending, none more than the capacity, the
+// default one of them; or a range whose min is at most the capacity and the
+// default, whose max is at least min and the default and at most the
+// capacity, whose step is positive, fits the capacity once above min, and
+// reaches the default and max from min. The upstream allocator trusts what
+// the API server validated, and divides by the step: a module's policy
+// must pass the same rules before it meets the allocator. abi.ValidDiscovery
+// saw to the rest (a default with either, not both; a range has a min).
+func checkPolicy(capacity apiresource.Quantity, p *device.CapacityPolicy) error {
+	if len(p.ValidValues) > 0 {
+		found := false
+		for i, v := range p.ValidValues {
+			if i > 0 && p.ValidValues[i-1].Cmp(v) >= 0 {
+				return fmt.Errorf("valid_values must ascend, each larger than the one before: %s follows %s", v.String(), p.ValidValues[i-1].String())
+			}
+			if v.Cmp(capacity) > 0 {
+				return fmt.Errorf("valid value %s is larger than the capacity, %s", v.String(), capacity.String())
+			}
+			found = found || v.Cmp(*p.Default) == 0
+		}
+		if !found {
+			return fmt.Errorf("default %s is not one of valid_values", p.Default.String())
+		}
+		return nil
+	}
+	if p.Min == nil {
+		return nil
+	}
+	min, def := *p.Min, *p.Default
+	switch {
+	case min.Sign() < 0:
+		return fmt.Errorf("min %s is negative", min.String())
+	case min.Cmp(capacity) > 0:
+		return fmt.Errorf("min %s is larger than the capacity, %s", min.String(), capacity.String())
+	case def.Cmp(min) < 0:
+		return fmt.Errorf("default %s is less than min, %s", def.String(), min.String())
+	}
+	if max := p.Max; max != nil {
+		switch {
+		case min.Cmp(*max) > 0:
+			return fmt.Errorf("min %s is larger than max, %s", min.String(), max.String())
+		case max.Cmp(capacity) > 0:
+			return fmt.Errorf("max %s is larger than the capacity, %s", max.String(), capacity.String())
+		case def.Cmp(*max) > 0:
+			return fmt.Errorf("default %s is more than max, %s", def.String(), max.String())
+		}
+	}
+	step := p.Step
+	if step == nil {
+		return nil
+	}
+	if step.Sign() <= 0 {
+		return fmt.Errorf("step %s is not positive", step.String())
+	}
+	above := min.DeepCopy()
+	above.Add(*step)
+	if above.Cmp(capacity) > 0 {
+		return fmt.Errorf("one step above min, %s, is larger than the capacity, %s", above.String(), capacity.String())
+	}
+	for _, v := range []*apiresource.Quantity{p.Default, p.Max} {
+		if v == nil {
+			continue
+		}
+		ok, err := reaches(min, *step, *v)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("%s is not min (%s) plus a multiple of step (%s)", v.String(), min.String(), step.String())
+		}
+	}
+	return nil
+}
+
+// reaches reports whether v is min plus a whole number of steps, in whole
+// units when all three are whole numbers and in thousandths otherwise, as
+// Kubernetes computes it, with the same bounds: 0 to 2^63-1 units, or
+// thousandths.
+func reaches(min, step, v apiresource.Quantity) (bool, error) {
+	fractional := false
+	for _, q := range []apiresource.Quantity{min, step, v} {
+		if q.Sign() < 0 {
+			return false, fmt.Errorf("%s is negative", q.String())
+		}
+		if q.CmpInt64(math.MaxInt64) > 0 {
+			return false, fmt.Errorf("%s is larger than %d", q.String(), int64(math.MaxInt64))
+		}
+		whole := q.DeepCopy()
+		whole.RoundUp(0)
+		fractional = fractional || whole.Cmp(q) != 0
+	}
+	if !fractional {
+		return (v.Value()-min.Value())%step.Value() == 0, nil
+	}
+	for _, q := range []apiresource.Quantity{min, step, v} {
+		if apiresource.NewMilliQuantity(q.MilliValue(), q.Format).Cmp(q) != 0 {
+			return false, fmt.Errorf("%s cannot be counted in thousandths", q.String())
+		}
+	}
+	return (v.MilliValue()-min.MilliValue())%step.MilliValue() == 0, nil
 }
 
 func quantities(m map[string]string) (map[string]apiresource.Quantity, error) {

@@ -520,6 +520,35 @@ timeout = "5m"
 	}
 }
 
+// TestHostileRequestPolicy: a device source whose device has a request
+// policy Kubernetes would refuse — a step of 0, which the upstream
+// allocator divides by — has that device left out with the reason, and a
+// claim asking for its capacity is refused as unsatisfiable; the node goes
+// on allocating the source's other device.
+func TestHostileRequestPolicy(t *testing.T) {
+	h := start(t, map[string]string{"badsource": "guests/testmodules/badsource"}, "\n[modules.badsource]\nconfig = { bad = \"step\" }\n")
+	h.eventually("bad-1 alone", func() bool {
+		r, ok := h.resource("example.com/bad")
+		return ok && r.Capacity == 1 && r.Devices[0].ID == "bad-1"
+	})
+	if why := h.n.Sources().Source("badsource").Status().Refused["bad-0"]; why != `capacity "memory": request policy: step 0 is not positive` {
+		t.Fatalf("bad-0 refused for %q", why)
+	}
+	rc, err := claim.Decode([]byte(`{"apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaim", "metadata": {"name": "memory"},
+		"spec": {"devices": {"requests": [{"name": "m", "exactly": {"deviceClassName": "bad.example.com", "capacity": {"requests": {"memory": "4Gi"}}}}]}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = h.n.claims.Apply(context.Background(), rc, claim.Workload{})
+	if !errors.Is(err, claim.ErrUnsatisfiable) || !strings.Contains(err.Error(), "1 short of the capacity asked for (memory 4Gi)") {
+		t.Fatalf("apply: %v, want it unsatisfiable for want of capacity", err)
+	}
+	if _, err := h.n.Devices().Allocate(context.Background(), devicemanager.AllocateRequest{
+		Namespace: "ns", Pod: "p", Container: "c", Resource: "example.com/bad", Count: 1}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestModuleEditsArePoliced: a device source that asks for the host's /,
 // the docker socket, /dev/sda and /dev/mem read-write and LD_PRELOAD, with
 // nothing granted, has the device that needs them left out (with the

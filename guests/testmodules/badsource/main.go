@@ -6,6 +6,8 @@
 //	attribute  a typed attribute named "pcie-root", which is no qualified name
 //	counters   a device consuming a counter set that no one declares
 //	policy     a request policy on a device that does not allow multiple allocations
+//	step       a request policy whose step is 0, which the upstream allocator
+//	           divides by
 //	quantity   a capacity of "1.5e-2147483648", which Kubernetes' parser would
 //	           take a day of CPU to read
 //	prepare    prepare answers differently every time
@@ -63,6 +65,10 @@ func discover() (*abi.DiscoverResponse, error) {
 		r.Devices[1].ConsumesCounters[0].CounterSet = "undeclared"
 	case "quantity":
 		r.Devices[0].Capacity["memory"] = abi.Capacity{Value: "1.5e-2147483648"}
+	case "step":
+		r.Devices[0].AllowMultipleAllocations = true
+		r.Devices[0].Capacity["memory"] = abi.Capacity{Value: "16Gi",
+			RequestPolicy: &abi.CapacityRequestPolicy{Default: "1Gi", Min: "1Gi", Step: "0"}}
 	case "policy":
 		r.Devices[0].Capacity["memory"] = abi.Capacity{Value: "1Gi", RequestPolicy: &abi.CapacityRequestPolicy{Default: "1Gi"}}
 	}

@@ -25,6 +25,7 @@ import (
 	"tags.cncf.io/container-device-interface/pkg/parser"
 
 	"github.com/wasmlet/wasmlet/abi"
+	"github.com/wasmlet/wasmlet/host/devicesource"
 	"github.com/wasmlet/wasmlet/host/module"
 )
 
@@ -373,11 +374,11 @@ func ValidDevices(devs []abi.Device) error {
 }
 
 // ValidDiscovery checks a discover reply the way the host does before
-// accepting it (abi.ValidDiscovery: ids, and the structured fields as
-// Kubernetes checks a ResourceSlice), and that every health is one the
-// ABI defines.
+// accepting it (devicesource.CheckDiscovery: ids, the structured fields as
+// Kubernetes checks a ResourceSlice, request policies as its API validates
+// them), and that every health is one the ABI defines.
 func ValidDiscovery(r *abi.DiscoverResponse) error {
-	if err := abi.ValidDiscovery(r); err != nil {
+	if err := devicesource.CheckDiscovery(r); err != nil {
 		return err
 	}
 	for _, d := range r.Devices {

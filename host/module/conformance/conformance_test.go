@@ -243,6 +243,7 @@ func TestBadSource(t *testing.T) {
 		"attribute": {discovery, `device "bad-0": typed attribute "pcie-root": qualified name "pcie-root"`},
 		"counters":  {discovery, `device "bad-1": consumes_counters of "undeclared": no shared counter set has that name`},
 		"policy":    {discovery, `capacity "memory": a request policy needs allow_multiple_allocations on the device`},
+		"step":      {discovery, `device "bad-0": capacity "memory": request policy: step 0 is not positive`},
 		"quantity":  {discovery, `capacity "memory": value: quantity "1.5e-2147483648" has suffix "e-2147483648"`},
 		"prepare":   {prepare, "the same prepare answered differently"},
 		"stranger":  {prepare, `prepare answered for request "conformance", device "bad-1"; it was asked for request "conformance", device "bad-0"`},
