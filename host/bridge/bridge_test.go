@@ -119,7 +119,11 @@ func TestServeCounter(t *testing.T) {
 		t.Errorf("CDI edits %v", env)
 	}
 
-	st := e.waitStatus(counter, "one stream", func(st bridge.Status) bool { return st.Streams == 1 })
+	// The kubelet may open its stream before the bridge has its answer to
+	// Register: wait for both.
+	st := e.waitStatus(counter, "registered, one stream", func(st bridge.Status) bool {
+		return st.Streams == 1 && st.State == bridge.StateRegistered
+	})
 	if st.State != bridge.StateRegistered || st.Registrations != 1 || st.Devices != 4 || st.Healthy != 4 ||
 		st.Provider != "module:counter" || st.Socket != filepath.Join(e.kubeletDir, "wasmlet-counter.sock") || !st.KubeletPresent {
 		t.Errorf("status %+v", st)
