@@ -51,26 +51,18 @@ const PluginType = "CSIPlugin"
 const DefaultEndpointDir = "/var/lib/kubelet/plugins"
 
 func init() {
-	handler.Serve(handler.Handler{
+	handler.ServePolicy(handler.Handler{
 		Type:    PluginType,
 		Name:    "csihandler",
 		Version: "1.0.0",
 		Summary: "CSI drivers, validated as the kubelet does (name, CSI 1.x version, endpoint) under a node policy",
-		Validate: func(p *abi.Plugin) error {
-			_, err := loadPolicy().check(p)
-			return err
-		},
-		Register: func(p *abi.Plugin) (*abi.RegisterResponse, error) {
-			return loadPolicy().register(p)
-		},
-		Deregister: func(p *abi.Plugin) error { return nil },
-	})
+	}, loadPolicy)
 }
 
 func main() {}
 
-// policy is the configuration, read afresh on every call: the host may send
-// validate and register to different instances.
+// policy is the configuration, loaded afresh for every call
+// (handler.ServePolicy).
 type policy struct {
 	drivers      []string
 	domains      []string
@@ -87,8 +79,8 @@ func loadPolicy() policy {
 	}
 }
 
-// check validates p and returns the CSI spec version to use with it.
-func (pol policy) check(p *abi.Plugin) (string, error) {
+// Check validates p and returns the CSI spec version to use with it.
+func (pol policy) Check(p *abi.Plugin) (string, error) {
 	who := "CSI driver " + quote(p.Name)
 	if p.Type != "" && p.Type != PluginType {
 		return "", sdk.Refuse(who + " has type " + quote(p.Type) + "; this handler serves " + PluginType)
@@ -124,11 +116,8 @@ func (pol policy) check(p *abi.Plugin) (string, error) {
 	return version, nil
 }
 
-func (pol policy) register(p *abi.Plugin) (*abi.RegisterResponse, error) {
-	version, err := pol.check(p)
-	if err != nil {
-		return nil, err
-	}
+// Accept tells the host to register the CSI driver p at its endpoint.
+func (pol policy) Accept(p *abi.Plugin, version string) *abi.RegisterResponse {
 	return &abi.RegisterResponse{
 		Action:   abi.ActionCSIDriver,
 		Endpoint: p.Endpoint,
@@ -140,7 +129,7 @@ func (pol policy) register(p *abi.Plugin) (*abi.RegisterResponse, error) {
 			"endpoint":            p.Endpoint,
 			"registration_socket": p.SocketPath,
 		},
-	}, nil
+	}
 }
 
 // nameAllowed applies allowed_drivers and allowed_domains. DNS names

@@ -12,6 +12,7 @@ import (
 
 	"github.com/wasmlet/wasmlet/abi"
 	"github.com/wasmlet/wasmlet/guests/sdk"
+	"github.com/wasmlet/wasmlet/guests/sdk/handler"
 )
 
 const endpoint = "/var/lib/kubelet/plugins/hostpath.csi.k8s.io/csi.sock"
@@ -80,7 +81,7 @@ func TestValidate(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			sdk.SetTestConfig(c.config)
-			version, err := loadPolicy().check(c.plugin)
+			version, err := loadPolicy().Check(c.plugin)
 			if c.want == "" {
 				if err != nil {
 					t.Fatalf("refused: %v", err)
@@ -107,7 +108,7 @@ func TestValidate(t *testing.T) {
 func TestRegister(t *testing.T) {
 	sdk.SetTestConfig(nil)
 	p := driver("hostpath.csi.k8s.io", "1.0.0", "1.9.0")
-	r, err := loadPolicy().register(p)
+	r, err := handler.Register(loadPolicy(), p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +120,7 @@ func TestRegister(t *testing.T) {
 		t.Fatalf("attributes %v", a)
 	}
 	// register applies the policy too: it may be called without validate.
-	if _, err := loadPolicy().register(driver("hostpath.csi.k8s.io", "0.3.0")); err == nil {
+	if _, err := handler.Register(loadPolicy(), driver("hostpath.csi.k8s.io", "0.3.0")); err == nil {
 		t.Fatal("register accepted a CSI 0.x driver")
 	}
 }

@@ -33,30 +33,24 @@ import (
 const DefaultType = "ExamplePlugin"
 
 func init() {
-	handler.Serve(handler.Handler{
+	handler.ServePolicy(handler.Handler{
 		Type:    sdk.ConfigOr("type", DefaultType),
 		Name:    "customhandler",
 		Version: "1.0.0",
 		Summary: "records plugins of a custom type that pass a version and name policy",
-		Validate: func(p *abi.Plugin) error {
-			_, err := loadPolicy().check(p)
-			return err
-		},
-		Register: func(p *abi.Plugin) (*abi.RegisterResponse, error) {
-			return loadPolicy().register(p, now())
-		},
-		Deregister: func(p *abi.Plugin) error { return nil },
-	})
+	}, loadPolicy)
 }
 
 func main() {}
 
-// policy is the configuration, read afresh on every call: the host may send
-// validate and register to different instances.
+// policy is the configuration, loaded afresh for every call
+// (handler.ServePolicy).
 type policy struct {
 	typ         string
 	versions    []string
 	namePattern string
+	// now is the wall clock in nanoseconds since the Unix epoch.
+	now func() int64
 }
 
 func loadPolicy() policy {
@@ -64,11 +58,12 @@ func loadPolicy() policy {
 		typ:         sdk.ConfigOr("type", DefaultType),
 		versions:    sdk.ConfigList("versions", "v1"),
 		namePattern: strings.TrimSpace(sdk.ConfigOr("name_pattern", "*")),
+		now:         now,
 	}
 }
 
-// check validates p and returns the version to use with it.
-func (pol policy) check(p *abi.Plugin) (string, error) {
+// Check validates p and returns the version to use with it.
+func (pol policy) Check(p *abi.Plugin) (string, error) {
 	who := pol.typ + " plugin " + strconv.Quote(p.Name)
 	if p.Type != "" && p.Type != pol.typ {
 		return "", sdk.Refuse(who + " has type " + strconv.Quote(p.Type) + "; this handler serves " + pol.typ)
@@ -104,11 +99,8 @@ func (pol policy) check(p *abi.Plugin) (string, error) {
 	return version, nil
 }
 
-func (pol policy) register(p *abi.Plugin, unixNano int64) (*abi.RegisterResponse, error) {
-	version, err := pol.check(p)
-	if err != nil {
-		return nil, err
-	}
+// Accept records p.
+func (pol policy) Accept(p *abi.Plugin, version string) *abi.RegisterResponse {
 	endpoint := p.Endpoint
 	if endpoint == "" {
 		endpoint = p.SocketPath
@@ -123,9 +115,9 @@ func (pol policy) register(p *abi.Plugin, unixNano int64) (*abi.RegisterResponse
 			"version":             version,
 			"offered_versions":    strings.Join(p.SupportedVersions, ","),
 			"registration_socket": p.SocketPath,
-			"registered_at":       rfc3339(unixNano),
+			"registered_at":       rfc3339(pol.now()),
 		},
-	}, nil
+	}
 }
 
 // rfc3339 formats a time given in nanoseconds since the Unix epoch as UTC in

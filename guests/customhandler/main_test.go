@@ -10,6 +10,7 @@ import (
 
 	"github.com/wasmlet/wasmlet/abi"
 	"github.com/wasmlet/wasmlet/guests/sdk"
+	"github.com/wasmlet/wasmlet/guests/sdk/handler"
 )
 
 func TestValidate(t *testing.T) {
@@ -42,7 +43,7 @@ func TestValidate(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			sdk.SetTestConfig(c.config)
-			_, err := loadPolicy().check(c.plugin)
+			_, err := loadPolicy().Check(c.plugin)
 			if c.want == "" {
 				if err != nil {
 					t.Fatalf("refused: %v", err)
@@ -61,7 +62,9 @@ func TestRegister(t *testing.T) {
 	sdk.SetTestConfig(map[string]string{"versions": "v2,v1", "type": "Widget"})
 	when := time.Date(2026, 3, 1, 12, 0, 0, 0, time.FixedZone("x", 3600))
 	p := &abi.Plugin{Type: "Widget", Name: "w", SupportedVersions: []string{"v1", "v2"}, SocketPath: "/reg/w.sock"}
-	r, err := loadPolicy().register(p, when.UnixNano())
+	pol := loadPolicy()
+	pol.now = func() int64 { return when.UnixNano() }
+	r, err := handler.Register(pol, p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +79,7 @@ func TestRegister(t *testing.T) {
 		}
 	}
 	p.Name = ""
-	if _, err := loadPolicy().register(p, when.UnixNano()); err == nil {
+	if _, err := handler.Register(pol, p); err == nil {
 		t.Fatal("register accepted a plugin validate refuses")
 	}
 }

@@ -43,26 +43,18 @@ import (
 const PluginType = "DevicePlugin"
 
 func init() {
-	handler.Serve(handler.Handler{
+	handler.ServePolicy(handler.Handler{
 		Type:    PluginType,
 		Name:    "devicepluginhandler",
 		Version: "1.0.0",
 		Summary: "device plugins registered through the plugin watcher, with a version and resource-name policy",
-		Validate: func(p *abi.Plugin) error {
-			_, err := loadPolicy().check(p)
-			return err
-		},
-		Register: func(p *abi.Plugin) (*abi.RegisterResponse, error) {
-			return loadPolicy().register(p)
-		},
-		Deregister: func(p *abi.Plugin) error { return nil },
-	})
+	}, loadPolicy)
 }
 
 func main() {}
 
-// policy is the configuration, read afresh on every call: the host may send
-// validate and register to different instances.
+// policy is the configuration, loaded afresh for every call
+// (handler.ServePolicy).
 type policy struct {
 	versions    []string
 	domains     []string
@@ -77,8 +69,8 @@ func loadPolicy() policy {
 	}
 }
 
-// check validates p and returns the API version to use with it.
-func (pol policy) check(p *abi.Plugin) (string, error) {
+// Check validates p and returns the API version to use with it.
+func (pol policy) Check(p *abi.Plugin) (string, error) {
 	who := "device plugin " + quote(p.Name)
 	if p.Type != "" && p.Type != PluginType {
 		return "", sdk.Refuse(who + " has type " + quote(p.Type) + "; this handler serves " + PluginType)
@@ -116,11 +108,8 @@ func (pol policy) check(p *abi.Plugin) (string, error) {
 	return version, nil
 }
 
-func (pol policy) register(p *abi.Plugin) (*abi.RegisterResponse, error) {
-	version, err := pol.check(p)
-	if err != nil {
-		return nil, err
-	}
+// Accept tells the host to connect to p as a device plugin.
+func (pol policy) Accept(p *abi.Plugin, version string) *abi.RegisterResponse {
 	endpoint := p.Endpoint
 	attrs := map[string]string{
 		"resource":            p.Name,
@@ -139,7 +128,7 @@ func (pol policy) register(p *abi.Plugin) (*abi.RegisterResponse, error) {
 		Endpoint:     endpoint,
 		Version:      version,
 		Attributes:   attrs,
-	}, nil
+	}
 }
 
 // chooseVersion returns the first accepted version the plugin supports.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/wasmlet/wasmlet/abi"
 	"github.com/wasmlet/wasmlet/guests/sdk"
+	"github.com/wasmlet/wasmlet/guests/sdk/handler"
 )
 
 func plugin(name string, versions ...string) *abi.Plugin {
@@ -60,7 +61,7 @@ func TestValidate(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			sdk.SetTestConfig(c.config)
-			_, err := loadPolicy().check(c.plugin)
+			_, err := loadPolicy().Check(c.plugin)
 			if c.want == "" {
 				if err != nil {
 					t.Fatalf("refused: %v", err)
@@ -84,7 +85,7 @@ func TestValidate(t *testing.T) {
 func TestRegister(t *testing.T) {
 	sdk.SetTestConfig(map[string]string{"versions": "v1beta2,v1beta1"})
 	p := plugin("vendor.com/gpu", "v1beta1", "v1beta2")
-	r, err := loadPolicy().register(p)
+	r, err := handler.Register(loadPolicy(), p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,12 +99,12 @@ func TestRegister(t *testing.T) {
 
 	// Without an endpoint the host uses the registration socket.
 	p.Endpoint = ""
-	if r, err = loadPolicy().register(p); err != nil || r.Endpoint != "" || r.Attributes["endpoint"] != p.SocketPath {
+	if r, err = handler.Register(loadPolicy(), p); err != nil || r.Endpoint != "" || r.Attributes["endpoint"] != p.SocketPath {
 		t.Fatalf("got %+v, %v", r, err)
 	}
 
 	// register applies the policy too: it may be called without validate.
-	if _, err := loadPolicy().register(plugin("gpu", "v1beta1")); err == nil {
+	if _, err := handler.Register(loadPolicy(), plugin("gpu", "v1beta1")); err == nil {
 		t.Fatal("register accepted an invalid resource name")
 	}
 }

@@ -7,6 +7,9 @@
 //			Register: func(p *abi.Plugin) (*abi.RegisterResponse, error) { ... },
 //		})
 //	}
+//
+// A handler that decides by its configuration can serve a Policy instead,
+// loaded for each call (ServePolicy).
 package handler
 
 import (
@@ -47,6 +50,42 @@ func Serve(handler Handler) {
 	}
 	guest.Describe(abi.Description{Kind: abi.KindHandler, Name: h.Name, Version: h.Version,
 		Summary: h.Summary, PluginType: h.Type, Operations: ops})
+}
+
+// Policy is a handler's decision about plugins, made from its configuration.
+// The host may send validate and register to different instances of the
+// module, so register checks what validate checks (see Register).
+type Policy interface {
+	// Check accepts p, naming the version to use with it, or refuses it.
+	Check(p *abi.Plugin) (version string, err error)
+	// Accept answers register for p, which Check accepted with version.
+	Accept(p *abi.Plugin, version string) *abi.RegisterResponse
+}
+
+// ServePolicy makes h, with the policy load returns, this module's handler:
+// load runs afresh for every call (it reads the configuration); validate is
+// the policy's Check, register is Register, and deregister accepts. h's
+// Validate, Register and Deregister are replaced. Call it once, from an init
+// function.
+func ServePolicy[P Policy](h Handler, load func() P) {
+	h.Validate = func(p *abi.Plugin) error {
+		_, err := load().Check(p)
+		return err
+	}
+	h.Register = func(p *abi.Plugin) (*abi.RegisterResponse, error) { return Register(load(), p) }
+	h.Deregister = func(*abi.Plugin) error { return nil }
+	Serve(h)
+}
+
+// Register answers register for p under pol: Check, then Accept, so that
+// register refuses what validate refuses even when validate did not run in
+// this instance.
+func Register(pol Policy, p *abi.Plugin) (*abi.RegisterResponse, error) {
+	version, err := pol.Check(p)
+	if err != nil {
+		return nil, err
+	}
+	return pol.Accept(p, version), nil
 }
 
 //go:wasmexport wasmlet_validate

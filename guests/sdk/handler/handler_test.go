@@ -166,3 +166,54 @@ func TestMalformedRequests(t *testing.T) {
 		t.Error("the handler ran on a request that did not decode")
 	}
 }
+
+// testPolicy accepts plugins named "ok", with version v1.
+type testPolicy struct{}
+
+func (testPolicy) Check(p *abi.Plugin) (string, error) {
+	if p.Name != "ok" {
+		return "", &abi.Error{Code: abi.CodeInvalidArgument, Message: "not ok: " + p.Name}
+	}
+	return "v1", nil
+}
+
+func (testPolicy) Accept(p *abi.Plugin, version string) *abi.RegisterResponse {
+	return &abi.RegisterResponse{Action: abi.ActionRecord, Version: version, Attributes: map[string]string{"name": p.Name}}
+}
+
+// TestServePolicy: the policy is loaded for every call; validate is Check,
+// register is Check then Accept (it refuses what validate refuses), and
+// deregister accepts.
+func TestServePolicy(t *testing.T) {
+	loads := 0
+	guest.Reset()
+	ServePolicy(Handler{Type: "X", Name: "p"}, func() testPolicy { loads++; return testPolicy{} })
+	t.Cleanup(func() { guest.Reset(); h = Handler{} })
+
+	d, err := guest.Description()
+	if want := []string{"register", "validate", "deregister"}; err != nil || !reflect.DeepEqual(d.Operations, want) {
+		t.Errorf("operations %q, %v; want %q", d.Operations, err, want)
+	}
+	ok, bad := abi.Plugin{Name: "ok"}, abi.Plugin{Name: "bad"}
+	if err := guest.CallMessage(validate, &abi.ValidateRequest{Plugin: ok}, &abi.ValidateResponse{}); err != nil {
+		t.Errorf("validate ok: %v", err)
+	}
+	var e *abi.Error
+	if err := guest.CallMessage(validate, &abi.ValidateRequest{Plugin: bad}, &abi.ValidateResponse{}); !errors.As(err, &e) || e.Message != "not ok: bad" {
+		t.Errorf("validate bad: %v", err)
+	}
+	var got abi.RegisterResponse
+	want := abi.RegisterResponse{Action: abi.ActionRecord, Version: "v1", Attributes: map[string]string{"name": "ok"}}
+	if err := guest.CallMessage(register, &abi.RegisterRequest{Plugin: ok}, &got); err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("register ok = %+v, %v; want %+v", got, err, want)
+	}
+	if err := guest.CallMessage(register, &abi.RegisterRequest{Plugin: bad}, &got); !errors.As(err, &e) || e.Code != abi.CodeInvalidArgument {
+		t.Errorf("register bad: %v", err)
+	}
+	if err := guest.CallMessage(deregister, &abi.DeregisterRequest{Plugin: bad}, &abi.DeregisterResponse{}); err != nil {
+		t.Errorf("deregister: %v", err)
+	}
+	if loads != 4 {
+		t.Errorf("the policy was loaded %d times for 4 validate and register calls", loads)
+	}
+}
