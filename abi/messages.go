@@ -254,11 +254,9 @@ func (m *Plugin) AppendTo(b []byte) []byte {
 	return appendString(b, 5, m.SocketPath)
 }
 
-func (m *Plugin) Unmarshal(b []byte) error { return m.unmarshal(own(b)) }
-
-func (m *Plugin) unmarshal(b []byte) error {
+func (m *Plugin) Unmarshal(b []byte) error {
 	*m = Plugin{}
-	return m.merge(b)
+	return m.merge(own(b))
 }
 
 func (m *Plugin) merge(b []byte) error {
@@ -502,11 +500,9 @@ func (e *ContainerEdits) AppendTo(b []byte) []byte {
 	return appendStringMap(b, 4, e.Annotations)
 }
 
-func (e *ContainerEdits) Unmarshal(b []byte) error { return e.unmarshal(own(b)) }
-
-func (e *ContainerEdits) unmarshal(b []byte) error {
+func (e *ContainerEdits) Unmarshal(b []byte) error {
 	*e = ContainerEdits{}
-	return e.merge(b)
+	return e.merge(own(b))
 }
 
 func (e *ContainerEdits) merge(b []byte) error {
@@ -548,8 +544,8 @@ func (m *Device) AppendTo(b []byte) []byte {
 	if m.Edits != nil {
 		b = appendMessage(b, 5, m.Edits.AppendTo)
 	}
-	b = appendAttributes(b, 6, m.TypedAttributes)
-	b = appendCapacities(b, 7, m.Capacity)
+	b = appendMessageMap(b, 6, m.TypedAttributes)
+	b = appendMessageMap(b, 7, m.Capacity)
 	for i := range m.ConsumesCounters {
 		b = appendMessage(b, 8, m.ConsumesCounters[i].AppendTo)
 	}

@@ -16,11 +16,9 @@ func (c *Claim) AppendTo(b []byte) []byte {
 	return appendString(b, 3, c.Name)
 }
 
-func (c *Claim) Unmarshal(b []byte) error { return c.unmarshal(own(b)) }
-
-func (c *Claim) unmarshal(b []byte) error {
+func (c *Claim) Unmarshal(b []byte) error {
 	*c = Claim{}
-	return c.merge(b)
+	return c.merge(own(b))
 }
 
 func (c *Claim) merge(b []byte) error {

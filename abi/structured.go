@@ -59,11 +59,9 @@ func (a *Attribute) AppendTo(b []byte) []byte {
 	return b
 }
 
-func (a *Attribute) Unmarshal(b []byte) error { return a.unmarshal(own(b)) }
-
-func (a *Attribute) unmarshal(b []byte) error {
+func (a *Attribute) Unmarshal(b []byte) error {
 	*a = Attribute{}
-	return a.merge(b)
+	return a.merge(own(b))
 }
 
 // merge decodes b over a: as with a protobuf oneof, the last member seen
@@ -99,11 +97,9 @@ func (c *Capacity) AppendTo(b []byte) []byte {
 	return b
 }
 
-func (c *Capacity) Unmarshal(b []byte) error { return c.unmarshal(own(b)) }
-
-func (c *Capacity) unmarshal(b []byte) error {
+func (c *Capacity) Unmarshal(b []byte) error {
 	*c = Capacity{}
-	return c.merge(b)
+	return c.merge(own(b))
 }
 
 func (c *Capacity) merge(b []byte) error {
@@ -140,11 +136,9 @@ func (p *CapacityRequestPolicy) AppendTo(b []byte) []byte {
 	return appendString(b, 5, p.Step)
 }
 
-func (p *CapacityRequestPolicy) Unmarshal(b []byte) error { return p.unmarshal(own(b)) }
-
-func (p *CapacityRequestPolicy) unmarshal(b []byte) error {
+func (p *CapacityRequestPolicy) Unmarshal(b []byte) error {
 	*p = CapacityRequestPolicy{}
-	return p.merge(b)
+	return p.merge(own(b))
 }
 
 func (p *CapacityRequestPolicy) merge(b []byte) error {
@@ -219,25 +213,17 @@ func decodeCounters(msg string, b []byte, name *string, counters *map[string]str
 	})
 }
 
-// appendAttributes writes a map<string, Attribute> field, keys sorted.
-func appendAttributes(b []byte, num int, m map[string]Attribute) []byte {
+// appendMessageMap writes a map<string, V> field whose values are messages
+// (Attribute, Capacity), keys sorted.
+func appendMessageMap[V any, P interface {
+	*V
+	AppendTo([]byte) []byte
+}](b []byte, num int, m map[string]V) []byte {
 	for _, k := range sortedKeys(m) {
 		v := m[k]
 		b = appendMessage(b, num, func(b []byte) []byte {
 			b = appendStringAlways(b, 1, k)
-			return appendMessage(b, 2, v.AppendTo)
-		})
-	}
-	return b
-}
-
-// appendCapacities writes a map<string, Capacity> field, keys sorted.
-func appendCapacities(b []byte, num int, m map[string]Capacity) []byte {
-	for _, k := range sortedKeys(m) {
-		v := m[k]
-		b = appendMessage(b, num, func(b []byte) []byte {
-			b = appendStringAlways(b, 1, k)
-			return appendMessage(b, 2, v.AppendTo)
+			return appendMessage(b, 2, P(&v).AppendTo)
 		})
 	}
 	return b
