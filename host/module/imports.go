@@ -126,14 +126,8 @@ func (s *logSink) line(level hclog.Level, msg string) {
 		return
 	}
 	s.tokens--
-	dropped := s.dropped
-	s.dropped = 0
-	s.pending.Store(false)
 	s.mu.Unlock()
-	if dropped > 0 {
-		s.observer.LogsDropped(s.module, dropped)
-		s.log.Warn("module log rate limit: lines dropped", "dropped", dropped)
-	}
+	s.flushDropped() // the lines dropped before this one are reported first
 	s.log.Log(level, msg)
 }
 
