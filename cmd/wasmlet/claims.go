@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"io"
@@ -59,14 +58,7 @@ Examples:
 				return usagef("%s is not YAML or JSON: %v", file, err)
 			}
 			req := &adminpb.ApplyClaimRequest{Claim: data, Pod: pod, PodUid: podUID, Container: container}
-			return c.call(func(ctx context.Context, cl *api.Client) error {
-				resp, err := cl.ApplyClaim(ctx, req)
-				if err != nil {
-					return err
-				}
-				if c.json() {
-					return c.printProto(resp)
-				}
+			return callAndPrint(c, (*api.Client).ApplyClaim, req, func(resp *adminpb.ApplyClaimResponse) error {
 				cm := resp.Claim
 				fmt.Fprintf(c.stdout, "Claim %s/%s allocated: %s\n", cm.Namespace, cm.Name, plural(len(cm.Devices), "device", "devices"))
 				printClaim(c.stdout, cm)
@@ -91,14 +83,7 @@ Examples:
 			fs.StringVar(&namespace, "namespace", "", "only this `NAMESPACE`")
 		},
 		run: func(c *cli, _ []string) error {
-			return c.call(func(ctx context.Context, cl *api.Client) error {
-				resp, err := cl.ListClaims(ctx, &adminpb.ListClaimsRequest{Namespace: namespace})
-				if err != nil {
-					return err
-				}
-				if c.json() {
-					return c.printProto(resp)
-				}
+			return callAndPrint(c, (*api.Client).ListClaims, &adminpb.ListClaimsRequest{Namespace: namespace}, func(resp *adminpb.ListClaimsResponse) error {
 				if len(resp.Claims) == 0 {
 					fmt.Fprintln(c.stderr, "No claims on this node.")
 					return nil
@@ -133,14 +118,7 @@ Examples:
 			fs.StringVar(&namespace, "namespace", "default", "the claim's `NAMESPACE`")
 		},
 		run: func(c *cli, args []string) error {
-			return c.call(func(ctx context.Context, cl *api.Client) error {
-				resp, err := cl.GetClaim(ctx, &adminpb.GetClaimRequest{Namespace: namespace, Name: args[0]})
-				if err != nil {
-					return err
-				}
-				if c.json() {
-					return c.printProto(resp)
-				}
+			return callAndPrint(c, (*api.Client).GetClaim, &adminpb.GetClaimRequest{Namespace: namespace, Name: args[0]}, func(resp *adminpb.GetClaimResponse) error {
 				cm := resp.Claim
 				fmt.Fprintf(c.stdout, "Claim %s/%s (uid %s), allocated %s ago", cm.Namespace, cm.Name, cm.Uid, ago(cm.Allocated))
 				if w := workloadOf(cm); w != "" {
@@ -168,14 +146,7 @@ Examples:
 			fs.StringVar(&namespace, "namespace", "default", "the claim's `NAMESPACE`")
 		},
 		run: func(c *cli, args []string) error {
-			return c.call(func(ctx context.Context, cl *api.Client) error {
-				resp, err := cl.DeleteClaim(ctx, &adminpb.DeleteClaimRequest{Namespace: namespace, Name: args[0]})
-				if err != nil {
-					return err
-				}
-				if c.json() {
-					return c.printProto(resp)
-				}
+			return callAndPrint(c, (*api.Client).DeleteClaim, &adminpb.DeleteClaimRequest{Namespace: namespace, Name: args[0]}, func(resp *adminpb.DeleteClaimResponse) error {
 				fmt.Fprintf(c.stdout, "Claim %s/%s deleted: %s freed\n", resp.Claim.Namespace, resp.Claim.Name,
 					plural(len(resp.Claim.Devices), "device", "devices"))
 				return nil

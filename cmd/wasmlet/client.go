@@ -15,8 +15,10 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/wasmlet/wasmlet/host/api"
 	"github.com/wasmlet/wasmlet/host/api/adminpb"
@@ -56,6 +58,22 @@ func (c *cli) call(f func(ctx context.Context, cl *api.Client) error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
 	return c.apiError(ctx, sock, f(ctx, cl))
+}
+
+// callAndPrint calls the host's method rpc with req (see call) and prints
+// the answer: as JSON with -o json, else with text.
+func callAndPrint[Q, R proto.Message](c *cli, rpc func(*api.Client, context.Context, Q, ...grpc.CallOption) (R, error),
+	req Q, text func(R) error) error {
+	return c.call(func(ctx context.Context, cl *api.Client) error {
+		resp, err := rpc(cl, ctx, req)
+		if err != nil {
+			return err
+		}
+		if c.json() {
+			return c.printProto(resp)
+		}
+		return text(resp)
+	})
 }
 
 // apiError maps an API failure to an exit code and a message that says what
@@ -120,14 +138,7 @@ Examples:
   wasmlet status
   wasmlet --config plugins.toml status -o json`,
 		run: func(c *cli, _ []string) error {
-			return c.call(func(ctx context.Context, cl *api.Client) error {
-				st, err := cl.Status(ctx, &adminpb.StatusRequest{})
-				if err != nil {
-					return err
-				}
-				if c.json() {
-					return c.printProto(st)
-				}
+			return callAndPrint(c, (*api.Client).Status, &adminpb.StatusRequest{}, func(st *adminpb.StatusResponse) error {
 				printStatus(c.stdout, st)
 				return nil
 			})
@@ -233,14 +244,7 @@ Examples:
   wasmlet plugins
   wasmlet plugins -o json`,
 		run: func(c *cli, _ []string) error {
-			return c.call(func(ctx context.Context, cl *api.Client) error {
-				resp, err := cl.ListPlugins(ctx, &adminpb.ListPluginsRequest{})
-				if err != nil {
-					return err
-				}
-				if c.json() {
-					return c.printProto(resp)
-				}
+			return callAndPrint(c, (*api.Client).ListPlugins, &adminpb.ListPluginsRequest{}, func(resp *adminpb.ListPluginsResponse) error {
 				if len(resp.Plugins) == 0 {
 					fmt.Fprintln(c.stderr, "No plugin sockets in the registry directory.")
 					return nil
@@ -296,14 +300,7 @@ Examples:
 			fs.BoolVar(&verbose, "v", false, "show every module in detail")
 		},
 		run: func(c *cli, _ []string) error {
-			return c.call(func(ctx context.Context, cl *api.Client) error {
-				resp, err := cl.ListModules(ctx, &adminpb.ListModulesRequest{})
-				if err != nil {
-					return err
-				}
-				if c.json() {
-					return c.printProto(resp)
-				}
+			return callAndPrint(c, (*api.Client).ListModules, &adminpb.ListModulesRequest{}, func(resp *adminpb.ListModulesResponse) error {
 				if len(resp.Modules) == 0 {
 					fmt.Fprintln(c.stderr, "No modules in the module directory.")
 					return nil
@@ -425,14 +422,7 @@ version keeps running and the command fails with the reasons.
 Examples:
   wasmlet module reload pcisource`,
 		run: func(c *cli, args []string) error {
-			return c.call(func(ctx context.Context, cl *api.Client) error {
-				resp, err := cl.ReloadModule(ctx, &adminpb.ReloadModuleRequest{Name: args[0]})
-				if err != nil {
-					return err
-				}
-				if c.json() {
-					return c.printProto(resp)
-				}
+			return callAndPrint(c, (*api.Client).ReloadModule, &adminpb.ReloadModuleRequest{Name: args[0]}, func(resp *adminpb.ReloadModuleResponse) error {
 				m := resp.Module
 				fmt.Fprintf(c.stdout, "Reloaded module %s from %s: %s, %s serving %s, sha256 %s\n",
 					m.Name, m.Path, m.State, m.Kind, m.Serves, short(m.Sha256))
@@ -468,14 +458,7 @@ Examples:
 			if len(args) == 1 {
 				req.Name = args[0]
 			}
-			return c.call(func(ctx context.Context, cl *api.Client) error {
-				resp, err := cl.ListResources(ctx, req)
-				if err != nil {
-					return err
-				}
-				if c.json() {
-					return c.printProto(resp)
-				}
+			return callAndPrint(c, (*api.Client).ListResources, req, func(resp *adminpb.ListResourcesResponse) error {
 				if len(resp.Resources) == 0 {
 					fmt.Fprintln(c.stderr, "No resources on this node.")
 					return nil
@@ -593,14 +576,7 @@ Examples:
 			if len(args) == 1 {
 				req.Workload = args[0]
 			}
-			return c.call(func(ctx context.Context, cl *api.Client) error {
-				resp, err := cl.ListAllocations(ctx, req)
-				if err != nil {
-					return err
-				}
-				if c.json() {
-					return c.printProto(resp)
-				}
+			return callAndPrint(c, (*api.Client).ListAllocations, req, func(resp *adminpb.ListAllocationsResponse) error {
 				if len(resp.Allocations) == 0 {
 					if req.Workload != "" || req.Resource != "" {
 						return failf(exitNotFound, "no allocations match (workload %q, resource %q)", req.Workload, req.Resource)
@@ -695,14 +671,7 @@ Examples:
 			}
 			req := &adminpb.AllocateRequest{Namespace: namespace, Pod: pod, PodUid: podUID, Container: container,
 				Resource: args[0], Count: int32(min(count, 1<<30))}
-			return c.call(func(ctx context.Context, cl *api.Client) error {
-				resp, err := cl.Allocate(ctx, req)
-				if err != nil {
-					return err
-				}
-				if c.json() {
-					return c.printProto(resp)
-				}
+			return callAndPrint(c, (*api.Client).Allocate, req, func(resp *adminpb.AllocateResponse) error {
 				a := resp.Allocation
 				fmt.Fprintf(c.stdout, "Allocated %s of %s to %s: %s\n", plural(len(a.DeviceIds), "device", "devices"),
 					a.Resource, a.Workload, strings.Join(a.DeviceIds, ", "))
@@ -735,14 +704,7 @@ Examples:
 			if len(args) == 2 {
 				req.Resource = args[1]
 			}
-			return c.call(func(ctx context.Context, cl *api.Client) error {
-				resp, err := cl.Release(ctx, req)
-				if err != nil {
-					return err
-				}
-				if c.json() {
-					return c.printProto(resp)
-				}
+			return callAndPrint(c, (*api.Client).Release, req, func(resp *adminpb.ReleaseResponse) error {
 				for _, a := range resp.Released {
 					fmt.Fprintf(c.stdout, "Released %s of %s from %s: %s\n", plural(len(a.DeviceIds), "device", "devices"),
 						a.Resource, a.Workload, strings.Join(a.DeviceIds, ", "))
@@ -768,14 +730,7 @@ Examples:
   wasmlet csi
   wasmlet csi -o json`,
 		run: func(c *cli, _ []string) error {
-			return c.call(func(ctx context.Context, cl *api.Client) error {
-				resp, err := cl.ListCSIDrivers(ctx, &adminpb.ListCSIDriversRequest{})
-				if err != nil {
-					return err
-				}
-				if c.json() {
-					return c.printProto(resp)
-				}
+			return callAndPrint(c, (*api.Client).ListCSIDrivers, &adminpb.ListCSIDriversRequest{}, func(resp *adminpb.ListCSIDriversResponse) error {
 				if len(resp.Drivers) == 0 {
 					fmt.Fprintln(c.stderr, "No CSI drivers registered (wasmlet plugins lists the plugin sockets).")
 					return nil
