@@ -32,7 +32,7 @@
 // lines to mirror by hand at every schema change. testdata/v2.ckpt, written
 // by that codec, checks that version-2 files still read (and that their
 // upgrade is what protobuf-go makes of them with version 2's schema,
-// testdata/v2.proto), and testdata/v3.ckpt that the bytes of version 3 do
+// testdata/v2.protoset), and testdata/v3.ckpt that the bytes of version 3 do
 // not change.
 //
 // # File format
@@ -69,7 +69,7 @@
 //   - Version 3 (current): the protobuf encoding of wasmlet.checkpoint.v3.State
 //     (checkpoint.proto). Within version 3 fields are only ever added.
 //   - Version 2: the protobuf encoding of wasmlet.checkpoint.v2.State
-//     (testdata/v2.proto), the same but for an allocation's response: field
+//     (testdata/v2.protoset), the same but for an allocation's response: field
 //     8, wasmlet's copy of ContainerAllocateResponse whose CDI device names
 //     were strings. [Decode] rewrites such a payload as version 3 (field 10,
 //     the names as CDIDevice messages; every other byte kept) before it
@@ -96,9 +96,15 @@
 // With protoc and protoc-gen-go (google.golang.org/protobuf/cmd/protoc-gen-go)
 // on PATH, `go generate ./checkpoint` rewrites checkpointpb/checkpoint.pb.go
 // from checkpoint.proto, which imports the kubelet's api.proto from the
-// module cache under the path its generated code registers it by, and
-// testdata/v2.protoset from testdata/v2.proto.
+// module cache under the path its generated code registers it by.
+// testdata/v2.protoset, version 2's schema as protoc compiled it when version
+// 3 replaced it, is frozen: its source was removed once compiled (git show
+// 510a89b:checkpoint/testdata/v2.proto), and
+//
+//	protoc --decode=google.protobuf.FileDescriptorSet \
+//		google/protobuf/descriptor.proto < checkpoint/testdata/v2.protoset
+//
+// shows it.
 package checkpoint
 
-//go:generate protoc -I testdata --descriptor_set_out=testdata/v2.protoset testdata/v2.proto
 //go:generate sh -c "protoc -I . -I staging/src/k8s.io/kubelet=$(go list -m -f '{{.Dir}}' k8s.io/kubelet) --go_out=. --go_opt=module=github.com/wasmlet/wasmlet/checkpoint checkpoint.proto"

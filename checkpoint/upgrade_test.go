@@ -15,7 +15,7 @@ import (
 )
 
 // v2State is the message type of a version-2 payload, from the schema of
-// that version (testdata/v2.proto, compiled by protoc into v2.protoset).
+// that version as protoc compiled it (testdata/v2.protoset; see doc.go).
 func v2State(t testing.TB) protoreflect.MessageType {
 	t.Helper()
 	b, err := os.ReadFile("testdata/v2.protoset")
