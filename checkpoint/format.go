@@ -237,6 +237,16 @@ const (
 	allocationResp     = 10 // Allocation.response in version 3: v1beta1.ContainerAllocateResponse
 	responseCDIDevices = 5  // ContainerResponse.cdi_devices: strings in version 2, CDIDevice messages in 3
 	cdiDeviceName      = 1  // v1beta1.CDIDevice.name
+
+	// Fields version 3 added, which a version-2 payload can only hold as
+	// bytes no version-2 writer wrote.
+	stateResources         = 4 // State.resources, both versions
+	stateClaims            = 6 // State.claims
+	resourceDevices        = 3 // Resource.devices, both versions
+	resourceDriver         = 7 // Resource.driver
+	resourceSharedCounters = 8 // Resource.shared_counters
+	deviceFirstV3          = 5 // Device.typed_attributes ...
+	deviceLastV3           = 8 // ... to Device.allow_multiple_allocations
 )
 
 // upgradeV2 rewrites a version-2 payload as version 3. The two differ only
@@ -244,11 +254,18 @@ const (
 // fields, numbers and types as v1beta1.ContainerAllocateResponse, except its
 // cdi_devices, which were strings where the kubelet's are CDIDevice
 // messages. Every other byte, unknown fields included, is kept as it is,
-// except an allocation's field 10, which no version-2 writer had and which
-// version 3 reads as the response: it is dropped.
+// except the fields version 3 added (an allocation's field 10, which it
+// reads as the response, the state's claims, a resource's driver and
+// shared counters, a device's structured fields): no version-2 writer had
+// them, and they are dropped.
 func upgradeV2(payload []byte) ([]byte, error) {
 	return rewrite(payload, func(num protowire.Number, typ protowire.Type, v []byte, out []byte) ([]byte, error) {
-		if num != stateAllocations || typ != protowire.BytesType {
+		switch {
+		case num == stateClaims:
+			return out, nil // dropped: no version-2 writer had it
+		case num == stateResources && typ == protowire.BytesType:
+			return dropV3Fields(out, num, v)
+		case num != stateAllocations || typ != protowire.BytesType:
 			return nil, nil
 		}
 		alloc, err := rewrite(v, func(num protowire.Number, typ protowire.Type, v []byte, out []byte) ([]byte, error) {
@@ -275,6 +292,36 @@ func upgradeV2(payload []byte) ([]byte, error) {
 		}
 		return protowire.AppendBytes(protowire.AppendTag(out, stateAllocations, protowire.BytesType), alloc), nil
 	})
+}
+
+// dropV3Fields appends version-2 resource v (field num of the state)
+// without the fields version 3 added to a resource and its devices: no
+// version-2 writer had them, so in a version-2 payload they are unknown
+// bytes, which version 3 would read as its own (and refuse, if they do not
+// parse as its fields) — as the response's field 10.
+func dropV3Fields(out []byte, num protowire.Number, v []byte) ([]byte, error) {
+	res, err := rewrite(v, func(num protowire.Number, typ protowire.Type, v []byte, out []byte) ([]byte, error) {
+		switch {
+		case num == resourceDriver || num == resourceSharedCounters:
+			return out, nil
+		case num != resourceDevices || typ != protowire.BytesType:
+			return nil, nil
+		}
+		dev, err := rewrite(v, func(num protowire.Number, _ protowire.Type, _ []byte, out []byte) ([]byte, error) {
+			if num >= deviceFirstV3 && num <= deviceLastV3 {
+				return out, nil
+			}
+			return nil, nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		return protowire.AppendBytes(protowire.AppendTag(out, num, protowire.BytesType), dev), nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return protowire.AppendBytes(protowire.AppendTag(out, num, protowire.BytesType), res), nil
 }
 
 // rewrite copies the protobuf message b field by field, asking edit about
