@@ -12,82 +12,29 @@ import (
 
 	"github.com/wasmlet/wasmlet/abi"
 	"github.com/wasmlet/wasmlet/guests/sdk"
+	"github.com/wasmlet/wasmlet/internal/sysfstest"
 )
 
-type fakeDev struct {
-	addr, vendor, device, class, numa string
-	driver, group                     string
-	noUevent                          bool   // no uevent: read the vendor, device and class files and the driver link
-	groupOnlyInDir                    bool   // no iommu_group link, only kernel/iommu_groups/<g>/devices/<addr>
-	under                             string // the path under devices/, as the kernel nests bridges; default pci0000:00
-}
-
-// fakeSysfs lays out a tree like the kernel's: devices under
-// devices/pci0000:00, bus/pci/devices/<addr> as relative links to them,
-// driver and iommu_group links. It returns the /sys directory.
-func fakeSysfs(t *testing.T, devs []fakeDev) string {
+// fakeSysfs lays out a tree like the kernel's (see internal/sysfstest) with
+// an entry in bus/pci/devices that is not a device, for discovery to ignore.
+// It returns the /sys directory.
+func fakeSysfs(t *testing.T, devs []sysfstest.PCIDevice) string {
 	t.Helper()
-	sys := t.TempDir()
-	mkdir := func(p string) {
-		if err := os.MkdirAll(filepath.Join(sys, p), 0o755); err != nil {
-			t.Fatal(err)
-		}
+	sys := sysfstest.New(t, devs...)
+	if err := os.WriteFile(filepath.Join(sys, sysfstest.PCIDevices, "README"), []byte("not a device"), 0o444); err != nil {
+		t.Fatal(err)
 	}
-	write := func(p, s string) {
-		if err := os.WriteFile(filepath.Join(sys, p), []byte(s), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	link := func(target, p string) {
-		if err := os.Symlink(target, filepath.Join(sys, p)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	mkdir("bus/pci/devices")
-	mkdir("kernel/iommu_groups")
-	for _, d := range devs {
-		if d.under == "" {
-			d.under = "pci0000:00"
-		}
-		dir := "devices/" + d.under + "/" + d.addr
-		mkdir(dir)
-		write(dir+"/vendor", d.vendor+"\n")
-		write(dir+"/device", d.device+"\n")
-		write(dir+"/class", d.class+"\n")
-		write(dir+"/numa_node", d.numa+"\n")
-		// As the kernel writes it: class without leading zeros, ids in upper case.
-		uevent := "PCI_CLASS=" + strings.TrimLeft(strings.TrimPrefix(d.class, "0x"), "0") +
-			"\nPCI_ID=" + strings.ToUpper(d.vendor[2:]+":"+d.device[2:]) + "\nPCI_SLOT_NAME=" + d.addr + "\n"
-		if d.driver != "" {
-			mkdir("bus/pci/drivers/" + d.driver)
-			link("../../../bus/pci/drivers/"+d.driver, dir+"/driver")
-			uevent = "DRIVER=" + d.driver + "\n" + uevent
-		}
-		if !d.noUevent {
-			write(dir+"/uevent", uevent)
-		}
-		if d.group != "" {
-			mkdir("kernel/iommu_groups/" + d.group + "/devices")
-			link("../../../../"+dir, "kernel/iommu_groups/"+d.group+"/devices/"+d.addr)
-			if !d.groupOnlyInDir {
-				link("../../../kernel/iommu_groups/"+d.group, dir+"/iommu_group")
-			}
-		}
-		link("../../../"+dir, "bus/pci/devices/"+d.addr)
-	}
-	// Not a device: ignored.
-	write("bus/pci/devices/README", "not a device")
 	return sys
 }
 
-var machine = []fakeDev{
-	{addr: "0000:00:1f.6", vendor: "0x8086", device: "0x15bc", class: "0x020000", numa: "0", driver: "e1000e", group: "7"},
-	{addr: "0000:3b:00.0", vendor: "0x15b3", device: "0x1017", class: "0x020000", numa: "1", driver: "mlx5_core", group: "30", noUevent: true,
-		under: "pci0000:3a/0000:3a:02.0"},
-	{addr: "0000:3b:00.2", vendor: "0x15b3", device: "0x1018", class: "0x020000", numa: "1", driver: "vfio-pci", group: "31"},
-	{addr: "0000:3b:00.3", vendor: "0x15b3", device: "0x1018", class: "0x020000", numa: "1", driver: "vfio-pci", group: "32", groupOnlyInDir: true},
-	{addr: "0000:00:02.0", vendor: "0x8086", device: "0x3e92", class: "0x030000", numa: "-1", driver: "i915", group: "1"},
-	{addr: "0000:00:00.0", vendor: "0x8086", device: "0x3e30", class: "0x060000", numa: "-1"},
+var machine = []sysfstest.PCIDevice{
+	{Addr: "0000:00:1f.6", Vendor: "0x8086", Device: "0x15bc", Class: "0x020000", NUMA: "0", Driver: "e1000e", Group: "7"},
+	{Addr: "0000:3b:00.0", Vendor: "0x15b3", Device: "0x1017", Class: "0x020000", NUMA: "1", Driver: "mlx5_core", Group: "30", NoUevent: true,
+		Under: "pci0000:3a/0000:3a:02.0"},
+	{Addr: "0000:3b:00.2", Vendor: "0x15b3", Device: "0x1018", Class: "0x020000", NUMA: "1", Driver: "vfio-pci", Group: "31"},
+	{Addr: "0000:3b:00.3", Vendor: "0x15b3", Device: "0x1018", Class: "0x020000", NUMA: "1", Driver: "vfio-pci", Group: "32", GroupOnlyInDir: true},
+	{Addr: "0000:00:02.0", Vendor: "0x8086", Device: "0x3e92", Class: "0x030000", NUMA: "-1", Driver: "i915", Group: "1"},
+	{Addr: "0000:00:00.0", Vendor: "0x8086", Device: "0x3e30", Class: "0x060000", NUMA: "-1"},
 }
 
 func configure(t *testing.T, sys string, extra map[string]string) config {

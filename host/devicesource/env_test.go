@@ -5,7 +5,6 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -184,62 +183,10 @@ func writeFile(t testing.TB, path, content string) {
 	testenv.WriteFile(t, path, []byte(content))
 }
 
-// ---- a fake sysfs (as in host/module/guests_test.go) --------------------------
+// ---- a fake sysfs (internal/sysfstest) ----------------------------------------
 
-type sysfsDev struct {
-	addr, vendor, device, class, numa, driver, group string
-}
-
-// fakeSysfs builds a tree shaped like the kernel's and returns its /sys.
-func fakeSysfs(t testing.TB, devs ...sysfsDev) string {
-	t.Helper()
-	sys := t.TempDir()
-	for _, p := range []string{"bus/pci/devices", "kernel/iommu_groups"} {
-		if err := os.MkdirAll(filepath.Join(sys, p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, d := range devs {
-		addSysfsDev(t, sys, d)
-	}
-	return sys
-}
-
-// addSysfsDev adds a device to the tree: its directory under
-// devices/pci0000:00 first, its link in bus/pci/devices last, as the kernel
-// makes it appear.
-func addSysfsDev(t testing.TB, sys string, d sysfsDev) {
-	t.Helper()
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	mkdir := func(p string) { must(os.MkdirAll(filepath.Join(sys, p), 0o755)) }
-	write := func(p, s string) { must(os.WriteFile(filepath.Join(sys, p), []byte(s), 0o444)) }
-	link := func(target, p string) { must(os.Symlink(target, filepath.Join(sys, p))) }
-	dir := "devices/pci0000:00/" + d.addr
-	mkdir(dir)
-	write(dir+"/vendor", d.vendor+"\n")
-	write(dir+"/device", d.device+"\n")
-	write(dir+"/class", d.class+"\n")
-	write(dir+"/numa_node", d.numa+"\n")
-	uevent := "PCI_CLASS=" + strings.TrimPrefix(d.class, "0x") + "\nPCI_SLOT_NAME=" + d.addr + "\n"
-	if d.driver != "" {
-		mkdir("bus/pci/drivers/" + d.driver)
-		link("../../../bus/pci/drivers/"+d.driver, dir+"/driver")
-		uevent = "DRIVER=" + d.driver + "\n" + uevent
-	}
-	write(dir+"/uevent", uevent)
-	if d.group != "" {
-		mkdir("kernel/iommu_groups/" + d.group + "/devices")
-		link("../../../../devices/pci0000:00/"+d.addr, "kernel/iommu_groups/"+d.group+"/devices/"+d.addr)
-		link("../../../kernel/iommu_groups/"+d.group, dir+"/iommu_group")
-	}
-	link("../../../devices/pci0000:00/"+d.addr, "bus/pci/devices/"+d.addr)
-}
-
+// sysfsMounts grants /sys/bus/pci/devices and /sys/kernel/iommu_groups of
+// the tree at sys, with sys as the root within which links resolve.
 func sysfsMounts(sys string) []module.Mount {
 	return []module.Mount{
 		{Host: filepath.Join(sys, "bus/pci/devices"), Guest: "/sys/bus/pci/devices", Root: sys},

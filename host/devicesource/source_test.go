@@ -20,15 +20,16 @@ import (
 	"github.com/wasmlet/wasmlet/host/devicesource"
 	"github.com/wasmlet/wasmlet/host/internal/testenv"
 	"github.com/wasmlet/wasmlet/host/module"
+	"github.com/wasmlet/wasmlet/internal/sysfstest"
 )
 
 func dirsource(t testing.TB) string { return build.Go(t, "host/devicesource/testdata/dirsource") }
 
-var nics = []sysfsDev{
-	{"0000:00:1f.6", "0x8086", "0x15bc", "0x020000", "0", "e1000e", "7"},
-	{"0000:3b:00.0", "0x15b3", "0x1017", "0x020000", "1", "mlx5_core", "30"},
-	{"0000:3b:00.2", "0x15b3", "0x1018", "0x020000", "1", "vfio-pci", "31"},
-	{"0000:00:02.0", "0x8086", "0x3e92", "0x030000", "-1", "i915", "1"}, // a GPU: filtered out
+var nics = []sysfstest.PCIDevice{
+	{Addr: "0000:00:1f.6", Vendor: "0x8086", Device: "0x15bc", Class: "0x020000", NUMA: "0", Driver: "e1000e", Group: "7"},
+	{Addr: "0000:3b:00.0", Vendor: "0x15b3", Device: "0x1017", Class: "0x020000", NUMA: "1", Driver: "mlx5_core", Group: "30"},
+	{Addr: "0000:3b:00.2", Vendor: "0x15b3", Device: "0x1018", Class: "0x020000", NUMA: "1", Driver: "vfio-pci", Group: "31"},
+	{Addr: "0000:00:02.0", Vendor: "0x8086", Device: "0x3e92", Class: "0x030000", NUMA: "-1", Driver: "i915", Group: "1"}, // a GPU: filtered out
 }
 
 func vfioNode(p string) device.Node {
@@ -43,7 +44,7 @@ var vfioGrant = device.Grant{DeviceNodes: []string{"/dev/vfio/*"}, Writable: []s
 // or goes in the followed directory is seen without waiting for the interval.
 func TestPCISource(t *testing.T) {
 	e := newEnv(t, envConfig{})
-	sys := fakeSysfs(t, nics...)
+	sys := sysfstest.New(t, nics...)
 	e.configure("pci", module.Options{Mounts: sysfsMounts(sys), Config: map[string]string{"resource": "example.com/nic", "class": "0x02"}},
 		devicesource.Options{Grant: vfioGrant})
 	e.load("pci", build.Go(t, "guests/pcisource"))
@@ -85,7 +86,7 @@ func TestPCISource(t *testing.T) {
 	}
 
 	// A device that appears: its link in bus/pci/devices is an inotify event.
-	addSysfsDev(t, sys, sysfsDev{"0000:5e:00.0", "0x15b3", "0x1017", "0x020000", "1", "mlx5_core", "40"})
+	sysfstest.Add(t, sys, sysfstest.PCIDevice{Addr: "0000:5e:00.0", Vendor: "0x15b3", Device: "0x1017", Class: "0x020000", NUMA: "1", Driver: "mlx5_core", Group: "40"})
 	r = e.resource("example.com/nic", healthy(4))
 	if d := deviceOf(r, "0000:5e:00.0"); !reflect.DeepEqual(d.NUMANodes, []int64{1}) {
 		t.Errorf("new device %+v", d)
@@ -105,7 +106,7 @@ func TestPCISource(t *testing.T) {
 // used here without a controller.
 func TestIntervalRediscovery(t *testing.T) {
 	e := newEnv(t, envConfig{noController: true})
-	sys := fakeSysfs(t, nics[:2]...)
+	sys := sysfstest.New(t, nics[:2]...)
 	e.configure("pci", module.Options{Mounts: sysfsMounts(sys), Config: map[string]string{"resource": "example.com/nic"}},
 		devicesource.Options{})
 	e.load("pci", build.Go(t, "guests/pcisource"))
@@ -115,7 +116,7 @@ func TestIntervalRediscovery(t *testing.T) {
 	}
 	e.m.SetProvider(src.Resource(), src)
 	e.resource("example.com/nic", healthy(2))
-	addSysfsDev(t, sys, nics[2])
+	sysfstest.Add(t, sys, nics[2])
 	e.resource("example.com/nic", healthy(3))
 	if st := src.Status(); len(st.Watching) != 0 || st.Interval != 50*time.Millisecond || st.Discoveries < 2 {
 		t.Errorf("status %+v", st)

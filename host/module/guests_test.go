@@ -20,59 +20,10 @@ import (
 
 	"github.com/wasmlet/wasmlet/abi"
 	"github.com/wasmlet/wasmlet/guests/build"
+	"github.com/wasmlet/wasmlet/internal/sysfstest"
 )
 
 // ---- pcisource ---------------------------------------------------------------
-
-type sysfsDev struct {
-	addr, vendor, device, class, numa, driver, group string
-}
-
-// fakeSysfs builds a tree shaped like the kernel's and returns its /sys:
-// devices/pci0000:00/<addr>/{vendor,device,class,numa_node,uevent},
-// bus/pci/devices/<addr> -> ../../../devices/pci0000:00/<addr>, driver ->
-// ../../../bus/pci/drivers/<driver>, iommu_group ->
-// ../../../kernel/iommu_groups/<group>, and
-// kernel/iommu_groups/<group>/devices/<addr> -> the device.
-func fakeSysfs(t *testing.T, devs []sysfsDev) string {
-	t.Helper()
-	sys := t.TempDir()
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	mkdir := func(p string) { must(os.MkdirAll(filepath.Join(sys, p), 0o755)) }
-	write := func(p, s string) { must(os.WriteFile(filepath.Join(sys, p), []byte(s), 0o444)) }
-	link := func(target, p string) { must(os.Symlink(target, filepath.Join(sys, p))) }
-	mkdir("bus/pci/devices")
-	mkdir("kernel/iommu_groups")
-	for _, d := range devs {
-		dir := "devices/pci0000:00/" + d.addr
-		mkdir(dir)
-		write(dir+"/vendor", d.vendor+"\n")
-		write(dir+"/device", d.device+"\n")
-		write(dir+"/class", d.class+"\n")
-		write(dir+"/numa_node", d.numa+"\n")
-		// As the kernel writes it: class without leading zeros, ids in upper case.
-		uevent := "PCI_CLASS=" + strings.TrimLeft(strings.TrimPrefix(d.class, "0x"), "0") +
-			"\nPCI_ID=" + strings.ToUpper(d.vendor[2:]+":"+d.device[2:]) + "\nPCI_SLOT_NAME=" + d.addr + "\n"
-		if d.driver != "" {
-			mkdir("bus/pci/drivers/" + d.driver)
-			link("../../../bus/pci/drivers/"+d.driver, dir+"/driver")
-			uevent = "DRIVER=" + d.driver + "\n" + uevent
-		}
-		write(dir+"/uevent", uevent)
-		if d.group != "" {
-			mkdir("kernel/iommu_groups/" + d.group + "/devices")
-			link("../../../../devices/pci0000:00/"+d.addr, "kernel/iommu_groups/"+d.group+"/devices/"+d.addr)
-			link("../../../kernel/iommu_groups/"+d.group, dir+"/iommu_group")
-		}
-		link("../../../devices/pci0000:00/"+d.addr, "bus/pci/devices/"+d.addr)
-	}
-	return sys
-}
 
 // sysfsMounts grants /sys/bus/pci/devices and /sys/kernel/iommu_groups of
 // the tree at sys, with sys as the root within which links resolve.
@@ -97,14 +48,14 @@ func vfioNode(p string) abi.DeviceNode {
 
 func TestPCISourceFakeSysfs(t *testing.T) {
 	ctx := context.Background()
-	sys := fakeSysfs(t, []sysfsDev{
-		{"0000:00:1f.6", "0x8086", "0x15bc", "0x020000", "0", "e1000e", "7"},
-		{"0000:3b:00.0", "0x15b3", "0x1017", "0x020000", "1", "mlx5_core", "30"},
-		{"0000:3b:00.2", "0x15b3", "0x1018", "0x020000", "1", "vfio-pci", "31"},
-		{"0000:3b:00.3", "0x15b3", "0x1018", "0x020000", "1", "vfio-pci", "31"},
-		{"0000:00:02.0", "0x8086", "0x3e92", "0x030000", "-1", "i915", "1"},
-		{"0000:00:00.0", "0x8086", "0x3e30", "0x060000", "-1", "", ""},
-	})
+	sys := sysfstest.New(t, []sysfstest.PCIDevice{
+		{Addr: "0000:00:1f.6", Vendor: "0x8086", Device: "0x15bc", Class: "0x020000", NUMA: "0", Driver: "e1000e", Group: "7"},
+		{Addr: "0000:3b:00.0", Vendor: "0x15b3", Device: "0x1017", Class: "0x020000", NUMA: "1", Driver: "mlx5_core", Group: "30"},
+		{Addr: "0000:3b:00.2", Vendor: "0x15b3", Device: "0x1018", Class: "0x020000", NUMA: "1", Driver: "vfio-pci", Group: "31"},
+		{Addr: "0000:3b:00.3", Vendor: "0x15b3", Device: "0x1018", Class: "0x020000", NUMA: "1", Driver: "vfio-pci", Group: "31"},
+		{Addr: "0000:00:02.0", Vendor: "0x8086", Device: "0x3e92", Class: "0x030000", NUMA: "-1", Driver: "i915", Group: "1"},
+		{Addr: "0000:00:00.0", Vendor: "0x8086", Device: "0x3e30", Class: "0x060000", NUMA: "-1"},
+	}...)
 	wasm := build.Go(t, "guests/pcisource")
 
 	t.Run("filters", func(t *testing.T) {
