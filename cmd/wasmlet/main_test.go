@@ -9,9 +9,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/wasmlet/wasmlet/internal/syncbuf"
 )
 
 // wasmlet is the command under test, built once by TestMain.
@@ -183,7 +184,7 @@ func TestHelpEverywhere(t *testing.T) {
 // TestProgressOnATerminal draws the spinner into a buffer as it would on a
 // terminal: redrawn in place, then replaced by the outcome line.
 func TestProgressOnATerminal(t *testing.T) {
-	var buf syncBuffer
+	var buf syncbuf.Buffer
 	p := &progress{w: &buf, tty: true, what: "compiling x.wasm", start: time.Now(), stop: make(chan struct{})}
 	p.wg.Add(1)
 	go p.spin()
@@ -198,21 +199,4 @@ func TestProgressOnATerminal(t *testing.T) {
 		!strings.Contains(out, "\r\033[Kcompiling x.wasm: accepted in ") || !strings.HasSuffix(out, "\n") {
 		t.Fatalf("terminal output %q", out)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -1,7 +1,6 @@
 package module
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/wasmlet/wasmlet/abi"
 	"github.com/wasmlet/wasmlet/guests/build"
+	"github.com/wasmlet/wasmlet/internal/syncbuf"
 )
 
 func wat(t *testing.T, name string) string {
@@ -61,26 +61,8 @@ func testCache(t testing.TB) *Cache {
 	return cache
 }
 
-// syncBuffer is a log destination safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func captureLogger() (hclog.Logger, *syncBuffer) {
-	buf := &syncBuffer{}
+func captureLogger() (hclog.Logger, *syncbuf.Buffer) {
+	buf := &syncbuf.Buffer{}
 	return hclog.New(&hclog.LoggerOptions{Output: buf, Level: hclog.Trace}), buf
 }
 

@@ -12,6 +12,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	clocktesting "k8s.io/utils/clock/testing"
+
+	"github.com/wasmlet/wasmlet/internal/syncbuf"
 )
 
 // settleRegistry is a registry on a fake clock that records its events and
@@ -19,14 +21,14 @@ import (
 type settleRegistry struct {
 	*Registry
 	clock *clocktesting.FakeClock
-	log   *syncBuffer
+	log   *syncbuf.Buffer
 
 	mu     sync.Mutex
 	events []EventKind
 }
 
 func newSettleRegistry(t *testing.T) *settleRegistry {
-	r := &settleRegistry{clock: clocktesting.NewFakeClock(time.Now()), log: &syncBuffer{}}
+	r := &settleRegistry{clock: clocktesting.NewFakeClock(time.Now()), log: &syncbuf.Buffer{}}
 	r.Registry = NewRegistry(func(string) Options { return Options{MemoryLimit: 1 << 20, Cache: testCache(t)} }, nil,
 		hclog.New(&hclog.LoggerOptions{Output: r.log, Level: hclog.Debug}), WithClock(r.clock), WithSettle(time.Second))
 	r.Subscribe(func(e Event) { r.mu.Lock(); r.events = append(r.events, e.Kind); r.mu.Unlock() })

@@ -9,6 +9,7 @@ import (
 
 	"github.com/wasmlet/wasmlet/host/devicemanager"
 	"github.com/wasmlet/wasmlet/host/internal/testenv"
+	"github.com/wasmlet/wasmlet/internal/syncbuf"
 )
 
 // TestFullStateDirectory: a node whose state directory is full (a real
@@ -23,7 +24,7 @@ func TestFullStateDirectory(t *testing.T) {
 		return // the test ran in a child process
 	}
 	filler := testenv.Fill(t, state)
-	var log testenv.Buffer
+	var log syncbuf.Buffer
 	toml := strings.Replace(nodeTOML("127.0.0.1:0", `
 [modules.counter]
 config = { resource = "example.com/counter", count = "2" }

@@ -10,8 +10,8 @@ import (
 	"testing"
 
 	"github.com/wasmlet/wasmlet/host/devicemanager"
-	"github.com/wasmlet/wasmlet/host/internal/testenv"
 	"github.com/wasmlet/wasmlet/host/internal/testplugin"
+	"github.com/wasmlet/wasmlet/internal/syncbuf"
 )
 
 // TestPluginsRegisterAgainAfterARestart: a device plugin that watches its
@@ -105,7 +105,7 @@ func TestKubeletSocketIsInReadiness(t *testing.T) {
 // from them could only fail meanwhile; it waits operation_timeout at most,
 // then is ready without them, and says so in its log.
 func TestReadyWaitsForRestoredProviders(t *testing.T) {
-	var log testenv.Buffer
+	var log syncbuf.Buffer
 	h := startTOML(t, nil, strings.Replace(nodeTOML("127.0.0.1:0", ""), `grace_period = "200ms"`,
 		"grace_period = \"1h\"\noperation_timeout = \"1s\"", 1), withLog(&log))
 	kubelet := filepath.Join(h.dir, "dp", devicemanager.KubeletSocket)

@@ -10,6 +10,7 @@ import (
 	"github.com/wasmlet/wasmlet/guests/build"
 	"github.com/wasmlet/wasmlet/host/devicemanager"
 	"github.com/wasmlet/wasmlet/host/internal/testenv"
+	"github.com/wasmlet/wasmlet/internal/syncbuf"
 )
 
 func testModule(t *testing.T, rel string) []byte {
@@ -30,7 +31,7 @@ config = { fault = "slowinit", delay_ms = "5000", resource = "example.com/slow" 
 // five seconds loads beside a module dropped in after it, which is served at
 // once rather than after the slow one.
 func TestSlowLoadDoesNotHoldUpOthers(t *testing.T) {
-	var log testenv.Buffer
+	var log syncbuf.Buffer
 	// slow.wasm starts as a quick module (the configuration names it, so
 	// its file must exist), then becomes the slow one.
 	h := start(t, map[string]string{"slow": "guests/testmodules/wat/minimal.wasm"}, slowTOML, withLog(&log))
@@ -60,7 +61,7 @@ func slowModule(t *testing.T) []byte {
 // version is still loading ends up served in its last version, whichever
 // load would finish first.
 func TestChangesToOneFileApplyInOrder(t *testing.T) {
-	var log testenv.Buffer
+	var log syncbuf.Buffer
 	h := start(t, map[string]string{"slow": "guests/testmodules/wat/mirror.wasm"}, slowTOML, withLog(&log))
 	path := filepath.Join(h.dir, "modules", "slow.wasm")
 	testenv.WriteFile(t, path, slowModule(t))

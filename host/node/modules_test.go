@@ -11,7 +11,7 @@ import (
 	"github.com/wasmlet/wasmlet/guests/build"
 	"github.com/wasmlet/wasmlet/host/api"
 	"github.com/wasmlet/wasmlet/host/api/adminpb"
-	"github.com/wasmlet/wasmlet/host/internal/testenv"
+	"github.com/wasmlet/wasmlet/internal/syncbuf"
 )
 
 // modules asks the node's admin socket for its modules, by name, and its
@@ -90,7 +90,7 @@ func TestConflictsAreVisible(t *testing.T) {
 // module is listed as loading, never refused, and nothing is logged as an
 // error; once the file rests, it runs.
 func TestCopiedInPlaceIsLoadingNotRefused(t *testing.T) {
-	logs := &testenv.Buffer{}
+	logs := &syncbuf.Buffer{}
 	h := start(t, nil, "", withLog(logs))
 	b, err := os.ReadFile(build.Go(t, "guests/counter"))
 	if err != nil {
@@ -142,7 +142,7 @@ func TestCopiedInPlaceIsLoadingNotRefused(t *testing.T) {
 // file, under the link's name; a link to nothing usable is not, and the log
 // says why, once.
 func TestSymlinkedModules(t *testing.T) {
-	logs := &testenv.Buffer{}
+	logs := &syncbuf.Buffer{}
 	h := start(t, nil, "", withLog(logs))
 	elsewhere := filepath.Join(h.dir, "store", "counter-1.0.wasm")
 	if err := os.Mkdir(filepath.Dir(elsewhere), 0o755); err != nil {

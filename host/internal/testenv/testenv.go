@@ -2,12 +2,11 @@
 // directories (unix socket paths are limited to about 108 bytes), a logger
 // that writes into the test's log, one compilation cache for the whole test
 // run, so each guest module compiles once, a wait for a condition, an
-// atomic file write, a count of module calls, a buffer to collect logs, and
+// atomic file write, a count of module calls, and
 // a pod resources client connection made as the kubelet's.
 package testenv
 
 import (
-	"bytes"
 	"context"
 	"net"
 	"os"
@@ -131,31 +130,4 @@ func DialPodResources(t testing.TB, socket string) *grpc.ClientConn {
 	}
 	t.Cleanup(func() { conn.Close() })
 	return conn
-}
-
-// Buffer collects what is written to it (a node's log, say), safely from
-// any goroutine.
-type Buffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *Buffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-// Count is the number of times sub was written.
-func (b *Buffer) Count(sub string) int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return strings.Count(b.b.String(), sub)
-}
-
-// String is everything written.
-func (b *Buffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
