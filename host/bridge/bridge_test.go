@@ -136,9 +136,9 @@ func TestStreamsFollowDiscovery(t *testing.T) {
 	e := newEnv(t, envConfig{})
 	data := t.TempDir()
 	put(t, data, "a", "numa=0\nenv.DIR_A=1\n")
-	e.configure("dir", module.Options{Mounts: []module.Mount{{Host: data, Guest: "/data"}}})
+	e.mods.Configure("dir", module.Options{Mounts: []module.Mount{{Host: data, Guest: "/data"}}})
 	k := startKubelet(t, e.kubeletDir)
-	e.load("dir", build.Go(t, "host/devicesource/testdata/dirsource"))
+	e.mods.Install("dir", build.Go(t, "host/devicesource/testdata/dirsource"))
 	k.ExpectRegister()
 	k.WaitDevices("example.com/dir", healthy(1))
 
@@ -200,9 +200,9 @@ func TestFailingSourceGoesUnhealthyAndComesBack(t *testing.T) {
 	e := newEnv(t, envConfig{failFast: true})
 	data := t.TempDir()
 	put(t, data, "a", "env.A=1\n")
-	e.configure("dir", module.Options{Mounts: []module.Mount{{Host: data, Guest: "/data"}}})
+	e.mods.Configure("dir", module.Options{Mounts: []module.Mount{{Host: data, Guest: "/data"}}})
 	k := startKubelet(t, e.kubeletDir)
-	e.load("dir", build.Go(t, "host/devicesource/testdata/dirsource"))
+	e.mods.Install("dir", build.Go(t, "host/devicesource/testdata/dirsource"))
 	k.ExpectRegister()
 	k.WaitDevices("example.com/dir", healthy(1))
 
@@ -496,8 +496,8 @@ func TestConfigErrors(t *testing.T) {
 func TestRefusedEditsNeverReachTheKubelet(t *testing.T) {
 	e := newEnv(t, envConfig{})
 	k := startKubelet(t, e.kubeletDir)
-	e.configure("greedy", module.Options{Config: map[string]string{"discover": "hostile", "allocate": "hostile"}})
-	e.load("greedy", build.Go(t, "guests/testmodules/greedy"))
+	e.mods.Configure("greedy", module.Options{Config: map[string]string{"discover": "hostile", "allocate": "hostile"}})
+	e.mods.Install("greedy", build.Go(t, "guests/testmodules/greedy"))
 	k.ExpectRegister()
 	devs := k.WaitDevices("example.com/greedy", healthy(1))
 	if devs[0].ID != "plain-0" {

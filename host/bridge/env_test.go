@@ -2,8 +2,6 @@ package bridge_test
 
 import (
 	"context"
-	"maps"
-	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -36,11 +34,11 @@ func testLogger(t testing.TB) hclog.Logger {
 // directory.
 type env struct {
 	t           testing.TB
-	dir         string
 	kubeletDir  string
 	registryDir string
 	cdiDir      string
-	reg         *module.Registry
+	mods        *testenv.Modules
+	reg         *module.Registry // mods.Registry
 	br          *bridge.Bridge
 	specs       *cdi.Specs
 	ctrl        *devicesource.Controller
@@ -48,9 +46,7 @@ type env struct {
 	// for the bridge and the CDI specs alike.
 	clock *testingclock.FakeClock
 
-	mu      sync.Mutex
-	modOpts map[string]module.Options
-	done    chan error
+	done chan error
 }
 
 type envConfig struct {
@@ -67,22 +63,11 @@ func newEnv(t testing.TB, cfg envConfig) *env {
 		cfg.backoff = 50 * time.Millisecond
 	}
 	dir := testenv.ShortDir(t)
-	e := &env{t: t, dir: dir, kubeletDir: filepath.Join(dir, "dp"), registryDir: filepath.Join(dir, "reg"),
-		cdiDir: filepath.Join(dir, "cdi"), modOpts: map[string]module.Options{},
-		done: make(chan error, 1), clock: testingclock.NewFakeClock(time.Now())}
-	os.MkdirAll(filepath.Join(dir, "mod"), 0o755)
+	e := &env{t: t, kubeletDir: filepath.Join(dir, "dp"), registryDir: filepath.Join(dir, "reg"),
+		cdiDir: filepath.Join(dir, "cdi"), done: make(chan error, 1), clock: testingclock.NewFakeClock(time.Now())}
 	log := testLogger(t)
-	e.reg = module.NewRegistry(func(name string) module.Options {
-		e.mu.Lock()
-		defer e.mu.Unlock()
-		o := e.modOpts[name]
-		o.Config = maps.Clone(o.Config)
-		o.Cache, o.Logger = testenv.ModuleCache(t), log
-		if o.MemoryLimit == 0 {
-			o.MemoryLimit = 32 << 20
-		}
-		return o
-	}, nil, log)
+	e.mods = testenv.NewModules(t, log)
+	e.reg = e.mods.Registry
 	var err error
 	if e.specs, err = cdi.New(cdi.Config{Dir: e.cdiDir, GracePeriod: time.Minute, Clock: e.clock, Logger: log.Named("cdi")}); err != nil {
 		t.Fatal(err)
@@ -112,7 +97,6 @@ func newEnv(t testing.TB, cfg envConfig) *env {
 	t.Cleanup(func() {
 		cancel()
 		wg.Wait()
-		e.reg.Close(context.Background())
 		e.specs.Close()
 	})
 	return e
@@ -130,34 +114,11 @@ func (b toBridge) RemoveProvider(resource, providerName string) {
 	b.e.specs.Remove(resource, providerName)
 }
 
-// configure sets module name's sandbox from its next load on.
-func (e *env) configure(name string, mo module.Options) {
-	e.mu.Lock()
-	e.modOpts[name] = mo
-	e.mu.Unlock()
-}
-
-// load copies the module file wasm in as name.wasm and loads it.
-func (e *env) load(name, wasm string) {
-	e.t.Helper()
-	b, err := os.ReadFile(wasm)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	path := filepath.Join(e.dir, "mod", name+".wasm")
-	if err := os.WriteFile(path, b, 0o644); err != nil {
-		e.t.Fatal(err)
-	}
-	if _, err := e.reg.Load(context.Background(), path); err != nil {
-		e.t.Fatal(err)
-	}
-}
-
 // counter loads the counter module as a bridged source of example.com/counter.
 func (e *env) counter(count string) {
 	e.t.Helper()
-	e.configure("counter", module.Options{Config: map[string]string{"resource": "example.com/counter", "count": count}})
-	e.load("counter", build.Go(e.t, "guests/counter"))
+	e.mods.Configure("counter", module.Options{Config: map[string]string{"resource": "example.com/counter", "count": count}})
+	e.mods.Install("counter", build.Go(e.t, "guests/counter"))
 }
 
 func (e *env) status(resource string) bridge.Status {

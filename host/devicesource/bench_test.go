@@ -21,7 +21,7 @@ func BenchmarkRediscover(b *testing.B) {
 		b.Run("devices="+strconv.Itoa(n), func(b *testing.B) {
 			e := newEnv(b, envConfig{noController: true})
 			e.configure("ctr", module.Options{Config: map[string]string{"count": strconv.Itoa(n)}}, devicesource.Options{})
-			e.load("ctr", build.Go(b, "guests/counter"))
+			e.mods.Install("ctr", build.Go(b, "guests/counter"))
 			src, err := devicesource.NewSource(e.reg, "ctr", devicesource.Options{DiscoverInterval: -1, NoWatch: true})
 			if err != nil {
 				b.Fatal(err)

@@ -2,8 +2,6 @@ package devicesource_test
 
 import (
 	"context"
-	"maps"
-	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -22,16 +20,15 @@ func testLogger(t testing.TB) hclog.Logger {
 }
 
 // env is a module registry, a device manager and a device source controller
-// wired together, with module files in a temporary directory.
+// wired together.
 type env struct {
 	t    testing.TB
-	dir  string
-	reg  *module.Registry
+	mods *testenv.Modules
+	reg  *module.Registry // mods.Registry
 	m    *devicemanager.Manager
 	ctrl *devicesource.Controller
 
 	mu      sync.Mutex
-	modOpts map[string]module.Options
 	srcOpts map[string]devicesource.Options
 }
 
@@ -50,18 +47,8 @@ func newEnv(t testing.TB, cfg envConfig) *env {
 		cfg.restartDelay = 10 * time.Minute
 	}
 	log := testLogger(t)
-	e := &env{t: t, dir: t.TempDir(), modOpts: map[string]module.Options{}, srcOpts: map[string]devicesource.Options{}}
-	e.reg = module.NewRegistry(func(name string) module.Options {
-		e.mu.Lock()
-		defer e.mu.Unlock()
-		o := e.modOpts[name]
-		o.Config = maps.Clone(o.Config)
-		o.Cache, o.Logger = testenv.ModuleCache(t), log
-		if o.MemoryLimit == 0 {
-			o.MemoryLimit = 32 << 20
-		}
-		return o
-	}, nil, log)
+	e := &env{t: t, mods: testenv.NewModules(t, log), srcOpts: map[string]devicesource.Options{}}
+	e.reg = e.mods.Registry
 	m, err := devicemanager.New(devicemanager.Config{GracePeriod: cfg.grace, Logger: log})
 	if err != nil {
 		t.Fatal(err)
@@ -83,7 +70,6 @@ func newEnv(t testing.TB, cfg envConfig) *env {
 	t.Cleanup(func() {
 		cancel()
 		wg.Wait()
-		e.reg.Close(context.Background())
 	})
 	return e
 }
@@ -97,26 +83,10 @@ func (e *env) sourceOptions(name string) devicesource.Options {
 // configure sets the sandbox and source options of module name, used from
 // its next load on.
 func (e *env) configure(name string, mo module.Options, so devicesource.Options) {
+	e.mods.Configure(name, mo)
 	e.mu.Lock()
-	e.modOpts[name], e.srcOpts[name] = mo, so
+	e.srcOpts[name] = so
 	e.mu.Unlock()
-}
-
-// load copies the module file wasm in as name.wasm and loads it (a
-// replacement if name is loaded already).
-func (e *env) load(name, wasm string) *module.Module {
-	e.t.Helper()
-	b, err := os.ReadFile(wasm)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	path := filepath.Join(e.dir, name+".wasm")
-	testenv.WriteFile(e.t, path, b)
-	mod, err := e.reg.Load(context.Background(), path)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return mod
 }
 
 // resource waits until resource name satisfies cond (a resource the device

@@ -47,7 +47,7 @@ func TestPCISource(t *testing.T) {
 	sys := sysfstest.New(t, nics...)
 	e.configure("pci", module.Options{Mounts: sysfsMounts(sys), Config: map[string]string{"resource": "example.com/nic", "class": "0x02"}},
 		devicesource.Options{Grant: vfioGrant})
-	e.load("pci", build.Go(t, "guests/pcisource"))
+	e.mods.Install("pci", build.Go(t, "guests/pcisource"))
 
 	r := e.resource("example.com/nic", healthy(3))
 	if r.Provider != "module:pci" || r.Options != (devicemanager.ProviderOptions{Driver: "nic.example.com"}) {
@@ -109,7 +109,7 @@ func TestIntervalRediscovery(t *testing.T) {
 	sys := sysfstest.New(t, nics[:2]...)
 	e.configure("pci", module.Options{Mounts: sysfsMounts(sys), Config: map[string]string{"resource": "example.com/nic"}},
 		devicesource.Options{})
-	e.load("pci", build.Go(t, "guests/pcisource"))
+	e.mods.Install("pci", build.Go(t, "guests/pcisource"))
 	src, err := devicesource.NewSource(e.reg, "pci", devicesource.Options{NoWatch: true, DiscoverInterval: 50 * time.Millisecond, Grant: vfioGrant})
 	if err != nil {
 		t.Fatal(err)
@@ -135,7 +135,7 @@ func TestDevSource(t *testing.T) {
 	e.configure("dev", module.Options{Mounts: []module.Mount{{Host: "/dev", Guest: "/dev"}},
 		Config: map[string]string{"resource": "example.com/null", "globs": "/dev/null,/dev/zero"}},
 		devicesource.Options{Grant: device.Grant{DeviceNodes: []string{"/dev/null", "/dev/zero"}, Writable: []string{"/dev/null", "/dev/zero"}}})
-	e.load("dev", build.Go(t, "guests/devsource"))
+	e.mods.Install("dev", build.Go(t, "guests/devsource"))
 	r := e.resource("example.com/null", healthy(2))
 	if got := ids(r); !reflect.DeepEqual(got, []string{"null", "zero"}) {
 		t.Fatalf("devices %v", got)
@@ -166,7 +166,7 @@ func TestFileChanges(t *testing.T) {
 	e := newEnv(t, envConfig{})
 	data := t.TempDir()
 	e.configure("dir", module.Options{Mounts: []module.Mount{{Host: data, Guest: "/data"}}}, devicesource.Options{})
-	e.load("dir", dirsource(t))
+	e.mods.Install("dir", dirsource(t))
 	e.resource("example.com/dir", healthy(0))
 
 	writeFile(t, filepath.Join(data, "a"), "numa=0\nattr.model=x1\n")
@@ -205,7 +205,7 @@ func TestAllocateMergesEdits(t *testing.T) {
 		"node=/dev/null:/dev/d0:rw\nmount=/srv/models:/models:ro\n")
 	writeFile(t, filepath.Join(data, "d1"), "numa=0\nenv.DIR_1=d1\nenv.DIR_SHARED=yes\nnode=/dev/zero:/dev/d1:r\nmount=/srv/models:/models:ro\n")
 	writeFile(t, filepath.Join(data, "d2"), "numa=1\nenv.DIR_SHARED=no\n")
-	e.load("dir", dirsource(t))
+	e.mods.Install("dir", dirsource(t))
 	e.resource("example.com/dir", healthy(3))
 
 	a, err := e.m.Allocate(context.Background(), req("p", "example.com/dir", 2))
@@ -240,7 +240,7 @@ func TestAllocateMergesEdits(t *testing.T) {
 func TestModuleAllocateAndPreferred(t *testing.T) {
 	e := newEnv(t, envConfig{})
 	e.configure("ctr", module.Options{Config: map[string]string{"count": "4"}}, devicesource.Options{})
-	e.load("ctr", build.Go(t, "guests/counter"))
+	e.mods.Install("ctr", build.Go(t, "guests/counter"))
 	r := e.resource("example.com/counter", healthy(4))
 	if !r.Options.PreferredAllocation || r.Options.PreStartRequired {
 		t.Errorf("options %+v", r.Options)
@@ -267,7 +267,7 @@ func TestModuleAllocateAndPreferred(t *testing.T) {
 func TestReplaced(t *testing.T) {
 	e := newEnv(t, envConfig{grace: 200 * time.Millisecond})
 	e.configure("ctr", module.Options{Config: map[string]string{"count": "2"}}, devicesource.Options{})
-	e.load("ctr", build.Go(t, "guests/counter"))
+	e.mods.Install("ctr", build.Go(t, "guests/counter"))
 	e.resource("example.com/counter", healthy(2))
 	src := e.ctrl.Source("ctr")
 
@@ -285,7 +285,7 @@ func TestReplaced(t *testing.T) {
 	writeFile(t, filepath.Join(data, "only"), "")
 	e.configure("ctr", module.Options{Mounts: []module.Mount{{Host: data, Guest: "/data"}},
 		Config: map[string]string{"resource": "example.com/counter"}}, devicesource.Options{})
-	e.load("ctr", dirsource(t))
+	e.mods.Install("ctr", dirsource(t))
 	r = e.resource("example.com/counter", healthy(1))
 	if r.ProviderSwitches != 1 || r.Options.PreferredAllocation || e.ctrl.Source("ctr") == src {
 		t.Errorf("after a change of options: %+v", r)
@@ -296,7 +296,7 @@ func TestReplaced(t *testing.T) {
 
 	// Another resource: the old one loses its provider, the new one gains it.
 	e.configure("ctr", module.Options{Config: map[string]string{"count": "3", "resource": "example.com/moved"}}, devicesource.Options{})
-	e.load("ctr", build.Go(t, "guests/counter"))
+	e.mods.Install("ctr", build.Go(t, "guests/counter"))
 	e.resource("example.com/moved", healthy(3))
 	r = e.resource("example.com/counter", func(r devicemanager.ResourceStatus) bool { return gone(r) || !r.Connected })
 	if !gone(r) && r.LastError != "module:ctr deregistered" {
@@ -309,7 +309,7 @@ func TestReplaced(t *testing.T) {
 // the grace period.
 func TestUnloaded(t *testing.T) {
 	e := newEnv(t, envConfig{grace: 2 * time.Second})
-	e.load("ctr", build.Go(t, "guests/counter"))
+	e.mods.Install("ctr", build.Go(t, "guests/counter"))
 	e.resource("example.com/counter", healthy(4))
 	e.reg.Unload("ctr")
 	r := e.resource("example.com/counter", func(r devicemanager.ResourceStatus) bool { return r.Name != "" && !r.Connected })
@@ -330,11 +330,11 @@ func TestQuarantine(t *testing.T) {
 	fast := devicesource.Options{RetryBackoff: 5 * time.Millisecond, MaxFailures: 100}
 	e.configure("flt", module.Options{}, fast)
 	wasm := build.Go(t, "guests/testmodules/faulty")
-	e.load("flt", wasm)
+	e.mods.Install("flt", wasm)
 	e.resource("example.com/faulty", healthy(2))
 
 	e.configure("flt", module.Options{QuarantineAfter: 3, Config: map[string]string{"fault": "panic"}}, fast)
-	e.load("flt", wasm)
+	e.mods.Install("flt", wasm)
 	r := e.resource("example.com/faulty", func(r devicemanager.ResourceStatus) bool { return !r.Connected })
 	if r.Healthy != 0 || r.Capacity != 2 || !strings.Contains(r.LastError, `module "flt": discover: quarantined`) {
 		t.Fatalf("after quarantine %+v", r)
@@ -348,7 +348,7 @@ func TestQuarantine(t *testing.T) {
 	}
 
 	e.configure("flt", module.Options{}, fast)
-	e.load("flt", wasm)
+	e.mods.Install("flt", wasm)
 	r = e.resource("example.com/faulty", healthy(2))
 	if r.Provider != "module:flt" || e.ctrl.Source("flt").Status().Ended != "" {
 		t.Errorf("%+v", r)
@@ -365,7 +365,7 @@ func TestDiscoverErrors(t *testing.T) {
 	mount := module.Options{Mounts: []module.Mount{{Host: data, Guest: "/data"}}}
 	writeFile(t, filepath.Join(data, "d0"), "")
 	e.configure("dir", mount, devicesource.Options{RetryBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, MaxFailures: 1000})
-	e.load("dir", dirsource(t))
+	e.mods.Install("dir", dirsource(t))
 	e.resource("example.com/dir", healthy(1))
 	src := e.ctrl.Source("dir")
 
@@ -385,7 +385,7 @@ func TestDiscoverErrors(t *testing.T) {
 	// unhealthy, come with the module's replacement: a new source takes
 	// over.
 	e.configure("dir", mount, devicesource.Options{RetryBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, MaxFailures: 3})
-	e.load("dir", dirsource(t))
+	e.mods.Install("dir", dirsource(t))
 	e.resource("example.com/dir", func(r devicemanager.ResourceStatus) bool { return r.ProviderSwitches == 1 && r.Healthy == 1 })
 	src = e.ctrl.Source("dir")
 	writeFile(t, filepath.Join(data, "fail"), "the widget bus is resetting")
@@ -415,7 +415,7 @@ func TestDiscoveryNeverGivesUp(t *testing.T) {
 	writeFile(t, filepath.Join(data, "fail"), "no bus")
 	mount := module.Options{Mounts: []module.Mount{{Host: data, Guest: "/data"}}}
 	e.configure("dir", mount, devicesource.Options{})
-	e.load("dir", dirsource(t))
+	e.mods.Install("dir", dirsource(t))
 	watch := func(opts devicesource.Options) (*devicesource.Source, chan []device.Device) {
 		src, err := devicesource.NewSource(e.reg, "dir", opts)
 		if err != nil {
@@ -470,7 +470,7 @@ func TestDiscoveryNeverGivesUp(t *testing.T) {
 // the device manager.
 func TestUnchangedNotReported(t *testing.T) {
 	e := newEnv(t, envConfig{noController: true})
-	e.load("ctr", build.Go(t, "guests/counter"))
+	e.mods.Install("ctr", build.Go(t, "guests/counter"))
 	src, err := devicesource.NewSource(e.reg, "ctr", devicesource.Options{DiscoverInterval: devicesource.MinDiscoverInterval})
 	if err != nil {
 		t.Fatal(err)
@@ -499,7 +499,7 @@ func TestEditsChangeReported(t *testing.T) {
 	data := t.TempDir()
 	writeFile(t, filepath.Join(data, "a"), "env.A=1\n")
 	e.configure("dir", module.Options{Mounts: []module.Mount{{Host: data, Guest: "/data"}}}, devicesource.Options{})
-	e.load("dir", dirsource(t))
+	e.mods.Install("dir", dirsource(t))
 	src, err := devicesource.NewSource(e.reg, "dir", devicesource.Options{NoWatch: true})
 	if err != nil {
 		t.Fatal(err)
@@ -542,12 +542,12 @@ func TestErrorsNameTheModule(t *testing.T) {
 		err.Error() != `module "nope": the module is not loaded` {
 		t.Errorf("missing module: %v", err)
 	}
-	e.load("handler", build.Go(t, "guests/devicepluginhandler"))
+	e.mods.Install("handler", build.Go(t, "guests/devicepluginhandler"))
 	if _, err := devicesource.NewSource(e.reg, "handler", devicesource.Options{}); err == nil ||
 		err.Error() != `module "handler" is a handler, not a device source` {
 		t.Errorf("handler: %v", err)
 	}
-	e.load("ctr", build.Go(t, "guests/counter"))
+	e.mods.Install("ctr", build.Go(t, "guests/counter"))
 	src, err := devicesource.NewSource(e.reg, "ctr", devicesource.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -573,9 +573,9 @@ func TestOneResourceTwoModules(t *testing.T) {
 	e := newEnv(t, envConfig{})
 	e.configure("b", module.Options{Config: map[string]string{"count": "2"}}, devicesource.Options{})
 	ctr := build.Go(t, "guests/counter")
-	e.load("a", ctr)
+	e.mods.Install("a", ctr)
 	e.resource("example.com/counter", healthy(4))
-	e.load("b", ctr)
+	e.mods.Install("b", ctr)
 	testenv.Eventually(t, "b to be in conflict with a", func() bool { return e.ctrl.Conflicts()["b"] == "a" })
 	if r := e.resource("example.com/counter", healthy(4)); r.Provider != "module:a" || e.ctrl.Source("b") != nil || len(e.ctrl.Conflicts()) != 1 {
 		t.Fatalf("%+v, conflicts %v", r, e.ctrl.Conflicts())
@@ -588,7 +588,7 @@ func TestOneResourceTwoModules(t *testing.T) {
 		t.Fatalf("conflicts once b took over: %v", c)
 	}
 	// A module in conflict that is unloaded is no longer in conflict.
-	e.load("a", ctr)
+	e.mods.Install("a", ctr)
 	testenv.Eventually(t, "a to be in conflict with b", func() bool { return e.ctrl.Conflicts()["a"] == "b" })
 	e.reg.Unload("a")
 	testenv.Eventually(t, "no conflict", func() bool { return len(e.ctrl.Conflicts()) == 0 })
@@ -598,7 +598,7 @@ func TestOneResourceTwoModules(t *testing.T) {
 // served too.
 func TestStartsWhatIsLoaded(t *testing.T) {
 	e := newEnv(t, envConfig{noController: true})
-	e.load("ctr", build.Go(t, "guests/counter"))
+	e.mods.Install("ctr", build.Go(t, "guests/counter"))
 	c := devicesource.NewController(e.reg, e.m, devicesource.ControllerConfig{Logger: testLogger(t)})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -636,7 +636,7 @@ func (c *editCounter) get() map[string]int {
 func TestRefusedDeviceCountedOnce(t *testing.T) {
 	e := newEnv(t, envConfig{noController: true})
 	e.configure("greedy", module.Options{Config: map[string]string{"discover": "hostile", "allocate": "hostile"}}, devicesource.Options{})
-	e.load("greedy", build.Go(t, "guests/testmodules/greedy"))
+	e.mods.Install("greedy", build.Go(t, "guests/testmodules/greedy"))
 	counts := &editCounter{counts: map[string]int{}}
 	src, err := devicesource.NewSource(e.reg, "greedy", devicesource.Options{NoWatch: true, DiscoverInterval: -1, Observer: counts})
 	if err != nil {

@@ -2,12 +2,14 @@
 // directories (unix socket paths are limited to about 108 bytes), a logger
 // that writes into the test's log, one compilation cache for the whole test
 // run, so each guest module compiles once, a wait for a condition, an
-// atomic file write, a count of module calls, and
-// a pod resources client connection made as the kubelet's.
+// atomic file write, a count of module calls, a module registry whose
+// modules' options a test sets as it goes, and a pod resources client
+// connection made as the kubelet's.
 package testenv
 
 import (
 	"context"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -130,4 +132,65 @@ func DialPodResources(t testing.TB, socket string) *grpc.ClientConn {
 	}
 	t.Cleanup(func() { conn.Close() })
 	return conn
+}
+
+// Modules is a module registry whose modules' options a test sets by name
+// as it goes, with what every test module gets: the shared compilation
+// cache, the test's logger, a copy of its Config and, unless set, a 32 MiB
+// memory limit. The registry is closed when the test ends (after whatever
+// the test set up later to run on it has stopped).
+type Modules struct {
+	Registry *module.Registry
+	t        testing.TB
+	dir      string
+	log      hclog.Logger
+
+	mu   sync.Mutex
+	opts map[string]module.Options
+}
+
+// NewModules makes a registry logging to log, its module files in a
+// temporary directory.
+func NewModules(t testing.TB, log hclog.Logger) *Modules {
+	m := &Modules{t: t, dir: t.TempDir(), log: log, opts: map[string]module.Options{}}
+	m.Registry = module.NewRegistry(m.options, nil, log)
+	t.Cleanup(func() { m.Registry.Close(context.Background()) })
+	return m
+}
+
+func (m *Modules) options(name string) module.Options {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	o := m.opts[name]
+	o.Config = maps.Clone(o.Config)
+	o.Cache, o.Logger = ModuleCache(m.t), m.log
+	if o.MemoryLimit == 0 {
+		o.MemoryLimit = 32 << 20
+	}
+	return o
+}
+
+// Configure sets module name's options from its next load on.
+func (m *Modules) Configure(name string, o module.Options) {
+	m.mu.Lock()
+	m.opts[name] = o
+	m.mu.Unlock()
+}
+
+// Install copies the module file wasm in as name.wasm, atomically (a
+// directory watcher never sees it half written), and loads it: a
+// replacement if name is loaded already.
+func (m *Modules) Install(name, wasm string) *module.Module {
+	m.t.Helper()
+	b, err := os.ReadFile(wasm)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	path := filepath.Join(m.dir, name+".wasm")
+	WriteFile(m.t, path, b)
+	mod, err := m.Registry.Load(context.Background(), path)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	return mod
 }
