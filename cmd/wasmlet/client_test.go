@@ -54,13 +54,7 @@ func startHost(t *testing.T) *testHost {
 	os.MkdirAll(modules, 0o755)
 	copyFile(t, build.Go(t, "guests/counter"), filepath.Join(modules, "counter.wasm"))
 	copyFile(t, build.Go(t, "guests/customhandler"), filepath.Join(modules, "customhandler.wasm"))
-	// Compiled modules are shared across tests and runs.
-	shared := filepath.Join(build.CacheDir(), "wazero-cli")
-	os.MkdirAll(shared, 0o700)
-	os.MkdirAll(filepath.Join(dir, "state"), 0o700)
-	if err := os.Symlink(shared, filepath.Join(dir, "state", "compilation-cache")); err != nil {
-		t.Fatal(err)
-	}
+	build.SharedCompilationCache(t, filepath.Join(dir, "state"), "wazero-cli")
 	h.config = write(t, filepath.Join(dir, "plugins.toml"), `
 [host]
 state_dir = "state"

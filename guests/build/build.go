@@ -70,6 +70,24 @@ func CacheDir() string {
 	return filepath.Join(base, "wasmlet", "guests")
 }
 
+// SharedCompilationCache makes stateDir, the state directory of a wasmlet
+// a test runs, with its compilation-cache (where wasmlet keeps compiled
+// modules) a link to the directory name under CacheDir, so that the
+// modules are compiled once across tests and runs: a cold compile under the
+// race detector takes seconds.
+func SharedCompilationCache(t testing.TB, stateDir, name string) {
+	t.Helper()
+	shared := filepath.Join(CacheDir(), name)
+	for _, d := range []string{shared, stateDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(shared, filepath.Join(stateDir, "compilation-cache")); err != nil {
+		t.Fatal(err)
+	}
+}
+
 var mu sync.Mutex // one build at a time per process: two cores, big links
 
 // GoModule builds the Go guest in directory dir (relative to the repository

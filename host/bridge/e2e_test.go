@@ -89,13 +89,7 @@ func newProc(t *testing.T, name, dir, extra string) *proc {
 	t.Helper()
 	p := &proc{t: t, name: name, dir: dir, config: filepath.Join(dir, "plugins.toml"), socket: filepath.Join(dir, "run", "api.sock")}
 	os.MkdirAll(filepath.Join(dir, "modules"), 0o755)
-	// Compiled modules are shared across tests and runs.
-	shared := filepath.Join(build.CacheDir(), "wazero-bridge-e2e")
-	os.MkdirAll(shared, 0o700)
-	os.MkdirAll(filepath.Join(dir, "state"), 0o700)
-	if err := os.Symlink(shared, filepath.Join(dir, "state", "compilation-cache")); err != nil {
-		t.Fatal(err)
-	}
+	build.SharedCompilationCache(t, filepath.Join(dir, "state"), "wazero-bridge-e2e")
 	toml := `
 [host]
 state_dir = "state"

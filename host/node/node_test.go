@@ -109,14 +109,7 @@ func startTOML(t *testing.T, modules map[string]string, toml string, options ...
 	dir := testenv.ShortDir(t)
 	h := &harness{t: t, dir: dir, done: make(chan error, 1)}
 	os.MkdirAll(filepath.Join(dir, "modules"), 0o755)
-	// Share compiled modules across tests (and runs): a cold compile under
-	// the race detector takes seconds.
-	shared := filepath.Join(build.CacheDir(), "wazero-node")
-	os.MkdirAll(shared, 0o700)
-	os.MkdirAll(filepath.Join(dir, "state"), 0o700)
-	if err := os.Symlink(shared, filepath.Join(dir, "state", "compilation-cache")); err != nil {
-		t.Fatal(err)
-	}
+	build.SharedCompilationCache(t, filepath.Join(dir, "state"), "wazero-node")
 	for name, guest := range modules {
 		copyModule(t, guest, filepath.Join(dir, "modules", name+".wasm"))
 	}

@@ -66,13 +66,7 @@ func newHost(t *testing.T, modules map[string]string, extra string) *host {
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	h := &host{t: t, dir: dir, config: filepath.Join(dir, "plugins.toml"), socket: filepath.Join(dir, "api", "api.sock")}
 	os.MkdirAll(filepath.Join(dir, "modules"), 0o755)
-	// Compiled modules are shared across tests and runs.
-	shared := filepath.Join(build.CacheDir(), "wazero-e2e")
-	os.MkdirAll(shared, 0o700)
-	os.MkdirAll(filepath.Join(dir, "state"), 0o700)
-	if err := os.Symlink(shared, filepath.Join(dir, "state", "compilation-cache")); err != nil {
-		t.Fatal(err)
-	}
+	build.SharedCompilationCache(t, filepath.Join(dir, "state"), "wazero-e2e")
 	for name, guest := range modules {
 		h.install(name, guest)
 	}
