@@ -2,9 +2,7 @@ package testplugin
 
 import (
 	"context"
-	"net"
 	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 
@@ -41,16 +39,10 @@ type CSINodeInfo struct {
 func StartCSIDriver(t testing.TB, path string, info CSINodeInfo) *CSIDriver {
 	t.Helper()
 	d := &CSIDriver{Path: path, info: info}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	var err error
+	if _, d.srv, err = serve(path, func(s *grpc.Server) { csipb.RegisterNodeServer(s, d) }); err != nil {
 		t.Fatal(err)
 	}
-	lis, err := net.Listen("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.srv = grpc.NewServer()
-	csipb.RegisterNodeServer(d.srv, d)
-	go d.srv.Serve(lis)
 	t.Cleanup(d.Stop)
 	return d
 }

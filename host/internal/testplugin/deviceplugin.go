@@ -85,20 +85,15 @@ func StartDevicePlugin(t testing.TB, path, resource string, devices []*pluginapi
 	for _, o := range opts {
 		o(p)
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	var err error
+	if p.lis, p.srv, err = serve(path, p.register); err != nil {
 		t.Fatal(err)
 	}
-	lis, err := net.Listen("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.lis = lis
-	p.srv = grpc.NewServer()
-	pluginapi.RegisterDevicePluginServer(p.srv, p)
-	go p.srv.Serve(lis)
 	t.Cleanup(p.Stop)
 	return p
 }
+
+func (p *DevicePlugin) register(s *grpc.Server) { pluginapi.RegisterDevicePluginServer(s, p) }
 
 // Register registers the plugin on the registration socket kubeletSock, as a
 // device plugin does with the kubelet. The endpoint is the plugin socket's
@@ -230,14 +225,11 @@ func (p *DevicePlugin) restart() error {
 		p.lis.(*net.UnixListener).SetUnlinkOnClose(false)
 		p.srv.Stop()
 	}
-	lis, err := net.Listen("unix", p.Path)
+	lis, srv, err := serve(p.Path, p.register)
 	if err != nil {
 		return err
 	}
-	p.lis = lis
-	p.srv = grpc.NewServer()
-	pluginapi.RegisterDevicePluginServer(p.srv, p)
-	go p.srv.Serve(lis)
+	p.lis, p.srv = lis, srv
 	return nil
 }
 

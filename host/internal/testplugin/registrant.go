@@ -73,20 +73,30 @@ func StartRegistrant(t testing.TB, path string, info Info, opts ...Option) *Regi
 	for _, o := range opts {
 		o(r)
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
 	r.created = time.Now()
-	lis, err := net.Listen("unix", path)
+	var err error
+	r.lis, r.srv, err = serve(path, func(s *grpc.Server) { registerapi.RegisterRegistrationServer(s, r) })
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.lis = lis
-	r.srv = grpc.NewServer()
-	registerapi.RegisterRegistrationServer(r.srv, r)
-	go r.srv.Serve(lis)
 	t.Cleanup(r.Stop)
 	return r
+}
+
+// serve serves a gRPC server, with the services register adds, on a new
+// unix socket at path, making its directory if need be.
+func serve(path string, register func(*grpc.Server)) (net.Listener, *grpc.Server, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, nil, err
+	}
+	lis, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, nil, err
+	}
+	srv := grpc.NewServer()
+	register(srv)
+	go srv.Serve(lis)
+	return lis, srv, nil
 }
 
 // Created is when the socket was created.
