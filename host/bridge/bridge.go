@@ -201,12 +201,19 @@ func (b *Bridge) RemoveProvider(resource, providerName string) {
 		return
 	}
 	b.mu.Unlock()
-	deadline := pl.orphan(b.cfg.GracePeriod, b.cfg.Clock.Now())
+	// The timer exists before the deadline shows (in the status), so that
+	// whoever sees the deadline and moves a clock past it sees it expire.
+	// Its function must not use the clock: a fake one runs it with its own
+	// lock held. A timer that fires before orphan is done finds the plugin
+	// not orphaned and does nothing, so orphan says when it was late.
+	now := b.cfg.Clock.Now()
+	timer := b.cfg.Clock.AfterFunc(b.cfg.GracePeriod, func() { b.expire(resource, pl) })
+	deadline := pl.orphan(b.cfg.GracePeriod, now, timer)
 	b.log.Info("device source went away; its devices stay with the kubelet, unhealthy, for the grace period",
 		"resource", resource, "provider", providerName, "until", deadline)
-	// The timer's function must not use the clock: a fake one runs it with
-	// its own lock held.
-	pl.setGraceTimer(b.cfg.Clock.AfterFunc(b.cfg.GracePeriod, func() { b.expire(resource, pl) }))
+	if !b.cfg.Clock.Now().Before(deadline) {
+		b.expire(resource, pl)
+	}
 }
 
 // expire removes pl, which served resource, if it is still there with no

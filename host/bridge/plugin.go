@@ -181,10 +181,16 @@ func (p *plugin) providerName() string {
 }
 
 // orphan is told that the source went away: its devices are unhealthy, and
-// the plugin stays until the grace period from now is over. It returns
+// the plugin stays until the grace period from now is over, which timer
+// marks (it is kept, and stopped if the source comes back). It returns
 // when that is.
-func (p *plugin) orphan(grace time.Duration, now time.Time) time.Time {
+func (p *plugin) orphan(grace time.Duration, now time.Time, timer clock.Timer) time.Time {
 	p.mu.Lock()
+	old := p.graceTimer
+	p.graceTimer = timer
+	if old != nil {
+		defer old.Stop()
+	}
 	prov, unwatch := p.prov, p.unwatch
 	p.prov, p.unwatch = nil, nil
 	p.pgen++ // what the old source still says is ignored
