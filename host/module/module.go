@@ -60,6 +60,8 @@ type Module struct {
 	waiting   atomic.Int32 // calls waiting for an instance
 	startCost atomic.Int64 // how long starting an instance takes, in ns
 
+	keepSurplus time.Duration // keepSurplus, or less in tests
+
 	mu          sync.Mutex
 	closed      bool
 	stopping    bool // Close stops every instance: new ones are refused
@@ -73,6 +75,8 @@ type Module struct {
 	lastFaultAt time.Time
 	quarantine  string // reason; empty when not quarantined
 	quarantined time.Time
+	lastPut     time.Time   // when a call last gave back its instance
+	shrinkTimer *time.Timer // set while instances beyond the base pool live
 }
 
 // LoadTiming says where the time of a load went. Compile includes checking
@@ -94,16 +98,17 @@ func Load(ctx context.Context, path string, opts Options) (*Module, error) {
 	}
 	sum := sha256.Sum256(bin)
 	m := &Module{
-		opts:    opts,
-		path:    path,
-		digest:  hex.EncodeToString(sum[:]),
-		size:    int64(len(bin)),
-		idle:    make(chan *instance, opts.PoolMax),
-		slots:   make(chan struct{}, opts.PoolSize),
-		extra:   make(chan struct{}, opts.PoolMax-opts.PoolSize),
-		drained: make(chan struct{}),
-		live:    map[*instance]struct{}{},
-		sink:    newLogSink(opts),
+		opts:        opts,
+		path:        path,
+		digest:      hex.EncodeToString(sum[:]),
+		size:        int64(len(bin)),
+		idle:        make(chan *instance, opts.PoolMax),
+		slots:       make(chan struct{}, opts.PoolSize),
+		extra:       make(chan struct{}, opts.PoolMax-opts.PoolSize),
+		drained:     make(chan struct{}),
+		live:        map[*instance]struct{}{},
+		keepSurplus: keepSurplus,
+		sink:        newLogSink(opts),
 	}
 	m.timing.Read = time.Since(start)
 	if opts.SHA256 != "" && !strings.EqualFold(opts.SHA256, m.digest) {
@@ -566,20 +571,51 @@ func (m *Module) drop(in *instance) {
 	m.mu.Unlock()
 }
 
-// put returns an instance to the pool, or discards it if it is broken. When
-// no call waits, the pool shrinks back to its base size: instances beyond
-// it go, this one or idle ones.
+// keepSurplus is how long instances beyond the base pool are kept once the
+// calls that started them are over. A burst of calls that grew the pool is
+// often followed by another (a node's plugins registering at once, a
+// rollout's rounds), and starting an instance costs more than the calls it
+// serves: milliseconds of CPU for a Go guest, which a burst on a small
+// node pays in its latency. Memory is held meanwhile, at most what the
+// burst took.
+const keepSurplus = 10 * time.Second
+
+// put returns an instance to the pool, or discards it if it is broken.
+// Instances beyond the base pool go once the pool has been idle for
+// keepSurplus (shrink).
 func (m *Module) put(in *instance, broken bool) {
-	var gone []*instance
 	m.mu.Lock()
-	surplus := func() bool { return len(m.live) > m.opts.PoolSize && m.waiting.Load() == 0 }
-	if broken || m.closed || m.quarantine != "" || surplus() {
+	if broken || m.closed || m.quarantine != "" {
 		delete(m.live, in)
-		gone = append(gone, in)
-	} else {
-		m.idle <- in // never blocks: it holds every instance
+		n := len(m.live)
+		m.mu.Unlock()
+		m.discard([]*instance{in}, n)
+		return
 	}
-	for surplus() {
+	m.idle <- in // never blocks: it holds every instance
+	m.lastPut = time.Now()
+	if len(m.live) > m.opts.PoolSize && m.shrinkTimer == nil {
+		m.shrinkTimer = time.AfterFunc(m.keepSurplus, m.shrink)
+	}
+	m.mu.Unlock()
+}
+
+// shrink closes the idle instances beyond the base pool once no call has
+// ended for keepSurplus and none waits; until then it looks again later.
+func (m *Module) shrink() {
+	m.mu.Lock()
+	m.shrinkTimer = nil
+	if m.closed || len(m.live) <= m.opts.PoolSize {
+		m.mu.Unlock()
+		return
+	}
+	if wait := m.keepSurplus - time.Since(m.lastPut); wait > 0 || m.waiting.Load() > 0 {
+		m.shrinkTimer = time.AfterFunc(max(wait, minGrowAfter), m.shrink)
+		m.mu.Unlock()
+		return
+	}
+	var gone []*instance
+	for len(m.live) > m.opts.PoolSize {
 		select {
 		case idle := <-m.idle:
 			delete(m.live, idle)
@@ -587,18 +623,22 @@ func (m *Module) put(in *instance, broken bool) {
 			continue
 		default:
 		}
-		break
+		break // the rest are busy: their put looks again
 	}
 	n := len(m.live)
 	m.mu.Unlock()
+	m.discard(gone, n)
+}
+
+// discard closes instances no longer live (n are left), then frees their
+// slots: never more than PoolMax instances exist.
+func (m *Module) discard(gone []*instance, n int) {
 	if len(gone) == 0 {
 		return
 	}
 	for _, in := range gone {
 		in.close()
 	}
-	// The slots free once the instances are closed: never more than
-	// PoolMax instances exist.
 	m.mu.Lock()
 	m.releaseSlots(len(gone))
 	m.mu.Unlock()
@@ -677,6 +717,12 @@ func (m *Module) Close(ctx context.Context) error {
 		<-m.drained
 	}
 	m.drainIdle()
+	m.mu.Lock()
+	if m.shrinkTimer != nil {
+		m.shrinkTimer.Stop()
+		m.shrinkTimer = nil
+	}
+	m.mu.Unlock()
 	m.release(context.Background())
 	m.opts.Observer.Instances(m.opts.Name, 0)
 	return nil

@@ -395,9 +395,13 @@ func holdModule(t *testing.T, opts Options) (m *Module, release func()) {
 // TestPoolGrowsBehindSlowCallsUpToPoolMax: calls that find every instance
 // of the base pool busy for long start more instances, up to PoolMax; a
 // call that finds PoolMax busy waits, and gets a clear error when it
-// cannot wait; once the calls end, the pool is back to its base size.
+// cannot wait; once the calls end, the instances beyond the base pool are
+// kept for the next burst, and go when the pool has been idle a while.
 func TestPoolGrowsBehindSlowCallsUpToPoolMax(t *testing.T) {
 	m, release := holdModule(t, Options{PoolSize: 1, PoolMax: 2})
+	m.mu.Lock()
+	m.keepSurplus = 300 * time.Millisecond
+	m.mu.Unlock()
 	var wg sync.WaitGroup
 	for i := range 3 {
 		wg.Add(1)
@@ -425,9 +429,18 @@ func TestPoolGrowsBehindSlowCallsUpToPoolMax(t *testing.T) {
 	}
 	release()
 	wg.Wait()
-	if st := m.Status(); st.Instances != 1 || st.Idle != 1 {
-		t.Errorf("after the calls: %d instances, %d idle; want the base pool, 1 idle", st.Instances, st.Idle)
+	if st := m.Status(); st.Instances != 2 || st.Idle != 2 {
+		t.Errorf("right after the calls: %d instances, %d idle; want both kept, idle", st.Instances, st.Idle)
 	}
+	// A call meanwhile is served by a kept instance, and the wait starts
+	// again from its end.
+	if err := m.Validate(context.Background(), &abi.Plugin{Name: "ok-2"}); err != nil {
+		t.Fatal(err)
+	}
+	if st := m.Status(); st.Instances != 2 {
+		t.Errorf("after a call within the wait: %d instances, want 2", st.Instances)
+	}
+	waitUntil(t, "the base pool, idle", func() bool { st := m.Status(); return st.Instances == 1 && st.Idle == 1 })
 }
 
 // TestPoolMaxDefaults: PoolMax is DefaultPoolMax, or PoolSize when that is
