@@ -165,7 +165,13 @@ type Claim struct {
 	AllocatedUnixNano int64 `protobuf:"varint,9,opt,name=allocated_unix_nano,json=allocatedUnixNano,proto3" json:"allocated_unix_nano,omitempty"`
 	// cdi_devices are the qualified CDI device names a container of the
 	// claim gets (the claim's own CDI spec's, and those its sources named).
-	CdiDevices    []string `protobuf:"bytes,10,rep,name=cdi_devices,json=cdiDevices,proto3" json:"cdi_devices,omitempty"`
+	CdiDevices []string `protobuf:"bytes,10,rep,name=cdi_devices,json=cdiDevices,proto3" json:"cdi_devices,omitempty"`
+	// kubelet_driver is set on a claim the cluster allocated and this node
+	// prepared for the kubelet, through that driver's DRA kubelet plugin: the
+	// record is its share of the claim (the devices of that driver), kept so
+	// that NodeUnprepareResources works after a restart. Its allocation is the
+	// cluster's; the node's own allocator does not hold its devices.
+	KubeletDriver string `protobuf:"bytes,11,opt,name=kubelet_driver,json=kubeletDriver,proto3" json:"kubelet_driver,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -268,6 +274,13 @@ func (x *Claim) GetCdiDevices() []string {
 		return x.CdiDevices
 	}
 	return nil
+}
+
+func (x *Claim) GetKubeletDriver() string {
+	if x != nil {
+		return x.KubeletDriver
+	}
+	return ""
 }
 
 // PreparedDevice is one device of a claim, as its source prepared it.
@@ -1140,7 +1153,7 @@ const file_checkpoint_proto_rawDesc = "" +
 	"\vallocations\x18\x03 \x03(\v2!.wasmlet.checkpoint.v3.AllocationR\vallocations\x12=\n" +
 	"\tresources\x18\x04 \x03(\v2\x1f.wasmlet.checkpoint.v3.ResourceR\tresources\x127\n" +
 	"\aplugins\x18\x05 \x03(\v2\x1d.wasmlet.checkpoint.v3.PluginR\aplugins\x124\n" +
-	"\x06claims\x18\x06 \x03(\v2\x1c.wasmlet.checkpoint.v3.ClaimR\x06claims\"\xcf\x02\n" +
+	"\x06claims\x18\x06 \x03(\v2\x1c.wasmlet.checkpoint.v3.ClaimR\x06claims\"\xf6\x02\n" +
 	"\x05Claim\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x10\n" +
@@ -1153,7 +1166,8 @@ const file_checkpoint_proto_rawDesc = "" +
 	"\x13allocated_unix_nano\x18\t \x01(\x03R\x11allocatedUnixNano\x12\x1f\n" +
 	"\vcdi_devices\x18\n" +
 	" \x03(\tR\n" +
-	"cdiDevices\"\x94\x01\n" +
+	"cdiDevices\x12%\n" +
+	"\x0ekubelet_driver\x18\v \x01(\tR\rkubeletDriver\"\x94\x01\n" +
 	"\x0ePreparedDevice\x12\x18\n" +
 	"\arequest\x18\x01 \x01(\tR\arequest\x12\x16\n" +
 	"\x06driver\x18\x02 \x01(\tR\x06driver\x12\x16\n" +

@@ -27,7 +27,7 @@ func record(c *Claim) *checkpoint.Claim {
 	}
 	rec := &checkpoint.Claim{Namespace: c.Object.Namespace, Name: c.Object.Name, Uid: string(c.Object.UID),
 		Pod: c.Workload.Pod, PodUid: c.Workload.PodUID, Container: c.Workload.Container, ResourceClaim: raw,
-		AllocatedUnixNano: c.At.UnixNano(), CdiDevices: c.Edits.CDIDevices}
+		AllocatedUnixNano: c.At.UnixNano(), CdiDevices: c.Edits.CDIDevices, KubeletDriver: c.KubeletDriver}
 	for _, p := range c.Prepared {
 		rec.Prepared = append(rec.Prepared, &checkpoint.PreparedDevice{Request: p.Request, Driver: p.Driver,
 			Device: p.Device, Edits: deviceplugin.Response(p.Edits)})
@@ -41,7 +41,7 @@ func fromRecord(rec *checkpoint.Claim) (*Claim, error) {
 		return nil, err
 	}
 	c := &Claim{Object: &rc, Workload: Workload{Pod: rec.Pod, PodUID: rec.PodUid, Container: rec.Container},
-		At: time.Unix(0, rec.AllocatedUnixNano), record: rec}
+		At: time.Unix(0, rec.AllocatedUnixNano), KubeletDriver: rec.KubeletDriver, record: rec}
 	var devs []device.Device
 	for _, p := range rec.Prepared {
 		pd := PreparedDevice{Prepared: device.Prepared{Request: p.Request, Device: p.Device, Edits: deviceplugin.Edits(p.Edits)}, Driver: p.Driver}
@@ -52,8 +52,9 @@ func fromRecord(rec *checkpoint.Claim) (*Claim, error) {
 	return c, nil
 }
 
-// Restore loads the claims of st, and holds their devices in the allocator.
-// A record that does not decode is left out, and logged.
+// Restore loads the claims of st, and holds their devices in the allocator
+// (not those of claims prepared for the kubelet: the cluster allocated
+// them). A record that does not decode is left out, and logged.
 func (s *Store) Restore(st *checkpoint.State) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -63,8 +64,10 @@ func (s *Store) Restore(st *checkpoint.State) {
 			s.log.Error("claim in the checkpoint left out: it does not decode", "claim", rec.Namespace+"/"+rec.Name, "error", err)
 			continue
 		}
-		s.claims[c.Key()] = c
-		s.cfg.Allocator.Hold(owner(c.Key()), c.Object.Status.Allocation)
+		s.claims[c.storeKey()] = c
+		if c.KubeletDriver == "" {
+			s.cfg.Allocator.Hold(owner(c.Key()), c.Object.Status.Allocation)
+		}
 	}
 	s.count()
 	s.log.Info("claims restored from the checkpoint", "claims", len(s.claims))
@@ -85,7 +88,13 @@ func (s *Store) Resume() {
 	if s.cfg.Specs == nil {
 		return
 	}
-	for _, c := range s.List() {
+	s.mu.Lock()
+	all := make([]*Claim, 0, len(s.claims))
+	for _, c := range s.claims {
+		all = append(all, c)
+	}
+	s.mu.Unlock()
+	for _, c := range all {
 		byDriver := map[string][]device.Prepared{}
 		for _, p := range c.Prepared {
 			byDriver[p.Driver] = append(byDriver[p.Driver], device.Prepared{Request: p.Request, Device: p.Device, Edits: withoutClaimCDI(p.Edits, c)})

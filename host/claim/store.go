@@ -98,6 +98,10 @@ type Claim struct {
 	// the sources named).
 	Edits device.Edits
 	At    time.Time
+	// KubeletDriver is set on a claim the cluster allocated, prepared for
+	// the kubelet by that driver (PrepareForKubelet); Prepared holds only
+	// that driver's devices.
+	KubeletDriver string
 
 	record  *checkpoint.Claim // built before the claim is published, never modified
 	pending bool              // not yet durable: shown to no one
@@ -111,6 +115,15 @@ type PreparedDevice struct {
 
 // Key is "namespace/name".
 func (c *Claim) Key() string { return c.Object.Namespace + "/" + c.Object.Name }
+
+// storeKey is the claim's key in the store: Key for the node's own claims,
+// kubeletKey for those prepared for the kubelet.
+func (c *Claim) storeKey() string {
+	if c.KubeletDriver != "" {
+		return kubeletKey(c.KubeletDriver, c.Object.UID)
+	}
+	return c.Key()
+}
 
 // owner is the allocator's name of the claim.
 func owner(key string) string { return "claim:" + key }
@@ -221,14 +234,14 @@ func (s *Store) apply(ctx context.Context, in *resourceapi.ResourceClaim, w Work
 	}
 	rc.Status.Allocation = result
 	c := &Claim{Object: rc, Workload: w, At: time.Now(), pending: true}
-	if err := s.prepare(ctx, c); err != nil {
+	if err := s.prepare(ctx, c, driversOf(c.Object), s.driver); err != nil {
 		s.cfg.Allocator.Release(owner(key))
 		return nil, err
 	}
 	c.record = record(c)
 	if err := s.durably(ctx, func() { s.claims[key] = c }); err != nil {
 		s.undo(func() { delete(s.claims, key) })
-		s.unprepare(c)
+		s.unprepare(c, driversOf(c.Object), s.driver)
 		s.cfg.Allocator.Release(owner(key))
 		return nil, fmt.Errorf("%w: claim %s: %v", ErrNotDurable, key, err)
 	}
@@ -271,21 +284,27 @@ func (s *Store) reserve(ctx context.Context, key string) (done func(), existing 
 	}
 }
 
-// prepare has each driver of c's devices prepare them, writes their CDI
-// specs and merges their edits. When one fails, those done are undone.
-func (s *Store) prepare(ctx context.Context, c *Claim) error {
+// driver is the driver called d, or nil.
+func (s *Store) driver(d string) Driver {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.drivers[d]
+}
+
+// prepare has each of drivers (found by lookup) prepare its devices of c,
+// writes their CDI specs and merges their edits. When one fails, those done
+// are undone.
+func (s *Store) prepare(ctx context.Context, c *Claim, drivers []string, lookup func(string) Driver) error {
 	key := c.Key()
 	var done []string
 	fail := func(err error) error {
 		for _, d := range done {
-			s.unprepareDriver(c, d)
+			s.unprepareDriver(c, d, lookup(d))
 		}
 		return err
 	}
-	for _, d := range driversOf(c.Object) {
-		s.mu.Lock()
-		drv := s.drivers[d]
-		s.mu.Unlock()
+	for _, d := range drivers {
+		drv := lookup(d)
 		if drv == nil {
 			return fail(fmt.Errorf("claim %s: %w: driver %s is not on this node any more", key, ErrPrepare, d))
 		}
@@ -323,18 +342,16 @@ func (s *Store) prepare(ctx context.Context, c *Claim) error {
 	return nil
 }
 
-// unprepare undoes prepare: every driver of c unprepares, its CDI spec goes.
-// Failures are logged: they must not keep the devices held.
-func (s *Store) unprepare(c *Claim) {
-	for _, d := range driversOf(c.Object) {
-		s.unprepareDriver(c, d)
+// unprepare undoes prepare: each of drivers (found by lookup) unprepares
+// its devices of c, its CDI spec goes. Failures are logged: they must not
+// keep the devices held.
+func (s *Store) unprepare(c *Claim, drivers []string, lookup func(string) Driver) {
+	for _, d := range drivers {
+		s.unprepareDriver(c, d, lookup(d))
 	}
 }
 
-func (s *Store) unprepareDriver(c *Claim, d string) {
-	s.mu.Lock()
-	drv := s.drivers[d]
-	s.mu.Unlock()
+func (s *Store) unprepareDriver(c *Claim, d string, drv Driver) {
 	if drv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.CallTimeout)
 		if err := drv.Unprepare(ctx, c.Object); err != nil {
@@ -358,14 +375,42 @@ func (s *Store) Delete(ctx context.Context, namespace, name string) (*Claim, err
 		namespace = DefaultNamespace
 	}
 	key := namespace + "/" + name
+	existing, release, err := s.take(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	if existing == nil {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, key)
+	}
+	defer release()
+	s.unprepare(existing, driversOf(existing.Object), s.driver)
+	if err := s.durably(ctx, func() { delete(s.claims, key) }); err != nil {
+		// Undone, as a release the device manager cannot make durable
+		// is: the claim keeps its devices until its deletion is durable.
+		s.undo(func() { s.claims[key] = existing })
+		return nil, fmt.Errorf("%w: delete of claim %s: %v; nothing was deleted, the claim keeps its devices "+
+			"(its sources were told to unprepare it; delete it again)", ErrNotDurable, key, err)
+	}
+	s.cfg.Allocator.Release(owner(key))
+	s.mu.Lock()
+	s.count()
+	s.mu.Unlock()
+	s.log.Info("claim deleted", "claim", key)
+	return existing, nil
+}
+
+// take waits until no other apply or delete of key is in progress, then
+// marks the claim of that name busy and returns it, with release to end
+// that; or returns nil when there is no such claim.
+func (s *Store) take(ctx context.Context, key string) (existing *Claim, release func(), err error) {
 	for {
 		done, existing, err := s.reserve(ctx, key)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if existing == nil {
 			done()
-			return nil, fmt.Errorf("%w: %s", ErrNotFound, key)
+			return nil, nil, nil
 		}
 		// existing is durable (pending claims are busy): take it.
 		s.mu.Lock()
@@ -376,26 +421,12 @@ func (s *Store) Delete(ctx context.Context, namespace, name string) (*Claim, err
 		ch := make(chan struct{})
 		s.busy[key] = ch
 		s.mu.Unlock()
-		defer func() {
+		return existing, func() {
 			s.mu.Lock()
 			delete(s.busy, key)
 			close(ch)
 			s.mu.Unlock()
-		}()
-		s.unprepare(existing)
-		if err := s.durably(ctx, func() { delete(s.claims, key) }); err != nil {
-			// Undone, as a release the device manager cannot make durable
-			// is: the claim keeps its devices until its deletion is durable.
-			s.undo(func() { s.claims[key] = existing })
-			return nil, fmt.Errorf("%w: delete of claim %s: %v; nothing was deleted, the claim keeps its devices "+
-				"(its sources were told to unprepare it; delete it again)", ErrNotDurable, key, err)
-		}
-		s.cfg.Allocator.Release(owner(key))
-		s.mu.Lock()
-		s.count()
-		s.mu.Unlock()
-		s.log.Info("claim deleted", "claim", key)
-		return existing, nil
+		}, nil
 	}
 }
 
@@ -451,7 +482,7 @@ func (s *Store) List() []*Claim {
 	defer s.mu.Unlock()
 	out := make([]*Claim, 0, len(s.claims))
 	for _, c := range s.claims {
-		if !c.pending {
+		if !c.pending && c.KubeletDriver == "" {
 			out = append(out, c)
 		}
 	}
@@ -497,7 +528,7 @@ func (s *Store) count() {
 	}
 	now := map[[2]string]int{}
 	for _, c := range s.claims {
-		if c.pending {
+		if c.pending || c.KubeletDriver != "" {
 			continue
 		}
 		for _, r := range c.Object.Status.Allocation.Devices.Results {
