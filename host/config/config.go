@@ -29,6 +29,7 @@ const (
 	defaultKubeletDir        = "/var/lib/kubelet/device-plugins"
 	defaultPluginRegistryDir = "/var/lib/kubelet/plugins_registry"
 	defaultCDIDir            = "/var/run/cdi"
+	defaultDRAPluginDir      = "/var/lib/kubelet/plugins"
 )
 
 // Config is a parsed and validated plugins.toml. Every field holds its final
@@ -47,6 +48,8 @@ type Config struct {
 	Sandbox Sandbox
 	// Bridge is the [bridge] section.
 	Bridge Bridge
+	// DRA is the [dra] section.
+	DRA DRA
 
 	modules  map[string]moduleEntry  // [modules.<name>], sandbox already merged
 	handlers map[string]string       // [handlers]: plugin type -> module name
@@ -156,10 +159,23 @@ type SourceConfig struct {
 	DiscoverInterval time.Duration
 	// Watch rediscovers when files under the module's mounts change.
 	Watch bool
-	// Bridge also serves the source to an external kubelet, as described
-	// by Config.Bridge.
-	Bridge bool
+	// Bridge serves the source to an external kubelet instead of
+	// wasmlet's own device manager: as a device plugin (BridgeDevicePlugin,
+	// bridge = true, as described by Config.Bridge) or as a DRA driver
+	// (BridgeDRA, bridge = "dra", as described by Config.DRA).
+	Bridge BridgeKind
 }
+
+// BridgeKind is how a source is served to an external kubelet.
+type BridgeKind string
+
+// The ways a source is served: not to a kubelet (NoBridge), as a device
+// plugin (v1beta1) or as a DRA driver (resource.k8s.io/v1).
+const (
+	NoBridge           BridgeKind = ""
+	BridgeDevicePlugin BridgeKind = "device-plugin"
+	BridgeDRA          BridgeKind = "dra"
+)
 
 // Bridge is the [bridge] section: how device sources are served to an
 // unmodified kubelet.
@@ -174,6 +190,25 @@ type Bridge struct {
 	// CDIDir is where the CDI spec files for every source's devices (bridged
 	// or not) are written.
 	CDIDir string
+}
+
+// DRA is the [dra] section: how sources with bridge = "dra" are served to
+// the kubelet and the cluster, as DRA drivers.
+type DRA struct {
+	// Kubeconfig is the kubeconfig file that reaches the API server; ""
+	// is the in-cluster configuration (the pod's service account).
+	Kubeconfig string
+	// PluginDir is the kubelet's plugin directory: each driver's DRA
+	// service socket goes in <PluginDir>/<driver>/.
+	PluginDir string
+	// RegistryDir is the kubelet's plugin registry, where the drivers'
+	// registration sockets go.
+	RegistryDir string
+	// RollingUpdate names the sockets after the pod's UID (from the
+	// environment variable POD_UID, which the DaemonSet sets from the
+	// downward API), so that a new wasmlet pod serves beside the old one
+	// during a rolling update (kubelet 1.33 or later).
+	RollingUpdate bool
 }
 
 // Registration is how a bridged device source registers with a kubelet.
@@ -231,6 +266,10 @@ func Default() *Config {
 			Registration:      RegisterKubeletSocket,
 			PluginRegistryDir: defaultPluginRegistryDir,
 			CDIDir:            defaultCDIDir,
+		},
+		DRA: DRA{
+			PluginDir:   defaultDRAPluginDir,
+			RegistryDir: defaultPluginRegistryDir,
 		},
 		modules:  map[string]moduleEntry{},
 		handlers: map[string]string{},
@@ -316,6 +355,17 @@ func (c *Config) Problems() Errors { return slices.Clone(c.problems) }
 // Warnings are grants worth a second look: a mount of the whole of /,
 // /etc, /proc or /sys (as host or root), and devices = true.
 func (c *Config) Warnings() Errors { return slices.Clone(c.warnings) }
+
+// Bridges reports whether any [sources.<name>] entry serves its source to a
+// kubelet as kind.
+func (c *Config) Bridges(kind BridgeKind) bool {
+	for _, s := range c.sources {
+		if s.Bridge == kind {
+			return true
+		}
+	}
+	return false
+}
 
 // ModuleOptions returns the sandbox of the named module: its [modules.<name>]
 // entry merged over [sandbox], or [sandbox] alone if it has no entry. Logger,

@@ -264,7 +264,7 @@ discover_interval = "0s"
 		t.Errorf("Handlers() changed by its caller")
 	}
 	for name, want := range map[string]SourceConfig{
-		"pci":   {DiscoverInterval: 45 * time.Second, Watch: false, Bridge: true},
+		"pci":   {DiscoverInterval: 45 * time.Second, Watch: false, Bridge: BridgeDevicePlugin},
 		"dev":   {DiscoverInterval: 0, Watch: true},
 		"other": {Watch: true},
 	} {

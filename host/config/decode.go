@@ -179,6 +179,7 @@ func (d *decoder) config(root *node) *Config {
 		{"handlers", func(n *node, key string) { c.handlers = d.handlers(n, key) }},
 		{"sources", func(n *node, key string) { c.sources = d.sources(n, key) }},
 		{"bridge", func(n *node, key string) { d.bridge(n, key, &c.Bridge) }},
+		{"dra", func(n *node, key string) { d.dra(n, key, &c.DRA) }},
 	})
 	return c
 }
@@ -596,7 +597,7 @@ func (d *decoder) sources(n *node, key string) map[string]SourceConfig {
 		d.table(v, key, []field{
 			{"discover_interval", func(n *node, key string) { d.duration(n, key, &s.DiscoverInterval, true) }},
 			{"watch", func(n *node, key string) { d.boolean(n, key, &s.Watch) }},
-			{"bridge", func(n *node, key string) { d.boolean(n, key, &s.Bridge) }},
+			{"bridge", func(n *node, key string) { d.bridgeKind(n, key, &s.Bridge) }},
 		})
 		sources[name] = s
 	}
@@ -614,6 +615,35 @@ func (d *decoder) bridge(n *node, key string, b *Bridge) {
 		}},
 		{"plugin_registry_dir", func(n *node, key string) { d.path(n, key, &b.PluginRegistryDir) }},
 		{"cdi_dir", func(n *node, key string) { d.path(n, key, &b.CDIDir) }},
+	})
+}
+
+// bridgeKind decodes a source's bridge: true (a device plugin), false, or
+// "device-plugin" or "dra".
+func (d *decoder) bridgeKind(n *node, key string, b *BridgeKind) {
+	if n.kind == kindBool {
+		*b = NoBridge
+		if n.flag {
+			*b = BridgeDevicePlugin
+		}
+		return
+	}
+	if n.kind != kindString {
+		d.is(n, key, kindString, `true, false, "device-plugin" or "dra"`)
+		return
+	}
+	if v, ok := d.enum(n, key, string(BridgeDevicePlugin), string(BridgeDRA)); ok {
+		*b = BridgeKind(v)
+	}
+}
+
+// The [dra] section.
+func (d *decoder) dra(n *node, key string, c *DRA) {
+	d.table(n, key, []field{
+		{"kubeconfig", func(n *node, key string) { d.path(n, key, &c.Kubeconfig) }},
+		{"plugin_dir", func(n *node, key string) { d.path(n, key, &c.PluginDir) }},
+		{"registry_dir", func(n *node, key string) { d.path(n, key, &c.RegistryDir) }},
+		{"rolling_update", func(n *node, key string) { d.boolean(n, key, &c.RollingUpdate) }},
 	})
 }
 

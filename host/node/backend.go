@@ -25,6 +25,7 @@ import (
 	"github.com/wasmlet/wasmlet/host/device"
 	"github.com/wasmlet/wasmlet/host/devicemanager"
 	"github.com/wasmlet/wasmlet/host/devicesource"
+	"github.com/wasmlet/wasmlet/host/dradriver"
 	"github.com/wasmlet/wasmlet/host/module"
 	"github.com/wasmlet/wasmlet/host/pluginmanager"
 )
@@ -497,6 +498,14 @@ func bridgedView(b bridge.Status) *adminpb.BridgedSource {
 		LastError: b.LastError, Registrations: int32(b.Registrations), RegisteredAt: ts(b.RegisteredAt),
 		NextAttempt: ts(b.NextAttempt), KubeletPresent: b.KubeletPresent, Streams: int32(b.Streams),
 		Devices: int32(b.Devices), Healthy: int32(b.Healthy), GraceDeadline: ts(b.GraceDeadline)}
+}
+
+func draView(d dradriver.Status) *adminpb.DRADriver {
+	return &adminpb.DRADriver{Driver: d.Driver, Resource: d.Resource, Provider: d.Provider, Pool: d.Pool,
+		RegistrationSocket: d.RegistrationSocket, Socket: d.Socket, State: string(d.State),
+		Registrations: int32(d.Registrations), RegisteredAt: ts(d.RegisteredAt), Starts: int32(d.Starts),
+		Slices: string(d.Slices), SlicesError: d.SlicesError, SlicesSince: ts(d.SlicesSince), Generation: d.Generation,
+		LastError: d.LastError, Devices: int32(d.Devices), Healthy: int32(d.Healthy), Prepared: int32(d.Prepared)}
 }
 
 func cdiView(sp cdi.Status) *adminpb.CDISpec {

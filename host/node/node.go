@@ -44,6 +44,7 @@ import (
 	"github.com/wasmlet/wasmlet/host/deviceclass"
 	"github.com/wasmlet/wasmlet/host/devicemanager"
 	"github.com/wasmlet/wasmlet/host/devicesource"
+	"github.com/wasmlet/wasmlet/host/dradriver"
 	"github.com/wasmlet/wasmlet/host/endpoint"
 	"github.com/wasmlet/wasmlet/host/metrics"
 	"github.com/wasmlet/wasmlet/host/module"
@@ -75,6 +76,7 @@ type Node struct {
 	dmsrv   *devicemanager.Server
 	sources *devicesource.Controller
 	bridge  *bridge.Bridge
+	dra     *dradriver.Drivers // nil when no source has bridge = "dra"
 	cdi     *cdi.Specs
 	modw    *watcher.Watcher
 
@@ -194,8 +196,27 @@ func New(cfg *config.Config, log hclog.Logger) (_ *Node, err error) {
 		func(ctx context.Context, resource, path string) (devicemanager.Provider, error) {
 			return endpoint.Dial(ctx, resource, path)
 		}, h.OperationTimeout)
-	routes := &sourceRoutes{local: n.devices, plugins: n.dmsrv, bridge: n.bridge, specs: n.cdi, claims: n.claims, log: log.Named("sources"),
-		bridged: func(module string) bool { return cfg.Source(module).Bridge }}
+	if cfg.Bridges(config.BridgeDRA) {
+		d := cfg.DRA
+		client, err := dradriver.NewClient(d.Kubeconfig)
+		if err != nil {
+			return nil, fmt.Errorf("dra ([dra] kubeconfig in %s): %w", cfg.File, err)
+		}
+		podUID := ""
+		if d.RollingUpdate {
+			if podUID = os.Getenv("POD_UID"); podUID == "" {
+				return nil, fmt.Errorf("dra: rolling_update = true in %s, but POD_UID is not set (the DaemonSet sets it from the downward API, metadata.uid)", cfg.File)
+			}
+		}
+		n.dra, err = dradriver.New(dradriver.Config{Client: client, NodeName: h.NodeName, PluginDir: d.PluginDir,
+			RegistryDir: d.RegistryDir, PodUID: podUID, Claims: n.claims, BackoffInitial: h.BackoffInitial,
+			BackoffMax: h.BackoffMax, ResyncPeriod: h.ResyncPeriod, Logger: log.Named("dra")})
+		if err != nil {
+			return nil, err
+		}
+	}
+	routes := &sourceRoutes{local: n.devices, plugins: n.dmsrv, bridge: n.bridge, dra: n.dra, specs: n.cdi, claims: n.claims,
+		log: log.Named("sources"), bridged: func(module string) config.BridgeKind { return cfg.Source(module).Bridge }}
 	n.sources = devicesource.NewController(n.modules, routes, devicesource.ControllerConfig{
 		Options: n.sourceOptions,
 		Logger:  log.Named("sources"),
@@ -386,6 +407,9 @@ func (n *Node) Run(ctx context.Context) error {
 	}()
 	goRun("device sources", n.sources.Run)
 	goRun("kubernetes bridge", n.bridge.Run)
+	if n.dra != nil {
+		goRun("dra drivers", n.dra.Run)
+	}
 	// The API answers from the start (status says the node is starting).
 	goRun("host API", func(ctx context.Context) error {
 		return api.Serve(ctx, api.Config{AdminSocket: h.APISocket, PodResourcesSocket: h.PodResourcesSocket,
@@ -482,6 +506,11 @@ func (n *Node) status() *adminpb.StatusResponse {
 	for _, b := range n.bridge.Status() {
 		st.Bridged = append(st.Bridged, bridgedView(b))
 	}
+	if n.dra != nil {
+		for _, d := range n.dra.Status() {
+			st.DraDrivers = append(st.DraDrivers, draView(d))
+		}
+	}
 	for _, sp := range n.cdi.Status() {
 		st.CdiSpecs = append(st.CdiSpecs, cdiView(sp))
 	}
@@ -509,6 +538,10 @@ func (n *Node) Sources() *devicesource.Controller { return n.sources }
 
 // Bridge serves the sources with bridge = true to the external kubelet.
 func (n *Node) Bridge() *bridge.Bridge { return n.bridge }
+
+// DRA serves the sources with bridge = "dra" to the kubelet and the
+// cluster; nil when there are none.
+func (n *Node) DRA() *dradriver.Drivers { return n.dra }
 
 // CDI is the node's CDI spec files.
 func (n *Node) CDI() *cdi.Specs { return n.cdi }
@@ -550,6 +583,11 @@ func (n *Node) NotReady() string {
 	}
 	if why := n.dmsrv.Missing(); why != "" {
 		return "kubelet.sock: " + why
+	}
+	if n.dra != nil {
+		if why := n.dra.NotReady(); why != "" {
+			return why
+		}
 	}
 	if waiting, left := n.waitingForRestored(); len(waiting) > 0 {
 		return fmt.Sprintf("waiting up to %s more for the providers of resources restored from the checkpoint to come back: %s",

@@ -118,8 +118,11 @@ type StatusResponse struct {
 	// The socket serving the kubelet's pod resources v1 and v1alpha1
 	// services, read-only.
 	PodResourcesSocket string `protobuf:"bytes,15,opt,name=pod_resources_socket,json=podResourcesSocket,proto3" json:"pod_resources_socket,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// Device sources served to the kubelet and the cluster as DRA drivers
+	// (bridge = "dra" in [sources.<name>]).
+	DraDrivers    []*DRADriver `protobuf:"bytes,16,rep,name=dra_drivers,json=draDrivers,proto3" json:"dra_drivers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -257,6 +260,197 @@ func (x *StatusResponse) GetPodResourcesSocket() string {
 	return ""
 }
 
+func (x *StatusResponse) GetDraDrivers() []*DRADriver {
+	if x != nil {
+		return x.DraDrivers
+	}
+	return nil
+}
+
+// DRADriver is a device source served as a DRA driver: a kubelet plugin and
+// its pool's ResourceSlices in the API server.
+type DRADriver struct {
+	state              protoimpl.MessageState `protogen:"open.v1"`
+	Driver             string                 `protobuf:"bytes,1,opt,name=driver,proto3" json:"driver,omitempty"`
+	Resource           string                 `protobuf:"bytes,2,opt,name=resource,proto3" json:"resource,omitempty"`
+	Provider           string                 `protobuf:"bytes,3,opt,name=provider,proto3" json:"provider,omitempty"`
+	Pool               string                 `protobuf:"bytes,4,opt,name=pool,proto3" json:"pool,omitempty"`
+	RegistrationSocket string                 `protobuf:"bytes,5,opt,name=registration_socket,json=registrationSocket,proto3" json:"registration_socket,omitempty"`
+	Socket             string                 `protobuf:"bytes,6,opt,name=socket,proto3" json:"socket,omitempty"` // the DRA service the kubelet calls
+	// discovering, waiting-for-kubelet, registered, refused, failed, stopped
+	State         string                 `protobuf:"bytes,7,opt,name=state,proto3" json:"state,omitempty"`
+	Registrations int32                  `protobuf:"varint,8,opt,name=registrations,proto3" json:"registrations,omitempty"`
+	RegisteredAt  *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=registered_at,json=registeredAt,proto3" json:"registered_at,omitempty"`
+	Starts        int32                  `protobuf:"varint,10,opt,name=starts,proto3" json:"starts,omitempty"` // the sockets served: the first time, then after each deletion
+	// pending, published, api-server-unreachable, withdrawn
+	Slices        string                 `protobuf:"bytes,11,opt,name=slices,proto3" json:"slices,omitempty"`
+	SlicesError   string                 `protobuf:"bytes,12,opt,name=slices_error,json=slicesError,proto3" json:"slices_error,omitempty"`
+	SlicesSince   *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=slices_since,json=slicesSince,proto3" json:"slices_since,omitempty"`
+	Generation    int64                  `protobuf:"varint,14,opt,name=generation,proto3" json:"generation,omitempty"` // the pool's generation in the API server
+	LastError     string                 `protobuf:"bytes,15,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	Devices       int32                  `protobuf:"varint,16,opt,name=devices,proto3" json:"devices,omitempty"`
+	Healthy       int32                  `protobuf:"varint,17,opt,name=healthy,proto3" json:"healthy,omitempty"`
+	Prepared      int32                  `protobuf:"varint,18,opt,name=prepared,proto3" json:"prepared,omitempty"` // claims prepared for the kubelet
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DRADriver) Reset() {
+	*x = DRADriver{}
+	mi := &file_admin_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DRADriver) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DRADriver) ProtoMessage() {}
+
+func (x *DRADriver) ProtoReflect() protoreflect.Message {
+	mi := &file_admin_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DRADriver.ProtoReflect.Descriptor instead.
+func (*DRADriver) Descriptor() ([]byte, []int) {
+	return file_admin_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *DRADriver) GetDriver() string {
+	if x != nil {
+		return x.Driver
+	}
+	return ""
+}
+
+func (x *DRADriver) GetResource() string {
+	if x != nil {
+		return x.Resource
+	}
+	return ""
+}
+
+func (x *DRADriver) GetProvider() string {
+	if x != nil {
+		return x.Provider
+	}
+	return ""
+}
+
+func (x *DRADriver) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
+}
+
+func (x *DRADriver) GetRegistrationSocket() string {
+	if x != nil {
+		return x.RegistrationSocket
+	}
+	return ""
+}
+
+func (x *DRADriver) GetSocket() string {
+	if x != nil {
+		return x.Socket
+	}
+	return ""
+}
+
+func (x *DRADriver) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *DRADriver) GetRegistrations() int32 {
+	if x != nil {
+		return x.Registrations
+	}
+	return 0
+}
+
+func (x *DRADriver) GetRegisteredAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RegisteredAt
+	}
+	return nil
+}
+
+func (x *DRADriver) GetStarts() int32 {
+	if x != nil {
+		return x.Starts
+	}
+	return 0
+}
+
+func (x *DRADriver) GetSlices() string {
+	if x != nil {
+		return x.Slices
+	}
+	return ""
+}
+
+func (x *DRADriver) GetSlicesError() string {
+	if x != nil {
+		return x.SlicesError
+	}
+	return ""
+}
+
+func (x *DRADriver) GetSlicesSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SlicesSince
+	}
+	return nil
+}
+
+func (x *DRADriver) GetGeneration() int64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *DRADriver) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
+func (x *DRADriver) GetDevices() int32 {
+	if x != nil {
+		return x.Devices
+	}
+	return 0
+}
+
+func (x *DRADriver) GetHealthy() int32 {
+	if x != nil {
+		return x.Healthy
+	}
+	return 0
+}
+
+func (x *DRADriver) GetPrepared() int32 {
+	if x != nil {
+		return x.Prepared
+	}
+	return 0
+}
+
 // BridgedSource is a device source served to an external kubelet as a device
 // plugin.
 type BridgedSource struct {
@@ -286,7 +480,7 @@ type BridgedSource struct {
 
 func (x *BridgedSource) Reset() {
 	*x = BridgedSource{}
-	mi := &file_admin_proto_msgTypes[2]
+	mi := &file_admin_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -298,7 +492,7 @@ func (x *BridgedSource) String() string {
 func (*BridgedSource) ProtoMessage() {}
 
 func (x *BridgedSource) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[2]
+	mi := &file_admin_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -311,7 +505,7 @@ func (x *BridgedSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BridgedSource.ProtoReflect.Descriptor instead.
 func (*BridgedSource) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{2}
+	return file_admin_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *BridgedSource) GetResource() string {
@@ -439,7 +633,7 @@ type CDISpec struct {
 
 func (x *CDISpec) Reset() {
 	*x = CDISpec{}
-	mi := &file_admin_proto_msgTypes[3]
+	mi := &file_admin_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -451,7 +645,7 @@ func (x *CDISpec) String() string {
 func (*CDISpec) ProtoMessage() {}
 
 func (x *CDISpec) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[3]
+	mi := &file_admin_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -464,7 +658,7 @@ func (x *CDISpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CDISpec.ProtoReflect.Descriptor instead.
 func (*CDISpec) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{3}
+	return file_admin_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *CDISpec) GetResource() string {
@@ -536,7 +730,7 @@ type Directories struct {
 
 func (x *Directories) Reset() {
 	*x = Directories{}
-	mi := &file_admin_proto_msgTypes[4]
+	mi := &file_admin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -548,7 +742,7 @@ func (x *Directories) String() string {
 func (*Directories) ProtoMessage() {}
 
 func (x *Directories) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[4]
+	mi := &file_admin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -561,7 +755,7 @@ func (x *Directories) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Directories.ProtoReflect.Descriptor instead.
 func (*Directories) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{4}
+	return file_admin_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Directories) GetState() string {
@@ -629,7 +823,7 @@ type Counts struct {
 
 func (x *Counts) Reset() {
 	*x = Counts{}
-	mi := &file_admin_proto_msgTypes[5]
+	mi := &file_admin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -641,7 +835,7 @@ func (x *Counts) String() string {
 func (*Counts) ProtoMessage() {}
 
 func (x *Counts) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[5]
+	mi := &file_admin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -654,7 +848,7 @@ func (x *Counts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Counts.ProtoReflect.Descriptor instead.
 func (*Counts) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{5}
+	return file_admin_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Counts) GetModules() int32 {
@@ -798,7 +992,7 @@ type ListPluginsRequest struct {
 
 func (x *ListPluginsRequest) Reset() {
 	*x = ListPluginsRequest{}
-	mi := &file_admin_proto_msgTypes[6]
+	mi := &file_admin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -810,7 +1004,7 @@ func (x *ListPluginsRequest) String() string {
 func (*ListPluginsRequest) ProtoMessage() {}
 
 func (x *ListPluginsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[6]
+	mi := &file_admin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -823,7 +1017,7 @@ func (x *ListPluginsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPluginsRequest.ProtoReflect.Descriptor instead.
 func (*ListPluginsRequest) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{6}
+	return file_admin_proto_rawDescGZIP(), []int{7}
 }
 
 type ListPluginsResponse struct {
@@ -835,7 +1029,7 @@ type ListPluginsResponse struct {
 
 func (x *ListPluginsResponse) Reset() {
 	*x = ListPluginsResponse{}
-	mi := &file_admin_proto_msgTypes[7]
+	mi := &file_admin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -847,7 +1041,7 @@ func (x *ListPluginsResponse) String() string {
 func (*ListPluginsResponse) ProtoMessage() {}
 
 func (x *ListPluginsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[7]
+	mi := &file_admin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -860,7 +1054,7 @@ func (x *ListPluginsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPluginsResponse.ProtoReflect.Descriptor instead.
 func (*ListPluginsResponse) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{7}
+	return file_admin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListPluginsResponse) GetPlugins() []*Plugin {
@@ -899,7 +1093,7 @@ type Plugin struct {
 
 func (x *Plugin) Reset() {
 	*x = Plugin{}
-	mi := &file_admin_proto_msgTypes[8]
+	mi := &file_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -911,7 +1105,7 @@ func (x *Plugin) String() string {
 func (*Plugin) ProtoMessage() {}
 
 func (x *Plugin) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[8]
+	mi := &file_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -924,7 +1118,7 @@ func (x *Plugin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Plugin.ProtoReflect.Descriptor instead.
 func (*Plugin) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{8}
+	return file_admin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Plugin) GetSocketPath() string {
@@ -1047,7 +1241,7 @@ type ListCSIDriversRequest struct {
 
 func (x *ListCSIDriversRequest) Reset() {
 	*x = ListCSIDriversRequest{}
-	mi := &file_admin_proto_msgTypes[9]
+	mi := &file_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1059,7 +1253,7 @@ func (x *ListCSIDriversRequest) String() string {
 func (*ListCSIDriversRequest) ProtoMessage() {}
 
 func (x *ListCSIDriversRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[9]
+	mi := &file_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1072,7 +1266,7 @@ func (x *ListCSIDriversRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCSIDriversRequest.ProtoReflect.Descriptor instead.
 func (*ListCSIDriversRequest) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{9}
+	return file_admin_proto_rawDescGZIP(), []int{10}
 }
 
 type ListCSIDriversResponse struct {
@@ -1084,7 +1278,7 @@ type ListCSIDriversResponse struct {
 
 func (x *ListCSIDriversResponse) Reset() {
 	*x = ListCSIDriversResponse{}
-	mi := &file_admin_proto_msgTypes[10]
+	mi := &file_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1096,7 +1290,7 @@ func (x *ListCSIDriversResponse) String() string {
 func (*ListCSIDriversResponse) ProtoMessage() {}
 
 func (x *ListCSIDriversResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[10]
+	mi := &file_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1109,7 +1303,7 @@ func (x *ListCSIDriversResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCSIDriversResponse.ProtoReflect.Descriptor instead.
 func (*ListCSIDriversResponse) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{10}
+	return file_admin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListCSIDriversResponse) GetDrivers() []*CSIDriver {
@@ -1145,7 +1339,7 @@ type CSIDriver struct {
 
 func (x *CSIDriver) Reset() {
 	*x = CSIDriver{}
-	mi := &file_admin_proto_msgTypes[11]
+	mi := &file_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1157,7 +1351,7 @@ func (x *CSIDriver) String() string {
 func (*CSIDriver) ProtoMessage() {}
 
 func (x *CSIDriver) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[11]
+	mi := &file_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1170,7 +1364,7 @@ func (x *CSIDriver) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CSIDriver.ProtoReflect.Descriptor instead.
 func (*CSIDriver) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{11}
+	return file_admin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CSIDriver) GetName() string {
@@ -1244,7 +1438,7 @@ type ListModulesRequest struct {
 
 func (x *ListModulesRequest) Reset() {
 	*x = ListModulesRequest{}
-	mi := &file_admin_proto_msgTypes[12]
+	mi := &file_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1256,7 +1450,7 @@ func (x *ListModulesRequest) String() string {
 func (*ListModulesRequest) ProtoMessage() {}
 
 func (x *ListModulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[12]
+	mi := &file_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1269,7 +1463,7 @@ func (x *ListModulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModulesRequest.ProtoReflect.Descriptor instead.
 func (*ListModulesRequest) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{12}
+	return file_admin_proto_rawDescGZIP(), []int{13}
 }
 
 type ListModulesResponse struct {
@@ -1281,7 +1475,7 @@ type ListModulesResponse struct {
 
 func (x *ListModulesResponse) Reset() {
 	*x = ListModulesResponse{}
-	mi := &file_admin_proto_msgTypes[13]
+	mi := &file_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1293,7 +1487,7 @@ func (x *ListModulesResponse) String() string {
 func (*ListModulesResponse) ProtoMessage() {}
 
 func (x *ListModulesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[13]
+	mi := &file_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1306,7 +1500,7 @@ func (x *ListModulesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModulesResponse.ProtoReflect.Descriptor instead.
 func (*ListModulesResponse) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{13}
+	return file_admin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListModulesResponse) GetModules() []*Module {
@@ -1384,7 +1578,7 @@ type Module struct {
 
 func (x *Module) Reset() {
 	*x = Module{}
-	mi := &file_admin_proto_msgTypes[14]
+	mi := &file_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1396,7 +1590,7 @@ func (x *Module) String() string {
 func (*Module) ProtoMessage() {}
 
 func (x *Module) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[14]
+	mi := &file_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1409,7 +1603,7 @@ func (x *Module) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Module.ProtoReflect.Descriptor instead.
 func (*Module) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{14}
+	return file_admin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Module) GetName() string {
@@ -1701,7 +1895,7 @@ type Limits struct {
 
 func (x *Limits) Reset() {
 	*x = Limits{}
-	mi := &file_admin_proto_msgTypes[15]
+	mi := &file_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1713,7 +1907,7 @@ func (x *Limits) String() string {
 func (*Limits) ProtoMessage() {}
 
 func (x *Limits) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[15]
+	mi := &file_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1726,7 +1920,7 @@ func (x *Limits) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Limits.ProtoReflect.Descriptor instead.
 func (*Limits) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{15}
+	return file_admin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Limits) GetMemoryBytes() uint64 {
@@ -1776,7 +1970,7 @@ type Mount struct {
 
 func (x *Mount) Reset() {
 	*x = Mount{}
-	mi := &file_admin_proto_msgTypes[16]
+	mi := &file_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1788,7 +1982,7 @@ func (x *Mount) String() string {
 func (*Mount) ProtoMessage() {}
 
 func (x *Mount) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[16]
+	mi := &file_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1801,7 +1995,7 @@ func (x *Mount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mount.ProtoReflect.Descriptor instead.
 func (*Mount) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{16}
+	return file_admin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Mount) GetHost() string {
@@ -1834,7 +2028,7 @@ type ReloadModuleRequest struct {
 
 func (x *ReloadModuleRequest) Reset() {
 	*x = ReloadModuleRequest{}
-	mi := &file_admin_proto_msgTypes[17]
+	mi := &file_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1846,7 +2040,7 @@ func (x *ReloadModuleRequest) String() string {
 func (*ReloadModuleRequest) ProtoMessage() {}
 
 func (x *ReloadModuleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[17]
+	mi := &file_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1859,7 +2053,7 @@ func (x *ReloadModuleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadModuleRequest.ProtoReflect.Descriptor instead.
 func (*ReloadModuleRequest) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{17}
+	return file_admin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ReloadModuleRequest) GetName() string {
@@ -1878,7 +2072,7 @@ type ReloadModuleResponse struct {
 
 func (x *ReloadModuleResponse) Reset() {
 	*x = ReloadModuleResponse{}
-	mi := &file_admin_proto_msgTypes[18]
+	mi := &file_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1890,7 +2084,7 @@ func (x *ReloadModuleResponse) String() string {
 func (*ReloadModuleResponse) ProtoMessage() {}
 
 func (x *ReloadModuleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[18]
+	mi := &file_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1903,7 +2097,7 @@ func (x *ReloadModuleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadModuleResponse.ProtoReflect.Descriptor instead.
 func (*ReloadModuleResponse) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{18}
+	return file_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ReloadModuleResponse) GetModule() *Module {
@@ -1923,7 +2117,7 @@ type ListResourcesRequest struct {
 
 func (x *ListResourcesRequest) Reset() {
 	*x = ListResourcesRequest{}
-	mi := &file_admin_proto_msgTypes[19]
+	mi := &file_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1935,7 +2129,7 @@ func (x *ListResourcesRequest) String() string {
 func (*ListResourcesRequest) ProtoMessage() {}
 
 func (x *ListResourcesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[19]
+	mi := &file_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1948,7 +2142,7 @@ func (x *ListResourcesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResourcesRequest.ProtoReflect.Descriptor instead.
 func (*ListResourcesRequest) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{19}
+	return file_admin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListResourcesRequest) GetName() string {
@@ -1967,7 +2161,7 @@ type ListResourcesResponse struct {
 
 func (x *ListResourcesResponse) Reset() {
 	*x = ListResourcesResponse{}
-	mi := &file_admin_proto_msgTypes[20]
+	mi := &file_admin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1979,7 +2173,7 @@ func (x *ListResourcesResponse) String() string {
 func (*ListResourcesResponse) ProtoMessage() {}
 
 func (x *ListResourcesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[20]
+	mi := &file_admin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1992,7 +2186,7 @@ func (x *ListResourcesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResourcesResponse.ProtoReflect.Descriptor instead.
 func (*ListResourcesResponse) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{20}
+	return file_admin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListResourcesResponse) GetResources() []*Resource {
@@ -2037,7 +2231,7 @@ type Resource struct {
 
 func (x *Resource) Reset() {
 	*x = Resource{}
-	mi := &file_admin_proto_msgTypes[21]
+	mi := &file_admin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2049,7 +2243,7 @@ func (x *Resource) String() string {
 func (*Resource) ProtoMessage() {}
 
 func (x *Resource) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[21]
+	mi := &file_admin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2062,7 +2256,7 @@ func (x *Resource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Resource.ProtoReflect.Descriptor instead.
 func (*Resource) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{21}
+	return file_admin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Resource) GetName() string {
@@ -2214,7 +2408,7 @@ type Device struct {
 
 func (x *Device) Reset() {
 	*x = Device{}
-	mi := &file_admin_proto_msgTypes[22]
+	mi := &file_admin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2226,7 +2420,7 @@ func (x *Device) String() string {
 func (*Device) ProtoMessage() {}
 
 func (x *Device) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[22]
+	mi := &file_admin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2239,7 +2433,7 @@ func (x *Device) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Device.ProtoReflect.Descriptor instead.
 func (*Device) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{22}
+	return file_admin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Device) GetId() string {
@@ -2316,7 +2510,7 @@ type ListAllocationsRequest struct {
 
 func (x *ListAllocationsRequest) Reset() {
 	*x = ListAllocationsRequest{}
-	mi := &file_admin_proto_msgTypes[23]
+	mi := &file_admin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2328,7 +2522,7 @@ func (x *ListAllocationsRequest) String() string {
 func (*ListAllocationsRequest) ProtoMessage() {}
 
 func (x *ListAllocationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[23]
+	mi := &file_admin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2341,7 +2535,7 @@ func (x *ListAllocationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAllocationsRequest.ProtoReflect.Descriptor instead.
 func (*ListAllocationsRequest) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{23}
+	return file_admin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListAllocationsRequest) GetWorkload() string {
@@ -2367,7 +2561,7 @@ type ListAllocationsResponse struct {
 
 func (x *ListAllocationsResponse) Reset() {
 	*x = ListAllocationsResponse{}
-	mi := &file_admin_proto_msgTypes[24]
+	mi := &file_admin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2379,7 +2573,7 @@ func (x *ListAllocationsResponse) String() string {
 func (*ListAllocationsResponse) ProtoMessage() {}
 
 func (x *ListAllocationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[24]
+	mi := &file_admin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2392,7 +2586,7 @@ func (x *ListAllocationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAllocationsResponse.ProtoReflect.Descriptor instead.
 func (*ListAllocationsResponse) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{24}
+	return file_admin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListAllocationsResponse) GetAllocations() []*Allocation {
@@ -2421,7 +2615,7 @@ type Allocation struct {
 
 func (x *Allocation) Reset() {
 	*x = Allocation{}
-	mi := &file_admin_proto_msgTypes[25]
+	mi := &file_admin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2433,7 +2627,7 @@ func (x *Allocation) String() string {
 func (*Allocation) ProtoMessage() {}
 
 func (x *Allocation) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[25]
+	mi := &file_admin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2446,7 +2640,7 @@ func (x *Allocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Allocation.ProtoReflect.Descriptor instead.
 func (*Allocation) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{25}
+	return file_admin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Allocation) GetWorkload() string {
@@ -2527,7 +2721,7 @@ type ContainerResponse struct {
 
 func (x *ContainerResponse) Reset() {
 	*x = ContainerResponse{}
-	mi := &file_admin_proto_msgTypes[26]
+	mi := &file_admin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2539,7 +2733,7 @@ func (x *ContainerResponse) String() string {
 func (*ContainerResponse) ProtoMessage() {}
 
 func (x *ContainerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[26]
+	mi := &file_admin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2552,7 +2746,7 @@ func (x *ContainerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerResponse.ProtoReflect.Descriptor instead.
 func (*ContainerResponse) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{26}
+	return file_admin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ContainerResponse) GetEnvs() map[string]string {
@@ -2601,7 +2795,7 @@ type ContainerMount struct {
 
 func (x *ContainerMount) Reset() {
 	*x = ContainerMount{}
-	mi := &file_admin_proto_msgTypes[27]
+	mi := &file_admin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2613,7 +2807,7 @@ func (x *ContainerMount) String() string {
 func (*ContainerMount) ProtoMessage() {}
 
 func (x *ContainerMount) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[27]
+	mi := &file_admin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2626,7 +2820,7 @@ func (x *ContainerMount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContainerMount.ProtoReflect.Descriptor instead.
 func (*ContainerMount) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{27}
+	return file_admin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ContainerMount) GetContainerPath() string {
@@ -2661,7 +2855,7 @@ type DeviceSpec struct {
 
 func (x *DeviceSpec) Reset() {
 	*x = DeviceSpec{}
-	mi := &file_admin_proto_msgTypes[28]
+	mi := &file_admin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2673,7 +2867,7 @@ func (x *DeviceSpec) String() string {
 func (*DeviceSpec) ProtoMessage() {}
 
 func (x *DeviceSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[28]
+	mi := &file_admin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2686,7 +2880,7 @@ func (x *DeviceSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeviceSpec.ProtoReflect.Descriptor instead.
 func (*DeviceSpec) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{28}
+	return file_admin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *DeviceSpec) GetContainerPath() string {
@@ -2724,7 +2918,7 @@ type AllocateRequest struct {
 
 func (x *AllocateRequest) Reset() {
 	*x = AllocateRequest{}
-	mi := &file_admin_proto_msgTypes[29]
+	mi := &file_admin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2736,7 +2930,7 @@ func (x *AllocateRequest) String() string {
 func (*AllocateRequest) ProtoMessage() {}
 
 func (x *AllocateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[29]
+	mi := &file_admin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2749,7 +2943,7 @@ func (x *AllocateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocateRequest.ProtoReflect.Descriptor instead.
 func (*AllocateRequest) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{29}
+	return file_admin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *AllocateRequest) GetNamespace() string {
@@ -2803,7 +2997,7 @@ type AllocateResponse struct {
 
 func (x *AllocateResponse) Reset() {
 	*x = AllocateResponse{}
-	mi := &file_admin_proto_msgTypes[30]
+	mi := &file_admin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2815,7 +3009,7 @@ func (x *AllocateResponse) String() string {
 func (*AllocateResponse) ProtoMessage() {}
 
 func (x *AllocateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[30]
+	mi := &file_admin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2828,7 +3022,7 @@ func (x *AllocateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocateResponse.ProtoReflect.Descriptor instead.
 func (*AllocateResponse) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{30}
+	return file_admin_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *AllocateResponse) GetAllocation() *Allocation {
@@ -2848,7 +3042,7 @@ type ReleaseRequest struct {
 
 func (x *ReleaseRequest) Reset() {
 	*x = ReleaseRequest{}
-	mi := &file_admin_proto_msgTypes[31]
+	mi := &file_admin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2860,7 +3054,7 @@ func (x *ReleaseRequest) String() string {
 func (*ReleaseRequest) ProtoMessage() {}
 
 func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[31]
+	mi := &file_admin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2873,7 +3067,7 @@ func (x *ReleaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseRequest) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{31}
+	return file_admin_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ReleaseRequest) GetWorkload() string {
@@ -2899,7 +3093,7 @@ type ReleaseResponse struct {
 
 func (x *ReleaseResponse) Reset() {
 	*x = ReleaseResponse{}
-	mi := &file_admin_proto_msgTypes[32]
+	mi := &file_admin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2911,7 +3105,7 @@ func (x *ReleaseResponse) String() string {
 func (*ReleaseResponse) ProtoMessage() {}
 
 func (x *ReleaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[32]
+	mi := &file_admin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2924,7 +3118,7 @@ func (x *ReleaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseResponse.ProtoReflect.Descriptor instead.
 func (*ReleaseResponse) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{32}
+	return file_admin_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ReleaseResponse) GetReleased() []*Allocation {
@@ -2948,7 +3142,7 @@ type ApplyClaimRequest struct {
 
 func (x *ApplyClaimRequest) Reset() {
 	*x = ApplyClaimRequest{}
-	mi := &file_admin_proto_msgTypes[33]
+	mi := &file_admin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2960,7 +3154,7 @@ func (x *ApplyClaimRequest) String() string {
 func (*ApplyClaimRequest) ProtoMessage() {}
 
 func (x *ApplyClaimRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[33]
+	mi := &file_admin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2973,7 +3167,7 @@ func (x *ApplyClaimRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyClaimRequest.ProtoReflect.Descriptor instead.
 func (*ApplyClaimRequest) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{33}
+	return file_admin_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ApplyClaimRequest) GetClaim() []byte {
@@ -3013,7 +3207,7 @@ type ApplyClaimResponse struct {
 
 func (x *ApplyClaimResponse) Reset() {
 	*x = ApplyClaimResponse{}
-	mi := &file_admin_proto_msgTypes[34]
+	mi := &file_admin_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3025,7 +3219,7 @@ func (x *ApplyClaimResponse) String() string {
 func (*ApplyClaimResponse) ProtoMessage() {}
 
 func (x *ApplyClaimResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[34]
+	mi := &file_admin_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3038,7 +3232,7 @@ func (x *ApplyClaimResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyClaimResponse.ProtoReflect.Descriptor instead.
 func (*ApplyClaimResponse) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{34}
+	return file_admin_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ApplyClaimResponse) GetClaim() *Claim {
@@ -3058,7 +3252,7 @@ type ListClaimsRequest struct {
 
 func (x *ListClaimsRequest) Reset() {
 	*x = ListClaimsRequest{}
-	mi := &file_admin_proto_msgTypes[35]
+	mi := &file_admin_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3070,7 +3264,7 @@ func (x *ListClaimsRequest) String() string {
 func (*ListClaimsRequest) ProtoMessage() {}
 
 func (x *ListClaimsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[35]
+	mi := &file_admin_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3083,7 +3277,7 @@ func (x *ListClaimsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClaimsRequest.ProtoReflect.Descriptor instead.
 func (*ListClaimsRequest) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{35}
+	return file_admin_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ListClaimsRequest) GetNamespace() string {
@@ -3102,7 +3296,7 @@ type ListClaimsResponse struct {
 
 func (x *ListClaimsResponse) Reset() {
 	*x = ListClaimsResponse{}
-	mi := &file_admin_proto_msgTypes[36]
+	mi := &file_admin_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3114,7 +3308,7 @@ func (x *ListClaimsResponse) String() string {
 func (*ListClaimsResponse) ProtoMessage() {}
 
 func (x *ListClaimsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[36]
+	mi := &file_admin_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3127,7 +3321,7 @@ func (x *ListClaimsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListClaimsResponse.ProtoReflect.Descriptor instead.
 func (*ListClaimsResponse) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{36}
+	return file_admin_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ListClaimsResponse) GetClaims() []*Claim {
@@ -3147,7 +3341,7 @@ type GetClaimRequest struct {
 
 func (x *GetClaimRequest) Reset() {
 	*x = GetClaimRequest{}
-	mi := &file_admin_proto_msgTypes[37]
+	mi := &file_admin_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3159,7 +3353,7 @@ func (x *GetClaimRequest) String() string {
 func (*GetClaimRequest) ProtoMessage() {}
 
 func (x *GetClaimRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[37]
+	mi := &file_admin_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3172,7 +3366,7 @@ func (x *GetClaimRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClaimRequest.ProtoReflect.Descriptor instead.
 func (*GetClaimRequest) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{37}
+	return file_admin_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *GetClaimRequest) GetNamespace() string {
@@ -3198,7 +3392,7 @@ type GetClaimResponse struct {
 
 func (x *GetClaimResponse) Reset() {
 	*x = GetClaimResponse{}
-	mi := &file_admin_proto_msgTypes[38]
+	mi := &file_admin_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3210,7 +3404,7 @@ func (x *GetClaimResponse) String() string {
 func (*GetClaimResponse) ProtoMessage() {}
 
 func (x *GetClaimResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[38]
+	mi := &file_admin_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3223,7 +3417,7 @@ func (x *GetClaimResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClaimResponse.ProtoReflect.Descriptor instead.
 func (*GetClaimResponse) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{38}
+	return file_admin_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *GetClaimResponse) GetClaim() *Claim {
@@ -3243,7 +3437,7 @@ type DeleteClaimRequest struct {
 
 func (x *DeleteClaimRequest) Reset() {
 	*x = DeleteClaimRequest{}
-	mi := &file_admin_proto_msgTypes[39]
+	mi := &file_admin_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3255,7 +3449,7 @@ func (x *DeleteClaimRequest) String() string {
 func (*DeleteClaimRequest) ProtoMessage() {}
 
 func (x *DeleteClaimRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[39]
+	mi := &file_admin_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3268,7 +3462,7 @@ func (x *DeleteClaimRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteClaimRequest.ProtoReflect.Descriptor instead.
 func (*DeleteClaimRequest) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{39}
+	return file_admin_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *DeleteClaimRequest) GetNamespace() string {
@@ -3294,7 +3488,7 @@ type DeleteClaimResponse struct {
 
 func (x *DeleteClaimResponse) Reset() {
 	*x = DeleteClaimResponse{}
-	mi := &file_admin_proto_msgTypes[40]
+	mi := &file_admin_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3306,7 +3500,7 @@ func (x *DeleteClaimResponse) String() string {
 func (*DeleteClaimResponse) ProtoMessage() {}
 
 func (x *DeleteClaimResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[40]
+	mi := &file_admin_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3319,7 +3513,7 @@ func (x *DeleteClaimResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteClaimResponse.ProtoReflect.Descriptor instead.
 func (*DeleteClaimResponse) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{40}
+	return file_admin_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *DeleteClaimResponse) GetClaim() *Claim {
@@ -3350,7 +3544,7 @@ type Claim struct {
 
 func (x *Claim) Reset() {
 	*x = Claim{}
-	mi := &file_admin_proto_msgTypes[41]
+	mi := &file_admin_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3362,7 +3556,7 @@ func (x *Claim) String() string {
 func (*Claim) ProtoMessage() {}
 
 func (x *Claim) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[41]
+	mi := &file_admin_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3375,7 +3569,7 @@ func (x *Claim) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Claim.ProtoReflect.Descriptor instead.
 func (*Claim) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{41}
+	return file_admin_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *Claim) GetNamespace() string {
@@ -3469,7 +3663,7 @@ type ClaimDevice struct {
 
 func (x *ClaimDevice) Reset() {
 	*x = ClaimDevice{}
-	mi := &file_admin_proto_msgTypes[42]
+	mi := &file_admin_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3481,7 +3675,7 @@ func (x *ClaimDevice) String() string {
 func (*ClaimDevice) ProtoMessage() {}
 
 func (x *ClaimDevice) ProtoReflect() protoreflect.Message {
-	mi := &file_admin_proto_msgTypes[42]
+	mi := &file_admin_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3494,7 +3688,7 @@ func (x *ClaimDevice) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimDevice.ProtoReflect.Descriptor instead.
 func (*ClaimDevice) Descriptor() ([]byte, []int) {
-	return file_admin_proto_rawDescGZIP(), []int{42}
+	return file_admin_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ClaimDevice) GetRequest() string {
@@ -3565,7 +3759,7 @@ var File_admin_proto protoreflect.FileDescriptor
 const file_admin_proto_rawDesc = "" +
 	"\n" +
 	"\vadmin.proto\x12\x10wasmlet.admin.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x0f\n" +
-	"\rStatusRequest\"\x97\x05\n" +
+	"\rStatusRequest\"\xd5\x05\n" +
 	"\x0eStatusResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x124\n" +
 	"\astarted\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\astarted\x121\n" +
@@ -3584,7 +3778,32 @@ const file_admin_proto_rawDesc = "" +
 	"\x03pid\x18\f \x01(\x05R\x03pid\x129\n" +
 	"\abridged\x18\r \x03(\v2\x1f.wasmlet.admin.v1.BridgedSourceR\abridged\x126\n" +
 	"\tcdi_specs\x18\x0e \x03(\v2\x19.wasmlet.admin.v1.CDISpecR\bcdiSpecs\x120\n" +
-	"\x14pod_resources_socket\x18\x0f \x01(\tR\x12podResourcesSocket\"\xb9\x04\n" +
+	"\x14pod_resources_socket\x18\x0f \x01(\tR\x12podResourcesSocket\x12<\n" +
+	"\vdra_drivers\x18\x10 \x03(\v2\x1b.wasmlet.admin.v1.DRADriverR\n" +
+	"draDrivers\"\xd6\x04\n" +
+	"\tDRADriver\x12\x16\n" +
+	"\x06driver\x18\x01 \x01(\tR\x06driver\x12\x1a\n" +
+	"\bresource\x18\x02 \x01(\tR\bresource\x12\x1a\n" +
+	"\bprovider\x18\x03 \x01(\tR\bprovider\x12\x12\n" +
+	"\x04pool\x18\x04 \x01(\tR\x04pool\x12/\n" +
+	"\x13registration_socket\x18\x05 \x01(\tR\x12registrationSocket\x12\x16\n" +
+	"\x06socket\x18\x06 \x01(\tR\x06socket\x12\x14\n" +
+	"\x05state\x18\a \x01(\tR\x05state\x12$\n" +
+	"\rregistrations\x18\b \x01(\x05R\rregistrations\x12?\n" +
+	"\rregistered_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\fregisteredAt\x12\x16\n" +
+	"\x06starts\x18\n" +
+	" \x01(\x05R\x06starts\x12\x16\n" +
+	"\x06slices\x18\v \x01(\tR\x06slices\x12!\n" +
+	"\fslices_error\x18\f \x01(\tR\vslicesError\x12=\n" +
+	"\fslices_since\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\vslicesSince\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x0e \x01(\x03R\n" +
+	"generation\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\x0f \x01(\tR\tlastError\x12\x18\n" +
+	"\adevices\x18\x10 \x01(\x05R\adevices\x12\x18\n" +
+	"\ahealthy\x18\x11 \x01(\x05R\ahealthy\x12\x1a\n" +
+	"\bprepared\x18\x12 \x01(\x05R\bprepared\"\xb9\x04\n" +
 	"\rBridgedSource\x12\x1a\n" +
 	"\bresource\x18\x01 \x01(\tR\bresource\x12\x1a\n" +
 	"\bprovider\x18\x02 \x01(\tR\bprovider\x12\x16\n" +
@@ -3938,154 +4157,158 @@ func file_admin_proto_rawDescGZIP() []byte {
 	return file_admin_proto_rawDescData
 }
 
-var file_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
+var file_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
 var file_admin_proto_goTypes = []any{
 	(*StatusRequest)(nil),           // 0: wasmlet.admin.v1.StatusRequest
 	(*StatusResponse)(nil),          // 1: wasmlet.admin.v1.StatusResponse
-	(*BridgedSource)(nil),           // 2: wasmlet.admin.v1.BridgedSource
-	(*CDISpec)(nil),                 // 3: wasmlet.admin.v1.CDISpec
-	(*Directories)(nil),             // 4: wasmlet.admin.v1.Directories
-	(*Counts)(nil),                  // 5: wasmlet.admin.v1.Counts
-	(*ListPluginsRequest)(nil),      // 6: wasmlet.admin.v1.ListPluginsRequest
-	(*ListPluginsResponse)(nil),     // 7: wasmlet.admin.v1.ListPluginsResponse
-	(*Plugin)(nil),                  // 8: wasmlet.admin.v1.Plugin
-	(*ListCSIDriversRequest)(nil),   // 9: wasmlet.admin.v1.ListCSIDriversRequest
-	(*ListCSIDriversResponse)(nil),  // 10: wasmlet.admin.v1.ListCSIDriversResponse
-	(*CSIDriver)(nil),               // 11: wasmlet.admin.v1.CSIDriver
-	(*ListModulesRequest)(nil),      // 12: wasmlet.admin.v1.ListModulesRequest
-	(*ListModulesResponse)(nil),     // 13: wasmlet.admin.v1.ListModulesResponse
-	(*Module)(nil),                  // 14: wasmlet.admin.v1.Module
-	(*Limits)(nil),                  // 15: wasmlet.admin.v1.Limits
-	(*Mount)(nil),                   // 16: wasmlet.admin.v1.Mount
-	(*ReloadModuleRequest)(nil),     // 17: wasmlet.admin.v1.ReloadModuleRequest
-	(*ReloadModuleResponse)(nil),    // 18: wasmlet.admin.v1.ReloadModuleResponse
-	(*ListResourcesRequest)(nil),    // 19: wasmlet.admin.v1.ListResourcesRequest
-	(*ListResourcesResponse)(nil),   // 20: wasmlet.admin.v1.ListResourcesResponse
-	(*Resource)(nil),                // 21: wasmlet.admin.v1.Resource
-	(*Device)(nil),                  // 22: wasmlet.admin.v1.Device
-	(*ListAllocationsRequest)(nil),  // 23: wasmlet.admin.v1.ListAllocationsRequest
-	(*ListAllocationsResponse)(nil), // 24: wasmlet.admin.v1.ListAllocationsResponse
-	(*Allocation)(nil),              // 25: wasmlet.admin.v1.Allocation
-	(*ContainerResponse)(nil),       // 26: wasmlet.admin.v1.ContainerResponse
-	(*ContainerMount)(nil),          // 27: wasmlet.admin.v1.ContainerMount
-	(*DeviceSpec)(nil),              // 28: wasmlet.admin.v1.DeviceSpec
-	(*AllocateRequest)(nil),         // 29: wasmlet.admin.v1.AllocateRequest
-	(*AllocateResponse)(nil),        // 30: wasmlet.admin.v1.AllocateResponse
-	(*ReleaseRequest)(nil),          // 31: wasmlet.admin.v1.ReleaseRequest
-	(*ReleaseResponse)(nil),         // 32: wasmlet.admin.v1.ReleaseResponse
-	(*ApplyClaimRequest)(nil),       // 33: wasmlet.admin.v1.ApplyClaimRequest
-	(*ApplyClaimResponse)(nil),      // 34: wasmlet.admin.v1.ApplyClaimResponse
-	(*ListClaimsRequest)(nil),       // 35: wasmlet.admin.v1.ListClaimsRequest
-	(*ListClaimsResponse)(nil),      // 36: wasmlet.admin.v1.ListClaimsResponse
-	(*GetClaimRequest)(nil),         // 37: wasmlet.admin.v1.GetClaimRequest
-	(*GetClaimResponse)(nil),        // 38: wasmlet.admin.v1.GetClaimResponse
-	(*DeleteClaimRequest)(nil),      // 39: wasmlet.admin.v1.DeleteClaimRequest
-	(*DeleteClaimResponse)(nil),     // 40: wasmlet.admin.v1.DeleteClaimResponse
-	(*Claim)(nil),                   // 41: wasmlet.admin.v1.Claim
-	(*ClaimDevice)(nil),             // 42: wasmlet.admin.v1.ClaimDevice
-	nil,                             // 43: wasmlet.admin.v1.CDISpec.SkippedEntry
-	nil,                             // 44: wasmlet.admin.v1.Plugin.AttributesEntry
-	nil,                             // 45: wasmlet.admin.v1.CSIDriver.TopologyEntry
-	nil,                             // 46: wasmlet.admin.v1.Device.AttributesEntry
-	nil,                             // 47: wasmlet.admin.v1.Device.AttributeTypesEntry
-	nil,                             // 48: wasmlet.admin.v1.Device.CapacityEntry
-	nil,                             // 49: wasmlet.admin.v1.ContainerResponse.EnvsEntry
-	nil,                             // 50: wasmlet.admin.v1.ContainerResponse.AnnotationsEntry
-	nil,                             // 51: wasmlet.admin.v1.ClaimDevice.ConsumedCapacityEntry
-	(*timestamppb.Timestamp)(nil),   // 52: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),     // 53: google.protobuf.Duration
+	(*DRADriver)(nil),               // 2: wasmlet.admin.v1.DRADriver
+	(*BridgedSource)(nil),           // 3: wasmlet.admin.v1.BridgedSource
+	(*CDISpec)(nil),                 // 4: wasmlet.admin.v1.CDISpec
+	(*Directories)(nil),             // 5: wasmlet.admin.v1.Directories
+	(*Counts)(nil),                  // 6: wasmlet.admin.v1.Counts
+	(*ListPluginsRequest)(nil),      // 7: wasmlet.admin.v1.ListPluginsRequest
+	(*ListPluginsResponse)(nil),     // 8: wasmlet.admin.v1.ListPluginsResponse
+	(*Plugin)(nil),                  // 9: wasmlet.admin.v1.Plugin
+	(*ListCSIDriversRequest)(nil),   // 10: wasmlet.admin.v1.ListCSIDriversRequest
+	(*ListCSIDriversResponse)(nil),  // 11: wasmlet.admin.v1.ListCSIDriversResponse
+	(*CSIDriver)(nil),               // 12: wasmlet.admin.v1.CSIDriver
+	(*ListModulesRequest)(nil),      // 13: wasmlet.admin.v1.ListModulesRequest
+	(*ListModulesResponse)(nil),     // 14: wasmlet.admin.v1.ListModulesResponse
+	(*Module)(nil),                  // 15: wasmlet.admin.v1.Module
+	(*Limits)(nil),                  // 16: wasmlet.admin.v1.Limits
+	(*Mount)(nil),                   // 17: wasmlet.admin.v1.Mount
+	(*ReloadModuleRequest)(nil),     // 18: wasmlet.admin.v1.ReloadModuleRequest
+	(*ReloadModuleResponse)(nil),    // 19: wasmlet.admin.v1.ReloadModuleResponse
+	(*ListResourcesRequest)(nil),    // 20: wasmlet.admin.v1.ListResourcesRequest
+	(*ListResourcesResponse)(nil),   // 21: wasmlet.admin.v1.ListResourcesResponse
+	(*Resource)(nil),                // 22: wasmlet.admin.v1.Resource
+	(*Device)(nil),                  // 23: wasmlet.admin.v1.Device
+	(*ListAllocationsRequest)(nil),  // 24: wasmlet.admin.v1.ListAllocationsRequest
+	(*ListAllocationsResponse)(nil), // 25: wasmlet.admin.v1.ListAllocationsResponse
+	(*Allocation)(nil),              // 26: wasmlet.admin.v1.Allocation
+	(*ContainerResponse)(nil),       // 27: wasmlet.admin.v1.ContainerResponse
+	(*ContainerMount)(nil),          // 28: wasmlet.admin.v1.ContainerMount
+	(*DeviceSpec)(nil),              // 29: wasmlet.admin.v1.DeviceSpec
+	(*AllocateRequest)(nil),         // 30: wasmlet.admin.v1.AllocateRequest
+	(*AllocateResponse)(nil),        // 31: wasmlet.admin.v1.AllocateResponse
+	(*ReleaseRequest)(nil),          // 32: wasmlet.admin.v1.ReleaseRequest
+	(*ReleaseResponse)(nil),         // 33: wasmlet.admin.v1.ReleaseResponse
+	(*ApplyClaimRequest)(nil),       // 34: wasmlet.admin.v1.ApplyClaimRequest
+	(*ApplyClaimResponse)(nil),      // 35: wasmlet.admin.v1.ApplyClaimResponse
+	(*ListClaimsRequest)(nil),       // 36: wasmlet.admin.v1.ListClaimsRequest
+	(*ListClaimsResponse)(nil),      // 37: wasmlet.admin.v1.ListClaimsResponse
+	(*GetClaimRequest)(nil),         // 38: wasmlet.admin.v1.GetClaimRequest
+	(*GetClaimResponse)(nil),        // 39: wasmlet.admin.v1.GetClaimResponse
+	(*DeleteClaimRequest)(nil),      // 40: wasmlet.admin.v1.DeleteClaimRequest
+	(*DeleteClaimResponse)(nil),     // 41: wasmlet.admin.v1.DeleteClaimResponse
+	(*Claim)(nil),                   // 42: wasmlet.admin.v1.Claim
+	(*ClaimDevice)(nil),             // 43: wasmlet.admin.v1.ClaimDevice
+	nil,                             // 44: wasmlet.admin.v1.CDISpec.SkippedEntry
+	nil,                             // 45: wasmlet.admin.v1.Plugin.AttributesEntry
+	nil,                             // 46: wasmlet.admin.v1.CSIDriver.TopologyEntry
+	nil,                             // 47: wasmlet.admin.v1.Device.AttributesEntry
+	nil,                             // 48: wasmlet.admin.v1.Device.AttributeTypesEntry
+	nil,                             // 49: wasmlet.admin.v1.Device.CapacityEntry
+	nil,                             // 50: wasmlet.admin.v1.ContainerResponse.EnvsEntry
+	nil,                             // 51: wasmlet.admin.v1.ContainerResponse.AnnotationsEntry
+	nil,                             // 52: wasmlet.admin.v1.ClaimDevice.ConsumedCapacityEntry
+	(*timestamppb.Timestamp)(nil),   // 53: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),     // 54: google.protobuf.Duration
 }
 var file_admin_proto_depIdxs = []int32{
-	52, // 0: wasmlet.admin.v1.StatusResponse.started:type_name -> google.protobuf.Timestamp
-	53, // 1: wasmlet.admin.v1.StatusResponse.uptime:type_name -> google.protobuf.Duration
-	4,  // 2: wasmlet.admin.v1.StatusResponse.directories:type_name -> wasmlet.admin.v1.Directories
-	53, // 3: wasmlet.admin.v1.StatusResponse.grace_period:type_name -> google.protobuf.Duration
-	5,  // 4: wasmlet.admin.v1.StatusResponse.counts:type_name -> wasmlet.admin.v1.Counts
-	2,  // 5: wasmlet.admin.v1.StatusResponse.bridged:type_name -> wasmlet.admin.v1.BridgedSource
-	3,  // 6: wasmlet.admin.v1.StatusResponse.cdi_specs:type_name -> wasmlet.admin.v1.CDISpec
-	52, // 7: wasmlet.admin.v1.BridgedSource.registered_at:type_name -> google.protobuf.Timestamp
-	52, // 8: wasmlet.admin.v1.BridgedSource.next_attempt:type_name -> google.protobuf.Timestamp
-	52, // 9: wasmlet.admin.v1.BridgedSource.grace_deadline:type_name -> google.protobuf.Timestamp
-	43, // 10: wasmlet.admin.v1.CDISpec.skipped:type_name -> wasmlet.admin.v1.CDISpec.SkippedEntry
-	52, // 11: wasmlet.admin.v1.CDISpec.written_at:type_name -> google.protobuf.Timestamp
-	52, // 12: wasmlet.admin.v1.CDISpec.remove_at:type_name -> google.protobuf.Timestamp
-	8,  // 13: wasmlet.admin.v1.ListPluginsResponse.plugins:type_name -> wasmlet.admin.v1.Plugin
-	44, // 14: wasmlet.admin.v1.Plugin.attributes:type_name -> wasmlet.admin.v1.Plugin.AttributesEntry
-	52, // 15: wasmlet.admin.v1.Plugin.seen:type_name -> google.protobuf.Timestamp
-	52, // 16: wasmlet.admin.v1.Plugin.registered:type_name -> google.protobuf.Timestamp
-	52, // 17: wasmlet.admin.v1.Plugin.next_retry:type_name -> google.protobuf.Timestamp
-	11, // 18: wasmlet.admin.v1.ListCSIDriversResponse.drivers:type_name -> wasmlet.admin.v1.CSIDriver
-	45, // 19: wasmlet.admin.v1.CSIDriver.topology:type_name -> wasmlet.admin.v1.CSIDriver.TopologyEntry
-	52, // 20: wasmlet.admin.v1.CSIDriver.registered:type_name -> google.protobuf.Timestamp
-	14, // 21: wasmlet.admin.v1.ListModulesResponse.modules:type_name -> wasmlet.admin.v1.Module
-	15, // 22: wasmlet.admin.v1.Module.limits:type_name -> wasmlet.admin.v1.Limits
-	16, // 23: wasmlet.admin.v1.Module.mounts:type_name -> wasmlet.admin.v1.Mount
-	52, // 24: wasmlet.admin.v1.Module.last_fault_at:type_name -> google.protobuf.Timestamp
-	52, // 25: wasmlet.admin.v1.Module.quarantined_at:type_name -> google.protobuf.Timestamp
-	52, // 26: wasmlet.admin.v1.Module.loaded:type_name -> google.protobuf.Timestamp
-	53, // 27: wasmlet.admin.v1.Module.compile_time:type_name -> google.protobuf.Duration
-	53, // 28: wasmlet.admin.v1.Module.instantiate_time:type_name -> google.protobuf.Duration
-	52, // 29: wasmlet.admin.v1.Module.refused_at:type_name -> google.protobuf.Timestamp
-	52, // 30: wasmlet.admin.v1.Module.loading_since:type_name -> google.protobuf.Timestamp
-	52, // 31: wasmlet.admin.v1.Module.next_discovery:type_name -> google.protobuf.Timestamp
-	53, // 32: wasmlet.admin.v1.Limits.call_timeout:type_name -> google.protobuf.Duration
-	14, // 33: wasmlet.admin.v1.ReloadModuleResponse.module:type_name -> wasmlet.admin.v1.Module
-	21, // 34: wasmlet.admin.v1.ListResourcesResponse.resources:type_name -> wasmlet.admin.v1.Resource
-	52, // 35: wasmlet.admin.v1.Resource.disconnected_at:type_name -> google.protobuf.Timestamp
-	52, // 36: wasmlet.admin.v1.Resource.grace_deadline:type_name -> google.protobuf.Timestamp
-	22, // 37: wasmlet.admin.v1.Resource.devices:type_name -> wasmlet.admin.v1.Device
-	52, // 38: wasmlet.admin.v1.Resource.last_update:type_name -> google.protobuf.Timestamp
-	46, // 39: wasmlet.admin.v1.Device.attributes:type_name -> wasmlet.admin.v1.Device.AttributesEntry
-	47, // 40: wasmlet.admin.v1.Device.attribute_types:type_name -> wasmlet.admin.v1.Device.AttributeTypesEntry
-	48, // 41: wasmlet.admin.v1.Device.capacity:type_name -> wasmlet.admin.v1.Device.CapacityEntry
-	25, // 42: wasmlet.admin.v1.ListAllocationsResponse.allocations:type_name -> wasmlet.admin.v1.Allocation
-	26, // 43: wasmlet.admin.v1.Allocation.response:type_name -> wasmlet.admin.v1.ContainerResponse
-	52, // 44: wasmlet.admin.v1.Allocation.allocated:type_name -> google.protobuf.Timestamp
-	49, // 45: wasmlet.admin.v1.ContainerResponse.envs:type_name -> wasmlet.admin.v1.ContainerResponse.EnvsEntry
-	27, // 46: wasmlet.admin.v1.ContainerResponse.mounts:type_name -> wasmlet.admin.v1.ContainerMount
-	28, // 47: wasmlet.admin.v1.ContainerResponse.devices:type_name -> wasmlet.admin.v1.DeviceSpec
-	50, // 48: wasmlet.admin.v1.ContainerResponse.annotations:type_name -> wasmlet.admin.v1.ContainerResponse.AnnotationsEntry
-	25, // 49: wasmlet.admin.v1.AllocateResponse.allocation:type_name -> wasmlet.admin.v1.Allocation
-	25, // 50: wasmlet.admin.v1.ReleaseResponse.released:type_name -> wasmlet.admin.v1.Allocation
-	41, // 51: wasmlet.admin.v1.ApplyClaimResponse.claim:type_name -> wasmlet.admin.v1.Claim
-	41, // 52: wasmlet.admin.v1.ListClaimsResponse.claims:type_name -> wasmlet.admin.v1.Claim
-	41, // 53: wasmlet.admin.v1.GetClaimResponse.claim:type_name -> wasmlet.admin.v1.Claim
-	41, // 54: wasmlet.admin.v1.DeleteClaimResponse.claim:type_name -> wasmlet.admin.v1.Claim
-	42, // 55: wasmlet.admin.v1.Claim.devices:type_name -> wasmlet.admin.v1.ClaimDevice
-	26, // 56: wasmlet.admin.v1.Claim.response:type_name -> wasmlet.admin.v1.ContainerResponse
-	52, // 57: wasmlet.admin.v1.Claim.allocated:type_name -> google.protobuf.Timestamp
-	51, // 58: wasmlet.admin.v1.ClaimDevice.consumed_capacity:type_name -> wasmlet.admin.v1.ClaimDevice.ConsumedCapacityEntry
-	0,  // 59: wasmlet.admin.v1.Admin.Status:input_type -> wasmlet.admin.v1.StatusRequest
-	6,  // 60: wasmlet.admin.v1.Admin.ListPlugins:input_type -> wasmlet.admin.v1.ListPluginsRequest
-	12, // 61: wasmlet.admin.v1.Admin.ListModules:input_type -> wasmlet.admin.v1.ListModulesRequest
-	17, // 62: wasmlet.admin.v1.Admin.ReloadModule:input_type -> wasmlet.admin.v1.ReloadModuleRequest
-	19, // 63: wasmlet.admin.v1.Admin.ListResources:input_type -> wasmlet.admin.v1.ListResourcesRequest
-	23, // 64: wasmlet.admin.v1.Admin.ListAllocations:input_type -> wasmlet.admin.v1.ListAllocationsRequest
-	29, // 65: wasmlet.admin.v1.Admin.Allocate:input_type -> wasmlet.admin.v1.AllocateRequest
-	31, // 66: wasmlet.admin.v1.Admin.Release:input_type -> wasmlet.admin.v1.ReleaseRequest
-	9,  // 67: wasmlet.admin.v1.Admin.ListCSIDrivers:input_type -> wasmlet.admin.v1.ListCSIDriversRequest
-	33, // 68: wasmlet.admin.v1.Admin.ApplyClaim:input_type -> wasmlet.admin.v1.ApplyClaimRequest
-	35, // 69: wasmlet.admin.v1.Admin.ListClaims:input_type -> wasmlet.admin.v1.ListClaimsRequest
-	37, // 70: wasmlet.admin.v1.Admin.GetClaim:input_type -> wasmlet.admin.v1.GetClaimRequest
-	39, // 71: wasmlet.admin.v1.Admin.DeleteClaim:input_type -> wasmlet.admin.v1.DeleteClaimRequest
-	1,  // 72: wasmlet.admin.v1.Admin.Status:output_type -> wasmlet.admin.v1.StatusResponse
-	7,  // 73: wasmlet.admin.v1.Admin.ListPlugins:output_type -> wasmlet.admin.v1.ListPluginsResponse
-	13, // 74: wasmlet.admin.v1.Admin.ListModules:output_type -> wasmlet.admin.v1.ListModulesResponse
-	18, // 75: wasmlet.admin.v1.Admin.ReloadModule:output_type -> wasmlet.admin.v1.ReloadModuleResponse
-	20, // 76: wasmlet.admin.v1.Admin.ListResources:output_type -> wasmlet.admin.v1.ListResourcesResponse
-	24, // 77: wasmlet.admin.v1.Admin.ListAllocations:output_type -> wasmlet.admin.v1.ListAllocationsResponse
-	30, // 78: wasmlet.admin.v1.Admin.Allocate:output_type -> wasmlet.admin.v1.AllocateResponse
-	32, // 79: wasmlet.admin.v1.Admin.Release:output_type -> wasmlet.admin.v1.ReleaseResponse
-	10, // 80: wasmlet.admin.v1.Admin.ListCSIDrivers:output_type -> wasmlet.admin.v1.ListCSIDriversResponse
-	34, // 81: wasmlet.admin.v1.Admin.ApplyClaim:output_type -> wasmlet.admin.v1.ApplyClaimResponse
-	36, // 82: wasmlet.admin.v1.Admin.ListClaims:output_type -> wasmlet.admin.v1.ListClaimsResponse
-	38, // 83: wasmlet.admin.v1.Admin.GetClaim:output_type -> wasmlet.admin.v1.GetClaimResponse
-	40, // 84: wasmlet.admin.v1.Admin.DeleteClaim:output_type -> wasmlet.admin.v1.DeleteClaimResponse
-	72, // [72:85] is the sub-list for method output_type
-	59, // [59:72] is the sub-list for method input_type
-	59, // [59:59] is the sub-list for extension type_name
-	59, // [59:59] is the sub-list for extension extendee
-	0,  // [0:59] is the sub-list for field type_name
+	53, // 0: wasmlet.admin.v1.StatusResponse.started:type_name -> google.protobuf.Timestamp
+	54, // 1: wasmlet.admin.v1.StatusResponse.uptime:type_name -> google.protobuf.Duration
+	5,  // 2: wasmlet.admin.v1.StatusResponse.directories:type_name -> wasmlet.admin.v1.Directories
+	54, // 3: wasmlet.admin.v1.StatusResponse.grace_period:type_name -> google.protobuf.Duration
+	6,  // 4: wasmlet.admin.v1.StatusResponse.counts:type_name -> wasmlet.admin.v1.Counts
+	3,  // 5: wasmlet.admin.v1.StatusResponse.bridged:type_name -> wasmlet.admin.v1.BridgedSource
+	4,  // 6: wasmlet.admin.v1.StatusResponse.cdi_specs:type_name -> wasmlet.admin.v1.CDISpec
+	2,  // 7: wasmlet.admin.v1.StatusResponse.dra_drivers:type_name -> wasmlet.admin.v1.DRADriver
+	53, // 8: wasmlet.admin.v1.DRADriver.registered_at:type_name -> google.protobuf.Timestamp
+	53, // 9: wasmlet.admin.v1.DRADriver.slices_since:type_name -> google.protobuf.Timestamp
+	53, // 10: wasmlet.admin.v1.BridgedSource.registered_at:type_name -> google.protobuf.Timestamp
+	53, // 11: wasmlet.admin.v1.BridgedSource.next_attempt:type_name -> google.protobuf.Timestamp
+	53, // 12: wasmlet.admin.v1.BridgedSource.grace_deadline:type_name -> google.protobuf.Timestamp
+	44, // 13: wasmlet.admin.v1.CDISpec.skipped:type_name -> wasmlet.admin.v1.CDISpec.SkippedEntry
+	53, // 14: wasmlet.admin.v1.CDISpec.written_at:type_name -> google.protobuf.Timestamp
+	53, // 15: wasmlet.admin.v1.CDISpec.remove_at:type_name -> google.protobuf.Timestamp
+	9,  // 16: wasmlet.admin.v1.ListPluginsResponse.plugins:type_name -> wasmlet.admin.v1.Plugin
+	45, // 17: wasmlet.admin.v1.Plugin.attributes:type_name -> wasmlet.admin.v1.Plugin.AttributesEntry
+	53, // 18: wasmlet.admin.v1.Plugin.seen:type_name -> google.protobuf.Timestamp
+	53, // 19: wasmlet.admin.v1.Plugin.registered:type_name -> google.protobuf.Timestamp
+	53, // 20: wasmlet.admin.v1.Plugin.next_retry:type_name -> google.protobuf.Timestamp
+	12, // 21: wasmlet.admin.v1.ListCSIDriversResponse.drivers:type_name -> wasmlet.admin.v1.CSIDriver
+	46, // 22: wasmlet.admin.v1.CSIDriver.topology:type_name -> wasmlet.admin.v1.CSIDriver.TopologyEntry
+	53, // 23: wasmlet.admin.v1.CSIDriver.registered:type_name -> google.protobuf.Timestamp
+	15, // 24: wasmlet.admin.v1.ListModulesResponse.modules:type_name -> wasmlet.admin.v1.Module
+	16, // 25: wasmlet.admin.v1.Module.limits:type_name -> wasmlet.admin.v1.Limits
+	17, // 26: wasmlet.admin.v1.Module.mounts:type_name -> wasmlet.admin.v1.Mount
+	53, // 27: wasmlet.admin.v1.Module.last_fault_at:type_name -> google.protobuf.Timestamp
+	53, // 28: wasmlet.admin.v1.Module.quarantined_at:type_name -> google.protobuf.Timestamp
+	53, // 29: wasmlet.admin.v1.Module.loaded:type_name -> google.protobuf.Timestamp
+	54, // 30: wasmlet.admin.v1.Module.compile_time:type_name -> google.protobuf.Duration
+	54, // 31: wasmlet.admin.v1.Module.instantiate_time:type_name -> google.protobuf.Duration
+	53, // 32: wasmlet.admin.v1.Module.refused_at:type_name -> google.protobuf.Timestamp
+	53, // 33: wasmlet.admin.v1.Module.loading_since:type_name -> google.protobuf.Timestamp
+	53, // 34: wasmlet.admin.v1.Module.next_discovery:type_name -> google.protobuf.Timestamp
+	54, // 35: wasmlet.admin.v1.Limits.call_timeout:type_name -> google.protobuf.Duration
+	15, // 36: wasmlet.admin.v1.ReloadModuleResponse.module:type_name -> wasmlet.admin.v1.Module
+	22, // 37: wasmlet.admin.v1.ListResourcesResponse.resources:type_name -> wasmlet.admin.v1.Resource
+	53, // 38: wasmlet.admin.v1.Resource.disconnected_at:type_name -> google.protobuf.Timestamp
+	53, // 39: wasmlet.admin.v1.Resource.grace_deadline:type_name -> google.protobuf.Timestamp
+	23, // 40: wasmlet.admin.v1.Resource.devices:type_name -> wasmlet.admin.v1.Device
+	53, // 41: wasmlet.admin.v1.Resource.last_update:type_name -> google.protobuf.Timestamp
+	47, // 42: wasmlet.admin.v1.Device.attributes:type_name -> wasmlet.admin.v1.Device.AttributesEntry
+	48, // 43: wasmlet.admin.v1.Device.attribute_types:type_name -> wasmlet.admin.v1.Device.AttributeTypesEntry
+	49, // 44: wasmlet.admin.v1.Device.capacity:type_name -> wasmlet.admin.v1.Device.CapacityEntry
+	26, // 45: wasmlet.admin.v1.ListAllocationsResponse.allocations:type_name -> wasmlet.admin.v1.Allocation
+	27, // 46: wasmlet.admin.v1.Allocation.response:type_name -> wasmlet.admin.v1.ContainerResponse
+	53, // 47: wasmlet.admin.v1.Allocation.allocated:type_name -> google.protobuf.Timestamp
+	50, // 48: wasmlet.admin.v1.ContainerResponse.envs:type_name -> wasmlet.admin.v1.ContainerResponse.EnvsEntry
+	28, // 49: wasmlet.admin.v1.ContainerResponse.mounts:type_name -> wasmlet.admin.v1.ContainerMount
+	29, // 50: wasmlet.admin.v1.ContainerResponse.devices:type_name -> wasmlet.admin.v1.DeviceSpec
+	51, // 51: wasmlet.admin.v1.ContainerResponse.annotations:type_name -> wasmlet.admin.v1.ContainerResponse.AnnotationsEntry
+	26, // 52: wasmlet.admin.v1.AllocateResponse.allocation:type_name -> wasmlet.admin.v1.Allocation
+	26, // 53: wasmlet.admin.v1.ReleaseResponse.released:type_name -> wasmlet.admin.v1.Allocation
+	42, // 54: wasmlet.admin.v1.ApplyClaimResponse.claim:type_name -> wasmlet.admin.v1.Claim
+	42, // 55: wasmlet.admin.v1.ListClaimsResponse.claims:type_name -> wasmlet.admin.v1.Claim
+	42, // 56: wasmlet.admin.v1.GetClaimResponse.claim:type_name -> wasmlet.admin.v1.Claim
+	42, // 57: wasmlet.admin.v1.DeleteClaimResponse.claim:type_name -> wasmlet.admin.v1.Claim
+	43, // 58: wasmlet.admin.v1.Claim.devices:type_name -> wasmlet.admin.v1.ClaimDevice
+	27, // 59: wasmlet.admin.v1.Claim.response:type_name -> wasmlet.admin.v1.ContainerResponse
+	53, // 60: wasmlet.admin.v1.Claim.allocated:type_name -> google.protobuf.Timestamp
+	52, // 61: wasmlet.admin.v1.ClaimDevice.consumed_capacity:type_name -> wasmlet.admin.v1.ClaimDevice.ConsumedCapacityEntry
+	0,  // 62: wasmlet.admin.v1.Admin.Status:input_type -> wasmlet.admin.v1.StatusRequest
+	7,  // 63: wasmlet.admin.v1.Admin.ListPlugins:input_type -> wasmlet.admin.v1.ListPluginsRequest
+	13, // 64: wasmlet.admin.v1.Admin.ListModules:input_type -> wasmlet.admin.v1.ListModulesRequest
+	18, // 65: wasmlet.admin.v1.Admin.ReloadModule:input_type -> wasmlet.admin.v1.ReloadModuleRequest
+	20, // 66: wasmlet.admin.v1.Admin.ListResources:input_type -> wasmlet.admin.v1.ListResourcesRequest
+	24, // 67: wasmlet.admin.v1.Admin.ListAllocations:input_type -> wasmlet.admin.v1.ListAllocationsRequest
+	30, // 68: wasmlet.admin.v1.Admin.Allocate:input_type -> wasmlet.admin.v1.AllocateRequest
+	32, // 69: wasmlet.admin.v1.Admin.Release:input_type -> wasmlet.admin.v1.ReleaseRequest
+	10, // 70: wasmlet.admin.v1.Admin.ListCSIDrivers:input_type -> wasmlet.admin.v1.ListCSIDriversRequest
+	34, // 71: wasmlet.admin.v1.Admin.ApplyClaim:input_type -> wasmlet.admin.v1.ApplyClaimRequest
+	36, // 72: wasmlet.admin.v1.Admin.ListClaims:input_type -> wasmlet.admin.v1.ListClaimsRequest
+	38, // 73: wasmlet.admin.v1.Admin.GetClaim:input_type -> wasmlet.admin.v1.GetClaimRequest
+	40, // 74: wasmlet.admin.v1.Admin.DeleteClaim:input_type -> wasmlet.admin.v1.DeleteClaimRequest
+	1,  // 75: wasmlet.admin.v1.Admin.Status:output_type -> wasmlet.admin.v1.StatusResponse
+	8,  // 76: wasmlet.admin.v1.Admin.ListPlugins:output_type -> wasmlet.admin.v1.ListPluginsResponse
+	14, // 77: wasmlet.admin.v1.Admin.ListModules:output_type -> wasmlet.admin.v1.ListModulesResponse
+	19, // 78: wasmlet.admin.v1.Admin.ReloadModule:output_type -> wasmlet.admin.v1.ReloadModuleResponse
+	21, // 79: wasmlet.admin.v1.Admin.ListResources:output_type -> wasmlet.admin.v1.ListResourcesResponse
+	25, // 80: wasmlet.admin.v1.Admin.ListAllocations:output_type -> wasmlet.admin.v1.ListAllocationsResponse
+	31, // 81: wasmlet.admin.v1.Admin.Allocate:output_type -> wasmlet.admin.v1.AllocateResponse
+	33, // 82: wasmlet.admin.v1.Admin.Release:output_type -> wasmlet.admin.v1.ReleaseResponse
+	11, // 83: wasmlet.admin.v1.Admin.ListCSIDrivers:output_type -> wasmlet.admin.v1.ListCSIDriversResponse
+	35, // 84: wasmlet.admin.v1.Admin.ApplyClaim:output_type -> wasmlet.admin.v1.ApplyClaimResponse
+	37, // 85: wasmlet.admin.v1.Admin.ListClaims:output_type -> wasmlet.admin.v1.ListClaimsResponse
+	39, // 86: wasmlet.admin.v1.Admin.GetClaim:output_type -> wasmlet.admin.v1.GetClaimResponse
+	41, // 87: wasmlet.admin.v1.Admin.DeleteClaim:output_type -> wasmlet.admin.v1.DeleteClaimResponse
+	75, // [75:88] is the sub-list for method output_type
+	62, // [62:75] is the sub-list for method input_type
+	62, // [62:62] is the sub-list for extension type_name
+	62, // [62:62] is the sub-list for extension extendee
+	0,  // [0:62] is the sub-list for field type_name
 }
 
 func init() { file_admin_proto_init() }
@@ -4099,7 +4322,7 @@ func file_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_admin_proto_rawDesc), len(file_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   52,
+			NumMessages:   53,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
