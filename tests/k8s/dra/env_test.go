@@ -1,0 +1,472 @@
+package dra
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	corev1 "k8s.io/api/core/v1"
+	resourceapi "k8s.io/api/resource/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/dynamic-resource-allocation/cel"
+	"k8s.io/dynamic-resource-allocation/structured"
+	"k8s.io/klog/v2"
+	drahealthv1 "k8s.io/kubelet/pkg/apis/dra-health/v1"
+	kubeletconfig "k8s.io/kubernetes/pkg/kubelet/config"
+	draplugin "k8s.io/kubernetes/pkg/kubelet/cm/dra/plugin"
+	"k8s.io/kubernetes/pkg/kubelet/pluginmanager"
+	registerapi "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
+
+	"github.com/wasmlet/wasmlet/guests/build"
+	"github.com/wasmlet/wasmlet/host/config"
+	"github.com/wasmlet/wasmlet/host/dradriver"
+	"github.com/wasmlet/wasmlet/host/node"
+	"github.com/wasmlet/wasmlet/tests/k8s/cluster"
+)
+
+const (
+	nodeName   = "node-a"
+	fileDriver = "file.example.com"
+	gpuDriver  = "gpu.example.com"
+)
+
+// env is one node of a real cluster: the API server and etcd (package
+// cluster), the Node object the kubelet would register, and the kubelet's
+// directories, where a wasmlet and the kubelet's own plugin manager meet.
+type env struct {
+	c        *cluster.Cluster
+	dir      string // short: sockets go under it
+	data     string // filesource's /data
+	plugins  string // the kubelet's plugin directory
+	registry string // the kubelet's plugin registry
+	cdi      string
+	node     *corev1.Node
+}
+
+func newEnv(tb testing.TB) *env {
+	tb.Helper()
+	quietKlog()
+	c := cluster.Start(tb)
+	e := &env{c: c, dir: shortDir(tb)}
+	e.data = filepath.Join(e.dir, "data")
+	e.plugins = filepath.Join(e.dir, "kubelet", "plugins")
+	e.registry = filepath.Join(e.dir, "kubelet", "plugins_registry")
+	e.cdi = filepath.Join(e.dir, "cdi")
+	for _, d := range []string{e.data, e.plugins, e.registry, e.cdi} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	node, err := c.Client.CoreV1().Nodes().Create(context.Background(),
+		&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodeName}}, metav1.CreateOptions{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	e.node = node
+	return e
+}
+
+var klogOnce sync.Once
+
+// quietKlog keeps the kubelet's and the API server's klog lines out of the
+// test output (they log every registration and request).
+func quietKlog() {
+	klogOnce.Do(func() {
+		klog.SetOutput(discard{})
+		klog.LogToStderr(false)
+	})
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// fileDevice is one device of filesource's file.
+type fileDevice struct {
+	ID        string            `json:"id"`
+	Unhealthy bool              `json:"unhealthy,omitempty"`
+	Strings   map[string]string `json:"strings,omitempty"`
+	Ints      map[string]int64  `json:"ints,omitempty"`
+	Versions  map[string]string `json:"versions,omitempty"`
+	Capacity  map[string]string `json:"capacity,omitempty"`
+	Consumes  []fileConsumption `json:"consumes,omitempty"`
+}
+
+type fileConsumption struct {
+	CounterSet string            `json:"counterSet"`
+	Counters   map[string]string `json:"counters"`
+}
+
+type fileCounterSet struct {
+	Name     string            `json:"name"`
+	Counters map[string]string `json:"counters"`
+}
+
+// setDevices rewrites filesource's file (renamed into place: the source
+// never reads half of it).
+func (e *env) setDevices(tb testing.TB, counters []fileCounterSet, devs ...fileDevice) {
+	tb.Helper()
+	b, err := json.Marshal(map[string]any{"counters": counters, "devices": devs})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tmp := filepath.Join(e.dir, "devices.json.tmp")
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(e.data, "devices.json")); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// wasmlet is a whole wasmlet node, as `wasmlet run` runs it.
+type wasmlet struct {
+	node   *node.Node
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// modules are the modules a wasmlet of the tests loads, with their guests.
+var modules = map[string]string{
+	"filesource": "guests/testmodules/filesource",
+	"gpusim":     "guests/gpusim",
+}
+
+// config is the plugins.toml of the tests' wasmlet: the named modules
+// (filesource, gpusim) served as DRA drivers to the kubelet of e, with the
+// cluster's kubeconfig.
+func (e *env) config(names []string) string {
+	toml := fmt.Sprintf(`
+[host]
+state_dir = "state"
+registry_dir = "wasmlet-registry"
+device_plugin_dir = "device-plugins"
+module_dir = "modules"
+api_socket = "api.sock"
+pod_resources_socket = "pod-resources.sock"
+metrics_address = ""
+node_name = %q
+backoff_initial = "50ms"
+backoff_max = "2s"
+
+[bridge]
+cdi_dir = %q
+
+[dra]
+kubeconfig = %q
+plugin_dir = %q
+registry_dir = %q
+`, nodeName, e.cdi, e.c.Kubeconfig(), e.plugins, e.registry)
+	for _, name := range names {
+		switch name {
+		case "filesource":
+			toml += fmt.Sprintf("\n[modules.filesource]\nmounts = [{ host = %q, guest = \"/data\" }]\n", e.data)
+		case "gpusim":
+			toml += "\n[modules.gpusim]\nconfig = { gpus = \"2\", partitions = \"1g.5gb\" }\n"
+		}
+		toml += fmt.Sprintf("\n[sources.%s]\nbridge = \"dra\"\n", name)
+	}
+	return toml
+}
+
+// startWasmlet runs a wasmlet from e.config, in a state directory of e's,
+// kept across restarts; it stops when the test ends.
+func (e *env) startWasmlet(tb testing.TB, names ...string) *wasmlet {
+	tb.Helper()
+	dir := filepath.Join(e.dir, "wasmlet")
+	modDir := filepath.Join(dir, "modules")
+	state := filepath.Join(dir, "state")
+	for _, d := range []string{modDir, state} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	shared := filepath.Join(build.CacheDir(), "wazero-k8s")
+	if err := os.MkdirAll(shared, 0o700); err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := os.Lstat(filepath.Join(state, "compilation-cache")); err != nil {
+		if err := os.Symlink(shared, filepath.Join(state, "compilation-cache")); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if len(names) == 0 {
+		names = []string{"filesource", "gpusim"}
+	}
+	for _, name := range names {
+		installModule(tb, modDir, name)
+	}
+	file := filepath.Join(dir, "plugins.toml")
+	if err := os.WriteFile(file, []byte(e.config(names)), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	cfg, err := config.Load(file)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	n, err := node.New(cfg, logger(tb))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &wasmlet{node: n, cancel: cancel, done: make(chan error, 1)}
+	go func() { w.done <- n.Run(ctx) }()
+	tb.Cleanup(w.stop)
+	eventually(tb, "wasmlet to be ready", func() bool { return n.Ready() })
+	return w
+}
+
+func installModule(tb testing.TB, modDir, name string) {
+	tb.Helper()
+	b, err := os.ReadFile(build.Go(tb, modules[name]))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tmp := filepath.Join(modDir, "."+name+".tmp")
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(modDir, name+".wasm")); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+func (w *wasmlet) stop() {
+	w.cancel()
+	if err := <-w.done; err != nil {
+		panic(fmt.Sprintf("wasmlet stopped with an error: %v", err))
+	}
+	w.done <- nil
+}
+
+// driver is the status of driver name, or a zero Status.
+func (w *wasmlet) driver(name string) dradriver.Status {
+	for _, st := range w.node.DRA().Status() {
+		if st.Driver == name {
+			return st
+		}
+	}
+	return dradriver.Status{}
+}
+
+// kubelet is the kubelet's own plugin manager (what the kubelet runs on
+// /var/lib/kubelet/plugins_registry) with the kubelet's own DRA plugin
+// manager as the DRAPlugin handler: the code that registers DRA drivers,
+// calls their NodePrepareResources and NodeUnprepareResources, watches
+// their device health and deletes the node's ResourceSlices when it starts.
+type kubelet struct {
+	dra    *draplugin.DRAPluginManager
+	health *healthRecorder
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (e *env) startKubelet(tb testing.TB) *kubelet {
+	tb.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	k := &kubelet{health: &healthRecorder{devices: map[string]string{}}, cancel: cancel, done: make(chan struct{})}
+	getNode := func(ctx context.Context) (*corev1.Node, error) {
+		return e.c.Client.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{})
+	}
+	k.dra = draplugin.NewDRAPluginManager(ctx, e.c.Client, getNode, k.health, 30*time.Second)
+	pm := pluginmanager.NewPluginManager(e.registry, &record.FakeRecorder{})
+	pm.AddHandler(registerapi.DRAPlugin, k.dra)
+	stop := make(chan struct{})
+	go func() {
+		defer close(k.done)
+		pm.Run(ctx, kubeletconfig.NewSourcesReady(func(sets.Set[string]) bool { return true }), stop)
+	}()
+	var once sync.Once
+	k.cancel = func() {
+		once.Do(func() {
+			close(stop)
+			cancel()
+			<-k.done
+			k.dra.Stop()
+		})
+	}
+	tb.Cleanup(k.cancel)
+	return k
+}
+
+// plugin is the kubelet's client of driver, once it registered.
+func (k *kubelet) plugin(driver string) *draplugin.DRAPlugin {
+	p, err := k.dra.GetPlugin(driver)
+	if err != nil {
+		return nil
+	}
+	return p
+}
+
+// healthRecorder is the kubelet's DRA manager's side of the health
+// streams: the latest health of each device, by "driver/pool/device".
+type healthRecorder struct {
+	mu      sync.Mutex
+	devices map[string]string
+}
+
+func (h *healthRecorder) HandleWatchResourcesStream(ctx context.Context, stream drahealthv1.DRAResourceHealth_NodeWatchResourcesClient, driver string) error {
+	for {
+		resp, err := stream.Recv()
+		if err != nil {
+			return err
+		}
+		h.mu.Lock()
+		for _, d := range resp.Devices {
+			h.devices[driver+"/"+d.Device.PoolName+"/"+d.Device.DeviceName] = d.Health.String()
+		}
+		h.mu.Unlock()
+	}
+}
+
+func (h *healthRecorder) of(key string) string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.devices[key]
+}
+
+// slices lists driver's ResourceSlices on the node.
+func (e *env) slices(tb testing.TB, driver string) []resourceapi.ResourceSlice {
+	tb.Helper()
+	list, err := e.c.Client.ResourceV1().ResourceSlices().List(context.Background(), metav1.ListOptions{
+		FieldSelector: resourceapi.ResourceSliceSelectorDriver + "=" + driver})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return list.Items
+}
+
+// devices are the devices of driver's slices at the pool's highest
+// generation, by name.
+func devicesOf(slices []resourceapi.ResourceSlice) (map[string]resourceapi.Device, []resourceapi.CounterSet) {
+	var gen int64
+	for _, s := range slices {
+		gen = max(gen, s.Spec.Pool.Generation)
+	}
+	devs := map[string]resourceapi.Device{}
+	var counters []resourceapi.CounterSet
+	for _, s := range slices {
+		if s.Spec.Pool.Generation != gen {
+			continue
+		}
+		for _, d := range s.Spec.Devices {
+			devs[d.Name] = d
+		}
+		counters = append(counters, s.Spec.SharedCounters...)
+	}
+	return devs, counters
+}
+
+// allocate allocates claim on the node as the kube-scheduler does: the
+// upstream structured allocator over the ResourceSlices and DeviceClasses
+// in the API server; the allocation and the pod it is reserved for are
+// written to the claim's status.
+func (e *env) allocate(tb testing.TB, claim *resourceapi.ResourceClaim, pod string) *resourceapi.ResourceClaim {
+	tb.Helper()
+	ctx := context.Background()
+	list, err := e.c.Client.ResourceV1().ResourceSlices().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	slices := make([]*resourceapi.ResourceSlice, len(list.Items))
+	for i := range list.Items {
+		slices[i] = &list.Items[i]
+	}
+	features := structured.Features{PrioritizedList: true, PartitionableDevices: true, ConsumableCapacity: true,
+		DeviceTaints: true}
+	alloc, err := structured.NewAllocator(ctx, features, structured.AllocatedState{
+		AllocatedDevices:         sets.New[structured.DeviceID](),
+		AllocatedSharedDeviceIDs: sets.New[structured.SharedDeviceID](),
+		AggregatedCapacity:       structured.NewConsumedCapacityCollection(),
+	}, classLister{e}, slices, cel.NewCache(10, cel.Features{EnableConsumableCapacity: true}))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	results, err := alloc.Allocate(ctx, e.node, []*resourceapi.ResourceClaim{claim})
+	if err != nil || len(results) != 1 {
+		tb.Fatalf("allocating claim %s: %v (%d results)", claim.Name, err, len(results))
+	}
+	claim = claim.DeepCopy()
+	claim.Status.Allocation = &results[0]
+	claim.Status.ReservedFor = []resourceapi.ResourceClaimConsumerReference{{Resource: "pods", Name: pod, UID: types.UID(pod + "-uid")}}
+	out, err := e.c.Client.ResourceV1().ResourceClaims(claim.Namespace).UpdateStatus(ctx, claim, metav1.UpdateOptions{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return out
+}
+
+type classLister struct{ e *env }
+
+func (l classLister) List() ([]*resourceapi.DeviceClass, error) {
+	list, err := l.e.c.Client.ResourceV1().DeviceClasses().List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*resourceapi.DeviceClass, len(list.Items))
+	for i := range list.Items {
+		out[i] = &list.Items[i]
+	}
+	return out, nil
+}
+
+func (l classLister) Get(name string) (*resourceapi.DeviceClass, error) {
+	return l.e.c.Client.ResourceV1().DeviceClasses().Get(context.Background(), name, metav1.GetOptions{})
+}
+
+// deviceClass creates the DeviceClass of driver, as deploy/ has one per
+// example driver.
+func (e *env) deviceClass(tb testing.TB, driver string) {
+	tb.Helper()
+	_, err := e.c.Client.ResourceV1().DeviceClasses().Create(context.Background(), &resourceapi.DeviceClass{
+		ObjectMeta: metav1.ObjectMeta{Name: driver},
+		Spec: resourceapi.DeviceClassSpec{Selectors: []resourceapi.DeviceSelector{{
+			CEL: &resourceapi.CELDeviceSelector{Expression: fmt.Sprintf("device.driver == %q", driver)}}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+}
+
+func shortDir(tb testing.TB) string {
+	tb.Helper()
+	d, err := os.MkdirTemp("", "dra")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { os.RemoveAll(d) })
+	return d
+}
+
+// logger writes wasmlet's warnings and errors into the test's log.
+func logger(tb testing.TB) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: testWriter{tb}})
+}
+
+type testWriter struct{ tb testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.tb.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// eventually polls cond until it holds, failing the test, named by what,
+// after a minute: the bound matters only when something is broken.
+func eventually(tb testing.TB, what string, cond func() bool) {
+	tb.Helper()
+	for deadline := time.Now().Add(time.Minute); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
