@@ -193,6 +193,10 @@ func (d *driver) run(ctx context.Context) {
 	var serveAt, verifyAt <-chan time.Time
 	timer := func(delay time.Duration) <-chan time.Time { return time.After(delay) }
 	lost := false
+	// The slices are checked again now and then even when nothing
+	// changed: someone may have deleted them, or the API server gone.
+	resync := time.NewTicker(d.ds.cfg.ResyncPeriod)
+	defer resync.Stop()
 	for ctx.Err() == nil {
 		d.mu.Lock()
 		ready, helper := d.ready, d.helper
@@ -228,6 +232,10 @@ func (d *driver) run(ctx context.Context) {
 		case <-d.wake:
 			verify.Reset()
 			verifyAt = timer(0)
+		case <-resync.C:
+			if verifyAt == nil {
+				verifyAt = timer(0)
+			}
 		case <-verifyAt:
 			verifyAt = nil
 			switch err := d.verify(ctx); {
