@@ -100,17 +100,22 @@ type Host struct {
 	// one twice as long, up to BackoffMax.
 	BackoffInitial, BackoffMax time.Duration
 	// NodeName names the node: the pool of every device source's driver,
-	// as a DRA driver names its node's pool. Default: the host name, in
-	// lower case.
+	// as a DRA driver names its node's pool. Default: $NODE_NAME, else the
+	// host name, in lower case.
 	NodeName string
 	// DeviceClassDir holds resource.k8s.io/v1 DeviceClass files (*.yaml,
 	// *.yml, *.json), read when wasmlet starts; "" is none.
 	DeviceClassDir string
 }
 
-// DefaultNodeName is the host name, lower case, or "localhost" when it
-// cannot be had or is not a DNS subdomain.
+// DefaultNodeName is $NODE_NAME when it is set (a DaemonSet sets it from
+// the downward API, spec.nodeName, since a pod's host name is its own), else
+// the host name, lower case, or "localhost" when it cannot be had or is not
+// a DNS subdomain.
 func DefaultNodeName() string {
+	if n := os.Getenv("NODE_NAME"); n != "" && len(validation.IsDNS1123Subdomain(n)) == 0 {
+		return n
+	}
 	h, err := os.Hostname()
 	h = strings.ToLower(h)
 	if err != nil || len(validation.IsDNS1123Subdomain(h)) > 0 {

@@ -249,8 +249,17 @@ bridge = true
 
 [sources.dev]
 discover_interval = "0s"
+
+[sources.gpu]
+bridge = "dra"
+
+[sources.nic]
+bridge = "device-plugin"
+
+[sources.none]
+bridge = false
 `
-	c, err, _ := parseIn(t, doc, "dph", "custom", "pci", "dev")
+	c, err, _ := parseIn(t, doc, "dph", "custom", "pci", "dev", "gpu", "nic", "none")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,6 +275,9 @@ discover_interval = "0s"
 	for name, want := range map[string]SourceConfig{
 		"pci":   {DiscoverInterval: 45 * time.Second, Watch: false, Bridge: BridgeDevicePlugin},
 		"dev":   {DiscoverInterval: 0, Watch: true},
+		"gpu":   {Watch: true, Bridge: BridgeDRA},
+		"nic":   {Watch: true, Bridge: BridgeDevicePlugin},
+		"none":  {Watch: true},
 		"other": {Watch: true},
 	} {
 		if got := c.Source(name); got != want {
@@ -291,6 +303,11 @@ backoff_max = "1s"
 [bridge]
 registration = "plugin-registry"
 plugin_registry_dir = "/k/plugins_registry"
+
+[dra]
+kubeconfig = "kube/config"
+plugin_dir = "/k/plugins"
+rolling_update = true
 `
 	c, err := Parse([]byte(doc), "/etc/wasmlet/plugins.toml")
 	if err != nil {
@@ -313,6 +330,14 @@ plugin_registry_dir = "/k/plugins_registry"
 	}
 	if c.Bridge != wantBridge {
 		t.Errorf("Bridge:\n got %+v\nwant %+v", c.Bridge, wantBridge)
+	}
+	wantDRA := DRA{Kubeconfig: "/etc/wasmlet/kube/config", PluginDir: "/k/plugins",
+		RegistryDir: "/var/lib/kubelet/plugins_registry", RollingUpdate: true}
+	if c.DRA != wantDRA {
+		t.Errorf("DRA:\n got %+v\nwant %+v", c.DRA, wantDRA)
+	}
+	if c.Bridges(BridgeDRA) {
+		t.Error("Bridges(dra) with no source bridged")
 	}
 	for level, want := range map[string]hclog.Level{"trace": hclog.Trace, "info": hclog.Info, "warn": hclog.Warn, "error": hclog.Error} {
 		c, err := Parse([]byte("host.log_level = \""+level+"\""), "p.toml")

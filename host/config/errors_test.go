@@ -72,11 +72,11 @@ func TestUnknownKeys(t *testing.T) {
 	runErrorCases(t, []errorCase{{
 		name: "top-level table",
 		doc:  "[hostt]\n",
-		want: []string{`plugins.toml:1:2: hostt: unknown key, expected host, sandbox, modules, handlers, sources or bridge (did you mean host?)`},
+		want: []string{`plugins.toml:1:2: hostt: unknown key, expected host, sandbox, modules, handlers, sources, bridge or dra (did you mean host?)`},
 	}, {
 		name: "top-level value",
 		doc:  "name = 1\n",
-		want: []string{`plugins.toml:1:1: name: unknown key, expected host, sandbox, modules, handlers, sources or bridge`},
+		want: []string{`plugins.toml:1:1: name: unknown key, expected host, sandbox, modules, handlers, sources, bridge or dra`},
 	}, {
 		name: "nested",
 		doc:  "[sandbox]\nmemroy = \"1MiB\"\n",
@@ -263,6 +263,20 @@ func TestBadEnums(t *testing.T) {
 		name: "registration",
 		doc:  "[bridge]\nregistration = \"socket\"\n",
 		want: []string{`plugins.toml:2:16: bridge.registration: invalid value "socket", expected "kubelet-socket" or "plugin-registry"`},
+	}, {
+		name:    "source bridge",
+		doc:     withModules + "[sources.x]\nbridge = \"DRA\"\n",
+		modules: []string{"x"},
+		want:    []string{`plugins.toml:4:10: sources.x.bridge: invalid value "DRA", expected "device-plugin" or "dra" (did you mean "dra"?)`},
+	}, {
+		name:    "source bridge of the wrong type",
+		doc:     withModules + "[sources.x]\nbridge = 1\n",
+		modules: []string{"x"},
+		want:    []string{`plugins.toml:4:10: sources.x.bridge: got an integer, expected true, false, "device-plugin" or "dra"`},
+	}, {
+		name: "dra",
+		doc:  "[dra]\nplugins_dir = \"/p\"\n",
+		want: []string{`plugins.toml:2:1: dra.plugins_dir: unknown key, expected kubeconfig, plugin_dir, registry_dir or rolling_update (did you mean plugin_dir?)`},
 	}, {
 		name: "enum of the wrong type",
 		doc:  "[host]\nlog_format = true\n",
