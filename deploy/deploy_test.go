@@ -15,6 +15,8 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	resourceapi "k8s.io/api/resource/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/wasmlet/wasmlet/host/config"
@@ -95,7 +97,7 @@ func (dc deployConfig) needs() []need {
 	}
 	bridged := false
 	for _, name := range dc.modules {
-		bridged = bridged || dc.Source(name).Bridge
+		bridged = bridged || dc.Source(name).Bridge == config.BridgeDevicePlugin
 		// csihandler's endpoint_dirs: wasmlet dials the CSI sockets there
 		// at the paths the drivers' registrars give, which are the node's.
 		if dirs, ok := dc.ModuleOptions(name).Config["endpoint_dirs"]; ok && dc.Handlers()["CSIPlugin"] == name {
@@ -110,6 +112,14 @@ func (dc deployConfig) needs() []need {
 			if m.Root != "" {
 				ns = append(ns, need{"modules." + name + " mount root", m.Root, false, false})
 			}
+		}
+	}
+	if dc.Bridges(config.BridgeDRA) {
+		// The kubelet dials the DRA drivers' sockets at the paths they give.
+		ns = append(ns, need{"dra.plugin_dir", dc.DRA.PluginDir, true, true},
+			need{"dra.registry_dir", dc.DRA.RegistryDir, true, true})
+		if dc.DRA.Kubeconfig != "" {
+			ns = append(ns, need{"dra.kubeconfig", dc.DRA.Kubeconfig, false, false})
 		}
 	}
 	if bridged {
@@ -186,11 +196,8 @@ func TestDaemonSetMountsWhatTheConfigUses(t *testing.T) {
 			t.Errorf("%s %s is not mounted into the wasmlet container", n.what, n.path)
 			continue
 		}
-		switch {
-		case n.write && vm.ReadOnly:
+		if n.write && vm.ReadOnly {
 			t.Errorf("%s %s: wasmlet writes there, but its mount %s is read-only", n.what, n.path, vm.MountPath)
-		case !n.write && !vm.ReadOnly:
-			t.Errorf("%s %s: wasmlet only reads it, but its mount %s is writable", n.what, n.path, vm.MountPath)
 		}
 		if n.write {
 			usedWritable[vm.Name] = true
@@ -280,7 +287,8 @@ func TestConfigMapIsPluginsToml(t *testing.T) {
 
 // TestLeastPrivilege: no privileged container, no capability, no way to
 // gain one, a read-only root file system, the runtime's seccomp profile,
-// none of the node's namespaces, no API server token.
+// none of the node's namespaces, an API server token only when a DRA driver
+// needs one.
 func TestLeastPrivilege(t *testing.T) {
 	var ds appsv1.DaemonSet
 	decode(t, "daemonset.yaml", &ds)
@@ -288,8 +296,12 @@ func TestLeastPrivilege(t *testing.T) {
 	if spec.HostNetwork || spec.HostPID || spec.HostIPC {
 		t.Error("the pod shares a namespace of the node")
 	}
-	if spec.AutomountServiceAccountToken == nil || *spec.AutomountServiceAccountToken {
-		t.Error("the pod gets an API server token it never uses")
+	// A token only for the DRA drivers, which reach the API server with the
+	// pod's service account.
+	dc := loadConfig(t)
+	needToken := dc.Bridges(config.BridgeDRA) && dc.DRA.Kubeconfig == ""
+	if token := spec.AutomountServiceAccountToken == nil || *spec.AutomountServiceAccountToken; token != needToken {
+		t.Errorf("the pod gets an API server token: %v; its DRA drivers need one: %v", token, needToken)
 	}
 	if spec.SecurityContext == nil || spec.SecurityContext.SeccompProfile == nil ||
 		spec.SecurityContext.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
@@ -415,6 +427,205 @@ func TestSystemdUnit(t *testing.T) {
 	for _, w := range writable {
 		if !slices.ContainsFunc(dc.needs(), func(n need) bool { return n.write && within(n.path, w) }) {
 			t.Errorf("ReadWritePaths has %s, where plugins.toml writes nothing", w)
+		}
+	}
+}
+
+// documents decodes every YAML document of file, each into a new value that
+// kind (the document's kind) picks.
+func documents(t *testing.T, file string, into func(kind string) any) []any {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []any
+	for i, doc := range regexp.MustCompile(`(?m)^---$`).Split(string(b), -1) {
+		var meta struct {
+			Kind string `json:"kind"`
+		}
+		if err := yaml.Unmarshal([]byte(doc), &meta); err != nil || meta.Kind == "" {
+			t.Fatalf("%s, document %d: no kind (%v)", file, i+1, err)
+		}
+		v := into(meta.Kind)
+		if v == nil {
+			t.Fatalf("%s, document %d: unexpected kind %s", file, i+1, meta.Kind)
+		}
+		if err := yaml.UnmarshalStrict([]byte(doc), v); err != nil {
+			t.Fatalf("%s, document %d (%s): %v", file, i+1, meta.Kind, err)
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// TestDRA: what the DRA drivers of plugins.toml (bridge = "dra") need from
+// the cluster is there. The DaemonSet runs as a service account that
+// rbac.yaml binds to exactly the rights the kubelet plugin helper and
+// wasmlet use (slices: everything; claims: get; nodes: get), gets the node
+// name from the downward API (and the pod UID when rolling_update is on);
+// every DRA driver has a DeviceClass in deviceclasses.yaml; the example
+// ResourceClaimTemplate and Pod decode, and refer to each other and to a
+// class that exists.
+func TestDRA(t *testing.T) {
+	dc := loadConfig(t)
+	if !dc.Bridges(config.BridgeDRA) {
+		t.Fatal("deploy/plugins.toml serves no source as a DRA driver")
+	}
+	var ds appsv1.DaemonSet
+	decode(t, "daemonset.yaml", &ds)
+	spec := ds.Spec.Template.Spec
+
+	var sa *corev1.ServiceAccount
+	var role *rbacv1.ClusterRole
+	var binding *rbacv1.ClusterRoleBinding
+	for _, v := range documents(t, "rbac.yaml", func(kind string) any {
+		switch kind {
+		case "ServiceAccount":
+			return &corev1.ServiceAccount{}
+		case "ClusterRole":
+			return &rbacv1.ClusterRole{}
+		case "ClusterRoleBinding":
+			return &rbacv1.ClusterRoleBinding{}
+		}
+		return nil
+	}) {
+		switch v := v.(type) {
+		case *corev1.ServiceAccount:
+			sa = v
+		case *rbacv1.ClusterRole:
+			role = v
+		case *rbacv1.ClusterRoleBinding:
+			binding = v
+		}
+	}
+	if sa == nil || role == nil || binding == nil {
+		t.Fatal("rbac.yaml: want a ServiceAccount, a ClusterRole and a ClusterRoleBinding")
+	}
+	if spec.ServiceAccountName != sa.Name || sa.Namespace != ds.Namespace {
+		t.Errorf("the DaemonSet runs as %q, rbac.yaml's account is %s/%s", spec.ServiceAccountName, sa.Namespace, sa.Name)
+	}
+	if binding.RoleRef.Kind != "ClusterRole" || binding.RoleRef.Name != role.Name || len(binding.Subjects) != 1 ||
+		binding.Subjects[0].Kind != "ServiceAccount" || binding.Subjects[0].Name != sa.Name || binding.Subjects[0].Namespace != sa.Namespace {
+		t.Errorf("the binding %+v does not give %s to %s/%s", binding, role.Name, sa.Namespace, sa.Name)
+	}
+	want := map[string][]string{
+		"resource.k8s.io/resourceslices": {"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"},
+		"resource.k8s.io/resourceclaims": {"get"},
+		"/nodes":                         {"get"},
+	}
+	got := map[string][]string{}
+	for _, r := range role.Rules {
+		for _, g := range r.APIGroups {
+			for _, res := range r.Resources {
+				got[g+"/"+res] = append(got[g+"/"+res], r.Verbs...)
+			}
+		}
+	}
+	for res, verbs := range want {
+		slices.Sort(verbs)
+		have := slices.Clone(got[res])
+		slices.Sort(have)
+		if !slices.Equal(have, verbs) {
+			t.Errorf("ClusterRole %s: %s may %v, want exactly %v", role.Name, res, have, verbs)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("ClusterRole %s grants %d resources, want %d: %v", role.Name, len(got), len(want), got)
+	}
+
+	c := container(t, spec.Containers, "wasmlet")
+	env := map[string]string{}
+	for _, e := range c.Env {
+		if e.ValueFrom != nil && e.ValueFrom.FieldRef != nil {
+			env[e.Name] = e.ValueFrom.FieldRef.FieldPath
+		}
+	}
+	if env["NODE_NAME"] != "spec.nodeName" {
+		t.Errorf("NODE_NAME comes from %q, want the downward API's spec.nodeName", env["NODE_NAME"])
+	}
+	if _, ok := env["POD_UID"]; ok != dc.DRA.RollingUpdate || (ok && env["POD_UID"] != "metadata.uid") {
+		t.Errorf("POD_UID from %q; rolling_update = %v needs it from metadata.uid", env["POD_UID"], dc.DRA.RollingUpdate)
+	}
+
+	classes := map[string]bool{}
+	for _, v := range documents(t, "deviceclasses.yaml", func(kind string) any {
+		if kind == "DeviceClass" {
+			return &resourceapi.DeviceClass{}
+		}
+		return nil
+	}) {
+		cl := v.(*resourceapi.DeviceClass)
+		for _, sel := range cl.Spec.Selectors {
+			if sel.CEL != nil && strings.Contains(sel.CEL.Expression, `device.driver == "`+cl.Name+`"`) {
+				classes[cl.Name] = true
+			}
+		}
+		if !classes[cl.Name] {
+			t.Errorf("DeviceClass %s does not select the devices of driver %s", cl.Name, cl.Name)
+		}
+	}
+	for _, name := range dc.modules {
+		if dc.Source(name).Bridge != config.BridgeDRA {
+			continue
+		}
+		driver := dc.ModuleOptions(name).Config["driver"]
+		if driver == "" {
+			t.Errorf("modules.%s: a DRA driver of the deployment names its driver (config driver), for its DeviceClass", name)
+		} else if !classes[driver] {
+			t.Errorf("driver %s of module %s has no DeviceClass in deviceclasses.yaml", driver, name)
+		}
+	}
+
+	var tmpl *resourceapi.ResourceClaimTemplate
+	var pod *corev1.Pod
+	for _, v := range documents(t, "examples/gpusim-pod.yaml", func(kind string) any {
+		switch kind {
+		case "ResourceClaimTemplate":
+			return &resourceapi.ResourceClaimTemplate{}
+		case "Pod":
+			return &corev1.Pod{}
+		}
+		return nil
+	}) {
+		switch v := v.(type) {
+		case *resourceapi.ResourceClaimTemplate:
+			tmpl = v
+		case *corev1.Pod:
+			pod = v
+		}
+	}
+	if tmpl == nil || pod == nil {
+		t.Fatal("examples/gpusim-pod.yaml: want a ResourceClaimTemplate and a Pod")
+	}
+	for _, r := range tmpl.Spec.Spec.Devices.Requests {
+		if r.Exactly == nil || !classes[r.Exactly.DeviceClassName] {
+			t.Errorf("template %s, request %s: not of a DeviceClass of deviceclasses.yaml", tmpl.Name, r.Name)
+		}
+	}
+	if len(pod.Spec.ResourceClaims) != 1 || pod.Spec.ResourceClaims[0].ResourceClaimTemplateName == nil ||
+		*pod.Spec.ResourceClaims[0].ResourceClaimTemplateName != tmpl.Name || pod.Namespace != tmpl.Namespace {
+		t.Errorf("pod %s does not claim from template %s: %+v", pod.Name, tmpl.Name, pod.Spec.ResourceClaims)
+	}
+	for _, cc := range pod.Spec.Containers {
+		if len(cc.Resources.Claims) != 1 || cc.Resources.Claims[0].Name != pod.Spec.ResourceClaims[0].Name {
+			t.Errorf("container %s does not use the pod's claim: %+v", cc.Name, cc.Resources.Claims)
+		}
+	}
+
+	var k struct {
+		Resources []string `json:"resources"`
+	}
+	b, err := os.ReadFile("kustomization.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(b, &k); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"rbac.yaml", "deviceclasses.yaml"} {
+		if !slices.Contains(k.Resources, f) {
+			t.Errorf("kustomization.yaml does not apply %s", f)
 		}
 	}
 }

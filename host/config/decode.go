@@ -640,7 +640,13 @@ func (d *decoder) bridgeKind(n *node, key string, b *BridgeKind) {
 // The [dra] section.
 func (d *decoder) dra(n *node, key string, c *DRA) {
 	d.table(n, key, []field{
-		{"kubeconfig", func(n *node, key string) { d.path(n, key, &c.Kubeconfig) }},
+		{"kubeconfig", func(n *node, key string) {
+			if n.kind == kindString && n.str == "" {
+				c.Kubeconfig = "" // the in-cluster configuration
+				return
+			}
+			d.path(n, key, &c.Kubeconfig)
+		}},
 		{"plugin_dir", func(n *node, key string) { d.path(n, key, &c.PluginDir) }},
 		{"registry_dir", func(n *node, key string) { d.path(n, key, &c.RegistryDir) }},
 		{"rolling_update", func(n *node, key string) { d.boolean(n, key, &c.RollingUpdate) }},
