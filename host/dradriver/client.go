@@ -24,5 +24,9 @@ func NewClient(kubeconfig string) (kubernetes.Interface, error) {
 		return nil, fmt.Errorf("kubeconfig %s: %w", kubeconfig, err)
 	}
 	cfg.UserAgent = "wasmlet"
+	// client-go's default, 5 requests a second, would hold up each
+	// NodePrepareResources (the helper reads the claim) behind the slice
+	// controller's requests; these are the kubelet's own limits.
+	cfg.QPS, cfg.Burst = 50, 100
 	return kubernetes.NewForConfig(cfg)
 }

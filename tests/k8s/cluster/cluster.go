@@ -92,7 +92,7 @@ func (c *Cluster) Start() {
 	if c.teardown != nil {
 		return
 	}
-	server, err := kubeapiserver.StartTestServer(c.t, &kubeapiserver.TestServerInstanceOptions{
+	server, err := kubeapiserver.StartTestServer(quiet{c.t}, &kubeapiserver.TestServerInstanceOptions{
 		DisableInvariantChecks: true,
 	}, []string{
 		"--runtime-config=resource.k8s.io/v1=true",
@@ -137,6 +137,14 @@ func (c *Cluster) Kubeconfig() string {
 	}
 	return file
 }
+
+// quiet is the test, without the API server's log lines (upstream's test
+// server sends every one of them to the test's log, which a benchmark
+// prints between its name and its result).
+type quiet struct{ testing.TB }
+
+func (quiet) Log(...any)          {}
+func (quiet) Logf(string, ...any) {}
 
 // forwarder is a TCP forwarder on a fixed local address: the stable
 // address of an API server that comes and goes. While there is no API

@@ -3,6 +3,7 @@ package dra
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -82,8 +83,12 @@ var klogOnce sync.Once
 // test output (they log every registration and request).
 func quietKlog() {
 	klogOnce.Do(func() {
+		fs := flag.NewFlagSet("klog", flag.PanicOnError)
+		klog.InitFlags(fs)
+		fs.Set("logtostderr", "false")
+		fs.Set("alsologtostderr", "false")
+		fs.Set("stderrthreshold", "FATAL")
 		klog.SetOutput(discard{})
-		klog.LogToStderr(false)
 	})
 }
 
