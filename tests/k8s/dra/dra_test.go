@@ -185,7 +185,9 @@ func TestPrepareThroughKubelet(t *testing.T) {
 }
 
 // quantity says whether c is q.
-func quantity(c resourceapi.Counter, q string) bool { return c.Value.Cmp(apiresource.MustParse(q)) == 0 }
+func quantity(c resourceapi.Counter, q string) bool {
+	return c.Value.Cmp(apiresource.MustParse(q)) == 0
+}
 
 // claimSpec is the CDI spec file in dir that names uid, or "".
 func claimSpec(tb testing.TB, dir, uid string) string {
@@ -220,7 +222,12 @@ func TestKubeletRestart(t *testing.T) {
 	regs := w.driver(fileDriver).Registrations
 
 	k.cancel()
-	if err := os.RemoveAll(e.registry); err != nil {
+	// Renamed away, then removed: wasmlet serves its socket again as soon
+	// as it sees it go, which a RemoveAll in place would race with.
+	if err := os.Rename(e.registry, e.registry+".old"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(e.registry + ".old"); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()

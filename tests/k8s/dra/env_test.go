@@ -23,10 +23,10 @@ import (
 	"k8s.io/dynamic-resource-allocation/structured"
 	"k8s.io/klog/v2"
 	drahealthv1 "k8s.io/kubelet/pkg/apis/dra-health/v1"
-	kubeletconfig "k8s.io/kubernetes/pkg/kubelet/config"
-	draplugin "k8s.io/kubernetes/pkg/kubelet/cm/dra/plugin"
-	"k8s.io/kubernetes/pkg/kubelet/pluginmanager"
 	registerapi "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
+	draplugin "k8s.io/kubernetes/pkg/kubelet/cm/dra/plugin"
+	kubeletconfig "k8s.io/kubernetes/pkg/kubelet/config"
+	"k8s.io/kubernetes/pkg/kubelet/pluginmanager"
 
 	"github.com/wasmlet/wasmlet/guests/build"
 	"github.com/wasmlet/wasmlet/host/config"
