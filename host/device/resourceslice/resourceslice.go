@@ -4,8 +4,9 @@
 // driver would publish for it. The allocator (host/allocator) allocates
 // from these slices; a DRA kubelet plugin would publish the same ones.
 //
-// A pool is one slice of shared counters (when the source has any) and then
-// its devices, at most 64 to a slice, in the source's order; the upstream
+// A pool is its shared counter sets (when the source has any), at most 8 to
+// a slice (Kubernetes reads a pool's counter sets from all its slices), and
+// then its devices, at most 64 to a slice, in the source's order; the upstream
 // allocator tries slices by name and devices in order, so the source's order
 // is its preference. A device that is not healthy carries the taint
 // UnhealthyTaint (NoSchedule): no new claim gets it unless the claim
@@ -30,6 +31,9 @@ const UnhealthyTaint = "wasmlet.dev/unhealthy"
 // MaxDevices is how many devices one slice holds: resource.k8s.io/v1's
 // limit for slices whose devices may have taints or consume counters.
 const MaxDevices = resourceapi.ResourceSliceMaxDevicesWithAdvancedFeatures
+
+// MaxCounterSets is how many shared counter sets one slice holds.
+const MaxCounterSets = resourceapi.ResourceSliceMaxCounterSets
 
 // Pool names a driver's pool on a node.
 type Pool struct {
@@ -57,11 +61,11 @@ func (p Pool) Slices(devs []device.Device, counters []device.CounterSet) []*reso
 // (shared, not copied).
 func (p Pool) Of(devs []resourceapi.Device, counters []resourceapi.CounterSet) []*resourceapi.ResourceSlice {
 	var specs []resourceapi.ResourceSliceSpec
-	if len(counters) > 0 {
-		specs = append(specs, resourceapi.ResourceSliceSpec{SharedCounters: counters})
+	for _, c := range chunks(counters, MaxCounterSets) {
+		specs = append(specs, resourceapi.ResourceSliceSpec{SharedCounters: c})
 	}
-	for start := 0; start < len(devs); start += MaxDevices {
-		specs = append(specs, resourceapi.ResourceSliceSpec{Devices: devs[start:min(start+MaxDevices, len(devs)):min(start+MaxDevices, len(devs))]})
+	for _, d := range chunks(devs, MaxDevices) {
+		specs = append(specs, resourceapi.ResourceSliceSpec{Devices: d})
 	}
 	if len(specs) == 0 { // an empty pool is one empty slice, as a driver publishes it
 		specs = append(specs, resourceapi.ResourceSliceSpec{})
@@ -75,6 +79,17 @@ func (p Pool) Of(devs []resourceapi.Device, counters []resourceapi.CounterSet) [
 			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-%s-%05d", p.Driver, p.Name, i)},
 			Spec:       spec,
 		}
+	}
+	return out
+}
+
+// chunks cuts s into pieces of at most n, each with its own capacity, so
+// that appending to one never writes into the next.
+func chunks[T any](s []T, n int) [][]T {
+	var out [][]T
+	for start := 0; start < len(s); start += n {
+		end := min(start+n, len(s))
+		out = append(out, s[start:end:end])
 	}
 	return out
 }

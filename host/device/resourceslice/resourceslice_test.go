@@ -61,3 +61,38 @@ func TestSlices(t *testing.T) {
 		t.Errorf("an empty pool: %+v", empty)
 	}
 }
+
+// Nine shared counter sets, one more than a slice may hold, are two slices
+// of counters (8 and 1) before the devices' slice, every set once: the
+// API server refuses a slice of more than eight, and reads a pool's sets
+// from all its slices.
+func TestManyCounterSets(t *testing.T) {
+	var sets []device.CounterSet
+	var devs []device.Device
+	for i := range 9 {
+		name := fmt.Sprintf("gpu-%d", i)
+		sets = append(sets, device.CounterSet{Name: name, Counters: map[string]apiresource.Quantity{"memory": apiresource.MustParse("40Gi")}})
+		devs = append(devs, device.Device{ID: name, Healthy: true, ConsumesCounters: []device.CounterConsumption{{CounterSet: name,
+			Counters: map[string]apiresource.Quantity{"memory": apiresource.MustParse("40Gi")}}}})
+	}
+	got := resourceslice.Pool{Driver: "gpu.example.com", Name: "n", Node: "n"}.Slices(devs, sets)
+	if len(got) != 3 || len(got[0].Spec.SharedCounters) != resourceslice.MaxCounterSets || len(got[1].Spec.SharedCounters) != 1 ||
+		len(got[2].Spec.Devices) != 9 || len(got[0].Spec.Devices)+len(got[1].Spec.Devices) != 0 {
+		t.Fatalf("%d slices: %+v", len(got), got)
+	}
+	seen := map[string]bool{}
+	for _, s := range got {
+		if s.Spec.Pool.ResourceSliceCount != 3 {
+			t.Errorf("slice %s: count %d, want 3", s.Name, s.Spec.Pool.ResourceSliceCount)
+		}
+		for _, c := range s.Spec.SharedCounters {
+			if seen[c.Name] {
+				t.Errorf("counter set %s twice", c.Name)
+			}
+			seen[c.Name] = true
+		}
+	}
+	if len(seen) != 9 {
+		t.Errorf("%d counter sets, want 9", len(seen))
+	}
+}
