@@ -115,8 +115,10 @@ func consumer(rc *resourceapi.ResourceClaim) Workload {
 
 // UnprepareForKubelet undoes PrepareForKubelet for driver's share of the
 // claim uid: drv unprepares it (a failure is logged, and does not keep the
-// record), its CDI spec goes, and the record is removed, durably. A claim
-// that is not prepared is not an error: the kubelet may ask twice.
+// record), its CDI spec goes, and the record is removed, durably; when that
+// cannot be made durable the record stays, and the error says so (the
+// kubelet asks again). A claim that is not prepared is not an error: the
+// kubelet may ask twice.
 func (s *Store) UnprepareForKubelet(ctx context.Context, driver string, uid types.UID, drv Driver) error {
 	key := kubeletKey(driver, uid)
 	existing, release, err := s.take(ctx, key)
@@ -124,9 +126,9 @@ func (s *Store) UnprepareForKubelet(ctx context.Context, driver string, uid type
 		return err
 	}
 	defer release()
-	s.unprepare(existing, []string{driver}, func(string) Driver { return drv })
-	if err := s.durably(ctx, func() { delete(s.claims, key) }); err != nil {
-		return fmt.Errorf("%w: unprepare of claim %s for the kubelet: %v", ErrNotDurable, existing.Key(), err)
+	if err := s.remove(ctx, key, existing, []string{driver}, func(string) Driver { return drv }); err != nil {
+		return fmt.Errorf("%w: unprepare of claim %s for the kubelet: %v; its record stays until an unprepare is durable",
+			ErrNotDurable, existing.Key(), err)
 	}
 	s.log.Info("claim unprepared for the kubelet", "claim", existing.Key(), "uid", uid, "driver", driver)
 	return nil

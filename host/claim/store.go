@@ -383,11 +383,7 @@ func (s *Store) Delete(ctx context.Context, namespace, name string) (*Claim, err
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, key)
 	}
 	defer release()
-	s.unprepare(existing, driversOf(existing.Object), s.driver)
-	if err := s.durably(ctx, func() { delete(s.claims, key) }); err != nil {
-		// Undone, as a release the device manager cannot make durable
-		// is: the claim keeps its devices until its deletion is durable.
-		s.undo(func() { s.claims[key] = existing })
+	if err := s.remove(ctx, key, existing, driversOf(existing.Object), s.driver); err != nil {
 		return nil, fmt.Errorf("%w: delete of claim %s: %v; nothing was deleted, the claim keeps its devices "+
 			"(its sources were told to unprepare it; delete it again)", ErrNotDurable, key, err)
 	}
@@ -397,6 +393,19 @@ func (s *Store) Delete(ctx context.Context, namespace, name string) (*Claim, err
 	s.mu.Unlock()
 	s.log.Info("claim deleted", "claim", key)
 	return existing, nil
+}
+
+// remove has drivers (found by lookup) unprepare existing, which take
+// returned, and deletes its record, durably. A deletion that cannot be made
+// durable is undone, as a release the device manager cannot make durable
+// is: the claim keeps its devices until its deletion is durable.
+func (s *Store) remove(ctx context.Context, key string, existing *Claim, drivers []string, lookup func(string) Driver) error {
+	s.unprepare(existing, drivers, lookup)
+	if err := s.durably(ctx, func() { delete(s.claims, key) }); err != nil {
+		s.undo(func() { s.claims[key] = existing })
+		return err
+	}
+	return nil
 }
 
 // take waits until no other apply or delete of key is in progress, then
