@@ -30,6 +30,7 @@ const (
 	defaultPluginRegistryDir = "/var/lib/kubelet/plugins_registry"
 	defaultCDIDir            = "/var/run/cdi"
 	defaultDRAPluginDir      = "/var/lib/kubelet/plugins"
+	defaultDRAMaxDevices     = 1024
 )
 
 // Config is a parsed and validated plugins.toml. Every field holds its final
@@ -214,6 +215,10 @@ type DRA struct {
 	// downward API), so that a new wasmlet pod serves beside the old one
 	// during a rolling update (kubelet 1.33 or later).
 	RollingUpdate bool
+	// MaxDevices bounds the devices one driver publishes: a source that
+	// discovers more has the rest left out, and says so in status, rather
+	// than filling the API server with ResourceSlices. Default 1024.
+	MaxDevices int
 }
 
 // Registration is how a bridged device source registers with a kubelet.
@@ -275,6 +280,7 @@ func Default() *Config {
 		DRA: DRA{
 			PluginDir:   defaultDRAPluginDir,
 			RegistryDir: defaultPluginRegistryDir,
+			MaxDevices:  defaultDRAMaxDevices,
 		},
 		modules:  map[string]moduleEntry{},
 		handlers: map[string]string{},

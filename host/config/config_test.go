@@ -308,6 +308,7 @@ plugin_registry_dir = "/k/plugins_registry"
 kubeconfig = "kube/config"
 plugin_dir = "/k/plugins"
 rolling_update = true
+max_devices = 64
 `
 	c, err := Parse([]byte(doc), "/etc/wasmlet/plugins.toml")
 	if err != nil {
@@ -332,7 +333,7 @@ rolling_update = true
 		t.Errorf("Bridge:\n got %+v\nwant %+v", c.Bridge, wantBridge)
 	}
 	wantDRA := DRA{Kubeconfig: "/etc/wasmlet/kube/config", PluginDir: "/k/plugins",
-		RegistryDir: "/var/lib/kubelet/plugins_registry", RollingUpdate: true}
+		RegistryDir: "/var/lib/kubelet/plugins_registry", RollingUpdate: true, MaxDevices: 64}
 	if c.DRA != wantDRA {
 		t.Errorf("DRA:\n got %+v\nwant %+v", c.DRA, wantDRA)
 	}

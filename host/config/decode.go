@@ -650,6 +650,7 @@ func (d *decoder) dra(n *node, key string, c *DRA) {
 		{"plugin_dir", func(n *node, key string) { d.path(n, key, &c.PluginDir) }},
 		{"registry_dir", func(n *node, key string) { d.path(n, key, &c.RegistryDir) }},
 		{"rolling_update", func(n *node, key string) { d.boolean(n, key, &c.RollingUpdate) }},
+		{"max_devices", func(n *node, key string) { d.integer(n, key, &c.MaxDevices, 1) }},
 	})
 }
 

@@ -276,7 +276,11 @@ func TestBadEnums(t *testing.T) {
 	}, {
 		name: "dra",
 		doc:  "[dra]\nplugins_dir = \"/p\"\n",
-		want: []string{`plugins.toml:2:1: dra.plugins_dir: unknown key, expected kubeconfig, plugin_dir, registry_dir or rolling_update (did you mean plugin_dir?)`},
+		want: []string{`plugins.toml:2:1: dra.plugins_dir: unknown key, expected kubeconfig, plugin_dir, registry_dir, rolling_update or max_devices (did you mean plugin_dir?)`},
+	}, {
+		name: "dra max_devices",
+		doc:  "[dra]\nmax_devices = 0\n",
+		want: []string{`plugins.toml:2:15: dra.max_devices: 0 is out of range, expected an integer from 1 to 2147483647`},
 	}, {
 		name: "enum of the wrong type",
 		doc:  "[host]\nlog_format = true\n",

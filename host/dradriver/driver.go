@@ -7,13 +7,16 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc"
 	resourceapi "k8s.io/api/resource/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
@@ -59,9 +62,13 @@ const (
 	// SlicesPublished: the API server holds exactly the pool's devices and
 	// counters as last discovered.
 	SlicesPublished Slices = "published"
-	// SlicesUnreachable: the API server did not answer or refused; retried
-	// with a backoff.
+	// SlicesUnreachable: the API server did not answer; retried with a
+	// backoff.
 	SlicesUnreachable Slices = "api-server-unreachable"
+	// SlicesRefused: the API server answered, and refused the slices (they
+	// are invalid, too large, or wasmlet may not write them); retried with
+	// a backoff, and at every change of the devices.
+	SlicesRefused Slices = "refused-by-api-server"
 	// SlicesWithdrawn: the source went, and so did its slices.
 	SlicesWithdrawn Slices = "withdrawn"
 )
@@ -94,6 +101,12 @@ type Status struct {
 	LastError string
 	Devices   int
 	Healthy   int
+	// LeftOut counts the devices of the latest discovery that are not in
+	// the slices, and LeftOutReason says why: a device whose name in the
+	// slices another device of the source already has, or more devices
+	// than Config.MaxDevices.
+	LeftOut       int
+	LeftOutReason string
 	// Prepared counts the claims prepared for the kubelet and not yet
 	// unprepared.
 	Prepared int
@@ -115,25 +128,27 @@ type driver struct {
 	restart  chan struct{} // capacity 1: a socket went; serve them again
 	quit     chan struct{}
 	quitOnce sync.Once
-	gone     bool // set before quit closes: the source went away
+	gone     atomic.Bool // set before quit closes: the source went away
 	done     chan struct{}
 
-	mu        sync.Mutex
-	helper    *kubeletplugin.Helper
-	devices   []device.Device
-	counters  []device.CounterSet
-	ids       map[string]string // device id by name
-	ready     bool              // a device set is known
-	changed   chan struct{}     // closed and replaced on every new set
-	state     State
-	lastErr   string
-	regs      int
-	regAt     time.Time
-	starts    int
-	slices    Slices
-	slicesErr string
-	since     time.Time
-	gen       int64
+	mu         sync.Mutex
+	helper     *kubeletplugin.Helper
+	devices    []device.Device
+	counters   []device.CounterSet
+	ids        map[string]string // device id by name
+	leftOut    int
+	leftOutWhy string
+	ready      bool          // a device set is known
+	changed    chan struct{} // closed and replaced on every new set
+	state      State
+	lastErr    string
+	regs       int
+	regAt      time.Time
+	starts     int
+	slices     Slices
+	slicesErr  string
+	since      time.Time
+	gen        int64
 }
 
 func newDriver(ds *Drivers, resource string, src Source) *driver {
@@ -165,7 +180,7 @@ func signal(ch chan struct{}) {
 // withdrawn.
 func (d *driver) stop(gone bool) {
 	d.quitOnce.Do(func() {
-		d.gone = gone
+		d.gone.Store(gone)
 		close(d.quit)
 	})
 }
@@ -255,7 +270,7 @@ func (d *driver) run(ctx context.Context) {
 	d.mu.Lock()
 	d.state = StateStopped
 	d.mu.Unlock()
-	if d.gone {
+	if d.gone.Load() {
 		// Not waited for: a removal must not wait for the API server.
 		d.ds.wg.Add(1)
 		go func() {
@@ -268,17 +283,49 @@ func (d *driver) run(ctx context.Context) {
 // update takes a device set from the source.
 func (d *driver) update(devs []device.Device) {
 	counters := d.src.SharedCounters()
-	ids := make(map[string]string, len(devs))
-	for _, dev := range devs {
-		ids[DeviceName(dev.ID)] = dev.ID
-	}
+	kept, ids, leftOut, why := admit(devs, d.ds.cfg.MaxDevices)
 	d.mu.Lock()
-	d.devices, d.counters, d.ids, d.ready = devs, counters, ids, true
+	report := why != d.leftOutWhy
+	d.devices, d.counters, d.ids, d.ready = kept, counters, ids, true
+	d.leftOut, d.leftOutWhy = leftOut, why
 	close(d.changed)
 	d.changed = make(chan struct{})
 	d.mu.Unlock()
+	if report && leftOut > 0 {
+		d.log.Warn("devices of the source left out of its ResourceSlices", "left_out", leftOut, "reason", why)
+	}
 	signal(d.publish)
 	signal(d.wake)
+}
+
+// admit is what of devs the slices hold, in the source's order: every
+// device whose name in the slices (DeviceName) no device before it has, up
+// to limit devices; and the id of each by its name. The rest are left out,
+// and why says why (the first few, by id).
+func admit(devs []device.Device, limit int) (kept []device.Device, ids map[string]string, leftOut int, why string) {
+	kept = make([]device.Device, 0, min(len(devs), limit))
+	ids = make(map[string]string, len(kept))
+	var reasons []string
+	for _, dev := range devs {
+		name := DeviceName(dev.ID)
+		var reason string
+		if other, taken := ids[name]; taken {
+			reason = fmt.Sprintf("device %q is named %q in the slices, as device %q already is", dev.ID, name, other)
+		} else if len(kept) == limit {
+			reason = fmt.Sprintf("device %q is beyond the %d devices a driver publishes ([dra] max_devices)", dev.ID, limit)
+		} else {
+			ids[name] = dev.ID
+			kept = append(kept, dev)
+			continue
+		}
+		if leftOut++; len(reasons) < 3 {
+			reasons = append(reasons, reason)
+		}
+	}
+	if leftOut > len(reasons) {
+		reasons = append(reasons, fmt.Sprintf("and %d more", leftOut-len(reasons)))
+	}
+	return kept, ids, leftOut, strings.Join(reasons, "; ")
 }
 
 // markUnhealthy marks every device unhealthy: the source is lost.
@@ -452,7 +499,12 @@ func (d *driver) verify(ctx context.Context) error {
 	}
 	gen, err := inStep(list.Items, want)
 	if err != nil {
-		d.setSlices(SlicesPending, err.Error())
+		d.mu.Lock()
+		refused := d.slices == SlicesRefused
+		d.mu.Unlock()
+		if !refused { // the refusal says more
+			d.setSlices(SlicesPending, err.Error())
+		}
 		return err
 	}
 	d.mu.Lock()
@@ -534,7 +586,7 @@ func (d *driver) status() Status {
 	st := Status{Driver: d.name, Resource: d.resource, Provider: d.src.Name(), Pool: d.ds.cfg.NodeName,
 		RegistrationSocket: d.regPath, Socket: d.sockPath, State: d.state, Registrations: d.regs, RegisteredAt: d.regAt,
 		Starts: d.starts, Slices: d.slices, SlicesError: d.slicesErr, SlicesSince: d.since, Generation: d.gen,
-		LastError: d.lastErr, Devices: len(d.devices)}
+		LastError: d.lastErr, Devices: len(d.devices), LeftOut: d.leftOut, LeftOutReason: d.leftOutWhy}
 	for _, dev := range d.devices {
 		if dev.Healthy {
 			st.Healthy++
@@ -606,6 +658,10 @@ func (p *plugin) HandleError(ctx context.Context, err error, msg string) {
 	case errors.As(err, &dropped):
 		d.setSlices(SlicesPending, fmt.Sprintf("%s: the API server dropped fields (features %v disabled): %v", msg, dropped.DisabledFeatures(), err))
 		d.log.Error("the API server dropped fields of the driver's ResourceSlices", "features", dropped.DisabledFeatures())
+	case refusal(err):
+		d.setSlices(SlicesRefused, fmt.Sprintf("%s: %v", msg, err))
+		d.log.Warn("the API server refused the driver's ResourceSlices; retrying", "error", err)
+		signal(d.wake)
 	case errors.Is(err, kubeletplugin.ErrRecoverable):
 		d.setSlices(SlicesUnreachable, fmt.Sprintf("%s: %v", msg, err))
 		d.log.Debug("publishing ResourceSlices failed; retrying", "error", err)
@@ -615,6 +671,14 @@ func (p *plugin) HandleError(ctx context.Context, err error, msg string) {
 		d.log.Error("the DRA driver's gRPC server failed; serving again", "error", err, "what", msg)
 		signal(d.restart)
 	}
+}
+
+// refusal says whether err is the API server's answer that it will not
+// take the slices as they are, rather than a failure to reach it: an
+// invalid object, one too large, or a request wasmlet may not make.
+func refusal(err error) bool {
+	return apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) || apierrors.IsRequestEntityTooLargeError(err) ||
+		apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err)
 }
 
 // WatchHealthStatus sends the health of every device to the kubelet: now,

@@ -29,6 +29,7 @@ const (
 	DefaultRequestTimeout = 10 * time.Second
 	DefaultHealthResend   = 10 * time.Second
 	DefaultResyncPeriod   = 30 * time.Second
+	DefaultMaxDevices     = 1024
 )
 
 // Source is a device source that can be a DRA driver
@@ -79,7 +80,11 @@ type Config struct {
 	HealthResend time.Duration
 	// ResyncPeriod is how often the sockets are checked without an event.
 	ResyncPeriod time.Duration
-	Logger       hclog.Logger
+	// MaxDevices bounds the devices of one driver's pool: a source that
+	// discovers more has the rest left out (Status.LeftOut), rather than
+	// filling the API server with slices (64 devices to a slice).
+	MaxDevices int
+	Logger     hclog.Logger
 }
 
 // Drivers serves device sources to the kubelet as DRA drivers, one driver
@@ -137,6 +142,9 @@ func New(cfg Config) (*Drivers, error) {
 	}
 	if cfg.ResyncPeriod <= 0 {
 		cfg.ResyncPeriod = DefaultResyncPeriod
+	}
+	if cfg.MaxDevices <= 0 {
+		cfg.MaxDevices = DefaultMaxDevices
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
@@ -389,6 +397,8 @@ func (ds *Drivers) NotReady() string {
 		switch {
 		case st.Slices == SlicesUnreachable:
 			return fmt.Sprintf("dra driver %s: the API server cannot be reached: %s", st.Driver, st.SlicesError)
+		case st.Slices == SlicesRefused:
+			return fmt.Sprintf("dra driver %s: the API server refused its ResourceSlices: %s", st.Driver, st.SlicesError)
 		case st.Slices != SlicesPublished:
 			return fmt.Sprintf("dra driver %s: ResourceSlices %s", st.Driver, st.Slices)
 		}

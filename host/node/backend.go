@@ -505,7 +505,8 @@ func draView(d dradriver.Status) *adminpb.DRADriver {
 		RegistrationSocket: d.RegistrationSocket, Socket: d.Socket, State: string(d.State),
 		Registrations: int32(d.Registrations), RegisteredAt: ts(d.RegisteredAt), Starts: int32(d.Starts),
 		Slices: string(d.Slices), SlicesError: d.SlicesError, SlicesSince: ts(d.SlicesSince), Generation: d.Generation,
-		LastError: d.LastError, Devices: int32(d.Devices), Healthy: int32(d.Healthy), Prepared: int32(d.Prepared)}
+		LastError: d.LastError, Devices: int32(d.Devices), Healthy: int32(d.Healthy), Prepared: int32(d.Prepared),
+		LeftOut: int32(d.LeftOut), LeftOutReason: d.LeftOutReason}
 }
 
 func cdiView(sp cdi.Status) *adminpb.CDISpec {

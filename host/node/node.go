@@ -210,7 +210,7 @@ func New(cfg *config.Config, log hclog.Logger) (_ *Node, err error) {
 		}
 		n.dra, err = dradriver.New(dradriver.Config{Client: client, NodeName: h.NodeName, PluginDir: d.PluginDir,
 			RegistryDir: d.RegistryDir, PodUID: podUID, Claims: n.claims, BackoffInitial: h.BackoffInitial,
-			BackoffMax: h.BackoffMax, ResyncPeriod: h.ResyncPeriod, Logger: log.Named("dra")})
+			BackoffMax: h.BackoffMax, ResyncPeriod: h.ResyncPeriod, MaxDevices: d.MaxDevices, Logger: log.Named("dra")})
 		if err != nil {
 			return nil, err
 		}

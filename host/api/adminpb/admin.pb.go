@@ -282,15 +282,20 @@ type DRADriver struct {
 	Registrations int32                  `protobuf:"varint,8,opt,name=registrations,proto3" json:"registrations,omitempty"`
 	RegisteredAt  *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=registered_at,json=registeredAt,proto3" json:"registered_at,omitempty"`
 	Starts        int32                  `protobuf:"varint,10,opt,name=starts,proto3" json:"starts,omitempty"` // the sockets served: the first time, then after each deletion
-	// pending, published, api-server-unreachable, withdrawn
-	Slices        string                 `protobuf:"bytes,11,opt,name=slices,proto3" json:"slices,omitempty"`
-	SlicesError   string                 `protobuf:"bytes,12,opt,name=slices_error,json=slicesError,proto3" json:"slices_error,omitempty"`
-	SlicesSince   *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=slices_since,json=slicesSince,proto3" json:"slices_since,omitempty"`
-	Generation    int64                  `protobuf:"varint,14,opt,name=generation,proto3" json:"generation,omitempty"` // the pool's generation in the API server
-	LastError     string                 `protobuf:"bytes,15,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
-	Devices       int32                  `protobuf:"varint,16,opt,name=devices,proto3" json:"devices,omitempty"`
-	Healthy       int32                  `protobuf:"varint,17,opt,name=healthy,proto3" json:"healthy,omitempty"`
-	Prepared      int32                  `protobuf:"varint,18,opt,name=prepared,proto3" json:"prepared,omitempty"` // claims prepared for the kubelet
+	// pending, published, api-server-unreachable, refused-by-api-server,
+	// withdrawn
+	Slices      string                 `protobuf:"bytes,11,opt,name=slices,proto3" json:"slices,omitempty"`
+	SlicesError string                 `protobuf:"bytes,12,opt,name=slices_error,json=slicesError,proto3" json:"slices_error,omitempty"`
+	SlicesSince *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=slices_since,json=slicesSince,proto3" json:"slices_since,omitempty"`
+	Generation  int64                  `protobuf:"varint,14,opt,name=generation,proto3" json:"generation,omitempty"` // the pool's generation in the API server
+	LastError   string                 `protobuf:"bytes,15,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	Devices     int32                  `protobuf:"varint,16,opt,name=devices,proto3" json:"devices,omitempty"`
+	Healthy     int32                  `protobuf:"varint,17,opt,name=healthy,proto3" json:"healthy,omitempty"`
+	Prepared    int32                  `protobuf:"varint,18,opt,name=prepared,proto3" json:"prepared,omitempty"` // claims prepared for the kubelet
+	// Devices of the latest discovery not in the slices (a name in the
+	// slices another device has, or beyond [dra] max_devices), and why.
+	LeftOut       int32  `protobuf:"varint,19,opt,name=left_out,json=leftOut,proto3" json:"left_out,omitempty"`
+	LeftOutReason string `protobuf:"bytes,20,opt,name=left_out_reason,json=leftOutReason,proto3" json:"left_out_reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -449,6 +454,20 @@ func (x *DRADriver) GetPrepared() int32 {
 		return x.Prepared
 	}
 	return 0
+}
+
+func (x *DRADriver) GetLeftOut() int32 {
+	if x != nil {
+		return x.LeftOut
+	}
+	return 0
+}
+
+func (x *DRADriver) GetLeftOutReason() string {
+	if x != nil {
+		return x.LeftOutReason
+	}
+	return ""
 }
 
 // BridgedSource is a device source served to an external kubelet as a device
@@ -3780,7 +3799,7 @@ const file_admin_proto_rawDesc = "" +
 	"\tcdi_specs\x18\x0e \x03(\v2\x19.wasmlet.admin.v1.CDISpecR\bcdiSpecs\x120\n" +
 	"\x14pod_resources_socket\x18\x0f \x01(\tR\x12podResourcesSocket\x12<\n" +
 	"\vdra_drivers\x18\x10 \x03(\v2\x1b.wasmlet.admin.v1.DRADriverR\n" +
-	"draDrivers\"\xd6\x04\n" +
+	"draDrivers\"\x99\x05\n" +
 	"\tDRADriver\x12\x16\n" +
 	"\x06driver\x18\x01 \x01(\tR\x06driver\x12\x1a\n" +
 	"\bresource\x18\x02 \x01(\tR\bresource\x12\x1a\n" +
@@ -3803,7 +3822,9 @@ const file_admin_proto_rawDesc = "" +
 	"last_error\x18\x0f \x01(\tR\tlastError\x12\x18\n" +
 	"\adevices\x18\x10 \x01(\x05R\adevices\x12\x18\n" +
 	"\ahealthy\x18\x11 \x01(\x05R\ahealthy\x12\x1a\n" +
-	"\bprepared\x18\x12 \x01(\x05R\bprepared\"\xb9\x04\n" +
+	"\bprepared\x18\x12 \x01(\x05R\bprepared\x12\x19\n" +
+	"\bleft_out\x18\x13 \x01(\x05R\aleftOut\x12&\n" +
+	"\x0fleft_out_reason\x18\x14 \x01(\tR\rleftOutReason\"\xb9\x04\n" +
 	"\rBridgedSource\x12\x1a\n" +
 	"\bresource\x18\x01 \x01(\tR\bresource\x12\x1a\n" +
 	"\bprovider\x18\x02 \x01(\tR\bprovider\x12\x16\n" +
