@@ -212,6 +212,27 @@ func printStatus(w io.Writer, st *adminpb.StatusResponse) {
 		}
 		t.flush()
 	}
+	if len(st.DraDrivers) > 0 {
+		fmt.Fprintln(w, "\nDRA drivers:")
+		t = newTable(w, "  DRIVER", "RESOURCE", "STATE", "SLICES", "DEVICES", "PREPARED", "POOL")
+		for _, d := range st.DraDrivers {
+			t.row("  "+d.Driver, d.Resource, d.State, d.Slices, fmt.Sprintf("%d/%d healthy", d.Healthy, d.Devices),
+				strconv.Itoa(int(d.Prepared)), d.Pool)
+		}
+		t.flush()
+		for _, d := range st.DraDrivers {
+			if d.SlicesError != "" {
+				fmt.Fprintf(w, "\n%s: ResourceSlices %s for %s:\n  %s\n", d.Driver, d.Slices, ago(d.SlicesSince), d.SlicesError)
+			}
+			if d.LastError != "" {
+				fmt.Fprintf(w, "\n%s: %s:\n  %s\n", d.Driver, d.State, d.LastError)
+			}
+			if d.LeftOut > 0 {
+				fmt.Fprintf(w, "\n%s: %s left out of the slices:\n  %s\n", d.Driver,
+					plural(int(d.LeftOut), "device", "devices"), d.LeftOutReason)
+			}
+		}
+	}
 	if len(st.CdiSpecs) > 0 {
 		fmt.Fprintln(w, "\nCDI specs:")
 		t = newTable(w, "  RESOURCE", "DEVICES", "FILE", "ERROR")

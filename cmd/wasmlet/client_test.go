@@ -48,6 +48,24 @@ type testHost struct {
 
 func startHost(t *testing.T) *testHost {
 	t.Helper()
+	return startHostWith(t, "", func(h *testHost) bool {
+		if !h.n.Ready() {
+			return false
+		}
+		for _, r := range h.n.Devices().Resources() {
+			if r.Name == "example.com/counter" && r.Healthy == 4 {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// startHostWith starts a testHost with extra appended to its plugins.toml
+// (%[1]s in it is the host's directory), and waits until ready holds and the
+// API socket is there.
+func startHostWith(t *testing.T, extra string, ready func(*testHost) bool) *testHost {
+	t.Helper()
 	dir := shortDir(t)
 	h := &testHost{dir: dir, socket: filepath.Join(dir, "run", "api.sock")}
 	modules := filepath.Join(dir, "modules")
@@ -74,7 +92,7 @@ config = { type = "ExamplePlugin", versions = "v1" }
 
 [handlers]
 ExamplePlugin = "customhandler"
-`)
+`+strings.ReplaceAll(extra, "%[1]s", dir))
 	cfg, err := config.Load(h.config)
 	if err != nil {
 		t.Fatal(err)
@@ -95,17 +113,9 @@ ExamplePlugin = "customhandler"
 			t.Errorf("node.Run: %v", err)
 		}
 	})
-	eventually(t, "the host to be ready, with four counter devices", func() bool {
-		if !n.Ready() {
-			return false
-		}
-		for _, r := range n.Devices().Resources() {
-			if r.Name == "example.com/counter" && r.Healthy == 4 {
-				_, err := os.Stat(h.socket)
-				return err == nil
-			}
-		}
-		return false
+	eventually(t, "the host to be ready", func() bool {
+		_, err := os.Stat(h.socket)
+		return err == nil && ready(h)
 	})
 	return h
 }
@@ -314,4 +324,42 @@ func TestUnreachableHost(t *testing.T) {
 	if r.code != exitUnreachable || !strings.Contains(r.stderr, stale) {
 		t.Fatalf("$%s: %v", socketEnv, r)
 	}
+}
+
+// TestStatusOfDRADrivers: a source served as a DRA driver to an API server
+// that cannot be reached (nothing listens at the kubeconfig's address) is
+// in `wasmlet status`: its driver, its slices unreachable and why, and the
+// host not ready because of it, but running.
+func TestStatusOfDRADrivers(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	dir := shortDir(t)
+	kubeconfig := write(t, filepath.Join(dir, "kubeconfig"), `apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://`+addr+`", insecure-skip-tls-verify: true}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: c, context: {cluster: c, user: u}}]
+current-context: c
+`)
+	h := startHostWith(t, `
+[dra]
+kubeconfig = "`+kubeconfig+`"
+plugin_dir = "%[1]s/kubelet/plugins"
+registry_dir = "%[1]s/kubelet/plugins_registry"
+
+[sources.counter]
+bridge = "dra"
+`, func(h *testHost) bool {
+		st := h.n.DRA().Status()
+		return len(st) == 1 && st[0].Devices == 4 && st[0].Slices == "api-server-unreachable"
+	})
+	expect(t, exitOK, []string{"--socket", h.socket, "status"},
+		"Ready:         no: dra driver counter.example.com: the API server cannot be reached",
+		"DRA drivers:", "row:DRIVER RESOURCE STATE SLICES DEVICES PREPARED POOL",
+		"row:counter.example.com example.com/counter waiting-for-kubelet api-server-unreachable 4/4 healthy 0",
+		"counter.example.com: ResourceSlices api-server-unreachable for ", addr)
 }
