@@ -3,14 +3,12 @@ package dra
 import (
 	"context"
 	"fmt"
-	"os"
 	"slices"
 	"testing"
 	"time"
 
 	resourceapi "k8s.io/api/resource/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/watch"
 	drapb "k8s.io/kubelet/pkg/apis/dra/v1"
 
@@ -30,7 +28,7 @@ func BenchmarkSliceUpdate(b *testing.B) {
 	eventually(b, "published", func() bool { return w.driver(fileDriver).Slices == dradriver.SlicesPublished })
 	ctx := context.Background()
 	watcher, err := e.c.Client.ResourceV1().ResourceSlices().Watch(ctx, metav1.ListOptions{
-		FieldSelector: fields.OneTermEqualSelector(resourceapi.ResourceSliceSelectorDriver, fileDriver).String()})
+		FieldSelector: e.selector(fileDriver)})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -81,7 +79,7 @@ func BenchmarkNodePrepareResources(b *testing.B) {
 	e.deviceClass(b, gpuDriver)
 	ctx := context.Background()
 	claim, err := e.c.Client.ResourceV1().ResourceClaims("default").Create(ctx, &resourceapi.ResourceClaim{
-		ObjectMeta: metav1.ObjectMeta{Name: "bench", Namespace: "default"},
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "bench-", Namespace: "default"},
 		Spec: resourceapi.ResourceClaimSpec{Devices: resourceapi.DeviceClaim{Requests: []resourceapi.DeviceRequest{{
 			Name: "gpu", Exactly: &resourceapi.ExactDeviceRequest{DeviceClassName: gpuDriver}}}}},
 	}, metav1.CreateOptions{})
@@ -127,9 +125,7 @@ func BenchmarkKubeletRestart(b *testing.B) {
 		b.StopTimer()
 		regs := w.driver(fileDriver).Registrations
 		k.cancel()
-		if err := os.RemoveAll(e.registry); err != nil {
-			b.Fatal(err)
-		}
+		e.removeRegistry(b)
 		b.StartTimer()
 		k = e.startKubelet(b)
 		eventually(b, "registered again", func() bool { return w.driver(fileDriver).Registrations > regs })

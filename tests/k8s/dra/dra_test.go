@@ -45,11 +45,11 @@ func TestSlicesFollowDiscovery(t *testing.T) {
 	})
 	slices := e.slices(t, fileDriver)
 	for _, s := range slices {
-		if s.Spec.NodeName == nil || *s.Spec.NodeName != nodeName || s.Spec.Pool.Name != nodeName {
-			t.Errorf("slice %s: node %v, pool %q: want node and pool %s", s.Name, s.Spec.NodeName, s.Spec.Pool.Name, nodeName)
+		if s.Spec.NodeName == nil || *s.Spec.NodeName != e.nodeName || s.Spec.Pool.Name != e.nodeName {
+			t.Errorf("slice %s: node %v, pool %q: want node and pool %s", s.Name, s.Spec.NodeName, s.Spec.Pool.Name, e.nodeName)
 		}
 		if len(s.OwnerReferences) != 1 || s.OwnerReferences[0].Kind != "Node" || s.OwnerReferences[0].UID != e.node.UID {
-			t.Errorf("slice %s: owners %+v, want the Node %s (uid %s)", s.Name, s.OwnerReferences, nodeName, e.node.UID)
+			t.Errorf("slice %s: owners %+v, want the Node %s (uid %s)", s.Name, s.OwnerReferences, e.nodeName, e.node.UID)
 		}
 	}
 	d := devs["gpu-0"]
@@ -118,7 +118,7 @@ func TestPrepareThroughKubelet(t *testing.T) {
 
 	ctx := context.Background()
 	claim, err := e.c.Client.ResourceV1().ResourceClaims("default").Create(ctx, &resourceapi.ResourceClaim{
-		ObjectMeta: metav1.ObjectMeta{Name: "one-gpu", Namespace: "default"},
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "one-gpu-", Namespace: "default"},
 		Spec: resourceapi.ResourceClaimSpec{Devices: resourceapi.DeviceClaim{Requests: []resourceapi.DeviceRequest{{
 			Name: "gpu", Exactly: &resourceapi.ExactDeviceRequest{DeviceClassName: gpuDriver,
 				Selectors: []resourceapi.DeviceSelector{{CEL: &resourceapi.CELDeviceSelector{
@@ -140,8 +140,8 @@ func TestPrepareThroughKubelet(t *testing.T) {
 		t.Fatalf("NodePrepareResources: %+v", resp)
 	}
 	pd := got.Devices[0]
-	if pd.DeviceName != dev || pd.PoolName != nodeName || !slices.Equal(pd.RequestNames, []string{"gpu"}) {
-		t.Errorf("prepared %+v, want device %s of pool %s for request gpu", pd, dev, nodeName)
+	if pd.DeviceName != dev || pd.PoolName != e.nodeName || !slices.Equal(pd.RequestNames, []string{"gpu"}) {
+		t.Errorf("prepared %+v, want device %s of pool %s for request gpu", pd, dev, e.nodeName)
 	}
 	t.Logf("CDI device IDs: %v", pd.CdiDeviceIds)
 	if !slices.Contains(pd.CdiDeviceIds, "gpu.example.com/gpu="+dev) {
@@ -217,19 +217,12 @@ func TestKubeletRestart(t *testing.T) {
 	w := e.startWasmlet(t, "filesource")
 	eventually(t, "the kubelet to register file.example.com", func() bool { return k.plugin(fileDriver) != nil })
 	eventually(t, "the device's health at the kubelet", func() bool {
-		return k.health.of(fileDriver+"/"+nodeName+"/gpu-0") == "HEALTHY"
+		return k.health.of(fileDriver+"/"+e.nodeName+"/gpu-0") == "HEALTHY"
 	})
 	regs := w.driver(fileDriver).Registrations
 
 	k.cancel()
-	// Renamed away, then removed: wasmlet serves its socket again as soon
-	// as it sees it go, which a RemoveAll in place would race with.
-	if err := os.Rename(e.registry, e.registry+".old"); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.RemoveAll(e.registry + ".old"); err != nil {
-		t.Fatal(err)
-	}
+	e.removeRegistry(t)
 	start := time.Now()
 	k = e.startKubelet(t)
 	eventually(t, "the new kubelet to register file.example.com", func() bool {
@@ -256,7 +249,7 @@ func TestAPIServerOutage(t *testing.T) {
 	w := e.startWasmlet(t, "filesource")
 	eventually(t, "published", func() bool { return w.driver(fileDriver).Slices == dradriver.SlicesPublished })
 
-	e.c.Stop()
+	e.c.Stop() // started again by newEnv's cleanup, should the test fail
 	e.setDevices(t, gpu0Counters, gpu("gpu-0", 0, "40Gi"), gpu("gpu-1", 1, "40Gi"))
 	eventually(t, "the driver to report the API server unreachable", func() bool {
 		return w.driver(fileDriver).Slices == dradriver.SlicesUnreachable

@@ -9,13 +9,16 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	corev1 "k8s.io/api/core/v1"
 	resourceapi "k8s.io/api/resource/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/client-go/tools/record"
@@ -36,29 +39,53 @@ import (
 )
 
 const (
-	nodeName   = "node-a"
 	fileDriver = "file.example.com"
 	gpuDriver  = "gpu.example.com"
 )
 
+// shared is the package's cluster: one etcd and kube-apiserver for all its
+// tests and benchmarks (they take seconds to start), each test on a node of
+// its own.
+var shared *cluster.Cluster
+
+func TestMain(m *testing.M) {
+	quietKlog()
+	c, stop := cluster.StartShared()
+	shared = c
+	code := m.Run()
+	stop()
+	os.Exit(code)
+}
+
+// nodes numbers the nodes of the tests.
+var nodes atomic.Int32
+
 // env is one node of a real cluster: the API server and etcd (package
-// cluster), the Node object the kubelet would register, and the kubelet's
-// directories, where a wasmlet and the kubelet's own plugin manager meet.
+// cluster, shared by the package's tests), the Node object the kubelet
+// would register (a new one for each env), and the kubelet's directories,
+// where a wasmlet and the kubelet's own plugin manager meet.
 type env struct {
 	c        *cluster.Cluster
+	nodeName string
 	dir      string // short: sockets go under it
 	data     string // filesource's /data
 	plugins  string // the kubelet's plugin directory
 	registry string // the kubelet's plugin registry
 	cdi      string
 	node     *corev1.Node
+	// maxDevices is [dra] max_devices of the wasmlets, unless 0;
+	// wipeDelay the kubelet's wait before it deletes the slices of a
+	// driver gone (30 s unless set).
+	maxDevices int
+	wipeDelay  time.Duration
 }
 
 func newEnv(tb testing.TB) *env {
 	tb.Helper()
-	quietKlog()
-	c := cluster.Start(tb)
-	e := &env{c: c, dir: shortDir(tb)}
+	c := shared
+	e := &env{c: c, nodeName: fmt.Sprintf("node-%d", nodes.Add(1)), dir: shortDir(tb)}
+	// An API server that a test stopped is started again for the next.
+	tb.Cleanup(c.Start)
 	e.data = filepath.Join(e.dir, "data")
 	e.plugins = filepath.Join(e.dir, "kubelet", "plugins")
 	e.registry = filepath.Join(e.dir, "kubelet", "plugins_registry")
@@ -69,7 +96,7 @@ func newEnv(tb testing.TB) *env {
 		}
 	}
 	node, err := c.Client.CoreV1().Nodes().Create(context.Background(),
-		&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodeName}}, metav1.CreateOptions{})
+		&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: e.nodeName}}, metav1.CreateOptions{})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -101,6 +128,7 @@ type fileDevice struct {
 	ID        string            `json:"id"`
 	Unhealthy bool              `json:"unhealthy,omitempty"`
 	Strings   map[string]string `json:"strings,omitempty"`
+	Bools     map[string]bool   `json:"bools,omitempty"`
 	Ints      map[string]int64  `json:"ints,omitempty"`
 	Versions  map[string]string `json:"versions,omitempty"`
 	Capacity  map[string]string `json:"capacity,omitempty"`
@@ -171,7 +199,7 @@ cdi_dir = %q
 kubeconfig = %q
 plugin_dir = %q
 registry_dir = %q
-`, nodeName, e.cdi, e.c.Kubeconfig(), e.plugins, e.registry)
+`, e.nodeName, e.cdi, e.c.Kubeconfig(), e.plugins, e.registry)
 	for _, name := range names {
 		switch name {
 		case "filesource":
@@ -180,6 +208,9 @@ registry_dir = %q
 			toml += "\n[modules.gpusim]\nconfig = { gpus = \"2\", partitions = \"1g.5gb\" }\n"
 		}
 		toml += fmt.Sprintf("\n[sources.%s]\nbridge = \"dra\"\n", name)
+	}
+	if e.maxDevices > 0 {
+		toml = strings.Replace(toml, "[dra]\n", fmt.Sprintf("[dra]\nmax_devices = %d\n", e.maxDevices), 1)
 	}
 	return toml
 }
@@ -281,9 +312,13 @@ func (e *env) startKubelet(tb testing.TB) *kubelet {
 	ctx, cancel := context.WithCancel(context.Background())
 	k := &kubelet{health: &healthRecorder{devices: map[string]string{}}, cancel: cancel, done: make(chan struct{})}
 	getNode := func(ctx context.Context) (*corev1.Node, error) {
-		return e.c.Client.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{})
+		return e.c.Client.CoreV1().Nodes().Get(ctx, e.nodeName, metav1.GetOptions{})
 	}
-	k.dra = draplugin.NewDRAPluginManager(ctx, e.c.Client, getNode, k.health, 30*time.Second)
+	wipe := e.wipeDelay
+	if wipe == 0 {
+		wipe = 30 * time.Second
+	}
+	k.dra = draplugin.NewDRAPluginManager(ctx, e.c.Client, getNode, k.health, wipe)
 	pm := pluginmanager.NewPluginManager(e.registry, &record.FakeRecorder{})
 	pm.AddHandler(registerapi.DRAPlugin, k.dra)
 	stop := make(chan struct{})
@@ -344,11 +379,16 @@ func (h *healthRecorder) of(key string) string {
 func (e *env) slices(tb testing.TB, driver string) []resourceapi.ResourceSlice {
 	tb.Helper()
 	list, err := e.c.Client.ResourceV1().ResourceSlices().List(context.Background(), metav1.ListOptions{
-		FieldSelector: resourceapi.ResourceSliceSelectorDriver + "=" + driver})
+		FieldSelector: e.selector(driver)})
 	if err != nil {
 		tb.Fatal(err)
 	}
 	return list.Items
+}
+
+// selector selects driver's slices on the node.
+func (e *env) selector(driver string) string {
+	return fields.Set{resourceapi.ResourceSliceSelectorDriver: driver, resourceapi.ResourceSliceSelectorNodeName: e.nodeName}.String()
 }
 
 // devices are the devices of driver's slices at the pool's highest
@@ -430,7 +470,7 @@ func (l classLister) Get(name string) (*resourceapi.DeviceClass, error) {
 }
 
 // deviceClass creates the DeviceClass of driver, as deploy/ has one per
-// example driver.
+// example driver, unless an earlier test did.
 func (e *env) deviceClass(tb testing.TB, driver string) {
 	tb.Helper()
 	_, err := e.c.Client.ResourceV1().DeviceClasses().Create(context.Background(), &resourceapi.DeviceClass{
@@ -438,7 +478,7 @@ func (e *env) deviceClass(tb testing.TB, driver string) {
 		Spec: resourceapi.DeviceClassSpec{Selectors: []resourceapi.DeviceSelector{{
 			CEL: &resourceapi.CELDeviceSelector{Expression: fmt.Sprintf("device.driver == %q", driver)}}}},
 	}, metav1.CreateOptions{})
-	if err != nil {
+	if err != nil && !apierrors.IsAlreadyExists(err) {
 		tb.Fatal(err)
 	}
 }
@@ -473,5 +513,19 @@ func eventually(tb testing.TB, what string, cond func() bool) {
 		if time.Now().After(deadline) {
 			tb.Fatalf("timed out waiting for %s", what)
 		}
+	}
+}
+
+// removeRegistry removes the kubelet's plugin registry, as a kubelet that
+// starts anew may find it gone: renamed away, then removed, since wasmlet
+// serves its socket again as soon as it sees it go, which a RemoveAll in
+// place would race with.
+func (e *env) removeRegistry(tb testing.TB) {
+	tb.Helper()
+	if err := os.Rename(e.registry, e.registry+".old"); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.RemoveAll(e.registry + ".old"); err != nil {
+		tb.Fatal(err)
 	}
 }

@@ -1,0 +1,135 @@
+package dra
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	resourceapi "k8s.io/api/resource/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	drapb "k8s.io/kubelet/pkg/apis/dra/v1"
+
+	"github.com/wasmlet/wasmlet/host/dradriver"
+)
+
+// TestDiscoveryTheAPIServerWouldRefuse: a source's discovery that, sent as
+// it is, the API server would refuse or that would fill it is published as
+// valid slices, and what had to be left out is said. Its devices are PCI
+// addresses, which are not DNS labels (as device names must be), one of
+// them beside a device whose id is the name the other maps to; it has nine
+// shared counter sets (a slice holds eight); and more devices than
+// max_devices. The slices hold every device that fits, under names of
+// their own, and all nine sets; the device that collides and those beyond
+// the limit are left out, by id, in status. A claim the upstream allocator
+// gives the PCI device is prepared through the kubelet's client: the
+// kubelet sees the device's name in the slices, the module its id.
+func TestDiscoveryTheAPIServerWouldRefuse(t *testing.T) {
+	e := newEnv(t)
+	e.maxDevices = 12
+	pci, twin := "0000:3b:00.0", "0000:00:1f.6"
+	kind := func(k string) map[string]string { return map[string]string{"kind": k} }
+	devs := []fileDevice{
+		{ID: pci, Strings: kind("target")},
+		{ID: twin, Strings: kind("nic")},
+		{ID: dradriver.DeviceName(twin), Strings: kind("nic")}, // sorts first: twin is the one left out
+	}
+	var counters []fileCounterSet
+	for i := range 9 {
+		set := fmt.Sprintf("gpu-%d", i)
+		counters = append(counters, fileCounterSet{Name: set, Counters: map[string]string{"memory": "40Gi"}})
+		devs = append(devs, fileDevice{ID: set, Strings: kind("gpu"),
+			Consumes: []fileConsumption{{CounterSet: set, Counters: map[string]string{"memory": "40Gi"}}}})
+	}
+	for i := range 5 {
+		devs = append(devs, fileDevice{ID: fmt.Sprintf("z-%d", i), Strings: kind("extra")})
+	}
+	e.setDevices(t, counters, devs...)
+	k := e.startKubelet(t)
+	w := e.startWasmlet(t, "filesource")
+	eventually(t, "the slices published", func() bool { return w.driver(fileDriver).Slices == dradriver.SlicesPublished })
+
+	got, sets := devicesOf(e.slices(t, fileDriver))
+	var names []string
+	for name := range got {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	want := []string{dradriver.DeviceName(twin), dradriver.DeviceName(pci)}
+	for i := range 9 {
+		want = append(want, fmt.Sprintf("gpu-%d", i))
+	}
+	want = append(want, "z-0")
+	slices.Sort(want)
+	if !slices.Equal(names, want) {
+		t.Errorf("devices in the API server:\n got %v\nwant %v", names, want)
+	}
+	if len(sets) != 9 {
+		t.Errorf("%d counter sets in the API server, want 9", len(sets))
+	}
+	st := w.driver(fileDriver)
+	t.Logf("left out: %d: %s", st.LeftOut, st.LeftOutReason)
+	if st.Devices != 12 || st.LeftOut != 5 ||
+		!strings.Contains(st.LeftOutReason, fmt.Sprintf(`device %q is named %q in the slices, as device %q already is`, twin, dradriver.DeviceName(twin), dradriver.DeviceName(twin))) ||
+		!strings.Contains(st.LeftOutReason, `device "z-1" is beyond the 12 devices a driver publishes ([dra] max_devices)`) {
+		t.Errorf("status: %d devices, %d left out: %s", st.Devices, st.LeftOut, st.LeftOutReason)
+	}
+	if why := w.node.DRA().NotReady(); why != "" {
+		t.Errorf("not ready: %s", why)
+	}
+
+	eventually(t, "the kubelet to register file.example.com", func() bool { return k.plugin(fileDriver) != nil })
+	e.deviceClass(t, fileDriver)
+	ctx := context.Background()
+	claim, err := e.c.Client.ResourceV1().ResourceClaims("default").Create(ctx, &resourceapi.ResourceClaim{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "nic-", Namespace: "default"},
+		Spec: resourceapi.ResourceClaimSpec{Devices: resourceapi.DeviceClaim{Requests: []resourceapi.DeviceRequest{{
+			Name: "nic", Exactly: &resourceapi.ExactDeviceRequest{DeviceClassName: fileDriver,
+				Selectors: []resourceapi.DeviceSelector{{CEL: &resourceapi.CELDeviceSelector{
+					Expression: `device.attributes["file.example.com"].kind == "target"`}}}}}}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	claim = e.allocate(t, claim, "pod-nic")
+	resp, err := k.plugin(fileDriver).NodePrepareResources(ctx, &drapb.NodePrepareResourcesRequest{
+		Claims: []*drapb.Claim{{Namespace: claim.Namespace, Name: claim.Name, Uid: string(claim.UID)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := resp.Claims[string(claim.UID)]
+	if c == nil || c.Error != "" || len(c.Devices) != 1 {
+		t.Fatalf("NodePrepareResources: %+v", resp)
+	}
+	if d := c.Devices[0]; d.DeviceName != dradriver.DeviceName(pci) || !slices.Contains(d.CdiDeviceIds, "example.com/file="+pci) {
+		t.Errorf("prepared %+v: want device %s, and the module's CDI device example.com/file=%s", d, dradriver.DeviceName(pci), pci)
+	}
+}
+
+// TestSourceRemovedFromConfig: wasmlet restarts with a source no longer
+// served as a DRA driver (its module still loaded, its [sources] entry
+// gone): the driver stays unregistered, and the kubelet deletes its slices
+// after its wait, as it does for any DRA driver that goes; the other
+// driver's slices stay.
+func TestSourceRemovedFromConfig(t *testing.T) {
+	e := newEnv(t)
+	e.wipeDelay = 500 * time.Millisecond
+	e.setDevices(t, gpu0Counters, gpu("gpu-0", 0, "40Gi"))
+	k := e.startKubelet(t)
+	w := e.startWasmlet(t, "filesource", "gpusim")
+	eventually(t, "both drivers registered", func() bool { return k.plugin(fileDriver) != nil && k.plugin(gpuDriver) != nil })
+	eventually(t, "file.example.com's slices", func() bool { return len(e.slices(t, fileDriver)) > 0 })
+
+	w.stop()
+	e.startWasmlet(t, "gpusim") // filesource.wasm is still in the module directory
+	eventually(t, "file.example.com's slices deleted", func() bool { return len(e.slices(t, fileDriver)) == 0 })
+	eventually(t, "gpu.example.com registered again", func() bool { return k.plugin(gpuDriver) != nil })
+	if k.plugin(fileDriver) != nil {
+		t.Error("file.example.com is still registered with the kubelet")
+	}
+	if len(e.slices(t, gpuDriver)) == 0 {
+		t.Error("gpu.example.com's slices are gone too")
+	}
+}
