@@ -125,30 +125,31 @@ type driver struct {
 
 	wake     chan struct{} // capacity 1: look at the sockets and slices again
 	publish  chan struct{} // capacity 1: publish the latest devices
-	restart  chan struct{} // capacity 1: a socket went; serve them again
+	restart  chan struct{} // capacity 1: a socket went, or the server failed; serve them again
 	quit     chan struct{}
 	quitOnce sync.Once
 	gone     atomic.Bool // set before quit closes: the source went away
 	done     chan struct{}
 
-	mu         sync.Mutex
-	helper     *kubeletplugin.Helper
-	devices    []device.Device
-	counters   []device.CounterSet
-	ids        map[string]string // device id by name
-	leftOut    int
-	leftOutWhy string
-	ready      bool          // a device set is known
-	changed    chan struct{} // closed and replaced on every new set
-	state      State
-	lastErr    string
-	regs       int
-	regAt      time.Time
-	starts     int
-	slices     Slices
-	slicesErr  string
-	since      time.Time
-	gen        int64
+	mu           sync.Mutex
+	helper       *kubeletplugin.Helper
+	devices      []device.Device
+	counters     []device.CounterSet
+	ids          map[string]string // device id by name
+	leftOut      int
+	serverFailed bool // a gRPC server of the helper failed: serve again
+	leftOutWhy   string
+	ready        bool          // a device set is known
+	changed      chan struct{} // closed and replaced on every new set
+	state        State
+	lastErr      string
+	regs         int
+	regAt        time.Time
+	starts       int
+	slices       Slices
+	slicesErr    string
+	since        time.Time
+	gen          int64
 }
 
 func newDriver(ds *Drivers, resource string, src Source) *driver {
@@ -242,7 +243,17 @@ func (d *driver) run(ctx context.Context) {
 		case <-serveAt:
 			serveAt = nil
 		case <-d.restart:
-			d.log.Info("a socket of the DRA driver was deleted; serving them again", "registration", d.regPath, "socket", d.sockPath)
+			d.mu.Lock()
+			failed := d.serverFailed
+			d.serverFailed = false
+			d.mu.Unlock()
+			// Asked before the last restart, perhaps: only what is
+			// there now counts.
+			if missing := d.missingSocket(); missing != "" {
+				d.log.Info("a socket of the DRA driver was deleted; serving them again", "deleted", missing)
+			} else if !failed {
+				continue
+			}
 			d.stopHelper()
 		case <-d.wake:
 			verify.Reset()
@@ -669,6 +680,9 @@ func (p *plugin) HandleError(ctx context.Context, err error, msg string) {
 	default:
 		d.setState(StateFailed, fmt.Sprintf("%s: %v", msg, err))
 		d.log.Error("the DRA driver's gRPC server failed; serving again", "error", err, "what", msg)
+		d.mu.Lock()
+		d.serverFailed = true
+		d.mu.Unlock()
 		signal(d.restart)
 	}
 }

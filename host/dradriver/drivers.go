@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -307,17 +309,20 @@ func (ds *Drivers) Run(ctx context.Context) error {
 
 	ds.mu.Lock()
 	ds.stopped = true
-	all := make([]*driver, 0, len(ds.drivers))
-	for _, d := range ds.drivers {
-		all = append(all, d)
-	}
 	ds.mu.Unlock()
-	for _, d := range all {
+	for _, d := range ds.all() {
 		d.stop(false)
 	}
 	ds.wg.Wait()
 	ds.log.Info("stopped serving DRA drivers")
 	return nil
+}
+
+// all are the drivers now.
+func (ds *Drivers) all() []*driver {
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	return slices.Collect(maps.Values(ds.drivers))
 }
 
 // dirs are the directories watched: the registry, and every driver's
@@ -332,55 +337,49 @@ func (ds *Drivers) dirs() []string {
 	return out
 }
 
-// socketGone serves a driver's sockets again when one of them (or its
-// directory) was deleted.
+// socketGone looks at the sockets of the drivers that path (a socket, or
+// its directory) concerns, since it was deleted.
 func (ds *Drivers) socketGone(path string) {
-	ds.mu.Lock()
-	defer ds.mu.Unlock()
-	for _, d := range ds.drivers {
+	for _, d := range ds.all() {
 		if path == d.regPath || path == d.sockPath || path == d.dataDir || path == ds.cfg.RegistryDir {
-			d.socketGone()
+			d.checkSockets()
 		}
 	}
 }
 
 // checkSockets looks for sockets deleted without an event seen.
 func (ds *Drivers) checkSockets() {
-	ds.mu.Lock()
-	defer ds.mu.Unlock()
-	for _, d := range ds.drivers {
-		d.mu.Lock()
-		serving := d.helper != nil
-		d.mu.Unlock()
-		if !serving {
-			continue
-		}
-		for _, p := range []string{d.regPath, d.sockPath} {
-			if _, err := os.Lstat(p); err != nil {
-				d.socketGone()
-				break
-			}
-		}
+	for _, d := range ds.all() {
+		d.checkSockets()
 	}
 }
 
-func (d *driver) socketGone() {
+// checkSockets has the driver serve its sockets again if it serves them
+// and one is gone. What is there decides, not the event: the driver's own
+// restart removes its sockets and makes new ones, and the events of the
+// removal may come once the new ones are served.
+func (d *driver) checkSockets() {
 	d.mu.Lock()
 	serving := d.helper != nil
 	d.mu.Unlock()
-	if serving {
+	if serving && d.missingSocket() != "" {
 		signal(d.restart)
 	}
 }
 
+// missingSocket is the first of the driver's sockets not there, or "".
+func (d *driver) missingSocket() string {
+	for _, p := range []string{d.regPath, d.sockPath} {
+		if _, err := os.Lstat(p); err != nil {
+			return p
+		}
+	}
+	return ""
+}
+
 // Status returns a snapshot of every driver, by driver name.
 func (ds *Drivers) Status() []Status {
-	ds.mu.Lock()
-	all := make([]*driver, 0, len(ds.drivers))
-	for _, d := range ds.drivers {
-		all = append(all, d)
-	}
-	ds.mu.Unlock()
+	all := ds.all()
 	out := make([]Status, 0, len(all))
 	for _, d := range all {
 		out = append(out, d.status())

@@ -209,7 +209,9 @@ func claimSpec(tb testing.TB, dir, uid string) string {
 // (its directory removed and created again) finds the driver's registration
 // socket served again, and registers it; the slices that the new kubelet
 // deletes when it starts are published again at once; device health
-// reaches the kubelet.
+// reaches the kubelet. Three restarts: each serves the sockets once more,
+// and only once (the removal of the sockets the driver replaced is not
+// taken for another deletion, which would unregister it again).
 func TestKubeletRestart(t *testing.T) {
 	e := newEnv(t)
 	e.setDevices(t, gpu0Counters, gpu("gpu-0", 0, "40Gi"))
@@ -219,24 +221,26 @@ func TestKubeletRestart(t *testing.T) {
 	eventually(t, "the device's health at the kubelet", func() bool {
 		return k.health.of(fileDriver+"/"+e.nodeName+"/gpu-0") == "HEALTHY"
 	})
-	regs := w.driver(fileDriver).Registrations
-
-	k.cancel()
-	e.removeRegistry(t)
-	start := time.Now()
-	k = e.startKubelet(t)
-	eventually(t, "the new kubelet to register file.example.com", func() bool {
-		return w.driver(fileDriver).Registrations > regs && k.plugin(fileDriver) != nil
-	})
-	t.Logf("registered again %v after the kubelet restarted", time.Since(start).Round(time.Millisecond))
-	eventually(t, "the slices back after the new kubelet wiped them", func() bool {
-		devs, _ := devicesOf(e.slices(t, fileDriver))
-		_, ok := devs["gpu-0"]
-		return ok
-	})
-	t.Logf("slices back %v after the kubelet restarted", time.Since(start).Round(time.Millisecond))
-	if st := w.driver(fileDriver); st.Starts < 2 {
-		t.Errorf("sockets served %d times, want 2: once, and again after the registry went", st.Starts)
+	for i := range 3 {
+		before := w.driver(fileDriver)
+		k.cancel()
+		e.removeRegistry(t)
+		start := time.Now()
+		k = e.startKubelet(t)
+		eventually(t, "the new kubelet to register file.example.com", func() bool {
+			return w.driver(fileDriver).Registrations > before.Registrations && k.plugin(fileDriver) != nil
+		})
+		t.Logf("registered again %v after the kubelet restarted", time.Since(start).Round(time.Millisecond))
+		eventually(t, "the slices back after the new kubelet wiped them", func() bool {
+			devs, _ := devicesOf(e.slices(t, fileDriver))
+			_, ok := devs["gpu-0"]
+			return ok
+		})
+		t.Logf("slices back %v after the kubelet restarted", time.Since(start).Round(time.Millisecond))
+		if st := w.driver(fileDriver); st.Starts != before.Starts+1 || st.Registrations != before.Registrations+1 {
+			t.Errorf("restart %d: sockets served %d times, registered %d times; want once more each (%d, %d)",
+				i+1, st.Starts, st.Registrations, before.Starts+1, before.Registrations+1)
+		}
 	}
 }
 
