@@ -222,19 +222,11 @@ func (e *env) startWasmlet(tb testing.TB, names ...string) *wasmlet {
 	dir := filepath.Join(e.dir, "wasmlet")
 	modDir := filepath.Join(dir, "modules")
 	state := filepath.Join(dir, "state")
-	for _, d := range []string{modDir, state} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	shared := filepath.Join(build.CacheDir(), "wazero-k8s")
-	if err := os.MkdirAll(shared, 0o700); err != nil {
+	if err := os.MkdirAll(modDir, 0o700); err != nil {
 		tb.Fatal(err)
 	}
-	if _, err := os.Lstat(filepath.Join(state, "compilation-cache")); err != nil {
-		if err := os.Symlink(shared, filepath.Join(state, "compilation-cache")); err != nil {
-			tb.Fatal(err)
-		}
+	if _, err := os.Lstat(filepath.Join(state, "compilation-cache")); err != nil { // not yet: a first start
+		build.SharedCompilationCache(tb, state, "wazero-k8s")
 	}
 	if len(names) == 0 {
 		names = []string{"filesource", "gpusim"}
