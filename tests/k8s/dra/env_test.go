@@ -250,7 +250,7 @@ func (e *env) startWasmlet(tb testing.TB, names ...string) *wasmlet {
 	w := &wasmlet{node: n, cancel: cancel, done: make(chan error, 1)}
 	go func() { w.done <- n.Run(ctx) }()
 	tb.Cleanup(w.stop)
-	eventually(tb, "wasmlet to be ready", func() bool { return n.Ready() })
+	eventuallyWithin(tb, startTimeout, "wasmlet to be ready", func() bool { return n.Ready() })
 	return w
 }
 
@@ -501,9 +501,19 @@ func (w testWriter) Write(p []byte) (int, error) {
 // after a minute: the bound matters only when something is broken.
 func eventually(tb testing.TB, what string, cond func() bool) {
 	tb.Helper()
-	for deadline := time.Now().Add(time.Minute); !cond(); time.Sleep(5 * time.Millisecond) {
+	eventuallyWithin(tb, time.Minute, what, cond)
+}
+
+// startTimeout bounds a wasmlet's first start, which compiles its modules:
+// cold (a CI machine's first run, the compilation cache empty), under the
+// race detector, beside other packages doing the same, that takes minutes.
+const startTimeout = 5 * time.Minute
+
+func eventuallyWithin(tb testing.TB, within time.Duration, what string, cond func() bool) {
+	tb.Helper()
+	for deadline := time.Now().Add(within); !cond(); time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
+			tb.Fatalf("timed out waiting for %s (%v)", what, within)
 		}
 	}
 }
