@@ -109,9 +109,12 @@ func (b toBridge) SetProvider(resource string, p devicemanager.Provider) {
 	b.e.br.SetProvider(resource, b.e.specs.Wrap(p.(cdi.Source)))
 }
 
+// RemoveProvider lets the spec go first: a test that sees the bridge's
+// grace deadline and steps the clock past it then finds both grace timers
+// set.
 func (b toBridge) RemoveProvider(resource, providerName string) {
-	b.e.br.RemoveProvider(resource, providerName)
 	b.e.specs.Remove(resource, providerName)
+	b.e.br.RemoveProvider(resource, providerName)
 }
 
 // counter loads the counter module as a bridged source of example.com/counter.

@@ -508,7 +508,7 @@ func (p *plugin) register(ctx context.Context) time.Duration {
 	defer p.mu.Unlock()
 	p.cancelAttempt = nil
 	if err == nil {
-		p.state, p.lastErr = StateRegistered, ""
+		p.registeredLocked()
 		p.registeredGen, p.registeredOpts = kub.gen, opts
 		p.registrations++
 		p.registeredAt = time.Now()
@@ -601,12 +601,22 @@ func (p *plugin) reconcileRegistry(reg *sock, dpCreated bool) time.Duration {
 	return 0
 }
 
+// registeredLocked records a registration that succeeded. The error it
+// clears is the registration's: a source that went away meanwhile (the
+// kubelet answered after orphan) keeps saying so.
+func (p *plugin) registeredLocked() {
+	p.state = StateRegistered
+	if p.graceUntil.IsZero() {
+		p.lastErr = ""
+	}
+}
+
 // notified records the kubelet's answer to a plugin-registry registration.
 func (p *plugin) notified(registered bool, reason string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if registered {
-		p.state, p.lastErr = StateRegistered, ""
+		p.registeredLocked()
 		p.registrations++
 		p.registeredAt = time.Now()
 		p.attempts, p.regRefresh, p.nextAttempt = 0, time.Time{}, time.Time{}
