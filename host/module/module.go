@@ -75,7 +75,7 @@ type Module struct {
 	lastFaultAt time.Time
 	quarantine  string // reason; empty when not quarantined
 	quarantined time.Time
-	lastPut     time.Time   // when a call last gave back its instance
+	lastPut     time.Time   // when a call last gave back its instance while the pool was beyond its base
 	shrinkTimer *time.Timer // set while instances beyond the base pool live
 }
 
@@ -592,10 +592,12 @@ func (m *Module) put(in *instance, broken bool) {
 		m.discard([]*instance{in}, n)
 		return
 	}
-	m.idle <- in // never blocks: it holds every instance
-	m.lastPut = time.Now()
-	if len(m.live) > m.opts.PoolSize && m.shrinkTimer == nil {
-		m.shrinkTimer = time.AfterFunc(m.keepSurplus, m.shrink)
+	m.idle <- in                       // never blocks: it holds every instance
+	if len(m.live) > m.opts.PoolSize { // only shrink reads lastPut, and only then: no clock read on every call
+		m.lastPut = time.Now()
+		if m.shrinkTimer == nil {
+			m.shrinkTimer = time.AfterFunc(m.keepSurplus, m.shrink)
+		}
 	}
 	m.mu.Unlock()
 }
