@@ -44,8 +44,9 @@ type Options struct {
 	PoolSize int
 	// PoolMax is the most instances the module runs at once: when every
 	// instance has been busy for as long as starting one takes, a call
-	// starts one more, up to PoolMax, which ends when its call does unless
-	// another call waits for it. Defaults to the larger of PoolSize and
+	// starts one more, up to PoolMax. Instances beyond PoolSize go once no
+	// call has ended for 10 s (a burst is often followed by another, and
+	// starting one costs milliseconds). Defaults to the larger of PoolSize and
 	// DefaultPoolMax; never less than PoolSize.
 	PoolMax int
 	// QuarantineAfter is how many consecutive faults quarantine the module.
