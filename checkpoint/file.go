@@ -1,11 +1,11 @@
 package checkpoint
 
 import (
+	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 
 	"github.com/wasmlet/wasmlet/internal/atomicfile"
+	"github.com/wasmlet/wasmlet/internal/regularfile"
 )
 
 // Read reads and decodes the checkpoint at path, upgrading an older format
@@ -46,21 +46,13 @@ func looksLikeCheckpoint(data []byte) bool {
 }
 
 // load returns the bytes of the file at path, refusing what cannot be a
-// checkpoint before reading it.
+// checkpoint (a FIFO, a directory, a file too large) before reading it.
 func load(path string) ([]byte, error) {
-	// Stat first: opening a FIFO would block, and a huge file should not be
-	// read into memory.
-	fi, err := os.Stat(path)
-	if err != nil {
-		return nil, fmt.Errorf("checkpoint: %w", err) // "stat PATH: ...", "open PATH: ..."
+	data, err := regularfile.Read(path, maxFileSize)
+	var refused *regularfile.RefusedError
+	if errors.As(err, &refused) {
+		return nil, &CorruptError{Path: path, Reason: refused.Reason}
 	}
-	if !fi.Mode().IsRegular() {
-		return nil, &CorruptError{Path: path, Reason: fmt.Sprintf("it is not a regular file but %s", describeType(fi.Mode()))}
-	}
-	if fi.Size() > maxFileSize {
-		return nil, &CorruptError{Path: path, Reason: fmt.Sprintf("it is %d bytes, more than the %d a checkpoint may hold", fi.Size(), maxFileSize)}
-	}
-	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint: %w", err) // "stat PATH: ...", "open PATH: ..."
 	}
@@ -92,18 +84,4 @@ func writeFile(path string, data []byte) error {
 		return fmt.Errorf("checkpoint: write %s: %w", path, err)
 	}
 	return nil
-}
-
-func describeType(m fs.FileMode) string {
-	switch {
-	case m.IsDir():
-		return "a directory"
-	case m&fs.ModeNamedPipe != 0:
-		return "a named pipe"
-	case m&fs.ModeSocket != 0:
-		return "a socket"
-	case m&fs.ModeDevice != 0:
-		return "a device"
-	}
-	return "a special file (" + m.Type().String() + ")"
 }

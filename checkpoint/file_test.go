@@ -80,7 +80,7 @@ func TestReadNotARegularFile(t *testing.T) {
 	for path, what := range map[string]string{sub: "a directory", fifo: "a named pipe"} {
 		_, err := Read(path) // must not block on the FIFO
 		var ce *CorruptError
-		if !errors.As(err, &ce) || !strings.Contains(ce.Reason, "not a regular file but "+what) {
+		if !errors.As(err, &ce) || ce.Reason != "it is "+what+", not a regular file" {
 			t.Fatalf("%s: got %v, want a CorruptError saying it is %s", path, err, what)
 		}
 	}

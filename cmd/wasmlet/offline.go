@@ -21,6 +21,7 @@ import (
 	"github.com/wasmlet/wasmlet/host/module"
 	"github.com/wasmlet/wasmlet/host/module/conformance"
 	"github.com/wasmlet/wasmlet/host/module/wasmbin"
+	"github.com/wasmlet/wasmlet/internal/regularfile"
 )
 
 func configValidateCmd() *command {
@@ -436,7 +437,7 @@ func printCheck(w io.Writer, r *checkReport) {
 
 // inspectInterface reads the module's imports and exports from the file.
 func inspectInterface(r *inspectReport, path string) {
-	bin, err := readLimited(path, 256<<20)
+	bin, err := regularfile.Read(path, 256<<20)
 	if err == nil {
 		r.SHA256 = sha256hex(bin)
 		var info *wasmbin.Module
@@ -456,22 +457,6 @@ func inspectInterface(r *inspectReport, path string) {
 func sha256hex(b []byte) string {
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
-}
-
-func readLimited(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("the file is larger than %s", size(uint64(limit)))
-	}
-	return b, nil
 }
 
 func printInspect(w io.Writer, r *inspectReport) {

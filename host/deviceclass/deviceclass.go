@@ -19,6 +19,7 @@ import (
 	"strings"
 
 	"github.com/wasmlet/wasmlet/host/allocator"
+	"github.com/wasmlet/wasmlet/internal/regularfile"
 
 	resourceapi "k8s.io/api/resource/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -71,17 +72,9 @@ func Load(dir string, cache *cel.Cache) ([]*resourceapi.DeviceClass, error) {
 }
 
 func loadFile(path string, cache *cel.Cache) ([]*resourceapi.DeviceClass, error) {
-	f, err := os.Open(path)
+	data, err := regularfile.Read(path, MaxFileSize)
 	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if len(data) > MaxFileSize {
-		return nil, fmt.Errorf("%s: larger than %d bytes", path, MaxFileSize)
+		return nil, err // names path
 	}
 	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
 	var out []*resourceapi.DeviceClass

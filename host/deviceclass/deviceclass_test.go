@@ -1,9 +1,11 @@
 package deviceclass_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/wasmlet/wasmlet/host/allocator"
@@ -43,5 +45,27 @@ func TestLoad(t *testing.T) {
 	}
 	if got, err := deviceclass.Load(filepath.Join(dir, "none"), allocator.NewCELCache()); got != nil || err != nil {
 		t.Errorf("no directory: %v %v", got, err)
+	}
+}
+
+// A named pipe or an oversized file among the class files is an error that
+// names it, and never blocks the node's start: opening a pipe for reading
+// waits for a writer.
+func TestLoadRefusesWhatIsNotAClassFile(t *testing.T) {
+	dir := t.TempDir()
+	if err := syscall.Mkfifo(filepath.Join(dir, "pipe.yaml"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "big.yaml"), make([]byte, deviceclass.MaxFileSize+1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := deviceclass.Load(dir, allocator.NewCELCache())
+	for _, want := range []string{
+		filepath.Join(dir, "pipe.yaml") + ": it is a named pipe, not a regular file",
+		filepath.Join(dir, "big.yaml") + fmt.Sprintf(": it is %d bytes, more than the limit of %d", deviceclass.MaxFileSize+1, deviceclass.MaxFileSize),
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("the errors\n%v\ndo not say\n%s", err, want)
+		}
 	}
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/wasmlet/wasmlet/host/module/internal/interrupt"
 	"github.com/wasmlet/wasmlet/host/module/wasmbin"
 	"github.com/wasmlet/wasmlet/internal/atomicfile"
+	"github.com/wasmlet/wasmlet/internal/regularfile"
 )
 
 // HostVersion is reported to modules in DescribeRequest.host_version.
@@ -185,23 +186,12 @@ func initProblem(err error) string {
 }
 
 func readModule(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	bin, err := regularfile.Read(path, maxModuleFile)
+	var refused *regularfile.RefusedError
+	if errors.As(err, &refused) {
+		return nil, errors.New(refused.Reason) // the LoadError names the path
+	}
 	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("not a regular file (%s)", fi.Mode().Type())
-	}
-	if fi.Size() > maxModuleFile {
-		return nil, fmt.Errorf("file of %s exceeds the %s limit for modules", formatBytes(uint64(fi.Size())), formatBytes(maxModuleFile))
-	}
-	bin := make([]byte, fi.Size())
-	if _, err := f.ReadAt(bin, 0); err != nil {
 		return nil, err
 	}
 	if !bytes.HasPrefix(bin, wasmMagic) {

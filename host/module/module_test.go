@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -110,6 +111,18 @@ func TestRefusedAtLoad(t *testing.T) {
 	t.Run("missing file", func(t *testing.T) {
 		_, err := Load(context.Background(), filepath.Join(t.TempDir(), "gone.wasm"), Options{})
 		if err == nil || !strings.Contains(err.Error(), "no such file") || !strings.Contains(err.Error(), `"gone"`) {
+			t.Fatalf("got %v", err)
+		}
+	})
+	// A named pipe called x.wasm is refused at once: opening it for reading
+	// would wait for a writer forever.
+	t.Run("named pipe", func(t *testing.T) {
+		fifo := filepath.Join(t.TempDir(), "pipe.wasm")
+		if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Load(context.Background(), fifo, Options{MemoryLimit: 1 << 20})
+		if err == nil || !strings.Contains(err.Error(), `"pipe"`) || !strings.Contains(err.Error(), "it is a named pipe, not a regular file") {
 			t.Fatalf("got %v", err)
 		}
 	})
