@@ -43,13 +43,17 @@ Examples:
 			if (pod == "") != (container == "") {
 				return usagef("--pod and --container go together")
 			}
-			var data []byte
-			var err error
-			if file == "-" {
-				data, err = io.ReadAll(io.LimitReader(os.Stdin, api.MaxClaimSize+1))
-			} else {
-				data, err = os.ReadFile(file)
+			in := io.Reader(os.Stdin)
+			if file != "-" {
+				f, err := os.Open(file)
+				if err != nil {
+					return failf(exitFailed, "reading the claim: %v", err)
+				}
+				defer f.Close()
+				in = f
 			}
+			// One byte more than a claim may hold, so that the host says it is too large.
+			data, err := io.ReadAll(io.LimitReader(in, api.MaxClaimSize+1))
 			if err != nil {
 				return failf(exitFailed, "reading the claim: %v", err)
 			}
