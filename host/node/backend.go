@@ -202,22 +202,42 @@ func csiDriverView(d csi.Driver) *adminpb.CSIDriver {
 		NodeId: d.NodeID, MaxVolumes: d.MaxVolumes, Topology: d.Topology, Capabilities: d.Capabilities, Registered: ts(d.Registered)}
 }
 
+// reasons map a subsystem's errors to the API's reasons, in order.
+type reasons []struct {
+	err    error
+	reason api.Reason
+}
+
+// classify returns err classified by the first of rs it wraps, or nil.
+func (rs reasons) classify(err error) error {
+	for _, r := range rs {
+		if errors.Is(err, r.err) {
+			return api.Fail(r.reason, err)
+		}
+	}
+	return nil
+}
+
+// deviceReasons classify the device manager's own errors.
+var deviceReasons = reasons{
+	{devicemanager.ErrUnknownResource, api.ReasonNotFound},
+	{devicemanager.ErrInvalid, api.ReasonInvalid},
+	{devicemanager.ErrConflict, api.ReasonConflict},
+	{devicemanager.ErrNotDurable, api.ReasonNotDurable},
+}
+
 // deviceError classifies a device manager error for the API.
 func (b backend) deviceError(resource string, err error) error {
 	var ce *module.CallError
-	switch {
-	case errors.As(err, &ce) && ce.Fault == module.FaultBusy:
+	if errors.As(err, &ce) && ce.Fault == module.FaultBusy {
 		// Before the context errors: a busy module's error wraps the
 		// deadline it waited until, which was the host's, not the client's.
 		return api.Fail(api.ReasonBusy, err)
-	case errors.Is(err, devicemanager.ErrUnknownResource):
-		return api.Fail(api.ReasonNotFound, err)
-	case errors.Is(err, devicemanager.ErrInvalid):
-		return api.Fail(api.ReasonInvalid, err)
-	case errors.Is(err, devicemanager.ErrConflict):
-		return api.Fail(api.ReasonConflict, err)
-	case errors.Is(err, devicemanager.ErrNotDurable):
-		return api.Fail(api.ReasonNotDurable, err)
+	}
+	if f := deviceReasons.classify(err); f != nil {
+		return f
+	}
+	switch {
 	case errors.Is(err, devicemanager.ErrUnavailable):
 		// Not enough devices, unless the provider is gone: then it is
 		// worth retrying once it is back.
@@ -431,19 +451,19 @@ func (b backend) DeleteClaim(ctx context.Context, namespace, name string) (*admi
 	return b.claimView(c), nil
 }
 
-// claimError classifies the claim store's errors.
+// claimReasons classify the claim store's errors; another error is
+// returned as it is.
+var claimReasons = reasons{
+	{claim.ErrInvalid, api.ReasonInvalid},
+	{claim.ErrUnsatisfiable, api.ReasonNotEnoughDevices},
+	{claim.ErrConflict, api.ReasonConflict},
+	{claim.ErrNotFound, api.ReasonNotFound},
+	{claim.ErrNotDurable, api.ReasonNotDurable},
+}
+
 func claimError(err error) error {
-	switch {
-	case errors.Is(err, claim.ErrInvalid):
-		return api.Fail(api.ReasonInvalid, err)
-	case errors.Is(err, claim.ErrUnsatisfiable):
-		return api.Fail(api.ReasonNotEnoughDevices, err)
-	case errors.Is(err, claim.ErrConflict):
-		return api.Fail(api.ReasonConflict, err)
-	case errors.Is(err, claim.ErrNotFound):
-		return api.Fail(api.ReasonNotFound, err)
-	case errors.Is(err, claim.ErrNotDurable):
-		return api.Fail(api.ReasonNotDurable, err)
+	if f := claimReasons.classify(err); f != nil {
+		return f
 	}
 	return err
 }
@@ -457,15 +477,9 @@ func (b backend) claimView(c *claim.Claim) *adminpb.Claim {
 		Allocated: ts(c.At), Object: string(raw)}
 	for _, d := range b.p.claims.Devices(c) {
 		v := &adminpb.ClaimDevice{Request: d.Request, Driver: d.Driver, Pool: d.Pool, Device: d.Device,
-			DeviceClass: d.Class, Health: d.Health, CdiDevices: d.CDIDevices}
+			DeviceClass: d.Class, Health: d.Health, CdiDevices: d.CDIDevices, ConsumedCapacity: device.QuantityStrings(d.ConsumedCapacity)}
 		if d.ShareID != nil {
 			v.ShareId = string(*d.ShareID)
-		}
-		for k, q := range d.ConsumedCapacity {
-			if v.ConsumedCapacity == nil {
-				v.ConsumedCapacity = map[string]string{}
-			}
-			v.ConsumedCapacity[string(k)] = q.String()
 		}
 		out.Devices = append(out.Devices, v)
 	}
