@@ -166,34 +166,38 @@ func equalConsumption(a, b []CounterConsumption) bool {
 }
 
 func cloneAttributes(m map[string]Attribute) map[string]Attribute {
-	if m == nil {
-		return nil
-	}
-	out := make(map[string]Attribute, len(m))
-	for k, v := range m {
-		out[k] = v.Clone()
-	}
-	return out
+	return mapValues(m, Attribute.Clone)
 }
 
 func cloneCapacities(m map[string]Capacity) map[string]Capacity {
-	if m == nil {
+	return mapValues(m, Capacity.Clone)
+}
+
+func cloneQuantities(m map[string]resource.Quantity) map[string]resource.Quantity {
+	return mapValues(m, resource.Quantity.DeepCopy)
+}
+
+// QuantityStrings returns the quantities of m as text ("40Gi"), by name;
+// nil if m is empty.
+func QuantityStrings[K ~string](m map[K]resource.Quantity) map[string]string {
+	if len(m) == 0 {
 		return nil
 	}
-	out := make(map[string]Capacity, len(m))
-	for k, v := range m {
-		out[k] = v.Clone()
+	out := make(map[string]string, len(m))
+	for k, q := range m {
+		out[string(k)] = q.String()
 	}
 	return out
 }
 
-func cloneQuantities(m map[string]resource.Quantity) map[string]resource.Quantity {
+// mapValues returns a map of m's keys to f of their values; nil if m is.
+func mapValues[K comparable, V, W any](m map[K]V, f func(V) W) map[K]W {
 	if m == nil {
 		return nil
 	}
-	out := make(map[string]resource.Quantity, len(m))
+	out := make(map[K]W, len(m))
 	for k, v := range m {
-		out[k] = v.DeepCopy()
+		out[k] = f(v)
 	}
 	return out
 }

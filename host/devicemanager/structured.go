@@ -30,7 +30,7 @@ func deviceRecord(d device.Device) *checkpoint.Device {
 	}
 	for _, c := range d.ConsumesCounters {
 		rec.ConsumesCounters = append(rec.ConsumesCounters,
-			&checkpoint.CounterConsumption{CounterSet: c.CounterSet, Counters: quantityStrings(c.Counters)})
+			&checkpoint.CounterConsumption{CounterSet: c.CounterSet, Counters: device.QuantityStrings(c.Counters)})
 	}
 	return rec
 }
@@ -126,7 +126,7 @@ func capacityFromRecord(rec *checkpoint.Capacity) (device.Capacity, bool) {
 func counterSetRecords(sets []device.CounterSet) []*checkpoint.CounterSet {
 	var out []*checkpoint.CounterSet
 	for _, s := range sets {
-		out = append(out, &checkpoint.CounterSet{Name: s.Name, Counters: quantityStrings(s.Counters)})
+		out = append(out, &checkpoint.CounterSet{Name: s.Name, Counters: device.QuantityStrings(s.Counters)})
 	}
 	return out
 }
@@ -155,17 +155,6 @@ func parseQuantity(s string) *apiresource.Quantity {
 		return nil
 	}
 	return &q
-}
-
-func quantityStrings(m map[string]apiresource.Quantity) map[string]string {
-	if len(m) == 0 {
-		return nil
-	}
-	out := make(map[string]string, len(m))
-	for k, v := range m {
-		out[k] = v.String()
-	}
-	return out
 }
 
 func quantities(m map[string]string) map[string]apiresource.Quantity {

@@ -746,12 +746,7 @@ func prepareRequest(claim *resourceapi.ResourceClaim, results []resourceapi.Devi
 		if r.ShareID != nil {
 			a.ShareID = string(*r.ShareID)
 		}
-		for k, q := range r.ConsumedCapacity {
-			if a.ConsumedCapacity == nil {
-				a.ConsumedCapacity = map[string]string{}
-			}
-			a.ConsumedCapacity[string(k)] = q.String()
-		}
+		a.ConsumedCapacity = device.QuantityStrings(r.ConsumedCapacity)
 		req.Results = append(req.Results, a)
 	}
 	if a := claim.Status.Allocation; a != nil {
