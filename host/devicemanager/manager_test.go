@@ -63,7 +63,12 @@ func startWith(t testing.TB, dir string, cfg devicemanager.Config, answerWithin 
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); m.Run(ctx) }()
-	go func() { defer wg.Done(); e.srv.Serve(ctx) }()
+	go func() {
+		defer wg.Done()
+		if err := e.srv.Serve(ctx); err != nil {
+			t.Errorf("Serve: %v", err) // a test waiting on the socket would only time out
+		}
+	}()
 	e.stop = func() { cancel(); wg.Wait() }
 	t.Cleanup(e.stop)
 	testenv.Eventually(t, "kubelet.sock to appear", func() bool {
