@@ -16,6 +16,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/wasmlet/wasmlet/host/devicemanager"
+	"github.com/wasmlet/wasmlet/host/internal/defaults"
 	"github.com/wasmlet/wasmlet/host/watcher"
 )
 
@@ -111,21 +112,13 @@ func New(cfg Config) (*Bridge, error) {
 	if cfg.Registration == PluginRegistry && !filepath.IsAbs(cfg.PluginRegistryDir) {
 		return nil, fmt.Errorf("bridge: plugin registry directory %q: must be an absolute path", cfg.PluginRegistryDir)
 	}
-	if cfg.RegisterTimeout <= 0 {
-		cfg.RegisterTimeout = DefaultRegisterTimeout
-	}
-	if cfg.BackoffInitial <= 0 {
-		cfg.BackoffInitial = DefaultBackoffInitial
-	}
+	defaults.Positive(&cfg.RegisterTimeout, DefaultRegisterTimeout)
+	defaults.Positive(&cfg.BackoffInitial, DefaultBackoffInitial)
 	if cfg.BackoffMax < cfg.BackoffInitial {
 		cfg.BackoffMax = max(DefaultBackoffMax, cfg.BackoffInitial)
 	}
-	if cfg.ResyncPeriod <= 0 {
-		cfg.ResyncPeriod = DefaultResyncPeriod
-	}
-	if cfg.GracePeriod <= 0 {
-		cfg.GracePeriod = DefaultGracePeriod
-	}
+	defaults.Positive(&cfg.ResyncPeriod, DefaultResyncPeriod)
+	defaults.Positive(&cfg.GracePeriod, DefaultGracePeriod)
 	if cfg.Clock == nil {
 		cfg.Clock = clock.RealClock{}
 	}

@@ -22,6 +22,7 @@ import (
 	specs "tags.cncf.io/container-device-interface/specs-go"
 
 	"github.com/wasmlet/wasmlet/host/device"
+	"github.com/wasmlet/wasmlet/host/internal/defaults"
 	"github.com/wasmlet/wasmlet/internal/atomicfile"
 )
 
@@ -96,9 +97,7 @@ func New(cfg Config) (*Specs, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
 	}
-	if cfg.GracePeriod <= 0 {
-		cfg.GracePeriod = DefaultGracePeriod
-	}
+	defaults.Positive(&cfg.GracePeriod, DefaultGracePeriod)
 	if cfg.Clock == nil {
 		cfg.Clock = clock.RealClock{}
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/wasmlet/wasmlet/checkpoint"
 	"github.com/wasmlet/wasmlet/host/allocator"
 	"github.com/wasmlet/wasmlet/host/device"
+	"github.com/wasmlet/wasmlet/host/internal/defaults"
 )
 
 // Errors of the store, for callers that map them to exit codes and gRPC
@@ -147,9 +148,7 @@ func New(cfg Config) *Store {
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
 	}
-	if cfg.CallTimeout <= 0 {
-		cfg.CallTimeout = 30 * time.Second
-	}
+	defaults.Positive(&cfg.CallTimeout, 30*time.Second)
 	return &Store{cfg: cfg, log: cfg.Logger, obs: cfg.Observer, drivers: map[string]Driver{},
 		claims: map[string]*Claim{}, busy: map[string]chan struct{}{}, held: map[[2]string]int{}}
 }

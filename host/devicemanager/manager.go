@@ -56,6 +56,7 @@ import (
 	"github.com/wasmlet/wasmlet/checkpoint"
 	"github.com/wasmlet/wasmlet/host/allocator"
 	"github.com/wasmlet/wasmlet/host/device"
+	"github.com/wasmlet/wasmlet/host/internal/defaults"
 )
 
 // Config wires a device manager.
@@ -163,12 +164,8 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.Observer == nil {
 		cfg.Observer = nopObserver{}
 	}
-	if cfg.GracePeriod <= 0 {
-		cfg.GracePeriod = 5 * time.Minute
-	}
-	if cfg.CallTimeout <= 0 {
-		cfg.CallTimeout = 30 * time.Second
-	}
+	defaults.Positive(&cfg.GracePeriod, 5*time.Minute)
+	defaults.Positive(&cfg.CallTimeout, 30*time.Second)
 	m := &Manager{cfg: cfg, log: cfg.Logger, obs: cfg.Observer, resources: map[string]*resource{},
 		allocs: map[string]map[string]*Allocation{}, pending: map[string]chan struct{}{}, runCtx: context.Background()}
 	if cfg.CheckpointPath != "" {

@@ -19,6 +19,7 @@ import (
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 
 	"github.com/wasmlet/wasmlet/abi"
+	"github.com/wasmlet/wasmlet/host/internal/defaults"
 	"github.com/wasmlet/wasmlet/host/internal/sockfile"
 	"github.com/wasmlet/wasmlet/host/watcher"
 )
@@ -56,9 +57,7 @@ type Server struct {
 // directory dir; Serve starts it. Plugins get timeout to answer
 // GetDevicePluginOptions.
 func NewServer(m *Manager, dir string, dial Dialer, timeout time.Duration) *Server {
-	if timeout <= 0 {
-		timeout = 5 * time.Second
-	}
+	defaults.Positive(&timeout, 5*time.Second)
 	s := &Server{m: m, dir: dir, dial: dial, timeout: timeout, srv: grpc.NewServer(),
 		missing: "not served yet: wasmlet is starting", conflicts: map[string]Conflict{}}
 	pluginapi.RegisterRegistrationServer(s.srv, s)

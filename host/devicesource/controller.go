@@ -13,6 +13,7 @@ import (
 
 	"github.com/wasmlet/wasmlet/abi"
 	"github.com/wasmlet/wasmlet/host/devicemanager"
+	"github.com/wasmlet/wasmlet/host/internal/defaults"
 	"github.com/wasmlet/wasmlet/host/module"
 )
 
@@ -73,9 +74,7 @@ func NewController(reg *module.Registry, dm Providers, cfg ControllerConfig) *Co
 	if cfg.Options == nil {
 		cfg.Options = func(string) Options { return Options{} }
 	}
-	if cfg.RestartDelay <= 0 {
-		cfg.RestartDelay = DefaultRestartDelay
-	}
+	defaults.Positive(&cfg.RestartDelay, DefaultRestartDelay)
 	return &Controller{reg: reg, dm: dm, cfg: cfg, log: cfg.Logger, wake: make(chan struct{}, 1),
 		dirty: map[string]bool{}, served: map[string]*served{}, waiting: map[string]string{}, timers: map[string]*time.Timer{}}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/wasmlet/wasmlet/host/device"
 	"github.com/wasmlet/wasmlet/host/devicemanager"
 	"github.com/wasmlet/wasmlet/host/internal/backoff"
+	"github.com/wasmlet/wasmlet/host/internal/defaults"
 	"github.com/wasmlet/wasmlet/host/module"
 )
 
@@ -75,18 +76,10 @@ func (o Options) same(p Options) bool {
 }
 
 func (o Options) withDefaults() Options {
-	if o.Debounce <= 0 {
-		o.Debounce = DefaultDebounce
-	}
-	if o.RetryBackoff <= 0 {
-		o.RetryBackoff = DefaultRetryBackoff
-	}
-	if o.MaxBackoff <= 0 {
-		o.MaxBackoff = DefaultMaxBackoff
-	}
-	if o.MaxFailures <= 0 {
-		o.MaxFailures = DefaultMaxFailures
-	}
+	defaults.Positive(&o.Debounce, DefaultDebounce)
+	defaults.Positive(&o.RetryBackoff, DefaultRetryBackoff)
+	defaults.Positive(&o.MaxBackoff, DefaultMaxBackoff)
+	defaults.Positive(&o.MaxFailures, DefaultMaxFailures)
 	if o.Logger == nil {
 		o.Logger = hclog.NewNullLogger()
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/wasmlet/wasmlet/host/claim"
 	"github.com/wasmlet/wasmlet/host/device"
 	"github.com/wasmlet/wasmlet/host/devicemanager"
+	"github.com/wasmlet/wasmlet/host/internal/defaults"
 )
 
 // Defaults of Config.
@@ -127,27 +128,15 @@ func New(cfg Config) (*Drivers, error) {
 		}
 	}
 	cfg.PluginDir, cfg.RegistryDir = filepath.Clean(cfg.PluginDir), filepath.Clean(cfg.RegistryDir)
-	if cfg.BackoffInitial <= 0 {
-		cfg.BackoffInitial = DefaultBackoffInitial
-	}
+	defaults.Positive(&cfg.BackoffInitial, DefaultBackoffInitial)
 	if cfg.BackoffMax < cfg.BackoffInitial {
 		cfg.BackoffMax = max(DefaultBackoffMax, cfg.BackoffInitial)
 	}
-	if cfg.VerifyInitial <= 0 {
-		cfg.VerifyInitial = DefaultVerifyInitial
-	}
-	if cfg.RequestTimeout <= 0 {
-		cfg.RequestTimeout = DefaultRequestTimeout
-	}
-	if cfg.HealthResend <= 0 {
-		cfg.HealthResend = DefaultHealthResend
-	}
-	if cfg.ResyncPeriod <= 0 {
-		cfg.ResyncPeriod = DefaultResyncPeriod
-	}
-	if cfg.MaxDevices <= 0 {
-		cfg.MaxDevices = DefaultMaxDevices
-	}
+	defaults.Positive(&cfg.VerifyInitial, DefaultVerifyInitial)
+	defaults.Positive(&cfg.RequestTimeout, DefaultRequestTimeout)
+	defaults.Positive(&cfg.HealthResend, DefaultHealthResend)
+	defaults.Positive(&cfg.ResyncPeriod, DefaultResyncPeriod)
+	defaults.Positive(&cfg.MaxDevices, DefaultMaxDevices)
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
 	}

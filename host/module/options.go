@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/wasmlet/wasmlet/host/internal/defaults"
 )
 
 // Defaults for the sandbox limits. Every limit always has a value: a module
@@ -140,31 +142,17 @@ func (o Options) withDefaults(file string) Options {
 	if o.MemoryLimit == 0 {
 		o.MemoryLimit = DefaultMemoryLimit
 	}
-	if o.CallTimeout <= 0 {
-		o.CallTimeout = DefaultCallTimeout
-	}
-	if o.InitTimeout <= 0 {
-		o.InitTimeout = DefaultInitTimeout
-	}
+	defaults.Positive(&o.CallTimeout, DefaultCallTimeout)
+	defaults.Positive(&o.InitTimeout, DefaultInitTimeout)
 	if o.MaxReply == 0 {
 		o.MaxReply = DefaultMaxReply
 	}
-	if o.PoolSize <= 0 {
-		o.PoolSize = DefaultPoolSize
-	}
-	if o.PoolMax <= 0 {
-		o.PoolMax = max(o.PoolSize, DefaultPoolMax)
-	}
+	defaults.Positive(&o.PoolSize, DefaultPoolSize)
+	defaults.Positive(&o.PoolMax, max(o.PoolSize, DefaultPoolMax))
 	o.PoolMax = max(o.PoolMax, o.PoolSize)
-	if o.QuarantineAfter <= 0 {
-		o.QuarantineAfter = DefaultQuarantineAfter
-	}
-	if o.LogRate <= 0 {
-		o.LogRate = DefaultLogRate
-	}
-	if o.LogBurst <= 0 {
-		o.LogBurst = DefaultLogBurst
-	}
+	defaults.Positive(&o.QuarantineAfter, DefaultQuarantineAfter)
+	defaults.Positive(&o.LogRate, DefaultLogRate)
+	defaults.Positive(&o.LogBurst, DefaultLogBurst)
 	if o.Logger == nil {
 		o.Logger = hclog.NewNullLogger()
 	}

@@ -28,6 +28,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/wasmlet/wasmlet/host/internal/backoff"
+	"github.com/wasmlet/wasmlet/host/internal/defaults"
 )
 
 // Config tunes the executor.
@@ -86,12 +87,8 @@ type Executor struct {
 }
 
 func New(cfg Config) *Executor {
-	if cfg.Timeout <= 0 {
-		cfg.Timeout = 10 * time.Second
-	}
-	if cfg.BackoffInitial <= 0 {
-		cfg.BackoffInitial = 500 * time.Millisecond
-	}
+	defaults.Positive(&cfg.Timeout, 10*time.Second)
+	defaults.Positive(&cfg.BackoffInitial, 500*time.Millisecond)
 	if cfg.Wake == nil {
 		cfg.Wake = func() {}
 	}

@@ -23,6 +23,7 @@ import (
 
 	"k8s.io/utils/clock"
 
+	"github.com/wasmlet/wasmlet/host/internal/defaults"
 	"github.com/wasmlet/wasmlet/host/pluginmanager/cache"
 )
 
@@ -67,9 +68,7 @@ type Reconciler struct {
 }
 
 func New(cfg Config) *Reconciler {
-	if cfg.Resync <= 0 {
-		cfg.Resync = 30 * time.Second
-	}
+	defaults.Positive(&cfg.Resync, 30*time.Second)
 	if cfg.Clock == nil {
 		cfg.Clock = clock.RealClock{}
 	}
