@@ -92,12 +92,7 @@ func Register(pol Policy, p *abi.Plugin) (*abi.RegisterResponse, error) {
 func validate(ptr unsafe.Pointer, n int32) uint64 {
 	var req abi.ValidateRequest
 	return guest.Handle(ptr, n, &req, func() (abi.Message, error) {
-		if h.Validate != nil {
-			if err := h.Validate(&req.Plugin); err != nil {
-				return nil, err
-			}
-		}
-		return &abi.ValidateResponse{}, nil
+		return &abi.ValidateResponse{}, accept(h.Validate, &req.Plugin)
 	})
 }
 
@@ -108,14 +103,7 @@ func register(ptr unsafe.Pointer, n int32) uint64 {
 		if h.Register == nil {
 			return nil, &abi.Error{Code: abi.CodeUnimplemented, Message: "register"}
 		}
-		resp, err := h.Register(&req.Plugin)
-		if err != nil {
-			return nil, err
-		}
-		if resp == nil {
-			resp = &abi.RegisterResponse{}
-		}
-		return resp, nil
+		return guest.Reply(h.Register(&req.Plugin))
 	})
 }
 
@@ -123,11 +111,14 @@ func register(ptr unsafe.Pointer, n int32) uint64 {
 func deregister(ptr unsafe.Pointer, n int32) uint64 {
 	var req abi.DeregisterRequest
 	return guest.Handle(ptr, n, &req, func() (abi.Message, error) {
-		if h.Deregister != nil {
-			if err := h.Deregister(&req.Plugin); err != nil {
-				return nil, err
-			}
-		}
-		return &abi.DeregisterResponse{}, nil
+		return &abi.DeregisterResponse{}, accept(h.Deregister, &req.Plugin)
 	})
+}
+
+// accept runs an optional operation on p: absent, it accepts.
+func accept(op func(p *abi.Plugin) error, p *abi.Plugin) error {
+	if op == nil {
+		return nil
+	}
+	return op(p)
 }

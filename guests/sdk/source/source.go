@@ -102,17 +102,10 @@ func discover(ptr unsafe.Pointer, n int32) uint64 {
 	var req abi.DiscoverRequest
 	return guest.Handle(ptr, n, &req, func() (abi.Message, error) {
 		if s.DiscoverAll != nil {
-			resp, err := s.DiscoverAll()
-			if err == nil && resp == nil {
-				resp = &abi.DiscoverResponse{}
-			}
-			return resp, err
+			return guest.Reply(s.DiscoverAll())
 		}
 		devs, err := s.Discover()
-		if err != nil {
-			return nil, err
-		}
-		return &abi.DiscoverResponse{Devices: devs}, nil
+		return &abi.DiscoverResponse{Devices: devs}, err
 	})
 }
 
@@ -123,14 +116,7 @@ func allocate(ptr unsafe.Pointer, n int32) uint64 {
 		if s.Allocate == nil {
 			return nil, unimplemented
 		}
-		resp, err := s.Allocate(&req)
-		if err != nil {
-			return nil, err
-		}
-		if resp == nil {
-			resp = &abi.AllocateResponse{}
-		}
-		return resp, nil
+		return guest.Reply(s.Allocate(&req))
 	})
 }
 
@@ -142,10 +128,7 @@ func preferredAllocation(ptr unsafe.Pointer, n int32) uint64 {
 			return nil, unimplemented
 		}
 		ids, err := s.PreferredAllocation(&req)
-		if err != nil {
-			return nil, err
-		}
-		return &abi.PreferredAllocationResponse{DeviceIDs: ids}, nil
+		return &abi.PreferredAllocationResponse{DeviceIDs: ids}, err
 	})
 }
 
@@ -156,10 +139,7 @@ func prestart(ptr unsafe.Pointer, n int32) uint64 {
 		if s.PreStart == nil {
 			return nil, unimplemented
 		}
-		if err := s.PreStart(&req); err != nil {
-			return nil, err
-		}
-		return &abi.PreStartResponse{}, nil
+		return &abi.PreStartResponse{}, s.PreStart(&req)
 	})
 }
 
@@ -170,11 +150,7 @@ func prepare(ptr unsafe.Pointer, n int32) uint64 {
 		if s.Prepare == nil {
 			return nil, unimplemented
 		}
-		resp, err := s.Prepare(&req)
-		if err == nil && resp == nil {
-			resp = &abi.PrepareResponse{}
-		}
-		return resp, err
+		return guest.Reply(s.Prepare(&req))
 	})
 }
 
@@ -185,9 +161,6 @@ func unprepare(ptr unsafe.Pointer, n int32) uint64 {
 		if s.Unprepare == nil {
 			return nil, unimplemented
 		}
-		if err := s.Unprepare(&req); err != nil {
-			return nil, err
-		}
-		return &abi.UnprepareResponse{}, nil
+		return &abi.UnprepareResponse{}, s.Unprepare(&req)
 	})
 }

@@ -84,6 +84,22 @@ func Handle(ptr unsafe.Pointer, n int32, req abi.Message, op func() (abi.Message
 	return reply(msg, false)
 }
 
+// Reply is what an operation that answered resp, err replies: err, or else
+// resp, or the empty R when resp is nil (a module's function may answer
+// nil for "nothing to say").
+func Reply[R any, P interface {
+	*R
+	abi.Message
+}](resp P, err error) (abi.Message, error) {
+	if err != nil {
+		return nil, err
+	}
+	if resp == nil {
+		resp = new(R)
+	}
+	return resp, nil
+}
+
 func reply(m abi.Message, isErr bool) uint64 {
 	out = m.AppendTo(out[:0])
 	if len(out) == 0 {
