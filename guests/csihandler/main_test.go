@@ -3,7 +3,6 @@
 package main
 
 import (
-	"errors"
 	"math/rand"
 	"strings"
 	"testing"
@@ -11,6 +10,7 @@ import (
 	utilversion "k8s.io/apimachinery/pkg/util/version"
 
 	"github.com/wasmlet/wasmlet/abi"
+	"github.com/wasmlet/wasmlet/guests/internal/guesttest"
 	"github.com/wasmlet/wasmlet/guests/sdk"
 	"github.com/wasmlet/wasmlet/guests/sdk/handler"
 )
@@ -80,26 +80,12 @@ func TestValidate(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			sdk.SetTestConfig(c.config)
-			version, err := loadPolicy().Check(c.plugin)
-			if c.want == "" {
-				if err != nil {
-					t.Fatalf("refused: %v", err)
-				}
-				if version != c.version {
-					t.Fatalf("chose version %q, want %q", version, c.version)
-				}
-				return
+			version, err := guesttest.CheckPolicy(t, loadPolicy, c.config, c.plugin, c.want, c.code)
+			if c.want == "" && version != c.version {
+				t.Fatalf("chose version %q, want %q", version, c.version)
 			}
-			var e *abi.Error
-			if !errors.As(err, &e) {
-				t.Fatalf("got %v, want an *abi.Error", err)
-			}
-			if e.Code != c.code || !strings.Contains(e.Message, c.want) {
-				t.Fatalf("got %v (code %d), want code %d and %q", e.Message, e.Code, c.code, c.want)
-			}
-			if c.code == abi.CodeInvalidArgument && !strings.Contains(e.Message, c.plugin.Name) {
-				t.Errorf("refusal does not name the driver: %s", e.Message)
+			if c.code == abi.CodeInvalidArgument && !guesttest.Refused(err, c.code, c.plugin.Name) {
+				t.Errorf("refusal does not name the driver: %v", err)
 			}
 		})
 	}

@@ -3,12 +3,11 @@
 package main
 
 import (
-	"errors"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/wasmlet/wasmlet/abi"
+	"github.com/wasmlet/wasmlet/guests/internal/guesttest"
 	"github.com/wasmlet/wasmlet/guests/sdk"
 	"github.com/wasmlet/wasmlet/guests/sdk/handler"
 )
@@ -42,18 +41,7 @@ func TestValidate(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			sdk.SetTestConfig(c.config)
-			_, err := loadPolicy().Check(c.plugin)
-			if c.want == "" {
-				if err != nil {
-					t.Fatalf("refused: %v", err)
-				}
-				return
-			}
-			var e *abi.Error
-			if !errors.As(err, &e) || e.Code != c.code || !strings.Contains(e.Message, c.want) {
-				t.Fatalf("got %v, want code %d and %q", err, c.code, c.want)
-			}
+			guesttest.CheckPolicy(t, loadPolicy, c.config, c.plugin, c.want, c.code)
 		})
 	}
 }

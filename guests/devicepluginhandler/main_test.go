@@ -3,11 +3,11 @@
 package main
 
 import (
-	"errors"
 	"strings"
 	"testing"
 
 	"github.com/wasmlet/wasmlet/abi"
+	"github.com/wasmlet/wasmlet/guests/internal/guesttest"
 	"github.com/wasmlet/wasmlet/guests/sdk"
 	"github.com/wasmlet/wasmlet/guests/sdk/handler"
 )
@@ -60,23 +60,9 @@ func TestValidate(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			sdk.SetTestConfig(c.config)
-			_, err := loadPolicy().Check(c.plugin)
-			if c.want == "" {
-				if err != nil {
-					t.Fatalf("refused: %v", err)
-				}
-				return
-			}
-			var e *abi.Error
-			if !errors.As(err, &e) {
-				t.Fatalf("got %v, want an *abi.Error", err)
-			}
-			if e.Code != c.code || !strings.Contains(e.Message, c.want) {
-				t.Fatalf("got %v (code %d), want code %d and %q", e.Message, e.Code, c.code, c.want)
-			}
-			if c.code == abi.CodeInvalidArgument && !strings.Contains(e.Message, `device plugin "`+c.plugin.Name+`"`) {
-				t.Errorf("refusal does not name the plugin: %s", e.Message)
+			_, err := guesttest.CheckPolicy(t, loadPolicy, c.config, c.plugin, c.want, c.code)
+			if c.code == abi.CodeInvalidArgument && !guesttest.Refused(err, c.code, `device plugin "`+c.plugin.Name+`"`) {
+				t.Errorf("refusal does not name the plugin: %v", err)
 			}
 		})
 	}

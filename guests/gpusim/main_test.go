@@ -3,12 +3,12 @@
 package main
 
 import (
-	"errors"
 	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/wasmlet/wasmlet/abi"
+	"github.com/wasmlet/wasmlet/guests/internal/guesttest"
 	"github.com/wasmlet/wasmlet/guests/sdk"
 )
 
@@ -166,8 +166,7 @@ func TestConfigErrors(t *testing.T) {
 	} {
 		sdk.SetTestConfig(c.cfg)
 		_, err := loadConfig()
-		var e *abi.Error
-		if !errors.As(err, &e) || e.Code != abi.CodeFailedPrecondition || !strings.Contains(e.Message, c.want) {
+		if !guesttest.Refused(err, abi.CodeFailedPrecondition, c.want) {
 			t.Errorf("%v: got %v, want %q", c.cfg, err, c.want)
 		}
 	}
@@ -260,8 +259,7 @@ func TestPrepareRefuses(t *testing.T) {
 			abi.CodeInvalidArgument, `computeMode "Fast" is none of Default, Exclusive and Prohibited`},
 	} {
 		_, err := prepare(cfg, &c.req)
-		var e *abi.Error
-		if !errors.As(err, &e) || e.Code != c.code || !strings.Contains(e.Message, c.want) {
+		if !guesttest.Refused(err, c.code, c.want) {
 			t.Errorf("%+v: got %v, want %v %q", c.req, err, c.code, c.want)
 		}
 	}

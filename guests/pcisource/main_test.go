@@ -3,14 +3,13 @@
 package main
 
 import (
-	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
-	"strings"
 	"testing"
 
 	"github.com/wasmlet/wasmlet/abi"
+	"github.com/wasmlet/wasmlet/guests/internal/guesttest"
 	"github.com/wasmlet/wasmlet/guests/sdk"
 	"github.com/wasmlet/wasmlet/internal/sysfstest"
 )
@@ -156,8 +155,7 @@ func TestVFIOWithoutGroupIsUnhealthy(t *testing.T) {
 		t.Fatalf("%+v", devs)
 	}
 	_, err = allocate(cfg, &abi.AllocateRequest{DeviceIDs: []string{"0000:3b:00.3"}})
-	var e *abi.Error
-	if !errors.As(err, &e) || e.Code != abi.CodeFailedPrecondition || !strings.Contains(e.Message, "IOMMU group is unknown") {
+	if !guesttest.Refused(err, abi.CodeFailedPrecondition, "IOMMU group is unknown") {
 		t.Fatalf("got %v", err)
 	}
 }
@@ -191,8 +189,7 @@ func TestAllocate(t *testing.T) {
 	}
 	for _, r := range refusals {
 		_, err := allocate(cfg, &abi.AllocateRequest{DeviceIDs: r.ids})
-		var e *abi.Error
-		if !errors.As(err, &e) || e.Code != r.code || !strings.Contains(e.Message, r.want) {
+		if !guesttest.Refused(err, r.code, r.want) {
 			t.Errorf("%v: got %v, want code %d and %q", r.ids, err, r.code, r.want)
 		}
 	}
@@ -208,8 +205,7 @@ func TestConfigErrors(t *testing.T) {
 	} {
 		sdk.SetTestConfig(c)
 		_, err := loadConfig()
-		var e *abi.Error
-		if !errors.As(err, &e) || e.Code != abi.CodeFailedPrecondition {
+		if !guesttest.Refused(err, abi.CodeFailedPrecondition, "") {
 			t.Errorf("%v: got %v", c, err)
 		}
 	}
@@ -219,8 +215,7 @@ func TestMissingSysfs(t *testing.T) {
 	sdk.SetTestConfig(map[string]string{"sysfs": "/nonexistent/pci"})
 	cfg, _ := loadConfig()
 	_, err := discover(cfg)
-	var e *abi.Error
-	if !errors.As(err, &e) || e.Code != abi.CodeUnavailable || !strings.Contains(e.Message, "mounts =") {
+	if !guesttest.Refused(err, abi.CodeUnavailable, "mounts =") {
 		t.Fatalf("got %v", err)
 	}
 }
