@@ -146,18 +146,12 @@ func CFlags(src, out string) []string {
 }
 
 // Go and C are GoModule and CModule for tests: they fail the test on error.
-func Go(t testing.TB, dir string) string {
-	t.Helper()
-	p, err := GoModule(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
+func Go(t testing.TB, dir string) string { t.Helper(); return must(t, GoModule, dir) }
+func C(t testing.TB, file string) string { t.Helper(); return must(t, CModule, file) }
 
-func C(t testing.TB, file string) string {
+func must(t testing.TB, build func(string) (string, error), src string) string {
 	t.Helper()
-	p, err := CModule(file)
+	p, err := build(src)
 	if err != nil {
 		t.Fatal(err)
 	}
