@@ -27,46 +27,19 @@ func TestUnknownFieldsAreSkipped(t *testing.T) {
 	}
 }
 
-func TestMalformedInputIsAnError(t *testing.T) {
-	cases := map[string][]byte{
-		"truncated varint":           {0x08, 0x80},
-		"truncated length":           {0x12, 0x05, 'a'},
-		"field zero":                 {0x00, 0x01},
-		"unterminated group":         {0x0b},
-		"lone end of group":          {0x0c},
-		"group ends another":         {0x0b, 0x14},   // starts field 1, ends field 2
-		"inner group ends the outer": []byte("CSSD"), // starts 8, 10, 10, ends 8
-		"groups too deep":            deepGroups(maxGroupDepth + 2),
-		"reserved wire type":         {0x0e},
-		"overlong varint":            {0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02},
-		"invalid UTF-8":              {0x12, 0x02, 'a', 0xff},
-		"invalid UTF-8 list":         {0x32, 0x02, 0xc3, 0x28}, // operations (6) with a broken sequence
-	}
-	for name, in := range cases {
-		var d Description
-		err := d.Unmarshal(in)
-		if err == nil {
-			t.Errorf("%s: no error", name)
-			continue
-		}
-		if !strings.Contains(err.Error(), "Description") {
-			t.Errorf("%s: error %q does not name the message", name, err)
-		}
-	}
-}
-
-// deepGroups is n groups of field 9 nested in each other.
-func deepGroups(n int) []byte {
-	b := bytes.Repeat([]byte{0x4b}, n)                 // field 9, start group
-	return append(b, bytes.Repeat([]byte{0x4c}, n)...) // field 9, end group
-}
+// Malformed input (truncated, overlong, bad groups, ...) is tested in
+// internal/abipb's TestMalformedInputAgreesWithProtobuf, for every message
+// and against protobuf-go: each must refuse it with an error naming the
+// message.
 
 // TestInvalidUTF8IsRefused: a string that is not UTF-8 is refused, in every
-// kind of field (proto3 semantics; internal/abipb checks protobuf-go agrees).
+// kind of field (proto3 semantics; internal/abipb checks protobuf-go agrees),
+// with an error naming the message.
 func TestInvalidUTF8IsRefused(t *testing.T) {
 	bad := string([]byte{'x', 0xff})
 	for _, m := range []Message{
 		&Description{Name: bad},
+		&Description{Operations: []string{"discover", bad}},
 		&Device{ID: "d", Attributes: map[string]string{"k": bad}},
 		&Device{ID: "d", Attributes: map[string]string{bad: "v"}},
 		&AllocateResponse{Envs: map[string]string{"A": bad}},
@@ -76,7 +49,8 @@ func TestInvalidUTF8IsRefused(t *testing.T) {
 		&PrepareResponse{Devices: []PreparedDevice{{DeviceID: bad}}},
 	} {
 		fresh := reflect.New(reflect.TypeOf(m).Elem()).Interface().(Message)
-		if err := fresh.Unmarshal(m.AppendTo(nil)); err == nil || !strings.Contains(err.Error(), "not valid UTF-8") {
+		if err := fresh.Unmarshal(m.AppendTo(nil)); err == nil || !strings.Contains(err.Error(), "not valid UTF-8") ||
+			!strings.Contains(err.Error(), reflect.TypeOf(m).Elem().Name()) {
 			t.Errorf("%T with a non-UTF-8 string: %v", m, err)
 		}
 	}

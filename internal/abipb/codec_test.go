@@ -392,7 +392,7 @@ func deepGroups(n int) []byte {
 }
 
 // TestMalformedInputAgreesWithProtobuf: what protobuf-go refuses, every
-// decoder of package abi refuses.
+// decoder of package abi refuses, with an error that names the message.
 func TestMalformedInputAgreesWithProtobuf(t *testing.T) {
 	cases := map[string][]byte{
 		"truncated varint":           {0x08, 0x80},
@@ -411,8 +411,11 @@ func TestMalformedInputAgreesWithProtobuf(t *testing.T) {
 			if proto.Unmarshal(in, p.theirs()) == nil {
 				t.Errorf("%s: protobuf-go accepts it: fix the test", name)
 			}
-			if m := p.ours(); m.Unmarshal(in) == nil {
+			m := p.ours()
+			if err := m.Unmarshal(in); err == nil {
 				t.Errorf("%s: %T accepts what protobuf-go refuses", name, m)
+			} else if !strings.Contains(err.Error(), reflect.TypeOf(m).Elem().Name()) {
+				t.Errorf("%s: %T's error %q does not name the message", name, m, err)
 			}
 		}
 	}
