@@ -13,7 +13,6 @@ import (
 
 	"github.com/wasmlet/wasmlet/abi"
 	"github.com/wasmlet/wasmlet/guests/internal/guesttest"
-	"github.com/wasmlet/wasmlet/guests/sdk"
 )
 
 // fakeEntry is a directory entry of a fake /dev: tests cannot mknod.
@@ -69,12 +68,7 @@ func fakeReadDir(d string) ([]fs.DirEntry, error) {
 
 func configure(t *testing.T, c map[string]string) config {
 	t.Helper()
-	sdk.SetTestConfig(c)
-	cfg, err := loadConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg
+	return guesttest.Configure(t, loadConfig, c)
 }
 
 func ids(devs []abi.Device) string {
@@ -210,9 +204,7 @@ func TestConfigErrors(t *testing.T) {
 		{map[string]string{"globs": "/dev/null", "shares": "1001"}, "shares"},
 		{map[string]string{"globs": "/dev/null", "dev": "dev"}, "not an absolute path"},
 	} {
-		sdk.SetTestConfig(c.config)
-		_, err := loadConfig()
-		if !guesttest.Refused(err, abi.CodeFailedPrecondition, c.want) {
+		if err := guesttest.ConfigError(loadConfig, c.config); !guesttest.Refused(err, abi.CodeFailedPrecondition, c.want) {
 			t.Errorf("%v: got %v, want %q", c.config, err, c.want)
 		}
 	}

@@ -9,16 +9,11 @@ import (
 
 	"github.com/wasmlet/wasmlet/abi"
 	"github.com/wasmlet/wasmlet/guests/internal/guesttest"
-	"github.com/wasmlet/wasmlet/guests/sdk"
 )
 
 func configure(t *testing.T, c map[string]string) *config {
 	t.Helper()
-	sdk.SetTestConfig(c)
-	cfg, err := loadConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := guesttest.Configure(t, loadConfig, c)
 	return &cfg
 }
 
@@ -164,9 +159,7 @@ func TestConfigErrors(t *testing.T) {
 		{map[string]string{"partitions": "1g.50gb"}, "is larger than a GPU"},
 		{map[string]string{"partitions": "1g.5gb", "shared": "true"}, "shared GPUs cannot be partitioned too"},
 	} {
-		sdk.SetTestConfig(c.cfg)
-		_, err := loadConfig()
-		if !guesttest.Refused(err, abi.CodeFailedPrecondition, c.want) {
+		if err := guesttest.ConfigError(loadConfig, c.cfg); !guesttest.Refused(err, abi.CodeFailedPrecondition, c.want) {
 			t.Errorf("%v: got %v, want %q", c.cfg, err, c.want)
 		}
 	}

@@ -42,12 +42,7 @@ func configure(t *testing.T, sys string, extra map[string]string) config {
 	for k, v := range extra {
 		c[k] = v
 	}
-	sdk.SetTestConfig(c)
-	cfg, err := loadConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg
+	return guesttest.Configure(t, loadConfig, c)
 }
 
 func node(p string) abi.DeviceNode {
@@ -203,9 +198,7 @@ func TestConfigErrors(t *testing.T) {
 		{"class": "0x2"},
 		{"class": "0x02000000"},
 	} {
-		sdk.SetTestConfig(c)
-		_, err := loadConfig()
-		if !guesttest.Refused(err, abi.CodeFailedPrecondition, "") {
+		if err := guesttest.ConfigError(loadConfig, c); !guesttest.Refused(err, abi.CodeFailedPrecondition, "") {
 			t.Errorf("%v: got %v", c, err)
 		}
 	}

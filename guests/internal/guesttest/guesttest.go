@@ -40,3 +40,23 @@ func CheckPolicy[P handler.Policy](t testing.TB, load func() P, config map[strin
 	}
 	return version, err
 }
+
+// Configure runs load, a module's configuration loader, under config, and
+// fails t if it refuses it.
+func Configure[C any](t testing.TB, load func() (C, error), config map[string]string) C {
+	t.Helper()
+	sdk.SetTestConfig(config)
+	cfg, err := load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// ConfigError runs load, a module's configuration loader, under config,
+// and returns its error.
+func ConfigError[C any](load func() (C, error), config map[string]string) error {
+	sdk.SetTestConfig(config)
+	_, err := load()
+	return err
+}
