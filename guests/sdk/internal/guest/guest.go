@@ -63,8 +63,9 @@ func describe(ptr unsafe.Pointer, n int32) uint64 {
 // Handle finds the request bytes the host wrote, decodes them into req, runs
 // op, and packs op's reply (or error) into the result the host expects. A
 // request that is not where wasmlet_alloc put it, or does not decode, is
-// answered with an invalid-argument error without running op; an error op
-// returns that is not an *abi.Error is sent with code unknown.
+// answered with an invalid-argument error without running op. When op
+// returns an error, that is the reply, whatever message op returned with it;
+// one that is not an *abi.Error is sent with code unknown.
 func Handle(ptr unsafe.Pointer, n int32, req abi.Message, op func() (abi.Message, error)) uint64 {
 	if n < 0 || int(n) > len(in) || (n > 0 && ptr != unsafe.Pointer(&in[0])) {
 		return reply(&abi.Error{Code: abi.CodeInvalidArgument,
