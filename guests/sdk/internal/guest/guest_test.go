@@ -89,10 +89,13 @@ func TestHandleErrors(t *testing.T) {
 		{"abi error", &abi.Error{Code: abi.CodeUnavailable, Message: "busy"}, abi.Error{Code: abi.CodeUnavailable, Message: "busy"}},
 		{"plain error", errors.New("disk on fire"), abi.Error{Code: abi.CodeUnknown, Message: "disk on fire"}},
 	} {
-		err := CallMessage(op(func() (abi.Message, error) { return nil, c.err }), &abi.DiscoverRequest{}, &abi.DiscoverResponse{})
-		var e *abi.Error
-		if !errors.As(err, &e) || *e != c.want {
-			t.Errorf("%s: got %v, want %v", c.name, err, &c.want)
+		// The error is the reply, even with a message beside it.
+		for _, msg := range []abi.Message{nil, &abi.DiscoverResponse{Devices: []abi.Device{{ID: "d"}}}} {
+			err := CallMessage(op(func() (abi.Message, error) { return msg, c.err }), &abi.DiscoverRequest{}, &abi.DiscoverResponse{})
+			var e *abi.Error
+			if !errors.As(err, &e) || *e != c.want {
+				t.Errorf("%s, message %v: got %v, want %v", c.name, msg, err, &c.want)
+			}
 		}
 	}
 }
