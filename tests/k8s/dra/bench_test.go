@@ -13,6 +13,7 @@ import (
 	drapb "k8s.io/kubelet/pkg/apis/dra/v1"
 
 	"github.com/wasmlet/wasmlet/host/dradriver"
+	"github.com/wasmlet/wasmlet/internal/testkit"
 )
 
 // BenchmarkSliceUpdate measures the time from a device appearing in a
@@ -25,7 +26,7 @@ func BenchmarkSliceUpdate(b *testing.B) {
 	e := newEnv(b)
 	e.setDevices(b, gpu0Counters, gpu("gpu-0", 0, "40Gi"))
 	w := e.startWasmlet(b, "filesource")
-	eventually(b, "published", func() bool { return w.driver(fileDriver).Slices == dradriver.SlicesPublished })
+	testkit.Eventually(b, "published", func() bool { return w.driver(fileDriver).Slices == dradriver.SlicesPublished })
 	ctx := context.Background()
 	watcher, err := e.c.Client.ResourceV1().ResourceSlices().Watch(ctx, metav1.ListOptions{
 		FieldSelector: e.selector(fileDriver)})
@@ -78,8 +79,8 @@ func BenchmarkNodePrepareResources(b *testing.B) {
 	e := newEnv(b)
 	k := e.startKubelet(b)
 	w := e.startWasmlet(b, "gpusim")
-	eventually(b, "the kubelet to register gpu.example.com", func() bool { return k.plugin(gpuDriver) != nil })
-	eventually(b, "gpusim's slices", func() bool { return w.driver(gpuDriver).Slices == dradriver.SlicesPublished })
+	testkit.Eventually(b, "the kubelet to register gpu.example.com", func() bool { return k.plugin(gpuDriver) != nil })
+	testkit.Eventually(b, "gpusim's slices", func() bool { return w.driver(gpuDriver).Slices == dradriver.SlicesPublished })
 	e.deviceClass(b, gpuDriver)
 	ctx := context.Background()
 	claim, err := e.c.Client.ResourceV1().ResourceClaims("default").Create(ctx, &resourceapi.ResourceClaim{
@@ -124,7 +125,7 @@ func BenchmarkKubeletRestart(b *testing.B) {
 	e.setDevices(b, gpu0Counters, gpu("gpu-0", 0, "40Gi"))
 	k := e.startKubelet(b)
 	w := e.startWasmlet(b, "filesource")
-	eventually(b, "registered", func() bool { return k.plugin(fileDriver) != nil })
+	testkit.Eventually(b, "registered", func() bool { return k.plugin(fileDriver) != nil })
 	b.ResetTimer()
 	for range b.N {
 		b.StopTimer()
@@ -133,6 +134,6 @@ func BenchmarkKubeletRestart(b *testing.B) {
 		e.removeRegistry(b)
 		b.StartTimer()
 		k = e.startKubelet(b)
-		eventually(b, "registered again", func() bool { return w.driver(fileDriver).Registrations > regs })
+		testkit.Eventually(b, "registered again", func() bool { return w.driver(fileDriver).Registrations > regs })
 	}
 }

@@ -15,6 +15,7 @@ import (
 	drapb "k8s.io/kubelet/pkg/apis/dra/v1"
 
 	"github.com/wasmlet/wasmlet/host/dradriver"
+	"github.com/wasmlet/wasmlet/internal/testkit"
 )
 
 // gpu is a filesource device with an attribute of each type, a capacity and
@@ -39,7 +40,7 @@ func TestSlicesFollowDiscovery(t *testing.T) {
 
 	var devs map[string]resourceapi.Device
 	var counters []resourceapi.CounterSet
-	eventually(t, "gpu-0 and gpu-0-half in the API server", func() bool {
+	testkit.Eventually(t, "gpu-0 and gpu-0-half in the API server", func() bool {
 		devs, counters = devicesOf(e.slices(t, fileDriver))
 		return len(devs) == 2
 	})
@@ -72,14 +73,14 @@ func TestSlicesFollowDiscovery(t *testing.T) {
 	if len(counters) != 1 || counters[0].Name != "gpu-0" || !quantity(counters[0].Counters["memory"], "40Gi") {
 		t.Errorf("shared counters %+v", counters)
 	}
-	eventually(t, "the driver's status to say published", func() bool {
+	testkit.Eventually(t, "the driver's status to say published", func() bool {
 		return w.driver(fileDriver).Slices == dradriver.SlicesPublished
 	})
 
 	// A device appears, a partition goes, the counters grow.
 	e.setDevices(t, []fileCounterSet{{Name: "gpu-0", Counters: map[string]string{"memory": "80Gi"}}},
 		gpu("gpu-0", 0, "40Gi"), gpu("gpu-1", 2, "40Gi"))
-	eventually(t, "gpu-1 in, gpu-0-half out, 80Gi of counters", func() bool {
+	testkit.Eventually(t, "gpu-1 in, gpu-0-half out, 80Gi of counters", func() bool {
 		devs, counters = devicesOf(e.slices(t, fileDriver))
 		_, in := devs["gpu-1"]
 		_, out := devs["gpu-0-half"]
@@ -90,7 +91,7 @@ func TestSlicesFollowDiscovery(t *testing.T) {
 	bad := gpu("gpu-1", 2, "40Gi")
 	bad.Unhealthy = true
 	e.setDevices(t, gpu0Counters, gpu("gpu-0", 0, "40Gi"), bad)
-	eventually(t, "gpu-1 tainted", func() bool {
+	testkit.Eventually(t, "gpu-1 tainted", func() bool {
 		devs, _ = devicesOf(e.slices(t, fileDriver))
 		return len(devs["gpu-1"].Taints) == 1 && len(devs["gpu-0"].Taints) == 0
 	})
@@ -99,7 +100,7 @@ func TestSlicesFollowDiscovery(t *testing.T) {
 	if err := os.Remove(filepath.Join(e.dir, "wasmlet", "modules", "filesource.wasm")); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the slices withdrawn", func() bool { return len(e.slices(t, fileDriver)) == 0 })
+	testkit.Eventually(t, "the slices withdrawn", func() bool { return len(e.slices(t, fileDriver)) == 0 })
 }
 
 // TestPrepareThroughKubelet: a claim allocated by the upstream structured
@@ -112,8 +113,8 @@ func TestPrepareThroughKubelet(t *testing.T) {
 	e := newEnv(t)
 	k := e.startKubelet(t)
 	w := e.startWasmlet(t, "gpusim")
-	eventually(t, "the kubelet to register gpu.example.com", func() bool { return k.plugin(gpuDriver) != nil })
-	eventually(t, "gpusim's slices", func() bool { return w.driver(gpuDriver).Slices == dradriver.SlicesPublished })
+	testkit.Eventually(t, "the kubelet to register gpu.example.com", func() bool { return k.plugin(gpuDriver) != nil })
+	testkit.Eventually(t, "gpusim's slices", func() bool { return w.driver(gpuDriver).Slices == dradriver.SlicesPublished })
 	e.deviceClass(t, gpuDriver)
 
 	ctx := context.Background()
@@ -161,12 +162,12 @@ func TestPrepareThroughKubelet(t *testing.T) {
 
 	// wasmlet restarts: the kubelet unprepares with what it has, the
 	// claim's name and UID.
-	w.stop()
+	w.stop(t)
 	w = e.startWasmlet(t, "gpusim")
 	if n := w.driver(gpuDriver).Prepared; n != 1 {
 		t.Errorf("after a restart, %d claims prepared, want 1 (from the checkpoint)", n)
 	}
-	eventually(t, "the kubelet to register gpu.example.com again", func() bool {
+	testkit.Eventually(t, "the kubelet to register gpu.example.com again", func() bool {
 		return w.driver(gpuDriver).State == dradriver.StateRegistered && k.plugin(gpuDriver) != nil
 	})
 	ureq := &drapb.NodeUnprepareResourcesRequest{Claims: req.Claims}
@@ -217,8 +218,8 @@ func TestKubeletRestart(t *testing.T) {
 	e.setDevices(t, gpu0Counters, gpu("gpu-0", 0, "40Gi"))
 	k := e.startKubelet(t)
 	w := e.startWasmlet(t, "filesource")
-	eventually(t, "the kubelet to register file.example.com", func() bool { return k.plugin(fileDriver) != nil })
-	eventually(t, "the device's health at the kubelet", func() bool {
+	testkit.Eventually(t, "the kubelet to register file.example.com", func() bool { return k.plugin(fileDriver) != nil })
+	testkit.Eventually(t, "the device's health at the kubelet", func() bool {
 		return k.health.of(fileDriver+"/"+e.nodeName+"/gpu-0") == "HEALTHY"
 	})
 	for i := range 3 {
@@ -227,11 +228,11 @@ func TestKubeletRestart(t *testing.T) {
 		e.removeRegistry(t)
 		start := time.Now()
 		k = e.startKubelet(t)
-		eventually(t, "the new kubelet to register file.example.com", func() bool {
+		testkit.Eventually(t, "the new kubelet to register file.example.com", func() bool {
 			return w.driver(fileDriver).Registrations > before.Registrations && k.plugin(fileDriver) != nil
 		})
 		t.Logf("registered again %v after the kubelet restarted", time.Since(start).Round(time.Millisecond))
-		eventually(t, "the slices back after the new kubelet wiped them", func() bool {
+		testkit.Eventually(t, "the slices back after the new kubelet wiped them", func() bool {
 			devs, _ := devicesOf(e.slices(t, fileDriver))
 			_, ok := devs["gpu-0"]
 			return ok
@@ -251,14 +252,14 @@ func TestAPIServerOutage(t *testing.T) {
 	e := newEnv(t)
 	e.setDevices(t, gpu0Counters, gpu("gpu-0", 0, "40Gi"))
 	w := e.startWasmlet(t, "filesource")
-	eventually(t, "published", func() bool { return w.driver(fileDriver).Slices == dradriver.SlicesPublished })
+	testkit.Eventually(t, "published", func() bool { return w.driver(fileDriver).Slices == dradriver.SlicesPublished })
 
 	e.c.Stop() // started again by newEnv's cleanup, should the test fail
 	e.setDevices(t, gpu0Counters, gpu("gpu-0", 0, "40Gi"), gpu("gpu-1", 1, "40Gi"))
-	eventually(t, "the driver to report the API server unreachable", func() bool {
+	testkit.Eventually(t, "the driver to report the API server unreachable", func() bool {
 		return w.driver(fileDriver).Slices == dradriver.SlicesUnreachable
 	})
-	why := w.node.DRA().NotReady()
+	why := w.Node.DRA().NotReady()
 	if !strings.Contains(why, "API server") {
 		t.Errorf("not ready: %q, want the API server named", why)
 	}
@@ -266,13 +267,13 @@ func TestAPIServerOutage(t *testing.T) {
 
 	e.c.Start()
 	start := time.Now()
-	eventually(t, "gpu-1 in the API server", func() bool {
+	testkit.Eventually(t, "gpu-1 in the API server", func() bool {
 		devs, _ := devicesOf(e.slices(t, fileDriver))
 		_, ok := devs["gpu-1"]
 		return ok
 	})
 	t.Logf("reconciled %v after the API server was back", time.Since(start).Round(time.Millisecond))
-	eventually(t, "published again", func() bool {
-		return w.driver(fileDriver).Slices == dradriver.SlicesPublished && w.node.DRA().NotReady() == ""
+	testkit.Eventually(t, "published again", func() bool {
+		return w.driver(fileDriver).Slices == dradriver.SlicesPublished && w.Node.DRA().NotReady() == ""
 	})
 }

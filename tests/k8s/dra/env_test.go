@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	corev1 "k8s.io/api/core/v1"
 	resourceapi "k8s.io/api/resource/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -31,11 +30,10 @@ import (
 	kubeletconfig "k8s.io/kubernetes/pkg/kubelet/config"
 	"k8s.io/kubernetes/pkg/kubelet/pluginmanager"
 
-	"github.com/wasmlet/wasmlet/guests/build"
-	"github.com/wasmlet/wasmlet/host/config"
 	"github.com/wasmlet/wasmlet/host/dradriver"
-	"github.com/wasmlet/wasmlet/host/node"
+	"github.com/wasmlet/wasmlet/internal/testkit"
 	"github.com/wasmlet/wasmlet/tests/k8s/cluster"
+	"github.com/wasmlet/wasmlet/tests/k8s/internal/wasmletnode"
 )
 
 const (
@@ -83,7 +81,7 @@ type env struct {
 func newEnv(tb testing.TB) *env {
 	tb.Helper()
 	c := shared
-	e := &env{c: c, nodeName: fmt.Sprintf("node-%d", nodes.Add(1)), dir: shortDir(tb)}
+	e := &env{c: c, nodeName: fmt.Sprintf("node-%d", nodes.Add(1)), dir: testkit.ShortDir(tb)}
 	// An API server that a test stopped is started again for the next.
 	tb.Cleanup(c.Start)
 	e.data = filepath.Join(e.dir, "data")
@@ -163,11 +161,7 @@ func (e *env) setDevices(tb testing.TB, counters []fileCounterSet, devs ...fileD
 }
 
 // wasmlet is a whole wasmlet node, as `wasmlet run` runs it.
-type wasmlet struct {
-	node   *node.Node
-	cancel context.CancelFunc
-	done   chan error
-}
+type wasmlet struct{ *wasmletnode.Wasmlet }
 
 // modules are the modules a wasmlet of the tests loads, with their guests.
 var modules = map[string]string{
@@ -219,67 +213,28 @@ registry_dir = %q
 // kept across restarts; it stops when the test ends.
 func (e *env) startWasmlet(tb testing.TB, names ...string) *wasmlet {
 	tb.Helper()
-	dir := filepath.Join(e.dir, "wasmlet")
-	modDir := filepath.Join(dir, "modules")
-	state := filepath.Join(dir, "state")
-	if err := os.MkdirAll(modDir, 0o700); err != nil {
-		tb.Fatal(err)
-	}
-	if _, err := os.Lstat(filepath.Join(state, "compilation-cache")); err != nil { // not yet: a first start
-		build.SharedCompilationCache(tb, state, "wazero-k8s")
-	}
 	if len(names) == 0 {
 		names = []string{"filesource", "gpusim"}
 	}
+	guests := map[string]string{}
 	for _, name := range names {
-		installModule(tb, modDir, name)
+		guests[name] = modules[name]
 	}
-	file := filepath.Join(dir, "plugins.toml")
-	if err := os.WriteFile(file, []byte(e.config(names)), 0o644); err != nil {
-		tb.Fatal(err)
-	}
-	cfg, err := config.Load(file)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	n, err := node.New(cfg, logger(tb))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	w := &wasmlet{node: n, cancel: cancel, done: make(chan error, 1)}
-	go func() { w.done <- n.Run(ctx) }()
-	tb.Cleanup(w.stop)
-	eventuallyWithin(tb, startTimeout, "wasmlet to be ready", func() bool { return n.Ready() })
-	return w
+	return &wasmlet{wasmletnode.Start(tb, wasmletnode.Options{
+		Dir: filepath.Join(e.dir, "wasmlet"), TOML: e.config(names), ModuleDir: "modules", Modules: guests})}
 }
 
-func installModule(tb testing.TB, modDir, name string) {
+// stop stops w, failing the test if it stopped on an error.
+func (w *wasmlet) stop(tb testing.TB) {
 	tb.Helper()
-	b, err := os.ReadFile(build.Go(tb, modules[name]))
-	if err != nil {
-		tb.Fatal(err)
+	if err := w.Stop(); err != nil {
+		tb.Fatalf("wasmlet stopped with an error: %v", err)
 	}
-	tmp := filepath.Join(modDir, "."+name+".tmp")
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		tb.Fatal(err)
-	}
-	if err := os.Rename(tmp, filepath.Join(modDir, name+".wasm")); err != nil {
-		tb.Fatal(err)
-	}
-}
-
-func (w *wasmlet) stop() {
-	w.cancel()
-	if err := <-w.done; err != nil {
-		panic(fmt.Sprintf("wasmlet stopped with an error: %v", err))
-	}
-	w.done <- nil
 }
 
 // driver is the status of driver name, or a zero Status.
 func (w *wasmlet) driver(name string) dradriver.Status {
-	for _, st := range w.node.DRA().Status() {
+	for _, st := range w.Node.DRA().Status() {
 		if st.Driver == name {
 			return st
 		}
@@ -472,49 +427,6 @@ func (e *env) deviceClass(tb testing.TB, driver string) {
 	}, metav1.CreateOptions{})
 	if err != nil && !apierrors.IsAlreadyExists(err) {
 		tb.Fatal(err)
-	}
-}
-
-func shortDir(tb testing.TB) string {
-	tb.Helper()
-	d, err := os.MkdirTemp("", "dra")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { os.RemoveAll(d) })
-	return d
-}
-
-// logger writes wasmlet's warnings and errors into the test's log.
-func logger(tb testing.TB) hclog.Logger {
-	return hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: testWriter{tb}})
-}
-
-type testWriter struct{ tb testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.tb.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
-// eventually polls cond until it holds, failing the test, named by what,
-// after a minute: the bound matters only when something is broken.
-func eventually(tb testing.TB, what string, cond func() bool) {
-	tb.Helper()
-	eventuallyWithin(tb, time.Minute, what, cond)
-}
-
-// startTimeout bounds a wasmlet's first start, which compiles its modules:
-// cold (a CI machine's first run, the compilation cache empty), under the
-// race detector, beside other packages doing the same, that takes minutes.
-const startTimeout = 5 * time.Minute
-
-func eventuallyWithin(tb testing.TB, within time.Duration, what string, cond func() bool) {
-	tb.Helper()
-	for deadline := time.Now().Add(within); !cond(); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s (%v)", what, within)
-		}
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	drapb "k8s.io/kubelet/pkg/apis/dra/v1"
 
 	"github.com/wasmlet/wasmlet/host/dradriver"
+	"github.com/wasmlet/wasmlet/internal/testkit"
 )
 
 // TestDiscoveryTheAPIServerWouldRefuse: a source's discovery that, sent as
@@ -49,7 +50,7 @@ func TestDiscoveryTheAPIServerWouldRefuse(t *testing.T) {
 	e.setDevices(t, counters, devs...)
 	k := e.startKubelet(t)
 	w := e.startWasmlet(t, "filesource")
-	eventually(t, "the slices published", func() bool { return w.driver(fileDriver).Slices == dradriver.SlicesPublished })
+	testkit.Eventually(t, "the slices published", func() bool { return w.driver(fileDriver).Slices == dradriver.SlicesPublished })
 
 	got, sets := devicesOf(e.slices(t, fileDriver))
 	var names []string
@@ -76,11 +77,11 @@ func TestDiscoveryTheAPIServerWouldRefuse(t *testing.T) {
 		!strings.Contains(st.LeftOutReason, `device "z-1" is beyond the 12 devices a driver publishes ([dra] max_devices)`) {
 		t.Errorf("status: %d devices, %d left out: %s", st.Devices, st.LeftOut, st.LeftOutReason)
 	}
-	if why := w.node.DRA().NotReady(); why != "" {
+	if why := w.Node.DRA().NotReady(); why != "" {
 		t.Errorf("not ready: %s", why)
 	}
 
-	eventually(t, "the kubelet to register file.example.com", func() bool { return k.plugin(fileDriver) != nil })
+	testkit.Eventually(t, "the kubelet to register file.example.com", func() bool { return k.plugin(fileDriver) != nil })
 	e.deviceClass(t, fileDriver)
 	ctx := context.Background()
 	claim, err := e.c.Client.ResourceV1().ResourceClaims("default").Create(ctx, &resourceapi.ResourceClaim{
@@ -119,13 +120,13 @@ func TestSourceRemovedFromConfig(t *testing.T) {
 	e.setDevices(t, gpu0Counters, gpu("gpu-0", 0, "40Gi"))
 	k := e.startKubelet(t)
 	w := e.startWasmlet(t, "filesource", "gpusim")
-	eventually(t, "both drivers registered", func() bool { return k.plugin(fileDriver) != nil && k.plugin(gpuDriver) != nil })
-	eventually(t, "file.example.com's slices", func() bool { return len(e.slices(t, fileDriver)) > 0 })
+	testkit.Eventually(t, "both drivers registered", func() bool { return k.plugin(fileDriver) != nil && k.plugin(gpuDriver) != nil })
+	testkit.Eventually(t, "file.example.com's slices", func() bool { return len(e.slices(t, fileDriver)) > 0 })
 
-	w.stop()
+	w.stop(t)
 	e.startWasmlet(t, "gpusim") // filesource.wasm is still in the module directory
-	eventually(t, "file.example.com's slices deleted", func() bool { return len(e.slices(t, fileDriver)) == 0 })
-	eventually(t, "gpu.example.com registered again", func() bool { return k.plugin(gpuDriver) != nil })
+	testkit.Eventually(t, "file.example.com's slices deleted", func() bool { return len(e.slices(t, fileDriver)) == 0 })
+	testkit.Eventually(t, "gpu.example.com registered again", func() bool { return k.plugin(gpuDriver) != nil })
 	if k.plugin(fileDriver) != nil {
 		t.Error("file.example.com is still registered with the kubelet")
 	}

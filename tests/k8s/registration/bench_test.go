@@ -6,6 +6,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/wasmlet/wasmlet/internal/testkit"
 )
 
 // BenchmarkRegistration50: 50 upstream example plugin processes each create
@@ -90,7 +92,7 @@ func benchRegistration(b *testing.B, registry string, held int, registered func(
 			release(false)
 		}
 		f.stop(b, fleetSize)
-		eventually(b, "every plugin to be deregistered", func() bool { return registered() == 0 })
+		testkit.Eventually(b, "every plugin to be deregistered", func() bool { return registered() == 0 })
 		b.StartTimer()
 	}
 	run() // warm-up

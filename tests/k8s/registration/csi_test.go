@@ -25,6 +25,7 @@ import (
 	"github.com/wasmlet/wasmlet/host/api/adminpb"
 	"github.com/wasmlet/wasmlet/host/csi"
 	"github.com/wasmlet/wasmlet/host/pluginmanager"
+	"github.com/wasmlet/wasmlet/internal/testkit"
 )
 
 // The CSI driver in these tests is Kubernetes' own mock CSI driver
@@ -162,7 +163,7 @@ func startCSIWasmlet(tb testing.TB) *wasmlet {
 }
 
 // drivers is what the node knows of its CSI drivers.
-func (w *wasmlet) drivers() []csi.Driver { return w.node.CSI().List() }
+func (w *wasmlet) drivers() []csi.Driver { return w.Node.CSI().List() }
 
 // TestCSIDriverLifecycle runs a real CSI driver and its registrar against
 // a node started from the repository's plugins.toml: the driver registers
@@ -171,7 +172,7 @@ func (w *wasmlet) drivers() []csi.Driver { return w.node.CSI().List() }
 // is forgotten.
 func TestCSIDriverLifecycle(t *testing.T) {
 	w := startCSIWasmlet(t)
-	dir := shortDir(t)
+	dir := testkit.ShortDir(t)
 	endpoint := filepath.Join(dir, "plugins", "mock", "csi.sock")
 	cfg := service.Config{DriverName: "io.kubernetes.storage.mock", AttachLimit: 3, EnableTopology: true, NodeExpansionRequired: true}
 	drv := startCSIDriver(t, endpoint, cfg)
@@ -188,7 +189,7 @@ func TestCSIDriverLifecycle(t *testing.T) {
 		t.Fatalf("plugin %+v", p)
 	}
 	// What the admin API and the wasmlet command show.
-	sock := w.node.Config().Host.APISocket
+	sock := w.Node.Config().Host.APISocket
 	c, err := api.Dial(sock)
 	if err != nil {
 		t.Fatal(err)
@@ -238,7 +239,7 @@ func TestCSIDriverLifecycle(t *testing.T) {
 	first := w.drivers()[0].Registered
 	reg.stop()
 	drv.stop()
-	eventually(t, "the driver to be forgotten", func() bool { return len(w.drivers()) == 0 })
+	testkit.Eventually(t, "the driver to be forgotten", func() bool { return len(w.drivers()) == 0 })
 	cfg.AttachLimit = 5
 	startCSIDriver(t, endpoint, cfg)
 	reg = startRegistrar(t, w.registry, endpoint)
@@ -253,8 +254,8 @@ func TestCSIDriverLifecycle(t *testing.T) {
 
 	// Its registrar goes: the driver and its facts are forgotten.
 	reg.stop()
-	eventually(t, "the driver to be forgotten", func() bool { return len(w.drivers()) == 0 })
-	eventually(t, "the plugin to be forgotten", func() bool { _, ok := w.plugin("io.kubernetes.storage.mock-reg"); return !ok })
+	testkit.Eventually(t, "the driver to be forgotten", func() bool { return len(w.drivers()) == 0 })
+	testkit.Eventually(t, "the plugin to be forgotten", func() bool { _, ok := w.plugin("io.kubernetes.storage.mock-reg"); return !ok })
 }
 
 // TestCSIDriverRefused: a registrar whose driver does not answer is told
@@ -262,7 +263,7 @@ func TestCSIDriverLifecycle(t *testing.T) {
 // only CSI 0.3.0 is refused, as the kubelet refuses it.
 func TestCSIDriverRefused(t *testing.T) {
 	w := startCSIWasmlet(t)
-	dir := shortDir(t)
+	dir := testkit.ShortDir(t)
 	endpoint := filepath.Join(dir, "plugins", "mock", "csi.sock")
 	cfg := service.Config{DriverName: "io.kubernetes.storage.mock"}
 	drv := startCSIDriver(t, endpoint, cfg)

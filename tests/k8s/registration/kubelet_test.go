@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wasmlet/wasmlet/internal/testkit"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
@@ -28,7 +29,7 @@ func startKubelet(tb testing.TB) *kubelet {
 	// It logs every registration at the default verbosity.
 	klog.SetOutput(discard{})
 	klog.LogToStderr(false)
-	k := &kubelet{registry: shortDir(tb), handler: &exampleHandler{versions: []string{"v1beta1", "v1beta2"}, plugins: map[string]string{}}}
+	k := &kubelet{registry: testkit.ShortDir(tb), handler: &exampleHandler{versions: []string{"v1beta1", "v1beta2"}, plugins: map[string]string{}}}
 	pm := pluginmanager.NewPluginManager(k.registry, &record.FakeRecorder{})
 	pm.AddHandler("ExamplePlugin", k.handler)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/wasmlet/wasmlet/host/pluginmanager"
+	"github.com/wasmlet/wasmlet/internal/testkit"
 )
 
 // TestBundledConfigRegistersUpstreamExamplePlugins: 50 upstream example
@@ -72,7 +73,7 @@ func TestSlowHandlerCallHoldsUpOnlyItsPlugin(t *testing.T) {
 	// register would otherwise be followed by a notify to a plugin that is
 	// gone, which waits out the operation timeout) and the node stops.
 	t.Cleanup(func() { release(true) })
-	m := w.node.Modules().Get("badhandler")
+	m := w.Node.Modules().Get("badhandler")
 	if m == nil {
 		t.Fatal("badhandler is not loaded")
 	}
@@ -81,7 +82,7 @@ func TestSlowHandlerCallHoldsUpOnlyItsPlugin(t *testing.T) {
 	f.serve(t, w.registry, 0, held)
 	// Both held plugins are in their register call: 4 calls made (validate
 	// and register each), 2 instances busy.
-	eventually(t, "both held register calls to run", func() bool {
+	testkit.Eventually(t, "both held register calls to run", func() bool {
 		s := m.Status()
 		return s.Calls == 4 && s.Instances-s.Idle == 2
 	})

@@ -15,6 +15,7 @@ import (
 	"github.com/wasmlet/wasmlet/host/api"
 	"github.com/wasmlet/wasmlet/host/api/adminpb"
 	"github.com/wasmlet/wasmlet/host/devicemanager"
+	"github.com/wasmlet/wasmlet/internal/testkit"
 )
 
 // The device plugin in these tests is the kubelet's own device plugin Stub
@@ -71,17 +72,17 @@ func startStub(tb testing.TB, socket, resource string, watch bool) (registered b
 func TestDevicePluginCannotTakeADeviceSourcesResource(t *testing.T) {
 	w := startWasmlet(t, bundledConfig(t), bundledModules, nil)
 	dev := func() (devicemanager.ResourceStatus, bool) {
-		for _, r := range w.node.Devices().Resources() {
+		for _, r := range w.Node.Devices().Resources() {
 			if r.Name == "example.com/dev" {
 				return r, true
 			}
 		}
 		return devicemanager.ResourceStatus{}, false
 	}
-	eventually(t, "devsource to serve example.com/dev", func() bool { r, ok := dev(); return ok && r.Healthy > 0 })
+	testkit.Eventually(t, "devsource to serve example.com/dev", func() bool { r, ok := dev(); return ok && r.Healthy > 0 })
 	before, _ := dev()
 
-	dp := w.node.Config().Host.DevicePluginDir
+	dp := w.Node.Config().Host.DevicePluginDir
 	registered, refusal := startStub(t, filepath.Join(dp, "stub.sock"), "example.com/dev", false)
 	want := `example.com/dev is served by the device source module "devsource"`
 	if registered || !strings.Contains(refusal, want) {
@@ -91,7 +92,7 @@ func TestDevicePluginCannotTakeADeviceSourcesResource(t *testing.T) {
 		t.Fatalf("example.com/dev after the refusal: %+v", r)
 	}
 
-	c, err := api.Dial(w.node.Config().Host.APISocket)
+	c, err := api.Dial(w.Node.Config().Host.APISocket)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,19 +133,19 @@ func TestDevicePluginCannotTakeADeviceSourcesResource(t *testing.T) {
 // kubelet does), and its devices are healthy again.
 func TestStubRegistersAgainAfterARestart(t *testing.T) {
 	w := startWasmlet(t, bundledConfig(t), bundledModules, nil)
-	socket := filepath.Join(w.node.Config().Host.DevicePluginDir, "stub.sock")
+	socket := filepath.Join(w.Node.Config().Host.DevicePluginDir, "stub.sock")
 	if registered, refusal := startStub(t, socket, "example.com/stub", true); !registered {
 		t.Fatalf("the Stub was refused: %s", refusal)
 	}
 	connected := func() bool {
-		for _, r := range w.node.Devices().Resources() {
+		for _, r := range w.Node.Devices().Resources() {
 			if r.Name == "example.com/stub" {
 				return r.Connected && r.Healthy == 2 && r.Provider == "plugin:"+socket
 			}
 		}
 		return false
 	}
-	eventually(t, "the Stub's devices", connected)
-	w.restart(t)
-	eventually(t, "the Stub to register with the restarted wasmlet", connected)
+	testkit.Eventually(t, "the Stub's devices", connected)
+	w.Restart(t)
+	testkit.Eventually(t, "the Stub to register with the restarted wasmlet", connected)
 }

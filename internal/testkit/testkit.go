@@ -1,0 +1,118 @@
+// Package testkit is what the tests of every package and module of the
+// repository share (the host's, the checkpoint's, the command's, tests/e2e
+// and tests/k8s): a short temporary directory, for unix socket paths
+// (limited to about 108 bytes); a logger that writes into the test's log;
+// a wait for a condition; a file read or written that fails the test when
+// it cannot be, and a file of the repository's own. It imports nothing of
+// wasmlet's but guests/build (which finds the repository), so any
+// package's tests may use it; the host's tests add what needs the host's
+// packages in host/internal/testenv.
+package testkit
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/wasmlet/wasmlet/guests/build"
+)
+
+// ShortDir returns a new temporary directory with a short path, removed
+// when the test ends.
+func ShortDir(tb testing.TB) string {
+	tb.Helper()
+	d, err := os.MkdirTemp("", "w")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { os.RemoveAll(d) })
+	return d
+}
+
+// Writer writes into the test's log, a line per write.
+type Writer struct{ T testing.TB }
+
+func (w Writer) Write(p []byte) (int, error) {
+	w.T.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// Logger is an hclog logger at level writing into the test's log.
+func Logger(tb testing.TB, level hclog.Level) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{Level: level, Output: Writer{tb}})
+}
+
+// Eventually polls cond until it holds, and fails the test naming what it
+// waited for if that takes more than a minute: the bound only matters when
+// something is broken, so it leaves a loaded machine under -race room.
+func Eventually(tb testing.TB, what string, cond func() bool) {
+	tb.Helper()
+	EventuallyWithin(tb, time.Minute, what, cond)
+}
+
+// EventuallyWithin is Eventually with another bound. It polls every
+// millisecond at first, then less often (every 5 ms from the fourth poll
+// on), so that a condition that holds at once is seen at once and one that
+// asks an API server is not asked hundreds of times a second.
+func EventuallyWithin(tb testing.TB, within time.Duration, what string, cond func() bool) {
+	tb.Helper()
+	pause := time.Millisecond
+	for deadline := time.Now().Add(within); !cond(); time.Sleep(pause) {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out waiting for %s (%v)", what, within)
+		}
+		pause = min(2*pause, 5*time.Millisecond)
+	}
+}
+
+// ReadFile is the content of path.
+func ReadFile(tb testing.TB, path string) []byte {
+	tb.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
+}
+
+// WriteFile writes content to path, making its directory first, and
+// returns path.
+func WriteFile(tb testing.TB, path, content string) string {
+	tb.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	return path
+}
+
+// Names are the names in directory dir, sorted.
+func Names(tb testing.TB, dir string) []string {
+	tb.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+// RepoFile is the content of the repository's file rel (a slash-separated
+// path from the repository's root, e.g. "plugins.toml").
+func RepoFile(tb testing.TB, rel string) []byte {
+	tb.Helper()
+	root, err := build.Root()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return ReadFile(tb, filepath.Join(root, filepath.FromSlash(rel)))
+}
