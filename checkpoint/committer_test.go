@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/wasmlet/wasmlet/internal/testkit"
 )
 
 // store is a minimal stand-in for the device manager: a state under a lock,
@@ -63,7 +65,7 @@ func (s *store) snapshotCount() int {
 // waitQueued waits until n Syncs are queued on c.
 func waitQueued(t *testing.T, c *Committer, n int) {
 	t.Helper()
-	eventually(t, fmt.Sprintf("%d Syncs to be queued", n), func() bool {
+	testkit.Eventually(t, fmt.Sprintf("%d Syncs to be queued", n), func() bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		return len(c.waiters) >= n
@@ -73,7 +75,7 @@ func waitQueued(t *testing.T, c *Committer, n int) {
 // waitSnapshots waits until s was snapshotted n times.
 func waitSnapshots(t *testing.T, s *store, n int) {
 	t.Helper()
-	eventually(t, fmt.Sprintf("%d snapshots", n), func() bool { return s.snapshotCount() >= n })
+	testkit.Eventually(t, fmt.Sprintf("%d snapshots", n), func() bool { return s.snapshotCount() >= n })
 }
 
 func workloads(st *State) map[string]bool {
@@ -234,7 +236,7 @@ func TestCommitterFailureDuringQueue(t *testing.T) {
 	first := make(chan error, 1)
 	go func() { first <- c.Sync(context.Background(), s.add("ns/pod/a")) }()
 	// Wait until the write took the first Sync and waits for its snapshot.
-	eventually(t, "the first Sync to be taken", func() bool {
+	testkit.Eventually(t, "the first Sync to be taken", func() bool {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		return s.entered == 1

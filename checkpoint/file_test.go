@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/wasmlet/wasmlet/internal/testkit"
 )
 
 func TestWriteRead(t *testing.T) {
@@ -212,14 +214,7 @@ func TestWriteReplacesAtomically(t *testing.T) {
 // was left behind.
 func assertOnlyFiles(t *testing.T, dir string, names ...string) {
 	t.Helper()
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, e := range entries {
-		got = append(got, e.Name())
-	}
+	got := testkit.Names(t, dir)
 	if strings.Join(got, " ") != strings.Join(names, " ") {
 		t.Fatalf("%s holds %q, want %q", dir, got, names)
 	}

@@ -137,16 +137,3 @@ func mustEqual(t testing.TB, got, want *State) {
 		t.Fatalf("state differs\n got: %v\nwant: %v", got, want)
 	}
 }
-
-// eventually polls cond until it holds, and fails the test naming what it
-// waited for after a minute: the bound only matters when something is
-// broken. (host/internal/testenv.Eventually, which checkpoint, outside
-// host/, cannot import.)
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(time.Minute); !cond(); time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
-}

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/wasmlet/wasmlet/internal/testkit"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protodesc"
@@ -145,14 +146,5 @@ func TestV3Fixture(t *testing.T) {
 	if err := Write(path, upgraded); err != nil {
 		t.Fatal(err)
 	}
-	checkFixture(t, fixture, mustReadFile(t, path), "the v2 fixture becomes when read and written again")
-}
-
-func mustReadFile(t testing.TB, path string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	checkFixture(t, fixture, testkit.ReadFile(t, path), "the v2 fixture becomes when read and written again")
 }

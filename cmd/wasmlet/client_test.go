@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc"
@@ -16,14 +15,8 @@ import (
 	"github.com/wasmlet/wasmlet/guests/build"
 	"github.com/wasmlet/wasmlet/host/config"
 	"github.com/wasmlet/wasmlet/host/node"
+	"github.com/wasmlet/wasmlet/internal/testkit"
 )
-
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
 
 func copyFile(t testing.TB, src, dst string) {
 	t.Helper()
@@ -31,7 +24,7 @@ func copyFile(t testing.TB, src, dst string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	write(t, dst+".tmp", string(b))
+	testkit.WriteFile(t, dst+".tmp", string(b))
 	if err := os.Rename(dst+".tmp", dst); err != nil {
 		t.Fatal(err)
 	}
@@ -66,14 +59,14 @@ func startHost(t *testing.T) *testHost {
 // API socket is there.
 func startHostWith(t *testing.T, extra string, ready func(*testHost) bool) *testHost {
 	t.Helper()
-	dir := shortDir(t)
+	dir := testkit.ShortDir(t)
 	h := &testHost{dir: dir, socket: filepath.Join(dir, "run", "api.sock")}
 	modules := filepath.Join(dir, "modules")
 	os.MkdirAll(modules, 0o755)
 	copyFile(t, build.Go(t, "guests/counter"), filepath.Join(modules, "counter.wasm"))
 	copyFile(t, build.Go(t, "guests/customhandler"), filepath.Join(modules, "customhandler.wasm"))
 	build.SharedCompilationCache(t, filepath.Join(dir, "state"), "wazero-cli")
-	h.config = write(t, filepath.Join(dir, "plugins.toml"), `
+	h.config = testkit.WriteFile(t, filepath.Join(dir, "plugins.toml"), `
 [host]
 state_dir = "state"
 registry_dir = "reg"
@@ -97,7 +90,7 @@ ExamplePlugin = "customhandler"
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: testWriter{t}})
+	log := testkit.Logger(t, hclog.Warn)
 	n, err := node.New(cfg, log)
 	if err != nil {
 		t.Fatal(err)
@@ -113,7 +106,7 @@ ExamplePlugin = "customhandler"
 			t.Errorf("node.Run: %v", err)
 		}
 	})
-	eventually(t, "the host to be ready", func() bool {
+	testkit.Eventually(t, "the host to be ready", func() bool {
 		_, err := os.Stat(h.socket)
 		return err == nil && ready(h)
 	})
@@ -161,15 +154,6 @@ func (h *testHost) pluginState(socket, state string) func() bool {
 	}
 }
 
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
-}
-
 func TestClientCommands(t *testing.T) {
 	h := startHost(t)
 	s := []string{"--socket", h.socket}
@@ -209,7 +193,7 @@ func TestClientCommands(t *testing.T) {
 	expect(t, exitOK, args("plugins"), "stderr:No plugin sockets")
 	good := h.plugin(t, "good.sock", "example-good", "v1")
 	bad := h.plugin(t, "bad.sock", "example-old", "v0")
-	eventually(t, "one plugin registered, one failing", func() bool {
+	testkit.Eventually(t, "one plugin registered, one failing", func() bool {
 		return h.pluginState(good, "registered")() && h.pluginState(bad, "failing")()
 	})
 	expect(t, exitOK, args("plugins"), "row:NAME TYPE STATE HANDLER ACTION RESOURCE AGE SOCKET",
@@ -272,7 +256,7 @@ func TestClientCommands(t *testing.T) {
 	expect(t, exitOK, args("module", "reload", "counter"), "Reloaded module counter from ", "running, device-source serving example.com/counter")
 	expect(t, exitNotFound, args("module", "reload", "nope"), `stderr:wasmlet module reload: no module "nope" (known: counter, customhandler)`)
 	copyFile(t, build.Testdata(t, "guests/testmodules/wat/missing_exports.wasm"), filepath.Join(h.dir, "modules", "broken.wasm"))
-	eventually(t, "the broken module to be refused", func() bool {
+	testkit.Eventually(t, "the broken module to be refused", func() bool {
 		for _, m := range h.n.Modules().List() {
 			if m.Name == "broken" && m.Err != nil {
 				return true
@@ -298,7 +282,7 @@ func TestClientCommands(t *testing.T) {
 }
 
 func TestUnreachableHost(t *testing.T) {
-	dir := shortDir(t)
+	dir := testkit.ShortDir(t)
 	missing := filepath.Join(dir, "missing.sock")
 	expect(t, exitUnreachable, []string{"--socket", missing, "status"},
 		"stderr:wasmlet status: cannot reach the wasmlet host at "+missing+": connect: no such file or directory (is `wasmlet run` running")
@@ -314,7 +298,7 @@ func TestUnreachableHost(t *testing.T) {
 	expect(t, exitUnreachable, []string{"resources", "--socket", stale}, "stderr:cannot reach the wasmlet host at "+stale+": connect: connection refused")
 
 	// The socket comes from --config, then from $WASMLET_SOCKET.
-	cfg := write(t, filepath.Join(dir, "plugins.toml"), "[host]\nstate_dir = \"state\"\napi_socket = \"run/w.sock\"\n")
+	cfg := testkit.WriteFile(t, filepath.Join(dir, "plugins.toml"), "[host]\nstate_dir = \"state\"\napi_socket = \"run/w.sock\"\n")
 	expect(t, exitUnreachable, []string{"--config", cfg, "allocations"}, "stderr:cannot reach the wasmlet host at "+filepath.Join(dir, "run", "w.sock"))
 	r := run(t, "status")
 	if r.code != exitUnreachable || !strings.Contains(r.stderr, "/run/wasmlet/wasmlet.sock") {
@@ -337,8 +321,8 @@ func TestStatusOfDRADrivers(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close() // nothing listens there now
-	dir := shortDir(t)
-	kubeconfig := write(t, filepath.Join(dir, "kubeconfig"), `apiVersion: v1
+	dir := testkit.ShortDir(t)
+	kubeconfig := testkit.WriteFile(t, filepath.Join(dir, "kubeconfig"), `apiVersion: v1
 kind: Config
 clusters: [{name: c, cluster: {server: "https://`+addr+`", insecure-skip-tls-verify: true}}]
 users: [{name: u, user: {token: t}}]
@@ -354,8 +338,11 @@ registry_dir = "%[1]s/kubelet/plugins_registry"
 [sources.counter]
 bridge = "dra"
 `, func(h *testHost) bool {
+		// Started (not "starting: loading modules"), and not ready for
+		// the reason the status should give.
 		st := h.n.DRA().Status()
-		return len(st) == 1 && st[0].Devices == 4 && st[0].Slices == "api-server-unreachable"
+		return len(st) == 1 && st[0].Devices == 4 && st[0].Slices == "api-server-unreachable" &&
+			strings.HasPrefix(h.n.NotReady(), "dra driver counter.example.com")
 	})
 	expect(t, exitOK, []string{"--socket", h.socket, "status"},
 		"Ready:         no: dra driver counter.example.com: the API server cannot be reached",

@@ -10,6 +10,7 @@ import (
 
 	"github.com/wasmlet/wasmlet/host/api"
 	"github.com/wasmlet/wasmlet/host/api/adminpb"
+	"github.com/wasmlet/wasmlet/internal/testkit"
 )
 
 // failing is a host whose Release fails with err (after waiting for block,
@@ -52,7 +53,7 @@ func (f *failing) Release(ctx context.Context, _, _ string) ([]*adminpb.Allocati
 // serveFailing serves f until the test ends and returns the admin socket.
 func serveFailing(t *testing.T, f *failing) string {
 	t.Helper()
-	dir := shortDir(t)
+	dir := testkit.ShortDir(t)
 	sock := filepath.Join(dir, "a", "api.sock")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -65,7 +66,7 @@ func serveFailing(t *testing.T, f *failing) string {
 			t.Error(err)
 		}
 	})
-	eventually(t, "the socket", func() bool { return listening(sock) })
+	testkit.Eventually(t, "the socket", func() bool { return listening(sock) })
 	return sock
 }
 

@@ -8,33 +8,13 @@ import (
 
 	"github.com/wasmlet/wasmlet/checkpoint"
 	"github.com/wasmlet/wasmlet/guests/build"
+	"github.com/wasmlet/wasmlet/internal/testkit"
 )
 
-func shortDir(t testing.TB) string {
-	t.Helper()
-	d, err := os.MkdirTemp("", "x")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(d) })
-	return d
-}
-
-func write(t testing.TB, path, content string) string {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
 func TestConfigValidate(t *testing.T) {
-	dir := shortDir(t)
-	write(t, filepath.Join(dir, "modules", "counter.wasm"), "\x00asm\x01\x00\x00\x00")
-	good := write(t, filepath.Join(dir, "good.toml"), `
+	dir := testkit.ShortDir(t)
+	testkit.WriteFile(t, filepath.Join(dir, "modules", "counter.wasm"), "\x00asm\x01\x00\x00\x00")
+	good := testkit.WriteFile(t, filepath.Join(dir, "good.toml"), `
 [host]
 state_dir = "state"
 module_dir = "modules"
@@ -49,7 +29,7 @@ config = { count = "2" }
 		"Pod resources:    "+filepath.Join(dir, "state", "pod-resources", "wasmlet.sock"), "Metrics:          (disabled)")
 	expect(t, exitOK, []string{"config", "validate", "--config", good})
 
-	bad := write(t, filepath.Join(dir, "bad.toml"), `[host]
+	bad := testkit.WriteFile(t, filepath.Join(dir, "bad.toml"), `[host]
 state_dir = "state"
 module_dir = "modules"
 
@@ -79,7 +59,7 @@ config = { a = "b" }
 
 	// What run would refuse at load is a problem; broad mounts and
 	// devices = true are warnings.
-	loadTime := write(t, filepath.Join(dir, "load.toml"), `[host]
+	loadTime := testkit.WriteFile(t, filepath.Join(dir, "load.toml"), `[host]
 state_dir = "state"
 module_dir = "modules"
 
@@ -97,7 +77,7 @@ mounts = [{ host = "nothere", guest = "/a" }, { host = "/etc", guest = "/etc", d
 	if rep.Valid || len(rep.Problems) != 1 || len(rep.Warnings) != 2 || rep.Warnings[1].Key != "modules.counter.mounts[1].devices" {
 		t.Fatalf("JSON report %+v", rep)
 	}
-	warned := write(t, filepath.Join(dir, "warned.toml"), `[host]
+	warned := testkit.WriteFile(t, filepath.Join(dir, "warned.toml"), `[host]
 state_dir = "state"
 module_dir = "modules"
 
@@ -225,13 +205,13 @@ func TestModuleCheck(t *testing.T) {
 // TestModuleInspectWithConfig checks a module against a host's sandbox: a
 // sha256 pin the file does not match is a refusal.
 func TestModuleInspectWithConfig(t *testing.T) {
-	dir := shortDir(t)
+	dir := testkit.ShortDir(t)
 	minimal, err := os.ReadFile(build.Testdata(t, "guests/testmodules/wat/minimal.wasm"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	mod := write(t, filepath.Join(dir, "modules", "minimal.wasm"), string(minimal))
-	cfg := write(t, filepath.Join(dir, "plugins.toml"), `[host]
+	mod := testkit.WriteFile(t, filepath.Join(dir, "modules", "minimal.wasm"), string(minimal))
+	cfg := testkit.WriteFile(t, filepath.Join(dir, "plugins.toml"), `[host]
 module_dir = "modules"
 state_dir = "state"
 
@@ -246,7 +226,7 @@ memory = "2MiB"
 }
 
 func TestCheckpointVerifyAndShow(t *testing.T) {
-	dir := shortDir(t)
+	dir := testkit.ShortDir(t)
 	path := filepath.Join(dir, "checkpoint")
 	st := &checkpoint.State{Generation: 7, Allocations: []*checkpoint.Allocation{{
 		Workload: "default/train/main", Namespace: "default", Pod: "train", Container: "main",
@@ -282,7 +262,7 @@ func TestCheckpointVerifyAndShow(t *testing.T) {
 	// One flipped bit.
 	b, _ := os.ReadFile(path)
 	b[len(b)/2] ^= 0x10
-	bad := write(t, filepath.Join(dir, "bad"), string(b))
+	bad := testkit.WriteFile(t, filepath.Join(dir, "bad"), string(b))
 	expect(t, exitFailed, []string{"checkpoint", "verify", bad}, "stderr:checkpoint "+bad+" is unusable: it is damaged: checksum mismatch",
 		"stderr:The file was left untouched")
 	expect(t, exitFailed, []string{"checkpoint", "show", bad}, "stderr:checksum mismatch")
@@ -299,14 +279,14 @@ func TestCheckpointVerifyAndShow(t *testing.T) {
 	// A file that is no checkpoint at all was named by mistake: nothing
 	// says to move it aside. Where the configuration keeps the
 	// checkpoint, whatever is there is in the host's way: it does.
-	passwd := write(t, filepath.Join(dir, "passwd"), "root:x:0:0:root:/root:/bin/bash\n")
+	passwd := testkit.WriteFile(t, filepath.Join(dir, "passwd"), "root:x:0:0:root:/root:/bin/bash\n")
 	r = expect(t, exitFailed, []string{"checkpoint", "verify", passwd}, "stderr:"+passwd+" cannot be a checkpoint: it is not a wasmlet checkpoint",
 		"stderr:Is this the right file?")
 	if strings.Contains(r.stderr, "mv ") {
 		t.Errorf("moving a file that is no checkpoint aside was advised:\n%v", r)
 	}
-	cfg := write(t, filepath.Join(dir, "plugins.toml"), "[host]\nstate_dir = \"state\"\n")
-	own := write(t, filepath.Join(dir, "state", "checkpoint"), "root:x:0:0:root:/root:/bin/bash\n")
+	cfg := testkit.WriteFile(t, filepath.Join(dir, "plugins.toml"), "[host]\nstate_dir = \"state\"\n")
+	own := testkit.WriteFile(t, filepath.Join(dir, "state", "checkpoint"), "root:x:0:0:root:/root:/bin/bash\n")
 	expect(t, exitFailed, []string{"--config", cfg, "checkpoint", "verify", own}, "stderr:is unusable: it is not a wasmlet checkpoint",
 		"stderr:`mv "+own+" "+own+".bad`")
 	expect(t, exitFailed, []string{"--config", cfg, "checkpoint", "show", own}, "stderr:`mv "+own+" "+own+".bad`")
@@ -317,25 +297,25 @@ func TestCheckpointVerifyAndShow(t *testing.T) {
 // exit status 1 and a message that says what and where. (Running hosts are
 // tested end to end with the daemon.)
 func TestRunRefusesToStart(t *testing.T) {
-	dir := shortDir(t)
-	bad := write(t, filepath.Join(dir, "bad.toml"), "[host]\nstate_dir = \"state\"\nresync_period = \"often\"\n")
+	dir := testkit.ShortDir(t)
+	bad := testkit.WriteFile(t, filepath.Join(dir, "bad.toml"), "[host]\nstate_dir = \"state\"\nresync_period = \"often\"\n")
 	expect(t, exitFailed, []string{"run", "--config", bad},
 		"stderr:"+bad+`:3:17: host.resync_period: invalid duration "often"`,
 		"stderr:wasmlet run: "+bad+" is not valid: 1 problem; not starting")
 
-	good := write(t, filepath.Join(dir, "plugins.toml"), `[host]
+	good := testkit.WriteFile(t, filepath.Join(dir, "plugins.toml"), `[host]
 state_dir = "state"
 api_socket = "run/api.sock"
 metrics_address = ""
 `)
-	write(t, filepath.Join(dir, "state", "checkpoint"), "WLTCKPT\ngarbage")
+	testkit.WriteFile(t, filepath.Join(dir, "state", "checkpoint"), "WLTCKPT\ngarbage")
 	expect(t, exitFailed, []string{"run", "--config", good},
 		"stderr:checkpoint "+filepath.Join(dir, "state", "checkpoint")+" is unusable",
 		"stderr:wasmlet checkpoint verify "+filepath.Join(dir, "state", "checkpoint"))
 	// Whatever lies where the checkpoint belongs stops the start, and the
 	// message says how to move it aside.
 	ck := filepath.Join(dir, "state", "checkpoint")
-	write(t, ck, "not a checkpoint at all")
+	testkit.WriteFile(t, ck, "not a checkpoint at all")
 	expect(t, exitFailed, []string{"run", "--config", good}, "stderr:checkpoint "+ck+" is unusable", "stderr:`mv "+ck+" "+ck+".bad`")
 	expect(t, exitUsage, []string{"run", "--config", good, "--log-level", "loud"}, `stderr:--log-level "loud"`)
 }

@@ -14,11 +14,11 @@ import (
 	"google.golang.org/grpc/status"
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 	registerapi "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
-	cdilib "tags.cncf.io/container-device-interface/pkg/cdi"
 
 	"github.com/wasmlet/wasmlet/guests/build"
 	"github.com/wasmlet/wasmlet/host/bridge"
 	"github.com/wasmlet/wasmlet/host/devicesource"
+	"github.com/wasmlet/wasmlet/host/internal/testenv"
 	"github.com/wasmlet/wasmlet/host/module"
 	"github.com/wasmlet/wasmlet/host/pluginmanager/registration"
 	"github.com/wasmlet/wasmlet/host/watcher"
@@ -32,18 +32,6 @@ func cdiNames(r *pluginapi.ContainerAllocateResponse) []string {
 		out = append(out, d.Name)
 	}
 	return out
-}
-
-func loadCDI(t *testing.T, dir string) *cdilib.Cache {
-	t.Helper()
-	c, err := cdilib.NewCache(cdilib.WithSpecDirs(dir), cdilib.WithAutoRefresh(false))
-	if err != nil {
-		t.Fatalf("CDI specs in %s: %v", dir, err)
-	}
-	if errs := c.GetErrors(); len(errs) > 0 {
-		t.Fatalf("CDI specs in %s: %v", dir, errs)
-	}
-	return c
 }
 
 // TestServeCounter: the counter module, bridged, is an ordinary device
@@ -111,7 +99,7 @@ func TestServeCounter(t *testing.T) {
 	}
 
 	// The CDI spec validates, with one device per counter device.
-	cache := loadCDI(t, e.cdiDir)
+	cache := testenv.CDISpecs(t, e.cdiDir)
 	if got := cache.ListDevices(); len(got) != 4 || got[0] != "example.com/counter=dev-0" {
 		t.Fatalf("CDI devices %v", got)
 	}
@@ -179,7 +167,7 @@ func TestStreamsFollowDiscovery(t *testing.T) {
 	// next set it receives is the one of the next real change, b unhealthy.
 	put(t, data, "b", "numa=1\nenv.DIR_B=2\n")
 	eventually(t, "CDI spec rewritten", func() bool {
-		d := loadCDI(t, e.cdiDir).GetDevice("example.com/dir=b")
+		d := testenv.CDISpecs(t, e.cdiDir).GetDevice("example.com/dir=b")
 		return d != nil && slices.Contains(d.ContainerEdits.Env, "DIR_B=2")
 	})
 	put(t, data, "b", "unhealthy\nnuma=1\nenv.DIR_B=2\n")
@@ -503,7 +491,7 @@ func TestRefusedEditsNeverReachTheKubelet(t *testing.T) {
 	if devs[0].ID != "plain-0" {
 		t.Fatalf("the kubelet was offered %v", devs)
 	}
-	if c := loadCDI(t, e.cdiDir); c.GetDevice("example.com/greedy=greedy-0") != nil || c.GetDevice("example.com/greedy=plain-0") == nil {
+	if c := testenv.CDISpecs(t, e.cdiDir); c.GetDevice("example.com/greedy=greedy-0") != nil || c.GetDevice("example.com/greedy=plain-0") == nil {
 		t.Fatalf("CDI devices %v", c.ListDevices())
 	}
 	c := client(t, filepath.Join(e.kubeletDir, "wasmlet-greedy.sock"))

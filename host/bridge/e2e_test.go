@@ -344,7 +344,7 @@ cdi_dir = "cdi"
 	}
 
 	// The CDI specs exist on the bridge side and validate.
-	cache := loadCDI(t, filepath.Join(bdir, "cdi"))
+	cache := testenv.CDISpecs(t, filepath.Join(bdir, "cdi"))
 	devs := cache.ListDevices()
 	wantDevs := []string{"example.com/counter=dev-0", "example.com/counter=dev-1", "example.com/counter=dev-2",
 		"example.com/dev=null", "example.com/dev=zero"}

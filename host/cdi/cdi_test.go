@@ -12,11 +12,11 @@ import (
 
 	oci "github.com/opencontainers/runtime-spec/specs-go"
 	testingclock "k8s.io/utils/clock/testing"
-	cdilib "tags.cncf.io/container-device-interface/pkg/cdi"
 
 	"github.com/wasmlet/wasmlet/host/cdi"
 	"github.com/wasmlet/wasmlet/host/device"
 	"github.com/wasmlet/wasmlet/host/devicemanager"
+	"github.com/wasmlet/wasmlet/host/internal/testenv"
 )
 
 // fakeSource is a device source whose device sets the test sends.
@@ -107,19 +107,6 @@ func nic(id string, vfio string) device.Device {
 	}}
 }
 
-// loadCache reads dir as a container runtime does.
-func loadCache(t *testing.T, dir string) *cdilib.Cache {
-	t.Helper()
-	c, err := cdilib.NewCache(cdilib.WithSpecDirs(dir), cdilib.WithAutoRefresh(false))
-	if err != nil {
-		t.Fatalf("CDI cache of %s: %v", dir, err)
-	}
-	if errs := c.GetErrors(); len(errs) > 0 {
-		t.Fatalf("CDI cache of %s: %v", dir, errs)
-	}
-	return c
-}
-
 func TestSpecValidatesAndInjects(t *testing.T) {
 	dir := t.TempDir()
 	s := newSpecs(t, filepath.Join(dir, "cdi")) // created on first write
@@ -129,7 +116,7 @@ func TestSpecValidatesAndInjects(t *testing.T) {
 	w.send(nic("0000:00:1f.6", "7"), nic("0000:3b:00.0", "30"), device.Device{ID: "plain"})
 
 	path := filepath.Join(dir, "cdi", "wasmlet-example.com_nic.yaml")
-	c := loadCache(t, filepath.Join(dir, "cdi"))
+	c := testenv.CDISpecs(t, filepath.Join(dir, "cdi"))
 	if got, want := c.ListDevices(), []string{"example.com/nic=0000:00:1f.6", "example.com/nic=0000:3b:00.0"}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("CDI devices %v, want %v", got, want)
 	}
@@ -202,7 +189,7 @@ func TestRewrittenOnlyOnChange(t *testing.T) {
 	if os.SameFile(before, after) || s.Status()[0].Writes != 2 {
 		t.Fatal("not rewritten after the edits changed")
 	}
-	if e := loadCache(t, dir).GetDevice("example.com/nic=a").ContainerEdits; !slices.Contains(e.Env, "NIC_DRIVER=mlx5") {
+	if e := testenv.CDISpecs(t, dir).GetDevice("example.com/nic=a").ContainerEdits; !slices.Contains(e.Env, "NIC_DRIVER=mlx5") {
 		t.Fatalf("env %v", e.Env)
 	}
 }
@@ -230,7 +217,7 @@ func TestDevicesLeftOut(t *testing.T) {
 	if got := s.Names("example.com/x", []string{"dev-", "notes", "bad", "good", "none"}); !reflect.DeepEqual(got, []string{"example.com/x=good"}) {
 		t.Fatalf("names %v", got)
 	}
-	loadCache(t, dir)
+	testenv.CDISpecs(t, dir)
 
 	// No device left with edits: no spec.
 	w.send(device.Device{ID: "none"})
@@ -287,7 +274,7 @@ func TestOwnership(t *testing.T) {
 	newW := watch(t, newP, newSrc)
 	newW.send(nic("y", "2"))
 	oldW.send(nic("x", "1"), nic("z", "3")) // superseded: ignored
-	if got := loadCache(t, dir).ListDevices(); !reflect.DeepEqual(got, []string{"example.com/r=y"}) {
+	if got := testenv.CDISpecs(t, dir).ListDevices(); !reflect.DeepEqual(got, []string{"example.com/r=y"}) {
 		t.Fatalf("devices %v", got)
 	}
 	path := filepath.Join(dir, "wasmlet-example.com_r.yaml")
@@ -299,7 +286,7 @@ func TestOwnership(t *testing.T) {
 	s.Remove("example.com/r", "module:b")
 	newW.send(nic("y", "2"), nic("w", "4")) // after removal: ignored
 	clock.Step(time.Minute - time.Nanosecond)
-	if got := loadCache(t, dir).ListDevices(); !reflect.DeepEqual(got, []string{"example.com/r=y"}) {
+	if got := testenv.CDISpecs(t, dir).ListDevices(); !reflect.DeepEqual(got, []string{"example.com/r=y"}) {
 		t.Fatalf("within the grace period the spec should be as it was: %v", got)
 	}
 	st := s.Status()
@@ -324,7 +311,7 @@ func TestOwnership(t *testing.T) {
 	back := newFake("c", "example.com/r")
 	watch(t, s.Wrap(back), back).send(nic("v", "5"), nic("u", "6"))
 	clock.Step(time.Hour)
-	if got := loadCache(t, dir).ListDevices(); !reflect.DeepEqual(got, []string{"example.com/r=u", "example.com/r=v"}) {
+	if got := testenv.CDISpecs(t, dir).ListDevices(); !reflect.DeepEqual(got, []string{"example.com/r=u", "example.com/r=v"}) {
 		t.Fatalf("a source back within the grace period: devices %v", got)
 	}
 }

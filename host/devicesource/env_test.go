@@ -15,10 +15,6 @@ import (
 	"github.com/wasmlet/wasmlet/host/module"
 )
 
-func testLogger(t testing.TB) hclog.Logger {
-	return hclog.New(&hclog.LoggerOptions{Level: hclog.Info, Output: testenv.Writer{T: t}})
-}
-
 // env is a module registry, a device manager and a device source controller
 // wired together.
 type env struct {
@@ -46,7 +42,7 @@ func newEnv(t testing.TB, cfg envConfig) *env {
 	if cfg.restartDelay == 0 {
 		cfg.restartDelay = 10 * time.Minute
 	}
-	log := testLogger(t)
+	log := testenv.Logger(t, hclog.Info)
 	e := &env{t: t, mods: testenv.NewModules(t, log), srcOpts: map[string]devicesource.Options{}}
 	e.reg = e.mods.Registry
 	m, err := devicemanager.New(devicemanager.Config{GracePeriod: cfg.grace, Logger: log})

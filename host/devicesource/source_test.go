@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/wasmlet/wasmlet/guests/build"
 	"github.com/wasmlet/wasmlet/host/device"
 	"github.com/wasmlet/wasmlet/host/devicemanager"
@@ -599,7 +600,7 @@ func TestOneResourceTwoModules(t *testing.T) {
 func TestStartsWhatIsLoaded(t *testing.T) {
 	e := newEnv(t, envConfig{noController: true})
 	e.mods.Install("ctr", build.Go(t, "guests/counter"))
-	c := devicesource.NewController(e.reg, e.m, devicesource.ControllerConfig{Logger: testLogger(t)})
+	c := devicesource.NewController(e.reg, e.m, devicesource.ControllerConfig{Logger: testenv.Logger(t, hclog.Info)})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)

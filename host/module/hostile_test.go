@@ -22,6 +22,7 @@ import (
 
 	"github.com/wasmlet/wasmlet/abi"
 	"github.com/wasmlet/wasmlet/guests/build"
+	"github.com/wasmlet/wasmlet/internal/testkit"
 )
 
 // slack is what a stopped call may take beyond its deadline, measured from
@@ -116,7 +117,7 @@ func TestSleepingGuestDoesNotPinThePool(t *testing.T) {
 			_, errs[i] = m.Allocate(context.Background(), &abi.AllocateRequest{DeviceIDs: []string{"f0"}})
 		}()
 	}
-	waitUntil(t, "both instances to be asleep", func() bool { return strings.Count(out.String(), asleep("allocate")) == 2 })
+	testkit.Eventually(t, "both instances to be asleep", func() bool { return strings.Count(out.String(), asleep("allocate")) == 2 })
 	err := callWithin(t, hang, "discover while every instance sleeps", func() error {
 		devs, err := m.Discover(context.Background())
 		if err == nil && len(devs) != 2 {
@@ -148,7 +149,7 @@ func TestCancelStopsASleepingCall(t *testing.T) {
 		_, err := m.Allocate(ctx, &abi.AllocateRequest{DeviceIDs: []string{"f0"}})
 		done <- err
 	}()
-	waitUntil(t, "the guest to fall asleep", func() bool { return strings.Contains(out.String(), asleep("allocate")) })
+	testkit.Eventually(t, "the guest to fall asleep", func() bool { return strings.Contains(out.String(), asleep("allocate")) })
 	cancel()
 	select {
 	case err := <-done:
@@ -173,7 +174,7 @@ func TestCancelInterruptsARunningCall(t *testing.T) {
 		_, err := m.Discover(ctx)
 		done <- err
 	}()
-	waitUntil(t, "the call to be admitted", func() bool { return m.Status().Calls == 1 })
+	testkit.Eventually(t, "the call to be admitted", func() bool { return m.Status().Calls == 1 })
 	cancel()
 	select {
 	case err := <-done:
@@ -202,14 +203,14 @@ func TestCancelWhileWaitingForAnInstance(t *testing.T) {
 		_, err := m.Allocate(sleeperCtx, &abi.AllocateRequest{DeviceIDs: []string{"f0"}})
 		slept <- err
 	}()
-	waitUntil(t, "the guest to fall asleep", func() bool { return strings.Contains(out.String(), asleep("allocate")) })
+	testkit.Eventually(t, "the guest to fall asleep", func() bool { return strings.Contains(out.String(), asleep("allocate")) })
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
 		_, err := m.Discover(ctx)
 		done <- err
 	}()
-	waitUntil(t, "the second call to be admitted", func() bool { return m.Status().Calls == 2 })
+	testkit.Eventually(t, "the second call to be admitted", func() bool { return m.Status().Calls == 2 })
 	cancel()
 	select {
 	case err := <-done:
@@ -235,7 +236,7 @@ func TestUnloadWakesASleepingCall(t *testing.T) {
 		_, err := m.Discover(context.Background())
 		done <- err
 	}()
-	waitUntil(t, "the guest to fall asleep", func() bool { return strings.Contains(out.String(), asleep("discover")) })
+	testkit.Eventually(t, "the guest to fall asleep", func() bool { return strings.Contains(out.String(), asleep("discover")) })
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	callWithin(t, slack, "Close", func() error { return m.Close(ctx) })

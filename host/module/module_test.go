@@ -19,6 +19,7 @@ import (
 	"github.com/wasmlet/wasmlet/abi"
 	"github.com/wasmlet/wasmlet/guests/build"
 	"github.com/wasmlet/wasmlet/internal/syncbuf"
+	"github.com/wasmlet/wasmlet/internal/testkit"
 )
 
 func wat(t *testing.T, name string) string {
@@ -347,7 +348,7 @@ func TestCloseLetsCallsInFlightFinish(t *testing.T) {
 		_, err := m.Discover(context.Background())
 		done <- err
 	}()
-	waitUntil(t, "the call to be admitted", func() bool { return m.Status().Calls == 1 })
+	testkit.Eventually(t, "the call to be admitted", func() bool { return m.Status().Calls == 1 })
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := m.Close(ctx); err != nil {
@@ -372,7 +373,7 @@ func TestCloseInterruptsCallsThatOverstay(t *testing.T) {
 		_, err := m.Discover(context.Background())
 		done <- err
 	}()
-	waitUntil(t, "the call to be admitted", func() bool { return m.Status().Calls == 1 })
+	testkit.Eventually(t, "the call to be admitted", func() bool { return m.Status().Calls == 1 })
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	m.Close(ctx)
@@ -426,7 +427,7 @@ func TestPoolGrowsBehindSlowCallsUpToPoolMax(t *testing.T) {
 		}()
 	}
 	// Two calls hold the two instances; the third waits for one.
-	waitUntil(t, "two held calls and one waiting", func() bool {
+	testkit.Eventually(t, "two held calls and one waiting", func() bool {
 		st := m.Status()
 		return st.Instances == 2 && st.Idle == 0 && m.waiting.Load() == 1
 	})
@@ -453,7 +454,7 @@ func TestPoolGrowsBehindSlowCallsUpToPoolMax(t *testing.T) {
 	if st := m.Status(); st.Instances != 2 {
 		t.Errorf("after a call within the wait: %d instances, want 2", st.Instances)
 	}
-	waitUntil(t, "the base pool, idle", func() bool { st := m.Status(); return st.Instances == 1 && st.Idle == 1 })
+	testkit.Eventually(t, "the base pool, idle", func() bool { st := m.Status(); return st.Instances == 1 && st.Idle == 1 })
 }
 
 // TestPoolMaxDefaults: PoolMax is DefaultPoolMax, or PoolSize when that is
@@ -660,17 +661,6 @@ func TestMountValidation(t *testing.T) {
 	}
 }
 
-// waitUntil polls cond until it holds, failing the test after 30 seconds.
-// (testenv.Eventually, which the other packages use, imports this package.)
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
-}
-
 // TestCacheKeepsOnlyCheckedModules: an instrumented binary is cached once
 // its original passed every check, so a refused module leaves nothing that a
 // later load would trust without checking.
@@ -716,7 +706,7 @@ func TestSpinningGuestDoesNotHoldUpTheGC(t *testing.T) {
 	called := make(chan error, 1)
 	go func() { _, err := m.Discover(context.Background()); called <- err }()
 	var in *instance
-	waitUntil(t, "the guest spinning", func() bool {
+	testkit.Eventually(t, "the guest spinning", func() bool {
 		m.mu.Lock()
 		for i := range m.live {
 			in = i

@@ -14,6 +14,7 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/wasmlet/wasmlet/internal/syncbuf"
+	"github.com/wasmlet/wasmlet/internal/testkit"
 )
 
 // settleRegistry is a registry on a fake clock that records its events and
@@ -83,7 +84,7 @@ func TestCopyInPlace(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() { m, err := r.Load(context.Background(), path); done <- result{m, err} }()
-	eventually(t, "the load to wait for the file to settle", func() bool { return r.clock.HasWaiters() })
+	testkit.Eventually(t, "the load to wait for the file to settle", func() bool { return r.clock.HasWaiters() })
 	if i, ok := r.info("copied"); !ok || i.Loading != path || !i.Settling || i.Module != nil || i.Err != nil {
 		t.Fatalf("while the file settles, List says %+v", i)
 	}
@@ -147,7 +148,7 @@ func TestStableBadFileIsRefusedOnce(t *testing.T) {
 	writeAt(t, fresh, bad, r.clock.Now())
 	done := make(chan error, 1)
 	go func() { _, err := r.Load(ctx, fresh); done <- err }()
-	eventually(t, "the load to wait for the file to settle", func() bool { return r.clock.HasWaiters() })
+	testkit.Eventually(t, "the load to wait for the file to settle", func() bool { return r.clock.HasWaiters() })
 	select {
 	case err := <-done:
 		t.Fatalf("a file written just now was judged at once: %v", err)
@@ -196,23 +197,12 @@ func TestCancelledLoadIsNoRefusal(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { _, err := r.Load(ctx, path); done <- err }()
-	eventually(t, "the load to wait", func() bool { return r.clock.HasWaiters() })
+	testkit.Eventually(t, "the load to wait", func() bool { return r.clock.HasWaiters() })
 	cancel()
 	if err := <-done; err == nil {
 		t.Fatal("a cancelled load succeeded")
 	}
 	if _, ok := r.info("c"); ok || len(r.kinds()) != 0 {
 		t.Fatalf("a cancelled load left %v, events %v", r.List(), r.kinds())
-	}
-}
-
-// eventually polls cond until it holds (host/internal/testenv imports this
-// package, so its Eventually cannot be used here).
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
 	}
 }

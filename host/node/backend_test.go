@@ -32,10 +32,6 @@ import (
 	"github.com/wasmlet/wasmlet/host/pluginmanager/wasmhandler"
 )
 
-func logger(t testing.TB) hclog.Logger {
-	return hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: testenv.Writer{T: t}})
-}
-
 // apiHost is a real device manager (with kubelet.sock), optionally a real
 // module registry, device source controller and plugin manager, and the
 // host API serving them through the node's backend.
@@ -72,9 +68,9 @@ func withModules(h *apiHost) {
 		}
 		return module.Options{Cache: testenv.ModuleCache(h.t), CallTimeout: 5 * time.Second, MemoryLimit: 64 << 20,
 			Config: map[string]string{"type": "ExamplePlugin", "versions": "v1"}}
-	}, nil, logger(h.t))
+	}, nil, testenv.Logger(h.t, hclog.Warn))
 	pm, err := pluginmanager.New(pluginmanager.Config{RegistryDir: h.regDir, Handlers: wasmhandler.New(wasmhandler.Config{Modules: h.modules}),
-		ResyncPeriod: time.Minute, OperationTimeout: 2 * time.Second, Logger: logger(h.t)})
+		ResyncPeriod: time.Minute, OperationTimeout: 2 * time.Second, Logger: testenv.Logger(h.t, hclog.Warn)})
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -88,13 +84,13 @@ func startHost(t testing.TB, opts ...hostOption) *apiHost {
 		o(h)
 	}
 	dm, err := devicemanager.New(devicemanager.Config{CheckpointPath: filepath.Join(h.dir, "ckpt"),
-		GracePeriod: time.Hour, Logger: logger(t), CallTimeout: h.callTimeout})
+		GracePeriod: time.Hour, Logger: testenv.Logger(t, hclog.Warn), CallTimeout: h.callTimeout})
 	if err != nil {
 		t.Fatal(err)
 	}
 	h.dm = dm
 	if h.modules != nil {
-		h.sources = devicesource.NewController(h.modules, dm, devicesource.ControllerConfig{Logger: logger(t)})
+		h.sources = devicesource.NewController(h.modules, dm, devicesource.ControllerConfig{Logger: testenv.Logger(t, hclog.Warn)})
 	}
 	srv := devicemanager.NewServer(dm, h.dir, func(ctx context.Context, resource, path string) (devicemanager.Provider, error) {
 		return endpoint.Dial(ctx, resource, path)
@@ -129,7 +125,7 @@ func startHost(t testing.TB, opts ...hostOption) *apiHost {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		serveErr <- api.Serve(ctx, api.Config{AdminSocket: h.socket, PodResourcesSocket: h.prSock, Backend: b, Logger: logger(t)})
+		serveErr <- api.Serve(ctx, api.Config{AdminSocket: h.socket, PodResourcesSocket: h.prSock, Backend: b, Logger: testenv.Logger(t, hclog.Warn)})
 	}()
 	t.Cleanup(func() {
 		cancel()

@@ -11,20 +11,9 @@ import (
 	"strings"
 	"testing"
 	"testing/iotest"
-)
 
-func names(t *testing.T, dir string) []string {
-	t.Helper()
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, e := range entries {
-		out = append(out, e.Name())
-	}
-	return out
-}
+	"github.com/wasmlet/wasmlet/internal/testkit"
+)
 
 func TestWriteReplaces(t *testing.T) {
 	dir := t.TempDir()
@@ -57,7 +46,7 @@ func TestWriteReplaces(t *testing.T) {
 	if b, _ := io.ReadAll(old); string(b) != "old" {
 		t.Fatalf("the old file was modified in place: %q", b)
 	}
-	if got := names(t, dir); !slices.Equal(got, []string{"f"}) {
+	if got := testkit.Names(t, dir); !slices.Equal(got, []string{"f"}) {
 		t.Fatalf("directory holds %v, want only f", got)
 	}
 }
@@ -105,7 +94,7 @@ func TestFailureLeavesTheFile(t *testing.T) {
 	if b, _ := os.ReadFile(path); string(b) != "old" {
 		t.Fatalf("content %q after failed writes", b)
 	}
-	if got := names(t, dir); !slices.Equal(got, []string{"f"}) {
+	if got := testkit.Names(t, dir); !slices.Equal(got, []string{"f"}) {
 		t.Fatalf("directory holds %v after failed writes, want only f", got)
 	}
 }
@@ -137,7 +126,7 @@ func TestWriteErrorsNameTheStep(t *testing.T) {
 	if !errors.As(err, &se) || se.Step != "rename the temporary file over it" {
 		t.Fatalf("got %v, want the rename step to fail", err)
 	}
-	if got := names(t, dir); !slices.Equal(got, []string{"d"}) {
+	if got := testkit.Names(t, dir); !slices.Equal(got, []string{"d"}) {
 		t.Fatalf("directory holds %v", got)
 	}
 }
@@ -152,7 +141,7 @@ func TestRemoveStale(t *testing.T) {
 	}
 	RemoveStale(path)
 	want := []string{".ck..tmp", ".ck.1.tmp.bak", ".other.1.tmp", "ck", "ck.tmp"}
-	if got := names(t, dir); !slices.Equal(got, want) {
+	if got := testkit.Names(t, dir); !slices.Equal(got, want) {
 		t.Fatalf("left %v, want %v", got, want)
 	}
 }

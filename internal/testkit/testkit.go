@@ -2,7 +2,8 @@
 // repository share (the host's, the checkpoint's, the command's, tests/e2e
 // and tests/k8s): a short temporary directory, for unix socket paths
 // (limited to about 108 bytes); a logger that writes into the test's log;
-// a wait for a condition; a file read or written that fails the test when
+// a wait for a condition; a pod resources client connection made as the
+// kubelet's; a file read or written that fails the test when
 // it cannot be, and a file of the repository's own. It imports nothing of
 // wasmlet's but guests/build (which finds the repository), so any
 // package's tests may use it; the host's tests add what needs the host's
@@ -10,6 +11,8 @@
 package testkit
 
 import (
+	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +20,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/wasmlet/wasmlet/guests/build"
 )
@@ -115,4 +120,23 @@ func RepoFile(tb testing.TB, rel string) []byte {
 		tb.Fatal(err)
 	}
 	return ReadFile(tb, filepath.Join(root, filepath.FromSlash(rel)))
+}
+
+// DialPodResources connects to a pod resources socket as the kubelet's own
+// client does (GetV1Client and GetV1alpha1Client in
+// k8s.io/kubernetes/pkg/kubelet/apis/podresources, which consumers are told
+// to copy): a unix dialer, no credentials, a 16 MiB reply limit. The
+// connection is closed when the test ends.
+func DialPodResources(t testing.TB, socket string) *grpc.ClientConn {
+	t.Helper()
+	var d net.Dialer
+	conn, err := grpc.NewClient("unix:"+socket,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return d.DialContext(ctx, "unix", socket) }),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(16<<20)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
 }

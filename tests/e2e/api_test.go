@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,32 +9,15 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	podresourcesv1 "k8s.io/kubelet/pkg/apis/podresources/v1"
 	podresourcesv1alpha1 "k8s.io/kubelet/pkg/apis/podresources/v1alpha1"
 
 	"github.com/wasmlet/wasmlet/guests/build"
 	"github.com/wasmlet/wasmlet/host/api/adminpb"
+	"github.com/wasmlet/wasmlet/internal/testkit"
 )
-
-// dialPodResources connects as the kubelet's own client does (GetV1Client
-// in k8s.io/kubernetes/pkg/kubelet/apis/podresources, which consumers are
-// told to copy).
-func dialPodResources(t *testing.T, socket string) *grpc.ClientConn {
-	t.Helper()
-	var d net.Dialer
-	conn, err := grpc.NewClient("unix:"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return d.DialContext(ctx, "unix", socket) }),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(16<<20)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return conn
-}
 
 func perm(t *testing.T, path string) os.FileMode {
 	t.Helper()
@@ -70,7 +52,7 @@ func TestPodResourcesSocket(t *testing.T) {
 		}
 	}
 
-	conn := dialPodResources(t, pr)
+	conn := testkit.DialPodResources(t, pr)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	list, err := podresourcesv1.NewPodResourcesListerClient(conn).List(ctx, &podresourcesv1.ListPodResourcesRequest{})

@@ -1,56 +1,51 @@
-// Package testenv holds what the host's tests share: short temporary
-// directories (unix socket paths are limited to about 108 bytes), a logger
-// that writes into the test's log, one compilation cache for the whole test
-// run, so each guest module compiles once, a wait for a condition, an
-// atomic file write, a count of module calls, a module registry whose
-// modules' options a test sets as it goes, and a pod resources client
-// connection made as the kubelet's.
+// Package testenv holds what the host's tests share: one compilation cache
+// for the whole test run, so each guest module compiles once, an atomic
+// file write, a count of module calls, a module registry whose modules'
+// options a test sets as it goes, CDI specs read as a runtime reads them;
+// and, from internal/testkit (what the
+// tests of every module share), short temporary directories (unix socket
+// paths are limited to about 108 bytes), a logger that writes into the
+// test's log, a wait for a condition and a pod resources client connection
+// made as the kubelet's.
 package testenv
 
 import (
 	"context"
 	"maps"
-	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+
+	cdilib "tags.cncf.io/container-device-interface/pkg/cdi"
 
 	"github.com/wasmlet/wasmlet/guests/build"
 	"github.com/wasmlet/wasmlet/host/module"
 	"github.com/wasmlet/wasmlet/internal/atomicfile"
+	"github.com/wasmlet/wasmlet/internal/testkit"
 )
 
-// ShortDir returns a new temporary directory with a short path, removed
-// when the test ends.
-func ShortDir(t testing.TB) string {
-	t.Helper()
-	d, err := os.MkdirTemp("", "w")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(d) })
-	return d
-}
+// The helpers every test of the repository shares, named here too so that
+// the host's tests find them beside their own.
+var (
+	// ShortDir returns a new temporary directory with a short path,
+	// removed when the test ends.
+	ShortDir = testkit.ShortDir
+	// Logger is an hclog logger at level writing into the test's log.
+	Logger = testkit.Logger
+	// Eventually polls cond until it holds, failing the test after a
+	// minute.
+	Eventually = testkit.Eventually
+	// DialPodResources connects to a pod resources socket as the
+	// kubelet's own client does.
+	DialPodResources = testkit.DialPodResources
+)
 
 // Writer writes into the test's log, a line per write.
-type Writer struct{ T testing.TB }
-
-func (w Writer) Write(p []byte) (int, error) {
-	w.T.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
-// Logger is an hclog logger at level writing into the test's log.
-func Logger(t testing.TB, level hclog.Level) hclog.Logger {
-	return hclog.New(&hclog.LoggerOptions{Level: level, Output: Writer{t}})
-}
+type Writer = testkit.Writer
 
 var (
 	cacheOnce sync.Once
@@ -66,18 +61,6 @@ func ModuleCache(t testing.TB) *module.Cache {
 		t.Fatal(cacheErr)
 	}
 	return cache
-}
-
-// Eventually polls cond until it holds, and fails the test naming what it
-// waited for if that takes more than a minute: the bound only matters when
-// something is broken, so it leaves a loaded machine under -race room.
-func Eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(time.Minute); !cond(); time.Sleep(2 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
 }
 
 // WriteFile writes path atomically with atomicfile: a hidden temporary file
@@ -113,25 +96,6 @@ func (c *Calls) Count(op string) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.n[op]
-}
-
-// DialPodResources connects to a pod resources socket as the kubelet's own
-// client does (GetV1Client and GetV1alpha1Client in
-// k8s.io/kubernetes/pkg/kubelet/apis/podresources, which consumers are told
-// to copy): a unix dialer, no credentials, a 16 MiB reply limit. The
-// connection is closed when the test ends.
-func DialPodResources(t testing.TB, socket string) *grpc.ClientConn {
-	t.Helper()
-	var d net.Dialer
-	conn, err := grpc.NewClient("unix:"+socket,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return d.DialContext(ctx, "unix", socket) }),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(16<<20)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return conn
 }
 
 // Modules is a module registry whose modules' options a test sets by name
@@ -193,4 +157,19 @@ func (m *Modules) Install(name, wasm string) *module.Module {
 		m.t.Fatal(err)
 	}
 	return mod
+}
+
+// CDISpecs reads the CDI specs in dir as a container runtime does (the CDI
+// project's own cache, refreshed once), failing the test if any is
+// invalid.
+func CDISpecs(t testing.TB, dir string) *cdilib.Cache {
+	t.Helper()
+	c, err := cdilib.NewCache(cdilib.WithSpecDirs(dir), cdilib.WithAutoRefresh(false))
+	if err != nil {
+		t.Fatalf("CDI specs in %s: %v", dir, err)
+	}
+	if errs := c.GetErrors(); len(errs) > 0 {
+		t.Fatalf("CDI specs in %s: %v", dir, errs)
+	}
+	return c
 }

@@ -15,21 +15,13 @@ import (
 	"github.com/tetratelabs/wazero/api"
 
 	"github.com/wasmlet/wasmlet/guests/build"
+	"github.com/wasmlet/wasmlet/internal/testkit"
 )
 
 var update = flag.Bool("update", false, "rewrite the committed malformed modules")
 
-func read(t testing.TB, path string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 func TestWrongSignature(t *testing.T) {
-	m, err := Parse(read(t, build.Testdata(t, "guests/testmodules/wat/wrong_signature.wasm")))
+	m, err := Parse(testkit.ReadFile(t, build.Testdata(t, "guests/testmodules/wat/wrong_signature.wasm")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +76,7 @@ func TestAgreesWithWazero(t *testing.T) {
 	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
 	defer rt.Close(ctx)
 	for _, f := range modules(t) {
-		bin := read(t, f)
+		bin := testkit.ReadFile(t, f)
 		m, err := Parse(bin)
 		if err != nil {
 			t.Logf("%s: refused: %v", filepath.Base(f), err)
@@ -137,7 +129,7 @@ func TestAgreesWithWazero(t *testing.T) {
 
 // minimal returns the sections of the minimal module, by id, and its bytes.
 func minimal(t testing.TB) (*Module, []byte) {
-	bin := read(t, build.Testdata(t, "guests/testmodules/wat/minimal.wasm"))
+	bin := testkit.ReadFile(t, build.Testdata(t, "guests/testmodules/wat/minimal.wasm"))
 	m, err := Parse(bin)
 	if err != nil {
 		t.Fatal(err)
@@ -230,7 +222,7 @@ func TestMalformedCorpus(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if committed := read(t, path); !bytes.Equal(committed, c.bin) {
+		if committed := testkit.ReadFile(t, path); !bytes.Equal(committed, c.bin) {
 			t.Errorf("%s is not what this test builds (go test -run MalformedCorpus -update ./host/module/wasmbin)", path)
 		}
 	}
@@ -295,7 +287,7 @@ func TestRefusals(t *testing.T) {
 // TestStartAndNames reads the start function and names a function by its
 // export or its entry in the name section.
 func TestStartAndNames(t *testing.T) {
-	m, err := Parse(read(t, build.Testdata(t, "guests/testmodules/wat/start_loop.wasm")))
+	m, err := Parse(testkit.ReadFile(t, build.Testdata(t, "guests/testmodules/wat/start_loop.wasm")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -342,7 +334,7 @@ func TestInstructions(t *testing.T) {
 // input, and describes a module it accepts consistently.
 func FuzzParse(f *testing.F) {
 	for _, p := range modules(f) {
-		f.Add(read(f, p))
+		f.Add(testkit.ReadFile(f, p))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var before, after runtime.MemStats

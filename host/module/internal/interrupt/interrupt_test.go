@@ -3,7 +3,6 @@ package interrupt
 import (
 	"context"
 	"errors"
-	"os"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -16,16 +15,8 @@ import (
 
 	"github.com/wasmlet/wasmlet/guests/build"
 	"github.com/wasmlet/wasmlet/host/module/wasmbin"
+	"github.com/wasmlet/wasmlet/internal/testkit"
 )
-
-func read(t testing.TB, path string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
 
 func instrument(t testing.TB, bin []byte, maxDepth uint32) []byte {
 	t.Helper()
@@ -64,7 +55,7 @@ func call(mod api.Module, name string, args ...uint64) ([]uint64, error) {
 // them many times under a depth limit of 100: were the depth not lowered on
 // every way out, it would pile up and trap.
 func TestResultsAreKept(t *testing.T) {
-	bin := read(t, "testdata/calls.wasm")
+	bin := testkit.ReadFile(t, "testdata/calls.wasm")
 	orig := instantiate(t, bin)
 	inst := instantiate(t, instrument(t, bin, 100))
 	calls := []struct {
@@ -107,7 +98,7 @@ func TestResultsAreKept(t *testing.T) {
 // limit, leaving wasmlet_depth over it; one frame less passes, and leaves
 // it at zero.
 func TestDepthLimit(t *testing.T) {
-	bin := read(t, "testdata/calls.wasm")
+	bin := testkit.ReadFile(t, "testdata/calls.wasm")
 	const limit = 1000
 	out := instrument(t, bin, limit)
 	mod := instantiate(t, out)
@@ -142,7 +133,7 @@ func TestDepthLimit(t *testing.T) {
 // TestInterrupt: a leaf that loops for ever stops at its next loop head once
 // the host sets the globals, from another goroutine.
 func TestInterrupt(t *testing.T) {
-	mod := instantiate(t, instrument(t, read(t, "testdata/calls.wasm"), 100))
+	mod := instantiate(t, instrument(t, testkit.ReadFile(t, "testdata/calls.wasm"), 100))
 	fuel := mod.ExportedGlobal(ExportFuel).(api.MutableGlobal)
 	intr := mod.ExportedGlobal(ExportInterrupt).(api.MutableGlobal)
 	set := make(chan struct{})
@@ -165,7 +156,7 @@ func TestRefusals(t *testing.T) {
 	} {
 		bin := []byte("\x00asm\x01\x00\x00\x00")
 		if c.path != "" {
-			bin = read(t, build.Testdata(t, c.path))
+			bin = testkit.ReadFile(t, build.Testdata(t, c.path))
 		}
 		m, err := wasmbin.Parse(bin)
 		if err != nil {
@@ -175,7 +166,7 @@ func TestRefusals(t *testing.T) {
 			t.Errorf("%s: %v, want %q", c.name, err, c.want)
 		}
 	}
-	m, _ := wasmbin.Parse(read(t, "testdata/calls.wasm"))
+	m, _ := wasmbin.Parse(testkit.ReadFile(t, "testdata/calls.wasm"))
 	m.Exports = append(m.Exports, wasmbin.Export{Name: ExportFuel, Kind: wasmbin.Global})
 	if _, err := Instrument(m, Limits{CallDepth: 100, TableElements: 1 << 20}); err == nil || !strings.Contains(err.Error(), "a name the host reserves") {
 		t.Errorf("reserved export: %v", err)
@@ -193,7 +184,7 @@ func seeds(t testing.TB) [][]byte {
 	files = append(files, "testdata/calls.wasm")
 	var out [][]byte
 	for _, f := range files {
-		out = append(out, read(t, f))
+		out = append(out, testkit.ReadFile(t, f))
 	}
 	return out
 }
@@ -290,7 +281,7 @@ func FuzzInstrument(f *testing.F) {
 // TestTablesGetAMaximum: each table's maximum becomes its share of the
 // limit (or stays, if smaller); a table that starts larger is refused.
 func TestTablesGetAMaximum(t *testing.T) {
-	m, err := wasmbin.Parse(read(t, "testdata/calls.wasm"))
+	m, err := wasmbin.Parse(testkit.ReadFile(t, "testdata/calls.wasm"))
 	if err != nil {
 		t.Fatal(err)
 	}
