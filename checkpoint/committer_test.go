@@ -78,6 +78,19 @@ func waitSnapshots(t *testing.T, s *store, n int) {
 	testkit.Eventually(t, fmt.Sprintf("%d snapshots", n), func() bool { return s.snapshotCount() >= n })
 }
 
+// heldCommitter is a committer of a file in a temporary directory whose
+// writes, once they took their snapshot, wait until release is called
+// (at the latest when the test ends, before the committer is closed).
+func heldCommitter(t *testing.T) (path string, s *store, c *Committer, release func()) {
+	path = filepath.Join(t.TempDir(), "ck")
+	s = &store{after: make(chan struct{})}
+	c = NewCommitter(path, s.snapshot)
+	t.Cleanup(func() { c.Close() })
+	release = sync.OnceFunc(func() { close(s.after) })
+	t.Cleanup(release) // before Close, if the test fails early
+	return path, s, c, release
+}
+
 func workloads(st *State) map[string]bool {
 	m := make(map[string]bool)
 	for _, a := range st.GetAllocations() {
@@ -138,12 +151,7 @@ func TestCommitterConcurrentSyncsAreDurable(t *testing.T) {
 // Syncs queued while a write is in flight share the next write: 16 Syncs,
 // two writes.
 func TestCommitterGroupsWaiters(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "ck")
-	s := &store{after: make(chan struct{})}
-	c := NewCommitter(path, s.snapshot)
-	defer c.Close()
-	release := sync.OnceFunc(func() { close(s.after) })
-	defer release() // before Close, if the test fails early
+	path, s, c, release := heldCommitter(t)
 
 	errs := make(chan error, 16)
 	gen := s.add("ns/pod/first")
@@ -257,12 +265,7 @@ func TestCommitterFailureDuringQueue(t *testing.T) {
 }
 
 func TestCommitterContextCancel(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "ck")
-	s := &store{after: make(chan struct{})}
-	c := NewCommitter(path, s.snapshot)
-	defer c.Close()
-	release := sync.OnceFunc(func() { close(s.after) })
-	defer release() // before Close, if the test fails early
+	path, s, c, release := heldCommitter(t)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	res := make(chan error, 1)
@@ -303,11 +306,7 @@ func TestCommitterContextCancel(t *testing.T) {
 }
 
 func TestCommitterClose(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "ck")
-	s := &store{after: make(chan struct{})}
-	c := NewCommitter(path, s.snapshot)
-	release := sync.OnceFunc(func() { close(s.after) })
-	defer release()
+	path, s, c, release := heldCommitter(t)
 
 	first, second := make(chan error, 1), make(chan error, 1)
 	go func() { first <- c.Sync(context.Background(), s.add("ns/pod/a")) }()

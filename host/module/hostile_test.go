@@ -11,6 +11,7 @@ package module
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -43,6 +44,13 @@ func callWithin(t *testing.T, d time.Duration, what string, call func() error) e
 	t.Helper()
 	done := make(chan error, 1)
 	go func() { done <- call() }()
+	return within(t, done, d, what)
+}
+
+// within is the error that comes on done, failing the test, which names
+// what, if none comes within d.
+func within(t *testing.T, done <-chan error, d time.Duration, what string) error {
+	t.Helper()
 	select {
 	case err := <-done:
 		return err
@@ -50,6 +58,19 @@ func callWithin(t *testing.T, d time.Duration, what string, call func() error) e
 		t.Fatalf("%s did not return within %s", what, d)
 		return nil
 	}
+}
+
+// discoverAdmitted starts m.Discover(ctx) and returns once the module has
+// admitted it as its calls-th call; the call's error comes on the channel.
+func discoverAdmitted(t *testing.T, ctx context.Context, m *Module, calls uint64) <-chan error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() {
+		_, err := m.Discover(ctx)
+		done <- err
+	}()
+	testkit.Eventually(t, fmt.Sprintf("call %d to be admitted", calls), func() bool { return m.Status().Calls == calls })
+	return done
 }
 
 func wantFault(t *testing.T, err error, fault Fault, msg string) {
@@ -151,12 +172,8 @@ func TestCancelStopsASleepingCall(t *testing.T) {
 	}()
 	testkit.Eventually(t, "the guest to fall asleep", func() bool { return strings.Contains(out.String(), asleep("allocate")) })
 	cancel()
-	select {
-	case err := <-done:
-		wantFault(t, err, FaultCancelled, "allocate: cancelled: cancelled by the caller (context canceled) while blocked in a host call (poll_oneoff, sleeping); woken and stopped")
-	case <-time.After(slack):
-		t.Fatal("the call went on sleeping after its caller cancelled it")
-	}
+	wantFault(t, within(t, done, slack, "the sleeping call its caller cancelled"), FaultCancelled,
+		"allocate: cancelled: cancelled by the caller (context canceled) while blocked in a host call (poll_oneoff, sleeping); woken and stopped")
 	if st := m.Status(); st.Faults != 0 || st.Quarantined || st.Instances != 0 {
 		t.Fatalf("after the cancellation: %d faults, quarantined %v, %d instances", st.Faults, st.Quarantined, st.Instances)
 	}
@@ -169,19 +186,9 @@ func TestCancelStopsASleepingCall(t *testing.T) {
 func TestCancelInterruptsARunningCall(t *testing.T) {
 	m := load(t, wat(t, "loop"), Options{CallTimeout: time.Minute})
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		_, err := m.Discover(ctx)
-		done <- err
-	}()
-	testkit.Eventually(t, "the call to be admitted", func() bool { return m.Status().Calls == 1 })
+	done := discoverAdmitted(t, ctx, m, 1)
 	cancel()
-	select {
-	case err := <-done:
-		wantFault(t, err, FaultCancelled, "cancelled by the caller (context canceled)")
-	case <-time.After(slack):
-		t.Fatal("the call went on after its caller cancelled it")
-	}
+	wantFault(t, within(t, done, slack, "the call its caller cancelled"), FaultCancelled, "cancelled by the caller (context canceled)")
 	// A context already done never reaches the module.
 	_, err := m.Discover(ctx)
 	wantFault(t, err, FaultCancelled, "cancelled by the caller (context canceled) before it started")
@@ -205,19 +212,9 @@ func TestCancelWhileWaitingForAnInstance(t *testing.T) {
 	}()
 	testkit.Eventually(t, "the guest to fall asleep", func() bool { return strings.Contains(out.String(), asleep("allocate")) })
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		_, err := m.Discover(ctx)
-		done <- err
-	}()
-	testkit.Eventually(t, "the second call to be admitted", func() bool { return m.Status().Calls == 2 })
+	done := discoverAdmitted(t, ctx, m, 2)
 	cancel()
-	select {
-	case err := <-done:
-		wantFault(t, err, FaultBusy, "no instance free (pool of 1): context canceled")
-	case <-time.After(slack):
-		t.Fatal("a caller waiting for an instance did not give up when cancelled")
-	}
+	wantFault(t, within(t, done, slack, "a caller waiting for an instance, cancelled,"), FaultBusy, "no instance free (pool of 1): context canceled")
 	stopSleeper()
 	wantFault(t, <-slept, FaultCancelled, "while blocked in a host call")
 }

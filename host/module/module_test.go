@@ -343,12 +343,7 @@ func TestCloseLetsCallsInFlightFinish(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error)
-	go func() {
-		_, err := m.Discover(context.Background())
-		done <- err
-	}()
-	testkit.Eventually(t, "the call to be admitted", func() bool { return m.Status().Calls == 1 })
+	done := discoverAdmitted(t, context.Background(), m, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := m.Close(ctx); err != nil {
@@ -368,23 +363,13 @@ func TestCloseInterruptsCallsThatOverstay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error)
-	go func() {
-		_, err := m.Discover(context.Background())
-		done <- err
-	}()
-	testkit.Eventually(t, "the call to be admitted", func() bool { return m.Status().Calls == 1 })
+	done := discoverAdmitted(t, context.Background(), m, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	m.Close(ctx)
-	select {
-	case err := <-done:
-		var ce *CallError
-		if !errors.As(err, &ce) || ce.Fault != FaultClosed {
-			t.Fatalf("got %v", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Close did not interrupt the call")
+	var ce *CallError
+	if err := within(t, done, 5*time.Second, "the call Close interrupts"); !errors.As(err, &ce) || ce.Fault != FaultClosed {
+		t.Fatalf("got %v", err)
 	}
 }
 
