@@ -18,7 +18,6 @@ import (
 	"fmt"
 	"path/filepath"
 	"sort"
-	"sync"
 	"testing"
 	"time"
 
@@ -37,19 +36,8 @@ func BenchmarkRegistrationLatency(b *testing.B) {
 			round := 0
 			for b.Loop() {
 				round++
-				plugins := make([]*testplugin.Registrant, n)
-				var wg sync.WaitGroup
 				start := time.Now()
-				for i := range plugins {
-					wg.Add(1)
-					go func(i int) {
-						defer wg.Done()
-						info := example
-						info.Name = fmt.Sprintf("example-%d-%d", round, i)
-						plugins[i] = testplugin.StartRegistrant(b, filepath.Join(e.regDir, fmt.Sprintf("p%d-%d.sock", round, i)), info)
-					}(i)
-				}
-				wg.Wait()
+				plugins := e.startExamples(b, n, round, func(i int) string { return fmt.Sprintf("p%d-%d.sock", round, i) })
 				var done time.Time
 				for _, p := range plugins {
 					s := p.Expect(b, 10*time.Second)
@@ -71,10 +59,7 @@ func BenchmarkRegistrationLatency(b *testing.B) {
 				}
 				b.StartTimer()
 			}
-			sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-			ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-			b.ReportMetric(ms(lat[len(lat)/2]), "p50-ms")
-			b.ReportMetric(ms(lat[len(lat)*99/100]), "p99-ms")
+			reportLatency(b, lat)
 			if n > 1 {
 				sort.Slice(last, func(i, j int) bool { return last[i] < last[j] })
 				b.ReportMetric(ms(last[len(last)/2]), "all-registered-ms")
@@ -111,8 +96,15 @@ func BenchmarkCSIRegistrationLatency(b *testing.B) {
 		}
 		b.StartTimer()
 	}
+	reportLatency(b, lat)
+}
+
+// reportLatency reports the median and 99th percentile of lat (sorted in
+// place), in milliseconds.
+func reportLatency(b *testing.B, lat []time.Duration) {
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 	b.ReportMetric(ms(lat[len(lat)/2]), "p50-ms")
 	b.ReportMetric(ms(lat[len(lat)*99/100]), "p99-ms")
 }
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

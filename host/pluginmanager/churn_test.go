@@ -4,7 +4,6 @@ import (
 	"flag"
 	"fmt"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,19 +26,8 @@ func TestChurn(t *testing.T) {
 	const batch = 100
 	e := start(t, map[string]string{"customhandler": "guests/customhandler"})
 	round := func(r int) time.Duration {
-		plugins := make([]*testplugin.Registrant, batch)
-		var wg sync.WaitGroup
 		start := time.Now()
-		for i := range plugins {
-			wg.Add(1)
-			go func(i int) {
-				defer wg.Done()
-				info := example
-				info.Name = fmt.Sprintf("example-%d-%d", r, i)
-				plugins[i] = testplugin.StartRegistrant(t, filepath.Join(e.regDir, fmt.Sprintf("c%d", i%7), fmt.Sprintf("p%d-%d.sock", r, i)), info)
-			}(i)
-		}
-		wg.Wait()
+		plugins := e.startExamples(t, batch, r, func(i int) string { return filepath.Join(fmt.Sprintf("c%d", i%7), fmt.Sprintf("p%d-%d.sock", r, i)) })
 		for _, p := range plugins {
 			if s := p.Expect(t, 20*time.Second); !s.Registered {
 				t.Fatalf("round %d: %s: %+v", r, p.Path, s)

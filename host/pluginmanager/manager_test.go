@@ -127,6 +127,22 @@ func startBench(b *testing.B) *env {
 	})
 }
 
+// startExamples starts n example plugins at once, the i-th named
+// example-<round>-<i> on socket path(i) under the registry directory.
+func (e *env) startExamples(tb testing.TB, n, round int, path func(i int) string) []*testplugin.Registrant {
+	plugins := make([]*testplugin.Registrant, n)
+	var wg sync.WaitGroup
+	for i := range plugins {
+		wg.Go(func() {
+			info := example
+			info.Name = fmt.Sprintf("example-%d-%d", round, i)
+			plugins[i] = testplugin.StartRegistrant(tb, filepath.Join(e.regDir, path(i)), info)
+		})
+	}
+	wg.Wait()
+	return plugins
+}
+
 // install copies a built guest into the module directory as name.wasm and
 // loads it, as the module directory watcher would.
 func (e *env) install(name, guest string) {

@@ -77,23 +77,11 @@ func waitForDevice(b *testing.B, w watch.Interface, id string) {
 // p99 are of the iterations of one run.
 func BenchmarkNodePrepareResources(b *testing.B) {
 	e := newEnv(b)
-	k := e.startKubelet(b)
-	w := e.startWasmlet(b, "gpusim")
-	testkit.Eventually(b, "the kubelet to register gpu.example.com", func() bool { return k.plugin(gpuDriver) != nil })
-	testkit.Eventually(b, "gpusim's slices", func() bool { return w.driver(gpuDriver).Slices == dradriver.SlicesPublished })
-	e.deviceClass(b, gpuDriver)
+	k, _ := e.startGPUs(b)
+	claim := e.allocatedClaim(b, gpuDriver, "gpu", "", "pod-bench")
 	ctx := context.Background()
-	claim, err := e.c.Client.ResourceV1().ResourceClaims("default").Create(ctx, &resourceapi.ResourceClaim{
-		ObjectMeta: metav1.ObjectMeta{GenerateName: "bench-", Namespace: "default"},
-		Spec: resourceapi.ResourceClaimSpec{Devices: resourceapi.DeviceClaim{Requests: []resourceapi.DeviceRequest{{
-			Name: "gpu", Exactly: &resourceapi.ExactDeviceRequest{DeviceClassName: gpuDriver}}}}},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	claim = e.allocate(b, claim, "pod-bench")
 	plugin := k.plugin(gpuDriver)
-	claims := []*drapb.Claim{{Namespace: claim.Namespace, Name: claim.Name, Uid: string(claim.UID)}}
+	claims := []*drapb.Claim{ref(claim)}
 	lat := make([]time.Duration, 0, b.N)
 	b.ResetTimer()
 	for range b.N {

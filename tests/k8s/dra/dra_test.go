@@ -11,7 +11,6 @@ import (
 
 	resourceapi "k8s.io/api/resource/v1"
 	apiresource "k8s.io/apimachinery/pkg/api/resource"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	drapb "k8s.io/kubelet/pkg/apis/dra/v1"
 
 	"github.com/wasmlet/wasmlet/host/dradriver"
@@ -111,27 +110,12 @@ func TestSlicesFollowDiscovery(t *testing.T) {
 // works from the checkpoint, and removes the claim's CDI spec.
 func TestPrepareThroughKubelet(t *testing.T) {
 	e := newEnv(t)
-	k := e.startKubelet(t)
-	w := e.startWasmlet(t, "gpusim")
-	testkit.Eventually(t, "the kubelet to register gpu.example.com", func() bool { return k.plugin(gpuDriver) != nil })
-	testkit.Eventually(t, "gpusim's slices", func() bool { return w.driver(gpuDriver).Slices == dradriver.SlicesPublished })
-	e.deviceClass(t, gpuDriver)
-
-	ctx := context.Background()
-	claim, err := e.c.Client.ResourceV1().ResourceClaims("default").Create(ctx, &resourceapi.ResourceClaim{
-		ObjectMeta: metav1.ObjectMeta{GenerateName: "one-gpu-", Namespace: "default"},
-		Spec: resourceapi.ResourceClaimSpec{Devices: resourceapi.DeviceClaim{Requests: []resourceapi.DeviceRequest{{
-			Name: "gpu", Exactly: &resourceapi.ExactDeviceRequest{DeviceClassName: gpuDriver,
-				Selectors: []resourceapi.DeviceSelector{{CEL: &resourceapi.CELDeviceSelector{
-					Expression: `device.attributes["gpu.example.com"].type == "gpu"`}}}}}}}},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	claim = e.allocate(t, claim, "pod-a")
+	k, w := e.startGPUs(t)
+	claim := e.allocatedClaim(t, gpuDriver, "gpu", `device.attributes["gpu.example.com"].type == "gpu"`, "pod-a")
 	dev := claim.Status.Allocation.Devices.Results[0].Device
 
-	req := &drapb.NodePrepareResourcesRequest{Claims: []*drapb.Claim{{Namespace: claim.Namespace, Name: claim.Name, Uid: string(claim.UID)}}}
+	ctx := context.Background()
+	req := &drapb.NodePrepareResourcesRequest{Claims: []*drapb.Claim{ref(claim)}}
 	resp, err := k.plugin(gpuDriver).NodePrepareResources(ctx, req)
 	if err != nil {
 		t.Fatal(err)

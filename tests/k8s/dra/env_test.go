@@ -25,6 +25,7 @@ import (
 	"k8s.io/dynamic-resource-allocation/structured"
 	"k8s.io/klog/v2"
 	drahealthv1 "k8s.io/kubelet/pkg/apis/dra-health/v1"
+	drapb "k8s.io/kubelet/pkg/apis/dra/v1"
 	registerapi "k8s.io/kubelet/pkg/apis/pluginregistration/v1"
 	draplugin "k8s.io/kubernetes/pkg/kubelet/cm/dra/plugin"
 	kubeletconfig "k8s.io/kubernetes/pkg/kubelet/config"
@@ -396,6 +397,45 @@ func (e *env) allocate(tb testing.TB, claim *resourceapi.ResourceClaim, pod stri
 		tb.Fatal(err)
 	}
 	return out
+}
+
+// allocatedClaim creates a claim in namespace default asking for one
+// device of driver's DeviceClass (created unless there), selected by the
+// CEL expression cel unless it is "", in a request named request, and
+// allocates it on the node for pod.
+func (e *env) allocatedClaim(tb testing.TB, driver, request, cel, pod string) *resourceapi.ResourceClaim {
+	tb.Helper()
+	e.deviceClass(tb, driver)
+	exactly := &resourceapi.ExactDeviceRequest{DeviceClassName: driver}
+	if cel != "" {
+		exactly.Selectors = []resourceapi.DeviceSelector{{CEL: &resourceapi.CELDeviceSelector{Expression: cel}}}
+	}
+	claim, err := e.c.Client.ResourceV1().ResourceClaims("default").Create(context.Background(), &resourceapi.ResourceClaim{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: pod + "-", Namespace: "default"},
+		Spec: resourceapi.ResourceClaimSpec{Devices: resourceapi.DeviceClaim{Requests: []resourceapi.DeviceRequest{{
+			Name: request, Exactly: exactly}}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return e.allocate(tb, claim, pod)
+}
+
+// ref is claim as the kubelet names it to a driver.
+func ref(claim *resourceapi.ResourceClaim) *drapb.Claim {
+	return &drapb.Claim{Namespace: claim.Namespace, Name: claim.Name, Uid: string(claim.UID)}
+}
+
+// startGPUs starts the kubelet and a wasmlet serving gpusim, and waits
+// until the kubelet registered gpu.example.com and its slices are
+// published.
+func (e *env) startGPUs(tb testing.TB) (*kubelet, *wasmlet) {
+	tb.Helper()
+	k := e.startKubelet(tb)
+	w := e.startWasmlet(tb, "gpusim")
+	testkit.Eventually(tb, "the kubelet to register gpu.example.com", func() bool { return k.plugin(gpuDriver) != nil })
+	testkit.Eventually(tb, "gpusim's slices", func() bool { return w.driver(gpuDriver).Slices == dradriver.SlicesPublished })
+	return k, w
 }
 
 type classLister struct{ e *env }

@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	resourceapi "k8s.io/api/resource/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	drapb "k8s.io/kubelet/pkg/apis/dra/v1"
 
 	"github.com/wasmlet/wasmlet/host/dradriver"
@@ -82,21 +80,10 @@ func TestDiscoveryTheAPIServerWouldRefuse(t *testing.T) {
 	}
 
 	testkit.Eventually(t, "the kubelet to register file.example.com", func() bool { return k.plugin(fileDriver) != nil })
-	e.deviceClass(t, fileDriver)
+	claim := e.allocatedClaim(t, fileDriver, "nic", `device.attributes["file.example.com"].kind == "target"`, "pod-nic")
 	ctx := context.Background()
-	claim, err := e.c.Client.ResourceV1().ResourceClaims("default").Create(ctx, &resourceapi.ResourceClaim{
-		ObjectMeta: metav1.ObjectMeta{GenerateName: "nic-", Namespace: "default"},
-		Spec: resourceapi.ResourceClaimSpec{Devices: resourceapi.DeviceClaim{Requests: []resourceapi.DeviceRequest{{
-			Name: "nic", Exactly: &resourceapi.ExactDeviceRequest{DeviceClassName: fileDriver,
-				Selectors: []resourceapi.DeviceSelector{{CEL: &resourceapi.CELDeviceSelector{
-					Expression: `device.attributes["file.example.com"].kind == "target"`}}}}}}}},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	claim = e.allocate(t, claim, "pod-nic")
 	resp, err := k.plugin(fileDriver).NodePrepareResources(ctx, &drapb.NodePrepareResourcesRequest{
-		Claims: []*drapb.Claim{{Namespace: claim.Namespace, Name: claim.Name, Uid: string(claim.UID)}}})
+		Claims: []*drapb.Claim{ref(claim)}})
 	if err != nil {
 		t.Fatal(err)
 	}
