@@ -7,6 +7,7 @@ package deploy_test
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -431,9 +432,10 @@ func TestSystemdUnit(t *testing.T) {
 	}
 }
 
-// documents decodes every YAML document of file, each into a new value that
-// kind (the document's kind) picks.
-func documents(t *testing.T, file string, into func(kind string) any) []any {
+// documents decodes every YAML document of file strictly, each into a new
+// value of the type among kinds (pointers to Kubernetes objects) named as
+// the document's kind; a document of another kind fails the test.
+func documents(t *testing.T, file string, kinds ...any) []any {
 	t.Helper()
 	b, err := os.ReadFile(file)
 	if err != nil {
@@ -447,16 +449,29 @@ func documents(t *testing.T, file string, into func(kind string) any) []any {
 		if err := yaml.Unmarshal([]byte(doc), &meta); err != nil || meta.Kind == "" {
 			t.Fatalf("%s, document %d: no kind (%v)", file, i+1, err)
 		}
-		v := into(meta.Kind)
-		if v == nil {
+		k := slices.IndexFunc(kinds, func(k any) bool { return reflect.TypeOf(k).Elem().Name() == meta.Kind })
+		if k < 0 {
 			t.Fatalf("%s, document %d: unexpected kind %s", file, i+1, meta.Kind)
 		}
+		v := reflect.New(reflect.TypeOf(kinds[k]).Elem()).Interface()
 		if err := yaml.UnmarshalStrict([]byte(doc), v); err != nil {
 			t.Fatalf("%s, document %d (%s): %v", file, i+1, meta.Kind, err)
 		}
 		out = append(out, v)
 	}
 	return out
+}
+
+// one is the document of type T among docs (the last, if there are
+// several), or nil.
+func one[T any](docs []any) T {
+	var found T
+	for _, d := range docs {
+		if v, ok := d.(T); ok {
+			found = v
+		}
+	}
+	return found
 }
 
 // TestDRA: what the DRA drivers of plugins.toml (bridge = "dra") need from
@@ -476,29 +491,8 @@ func TestDRA(t *testing.T) {
 	decode(t, "daemonset.yaml", &ds)
 	spec := ds.Spec.Template.Spec
 
-	var sa *corev1.ServiceAccount
-	var role *rbacv1.ClusterRole
-	var binding *rbacv1.ClusterRoleBinding
-	for _, v := range documents(t, "rbac.yaml", func(kind string) any {
-		switch kind {
-		case "ServiceAccount":
-			return &corev1.ServiceAccount{}
-		case "ClusterRole":
-			return &rbacv1.ClusterRole{}
-		case "ClusterRoleBinding":
-			return &rbacv1.ClusterRoleBinding{}
-		}
-		return nil
-	}) {
-		switch v := v.(type) {
-		case *corev1.ServiceAccount:
-			sa = v
-		case *rbacv1.ClusterRole:
-			role = v
-		case *rbacv1.ClusterRoleBinding:
-			binding = v
-		}
-	}
+	rbac := documents(t, "rbac.yaml", &corev1.ServiceAccount{}, &rbacv1.ClusterRole{}, &rbacv1.ClusterRoleBinding{})
+	sa, role, binding := one[*corev1.ServiceAccount](rbac), one[*rbacv1.ClusterRole](rbac), one[*rbacv1.ClusterRoleBinding](rbac)
 	if sa == nil || role == nil || binding == nil {
 		t.Fatal("rbac.yaml: want a ServiceAccount, a ClusterRole and a ClusterRoleBinding")
 	}
@@ -549,12 +543,7 @@ func TestDRA(t *testing.T) {
 	}
 
 	classes := map[string]bool{}
-	for _, v := range documents(t, "deviceclasses.yaml", func(kind string) any {
-		if kind == "DeviceClass" {
-			return &resourceapi.DeviceClass{}
-		}
-		return nil
-	}) {
+	for _, v := range documents(t, "deviceclasses.yaml", &resourceapi.DeviceClass{}) {
 		cl := v.(*resourceapi.DeviceClass)
 		for _, sel := range cl.Spec.Selectors {
 			if sel.CEL != nil && strings.Contains(sel.CEL.Expression, `device.driver == "`+cl.Name+`"`) {
@@ -577,24 +566,8 @@ func TestDRA(t *testing.T) {
 		}
 	}
 
-	var tmpl *resourceapi.ResourceClaimTemplate
-	var pod *corev1.Pod
-	for _, v := range documents(t, "examples/gpusim-pod.yaml", func(kind string) any {
-		switch kind {
-		case "ResourceClaimTemplate":
-			return &resourceapi.ResourceClaimTemplate{}
-		case "Pod":
-			return &corev1.Pod{}
-		}
-		return nil
-	}) {
-		switch v := v.(type) {
-		case *resourceapi.ResourceClaimTemplate:
-			tmpl = v
-		case *corev1.Pod:
-			pod = v
-		}
-	}
+	example := documents(t, "examples/gpusim-pod.yaml", &resourceapi.ResourceClaimTemplate{}, &corev1.Pod{})
+	tmpl, pod := one[*resourceapi.ResourceClaimTemplate](example), one[*corev1.Pod](example)
 	if tmpl == nil || pod == nil {
 		t.Fatal("examples/gpusim-pod.yaml: want a ResourceClaimTemplate and a Pod")
 	}
