@@ -12,10 +12,7 @@ import (
 // cleanup, start, registration, first device set).
 func BenchmarkKubeletRestart(b *testing.B) {
 	e := newEnv(b, envConfig{})
-	k := startKubelet(b, e.kubeletDir)
-	e.counter("4")
-	k.ExpectRegister()
-	k.WaitDevices(counter, healthy(4))
+	k := e.startCounter(4)
 	var total time.Duration
 	n := 0
 	for b.Loop() {

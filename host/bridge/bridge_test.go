@@ -124,11 +124,7 @@ func TestStreamsFollowDiscovery(t *testing.T) {
 	e := newEnv(t, envConfig{})
 	data := t.TempDir()
 	put(t, data, "a", "numa=0\nenv.DIR_A=1\n")
-	e.mods.Configure("dir", module.Options{Mounts: []module.Mount{{Host: data, Guest: "/data"}}})
-	k := startKubelet(t, e.kubeletDir)
-	e.mods.Install("dir", build.Go(t, "host/devicesource/testdata/dirsource"))
-	k.ExpectRegister()
-	k.WaitDevices("example.com/dir", healthy(1))
+	k := e.startDir(data)
 
 	// Two more streams, as a kubelet that reconnects would have.
 	c := client(t, filepath.Join(e.kubeletDir, "wasmlet-dir.sock"))
@@ -188,11 +184,7 @@ func TestFailingSourceGoesUnhealthyAndComesBack(t *testing.T) {
 	e := newEnv(t, envConfig{failFast: true})
 	data := t.TempDir()
 	put(t, data, "a", "env.A=1\n")
-	e.mods.Configure("dir", module.Options{Mounts: []module.Mount{{Host: data, Guest: "/data"}}})
-	k := startKubelet(t, e.kubeletDir)
-	e.mods.Install("dir", build.Go(t, "host/devicesource/testdata/dirsource"))
-	k.ExpectRegister()
-	k.WaitDevices("example.com/dir", healthy(1))
+	k := e.startDir(data)
 
 	put(t, data, "fail", "bus error")
 	k.WaitDevices("example.com/dir", func(d []*pluginapi.Device) bool {
@@ -218,10 +210,7 @@ func TestFailingSourceGoesUnhealthyAndComesBack(t *testing.T) {
 // devices. Repeated five times.
 func TestKubeletRestart(t *testing.T) {
 	e := newEnv(t, envConfig{})
-	k := startKubelet(t, e.kubeletDir)
-	e.counter("4")
-	k.ExpectRegister()
-	k.WaitDevices(counter, healthy(4))
+	k := e.startCounter(4)
 	// The kubelet has the registration; wait until the bridge has the reply
 	// too. (Restarted in between, the kubelet takes the reply with it: the
 	// bridge counts that attempt as failed and registers with the new
@@ -283,10 +272,7 @@ func TestKubeletRefuses(t *testing.T) {
 // bridge keeps serving and registers when kubelet.sock is back.
 func TestKubeletDisappearsMidStream(t *testing.T) {
 	e := newEnv(t, envConfig{})
-	k := startKubelet(t, e.kubeletDir)
-	e.counter("3")
-	k.ExpectRegister()
-	k.WaitDevices(counter, healthy(3))
+	k := e.startCounter(3)
 	e.waitStatus(counter, "stream", func(st bridge.Status) bool { return st.Streams == 1 })
 
 	k.Stop()
@@ -415,10 +401,7 @@ func TestPluginRegistry(t *testing.T) {
 // spec are removed.
 func TestSourceGone(t *testing.T) {
 	e := newEnv(t, envConfig{})
-	k := startKubelet(t, e.kubeletDir)
-	e.counter("2")
-	k.ExpectRegister()
-	k.WaitDevices(counter, healthy(2))
+	k := e.startCounter(2)
 	spec := filepath.Join(e.cdiDir, "wasmlet-example.com_counter.yaml")
 	sock := filepath.Join(e.kubeletDir, "wasmlet-counter.sock")
 	exists := func(path string) bool { _, err := os.Stat(path); return err == nil }

@@ -3,6 +3,7 @@ package bridge_test
 import (
 	"context"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -122,6 +123,29 @@ func (e *env) counter(count string) {
 	e.t.Helper()
 	e.mods.Configure("counter", module.Options{Config: map[string]string{"resource": "example.com/counter", "count": count}})
 	e.mods.Install("counter", build.Go(e.t, "guests/counter"))
+}
+
+// startCounter starts a kubelet, then the counter module with count
+// devices, and waits until the kubelet has them all, healthy.
+func (e *env) startCounter(count int) *fakeKubelet {
+	e.t.Helper()
+	k := startKubelet(e.t, e.kubeletDir)
+	e.counter(strconv.Itoa(count))
+	k.ExpectRegister()
+	k.WaitDevices(counter, healthy(count))
+	return k
+}
+
+// startDir starts a kubelet, then dirsource serving a device per file of
+// data (one there now), and waits until the kubelet has it, healthy.
+func (e *env) startDir(data string) *fakeKubelet {
+	e.t.Helper()
+	k := startKubelet(e.t, e.kubeletDir)
+	e.mods.Configure("dir", module.Options{Mounts: []module.Mount{{Host: data, Guest: "/data"}}})
+	e.mods.Install("dir", build.Go(e.t, "host/devicesource/testdata/dirsource"))
+	k.ExpectRegister()
+	k.WaitDevices("example.com/dir", healthy(1))
+	return k
 }
 
 func (e *env) status(resource string) bridge.Status {

@@ -78,6 +78,15 @@ func watch(t *testing.T, p *cdi.Provider, src *fakeSource) *watching {
 	return w
 }
 
+// watchFake wraps a new fake source of resource in s and watches the
+// wrapped provider.
+func watchFake(t *testing.T, s *cdi.Specs, name, resource string) (*cdi.Provider, *watching) {
+	t.Helper()
+	src := newFake(name, resource)
+	p := s.Wrap(src)
+	return p, watch(t, p, src)
+}
+
 func (w *watching) send(devs ...device.Device) {
 	w.t.Helper()
 	w.src.sets <- devs
@@ -110,9 +119,7 @@ func nic(id string, vfio string) device.Device {
 func TestSpecValidatesAndInjects(t *testing.T) {
 	dir := t.TempDir()
 	s := newSpecs(t, filepath.Join(dir, "cdi")) // created on first write
-	src := newFake("pci", "example.com/nic")
-	p := s.Wrap(src)
-	w := watch(t, p, src)
+	p, w := watchFake(t, s, "pci", "example.com/nic")
 	w.send(nic("0000:00:1f.6", "7"), nic("0000:3b:00.0", "30"), device.Device{ID: "plain"})
 
 	path := filepath.Join(dir, "cdi", "wasmlet-example.com_nic.yaml")
@@ -197,9 +204,7 @@ func TestRewrittenOnlyOnChange(t *testing.T) {
 func TestDevicesLeftOut(t *testing.T) {
 	dir := t.TempDir()
 	s := newSpecs(t, dir)
-	src := newFake("x", "example.com/x")
-	p := s.Wrap(src)
-	w := watch(t, p, src)
+	_, w := watchFake(t, s, "x", "example.com/x")
 	w.send(
 		device.Device{ID: "dev-", Edits: device.Edits{Env: map[string]string{"A": "1"}}},                                         // not a CDI name
 		device.Device{ID: "notes", Edits: device.Edits{Annotations: map[string]string{"a": "b"}}},                                // annotations only
@@ -234,9 +239,7 @@ func TestDevicesLeftOut(t *testing.T) {
 func TestInvalidKind(t *testing.T) {
 	dir := t.TempDir()
 	s := newSpecs(t, dir)
-	src := newFake("vlan", "example.com/8021q")
-	p := s.Wrap(src)
-	w := watch(t, p, src)
+	p, w := watchFake(t, s, "vlan", "example.com/8021q")
 	w.send(nic("a", "1"))
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Fatalf("wrote %v", entries)
@@ -363,9 +366,7 @@ func TestStaleSpecsAtStart(t *testing.T) {
 func TestWriteFailureKeepsNames(t *testing.T) {
 	dir := t.TempDir()
 	s := newSpecs(t, dir)
-	src := newFake("m", "example.com/r")
-	p := s.Wrap(src)
-	w := watch(t, p, src)
+	_, w := watchFake(t, s, "m", "example.com/r")
 	w.send(nic("a", "1"))
 	// Make the rename fail: the spec path becomes a non-empty directory.
 	path := filepath.Join(dir, "wasmlet-example.com_r.yaml")
