@@ -66,15 +66,7 @@ func startHostWith(t *testing.T, extra string, ready func(*testHost) bool) *test
 	copyFile(t, build.Go(t, "guests/counter"), filepath.Join(modules, "counter.wasm"))
 	copyFile(t, build.Go(t, "guests/customhandler"), filepath.Join(modules, "customhandler.wasm"))
 	build.SharedCompilationCache(t, filepath.Join(dir, "state"), "wazero-cli")
-	h.config = testkit.WriteFile(t, filepath.Join(dir, "plugins.toml"), `
-[host]
-state_dir = "state"
-registry_dir = "reg"
-device_plugin_dir = "dp"
-module_dir = "modules"
-api_socket = "run/api.sock"
-metrics_address = ""
-grace_period = "1h"
+	h.config = testkit.WriteFile(t, filepath.Join(dir, "plugins.toml"), testkit.HostTOML+`grace_period = "1h"
 backoff_initial = "1m"
 
 [bridge]

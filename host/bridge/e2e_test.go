@@ -25,6 +25,7 @@ import (
 	"github.com/wasmlet/wasmlet/host/api/adminpb"
 	"github.com/wasmlet/wasmlet/host/bridge"
 	"github.com/wasmlet/wasmlet/host/internal/testenv"
+	"github.com/wasmlet/wasmlet/internal/testkit"
 )
 
 func TestMain(m *testing.M) {
@@ -90,15 +91,7 @@ func newProc(t *testing.T, name, dir, extra string) *proc {
 	p := &proc{t: t, name: name, dir: dir, config: filepath.Join(dir, "plugins.toml"), socket: filepath.Join(dir, "run", "api.sock")}
 	os.MkdirAll(filepath.Join(dir, "modules"), 0o755)
 	build.SharedCompilationCache(t, filepath.Join(dir, "state"), "wazero-bridge-e2e")
-	toml := `
-[host]
-state_dir = "state"
-registry_dir = "reg"
-device_plugin_dir = "dp"
-module_dir = "modules"
-api_socket = "run/api.sock"
-metrics_address = ""
-grace_period = "1m"
+	toml := testkit.HostTOML + `grace_period = "1m"
 resync_period = "1h"
 backoff_initial = "100ms"
 log_level = "debug"
@@ -259,14 +252,7 @@ cdi_dir = "cdi"
 	bridgeSide := newProc(t, "bridge-side", bdir, fmt.Sprintf(`
 [modules.counter]
 config = { resource = "example.com/counter", count = "3" }
-
-[modules.devsource]
-mounts = [{ host = "/dev", guest = "/dev" }]
-config = { resource = "example.com/dev", globs = "/dev/null,/dev/zero" }
-[modules.devsource.edits]
-device_nodes = ["/dev/null", "/dev/zero"]
-writable = ["/dev/null", "/dev/zero"]
-
+`+testkit.DevSourceTOML+`
 [sources.counter]
 bridge = true
 

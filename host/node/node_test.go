@@ -23,6 +23,7 @@ import (
 	"github.com/wasmlet/wasmlet/host/devicemanager"
 	"github.com/wasmlet/wasmlet/host/internal/testenv"
 	"github.com/wasmlet/wasmlet/host/internal/testplugin"
+	"github.com/wasmlet/wasmlet/internal/testkit"
 )
 
 type harness struct {
@@ -327,14 +328,7 @@ config = { type = "ExamplePlugin", versions = "v1" }
 // resource like any plugin's, and allocating them returns the module's
 // device nodes.
 func TestDeviceSourceModule(t *testing.T) {
-	h := start(t, map[string]string{"devsource": "guests/devsource"}, `
-[modules.devsource]
-mounts = [{ host = "/dev", guest = "/dev" }]
-config = { resource = "example.com/dev", globs = "/dev/null,/dev/zero" }
-[modules.devsource.edits]
-device_nodes = ["/dev/null", "/dev/zero"]
-writable = ["/dev/null", "/dev/zero"]
-`)
+	h := start(t, map[string]string{"devsource": "guests/devsource"}, testkit.DevSourceTOML)
 	h.eventually("2 /dev devices", func() bool { r, ok := h.resource("example.com/dev"); return ok && r.Healthy == 2 })
 	a, err := h.n.Devices().Allocate(context.Background(), devicemanager.AllocateRequest{
 		Namespace: "ns", Pod: "p", Container: "c", Resource: "example.com/dev", Count: 1})
@@ -457,25 +451,7 @@ func TestShutdownWhileModulesQueue(t *testing.T) {
 // plugin's registration (which runs under operation_timeout, not under the
 // node's context) — with call and operation timeouts of five minutes.
 func TestShutdownStopsHostileGuests(t *testing.T) {
-	toml := nodeTOML("127.0.0.1:0", `
-[handlers]
-ExamplePlugin = "dozer"
-
-[modules.dozer]
-timeout = "5m"
-
-[modules.sleeper]
-config = { fault = "sleep", resource = "example.com/sleeper" }
-timeout = "5m"
-
-[modules.looper]
-config = { fault = "loop", resource = "example.com/looper" }
-timeout = "5m"
-
-[modules.napper]
-config = { fault = "sleep", on = "allocate", resource = "example.com/napper" }
-timeout = "5m"
-`)
+	toml := nodeTOML("127.0.0.1:0", testkit.SleepersTOML)
 	toml = strings.Replace(toml, "[host]\n", "[host]\noperation_timeout = \"5m\"\n", 1)
 	h := startTOML(t, map[string]string{"dozer": "guests/testmodules/wat/sleep_register.wasm",
 		"sleeper": "guests/testmodules/faulty", "looper": "guests/testmodules/faulty", "napper": "guests/testmodules/faulty"}, toml)

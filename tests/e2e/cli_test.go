@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/wasmlet/wasmlet/internal/testkit"
 )
 
 // TestAsAUserWould runs wasmlet as the README says: the example device
@@ -23,14 +25,7 @@ config = { resource = "example.com/pci" }
 [modules.pcisource.edits]
 device_nodes = ["/dev/vfio/*"]
 writable = ["/dev/vfio"]
-
-[modules.devsource]
-mounts = [{ host = "/dev", guest = "/dev" }]
-config = { resource = "example.com/dev", globs = "/dev/null,/dev/zero" }
-[modules.devsource.edits]
-device_nodes = ["/dev/null", "/dev/zero"]
-writable = ["/dev/null", "/dev/zero"]
-`)
+`+testkit.DevSourceTOML)
 	h.start()
 
 	pci, _ := os.ReadDir("/sys/bus/pci/devices")

@@ -15,6 +15,7 @@ import (
 
 	"github.com/wasmlet/wasmlet/guests/build"
 	"github.com/wasmlet/wasmlet/host/api/adminpb"
+	"github.com/wasmlet/wasmlet/internal/testkit"
 )
 
 // registrant is a plugin that announces itself in the plugin registry
@@ -40,25 +41,7 @@ func (registrant) NotifyRegistrationStatus(context.Context, *registerapi.Registr
 // seconds.
 func TestSIGTERMStopsHostileGuests(t *testing.T) {
 	h := newHost(t, map[string]string{"sleeper": "guests/testmodules/faulty", "looper": "guests/testmodules/faulty",
-		"napper": "guests/testmodules/faulty", "opener": "guests/testmodules/escape"}, `
-[handlers]
-ExamplePlugin = "dozer"
-
-[modules.dozer]
-timeout = "5m"
-
-[modules.sleeper]
-config = { fault = "sleep", resource = "example.com/sleeper" }
-timeout = "5m"
-
-[modules.looper]
-config = { fault = "loop", resource = "example.com/looper" }
-timeout = "5m"
-
-[modules.napper]
-config = { fault = "sleep", on = "allocate", resource = "example.com/napper" }
-timeout = "5m"
-
+		"napper": "guests/testmodules/faulty", "opener": "guests/testmodules/escape"}, testkit.SleepersTOML+`
 [modules.opener]
 mounts = [{ host = "fifos", guest = "/data" }]
 config = { attempt = "read", path = "/data/fifo" }
