@@ -107,6 +107,18 @@ func newSpecs(t *testing.T, dir string) *cdi.Specs {
 	return s
 }
 
+// clockedSpecs is newSpecs with a grace period of a minute on a fake clock.
+func clockedSpecs(t *testing.T, dir string) (*cdi.Specs, *testingclock.FakeClock) {
+	t.Helper()
+	clock := testingclock.NewFakeClock(time.Now())
+	s, err := cdi.New(cdi.Config{Dir: dir, GracePeriod: time.Minute, Clock: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s, clock
+}
+
 func nic(id string, vfio string) device.Device {
 	return device.Device{ID: id, Edits: device.Edits{
 		Env:         map[string]string{"NIC_" + strings.NewReplacer(":", "_", ".", "_").Replace(id): id, "NIC_DRIVER": "vfio"},
@@ -263,12 +275,7 @@ func TestInvalidKind(t *testing.T) {
 // adopts it.
 func TestOwnership(t *testing.T) {
 	dir := t.TempDir()
-	clock := testingclock.NewFakeClock(time.Now())
-	s, err := cdi.New(cdi.Config{Dir: dir, GracePeriod: time.Minute, Clock: clock})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, clock := clockedSpecs(t, dir)
 	oldSrc := newFake("a", "example.com/r")
 	oldW := watch(t, s.Wrap(oldSrc), oldSrc)
 	oldW.send(nic("x", "1"))
@@ -333,12 +340,7 @@ func TestStaleSpecsAtStart(t *testing.T) {
 	kept := filepath.Join(dir, "wasmlet-example.com_kept.yaml")
 	before, _ := os.Stat(kept)
 
-	clock := testingclock.NewFakeClock(time.Now())
-	s, err := cdi.New(cdi.Config{Dir: dir, GracePeriod: time.Minute, Clock: clock})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, clock := clockedSpecs(t, dir)
 	src := newFake("m", "example.com/kept")
 	watch(t, s.Wrap(src), src).send(nic("a", "1"))
 	gone := filepath.Join(dir, "wasmlet-example.com_gone.yaml")

@@ -3,10 +3,7 @@ package claim_test
 import (
 	"context"
 	"fmt"
-	"sync"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/wasmlet/wasmlet/host/claim"
 	"github.com/wasmlet/wasmlet/host/internal/testenv"
@@ -28,32 +25,17 @@ func BenchmarkDurableClaims(b *testing.B) {
 	for _, clients := range []int{1, 16} {
 		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
 			n := start(b, testenv.ShortDir(b), newGPUSource(12))
-			var next atomic.Int64
-			var wg sync.WaitGroup
-			b.ResetTimer()
-			begin := time.Now()
-			for c := range clients {
-				wg.Go(func() {
-					ctx := context.Background()
-					for i := next.Add(1); i <= int64(b.N); i = next.Add(1) {
-						rc, err := claim.Decode(fmt.Appendf(nil, claimJSON, c, i))
-						if err != nil {
-							b.Error(err)
-							return
-						}
-						if _, err := n.claims.Apply(ctx, rc, claim.Workload{}); err != nil {
-							b.Error(err)
-							return
-						}
-						if _, err := n.claims.Delete(ctx, rc.Namespace, rc.Name); err != nil {
-							b.Error(err)
-							return
-						}
-					}
-				})
-			}
-			wg.Wait()
-			b.ReportMetric(float64(b.N)/time.Since(begin).Seconds(), "pairs/s")
+			testenv.Clients(b, clients, "pairs/s", func(ctx context.Context, c int, i int64) error {
+				rc, err := claim.Decode(fmt.Appendf(nil, claimJSON, c, i))
+				if err != nil {
+					return err
+				}
+				if _, err := n.claims.Apply(ctx, rc, claim.Workload{}); err != nil {
+					return err
+				}
+				_, err = n.claims.Delete(ctx, rc.Namespace, rc.Name)
+				return err
+			})
 		})
 	}
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -98,28 +96,14 @@ func BenchmarkDurableAllocations(b *testing.B) {
 			e := start(b, dir, devicemanager.Config{Logger: quiet, CheckpointPath: filepath.Join(dir, "checkpoint")})
 			e.plugin("gpu.sock", "example.com/gpu", testplugin.Devices("gpu", 64))
 			e.resource("example.com/gpu", healthyCount(64))
-			var next atomic.Int64
-			var wg sync.WaitGroup
-			b.ResetTimer()
-			start := time.Now()
-			for c := range clients {
-				wg.Go(func() {
-					ctx := context.Background()
-					for i := next.Add(1); i <= int64(b.N); i = next.Add(1) {
-						a, err := e.m.Allocate(ctx, req(fmt.Sprintf("c%d-%d", c, i), "example.com/gpu", 1))
-						if err != nil {
-							b.Error(err)
-							return
-						}
-						if _, err := e.m.Release(ctx, a.Workload, ""); err != nil {
-							b.Error(err)
-							return
-						}
-					}
-				})
-			}
-			wg.Wait()
-			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "pairs/s")
+			testenv.Clients(b, clients, "pairs/s", func(ctx context.Context, c int, i int64) error {
+				a, err := e.m.Allocate(ctx, req(fmt.Sprintf("c%d-%d", c, i), "example.com/gpu", 1))
+				if err != nil {
+					return err
+				}
+				_, err = e.m.Release(ctx, a.Workload, "")
+				return err
+			})
 		})
 	}
 }

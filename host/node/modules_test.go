@@ -12,6 +12,7 @@ import (
 	"github.com/wasmlet/wasmlet/host/api"
 	"github.com/wasmlet/wasmlet/host/api/adminpb"
 	"github.com/wasmlet/wasmlet/internal/syncbuf"
+	"github.com/wasmlet/wasmlet/internal/testkit"
 )
 
 // modules asks the node's admin socket for its modules, by name, and its
@@ -92,28 +93,9 @@ func TestConflictsAreVisible(t *testing.T) {
 func TestCopiedInPlaceIsLoadingNotRefused(t *testing.T) {
 	logs := &syncbuf.Buffer{}
 	h := start(t, nil, "", withLog(logs))
-	b, err := os.ReadFile(build.Go(t, "guests/counter"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	path := filepath.Join(h.dir, "modules", "slowcopy.wasm")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	copied := make(chan error, 1)
-	go func() {
-		defer f.Close()
-		const chunks = 8
-		for i := range chunks {
-			if _, err := f.Write(b[i*len(b)/chunks : (i+1)*len(b)/chunks]); err != nil {
-				copied <- err
-				return
-			}
-			time.Sleep(150 * time.Millisecond) // the copy's pace: slower than the watcher's 100 ms
-		}
-		copied <- nil
-	}()
+	// The copy's pace, 150 ms a chunk: slower than the watcher's 100 ms.
+	copied := testkit.CopySlowly(t, build.Go(t, "guests/counter"), path, 8, 150*time.Millisecond)
 	states := map[string]bool{}
 	counted := false // the status counted it loading, once at least: it is a second read, which may see the module a moment later
 	h.eventually("slowcopy to run", func() bool {

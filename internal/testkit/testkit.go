@@ -140,3 +140,29 @@ func DialPodResources(t testing.TB, socket string) *grpc.ClientConn {
 	t.Cleanup(func() { conn.Close() })
 	return conn
 }
+
+// CopySlowly copies the file src to dst the way a slow `cp` does: in place,
+// in chunks pieces, pausing pace after each (longer than a watcher waits
+// for a file to settle, and it sees the file half written). The copy's
+// error, once it is done, comes on the channel.
+func CopySlowly(tb testing.TB, src, dst string, chunks int, pace time.Duration) <-chan error {
+	tb.Helper()
+	b := ReadFile(tb, src)
+	f, err := os.Create(dst)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	copied := make(chan error, 1)
+	go func() {
+		defer f.Close()
+		for i := range chunks {
+			if _, err := f.Write(b[i*len(b)/chunks : (i+1)*len(b)/chunks]); err != nil {
+				copied <- err
+				return
+			}
+			time.Sleep(pace)
+		}
+		copied <- nil
+	}()
+	return copied
+}

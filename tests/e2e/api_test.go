@@ -88,27 +88,8 @@ func TestPodResourcesSocket(t *testing.T) {
 func TestSlowCopyIsLoading(t *testing.T) {
 	h := newHost(t, nil, "")
 	h.start()
-	b, err := os.ReadFile(build.Go(t, "guests/counter"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Create(filepath.Join(h.dir, "modules", "counter.wasm"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	copied := make(chan error, 1)
-	go func() {
-		defer f.Close()
-		const chunks = 6
-		for i := range chunks {
-			if _, err := f.Write(b[i*len(b)/chunks : (i+1)*len(b)/chunks]); err != nil {
-				copied <- err
-				return
-			}
-			time.Sleep(200 * time.Millisecond) // the copy's pace: slower than the watcher's 100 ms
-		}
-		copied <- nil
-	}()
+	// The copy's pace, 200 ms a chunk: slower than the watcher's 100 ms.
+	copied := testkit.CopySlowly(t, build.Go(t, "guests/counter"), filepath.Join(h.dir, "modules", "counter.wasm"), 6, 200*time.Millisecond)
 	var seen []string
 	h.eventually("counter to run", func() bool {
 		out, _ := h.cli("modules")

@@ -6,7 +6,8 @@
 // tests of every module share), short temporary directories (unix socket
 // paths are limited to about 108 bytes), a logger that writes into the
 // test's log, a wait for a condition and a pod resources client connection
-// made as the kubelet's.
+// made as the kubelet's. Clients runs a benchmark's operations from
+// concurrent clients.
 package testenv
 
 import (
@@ -15,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -172,4 +174,28 @@ func CDISpecs(t testing.TB, dir string) *cdilib.Cache {
 		t.Fatalf("CDI specs in %s: %v", dir, errs)
 	}
 	return c
+}
+
+// Clients runs b.N operations from clients goroutines at once, each taking
+// the next number i (1 to b.N) and calling op(ctx, client, i) until none is
+// left, and reports the operations done a second, as unit. An operation's
+// error fails the benchmark and stops its client.
+func Clients(b *testing.B, clients int, unit string, op func(ctx context.Context, client int, i int64) error) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for c := range clients {
+		wg.Go(func() {
+			ctx := context.Background()
+			for i := next.Add(1); i <= int64(b.N); i = next.Add(1) {
+				if err := op(ctx, c, i); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), unit)
 }

@@ -110,10 +110,7 @@ func BenchmarkNodePrepareResources(b *testing.B) {
 // every second: that is most of it).
 func BenchmarkKubeletRestart(b *testing.B) {
 	e := newEnv(b)
-	e.setDevices(b, gpu0Counters, gpu("gpu-0", 0, "40Gi"))
-	k := e.startKubelet(b)
-	w := e.startWasmlet(b, "filesource")
-	testkit.Eventually(b, "registered", func() bool { return k.plugin(fileDriver) != nil })
+	k, w := e.startFileGPU(b)
 	b.ResetTimer()
 	for range b.N {
 		b.StopTimer()

@@ -199,10 +199,7 @@ func claimSpec(tb testing.TB, dir, uid string) string {
 // taken for another deletion, which would unregister it again).
 func TestKubeletRestart(t *testing.T) {
 	e := newEnv(t)
-	e.setDevices(t, gpu0Counters, gpu("gpu-0", 0, "40Gi"))
-	k := e.startKubelet(t)
-	w := e.startWasmlet(t, "filesource")
-	testkit.Eventually(t, "the kubelet to register file.example.com", func() bool { return k.plugin(fileDriver) != nil })
+	k, w := e.startFileGPU(t)
 	testkit.Eventually(t, "the device's health at the kubelet", func() bool {
 		return k.health.of(fileDriver+"/"+e.nodeName+"/gpu-0") == "HEALTHY"
 	})

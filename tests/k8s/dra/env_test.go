@@ -438,6 +438,17 @@ func (e *env) startGPUs(tb testing.TB) (*kubelet, *wasmlet) {
 	return k, w
 }
 
+// startFileGPU starts the kubelet and a wasmlet whose filesource serves
+// one GPU, gpu-0, and waits until the kubelet registered file.example.com.
+func (e *env) startFileGPU(tb testing.TB) (*kubelet, *wasmlet) {
+	tb.Helper()
+	e.setDevices(tb, gpu0Counters, gpu("gpu-0", 0, "40Gi"))
+	k := e.startKubelet(tb)
+	w := e.startWasmlet(tb, "filesource")
+	testkit.Eventually(tb, "the kubelet to register file.example.com", func() bool { return k.plugin(fileDriver) != nil })
+	return k, w
+}
+
 type classLister struct{ e *env }
 
 func (l classLister) List() ([]*resourceapi.DeviceClass, error) {
