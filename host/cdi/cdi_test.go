@@ -17,6 +17,7 @@ import (
 	"github.com/wasmlet/wasmlet/host/device"
 	"github.com/wasmlet/wasmlet/host/devicemanager"
 	"github.com/wasmlet/wasmlet/host/internal/testenv"
+	"github.com/wasmlet/wasmlet/internal/testkit"
 )
 
 // fakeSource is a device source whose device sets the test sends.
@@ -68,13 +69,7 @@ type watching struct {
 func watch(t *testing.T, p *cdi.Provider, src *fakeSource) *watching {
 	t.Helper()
 	w := &watching{t: t, src: src, updates: make(chan []device.Device, 1)}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		p.Watch(ctx, func(d []device.Device) { w.updates <- d })
-	}()
-	t.Cleanup(func() { cancel(); <-done })
+	testkit.Go(t, func(ctx context.Context) { p.Watch(ctx, func(d []device.Device) { w.updates <- d }) })
 	return w
 }
 

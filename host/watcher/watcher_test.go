@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/wasmlet/wasmlet/host/internal/testenv"
+	"github.com/wasmlet/wasmlet/internal/testkit"
 )
 
 // recorder collects what a watcher reports.
@@ -68,10 +69,7 @@ func start(t *testing.T, cfg Config) *Watcher {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); w.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	testkit.Go(t, func(ctx context.Context) { w.Run(ctx) })
 	<-w.Ready()
 	return w
 }

@@ -3,7 +3,7 @@
 // and tests/k8s): a short temporary directory, for unix socket paths
 // (limited to about 108 bytes); a logger that writes into the test's log;
 // a wait for a condition; a pod resources client connection made as the
-// kubelet's; a file read or written that fails the test when
+// kubelet's; a goroutine that runs until the test ends; a file read or written that fails the test when
 // it cannot be, and a file of the repository's own. It imports nothing of
 // wasmlet's but guests/build (which finds the repository), so any
 // package's tests may use it; the host's tests add what needs the host's
@@ -165,4 +165,16 @@ func CopySlowly(tb testing.TB, src, dst string, chunks int, pace time.Duration) 
 		copied <- nil
 	}()
 	return copied
+}
+
+// Go runs run on a goroutine until the test ends; then run's context is
+// cancelled, and the test waits for run to return.
+func Go(tb testing.TB, run func(ctx context.Context)) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		run(ctx)
+	}()
+	tb.Cleanup(func() { cancel(); <-done })
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/wasmlet/wasmlet/host/module"
 	"github.com/wasmlet/wasmlet/host/pluginmanager"
 	"github.com/wasmlet/wasmlet/host/pluginmanager/wasmhandler"
+	"github.com/wasmlet/wasmlet/internal/testkit"
 )
 
 // csiDrivers records the CSI drivers it is asked to register.
@@ -61,10 +62,7 @@ func startWithCSI(t *testing.T) (*pluginmanager.Manager, string, *testenv.Calls,
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); pm.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	testkit.Go(t, func(ctx context.Context) { pm.Run(ctx) })
 	<-pm.Ready()
 	return pm, filepath.Join(dir, "r"), c, drivers
 }
