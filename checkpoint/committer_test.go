@@ -383,7 +383,7 @@ func TestCommitterRefusesToReplaceCorruptFile(t *testing.T) {
 	if err := c.Sync(context.Background(), 1); err != nil {
 		t.Fatal(err)
 	}
-	assertOnlyFiles(t, dir, "ck", "ck.bad")
+	testkit.OnlyFiles(t, dir, "ck", "ck.bad")
 }
 
 func TestCommitterRemovesStaleTemporaryFiles(t *testing.T) {
@@ -399,7 +399,7 @@ func TestCommitterRemovesStaleTemporaryFiles(t *testing.T) {
 	if err := c.Sync(context.Background(), s.add("ns/pod/a")); err != nil {
 		t.Fatal(err)
 	}
-	assertOnlyFiles(t, dir, ".other.1.tmp", "ck", "ck.bad", "ck.tmp")
+	testkit.OnlyFiles(t, dir, ".other.1.tmp", "ck", "ck.bad", "ck.tmp")
 }
 
 func TestCommitterStampsGenerationAndTime(t *testing.T) {

@@ -33,7 +33,7 @@ func TestWriteRead(t *testing.T) {
 	if mode := fi.Mode(); mode != 0o600 {
 		t.Fatalf("mode %v, want -rw-------", mode)
 	}
-	assertOnlyFiles(t, dir, "ck")
+	testkit.OnlyFiles(t, dir, "ck")
 }
 
 func TestReadMissing(t *testing.T) {
@@ -187,7 +187,7 @@ func TestWriteBadPath(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "rename the temporary file over it") {
 		t.Fatalf("got %v, want the rename to fail", err)
 	}
-	assertOnlyFiles(t, dir, "ck")
+	testkit.OnlyFiles(t, dir, "ck")
 }
 
 func TestWriteReplacesAtomically(t *testing.T) {
@@ -207,17 +207,7 @@ func TestWriteReplacesAtomically(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustEqual(t, got, old)
-	assertOnlyFiles(t, dir, "ck")
-}
-
-// assertOnlyFiles fails unless dir holds exactly names: no temporary file
-// was left behind.
-func assertOnlyFiles(t *testing.T, dir string, names ...string) {
-	t.Helper()
-	got := testkit.Names(t, dir)
-	if strings.Join(got, " ") != strings.Join(names, " ") {
-		t.Fatalf("%s holds %q, want %q", dir, got, names)
-	}
+	testkit.OnlyFiles(t, dir, "ck")
 }
 
 // checkReadOnlyDir checks Write against dir, a directory that holds the

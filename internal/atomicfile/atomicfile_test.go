@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -46,9 +45,7 @@ func TestWriteReplaces(t *testing.T) {
 	if b, _ := io.ReadAll(old); string(b) != "old" {
 		t.Fatalf("the old file was modified in place: %q", b)
 	}
-	if got := testkit.Names(t, dir); !slices.Equal(got, []string{"f"}) {
-		t.Fatalf("directory holds %v, want only f", got)
-	}
+	testkit.OnlyFiles(t, dir, "f")
 }
 
 func TestCopyCheckSeesTheWholeFile(t *testing.T) {
@@ -94,9 +91,7 @@ func TestFailureLeavesTheFile(t *testing.T) {
 	if b, _ := os.ReadFile(path); string(b) != "old" {
 		t.Fatalf("content %q after failed writes", b)
 	}
-	if got := testkit.Names(t, dir); !slices.Equal(got, []string{"f"}) {
-		t.Fatalf("directory holds %v after failed writes, want only f", got)
-	}
+	testkit.OnlyFiles(t, dir, "f")
 }
 
 var errRead = errors.New("read failed")
@@ -126,9 +121,7 @@ func TestWriteErrorsNameTheStep(t *testing.T) {
 	if !errors.As(err, &se) || se.Step != "rename the temporary file over it" {
 		t.Fatalf("got %v, want the rename step to fail", err)
 	}
-	if got := testkit.Names(t, dir); !slices.Equal(got, []string{"d"}) {
-		t.Fatalf("directory holds %v", got)
-	}
+	testkit.OnlyFiles(t, dir, "d")
 }
 
 func TestRemoveStale(t *testing.T) {
@@ -140,10 +133,7 @@ func TestRemoveStale(t *testing.T) {
 		}
 	}
 	RemoveStale(path)
-	want := []string{".ck..tmp", ".ck.1.tmp.bak", ".other.1.tmp", "ck", "ck.tmp"}
-	if got := testkit.Names(t, dir); !slices.Equal(got, want) {
-		t.Fatalf("left %v, want %v", got, want)
-	}
+	testkit.OnlyFiles(t, dir, ".ck..tmp", ".ck.1.tmp.bak", ".other.1.tmp", "ck", "ck.tmp")
 }
 
 func TestRemove(t *testing.T) {

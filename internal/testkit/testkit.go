@@ -15,6 +15,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -97,18 +98,21 @@ func WriteFile(tb testing.TB, path, content string) string {
 	return path
 }
 
-// Names are the names in directory dir, sorted.
-func Names(tb testing.TB, dir string) []string {
+// OnlyFiles fails the test unless directory dir holds exactly names
+// (sorted): no temporary file was left behind, none went missing.
+func OnlyFiles(tb testing.TB, dir string, names ...string) {
 	tb.Helper()
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	var names []string
+	got := []string{}
 	for _, e := range entries {
-		names = append(names, e.Name())
+		got = append(got, e.Name())
 	}
-	return names
+	if !slices.Equal(got, names) {
+		tb.Fatalf("%s holds %q, want %q", dir, got, names)
+	}
 }
 
 // RepoFile is the content of the repository's file rel (a slash-separated
