@@ -281,12 +281,7 @@ func TestUnreachableHost(t *testing.T) {
 
 	// A socket left by a crashed host: nobody listens.
 	stale := filepath.Join(dir, "stale.sock")
-	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: stale, Net: "unix"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.SetUnlinkOnClose(false)
-	l.Close()
+	testkit.StaleSocket(t, stale)
 	expect(t, exitUnreachable, []string{"resources", "--socket", stale}, "stderr:cannot reach the wasmlet host at "+stale+": connect: connection refused")
 
 	// The socket comes from --config, then from $WASMLET_SOCKET.

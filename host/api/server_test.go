@@ -15,6 +15,7 @@ import (
 	"github.com/wasmlet/wasmlet/host/api"
 	"github.com/wasmlet/wasmlet/host/api/adminpb"
 	"github.com/wasmlet/wasmlet/host/internal/testenv"
+	"github.com/wasmlet/wasmlet/internal/testkit"
 )
 
 func logger(t testing.TB) hclog.Logger { return testenv.Logger(t, hclog.Warn) }
@@ -200,13 +201,7 @@ func TestStaleSocketIsReplacedOtherFilesAreNot(t *testing.T) {
 	dir := testenv.ShortDir(t)
 	sock := filepath.Join(dir, "api.sock")
 	pr := filepath.Join(dir, "pr.sock")
-	// A socket left behind by a crash: bound, then closed without unlinking.
-	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.SetUnlinkOnClose(false)
-	l.Close()
+	testkit.StaleSocket(t, sock) // left behind by a crash
 	if err := serve(t, sock, pr, &fake{}); err != nil {
 		t.Fatalf("Serve over a stale socket: %v", err)
 	}
@@ -215,7 +210,7 @@ func TestStaleSocketIsReplacedOtherFilesAreNot(t *testing.T) {
 	if err := os.WriteFile(file, []byte("mine"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	err = serve(t, file, filepath.Join(dir, "pr2.sock"), &fake{})
+	err := serve(t, file, filepath.Join(dir, "pr2.sock"), &fake{})
 	if err == nil || !strings.Contains(err.Error(), "exists and is not a socket") {
 		t.Fatalf("Serve over a regular file: %v", err)
 	}
@@ -237,14 +232,7 @@ func TestUnreachable(t *testing.T) {
 	dir := testenv.ShortDir(t)
 	for name, prepare := range map[string]func(string){
 		"missing": func(string) {},
-		"stale": func(p string) {
-			l, err := net.ListenUnix("unix", &net.UnixAddr{Name: p, Net: "unix"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			l.SetUnlinkOnClose(false)
-			l.Close()
-		},
+		"stale":   func(p string) { testkit.StaleSocket(t, p) },
 	} {
 		sock := filepath.Join(dir, name+".sock")
 		prepare(sock)

@@ -11,19 +11,8 @@ import (
 	"github.com/wasmlet/wasmlet/host/devicemanager"
 	"github.com/wasmlet/wasmlet/host/internal/testenv"
 	"github.com/wasmlet/wasmlet/host/internal/testplugin"
+	"github.com/wasmlet/wasmlet/internal/testkit"
 )
-
-// staleSocket leaves a socket file at path that nobody serves, as a process
-// that crashed leaves its socket.
-func staleSocket(t *testing.T, path string) {
-	t.Helper()
-	lis, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lis.SetUnlinkOnClose(false)
-	lis.Close()
-}
 
 func sameFile(t *testing.T, a os.FileInfo, path string) bool {
 	t.Helper()
@@ -50,10 +39,10 @@ func lstat(t *testing.T, path string) os.FileInfo {
 func TestStartClearsSocketsAsTheKubeletDoes(t *testing.T) {
 	dir := testenv.ShortDir(t)
 	kubelet := filepath.Join(dir, devicemanager.KubeletSocket)
-	staleSocket(t, kubelet)
-	staleSocket(t, filepath.Join(dir, "crashed.sock"))
+	testkit.StaleSocket(t, kubelet)
+	testkit.StaleSocket(t, filepath.Join(dir, "crashed.sock"))
 	os.Mkdir(filepath.Join(dir, "sub"), 0o755)
-	staleSocket(t, filepath.Join(dir, "sub", "inner.sock"))
+	testkit.StaleSocket(t, filepath.Join(dir, "sub", "inner.sock"))
 	if err := os.Symlink(filepath.Join(dir, "sub", "inner.sock"), filepath.Join(dir, "link.sock")); err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,7 @@
 // and tests/k8s): a short temporary directory, for unix socket paths
 // (limited to about 108 bytes); a logger that writes into the test's log;
 // a wait for a condition; a pod resources client connection made as the
-// kubelet's; a goroutine that runs until the test ends; a file read or written that fails the test when
+// kubelet's; a stale socket; a goroutine that runs until the test ends; a file read or written that fails the test when
 // it cannot be, and a file of the repository's own. It imports nothing of
 // wasmlet's but guests/build (which finds the repository), so any
 // package's tests may use it; the host's tests add what needs the host's
@@ -181,4 +181,17 @@ func Go(tb testing.TB, run func(ctx context.Context)) {
 		run(ctx)
 	}()
 	tb.Cleanup(func() { cancel(); <-done })
+}
+
+// StaleSocket leaves a socket file at path that nobody serves, as a
+// process that crashed leaves its socket: bound, then closed without
+// unlinking.
+func StaleSocket(tb testing.TB, path string) {
+	tb.Helper()
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	l.SetUnlinkOnClose(false)
+	l.Close()
 }
