@@ -105,36 +105,34 @@ func BenchmarkRoundTrip(b *testing.B) {
 		{"echo", build.Testdata(b, "guests/testmodules/wat/echo.wasm")},
 		{"go-sdk", build.Go(b, "guests/counter")},
 	} {
-		b.Run(guest.name+"/wasmlet", func(b *testing.B) {
-			m, err := Load(ctx, guest.path, Options{MemoryLimit: 64 << 20, PoolSize: 1})
-			if err != nil {
-				b.Fatal(err)
+		// The same calls with a context that cannot be cancelled and with
+		// one that can (which the module watches during the call).
+		for _, cancellable := range []bool{false, true} {
+			name := guest.name + "/wasmlet"
+			if cancellable {
+				name += "-cancellable"
 			}
-			defer m.Close(ctx)
-			var resp abi.PreferredAllocationResponse
-			b.ReportAllocs()
-			for b.Loop() {
-				if err := m.Call(ctx, abi.OpPreferredAllocation, smallRequest, &resp); err != nil {
+			b.Run(name, func(b *testing.B) {
+				m, err := Load(ctx, guest.path, Options{MemoryLimit: 64 << 20, PoolSize: 1})
+				if err != nil {
 					b.Fatal(err)
 				}
-			}
-		})
-		b.Run(guest.name+"/wasmlet-cancellable", func(b *testing.B) {
-			m, err := Load(ctx, guest.path, Options{MemoryLimit: 64 << 20, PoolSize: 1})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer m.Close(ctx)
-			cctx, cancel := context.WithCancel(ctx)
-			defer cancel()
-			var resp abi.PreferredAllocationResponse
-			b.ReportAllocs()
-			for b.Loop() {
-				if err := m.Call(cctx, abi.OpPreferredAllocation, smallRequest, &resp); err != nil {
-					b.Fatal(err)
+				defer m.Close(ctx)
+				cctx := ctx
+				if cancellable {
+					var cancel context.CancelFunc
+					cctx, cancel = context.WithCancel(ctx)
+					defer cancel()
 				}
-			}
-		})
+				var resp abi.PreferredAllocationResponse
+				b.ReportAllocs()
+				for b.Loop() {
+					if err := m.Call(cctx, abi.OpPreferredAllocation, smallRequest, &resp); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
 		b.Run(guest.name+"/raw-no-deadline", func(b *testing.B) {
 			r := newRaw(b, guest.path, false)
 			b.ReportAllocs()
