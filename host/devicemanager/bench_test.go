@@ -29,8 +29,7 @@ func BenchmarkAllocateRelease(b *testing.B) {
 				cfg.CheckpointPath = filepath.Join(dir, "checkpoint")
 			}
 			e := start(b, dir, cfg)
-			e.plugin("gpu.sock", "example.com/gpu", testplugin.Devices("gpu", 8))
-			e.resource("example.com/gpu", healthyCount(8))
+			e.gpus(8)
 			ctx := context.Background()
 			for b.Loop() {
 				a, err := e.m.Allocate(ctx, req("p", "example.com/gpu", 1))
@@ -94,8 +93,7 @@ func BenchmarkDurableAllocations(b *testing.B) {
 		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
 			dir := testenv.ShortDir(b)
 			e := start(b, dir, devicemanager.Config{Logger: quiet, CheckpointPath: filepath.Join(dir, "checkpoint")})
-			e.plugin("gpu.sock", "example.com/gpu", testplugin.Devices("gpu", 64))
-			e.resource("example.com/gpu", healthyCount(64))
+			e.gpus(64)
 			testenv.Clients(b, clients, "pairs/s", func(ctx context.Context, c int, i int64) error {
 				a, err := e.m.Allocate(ctx, req(fmt.Sprintf("c%d-%d", c, i), "example.com/gpu", 1))
 				if err != nil {

@@ -24,8 +24,7 @@ func TestRestartRestoresAllocations(t *testing.T) {
 	os.MkdirAll(filepath.Dir(ck), 0o700)
 	cfg := devicemanager.Config{CheckpointPath: ck, GracePeriod: time.Hour}
 	e := start(t, dir, cfg)
-	p := e.plugin("gpu.sock", "example.com/gpu", testplugin.Devices("gpu", 4))
-	e.resource("example.com/gpu", healthyCount(4))
+	p := e.gpus(4)
 	ctx := context.Background()
 	a, err := e.m.Allocate(ctx, req("a", "example.com/gpu", 2))
 	if err != nil {
@@ -102,8 +101,7 @@ func TestNothingUndurableIsAcknowledged(t *testing.T) {
 	ck := filepath.Join(state, "checkpoint")
 	os.MkdirAll(state, 0o700)
 	e := start(t, dir, devicemanager.Config{CheckpointPath: ck, GracePeriod: time.Hour})
-	e.plugin("gpu.sock", "example.com/gpu", testplugin.Devices("gpu", 4))
-	e.resource("example.com/gpu", healthyCount(4))
+	e.gpus(4)
 	ctx := context.Background()
 	held, err := e.m.Allocate(ctx, req("held", "example.com/gpu", 1))
 	if err != nil {
@@ -180,8 +178,7 @@ func TestReleaseOnAFullDiskIsUndone(t *testing.T) {
 	}
 	ck := filepath.Join(state, "checkpoint")
 	e := start(t, "", devicemanager.Config{CheckpointPath: ck, GracePeriod: time.Hour})
-	e.plugin("gpu.sock", "example.com/gpu", testplugin.Devices("gpu", 2))
-	e.resource("example.com/gpu", healthyCount(2))
+	e.gpus(2)
 	ctx := context.Background()
 	held, err := e.m.Allocate(ctx, req("held", "example.com/gpu", 2))
 	if err != nil {

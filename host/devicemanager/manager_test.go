@@ -109,6 +109,15 @@ func (e *env) resource(name string, cond func(devicemanager.ResourceStatus) bool
 	return last
 }
 
+// gpus serves n healthy devices of example.com/gpu from plugin gpu.sock,
+// and waits until the manager has them all.
+func (e *env) gpus(n int) *testplugin.DevicePlugin {
+	e.t.Helper()
+	p := e.plugin("gpu.sock", "example.com/gpu", testplugin.Devices("gpu", n))
+	e.resource("example.com/gpu", healthyCount(n))
+	return p
+}
+
 func healthyCount(n int) func(devicemanager.ResourceStatus) bool {
 	return func(r devicemanager.ResourceStatus) bool { return r.Connected && r.Healthy == n && r.Capacity == n }
 }
@@ -144,8 +153,7 @@ func TestRegisterListAndWatchAndHealth(t *testing.T) {
 
 func TestCrashGoesUnhealthyThenAway(t *testing.T) {
 	e := start(t, "", devicemanager.Config{GracePeriod: 2 * time.Second})
-	p := e.plugin("gpu.sock", "example.com/gpu", testplugin.Devices("gpu", 2))
-	e.resource("example.com/gpu", healthyCount(2))
+	p := e.gpus(2)
 	p.Stop()
 	r := e.resource("example.com/gpu", func(r devicemanager.ResourceStatus) bool { return r.Name != "" && !r.Connected })
 	if r.Healthy != 0 || r.Capacity != 2 || r.Allocatable != 0 || r.DisconnectedAt.IsZero() {
@@ -349,8 +357,7 @@ func TestBadPreferredAllocationIsRefused(t *testing.T) {
 // against 16 devices, and checks that no device is ever held by two of them.
 func TestNoDoubleAllocation(t *testing.T) {
 	e := start(t, "", devicemanager.Config{})
-	e.plugin("gpu.sock", "example.com/gpu", testplugin.Devices("gpu", 16))
-	e.resource("example.com/gpu", healthyCount(16))
+	e.gpus(16)
 	var mu sync.Mutex
 	holders := map[string]string{}
 	var wg sync.WaitGroup

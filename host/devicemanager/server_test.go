@@ -123,8 +123,7 @@ func TestDeletedKubeletSocketIsCreatedAgain(t *testing.T) {
 		_, err := os.Lstat(e.kubelet)
 		return err == nil && e.srv.Created() == 2 && e.srv.Missing() == ""
 	})
-	e.plugin("gpu.sock", "example.com/gpu", testplugin.Devices("gpu", 2))
-	e.resource("example.com/gpu", healthyCount(2))
+	e.gpus(2)
 
 	// Another process's socket renamed over kubelet.sock.
 	other := filepath.Join(e.dir, "other")
