@@ -13,27 +13,20 @@ import (
 	"time"
 
 	"github.com/wasmlet/wasmlet/internal/syncbuf"
+	"github.com/wasmlet/wasmlet/internal/testkit"
 )
 
 // wasmlet is the command under test, built once by TestMain.
 var wasmlet string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "wasmlet-cli")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	wasmlet = filepath.Join(dir, "wasmlet")
-	build := exec.Command("go", "build", "-o", wasmlet, ".")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
+	var err error
+	if wasmlet, err = testkit.BuildWasmlet(); err != nil {
 		fmt.Fprintln(os.Stderr, "building wasmlet:", err)
-		os.RemoveAll(dir)
 		os.Exit(1)
 	}
 	code := m.Run()
-	os.RemoveAll(dir)
+	os.RemoveAll(filepath.Dir(wasmlet))
 	os.Exit(code)
 }
 

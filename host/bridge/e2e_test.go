@@ -47,22 +47,7 @@ var (
 func wasmletBinary(t *testing.T) string {
 	t.Helper()
 	binOnce.Do(func() {
-		root, err := build.Root()
-		if err != nil {
-			binErr = err
-			return
-		}
-		dir, err := os.MkdirTemp("", "wlbin")
-		if err != nil {
-			binErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "wasmlet")
-		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/wasmlet")
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			binErr = fmt.Errorf("go build ./cmd/wasmlet: %v\n%s", err, out)
-		}
+		binPath, binErr = testkit.BuildWasmlet()
 	})
 	if binErr != nil {
 		t.Fatal(binErr)

@@ -12,8 +12,10 @@ package testkit
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -194,4 +196,27 @@ func StaleSocket(tb testing.TB, path string) {
 	}
 	l.SetUnlinkOnClose(false)
 	l.Close()
+}
+
+// BuildWasmlet builds the wasmlet command (cmd/wasmlet) into a new
+// temporary directory, for tests that run it as a user does; remove the
+// directory (filepath.Dir of the path) when done. It takes no testing.TB,
+// so that a TestMain can build it once for a whole test binary.
+func BuildWasmlet() (string, error) {
+	root, err := build.Root()
+	if err != nil {
+		return "", err
+	}
+	dir, err := os.MkdirTemp("", "wlbin")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "wasmlet")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/wasmlet")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		os.RemoveAll(dir)
+		return "", fmt.Errorf("go build ./cmd/wasmlet: %v\n%s", err, out)
+	}
+	return bin, nil
 }

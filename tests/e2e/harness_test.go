@@ -17,28 +17,19 @@ import (
 	"github.com/wasmlet/wasmlet/guests/build"
 	"github.com/wasmlet/wasmlet/host/api"
 	"github.com/wasmlet/wasmlet/host/api/adminpb"
+	"github.com/wasmlet/wasmlet/internal/testkit"
 )
 
 var binary string // the wasmlet binary, built once for the package
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "wlbin")
-	if err != nil {
-		panic(err)
-	}
-	root, err := build.Root()
-	if err != nil {
-		panic(err)
-	}
-	binary = filepath.Join(dir, "wasmlet")
-	cmd := exec.Command("go", "build", "-o", binary, "./cmd/wasmlet")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "building wasmlet: %v\n%s", err, out)
+	var err error
+	if binary, err = testkit.BuildWasmlet(); err != nil {
+		fmt.Fprintf(os.Stderr, "building wasmlet: %v\n", err)
 		os.Exit(1)
 	}
 	code := m.Run()
-	os.RemoveAll(dir)
+	os.RemoveAll(filepath.Dir(binary))
 	os.Exit(code)
 }
 
