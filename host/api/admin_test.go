@@ -15,6 +15,7 @@ import (
 	"github.com/wasmlet/wasmlet/host/api"
 	"github.com/wasmlet/wasmlet/host/api/adminpb"
 	"github.com/wasmlet/wasmlet/host/internal/testenv"
+	"github.com/wasmlet/wasmlet/internal/testkit"
 )
 
 // client serves b and returns a client of its admin socket.
@@ -25,12 +26,7 @@ func client(t *testing.T, b api.Backend) *api.Client {
 	if err := serve(t, sock, filepath.Join(dir, "p", "pr.sock"), b); err != nil {
 		t.Fatal(err)
 	}
-	c, err := api.Dial(sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
+	return testkit.DialAPI(t, sock)
 }
 
 // TestStatusCounts: every module and plugin is counted once, in its state:

@@ -112,11 +112,7 @@ func TestSocketsAndDirectoryPermissions(t *testing.T) {
 	if _, err := os.Lstat(other); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the refused Serve left its admin socket behind: %v", err)
 	}
-	c, err := api.Dial(sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := testkit.DialAPI(t, sock)
 	if _, err := c.Status(context.Background(), &adminpb.StatusRequest{}); err != nil {
 		t.Fatalf("the first host no longer answers: %v", err)
 	}

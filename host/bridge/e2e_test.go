@@ -162,12 +162,7 @@ func (p *proc) dumpLog() {
 
 func (p *proc) client() *api.Client {
 	p.t.Helper()
-	c, err := api.Dial(p.socket)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	p.t.Cleanup(func() { c.Close() })
-	return c
+	return testkit.DialAPI(p.t, p.socket)
 }
 
 // cli runs a wasmlet client command against the process's host API.

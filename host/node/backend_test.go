@@ -30,6 +30,7 @@ import (
 	"github.com/wasmlet/wasmlet/host/module"
 	"github.com/wasmlet/wasmlet/host/pluginmanager"
 	"github.com/wasmlet/wasmlet/host/pluginmanager/wasmhandler"
+	"github.com/wasmlet/wasmlet/internal/testkit"
 )
 
 // apiHost is a real device manager (with kubelet.sock), optionally a real
@@ -151,11 +152,7 @@ func startHost(t testing.TB, opts ...hostOption) *apiHost {
 	if h.pm != nil {
 		<-h.pm.Ready()
 	}
-	c, err := api.Dial(h.socket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
+	c := testkit.DialAPI(t, h.socket)
 	h.client = c
 	return h
 }
@@ -494,15 +491,11 @@ func TestEmptyBackend(t *testing.T) {
 		done <- api.Serve(ctx, api.Config{AdminSocket: sock, PodResourcesSocket: filepath.Join(dir, "pr.sock"), Backend: backend{}})
 	}()
 	waitFor(t, "the socket", func() bool { _, err := os.Stat(sock); return err == nil })
-	c, err := api.Dial(sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := testkit.DialAPI(t, sock)
 	if _, err := c.Status(ctx, &adminpb.StatusRequest{}); err != nil {
 		t.Fatal(err)
 	}
-	_, err = c.Allocate(ctx, &adminpb.AllocateRequest{Namespace: "a", Pod: "b", Container: "c", Resource: "x.io/y", Count: 1})
+	_, err := c.Allocate(ctx, &adminpb.AllocateRequest{Namespace: "a", Pod: "b", Container: "c", Resource: "x.io/y", Count: 1})
 	wantCode(t, err, codes.Unavailable, "device manager is not running")
 	if api.ReasonOf(err) != api.ReasonNotRunning {
 		t.Errorf("reason %q", api.ReasonOf(err))

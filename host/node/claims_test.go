@@ -19,6 +19,7 @@ import (
 	"github.com/wasmlet/wasmlet/host/api"
 	"github.com/wasmlet/wasmlet/host/api/adminpb"
 	"github.com/wasmlet/wasmlet/host/internal/testenv"
+	"github.com/wasmlet/wasmlet/internal/testkit"
 )
 
 // bundledGPUs is a node with the real gpusim module twice, configured as
@@ -72,11 +73,7 @@ func bundledGPUs(t *testing.T) (*harness, string) {
 // applied for a container; a deleted claim's CDI spec goes.
 func TestClaimExamples(t *testing.T) {
 	h, root := bundledGPUs(t)
-	cl, err := api.Dial(h.cfg.Host.APISocket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := testkit.DialAPI(t, h.cfg.Host.APISocket)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	apply := func(name string, req *adminpb.ApplyClaimRequest) (*adminpb.Claim, error) {
@@ -141,7 +138,7 @@ func TestClaimExamples(t *testing.T) {
 			t.Errorf("%s: no CDI device of the claim's own spec in %v", c.file, got.Response.CdiDevices)
 		}
 	}
-	_, err = apply("must-fail", &adminpb.ApplyClaimRequest{})
+	_, err := apply("must-fail", &adminpb.ApplyClaimRequest{})
 	if api.ReasonOf(err) != api.ReasonNotEnoughDevices ||
 		!strings.Contains(err.Error(), "claim default/too-many cannot be allocated: request gpus: needs 9 device(s), 3 available") ||
 		!strings.Contains(err.Error(), "class whole.gpu.example.com's selector #0") {

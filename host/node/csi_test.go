@@ -9,10 +9,10 @@ import (
 
 	csipb "github.com/container-storage-interface/spec/lib/go/csi"
 
-	"github.com/wasmlet/wasmlet/host/api"
 	"github.com/wasmlet/wasmlet/host/api/adminpb"
 	"github.com/wasmlet/wasmlet/host/internal/testplugin"
 	"github.com/wasmlet/wasmlet/host/pluginmanager"
+	"github.com/wasmlet/wasmlet/internal/testkit"
 )
 
 // TestCSIDriverThroughHandler follows a CSI driver through a node: its
@@ -61,11 +61,7 @@ CSIPlugin = "csihandler"
 		p.Endpoint != endpoint || p.Attributes["csi_version"] != "1.0.0" {
 		t.Fatalf("plugin %+v", p)
 	}
-	c, err := api.Dial(h.cfg.Host.APISocket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := testkit.DialAPI(t, h.cfg.Host.APISocket)
 	ctx := context.Background()
 	listed, err := c.ListCSIDrivers(ctx, &adminpb.ListCSIDriversRequest{})
 	if err != nil || len(listed.Drivers) != 1 {

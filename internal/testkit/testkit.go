@@ -2,12 +2,14 @@
 // repository share (the host's, the checkpoint's, the command's, tests/e2e
 // and tests/k8s): a short temporary directory, for unix socket paths
 // (limited to about 108 bytes); a logger that writes into the test's log;
-// a wait for a condition; a pod resources client connection made as the
-// kubelet's; a stale socket; a goroutine that runs until the test ends; a file read or written that fails the test when
-// it cannot be, and a file of the repository's own. It imports nothing of
-// wasmlet's but guests/build (which finds the repository), so any
-// package's tests may use it; the host's tests add what needs the host's
-// packages in host/internal/testenv.
+// a wait for a condition; a host API client and a pod resources client
+// connection made as the kubelet's; a stale socket; a goroutine that runs until the test ends; a file read or written that fails the test when
+// it cannot be, and a file of the repository's own. Of wasmlet's own
+// packages it imports only guests/build (which finds the repository) and
+// host/api (the host API's client, which imports no other), so any
+// package's tests may use it (those two from outside the package); the
+// host's tests add what needs the host's other packages in
+// host/internal/testenv.
 package testkit
 
 import (
@@ -27,6 +29,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/wasmlet/wasmlet/guests/build"
+	"github.com/wasmlet/wasmlet/host/api"
 )
 
 // ShortDir returns a new temporary directory with a short path, removed
@@ -219,4 +222,16 @@ func BuildWasmlet() (string, error) {
 		return "", fmt.Errorf("go build ./cmd/wasmlet: %v\n%s", err, out)
 	}
 	return bin, nil
+}
+
+// DialAPI connects to a wasmlet host API (the admin socket), as the
+// wasmlet command does; the client is closed when the test ends.
+func DialAPI(tb testing.TB, socket string) *api.Client {
+	tb.Helper()
+	c, err := api.Dial(socket)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { c.Close() })
+	return c
 }

@@ -172,12 +172,7 @@ func (h *host) logs() string {
 
 func (h *host) client() *api.Client {
 	h.t.Helper()
-	c, err := api.Dial(h.socket)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	h.t.Cleanup(func() { c.Close() })
-	return c
+	return testkit.DialAPI(h.t, h.socket)
 }
 
 // cli runs a wasmlet client command against this host and returns its

@@ -21,7 +21,6 @@ import (
 	mockdriver "k8s.io/kubernetes/test/e2e/storage/drivers/csi-test/driver"
 	"k8s.io/kubernetes/test/e2e/storage/drivers/csi-test/mock/service"
 
-	"github.com/wasmlet/wasmlet/host/api"
 	"github.com/wasmlet/wasmlet/host/api/adminpb"
 	"github.com/wasmlet/wasmlet/host/csi"
 	"github.com/wasmlet/wasmlet/host/pluginmanager"
@@ -190,11 +189,7 @@ func TestCSIDriverLifecycle(t *testing.T) {
 	}
 	// What the admin API and the wasmlet command show.
 	sock := w.Node.Config().Host.APISocket
-	c, err := api.Dial(sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := testkit.DialAPI(t, sock)
 	listed, err := c.ListCSIDrivers(context.Background(), &adminpb.ListCSIDriversRequest{})
 	if err != nil || len(listed.Drivers) != 1 || listed.Drivers[0].NodeId != want.NodeID || listed.Drivers[0].MaxVolumes != 3 {
 		t.Fatalf("ListCSIDrivers: %v, %v", listed, err)

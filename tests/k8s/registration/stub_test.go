@@ -92,11 +92,7 @@ func TestDevicePluginCannotTakeADeviceSourcesResource(t *testing.T) {
 		t.Fatalf("example.com/dev after the refusal: %+v", r)
 	}
 
-	c, err := api.Dial(w.Node.Config().Host.APISocket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := testkit.DialAPI(t, w.Node.Config().Host.APISocket)
 	ctx := context.Background()
 	rs, err := c.ListResources(ctx, &adminpb.ListResourcesRequest{Name: "example.com/dev"})
 	if err != nil || len(rs.Resources) != 1 {
