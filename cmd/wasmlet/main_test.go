@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,16 +18,7 @@ import (
 // wasmlet is the command under test, built once by TestMain.
 var wasmlet string
 
-func TestMain(m *testing.M) {
-	var err error
-	if wasmlet, err = testkit.BuildWasmlet(); err != nil {
-		fmt.Fprintln(os.Stderr, "building wasmlet:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(filepath.Dir(wasmlet))
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testkit.MainWithWasmlet(m, &wasmlet) }
 
 // result is what one run of the command did.
 type result struct {

@@ -235,3 +235,17 @@ func DialAPI(tb testing.TB, socket string) *api.Client {
 	tb.Cleanup(func() { c.Close() })
 	return c
 }
+
+// MainWithWasmlet is the TestMain of a package whose tests run the wasmlet
+// command: it builds it (BuildWasmlet) into *bin, runs the tests, removes
+// it, and exits with the tests' code.
+func MainWithWasmlet(m *testing.M, bin *string) {
+	var err error
+	if *bin, err = BuildWasmlet(); err != nil {
+		fmt.Fprintln(os.Stderr, "building wasmlet:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(filepath.Dir(*bin))
+	os.Exit(code)
+}

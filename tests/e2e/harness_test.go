@@ -22,16 +22,7 @@ import (
 
 var binary string // the wasmlet binary, built once for the package
 
-func TestMain(m *testing.M) {
-	var err error
-	if binary, err = testkit.BuildWasmlet(); err != nil {
-		fmt.Fprintf(os.Stderr, "building wasmlet: %v\n", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(filepath.Dir(binary))
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testkit.MainWithWasmlet(m, &binary) }
 
 // host is one wasmlet installation: a directory with a plugins.toml, its
 // modules and its state, and the process running it, if any.
