@@ -11,6 +11,7 @@ import (
 	"github.com/wasmlet/wasmlet/host/devicemanager"
 	"github.com/wasmlet/wasmlet/host/internal/testenv"
 	"github.com/wasmlet/wasmlet/internal/syncbuf"
+	"github.com/wasmlet/wasmlet/internal/testkit"
 )
 
 func testModule(t *testing.T, rel string) []byte {
@@ -31,13 +32,7 @@ config = { fault = "slowinit", delay_ms = "5000", resource = "example.com/slow" 
 // five seconds loads beside a module dropped in after it, which is served at
 // once rather than after the slow one.
 func TestSlowLoadDoesNotHoldUpOthers(t *testing.T) {
-	var log syncbuf.Buffer
-	// slow.wasm starts as a quick module (the configuration names it, so
-	// its file must exist), then becomes the slow one.
-	h := start(t, map[string]string{"slow": "guests/testmodules/wat/minimal.wasm"}, slowTOML, withLog(&log))
-	path := filepath.Join(h.dir, "modules", "slow.wasm")
-	testenv.WriteFile(t, path, slowModule(t))
-	h.eventually("the slow load under way", func() bool { return log.Count("loading module: path="+path) == 2 })
+	h, path, log := startSlowLoad(t, "guests/testmodules/wat/minimal.wasm")
 	testenv.WriteFile(t, filepath.Join(h.dir, "modules", "quick.wasm"), testModule(t, "wat/mirror.wasm"))
 	h.eventually("quick loaded", func() bool { return h.n.Modules().Get("quick") != nil })
 	if log.Count("module load finished: path="+path) != 1 {
@@ -49,23 +44,25 @@ func TestSlowLoadDoesNotHoldUpOthers(t *testing.T) {
 	})
 }
 
-func slowModule(t *testing.T) []byte {
-	b, err := os.ReadFile(build.Go(t, "guests/testmodules/faulty"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+// startSlowLoad starts a node with module slow from first (a quick one:
+// the configuration names slow, so its file must exist), then replaces
+// slow.wasm, at path, with a module whose initialisation takes five
+// seconds, and returns once that load is under way. log is the node's log.
+func startSlowLoad(t *testing.T, first string) (h *harness, path string, log *syncbuf.Buffer) {
+	t.Helper()
+	log = &syncbuf.Buffer{}
+	h = start(t, map[string]string{"slow": first}, slowTOML, withLog(log))
+	path = filepath.Join(h.dir, "modules", "slow.wasm")
+	testenv.WriteFile(t, path, testkit.ReadFile(t, build.Go(t, "guests/testmodules/faulty")))
+	h.eventually("the slow load under way", func() bool { return log.Count("loading module: path="+path) == 2 })
+	return h, path, log
 }
 
 // TestChangesToOneFileApplyInOrder: a file replaced while its previous
 // version is still loading ends up served in its last version, whichever
 // load would finish first.
 func TestChangesToOneFileApplyInOrder(t *testing.T) {
-	var log syncbuf.Buffer
-	h := start(t, map[string]string{"slow": "guests/testmodules/wat/mirror.wasm"}, slowTOML, withLog(&log))
-	path := filepath.Join(h.dir, "modules", "slow.wasm")
-	testenv.WriteFile(t, path, slowModule(t))
-	h.eventually("the slow load under way", func() bool { return log.Count("loading module: path="+path) == 2 })
+	h, path, log := startSlowLoad(t, "guests/testmodules/wat/mirror.wasm")
 	testenv.WriteFile(t, path, testModule(t, "wat/minimal.wasm")) // quick to load, but last
 	h.eventually("every load done", func() bool { return log.Count("module load finished: path="+path) == 3 })
 	if m := h.n.Modules().Get("slow"); m == nil || m.Serves() != "example.com/wat" {
