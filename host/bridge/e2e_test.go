@@ -90,13 +90,7 @@ log_level = "debug"
 
 func (p *proc) install(name, guest string) {
 	p.t.Helper()
-	b, err := os.ReadFile(build.Go(p.t, guest))
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(p.dir, "modules", name+".wasm"), b, 0o644); err != nil {
-		p.t.Fatal(err)
-	}
+	testkit.InstallGuest(p.t, filepath.Join(p.dir, "modules"), name, guest)
 }
 
 func (p *proc) start() {

@@ -249,3 +249,19 @@ func MainWithWasmlet(m *testing.M, bin *string) {
 	os.RemoveAll(filepath.Dir(*bin))
 	os.Exit(code)
 }
+
+// InstallGuest builds the Go guest (a directory relative to the
+// repository's root, e.g. "guests/counter") and installs it into the
+// module directory modDir as name.wasm, renamed into place: a wasmlet
+// watching modDir never sees it half written.
+func InstallGuest(tb testing.TB, modDir, name, guest string) {
+	tb.Helper()
+	b := ReadFile(tb, build.Go(tb, guest))
+	tmp := filepath.Join(modDir, "."+name+".tmp")
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(modDir, name+".wasm")); err != nil {
+		tb.Fatal(err)
+	}
+}

@@ -76,17 +76,7 @@ cdi_dir = "cdi"
 // install copies a built guest into the module directory, atomically.
 func (h *host) install(name, guest string) {
 	h.t.Helper()
-	b, err := os.ReadFile(build.Go(h.t, guest))
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	tmp := filepath.Join(h.dir, "modules", "."+name+".tmp")
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		h.t.Fatal(err)
-	}
-	if err := os.Rename(tmp, filepath.Join(h.dir, "modules", name+".wasm")); err != nil {
-		h.t.Fatal(err)
-	}
+	testkit.InstallGuest(h.t, filepath.Join(h.dir, "modules"), name, guest)
 }
 
 // start runs `wasmlet run` and waits until its API says it is ready.

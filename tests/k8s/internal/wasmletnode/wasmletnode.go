@@ -60,7 +60,7 @@ func Start(tb testing.TB, o Options) *Wasmlet {
 		tb.Fatal(err)
 	}
 	for name, guest := range o.Modules {
-		Install(tb, modDir, name, guest)
+		testkit.InstallGuest(tb, modDir, name, guest)
 	}
 	file := testkit.WriteFile(tb, filepath.Join(o.Dir, "plugins.toml"), o.TOML)
 	cfg, err := config.Load(file)
@@ -81,20 +81,6 @@ func Start(tb testing.TB, o Options) *Wasmlet {
 		}
 	})
 	return w
-}
-
-// Install builds the Go guest and installs it into modDir as name.wasm,
-// renamed into place: a node watching modDir never sees it half written.
-func Install(tb testing.TB, modDir, name, guest string) {
-	tb.Helper()
-	b := testkit.ReadFile(tb, build.Go(tb, guest))
-	tmp := filepath.Join(modDir, "."+name+".tmp")
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		tb.Fatal(err)
-	}
-	if err := os.Rename(tmp, filepath.Join(modDir, name+".wasm")); err != nil {
-		tb.Fatal(err)
-	}
 }
 
 // run starts a node on w's configuration and waits until it is ready.
