@@ -116,7 +116,10 @@ func (c *cli) apiError(ctx context.Context, sock string, err error) error {
 	case "":
 		// Not the host's answer.
 		switch {
-		case st.Code() == codes.DeadlineExceeded && ctx.Err() != nil:
+		case errors.Is(ctx.Err(), context.DeadlineExceeded):
+			// --timeout ran out. gRPC says so as DeadlineExceeded, or, when
+			// the reset of the stream wins the race, as the stream's
+			// cancellation (RST_STREAM CANCEL): the cause is the same.
 			return failf(exitFailed, "the host at %s did not answer within %v (--timeout); it may still complete the request", sock, c.timeout)
 		case st.Code() == codes.Unavailable:
 			return failf(exitUnreachable, "lost the connection to the wasmlet host at %s: %s", sock, msg)
