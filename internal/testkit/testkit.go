@@ -3,8 +3,9 @@
 // and tests/k8s): a short temporary directory, for unix socket paths
 // (limited to about 108 bytes); a logger that writes into the test's log;
 // a wait for a condition; a host API client and a pod resources client
-// connection made as the kubelet's; a stale socket; a goroutine that runs until the test ends; a file read or written that fails the test when
-// it cannot be, and a file of the repository's own. Of wasmlet's own
+// connection made as the kubelet's; a stale socket; a goroutine that runs
+// until the test ends; a file read or written that fails the test when it
+// cannot be, and a file of the repository's own. Of wasmlet's own
 // packages it imports only guests/build (which finds the repository) and
 // host/api (the host API's client, which imports no other), so any
 // package's tests may use it (those two from outside the package); the
