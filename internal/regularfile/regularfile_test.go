@@ -8,14 +8,13 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/wasmlet/wasmlet/internal/testkit"
 )
 
 func TestReadRegularFilesAndLinksToThem(t *testing.T) {
 	dir := t.TempDir()
-	file := filepath.Join(dir, "a.yaml")
-	if err := os.WriteFile(file, []byte("12345"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	file := testkit.WriteFile(t, filepath.Join(dir, "a.yaml"), "12345")
 	link := filepath.Join(dir, "link.yaml")
 	if err := os.Symlink(file, link); err != nil {
 		t.Fatal(err)
