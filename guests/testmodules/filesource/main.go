@@ -5,7 +5,8 @@
 // changes). It is well-behaved; it lives with the test modules because it
 // is meant for tests only.
 //
-// The file (configuration key file, default /data/devices.json) is JSON:
+// The file (configuration key file, default /data/devices.json) is JSON
+// (package filefmt):
 //
 //	{"counters": [{"name": "gpu-0", "counters": {"memory": "40Gi"}}],
 //	 "devices": [{"id": "gpu-0", "unhealthy": false,
@@ -32,27 +33,8 @@ import (
 	"github.com/wasmlet/wasmlet/abi"
 	"github.com/wasmlet/wasmlet/guests/sdk"
 	"github.com/wasmlet/wasmlet/guests/sdk/source"
+	"github.com/wasmlet/wasmlet/guests/testmodules/filesource/filefmt"
 )
-
-type file struct {
-	Counters []struct {
-		Name     string            `json:"name"`
-		Counters map[string]string `json:"counters"`
-	} `json:"counters"`
-	Devices []struct {
-		ID        string            `json:"id"`
-		Unhealthy bool              `json:"unhealthy"`
-		Strings   map[string]string `json:"strings"`
-		Ints      map[string]int64  `json:"ints"`
-		Bools     map[string]bool   `json:"bools"`
-		Versions  map[string]string `json:"versions"`
-		Capacity  map[string]string `json:"capacity"`
-		Consumes  []struct {
-			CounterSet string            `json:"counterSet"`
-			Counters   map[string]string `json:"counters"`
-		} `json:"consumes"`
-	} `json:"devices"`
-}
 
 var resource = sdk.ConfigOr("resource", "example.com/file")
 
@@ -80,7 +62,7 @@ func discover() (*abi.DiscoverResponse, error) {
 	if err != nil {
 		return nil, err
 	}
-	var f file
+	var f filefmt.File
 	if err := json.Unmarshal(b, &f); err != nil {
 		return nil, err
 	}

@@ -13,19 +13,20 @@ import (
 	apiresource "k8s.io/apimachinery/pkg/api/resource"
 	drapb "k8s.io/kubelet/pkg/apis/dra/v1"
 
+	"github.com/wasmlet/wasmlet/guests/testmodules/filesource/filefmt"
 	"github.com/wasmlet/wasmlet/host/dradriver"
 	"github.com/wasmlet/wasmlet/internal/testkit"
 )
 
 // gpu is a filesource device with an attribute of each type, a capacity and
 // a share of the counter set of its name's GPU.
-func gpu(id string, index int64, memory string) fileDevice {
-	return fileDevice{ID: id, Strings: map[string]string{"model": "A100"}, Ints: map[string]int64{"index": index},
+func gpu(id string, index int64, memory string) filefmt.Device {
+	return filefmt.Device{ID: id, Strings: map[string]string{"model": "A100"}, Ints: map[string]int64{"index": index},
 		Versions: map[string]string{"driverVersion": "1.2.3"}, Capacity: map[string]string{"memory": memory},
-		Consumes: []fileConsumption{{CounterSet: "gpu-0", Counters: map[string]string{"memory": memory}}}}
+		Consumes: []filefmt.Consumption{{CounterSet: "gpu-0", Counters: map[string]string{"memory": memory}}}}
 }
 
-var gpu0Counters = []fileCounterSet{{Name: "gpu-0", Counters: map[string]string{"memory": "40Gi"}}}
+var gpu0Counters = []filefmt.CounterSet{{Name: "gpu-0", Counters: map[string]string{"memory": "40Gi"}}}
 
 // TestSlicesFollowDiscovery: a source's devices are ResourceSlices in the
 // real API server — typed attributes, capacity, shared counters and their
@@ -77,7 +78,7 @@ func TestSlicesFollowDiscovery(t *testing.T) {
 	})
 
 	// A device appears, a partition goes, the counters grow.
-	e.setDevices(t, []fileCounterSet{{Name: "gpu-0", Counters: map[string]string{"memory": "80Gi"}}},
+	e.setDevices(t, []filefmt.CounterSet{{Name: "gpu-0", Counters: map[string]string{"memory": "80Gi"}}},
 		gpu("gpu-0", 0, "40Gi"), gpu("gpu-1", 2, "40Gi"))
 	testkit.Eventually(t, "gpu-1 in, gpu-0-half out, 80Gi of counters", func() bool {
 		devs, counters = devicesOf(e.slices(t, fileDriver))

@@ -31,6 +31,7 @@ import (
 	kubeletconfig "k8s.io/kubernetes/pkg/kubelet/config"
 	"k8s.io/kubernetes/pkg/kubelet/pluginmanager"
 
+	"github.com/wasmlet/wasmlet/guests/testmodules/filesource/filefmt"
 	"github.com/wasmlet/wasmlet/host/dradriver"
 	"github.com/wasmlet/wasmlet/internal/testkit"
 	"github.com/wasmlet/wasmlet/tests/k8s/cluster"
@@ -122,33 +123,11 @@ type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
-// fileDevice is one device of filesource's file.
-type fileDevice struct {
-	ID        string            `json:"id"`
-	Unhealthy bool              `json:"unhealthy,omitempty"`
-	Strings   map[string]string `json:"strings,omitempty"`
-	Bools     map[string]bool   `json:"bools,omitempty"`
-	Ints      map[string]int64  `json:"ints,omitempty"`
-	Versions  map[string]string `json:"versions,omitempty"`
-	Capacity  map[string]string `json:"capacity,omitempty"`
-	Consumes  []fileConsumption `json:"consumes,omitempty"`
-}
-
-type fileConsumption struct {
-	CounterSet string            `json:"counterSet"`
-	Counters   map[string]string `json:"counters"`
-}
-
-type fileCounterSet struct {
-	Name     string            `json:"name"`
-	Counters map[string]string `json:"counters"`
-}
-
 // setDevices rewrites filesource's file (renamed into place: the source
 // never reads half of it).
-func (e *env) setDevices(tb testing.TB, counters []fileCounterSet, devs ...fileDevice) {
+func (e *env) setDevices(tb testing.TB, counters []filefmt.CounterSet, devs ...filefmt.Device) {
 	tb.Helper()
-	b, err := json.Marshal(map[string]any{"counters": counters, "devices": devs})
+	b, err := json.Marshal(filefmt.File{Counters: counters, Devices: devs})
 	if err != nil {
 		tb.Fatal(err)
 	}

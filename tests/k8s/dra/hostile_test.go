@@ -10,6 +10,7 @@ import (
 
 	drapb "k8s.io/kubelet/pkg/apis/dra/v1"
 
+	"github.com/wasmlet/wasmlet/guests/testmodules/filesource/filefmt"
 	"github.com/wasmlet/wasmlet/host/dradriver"
 	"github.com/wasmlet/wasmlet/internal/testkit"
 )
@@ -30,20 +31,20 @@ func TestDiscoveryTheAPIServerWouldRefuse(t *testing.T) {
 	e.maxDevices = 12
 	pci, twin := "0000:3b:00.0", "0000:00:1f.6"
 	kind := func(k string) map[string]string { return map[string]string{"kind": k} }
-	devs := []fileDevice{
+	devs := []filefmt.Device{
 		{ID: pci, Strings: kind("target")},
 		{ID: twin, Strings: kind("nic")},
 		{ID: dradriver.DeviceName(twin), Strings: kind("nic")}, // sorts first: twin is the one left out
 	}
-	var counters []fileCounterSet
+	var counters []filefmt.CounterSet
 	for i := range 9 {
 		set := fmt.Sprintf("gpu-%d", i)
-		counters = append(counters, fileCounterSet{Name: set, Counters: map[string]string{"memory": "40Gi"}})
-		devs = append(devs, fileDevice{ID: set, Strings: kind("gpu"),
-			Consumes: []fileConsumption{{CounterSet: set, Counters: map[string]string{"memory": "40Gi"}}}})
+		counters = append(counters, filefmt.CounterSet{Name: set, Counters: map[string]string{"memory": "40Gi"}})
+		devs = append(devs, filefmt.Device{ID: set, Strings: kind("gpu"),
+			Consumes: []filefmt.Consumption{{CounterSet: set, Counters: map[string]string{"memory": "40Gi"}}}})
 	}
 	for i := range 5 {
-		devs = append(devs, fileDevice{ID: fmt.Sprintf("z-%d", i), Strings: kind("extra")})
+		devs = append(devs, filefmt.Device{ID: fmt.Sprintf("z-%d", i), Strings: kind("extra")})
 	}
 	e.setDevices(t, counters, devs...)
 	k := e.startKubelet(t)
