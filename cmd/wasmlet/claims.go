@@ -52,10 +52,12 @@ Examples:
 				defer f.Close()
 				in = f
 			}
-			// One byte more than a claim may hold, so that the host says it is too large.
 			data, err := io.ReadAll(io.LimitReader(in, api.MaxClaimSize+1))
 			if err != nil {
 				return failf(exitFailed, "reading the claim: %v", err)
+			}
+			if len(data) > api.MaxClaimSize {
+				return usagef("%s is larger than %s, the most a claim may be", file, size(api.MaxClaimSize))
 			}
 			// Sent as JSON: the host reads JSON faster than YAML.
 			if data, err = yaml.YAMLToJSON(data); err != nil {

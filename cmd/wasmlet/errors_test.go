@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/wasmlet/wasmlet/host/api"
@@ -100,6 +101,16 @@ func TestFailuresAndExitCodes(t *testing.T) {
 	defer close(f.block)
 	expect(t, exitFailed, []string{"--socket", sock, "--timeout", "2s", "release", "n/p/c"},
 		"stderr:wasmlet release: the host at "+sock+" did not answer within 2s (--timeout); it may still complete the request")
+}
+
+// A claim file larger than the host takes is refused before it is read
+// whole or sent, naming the file and the limit.
+func TestClaimTooLarge(t *testing.T) {
+	sock := serveFailing(t, &failing{err: errors.New("the host was called")})
+	big := testkit.WriteFile(t, filepath.Join(t.TempDir(), "big.yaml"),
+		"apiVersion: resource.k8s.io/v1\nkind: ResourceClaim\nmetadata:\n  name: big\n  annotations:\n    a: "+strings.Repeat("x", api.MaxClaimSize)+"\n")
+	expect(t, exitUsage, []string{"--socket", sock, "claim", "apply", "-f", big},
+		"stderr:wasmlet claim apply: "+big+" is larger than 1 MiB, the most a claim may be")
 }
 
 func listening(sock string) bool {
