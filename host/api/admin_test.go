@@ -134,6 +134,20 @@ func TestErrorsCarryReasons(t *testing.T) {
 	if len(f.released) != 0 {
 		t.Errorf("a malformed workload reached the backend: %v", f.released)
 	}
+	for _, tc := range []struct {
+		req  *adminpb.ApplyClaimRequest
+		want string
+	}{
+		{&adminpb.ApplyClaimRequest{}, "invalid claim request: a claim is required"},
+		{&adminpb.ApplyClaimRequest{Claim: make([]byte, api.MaxClaimSize+1)},
+			fmt.Sprintf("invalid claim request: the claim is %d bytes, at most %d are allowed", api.MaxClaimSize+1, api.MaxClaimSize)},
+		{&adminpb.ApplyClaimRequest{Claim: []byte("{}"), Pod: "train"}, "(pod and container go together)"},
+	} {
+		_, err = c.ApplyClaim(ctx, tc.req)
+		if status.Code(err) != codes.InvalidArgument || api.ReasonOf(err) != api.ReasonInvalid || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("apply claim: %v, want InvalidArgument saying %q", err, tc.want)
+		}
+	}
 	_, err = c.ReloadModule(ctx, &adminpb.ReloadModuleRequest{Name: "m"})
 	if status.Code(err) != codes.NotFound || api.ReasonOf(err) != api.ReasonNotFound || !strings.Contains(err.Error(), "known: none") {
 		t.Errorf("reload of an unknown module: %v", err)
